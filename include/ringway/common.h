@@ -1,0 +1,48 @@
+/* common.h - small types and helpers shared by every ringway module. */
+#ifndef RINGWAY_COMMON_H
+#define RINGWAY_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <strings.h>
+
+/* A borrowed byte slice: never owns its memory, never NUL-terminated by contract. */
+typedef struct rw_str {
+    const char *p;
+    size_t len;
+} rw_str;
+
+#define RW_STR(lit) ((rw_str){(lit), sizeof(lit) - 1})
+#define RW_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define RW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define RW_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define RW_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define RW_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Status vocabulary: 0 is success, negative errno values are failures. */
+enum { RW_OK = 0 };
+
+/* Returns true when the slice equals the NUL-terminated string s exactly. */
+static inline bool rw_str_eq(rw_str a, const char *s)
+{
+    size_t n = strlen(s);
+    return a.len == n && memcmp(a.p, s, n) == 0;
+}
+
+/* Returns true when the slice equals s ignoring ASCII case. */
+static inline bool rw_str_ieq(rw_str a, const char *s)
+{
+    size_t n = strlen(s);
+    return a.len == n && strncasecmp(a.p, s, n) == 0;
+}
+
+/* Returns true when slices a and b are equal ignoring ASCII case. */
+static inline bool rw_str_ieq_str(rw_str a, rw_str b)
+{
+    return a.len == b.len && strncasecmp(a.p, b.p, a.len) == 0;
+}
+
+#endif

@@ -1,0 +1,133 @@
+/* http.h - zero-copy, incremental HTTP/1.1 message-head parser (RFC 9112) and
+ * a validating chunked-body scanner. The parser never copies or allocates:
+ * every rw_str it returns points into the caller's buffer, which must outlive
+ * the parsed struct. Strict by design against request smuggling. */
+#ifndef RINGWAY_HTTP_H
+#define RINGWAY_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ringway/common.h"
+
+#define RW_HTTP_MAX_HEADERS 100
+
+enum rw_http_method {
+    RW_METHOD_OTHER = 0, /* a syntactically valid token we do not know: answered 501 by the parser */
+    RW_METHOD_GET, RW_METHOD_HEAD, RW_METHOD_POST, RW_METHOD_PUT, RW_METHOD_DELETE,
+    RW_METHOD_CONNECT, RW_METHOD_OPTIONS, RW_METHOD_TRACE, RW_METHOD_PATCH,
+    RW_METHOD__COUNT
+};
+
+/* How the body after a head is delimited. */
+enum rw_http_body {
+    RW_BODY_NONE = 0,   /* no body at all */
+    RW_BODY_LENGTH,     /* exactly content_length bytes */
+    RW_BODY_CHUNKED,    /* chunked transfer coding: use rw_chunked */
+    RW_BODY_UNTIL_CLOSE /* responses only: body runs until the upstream closes */
+};
+
+typedef struct rw_http_header {
+    rw_str name;   /* as received (case preserved) */
+    rw_str value;  /* leading/trailing OWS removed */
+} rw_http_header;
+
+/* Flags set on a parsed head for headers the proxy treats specially. */
+enum {
+    RW_HF_CONN_CLOSE = 1u << 0,      /* Connection: close */
+    RW_HF_CONN_KEEPALIVE = 1u << 1,  /* Connection: keep-alive */
+    RW_HF_CONN_UPGRADE = 1u << 2,    /* Connection: upgrade */
+    RW_HF_EXPECT_CONTINUE = 1u << 3, /* Expect: 100-continue */
+    RW_HF_HAS_HOST = 1u << 4,
+    RW_HF_HAS_TE = 1u << 5,          /* Transfer-Encoding present */
+    RW_HF_HAS_CL = 1u << 6,          /* Content-Length present */
+};
+
+/* Limits applied while parsing; exceeding one yields the matching status. */
+typedef struct rw_http_limits {
+    size_t max_request_line; /* default 8192: 414 beyond */
+    size_t max_header_bytes; /* whole head incl. request line, default 16384: 431 beyond */
+    size_t max_headers;      /* count, <= RW_HTTP_MAX_HEADERS, 431 beyond */
+} rw_http_limits;
+
+/* Fills lim with the defaults above. */
+void rw_http_limits_default(rw_http_limits *lim);
+
+/* A parsed request head. All slices borrow from the parsed buffer. */
+typedef struct rw_http_request {
+    int method;            /* enum rw_http_method */
+    rw_str method_str;
+    rw_str target;         /* request-target as sent (origin-form, absolute-form, authority-form or "*") */
+    rw_str path;           /* path part of the target (for absolute-form: after the authority), not normalised */
+    rw_str query;          /* after '?', without it; len 0 if none */
+    int minor;             /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    rw_str host;           /* Host header value (or authority of absolute-form) */
+    uint32_t flags;        /* RW_HF_* */
+    int body;              /* enum rw_http_body: NONE, LENGTH or CHUNKED */
+    uint64_t content_length;
+    bool keep_alive;       /* connection may persist after this exchange (version + Connection) */
+    size_t head_len;       /* bytes of the head including the final CRLFCRLF */
+    size_t nheaders;
+    rw_http_header headers[RW_HTTP_MAX_HEADERS];
+} rw_http_request;
+
+/* A parsed response head. */
+typedef struct rw_http_response {
+    int status;            /* 100..999 */
+    rw_str reason;
+    int minor;
+    uint32_t flags;
+    int body;              /* enum rw_http_body, computed with the request method (HEAD, CONNECT) and status (1xx, 204, 304) */
+    uint64_t content_length;
+    bool keep_alive;       /* upstream connection may be reused after the body */
+    size_t head_len;
+    size_t nheaders;
+    rw_http_header headers[RW_HTTP_MAX_HEADERS];
+} rw_http_response;
+
+/* Parse results other than a head length (> 0). */
+enum {
+    RW_HTTP_INCOMPLETE = 0, /* need more bytes; call again with the whole buffer */
+};
+
+/* Parses a request head from buf[0..len). Returns head length (> 0) on success,
+ * RW_HTTP_INCOMPLETE when more bytes are needed (and limits are not yet
+ * exceeded), or a negative HTTP status (-400, -413, -414, -431, -501, -505)
+ * saying how to reject the request. Leading empty lines (RFC 9112 2.2) are skipped. */
+ssize_t rw_http_parse_request(const char *buf, size_t len, const rw_http_limits *lim,
+                              rw_http_request *req);
+
+/* Parses a response head; req_method is the method of the request it answers.
+ * Returns head length (> 0), RW_HTTP_INCOMPLETE, or -502 for an invalid response. */
+ssize_t rw_http_parse_response(const char *buf, size_t len, const rw_http_limits *lim,
+                               int req_method, rw_http_response *resp);
+
+/* Returns true when name is a hop-by-hop header that a proxy must not forward
+ * (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
+ * Upgrade), or is one of the tokens listed in connection_value (the value of
+ * the message's Connection header(s), comma-separated; may be empty). */
+bool rw_http_is_hop_by_hop(rw_str name, const rw_http_header *headers, size_t nheaders);
+
+/* Returns the standard reason phrase for status, or "Unknown". */
+const char *rw_http_reason(int status);
+
+/* Incremental validator for a chunked body that is forwarded unchanged. */
+typedef struct rw_chunked {
+    int state;
+    uint64_t remaining;    /* bytes left in the current chunk's data */
+    uint32_t line_len;     /* bytes seen of the current size/trailer line */
+    uint32_t trailer_bytes;
+} rw_chunked;
+
+/* Resets the scanner for a new body. */
+void rw_chunked_init(rw_chunked *c);
+
+/* Scans buf[0..len) as the next bytes of a chunked body. Returns the number of
+ * bytes that belong to the body (<= len; fewer only when the body ended inside
+ * buf, with *done set), or -1 for malformed framing (bad hex size, size overflow,
+ * bad extension, missing CRLF, bare LF/CR, over-long line or trailers). */
+ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done);
+
+#endif
