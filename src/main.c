@@ -1,1 +1,286 @@
-int main(void) { return 0; }
+/* main.c - command-line flags, start-up and shutdown of ringway. */
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "ringway/config.h"
+#include "ringway/control.h"
+#include "ringway/log.h"
+#include "ringway/loop.h"
+#include "ringway/net.h"
+#include "ringway/worker.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: ringway [OPTION]...\n"
+            "An HTTP/1.1 API gateway: one pinned worker per core, io_uring or epoll.\n"
+            "\n"
+            "  -c, --config FILE         YAML configuration (default: the embedded default,\n"
+            "                            which answers on / and /health)\n"
+            "  -l, --listen ADDR:PORT    listen address; repeatable; IPv4 (0.0.0.0:8080),\n"
+            "                            IPv6 ([::]:8080) or :PORT; replaces the file's list\n"
+            "  -w, --workers N           worker threads (default: CPUs in the affinity mask)\n"
+            "      --no-pin              do not pin workers to CPUs\n"
+            "      --io MODE             auto | uring | epoll (default auto: io_uring when\n"
+            "                            the kernel allows it, else epoll)\n"
+            "      --admin ADDR:PORT     admin API listener (/status, /metrics, POST /reload)\n"
+            "      --max-conns N         client connection cap for the process\n"
+            "      --drain-timeout DUR   how long SIGTERM waits for in-flight requests (30s)\n"
+            "      --log-level LEVEL     error | warn | info | debug (default info)\n"
+            "  -t, --check-config        validate the configuration and exit (0 = valid)\n"
+            "  -V, --version             print the version and exit\n"
+            "  -h, --help                print this help and exit\n"
+            "\n"
+            "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.\n"
+            "Flags override the config file. Durations: 250ms, 10s, 5m, 1h.\n");
+}
+
+enum { OPT_NO_PIN = 1000, OPT_IO, OPT_ADMIN, OPT_MAX_CONNS, OPT_DRAIN, OPT_LOG_LEVEL };
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, 'c'},
+    {"listen", required_argument, NULL, 'l'},
+    {"workers", required_argument, NULL, 'w'},
+    {"no-pin", no_argument, NULL, OPT_NO_PIN},
+    {"io", required_argument, NULL, OPT_IO},
+    {"admin", required_argument, NULL, OPT_ADMIN},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"check-config", no_argument, NULL, 't'},
+    {"version", no_argument, NULL, 'V'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int cpus_available(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        return CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : 1;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static void raise_nofile(uint32_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t target = (rlim_t)want * 2 + 1024;
+    if (rl.rlim_cur >= target)
+        return;
+    rl.rlim_cur = target < rl.rlim_max ? target : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rw_log_warn("cannot raise the open-file limit: %s", strerror(errno));
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    bool check_only = false, pin = true;
+    rw_overrides ov;
+    rw_overrides_init(&ov);
+    int opt;
+    while ((opt = getopt_long(argc, argv, "c:l:w:tVh", long_opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'l':
+            if (ov.nlisten == RW_MAX_LISTEN) {
+                fprintf(stderr, "ringway: at most %d --listen addresses\n", RW_MAX_LISTEN);
+                return 2;
+            }
+            if (rw_parse_sockaddr(optarg, &ov.listen[ov.nlisten]) != 0) {
+                fprintf(stderr, "ringway: --listen %s: expected ADDR:PORT, [V6]:PORT or :PORT\n", optarg);
+                return 2;
+            }
+            ov.nlisten++;
+            break;
+        case 'w':
+            if (parse_long(optarg, 1, 1024, &ov.workers) != 0) {
+                fprintf(stderr, "ringway: --workers %s: expected a number from 1 to 1024\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_NO_PIN:
+            pin = false;
+            break;
+        case OPT_IO:
+            if (strcmp(optarg, "auto") == 0)
+                ov.io = RW_IO_AUTO;
+            else if (strcmp(optarg, "uring") == 0 || strcmp(optarg, "io_uring") == 0)
+                ov.io = RW_IO_URING;
+            else if (strcmp(optarg, "epoll") == 0)
+                ov.io = RW_IO_EPOLL;
+            else {
+                fprintf(stderr, "ringway: --io %s: expected auto, uring or epoll\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_ADMIN:
+            if (rw_parse_sockaddr(optarg, &ov.admin) != 0) {
+                fprintf(stderr, "ringway: --admin %s: expected ADDR:PORT\n", optarg);
+                return 2;
+            }
+            ov.has_admin = true;
+            break;
+        case OPT_MAX_CONNS:
+            if (parse_long(optarg, 1, 10000000, &ov.max_conns) != 0) {
+                fprintf(stderr, "ringway: --max-conns %s: expected a positive number\n", optarg);
+                return 2;
+            }
+            break;
+        case OPT_DRAIN: {
+            uint64_t ms;
+            if (rw_parse_duration_ms(optarg, &ms) != 0 || ms > 86400000ull) {
+                fprintf(stderr, "ringway: --drain-timeout %s: expected a duration like 30s\n", optarg);
+                return 2;
+            }
+            ov.drain_timeout_ms = (long)ms;
+            break;
+        }
+        case OPT_LOG_LEVEL:
+            if (rw_log_parse_level(optarg, &rw_log_threshold) != 0) {
+                fprintf(stderr, "ringway: --log-level %s: expected error, warn, info or debug\n", optarg);
+                return 2;
+            }
+            break;
+        case 't':
+            check_only = true;
+            break;
+        case 'V':
+            printf("ringway %s\n", RW_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringway: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+
+    char err[1280];
+    rw_config *cfg = rw_control_load(config_path, &ov, err, sizeof(err));
+    if (cfg == NULL) {
+        fprintf(stderr, "ringway: %s\n", err);
+        return 1;
+    }
+    rw_snapshot *snap = rw_snapshot_new(cfg, 1, err, sizeof(err));
+    if (snap == NULL) {
+        fprintf(stderr, "ringway: %s\n", err);
+        rw_config_free(cfg);
+        return 1;
+    }
+    if (check_only) {
+        printf("ringway: configuration %s is valid: %zu routes, %zu services\n",
+               config_path ? config_path : "<embedded>", cfg->nroutes, cfg->nservices);
+        rw_snapshot_unref(snap);
+        return 0;
+    }
+
+    int backend = RW_BACKEND_EPOLL;
+    if (cfg->io == RW_IO_URING) {
+        if (!rw_uring_available()) {
+            rw_log_error("--io uring: io_uring is not available here (kernel too old, "
+                         "kernel.io_uring_disabled, or a seccomp profile); use --io epoll or auto");
+            rw_snapshot_unref(snap);
+            return 1;
+        }
+        backend = RW_BACKEND_URING;
+    } else if (cfg->io == RW_IO_AUTO) {
+        if (rw_uring_available())
+            backend = RW_BACKEND_URING;
+        else
+            rw_log_warn("io_uring is not available here; using epoll");
+    }
+    int nworkers = cfg->workers > 0 ? (int)cfg->workers : cpus_available();
+    raise_nofile(cfg->max_conns);
+    if (rw_control_block_signals() != 0) {
+        rw_log_error("cannot block signals");
+        rw_snapshot_unref(snap);
+        return 1;
+    }
+    int admin_fd = -1;
+    if (cfg->has_admin) {
+        admin_fd = rw_net_listen(&cfg->admin, 64, 0);
+        if (admin_fd < 0) {
+            rw_log_error("cannot listen on admin address %s: %s", cfg->admin.text, strerror(-admin_fd));
+            rw_snapshot_unref(snap);
+            return 1;
+        }
+    }
+    rw_server_opts so = {
+        .nworkers = nworkers,
+        .pin = pin,
+        .backend = backend,
+        .max_conns = cfg->max_conns,
+        .listen = cfg->listen,
+        .nlisten = cfg->nlisten,
+    };
+    rw_server *server = rw_server_new(&so, snap, err, sizeof(err));
+    if (server == NULL) {
+        rw_log_error("%s", err);
+        if (admin_fd >= 0)
+            close(admin_fd);
+        rw_snapshot_unref(snap);
+        return 1;
+    }
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
+    rw_server_set_seed(server, seed);
+    int rc = rw_server_start(server);
+    if (rc != 0) {
+        rw_log_error("cannot start workers: %s", strerror(-rc));
+        rw_server_free(server);
+        rw_snapshot_unref(snap);
+        return 1;
+    }
+    char addrs[512] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < cfg->nlisten && off < sizeof(addrs) - 1; i++)
+        off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s", i ? " " : "", cfg->listen[i].text);
+    rw_log_info("ringway %s: %d workers on %s (%s%s), config %s; listening on %s%s%s", RW_VERSION, nworkers,
+                backend == RW_BACKEND_URING ? "io_uring" : "epoll", pin ? "pinned" : "not pinned",
+                cfg->io == RW_IO_AUTO ? ", auto" : "", cfg->source, addrs, cfg->has_admin ? "; admin on " : "",
+                cfg->has_admin ? cfg->admin.text : "");
+    rw_control_opts co = {
+        .server = server,
+        .snap = snap,
+        .config_path = config_path,
+        .overrides = &ov,
+        .admin_fd = admin_fd,
+    };
+    int status = rw_control_run(&co);
+    rw_server_free(server);
+    rw_snapshot_unref(co.snap);
+    if (admin_fd >= 0)
+        close(admin_fd);
+    rw_log_info("stopped");
+    return status;
+}

@@ -36,7 +36,7 @@ typedef struct rw_instance_cfg {
 typedef struct rw_service_cfg {
     char *name;
     int lb;               /* enum rw_lb_policy, default round_robin */
-    int hash_on;          /* enum rw_hash_on, with lb: hash */
+    int hash_on;          /* enum rw_hash_on, with lb: hash (default ip) */
     char *hash_key;       /* header or cookie name for hash_on header:/cookie: */
     uint32_t connect_timeout_ms;    /* default 5000 */
     uint32_t first_byte_timeout_ms; /* default 60000: request sent -> response head */
@@ -69,10 +69,10 @@ typedef struct rw_kv {
 } rw_kv;
 
 typedef struct rw_respond_cfg {
-    int status;           /* 100..599 */
+    int status;           /* 200..599 (1xx is refused at load) */
     rw_kv *headers;
     size_t nheaders;
-    char *body;
+    char *body;           /* may contain NUL bytes: use body_len */
     size_t body_len;
 } rw_respond_cfg;
 
@@ -128,6 +128,7 @@ typedef struct rw_consumer_cfg {
     char **groups;
     size_t ngroups;
     char *tier;           /* NULL or a name in tiers */
+    int tier_index;       /* index into rw_config.tiers, -1 when tier is NULL */
     char **keys;          /* plain or "sha256:<64 hex>" */
     size_t nkeys;
     int line;
@@ -179,5 +180,7 @@ int rw_parse_rate(const char *s, double *per_sec, bool *unlimited);
 /* Parses "ADDR:PORT", "[V6]:PORT" or ":PORT" (all IPv4) into a numeric address;
  * no DNS. Returns 0 or -EINVAL. */
 int rw_parse_sockaddr(const char *s, rw_sockaddr *out);
+/* Writes the canonical "1.2.3.4:80" / "[::1]:80" form of a->ss into a->text. */
+void rw_sockaddr_format(rw_sockaddr *a);
 
 #endif

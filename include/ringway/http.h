@@ -1,7 +1,25 @@
 /* http.h - zero-copy, incremental HTTP/1.1 message-head parser (RFC 9112) and
  * a validating chunked-body scanner. The parser never copies or allocates:
  * every rw_str it returns points into the caller's buffer, which must outlive
- * the parsed struct. Strict by design against request smuggling. */
+ * the parsed struct (one exception: see rw_http_request.path). Strict by
+ * design against request smuggling.
+ *
+ * Framing policy (what the proxy can rely on after a successful parse):
+ *  - lines end with CRLF only; bare CR/LF, NUL and other controls (HTAB is
+ *    allowed in values), obs-fold and whitespace before ':' are rejected;
+ *  - request-target bytes are 0x21-0x7E except '#' (no fragments); Host must
+ *    appear exactly once in HTTP/1.1 (at most once in 1.0) with authority
+ *    characters only; absolute-form accepts the http and https schemes only;
+ *  - Content-Length: 1*DIGIT, at most INT64_MAX. Several Content-Length lines
+ *    or a list ("5, 5") are accepted only when all values are the same
+ *    number; content_length holds it. Anything else is 400 / 502;
+ *  - Transfer-Encoding with Content-Length is 400 / 502; in requests the
+ *    final coding must be "chunked" and appear once (else 400), other codings
+ *    before it give 501, and HTTP/1.0 requests with Transfer-Encoding are 400;
+ *    responses accept exactly "chunked" (case-insensitive) from HTTP/1.1 only;
+ *  - Framing headers are hop-by-hop: the proxy must not forward the received
+ *    Transfer-Encoding / Content-Length lines blindly but write its own from
+ *    body and content_length. */
 #ifndef RINGWAY_HTTP_H
 #define RINGWAY_HTTP_H
 
@@ -60,13 +78,16 @@ typedef struct rw_http_request {
     int method;            /* enum rw_http_method */
     rw_str method_str;
     rw_str target;         /* request-target as sent (origin-form, absolute-form, authority-form or "*") */
-    rw_str path;           /* path part of the target (for absolute-form: after the authority), not normalised */
+    rw_str path;           /* path part of the target (for absolute-form: after the authority), not
+                              normalised; a static "/" for an absolute-form target without a path
+                              ("http://h?q"), "*" for asterisk-form, empty for CONNECT (authority-form) */
     rw_str query;          /* after '?', without it; len 0 if none */
     int minor;             /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
-    rw_str host;           /* Host header value (or authority of absolute-form) */
+    rw_str host;           /* Host header value (or authority of absolute-/authority-form, which wins
+                              over Host per RFC 9112 3.2.2); len 0 when HTTP/1.0 sends no Host */
     uint32_t flags;        /* RW_HF_* */
-    int body;              /* enum rw_http_body: NONE, LENGTH or CHUNKED */
-    uint64_t content_length;
+    int body;              /* enum rw_http_body: NONE, LENGTH (also for "Content-Length: 0") or CHUNKED */
+    uint64_t content_length; /* valid when flags has RW_HF_HAS_CL */
     bool keep_alive;       /* connection may persist after this exchange (version + Connection) */
     size_t head_len;       /* bytes of the head including the final CRLFCRLF */
     size_t nheaders;
@@ -75,12 +96,12 @@ typedef struct rw_http_request {
 
 /* A parsed response head. */
 typedef struct rw_http_response {
-    int status;            /* 100..999 */
+    int status;            /* 100..599 (other codes are rejected with -502) */
     rw_str reason;
     int minor;
     uint32_t flags;
     int body;              /* enum rw_http_body, computed with the request method (HEAD, CONNECT) and status (1xx, 204, 304) */
-    uint64_t content_length;
+    uint64_t content_length; /* valid when flags has RW_HF_HAS_CL (also for HEAD / 304, where body is NONE) */
     bool keep_alive;       /* upstream connection may be reused after the body */
     size_t head_len;
     size_t nheaders;
@@ -94,26 +115,40 @@ enum {
 
 /* Parses a request head from buf[0..len). Returns head length (> 0) on success,
  * RW_HTTP_INCOMPLETE when more bytes are needed (and limits are not yet
- * exceeded), or a negative HTTP status (-400, -413, -414, -431, -501, -505)
- * saying how to reject the request. Leading empty lines (RFC 9112 2.2) are skipped. */
+ * exceeded), or a negative HTTP status (-400, -414, -431, -501, -505)
+ * saying how to reject the request (then close the connection after the
+ * answer). Call again with the whole buffer when more bytes arrive; complete
+ * lines are checked at once, so errors and exceeded limits are reported
+ * before the head is complete. Leading empty lines (RFC 9112 2.2) are skipped
+ * and counted in head_len. lim may be NULL for the defaults. The request-line
+ * limit excludes its CRLF; max_header_bytes covers head_len. On failure only
+ * method/method_str (for -501) are meaningful in *req. */
 ssize_t rw_http_parse_request(const char *buf, size_t len, const rw_http_limits *lim,
                               rw_http_request *req);
 
 /* Parses a response head; req_method is the method of the request it answers.
- * Returns head length (> 0), RW_HTTP_INCOMPLETE, or -502 for an invalid response. */
+ * Returns head length (> 0), RW_HTTP_INCOMPLETE, or -502 for an invalid response
+ * (syntax, framing or an exceeded limit). Status line: "HTTP/1.0" or "HTTP/1.1",
+ * SP, 3 digits, then SP and an optional reason, or nothing. 1xx responses are
+ * returned like any other (body NONE): parse again after them. lim may be NULL. */
 ssize_t rw_http_parse_response(const char *buf, size_t len, const rw_http_limits *lim,
                                int req_method, rw_http_response *resp);
 
 /* Returns true when name is a hop-by-hop header that a proxy must not forward
  * (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
- * Upgrade), or is one of the tokens listed in connection_value (the value of
- * the message's Connection header(s), comma-separated; may be empty). */
+ * Upgrade), or is one of the tokens listed in any Connection header among
+ * headers[0..nheaders) (comma-separated, case-insensitive). Content-Length and
+ * Host are never made hop-by-hop by a Connection token (that would let a peer
+ * strip the framing of a body that is still forwarded). A client can name any
+ * other header there; add the proxy's own headers after filtering. */
 bool rw_http_is_hop_by_hop(rw_str name, const rw_http_header *headers, size_t nheaders);
 
-/* Returns the standard reason phrase for status, or "Unknown". */
+/* Returns the standard reason phrase for status (a static string), or "Unknown". */
 const char *rw_http_reason(int status);
 
-/* Incremental validator for a chunked body that is forwarded unchanged. */
+/* Incremental validator for a chunked body that is forwarded unchanged. The
+ * caller owns it; it holds no pointer into the data, so input may be split at
+ * any byte. A zero-filled struct is a valid initial state. */
 typedef struct rw_chunked {
     int state;
     uint64_t remaining;    /* bytes left in the current chunk's data */
@@ -126,8 +161,10 @@ void rw_chunked_init(rw_chunked *c);
 
 /* Scans buf[0..len) as the next bytes of a chunked body. Returns the number of
  * bytes that belong to the body (<= len; fewer only when the body ended inside
- * buf, with *done set), or -1 for malformed framing (bad hex size, size overflow,
- * bad extension, missing CRLF, bare LF/CR, over-long line or trailers). */
+ * buf, with *done set), or -1 for malformed framing (bad hex size, more than 16
+ * hex digits or a size over 2^62, bad extension, missing CRLF, bare LF/CR, size
+ * line over 4096 bytes, trailer section over 16384 bytes). Errors are sticky.
+ * After the end, further calls return 0 with *done set. done may be NULL. */
 ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done);
 
 #endif

@@ -21,6 +21,13 @@ typedef struct rw_lb {
  * Returns 0, -EINVAL (n == 0) or -ENOMEM. */
 int rw_lb_init(rw_lb *lb, int policy, const uint32_t *weights, uint32_t n, uint64_t seed);
 
+/* Same as rw_lb_init, but the consistent-hash ring points of instance i are
+ * derived from names[i] (e.g. its "host:port") instead of its index, so that
+ * keys stay put when discovery reorders, adds or removes instances. names may
+ * be NULL (index-based, as rw_lb_init); ignored by the other policies. */
+int rw_lb_init_named(rw_lb *lb, int policy, const uint32_t *weights, const char *const *names,
+                     uint32_t n, uint64_t seed);
+
 /* Frees what rw_lb_init allocated. */
 void rw_lb_free(rw_lb *lb);
 
@@ -28,7 +35,9 @@ void rw_lb_free(rw_lb *lb);
  * instance i (least_conn and p2c, weighted); excluded[i] != 0 means instance i
  * must not be chosen (down, or already tried for this request); hash is the
  * request's key hash for RW_LB_HASH (walks the ring past excluded instances).
- * Returns the index, or -1 when every instance is excluded. No allocation. */
+ * Returns the index, or -1 when every instance is excluded. No allocation.
+ * active may be NULL (all idle) and excluded may be NULL (none excluded). A
+ * weight of 0 is treated as 1. */
 int rw_lb_pick(rw_lb *lb, const uint32_t *active, const uint8_t *excluded, uint64_t hash);
 
 /* A fast 64-bit hash of bytes (for hash keys and cache keys). */

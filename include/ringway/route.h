@@ -33,13 +33,37 @@ void rw_router_free(rw_router *r);
  * (config order); among equal path matches, a route with a matching host beats
  * one without hosts; exact host beats wildcard; then more predicates
  * (methods, headers, query) win; then config order. A route without paths
- * matches any path, ranking below every path match. Performs no allocation. */
+ * matches any path, ranking below every path match. Performs no allocation.
+ *
+ * Details (see src/proxy/router.c):
+ * - prefix "/api/orders" matches "/api/orders", "/api/orders/" and
+ *   "/api/orders/x", never "/api/ordersx"; "/api/" matches "/api/..." and
+ *   exactly "/api", and is the longer prefix when "/api" is also configured.
+ *   If no route of the longest matching prefix passes its other predicates,
+ *   shorter prefixes are tried, then regex routes, then path-less ones.
+ * - all matching regex routes form one class: host, predicate count, then
+ *   config order decide. Regexes search (anchor with ^...$ for the whole path).
+ * - host score: exact > "*.suffix" (longer suffix first; needs at least one
+ *   label before the suffix) > "*" (any host) > route without hosts. A
+ *   trailing dot on the request host is ignored.
+ * - predicate count: methods (one, when set) + header predicates + query
+ *   predicates. A header or query predicate matches if any occurrence does.
+ * - query names and values are compared after percent-decoding ('+' = space),
+ *   names case-sensitively; header names case-insensitively, header values
+ *   case-sensitively.
+ * - paths that do not start with '/' (e.g. "*") match no prefix. */
 int rw_router_match(const rw_router *r, const rw_route_input *in);
 
 /* Writes the request-target to send upstream for route rt: path after
  * strip_path or rewrite (else the normalised path unchanged), then "?query"
  * if query is non-empty. Returns the length written (NUL-terminated), or -1
- * when it does not fit in cap. */
+ * when it does not fit in cap.
+ * strip_path is segment-aware ("/api" strips "/api/x" to "/x" and "/api" to
+ * "/", leaves "/apix"). When both are set, strip_path applies first and
+ * rewrite then works on the stripped path. rewrite replaces the part of the
+ * path that rewrite_re matches with rewrite_to, where $0..$9 are the match and
+ * its groups (unmatched group: empty) and $$ is '$'; a path it does not match
+ * is left unchanged. */
 ssize_t rw_route_upstream_target(const rw_route_cfg *rt, const char *path, size_t path_len,
                                  rw_str query, char *out, size_t cap);
 

@@ -5,6 +5,7 @@
 #define RINGWAY_TIMER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct rw_timer rw_timer;
@@ -39,9 +40,18 @@ void rw_timer_set(rw_timers *w, rw_timer *t, uint64_t expires_ms);
 void rw_timer_cancel(rw_timers *w, rw_timer *t);
 /* Returns whether t is armed. */
 static inline bool rw_timer_armed(const rw_timer *t) { return t->next != NULL; }
-/* Milliseconds until the earliest armed timer may fire, capped at max_ms (0 if due). */
+/* Milliseconds until the earliest armed timer may fire, capped at max_ms (0 if due),
+ * relative to the time of the last run. Exact to the millisecond: a loop that
+ * sleeps this long and then runs the wheel fires the timer on time. Scans at
+ * most max_ms / RW_TIMER_TICK_MS + 2 slots (one revolution at most), so pass
+ * a modest cap (e.g. 1000) from the event loop. */
 uint64_t rw_timers_next_ms(const rw_timers *w, uint64_t max_ms);
-/* Fires every timer whose expiry is <= now_ms; callbacks may arm/cancel timers. */
+/* Fires every timer whose expiry is <= now_ms; callbacks may arm/cancel timers.
+ * A timer is disarmed before its callback runs. A timer armed from a callback
+ * for a time <= now_ms may fire in the same call or at the next one (never
+ * lost, never in a loop). Order is by tick (RW_TIMER_TICK_MS); within a tick,
+ * and after a jump of more than one revolution, order is not guaranteed.
+ * A now_ms below the last one is treated as the last one. */
 void rw_timers_run(rw_timers *w, uint64_t now_ms);
 
 #endif

@@ -1,1 +1,2160 @@
-/* placeholder: being written */
+/* config.c - loads the declarative YAML configuration into an immutable
+ * rw_config snapshot and validates it.
+ *
+ * libyaml's document API builds the node tree (with line marks); the loader
+ * walks the known schema only, so aliases can never make it recurse, and a
+ * work budget bounds what alias fan-out can multiply. Every string, array and
+ * compiled regex of the result lives in one arena owned by the config;
+ * rw_config_free releases it in one go. Nothing here is on the request path:
+ * it runs on the control thread (startup and reload). */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "ringway/common.h"
+#include "ringway/config.h"
+#include "ringway/http.h"
+
+/* ------------------------------------------------------------------------ */
+/* Arena: chunked bump allocator. Memory is zeroed and never freed piecemeal. */
+
+#define ARENA_CHUNK_SIZE 16384
+#define ARENA_BIG (ARENA_CHUNK_SIZE / 4) /* at least this goes in its own chunk */
+
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t size;
+    size_t used;
+    max_align_t data[];
+} arena_chunk;
+
+/* Every regex_t compiled into the config, so rw_config_free can regfree it. */
+typedef struct arena_regex {
+    struct arena_regex *next;
+    regex_t *re;
+} arena_regex;
+
+typedef struct rw_arena {
+    arena_chunk *chunks;  /* head is the chunk small allocations bump in */
+    arena_regex *regexes;
+} rw_arena;
+
+static void *arena_alloc(rw_arena *a, size_t n)
+{
+    const size_t align = _Alignof(max_align_t);
+
+    if (n == 0)
+        n = 1;
+    if (n > SIZE_MAX / 4)
+        return NULL;
+    n = (n + align - 1) & ~(align - 1);
+
+    arena_chunk *c = a->chunks;
+    if (c && c->size - c->used >= n) {
+        void *p = (unsigned char *)c->data + c->used;
+        c->used += n;
+        return p;
+    }
+    size_t size = n >= ARENA_BIG ? n : ARENA_CHUNK_SIZE;
+    arena_chunk *nc = calloc(1, sizeof(*nc) + size);
+    if (!nc)
+        return NULL;
+    nc->size = size;
+    nc->used = n;
+    if (n >= ARENA_BIG && c) {
+        /* keep bumping in the current chunk: the big one goes behind it */
+        nc->next = c->next;
+        c->next = nc;
+    } else {
+        nc->next = c;
+        a->chunks = nc;
+    }
+    return nc->data;
+}
+
+static void *arena_array(rw_arena *a, size_t count, size_t size)
+{
+    if (count != 0 && size > SIZE_MAX / 4 / count)
+        return NULL;
+    return arena_alloc(a, count * size);
+}
+
+static void arena_destroy(rw_arena *a)
+{
+    if (!a)
+        return;
+    /* the list nodes live in the chunks: regfree everything before freeing them */
+    for (arena_regex *r = a->regexes; r; r = r->next)
+        regfree(r->re);
+    arena_chunk *c = a->chunks;
+    while (c) {
+        arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    free(a);
+}
+
+/* ------------------------------------------------------------------------ */
+/* A temporary string -> int hash set (malloc'd; freed before load returns). */
+
+typedef struct strset {
+    const char **keys;
+    int *vals;
+    size_t cap;
+    size_t n;
+} strset;
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Inserts key -> val. Returns 1 when inserted, 0 when key was there (its value
+ * in *old), -1 when out of memory. The set borrows key. */
+static int strset_put(strset *s, const char *key, int val, int *old)
+{
+    if (s->n * 2 >= s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 16;
+        const char **nk = calloc(ncap, sizeof(*nk));
+        int *nv = calloc(ncap, sizeof(*nv));
+        if (!nk || !nv) {
+            free(nk);
+            free(nv);
+            return -1;
+        }
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->keys[i])
+                continue;
+            size_t j = str_hash(s->keys[i]) & (ncap - 1);
+            while (nk[j])
+                j = (j + 1) & (ncap - 1);
+            nk[j] = s->keys[i];
+            nv[j] = s->vals[i];
+        }
+        free(s->keys);
+        free(s->vals);
+        s->keys = nk;
+        s->vals = nv;
+        s->cap = ncap;
+    }
+    size_t j = str_hash(key) & (s->cap - 1);
+    while (s->keys[j]) {
+        if (strcmp(s->keys[j], key) == 0) {
+            if (old)
+                *old = s->vals[j];
+            return 0;
+        }
+        j = (j + 1) & (s->cap - 1);
+    }
+    s->keys[j] = key;
+    s->vals[j] = val;
+    s->n++;
+    return 1;
+}
+
+/* Returns the value stored for key, or -1 when it is not in the set. */
+static int strset_get(const strset *s, const char *key)
+{
+    if (s->cap == 0)
+        return -1;
+    size_t j = str_hash(key) & (s->cap - 1);
+    while (s->keys[j]) {
+        if (strcmp(s->keys[j], key) == 0)
+            return s->vals[j];
+        j = (j + 1) & (s->cap - 1);
+    }
+    return -1;
+}
+
+static void strset_free(strset *s)
+{
+    free(s->keys);
+    free(s->vals);
+    memset(s, 0, sizeof(*s));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loader context, errors and node helpers. */
+
+#define WORK_MAX 2000000u     /* nodes visited; bounds alias fan-out */
+#define MAX_LIST 100000u      /* entries in any one list or mapping */
+#define MAX_REGEX_LEN 4096
+#define MAX_BODY (1u << 20)
+#define MAX_NAME_LEN 128
+#define MAX_FILE_SIZE (16u << 20)
+
+typedef struct loader {
+    const char *name;     /* file name for messages */
+    yaml_document_t *doc;
+    rw_arena *arena;
+    rw_config *cfg;
+    char *err;
+    size_t errlen;
+    bool failed;
+    unsigned long work;
+} loader;
+
+#define SEQ_LEN(n) ((size_t)((n)->data.sequence.items.top - (n)->data.sequence.items.start))
+#define MAP_LEN(n) ((size_t)((n)->data.mapping.pairs.top - (n)->data.mapping.pairs.start))
+#define MAP_EACH(n, pr)                                                                            \
+    for (yaml_node_pair_t *pr = (n)->data.mapping.pairs.start; pr < (n)->data.mapping.pairs.top; \
+         pr++)
+
+static const char *const method_names[RW_METHOD__COUNT] = {
+    [RW_METHOD_GET] = "GET",         [RW_METHOD_HEAD] = "HEAD",   [RW_METHOD_POST] = "POST",
+    [RW_METHOD_PUT] = "PUT",         [RW_METHOD_DELETE] = "DELETE",
+    [RW_METHOD_CONNECT] = "CONNECT", [RW_METHOD_OPTIONS] = "OPTIONS",
+    [RW_METHOD_TRACE] = "TRACE",     [RW_METHOD_PATCH] = "PATCH",
+};
+
+static void errorv(loader *l, size_t line, const char *fmt, va_list ap)
+{
+    if (l->failed)
+        return;
+    l->failed = true;
+    if (!l->err || l->errlen == 0)
+        return;
+    int n = snprintf(l->err, l->errlen, "%s:%zu: ", l->name, line);
+    if (n >= 0 && (size_t)n < l->errlen)
+        vsnprintf(l->err + n, l->errlen - (size_t)n, fmt, ap);
+}
+
+__attribute__((format(printf, 3, 4)))
+static int fail_line(loader *l, size_t line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errorv(l, line, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static size_t line_of(const yaml_node_t *n)
+{
+    return n ? n->start_mark.line + 1 : 1;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int fail(loader *l, const yaml_node_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errorv(l, line_of(n), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int oom(loader *l, const yaml_node_t *n)
+{
+    return fail(l, n, "out of memory");
+}
+
+/* Formats a path like "routes[3].paths[0]" into buf. */
+__attribute__((format(printf, 3, 4)))
+static const char *wheref(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+static yaml_node_t *node_at(loader *l, int index)
+{
+    return yaml_document_get_node(l->doc, index);
+}
+
+static const char *scalar_text(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+/* A plain scalar spelled like YAML's null ("", "~", "null"): "not set". */
+static bool is_null(const yaml_node_t *n)
+{
+    if (!n)
+        return true;
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *s = scalar_text(n);
+    return n->data.scalar.length == 0 || strcmp(s, "~") == 0 || strcmp(s, "null") == 0 ||
+           strcmp(s, "Null") == 0 || strcmp(s, "NULL") == 0;
+}
+
+/* Describes a node for "expected X, got Y" messages. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t cap)
+{
+    if (is_null(n))
+        return "nothing";
+    switch (n->type) {
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SCALAR_NODE: {
+        size_t len = n->data.scalar.length;
+        int shown = len > 40 ? 40 : (int)len;
+        snprintf(buf, cap, "'%.*s%s'", shown, scalar_text(n), len > 40 ? "..." : "");
+        return buf;
+    }
+    default:
+        return "nothing";
+    }
+}
+
+static int want(loader *l, const yaml_node_t *n, yaml_node_type_t type, const char *where)
+{
+    char b[64];
+    const char *what = type == YAML_MAPPING_NODE ? "a mapping"
+                       : type == YAML_SEQUENCE_NODE ? "a list" : "a string";
+
+    if (n->type == type && (type != YAML_SCALAR_NODE || !is_null(n)))
+        return 0;
+    return fail(l, n, "%s: expected %s, got %s", where, what, describe(n, b, sizeof(b)));
+}
+
+static int spend(loader *l, const yaml_node_t *n, size_t units)
+{
+    if (units > MAX_LIST)
+        return fail(l, n, "too many entries (%zu; at most %u)", units, MAX_LIST);
+    l->work += units + 1;
+    if (l->work > WORK_MAX)
+        return fail(l, n, "configuration too large (too many nodes, or aliases expanding too far)");
+    return 0;
+}
+
+/* Borrows a scalar's text; rejects other node kinds and embedded NUL bytes. */
+static int str_of(loader *l, const yaml_node_t *n, const char *where, const char **out)
+{
+    if (want(l, n, YAML_SCALAR_NODE, where))
+        return -1;
+    if (strlen(scalar_text(n)) != n->data.scalar.length)
+        return fail(l, n, "%s: contains a NUL byte", where);
+    *out = scalar_text(n);
+    return 0;
+}
+
+static char *dup_mem(loader *l, const yaml_node_t *n, const char *s, size_t len)
+{
+    char *p = arena_alloc(l->arena, len + 1);
+    if (!p) {
+        oom(l, n);
+        return NULL;
+    }
+    memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+/* Copies a string value into the arena. A null value leaves *out unchanged. */
+static int get_string(loader *l, const yaml_node_t *n, const char *where, char **out)
+{
+    const char *s = "";
+
+    if (is_null(n))
+        return 0;
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (*s == '\0')
+        return fail(l, n, "%s: must not be empty", where);
+    char *p = dup_mem(l, n, s, strlen(s));
+    if (!p)
+        return -1;
+    *out = p;
+    return 0;
+}
+
+static bool name_char(int c)
+{
+    return isalnum(c) || c == '-' || c == '_' || c == '.';
+}
+
+/* Names of services, routes, consumers, groups and tiers. */
+static int check_name(loader *l, const yaml_node_t *n, const char *where, const char *s)
+{
+    size_t len = strlen(s);
+
+    if (len == 0 || len > MAX_NAME_LEN)
+        return fail(l, n, "%s: a name must have 1 to %d characters", where, MAX_NAME_LEN);
+    for (size_t i = 0; i < len; i++) {
+        if (!name_char((unsigned char)s[i]))
+            return fail(l, n, "%s: invalid name '%s' (use letters, digits, '-', '_' and '.')",
+                        where, s);
+    }
+    return 0;
+}
+
+static int get_name(loader *l, const yaml_node_t *n, const char *where, char **out)
+{
+    if (get_string(l, n, where, out))
+        return -1;
+    return *out ? check_name(l, n, where, *out) : 0;
+}
+
+static int get_uint(loader *l, const yaml_node_t *n, const char *where, uint64_t min,
+                    uint64_t max, uint64_t *out)
+{
+    const char *s = "";
+    uint64_t v = 0;
+    char b[64];
+
+    if (is_null(n))
+        return 0;
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (*s == '\0' || strlen(s) > 19)
+        goto bad;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            goto bad;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (v < min || v > max)
+        return fail(l, n, "%s: %s is out of range (%llu..%llu)", where, s,
+                    (unsigned long long)min, (unsigned long long)max);
+    *out = v;
+    return 0;
+bad:
+    return fail(l, n, "%s: expected a whole number, got %s", where, describe(n, b, sizeof(b)));
+}
+
+static int get_u32(loader *l, const yaml_node_t *n, const char *where, uint32_t min,
+                   uint32_t max, uint32_t *out)
+{
+    uint64_t v = *out;
+    if (get_uint(l, n, where, min, max, &v))
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int get_bool(loader *l, const yaml_node_t *n, const char *where, bool *out)
+{
+    const char *s = "";
+    char b[64];
+
+    if (is_null(n))
+        return 0;
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+        *out = true;
+    else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+        *out = false;
+    else
+        return fail(l, n, "%s: expected true or false, got %s", where, describe(n, b, sizeof(b)));
+    return 0;
+}
+
+/* A duration in milliseconds that must fit uint32_t and be at least min_ms. */
+static int get_ms(loader *l, const yaml_node_t *n, const char *where, uint32_t min_ms,
+                  uint32_t *out)
+{
+    const char *s = "";
+    uint64_t v;
+
+    if (is_null(n))
+        return 0;
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (rw_parse_duration_ms(s, &v) != 0)
+        return fail(l, n, "%s: invalid duration '%s' (expected e.g. 250ms, 10s, 5m, 1h)", where, s);
+    if (v > UINT32_MAX)
+        return fail(l, n, "%s: duration '%s' is too long (at most 1193h)", where, s);
+    if (v < min_ms)
+        return fail(l, n, "%s: duration '%s' is too short (at least %ums)", where, s, min_ms);
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int get_size(loader *l, const yaml_node_t *n, const char *where, uint64_t min,
+                    uint64_t max, uint64_t *out)
+{
+    const char *s = "";
+    uint64_t v;
+
+    if (is_null(n))
+        return 0;
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (rw_parse_size(s, &v) != 0)
+        return fail(l, n, "%s: invalid size '%s' (expected e.g. 512, 16k, 10m, 1g)", where, s);
+    if (v < min || v > max)
+        return fail(l, n, "%s: size '%s' is out of range (%llu..%llu bytes)", where, s,
+                    (unsigned long long)min, (unsigned long long)max);
+    *out = v;
+    return 0;
+}
+
+/* One of a fixed set of words; what names the kind ("policy", "mode"). */
+static int get_choice(loader *l, const yaml_node_t *n, const char *where, const char *what,
+                      const char *const *names, size_t count, int *out)
+{
+    const char *s = "";
+    char expected[160] = "";
+    size_t off = 0;
+
+    if (is_null(n))
+        return 0;
+    if (str_of(l, n, where, &s))
+        return -1;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < count && off < sizeof(expected); i++) {
+        int w = snprintf(expected + off, sizeof(expected) - off, "%s%s", i ? ", " : "", names[i]);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+    return fail(l, n, "%s: unknown %s '%s' (expected %s)", where, what, s, expected);
+}
+
+/* Checks n is a mapping whose keys are distinct, non-empty strings. */
+static int check_map(loader *l, const yaml_node_t *n, const char *where)
+{
+    if (want(l, n, YAML_MAPPING_NODE, where) || spend(l, n, MAP_LEN(n)))
+        return -1;
+
+    size_t count = MAP_LEN(n);
+    strset seen = {0};
+    int rc = 0;
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        const yaml_node_t *k = node_at(l, n->data.mapping.pairs.start[i].key);
+        const char *s = "";
+        char b[64];
+        if (!k || k->type != YAML_SCALAR_NODE || is_null(k)) {
+            rc = fail(l, k ? k : n, "%s%skeys must be strings, got %s", where, *where ? ": " : "",
+                      k ? describe(k, b, sizeof(b)) : "nothing");
+            break;
+        }
+        if (str_of(l, k, *where ? where : "top-level key", &s)) {
+            rc = -1;
+            break;
+        }
+        if (*s == '\0') {
+            rc = fail(l, k, "%s%skeys must not be empty", where, *where ? ": " : "");
+            break;
+        }
+        if (count <= 16) {
+            for (size_t j = 0; j < i; j++) {
+                const yaml_node_t *o = node_at(l, n->data.mapping.pairs.start[j].key);
+                if (strcmp(scalar_text(o), s) == 0) {
+                    rc = fail(l, k, "%s%sduplicate key '%s'", where, *where ? ": " : "", s);
+                    break;
+                }
+            }
+        } else {
+            int put = strset_put(&seen, s, 0, NULL);
+            if (put < 0)
+                rc = oom(l, k);
+            else if (put == 0)
+                rc = fail(l, k, "%s%sduplicate key '%s'", where, *where ? ": " : "", s);
+        }
+    }
+    strset_free(&seen);
+    return rc;
+}
+
+static int unknown_key(loader *l, const yaml_node_t *k, const char *where, const char *ctx,
+                       const char *expected)
+{
+    if (*where == '\0')
+        return fail(l, k, "unknown key '%s' at top level (expected %s)", scalar_text(k), expected);
+    return fail(l, k, "%s: unknown key '%s' in %s (expected %s)", where, scalar_text(k), ctx,
+                expected);
+}
+
+/* A list of strings may also be written as one string: "x" means ["x"]. */
+static int check_list(loader *l, const yaml_node_t *n, const char *where, bool scalar_ok)
+{
+    char b[64];
+
+    if (n->type == YAML_SEQUENCE_NODE)
+        return spend(l, n, SEQ_LEN(n));
+    if (scalar_ok && n->type == YAML_SCALAR_NODE && !is_null(n))
+        return 0;
+    return fail(l, n, "%s: expected a list, got %s", where, describe(n, b, sizeof(b)));
+}
+
+static size_t list_len(const yaml_node_t *n)
+{
+    return n->type == YAML_SEQUENCE_NODE ? SEQ_LEN(n) : 1;
+}
+
+static yaml_node_t *list_item(loader *l, yaml_node_t *n, size_t i)
+{
+    return n->type == YAML_SEQUENCE_NODE ? node_at(l, n->data.sequence.items.start[i]) : n;
+}
+
+static const char *item_where(char *buf, size_t cap, const yaml_node_t *list, const char *where,
+                              size_t i)
+{
+    if (list->type != YAML_SEQUENCE_NODE)
+        return wheref(buf, cap, "%s", where);
+    return wheref(buf, cap, "%s[%zu]", where, i);
+}
+
+/* Reads a list (or single string) of strings into an arena array. */
+static int get_str_list(loader *l, yaml_node_t *n, const char *where, char ***out, size_t *count)
+{
+    char w[256];
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, where, true))
+        return -1;
+    size_t len = list_len(n);
+    char **arr = arena_array(l->arena, len, sizeof(*arr));
+    if (!arr)
+        return oom(l, n);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        item_where(w, sizeof(w), n, where, i);
+        if (!it)
+            return fail(l, n, "%s: missing entry", w);
+        if (is_null(it))
+            return fail(l, it, "%s: expected a string, got nothing", w);
+        if (get_string(l, it, w, &arr[i]))
+            return -1;
+    }
+    *out = arr;
+    *count = len;
+    return 0;
+}
+
+static int compile_regex(loader *l, const yaml_node_t *n, const char *where, const char *src,
+                         regex_t **out)
+{
+    if (strlen(src) > MAX_REGEX_LEN)
+        return fail(l, n, "%s: regex is too long (at most %d characters)", where, MAX_REGEX_LEN);
+    regex_t *re = arena_alloc(l->arena, sizeof(*re));
+    arena_regex *node = arena_alloc(l->arena, sizeof(*node));
+    if (!re || !node)
+        return oom(l, n);
+    int rc = regcomp(re, src, REG_EXTENDED);
+    if (rc != 0) {
+        char msg[128];
+        regerror(rc, re, msg, sizeof(msg));
+        return fail(l, n, "%s: invalid regex '%s': %s", where, src, msg);
+    }
+    node->re = re;
+    node->next = l->arena->regexes;
+    l->arena->regexes = node;
+    *out = re;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Value syntaxes that need more than the units parsers. */
+
+static bool is_tchar(int c)
+{
+    return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int check_token(loader *l, const yaml_node_t *n, const char *where, const char *what,
+                       const char *s)
+{
+    if (*s == '\0')
+        return fail(l, n, "%s: %s must not be empty", where, what);
+    for (const char *p = s; *p; p++) {
+        if (!is_tchar((unsigned char)*p))
+            return fail(l, n, "%s: invalid %s '%s'", where, what, s);
+    }
+    return 0;
+}
+
+/* A header value we would send or compare: visible ASCII, space, tab, obs-text. */
+static int check_field_value(loader *l, const yaml_node_t *n, const char *where, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return fail(l, n, "%s: header value contains a control character", where);
+    }
+    return 0;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Brings an exact/prefix/strip path to the form requests are matched in (see
+ * path.h): escapes of unreserved characters decoded, other escapes in upper
+ * case. Paths with "//", "." or ".." segments could never match a normalised
+ * request, so they are rejected rather than silently rewritten. */
+static int normalise_path(loader *l, const yaml_node_t *n, const char *where, char *s)
+{
+    char *w = s;
+
+    if (s[0] != '/')
+        return fail(l, n, "%s: path '%s' must start with '/'", where, s);
+    for (char *r = s; *r;) {
+        unsigned char c = (unsigned char)*r;
+        if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#')
+            return fail(l, n, "%s: path '%s' contains a character that must be percent-encoded",
+                        where, s);
+        if (c == '%') {
+            int hi = hexval((unsigned char)r[1]), lo = hi < 0 ? -1 : hexval((unsigned char)r[2]);
+            if (hi < 0 || lo < 0)
+                return fail(l, n, "%s: path '%s' has an invalid percent-escape", where, s);
+            int v = hi * 16 + lo;
+            if (v == 0)
+                return fail(l, n, "%s: path '%s' contains %%00", where, s);
+            if (isalnum(v) || v == '-' || v == '.' || v == '_' || v == '~') {
+                *w++ = (char)v;
+            } else {
+                *w++ = '%';
+                *w++ = (char)toupper((unsigned char)r[1]);
+                *w++ = (char)toupper((unsigned char)r[2]);
+            }
+            r += 3;
+            continue;
+        }
+        *w++ = *r++;
+    }
+    *w = '\0';
+    for (const char *p = s; *p; p++) {
+        if (*p != '/')
+            continue;
+        const char *seg = p + 1;
+        size_t len = strcspn(seg, "/");
+        bool last = seg[len] == '\0';
+        if ((len == 0 && !last) || (len == 1 && seg[0] == '.') ||
+            (len == 2 && seg[0] == '.' && seg[1] == '.'))
+            return fail(l, n,
+                        "%s: path '%s' is not normalised (no '//', '.' or '..' segments)",
+                        where, s);
+    }
+    return 0;
+}
+
+/* Route hosts: lower-cased names, IPv4 or [IPv6] literals, or "*.suffix". */
+static int check_host(loader *l, const yaml_node_t *n, const char *where, char *s)
+{
+    for (char *p = s; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    size_t len = strlen(s);
+    if (len > 253)
+        return fail(l, n, "%s: host '%s' is too long", where, s);
+    if (s[0] == '[') {
+        struct in6_addr a;
+        char buf[INET6_ADDRSTRLEN + 1];
+        size_t inner = len - 1;
+        if (len < 3 || s[len - 1] != ']' || inner - 1 >= sizeof(buf))
+            return fail(l, n, "%s: invalid host '%s'", where, s);
+        memcpy(buf, s + 1, inner - 1);
+        buf[inner - 1] = '\0';
+        if (inet_pton(AF_INET6, buf, &a) != 1)
+            return fail(l, n, "%s: invalid IPv6 literal '%s'", where, s);
+        return 0;
+    }
+    const char *p = s;
+    if (p[0] == '*' && p[1] == '.')
+        p += 2;
+    if (strchr(p, '*'))
+        return fail(l, n, "%s: host '%s': a wildcard is only allowed as a leading '*.'", where, s);
+    if (strchr(p, ':'))
+        return fail(l, n, "%s: host '%s' must not include a port", where, s);
+    if (*p == '\0' || *p == '.' || s[len - 1] == '.' || strstr(p, ".."))
+        return fail(l, n, "%s: invalid host '%s'", where, s);
+    for (; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_')
+            return fail(l, n, "%s: invalid host '%s'", where, s);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Top-level scalars: listen, admin, workers, io. */
+
+static bool addr_is_any(const rw_sockaddr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&a->ss;
+    return IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr);
+}
+
+static uint16_t addr_port(const rw_sockaddr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+/* True when binding both would clash (v6 sockets are IPV6_V6ONLY). */
+static bool addr_conflict(const rw_sockaddr *a, const rw_sockaddr *b)
+{
+    if (a->ss.ss_family != b->ss.ss_family || addr_port(a) != addr_port(b))
+        return false;
+    return addr_is_any(a) || addr_is_any(b) || (a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0);
+}
+
+static int get_sockaddr(loader *l, const yaml_node_t *n, const char *where, rw_sockaddr *out)
+{
+    const char *s = "";
+
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (rw_parse_sockaddr(s, out) != 0)
+        return fail(l, n, "%s: invalid address '%s' (expected IP:PORT, [IPV6]:PORT or :PORT)",
+                    where, s);
+    return 0;
+}
+
+static int parse_listen(loader *l, yaml_node_t *n)
+{
+    char w[64];
+    rw_config *cfg = l->cfg;
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, "listen", true))
+        return -1;
+    size_t len = list_len(n);
+    if (len == 0)
+        return fail(l, n, "listen: needs at least one address");
+    if (len > 256)
+        return fail(l, n, "listen: too many addresses (at most 256)");
+    rw_sockaddr *arr = arena_array(l->arena, len, sizeof(*arr));
+    if (!arr)
+        return oom(l, n);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        item_where(w, sizeof(w), n, "listen", i);
+        if (!it || get_sockaddr(l, it, w, &arr[i]))
+            return it ? -1 : fail(l, n, "%s: missing entry", w);
+        for (size_t j = 0; j < i; j++) {
+            if (addr_conflict(&arr[i], &arr[j]))
+                return fail(l, it, "%s: %s overlaps listen address %s", w, arr[i].text, arr[j].text);
+        }
+    }
+    cfg->listen = arr;
+    cfg->nlisten = len;
+    return 0;
+}
+
+static int parse_workers(loader *l, const yaml_node_t *n)
+{
+    if (n->type == YAML_SCALAR_NODE && strcmp(scalar_text(n), "auto") == 0) {
+        l->cfg->workers = 0;
+        return 0;
+    }
+    if (n->type == YAML_SCALAR_NODE && !is_null(n)) {
+        const char *s = scalar_text(n);
+        bool digits = *s != '\0';
+        for (const char *p = s; *p; p++)
+            digits = digits && *p >= '0' && *p <= '9';
+        if (!digits)
+            return fail(l, n, "workers: expected auto or a number, got '%s'", s);
+    }
+    return get_u32(l, n, "workers", 1, 1024, &l->cfg->workers);
+}
+
+/* ------------------------------------------------------------------------ */
+/* http, redis, tiers */
+
+static int parse_http(loader *l, yaml_node_t *n)
+{
+    static const char keys[] = "client_header_timeout, client_body_timeout, keepalive_timeout, "
+                               "send_timeout, max_header_bytes, max_request_line, max_body_bytes, "
+                               "max_headers";
+    rw_http_cfg *h = &l->cfg->http;
+    const yaml_node_t *line_v = NULL;
+
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, "http"))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        char w[64];
+        int rc;
+        wheref(w, sizeof(w), "http.%s", key);
+        if (!strcmp(key, "client_header_timeout"))
+            rc = get_ms(l, v, w, 1, &h->client_header_timeout_ms);
+        else if (!strcmp(key, "client_body_timeout"))
+            rc = get_ms(l, v, w, 1, &h->client_body_timeout_ms);
+        else if (!strcmp(key, "keepalive_timeout"))
+            rc = get_ms(l, v, w, 0, &h->keepalive_timeout_ms);
+        else if (!strcmp(key, "send_timeout"))
+            rc = get_ms(l, v, w, 1, &h->send_timeout_ms);
+        else if (!strcmp(key, "max_header_bytes"))
+            rc = get_size(l, v, w, 1024, 1u << 20, &h->max_header_bytes);
+        else if (!strcmp(key, "max_request_line")) {
+            rc = get_size(l, v, w, 64, 1u << 20, &h->max_request_line);
+            line_v = v;
+        } else if (!strcmp(key, "max_body_bytes")) {
+            if (v->type == YAML_SCALAR_NODE && !strcmp(scalar_text(v), "unlimited")) {
+                h->max_body_bytes = 0;
+                rc = 0;
+            } else {
+                rc = get_size(l, v, w, 0, UINT64_MAX, &h->max_body_bytes);
+            }
+        } else if (!strcmp(key, "max_headers"))
+            rc = get_u32(l, v, w, 1, RW_HTTP_MAX_HEADERS, &h->max_headers);
+        else
+            rc = unknown_key(l, k, "http", "http", keys);
+        if (rc)
+            return -1;
+    }
+    if (h->max_request_line > h->max_header_bytes)
+        return fail(l, line_v ? line_v : n,
+                    "http.max_request_line: %llu is larger than max_header_bytes (%llu), which "
+                    "includes the request line",
+                    (unsigned long long)h->max_request_line,
+                    (unsigned long long)h->max_header_bytes);
+    return 0;
+}
+
+static int parse_redis(loader *l, yaml_node_t *n)
+{
+    static const char *const failures[] = {"local", "allow", "deny"};
+    rw_redis_cfg *r = &l->cfg->redis;
+
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, "redis"))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc;
+        if (!strcmp(key, "url")) {
+            rc = get_string(l, v, "redis.url", &r->url);
+            if (rc == 0 && r->url && strncmp(r->url, "redis://", 8) != 0 &&
+                strncmp(r->url, "rediss://", 9) != 0 && strncmp(r->url, "unix://", 7) != 0)
+                rc = fail(l, v, "redis.url: '%s' must start with redis://, rediss:// or unix://",
+                          r->url);
+        } else if (!strcmp(key, "sync_interval"))
+            rc = get_ms(l, v, "redis.sync_interval", 1, &r->sync_interval_ms);
+        else if (!strcmp(key, "on_failure"))
+            rc = get_choice(l, v, "redis.on_failure", "mode", failures, 3, &r->on_failure);
+        else
+            rc = unknown_key(l, k, "redis", "redis", "url, sync_interval, on_failure");
+        if (rc)
+            return -1;
+    }
+    if (!r->url)
+        return fail(l, n, "redis: url is required");
+    return 0;
+}
+
+static int parse_tiers(loader *l, yaml_node_t *n)
+{
+    rw_config *cfg = l->cfg;
+    char w[256];
+
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, "tiers"))
+        return -1;
+    size_t len = MAP_LEN(n);
+    cfg->tiers = arena_array(l->arena, len, sizeof(*cfg->tiers));
+    if (!cfg->tiers)
+        return oom(l, n);
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        rw_tier_cfg *t = &cfg->tiers[cfg->ntiers];
+        wheref(w, sizeof(w), "tiers.%s", scalar_text(k));
+        if (get_name(l, k, w, &t->name) || check_map(l, v, w))
+            return -1;
+        const yaml_node_t *rate = NULL;
+        MAP_EACH(v, tp) {
+            yaml_node_t *tk = node_at(l, tp->key);
+            if (strcmp(scalar_text(tk), "rate") != 0)
+                return unknown_key(l, tk, w, "tier", "rate");
+            rate = node_at(l, tp->value);
+        }
+        if (!rate || is_null(rate))
+            return fail(l, v, "%s: rate is required", w);
+        const char *s = "";
+        char rw[300];
+        wheref(rw, sizeof(rw), "%s.rate", w);
+        if (str_of(l, rate, rw, &s))
+            return -1;
+        if (rw_parse_rate(s, &t->rate_per_sec, &t->unlimited) != 0)
+            return fail(l, rate, "%s: invalid rate '%s' (expected N/s, N/min, N/hour or unlimited)",
+                        rw, s);
+        cfg->ntiers++;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* services */
+
+/* Splits "host:port" / "[v6]:port", validates and resolves it. */
+static int parse_instance_address(loader *l, const yaml_node_t *n, const char *where,
+                                  rw_instance_cfg *ins)
+{
+    const char *s = "";
+    const char *host, *port_s;
+    size_t hlen;
+    bool literal6 = false;
+
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (s[0] == '[') {
+        const char *end = strchr(s, ']');
+        if (!end || end[1] != ':')
+            goto bad;
+        host = s + 1;
+        hlen = (size_t)(end - host);
+        port_s = end + 2;
+        literal6 = true;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (!colon)
+            return fail(l, n, "%s: address '%s' needs a port (host:port)", where, s);
+        host = s;
+        hlen = (size_t)(colon - s);
+        port_s = colon + 1;
+        if (memchr(host, ':', hlen))
+            return fail(l, n, "%s: address '%s': write an IPv6 address as [addr]:port", where, s);
+    }
+    if (hlen == 0 || hlen > 253)
+        goto bad;
+    for (size_t i = 0; i < hlen; i++) {
+        unsigned char c = (unsigned char)host[i];
+        if (!(isalnum(c) || c == '-' || c == '.' || c == '_' || (literal6 && c == ':')))
+            goto bad;
+    }
+    size_t plen = strlen(port_s);
+    unsigned port = 0;
+    if (plen == 0 || plen > 5)
+        goto bad_port;
+    for (const char *p = port_s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            goto bad_port;
+        port = port * 10 + (unsigned)(*p - '0');
+    }
+    if (port < 1 || port > 65535)
+        goto bad_port;
+
+    ins->address = dup_mem(l, n, s, strlen(s));
+    ins->host = dup_mem(l, n, host, hlen);
+    if (!ins->address || !ins->host)
+        return -1;
+    ins->port = (uint16_t)port;
+
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | (literal6 ? AI_NUMERICHOST : 0);
+    int rc = getaddrinfo(ins->host, port_s, &hints, &res);
+    if (rc != 0 || !res) {
+        if (res)
+            freeaddrinfo(res);
+        return fail(l, n, "%s: cannot resolve '%s': %s", where, ins->host,
+                    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+    }
+    if (res->ai_addrlen > sizeof(ins->addr.ss) ||
+        (res->ai_family != AF_INET && res->ai_family != AF_INET6)) {
+        freeaddrinfo(res);
+        return fail(l, n, "%s: '%s' resolved to an unsupported address family", where, ins->host);
+    }
+    memcpy(&ins->addr.ss, res->ai_addr, res->ai_addrlen);
+    ins->addr.len = (socklen_t)res->ai_addrlen;
+    freeaddrinfo(res);
+    rw_sockaddr_format(&ins->addr);
+    return 0;
+
+bad:
+    return fail(l, n, "%s: invalid address '%s' (expected host:port or [ipv6]:port)", where, s);
+bad_port:
+    return fail(l, n, "%s: address '%s' has an invalid port (expected 1..65535)", where, s);
+}
+
+static int parse_instance(loader *l, yaml_node_t *n, const char *where, rw_instance_cfg *ins)
+{
+    char w[300];
+    const yaml_node_t *addr = NULL;
+
+    ins->weight = 1;
+    ins->line = (int)line_of(n);
+    if (n->type == YAML_SCALAR_NODE && !is_null(n)) /* shorthand: "10.0.0.1:3001" */
+        return parse_instance_address(l, n, where, ins);
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "address")) {
+            if (!is_null(v) && parse_instance_address(l, v, w, ins))
+                return -1;
+            addr = is_null(v) ? NULL : v;
+        } else if (!strcmp(key, "weight")) {
+            if (get_u32(l, v, w, 1, 1000, &ins->weight))
+                return -1;
+        } else {
+            return unknown_key(l, k, where, "instance", "address, weight");
+        }
+    }
+    if (!addr)
+        return fail(l, n, "%s: address is required", where);
+    return 0;
+}
+
+static int parse_hash_on(loader *l, const yaml_node_t *n, const char *where, rw_service_cfg *svc)
+{
+    const char *s = "";
+
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (!strcmp(s, "ip")) {
+        svc->hash_on = RW_HASH_IP;
+        return 0;
+    }
+    const char *name;
+    if (!strncmp(s, "header:", 7)) {
+        svc->hash_on = RW_HASH_HEADER;
+        name = s + 7;
+    } else if (!strncmp(s, "cookie:", 7)) {
+        svc->hash_on = RW_HASH_COOKIE;
+        name = s + 7;
+    } else {
+        return fail(l, n, "%s: unknown hash key '%s' (expected ip, header:NAME or cookie:NAME)",
+                    where, s);
+    }
+    if (check_token(l, n, where, svc->hash_on == RW_HASH_HEADER ? "header name" : "cookie name",
+                    name))
+        return -1;
+    svc->hash_key = dup_mem(l, n, name, strlen(name));
+    return svc->hash_key ? 0 : -1;
+}
+
+static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_service_cfg *svc)
+{
+    static const char keys[] = "name, lb, hash_on, timeouts, keepalive, instances";
+    static const char *const policies[] = {"round_robin", "least_conn", "p2c", "hash"};
+    char w[300], iw[320];
+    const yaml_node_t *hash_on = NULL, *instances = NULL;
+
+    svc->lb = RW_LB_ROUND_ROBIN;
+    svc->hash_on = RW_HASH_IP;
+    svc->connect_timeout_ms = 5000;
+    svc->first_byte_timeout_ms = 60000;
+    svc->total_timeout_ms = 0;
+    svc->keepalive_max_idle = 64;
+    svc->keepalive_idle_timeout_ms = 60000;
+    svc->line = (int)line_of(n);
+    if (check_map(l, n, where))
+        return -1;
+
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "name"))
+            rc = get_name(l, v, w, &svc->name);
+        else if (!strcmp(key, "lb"))
+            rc = get_choice(l, v, w, "policy", policies, RW_ARRAY_LEN(policies), &svc->lb);
+        else if (!strcmp(key, "hash_on")) {
+            if (!is_null(v)) {
+                hash_on = v;
+                rc = parse_hash_on(l, v, w, svc);
+            }
+        } else if (!strcmp(key, "timeouts")) {
+            if (!is_null(v) && (rc = check_map(l, v, w)) == 0) {
+                MAP_EACH(v, tp) {
+                    yaml_node_t *tk = node_at(l, tp->key), *tv = node_at(l, tp->value);
+                    const char *tkey = scalar_text(tk);
+                    wheref(iw, sizeof(iw), "%s.%s", w, tkey);
+                    if (!strcmp(tkey, "connect"))
+                        rc = get_ms(l, tv, iw, 1, &svc->connect_timeout_ms);
+                    else if (!strcmp(tkey, "first_byte"))
+                        rc = get_ms(l, tv, iw, 1, &svc->first_byte_timeout_ms);
+                    else if (!strcmp(tkey, "total"))
+                        rc = get_ms(l, tv, iw, 0, &svc->total_timeout_ms);
+                    else
+                        rc = unknown_key(l, tk, w, "timeouts", "connect, first_byte, total");
+                    if (rc)
+                        break;
+                }
+            }
+        } else if (!strcmp(key, "keepalive")) {
+            if (!is_null(v) && (rc = check_map(l, v, w)) == 0) {
+                MAP_EACH(v, kp) {
+                    yaml_node_t *kk = node_at(l, kp->key), *kv = node_at(l, kp->value);
+                    const char *kkey = scalar_text(kk);
+                    wheref(iw, sizeof(iw), "%s.%s", w, kkey);
+                    if (!strcmp(kkey, "max_idle"))
+                        rc = get_u32(l, kv, iw, 0, 100000, &svc->keepalive_max_idle);
+                    else if (!strcmp(kkey, "idle_timeout"))
+                        rc = get_ms(l, kv, iw, 1, &svc->keepalive_idle_timeout_ms);
+                    else
+                        rc = unknown_key(l, kk, w, "keepalive", "max_idle, idle_timeout");
+                    if (rc)
+                        break;
+                }
+            }
+        } else if (!strcmp(key, "instances")) {
+            instances = v;
+            if (is_null(v))
+                continue;
+            if (check_list(l, v, w, false))
+                return -1;
+            size_t len = SEQ_LEN(v);
+            svc->instances = arena_array(l->arena, len, sizeof(*svc->instances));
+            if (!svc->instances)
+                return oom(l, v);
+            for (size_t i = 0; i < len && rc == 0; i++) {
+                yaml_node_t *it = list_item(l, v, i);
+                wheref(iw, sizeof(iw), "%s[%zu]", w, i);
+                if (!it)
+                    return fail(l, v, "%s: missing entry", iw);
+                rc = parse_instance(l, it, iw, &svc->instances[i]);
+                for (size_t j = 0; j < i && rc == 0; j++) {
+                    if (svc->instances[j].addr.len == svc->instances[i].addr.len &&
+                        !memcmp(&svc->instances[j].addr.ss, &svc->instances[i].addr.ss,
+                                svc->instances[i].addr.len))
+                        rc = fail(l, it, "%s: %s is already instance %zu (%s)", iw,
+                                  svc->instances[i].address, j, svc->instances[j].address);
+                }
+            }
+            svc->ninstances = len;
+        } else {
+            rc = unknown_key(l, k, where, "service", keys);
+        }
+        if (rc)
+            return -1;
+    }
+    if (!svc->name)
+        return fail(l, n, "%s: name is required", where);
+    if (hash_on && svc->lb != RW_LB_HASH)
+        return fail(l, hash_on, "%s.hash_on: only applies with lb: hash", where);
+    if (!instances || is_null(instances) || svc->ninstances == 0)
+        return fail(l, instances && !is_null(instances) ? instances : n,
+                    "%s: needs at least one instance", where);
+    return 0;
+}
+
+static int parse_services(loader *l, yaml_node_t *n, strset *names)
+{
+    rw_config *cfg = l->cfg;
+    char w[64];
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, "services", false))
+        return -1;
+    size_t len = SEQ_LEN(n);
+    cfg->services = arena_array(l->arena, len, sizeof(*cfg->services));
+    if (!cfg->services)
+        return oom(l, n);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        rw_service_cfg *svc = &cfg->services[i];
+        wheref(w, sizeof(w), "services[%zu]", i);
+        if (!it)
+            return fail(l, n, "%s: missing entry", w);
+        if (parse_service(l, it, w, svc))
+            return -1;
+        int old = 0, put = strset_put(names, svc->name, (int)i, &old);
+        if (put < 0)
+            return oom(l, it);
+        if (put == 0)
+            return fail(l, it, "%s: duplicate service name '%s' (also services[%d])", w, svc->name,
+                        old);
+        cfg->nservices = i + 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* consumers */
+
+static int check_key(loader *l, const yaml_node_t *n, const char *where, char *key)
+{
+    if (!strncmp(key, "sha256:", 7)) {
+        char *hex = key + 7;
+        size_t len = strlen(hex);
+        if (len != 64)
+            return fail(l, n, "%s: a sha256: key needs 64 hex digits, got %zu characters", where,
+                        len);
+        for (char *p = hex; *p; p++) {
+            if (hexval((unsigned char)*p) < 0)
+                return fail(l, n, "%s: a sha256: key needs 64 hex digits", where);
+            *p = (char)tolower((unsigned char)*p);
+        }
+        return 0;
+    }
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        if (*p <= 0x20 || *p >= 0x7f)
+            return fail(l, n, "%s: a key may contain only visible ASCII characters", where);
+    }
+    return 0;
+}
+
+static int parse_consumer(loader *l, yaml_node_t *n, const char *where, rw_consumer_cfg *c,
+                          const yaml_node_t **tier_node, const yaml_node_t **keys_node)
+{
+    static const char keys[] = "name, id, groups, tier, keys";
+    char w[300], iw[320];
+
+    c->tier_index = -1;
+    c->line = (int)line_of(n);
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "name"))
+            rc = get_name(l, v, w, &c->name);
+        else if (!strcmp(key, "id"))
+            rc = get_string(l, v, w, &c->id);
+        else if (!strcmp(key, "groups")) {
+            rc = get_str_list(l, v, w, &c->groups, &c->ngroups);
+            for (size_t i = 0; i < c->ngroups && rc == 0; i++)
+                rc = check_name(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i),
+                                c->groups[i]);
+        } else if (!strcmp(key, "tier")) {
+            rc = get_name(l, v, w, &c->tier);
+            *tier_node = v;
+        } else if (!strcmp(key, "keys")) {
+            rc = get_str_list(l, v, w, &c->keys, &c->nkeys);
+            for (size_t i = 0; i < c->nkeys && rc == 0; i++)
+                rc = check_key(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i),
+                               c->keys[i]);
+            *keys_node = v;
+        } else {
+            rc = unknown_key(l, k, where, "consumer", keys);
+        }
+        if (rc)
+            return -1;
+    }
+    if (!c->name)
+        return fail(l, n, "%s: name is required", where);
+    if (!c->id)
+        c->id = c->name;
+    return 0;
+}
+
+static int parse_consumers(loader *l, yaml_node_t *n)
+{
+    rw_config *cfg = l->cfg;
+    strset names = {0}, ids = {0}, keys = {0};
+    char w[64], kw[96], kiw[128];
+    int rc = -1;
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, "consumers", false))
+        return -1;
+    size_t len = SEQ_LEN(n);
+    cfg->consumers = arena_array(l->arena, len, sizeof(*cfg->consumers));
+    if (!cfg->consumers)
+        return oom(l, n);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        rw_consumer_cfg *c = &cfg->consumers[i];
+        const yaml_node_t *tier_node = NULL, *keys_node = NULL;
+        int old = 0, put;
+        wheref(w, sizeof(w), "consumers[%zu]", i);
+        if (!it) {
+            fail(l, n, "%s: missing entry", w);
+            goto out;
+        }
+        if (parse_consumer(l, it, w, c, &tier_node, &keys_node))
+            goto out;
+        if ((put = strset_put(&names, c->name, (int)i, &old)) <= 0) {
+            if (put < 0)
+                oom(l, it);
+            else
+                fail(l, it, "%s: duplicate consumer name '%s' (also consumers[%d])", w, c->name,
+                     old);
+            goto out;
+        }
+        if ((put = strset_put(&ids, c->id, (int)i, &old)) <= 0) {
+            if (put < 0)
+                oom(l, it);
+            else
+                fail(l, it, "%s: duplicate consumer id '%s' (also consumers[%d])", w, c->id, old);
+            goto out;
+        }
+        if (c->tier) {
+            for (size_t t = 0; t < cfg->ntiers; t++) {
+                if (!strcmp(cfg->tiers[t].name, c->tier))
+                    c->tier_index = (int)t;
+            }
+            if (c->tier_index < 0) {
+                fail(l, tier_node, "%s.tier: unknown tier '%s'", w, c->tier);
+                goto out;
+            }
+        }
+        for (size_t k = 0; k < c->nkeys; k++) {
+            if ((put = strset_put(&keys, c->keys[k], (int)i, &old)) <= 0) {
+                const yaml_node_t *kn = list_item(l, (yaml_node_t *)keys_node, k);
+                wheref(kw, sizeof(kw), "%s.keys", w);
+                item_where(kiw, sizeof(kiw), keys_node, kw, k);
+                if (put < 0)
+                    oom(l, kn);
+                else if ((size_t)old == i)
+                    fail(l, kn, "%s: key is listed twice", kiw);
+                else
+                    fail(l, kn, "%s: key is already used by consumer '%s'", kiw,
+                         cfg->consumers[old].name);
+                goto out;
+            }
+        }
+        cfg->nconsumers = i + 1;
+    }
+    rc = 0;
+out:
+    strset_free(&names);
+    strset_free(&ids);
+    strset_free(&keys);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* routes */
+
+static int parse_paths(loader *l, yaml_node_t *n, const char *where, rw_route_cfg *rt)
+{
+    static const char *const kinds[] = {"exact", "prefix", "regex"};
+    char w[300], vw[320];
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, where, false))
+        return -1;
+    size_t len = SEQ_LEN(n);
+    if (len == 0)
+        return fail(l, n, "%s: must not be empty (leave it out to match every path)", where);
+    rt->paths = arena_array(l->arena, len, sizeof(*rt->paths));
+    if (!rt->paths)
+        return oom(l, n);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        rw_path_cfg *p = &rt->paths[i];
+        wheref(w, sizeof(w), "%s[%zu]", where, i);
+        if (!it)
+            return fail(l, n, "%s: missing entry", w);
+        if (check_map(l, it, w))
+            return -1;
+        if (MAP_LEN(it) != 1)
+            return fail(l, it, "%s: expected exactly one of exact, prefix, regex", w);
+        yaml_node_t *k = node_at(l, it->data.mapping.pairs.start[0].key);
+        yaml_node_t *v = node_at(l, it->data.mapping.pairs.start[0].value);
+        const char *key = scalar_text(k);
+        size_t kind = 0;
+        while (kind < RW_ARRAY_LEN(kinds) && strcmp(key, kinds[kind]) != 0)
+            kind++;
+        if (kind == RW_ARRAY_LEN(kinds))
+            return unknown_key(l, k, w, "path", "exact, prefix or regex");
+        wheref(vw, sizeof(vw), "%s.%s", w, key);
+        p->kind = (int)kind;
+        if (is_null(v))
+            return fail(l, v, "%s: expected a string, got nothing", vw);
+        if (get_string(l, v, vw, &p->value))
+            return -1;
+        if (kind == RW_PATH_REGEX) {
+            if (compile_regex(l, v, vw, p->value, &p->re))
+                return -1;
+        } else if (normalise_path(l, v, vw, p->value)) {
+            return -1;
+        }
+        rt->npaths = i + 1;
+    }
+    return 0;
+}
+
+/* headers / query predicates: Name: "v" | {regex: ".."} | {present: true} */
+static int parse_kv_matches(loader *l, yaml_node_t *n, const char *where, bool is_header,
+                            rw_kv_match **out, size_t *count)
+{
+    char w[300], vw[320];
+
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, where))
+        return -1;
+    size_t len = MAP_LEN(n);
+    rw_kv_match *arr = arena_array(l->arena, len, sizeof(*arr));
+    if (!arr)
+        return oom(l, n);
+    size_t i = 0;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        rw_kv_match *m = &arr[i++];
+        wheref(w, sizeof(w), "%s.%s", where, scalar_text(k));
+        if (get_string(l, k, w, &m->name))
+            return -1;
+        if (is_header && check_token(l, k, w, "header name", m->name))
+            return -1;
+        if (v->type == YAML_MAPPING_NODE) {
+            if (check_map(l, v, w))
+                return -1;
+            if (MAP_LEN(v) != 1)
+                return fail(l, v, "%s: expected exactly one of regex, present", w);
+            yaml_node_t *mk = node_at(l, v->data.mapping.pairs.start[0].key);
+            yaml_node_t *mv = node_at(l, v->data.mapping.pairs.start[0].value);
+            wheref(vw, sizeof(vw), "%s.%s", w, scalar_text(mk));
+            if (!strcmp(scalar_text(mk), "regex")) {
+                m->kind = RW_VALUE_REGEX;
+                if (is_null(mv))
+                    return fail(l, mv, "%s: expected a string, got nothing", vw);
+                if (get_string(l, mv, vw, &m->value) || compile_regex(l, mv, vw, m->value, &m->re))
+                    return -1;
+            } else if (!strcmp(scalar_text(mk), "present")) {
+                bool present = false;
+                m->kind = RW_VALUE_PRESENT;
+                if (is_null(mv))
+                    return fail(l, mv, "%s: expected true, got nothing", vw);
+                if (get_bool(l, mv, vw, &present))
+                    return -1;
+                if (!present)
+                    return fail(l, mv, "%s: only 'present: true' is supported", vw);
+            } else {
+                return unknown_key(l, mk, w, is_header ? "header match" : "query match",
+                                   "regex or present");
+            }
+        } else {
+            const char *s = "";
+            m->kind = RW_VALUE_EXACT;
+            if (str_of(l, v, w, &s))
+                return -1;
+            if (is_header && check_field_value(l, v, w, s))
+                return -1;
+            m->value = dup_mem(l, v, s, strlen(s));
+            if (!m->value)
+                return -1;
+        }
+    }
+    *out = arr;
+    *count = len;
+    return 0;
+}
+
+static int parse_respond(loader *l, yaml_node_t *n, const char *where, rw_respond_cfg *r)
+{
+    char w[300], hw[400];
+    const yaml_node_t *status = NULL, *body = NULL;
+
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "status")) {
+            uint64_t st = 0;
+            const char *s = "";
+            if (is_null(v))
+                continue;
+            if (str_of(l, v, w, &s) || get_uint(l, v, w, 0, 999999, &st))
+                return -1;
+            if (st < 100 || st > 599)
+                return fail(l, v, "%s: status %llu is outside 100..599", w, (unsigned long long)st);
+            if (st < 200)
+                return fail(l, v, "%s: status %llu is informational; a respond route needs a final "
+                            "status (200..599)", w, (unsigned long long)st);
+            r->status = (int)st;
+            status = v;
+        } else if (!strcmp(key, "headers")) {
+            if (is_null(v))
+                continue;
+            if (check_map(l, v, w))
+                return -1;
+            r->headers = arena_array(l->arena, MAP_LEN(v), sizeof(*r->headers));
+            if (!r->headers)
+                return oom(l, v);
+            MAP_EACH(v, hp) {
+                yaml_node_t *hk = node_at(l, hp->key), *hv = node_at(l, hp->value);
+                rw_kv *h = &r->headers[r->nheaders];
+                const char *s = "";
+                wheref(hw, sizeof(hw), "%s.%s", w, scalar_text(hk));
+                if (get_string(l, hk, hw, &h->name) || check_token(l, hk, hw, "header name", h->name))
+                    return -1;
+                if (!strcasecmp(h->name, "Content-Length") ||
+                    !strcasecmp(h->name, "Transfer-Encoding") || !strcasecmp(h->name, "Connection"))
+                    return fail(l, hk, "%s: %s is set by ringway", hw, h->name);
+                if (str_of(l, hv, hw, &s) || check_field_value(l, hv, hw, s))
+                    return -1;
+                if (!(h->value = dup_mem(l, hv, s, strlen(s))))
+                    return -1;
+                r->nheaders++;
+            }
+        } else if (!strcmp(key, "body")) {
+            if (is_null(v))
+                continue;
+            if (want(l, v, YAML_SCALAR_NODE, w))
+                return -1;
+            if (v->data.scalar.length > MAX_BODY)
+                return fail(l, v, "%s: body is too large (at most 1m)", w);
+            /* the body may hold any bytes, NUL included: keep its length */
+            r->body = dup_mem(l, v, scalar_text(v), v->data.scalar.length);
+            if (!r->body)
+                return -1;
+            r->body_len = v->data.scalar.length;
+            body = v;
+        } else {
+            return unknown_key(l, k, where, "respond", "status, headers, body");
+        }
+    }
+    if (!status)
+        return fail(l, n, "%s: status is required", where);
+    if (body && r->body_len > 0 && (r->status == 204 || r->status == 304))
+        return fail(l, body, "%s.body: a %d response has no body", where, r->status);
+    return 0;
+}
+
+static int parse_filters(loader *l, yaml_node_t *n, const char *where)
+{
+    char b[64];
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, where, false))
+        return -1;
+    if (SEQ_LEN(n) == 0)
+        return 0;
+    /* No filter is implemented yet: refusing beats silently dropping security config. */
+    yaml_node_t *it = list_item(l, n, 0);
+    if (!it)
+        return fail(l, n, "%s: missing entry", where);
+    if (it->type == YAML_SCALAR_NODE && !is_null(it))
+        return fail(l, it, "%s: filter '%s' is not available in this build", where,
+                    scalar_text(it));
+    if (it->type == YAML_MAPPING_NODE && MAP_LEN(it) >= 1) {
+        yaml_node_t *k = node_at(l, it->data.mapping.pairs.start[0].key);
+        if (k && k->type == YAML_SCALAR_NODE)
+            return fail(l, k, "%s: filter '%s' is not available in this build", where,
+                        scalar_text(k));
+    }
+    return fail(l, it, "%s[0]: expected a filter like {name: {settings}}, got %s", where,
+                describe(it, b, sizeof(b)));
+}
+
+static int parse_methods(loader *l, yaml_node_t *n, const char *where, uint32_t *out)
+{
+    char w[300];
+    const char *s = "";
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, where, true))
+        return -1;
+    size_t len = list_len(n);
+    if (len == 0)
+        return fail(l, n, "%s: must not be empty (leave it out to match every method)", where);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        int m = RW_METHOD_GET;
+        item_where(w, sizeof(w), n, where, i);
+        if (!it)
+            return fail(l, n, "%s: missing entry", w);
+        if (str_of(l, it, w, &s))
+            return -1;
+        while (m < RW_METHOD__COUNT && strcmp(method_names[m], s) != 0)
+            m++;
+        if (m == RW_METHOD__COUNT)
+            return fail(l, it,
+                        "%s: unknown method '%s' (expected GET, HEAD, POST, PUT, DELETE, CONNECT, "
+                        "OPTIONS, TRACE, PATCH)",
+                        w, s);
+        *out |= 1u << m;
+    }
+    return 0;
+}
+
+static int parse_rewrite(loader *l, yaml_node_t *n, const char *where, rw_route_cfg *rt)
+{
+    char w[300];
+    const yaml_node_t *from = NULL, *to = NULL;
+
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "from")) {
+            if (get_string(l, v, w, &rt->rewrite_from))
+                return -1;
+            if (rt->rewrite_from && compile_regex(l, v, w, rt->rewrite_from, &rt->rewrite_re))
+                return -1;
+            from = rt->rewrite_from ? v : NULL;
+        } else if (!strcmp(key, "to")) {
+            if (get_string(l, v, w, &rt->rewrite_to))
+                return -1;
+            to = rt->rewrite_to ? v : NULL;
+        } else {
+            return unknown_key(l, k, where, "rewrite", "from, to");
+        }
+    }
+    if (!from || !to)
+        return fail(l, n, "%s: needs both from and to", where);
+    /* "$0" is the whole match, "$1".."$9" groups, "$$" a literal '$' */
+    for (const char *p = rt->rewrite_to; *p; p++) {
+        if (p[0] == '$' && p[1] == '$') {
+            p++;
+        } else if (p[0] == '$' && p[1] >= '0' && p[1] <= '9') {
+            unsigned g = (unsigned)(p[1] - '0');
+            if (g > rt->rewrite_re->re_nsub)
+                return fail(l, to, "%s.to: $%u does not name a group of the regex (it has %zu)",
+                            where, g, rt->rewrite_re->re_nsub);
+            p++;
+        }
+    }
+    for (const unsigned char *p = (const unsigned char *)rt->rewrite_to; *p; p++) {
+        if (*p <= 0x20 || *p == 0x7f)
+            return fail(l, to, "%s.to: must not contain spaces or control characters", where);
+    }
+    return 0;
+}
+
+static int parse_route(loader *l, yaml_node_t *n, size_t index, const char *where,
+                       rw_route_cfg *rt, const strset *services)
+{
+    static const char keys[] = "name, hosts, methods, paths, headers, query, strip_path, "
+                               "rewrite, preserve_host, service, respond, filters";
+    char w[300], iw[320];
+    const yaml_node_t *service = NULL, *strip = NULL, *rewrite = NULL, *preserve = NULL;
+
+    rt->service_index = -1;
+    rt->line = (int)line_of(n);
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "name"))
+            rc = get_name(l, v, w, &rt->name);
+        else if (!strcmp(key, "hosts")) {
+            rc = get_str_list(l, v, w, &rt->hosts, &rt->nhosts);
+            if (rc == 0 && !is_null(v) && rt->nhosts == 0)
+                rc = fail(l, v, "%s: must not be empty (leave it out to match every host)", w);
+            for (size_t i = 0; i < rt->nhosts && rc == 0; i++)
+                rc = check_host(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i),
+                                rt->hosts[i]);
+        } else if (!strcmp(key, "methods"))
+            rc = parse_methods(l, v, w, &rt->methods);
+        else if (!strcmp(key, "paths"))
+            rc = parse_paths(l, v, w, rt);
+        else if (!strcmp(key, "headers"))
+            rc = parse_kv_matches(l, v, w, true, &rt->headers, &rt->nheaders);
+        else if (!strcmp(key, "query"))
+            rc = parse_kv_matches(l, v, w, false, &rt->query, &rt->nquery);
+        else if (!strcmp(key, "strip_path")) {
+            rc = get_string(l, v, w, &rt->strip_path);
+            if (rc == 0 && rt->strip_path) {
+                strip = v;
+                rc = normalise_path(l, v, w, rt->strip_path);
+                size_t len = strlen(rt->strip_path);
+                if (rc == 0 && rt->strip_path[len - 1] == '/')
+                    rc = fail(l, v, "%s: '%s' must not end with '/' (the rest of the path keeps "
+                              "its leading '/')", w, rt->strip_path);
+            }
+        } else if (!strcmp(key, "rewrite")) {
+            if (!is_null(v)) {
+                rewrite = v;
+                rc = parse_rewrite(l, v, w, rt);
+            }
+        } else if (!strcmp(key, "preserve_host")) {
+            rc = get_bool(l, v, w, &rt->preserve_host);
+            preserve = rt->preserve_host ? v : NULL;
+        } else if (!strcmp(key, "service")) {
+            rc = get_name(l, v, w, &rt->service);
+            service = rt->service ? v : NULL;
+        } else if (!strcmp(key, "respond")) {
+            if (!is_null(v)) {
+                rt->has_respond = true;
+                rc = parse_respond(l, v, w, &rt->respond);
+            }
+        } else if (!strcmp(key, "filters"))
+            rc = parse_filters(l, v, w);
+        else
+            rc = unknown_key(l, k, where, "route", keys);
+        if (rc)
+            return -1;
+    }
+
+    if (!rt->name) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "route-%zu", index);
+        if (!(rt->name = dup_mem(l, n, buf, strlen(buf))))
+            return -1;
+    }
+    if (rt->service && rt->has_respond)
+        return fail(l, n, "%s: has both service and respond (choose one)", where);
+    if (!rt->service && !rt->has_respond)
+        return fail(l, n, "%s: needs either service or respond", where);
+    if (rt->service) {
+        int idx = strset_get(services, rt->service);
+        if (idx < 0)
+            return fail(l, service, "%s.service: unknown service '%s'", where, rt->service);
+        rt->service_index = idx;
+    } else {
+        const yaml_node_t *bad = strip ? strip : rewrite ? rewrite : preserve;
+        const char *what = strip ? "strip_path" : rewrite ? "rewrite" : "preserve_host";
+        if (bad)
+            return fail(l, bad, "%s.%s: only applies to routes with a service", where, what);
+    }
+    return 0;
+}
+
+static int parse_routes(loader *l, yaml_node_t *n, const strset *services)
+{
+    rw_config *cfg = l->cfg;
+    strset names = {0};
+    char w[64];
+    int rc = -1;
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, "routes", false))
+        return -1;
+    size_t len = SEQ_LEN(n);
+    cfg->routes = arena_array(l->arena, len, sizeof(*cfg->routes));
+    if (!cfg->routes)
+        return oom(l, n);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        rw_route_cfg *rt = &cfg->routes[i];
+        int old = 0, put;
+        wheref(w, sizeof(w), "routes[%zu]", i);
+        if (!it) {
+            fail(l, n, "%s: missing entry", w);
+            goto out;
+        }
+        if (parse_route(l, it, i, w, rt, services))
+            goto out;
+        if ((put = strset_put(&names, rt->name, (int)i, &old)) <= 0) {
+            if (put < 0)
+                oom(l, it);
+            else
+                fail(l, it, "%s: duplicate route name '%s' (also routes[%d])", w, rt->name, old);
+            goto out;
+        }
+        cfg->nroutes = i + 1;
+    }
+    rc = 0;
+out:
+    strset_free(&names);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The document root. */
+
+enum {
+    K_LISTEN, K_ADMIN, K_WORKERS, K_IO, K_MAX_CONNS, K_DRAIN_TIMEOUT, K_HTTP, K_REDIS,
+    K_TIERS, K_SERVICES, K_CONSUMERS, K_ROUTES, K__COUNT
+};
+
+static const char *const top_keys[K__COUNT] = {
+    "listen", "admin", "workers", "io", "max_conns", "drain_timeout", "http", "redis",
+    "tiers", "services", "consumers", "routes",
+};
+
+static void set_defaults(rw_config *cfg)
+{
+    cfg->workers = 0;
+    cfg->io = RW_IO_AUTO;
+    cfg->max_conns = 65536;
+    cfg->drain_timeout_ms = 30000;
+    cfg->http.client_header_timeout_ms = 10000;
+    cfg->http.client_body_timeout_ms = 60000;
+    cfg->http.keepalive_timeout_ms = 75000;
+    cfg->http.send_timeout_ms = 60000;
+    cfg->http.max_header_bytes = 16384;
+    cfg->http.max_request_line = 8192;
+    cfg->http.max_body_bytes = 10u << 20;
+    cfg->http.max_headers = 100;
+    cfg->redis.sync_interval_ms = 100;
+    cfg->redis.on_failure = RW_REDIS_LOCAL;
+}
+
+static int parse_root(loader *l, yaml_node_t *root)
+{
+    static const char *const io_modes[] = {"auto", "uring", "epoll"};
+    rw_config *cfg = l->cfg;
+    yaml_node_t *v[K__COUNT] = {0};
+    char expected[256] = "";
+    strset services = {0};
+    int rc = -1;
+
+    if (root->type != YAML_MAPPING_NODE)
+        return fail(l, root, "the top level must be a mapping (listen:, services:, routes:, ...)");
+    if (check_map(l, root, ""))
+        return -1;
+    for (size_t i = 0; i < K__COUNT; i++) {
+        strcat(expected, i ? ", " : "");
+        strcat(expected, top_keys[i]);
+    }
+    MAP_EACH(root, pr) {
+        yaml_node_t *k = node_at(l, pr->key);
+        size_t i = 0;
+        while (i < K__COUNT && strcmp(top_keys[i], scalar_text(k)) != 0)
+            i++;
+        if (i == K__COUNT)
+            return unknown_key(l, k, "", "", expected);
+        v[i] = node_at(l, pr->value);
+    }
+
+    /* fixed order, so references (tier, service) resolve as they are read */
+    if (v[K_LISTEN] && parse_listen(l, v[K_LISTEN]))
+        goto out;
+    if (cfg->nlisten == 0) {
+        rw_sockaddr *def = arena_alloc(l->arena, sizeof(*def));
+        if (!def) {
+            oom(l, root);
+            goto out;
+        }
+        rw_parse_sockaddr("0.0.0.0:8080", def);
+        cfg->listen = def;
+        cfg->nlisten = 1;
+    }
+    if (v[K_ADMIN] && !is_null(v[K_ADMIN])) {
+        if (get_sockaddr(l, v[K_ADMIN], "admin", &cfg->admin))
+            goto out;
+        cfg->has_admin = true;
+        for (size_t i = 0; i < cfg->nlisten; i++) {
+            if (addr_conflict(&cfg->admin, &cfg->listen[i])) {
+                fail(l, v[K_ADMIN], "admin: %s overlaps listen address %s", cfg->admin.text,
+                     cfg->listen[i].text);
+                goto out;
+            }
+        }
+    }
+    if (v[K_WORKERS] && !is_null(v[K_WORKERS]) && parse_workers(l, v[K_WORKERS]))
+        goto out;
+    if (v[K_IO] && get_choice(l, v[K_IO], "io", "io mode", io_modes, 3, &cfg->io))
+        goto out;
+    if (v[K_MAX_CONNS] && get_u32(l, v[K_MAX_CONNS], "max_conns", 1, 10000000, &cfg->max_conns))
+        goto out;
+    if (v[K_DRAIN_TIMEOUT] && get_ms(l, v[K_DRAIN_TIMEOUT], "drain_timeout", 0, &cfg->drain_timeout_ms))
+        goto out;
+    if (v[K_HTTP] && parse_http(l, v[K_HTTP]))
+        goto out;
+    if (v[K_REDIS] && parse_redis(l, v[K_REDIS]))
+        goto out;
+    if (v[K_TIERS] && parse_tiers(l, v[K_TIERS]))
+        goto out;
+    if (v[K_SERVICES] && parse_services(l, v[K_SERVICES], &services))
+        goto out;
+    if (v[K_CONSUMERS] && parse_consumers(l, v[K_CONSUMERS]))
+        goto out;
+    if (v[K_ROUTES] && parse_routes(l, v[K_ROUTES], &services))
+        goto out;
+    rc = 0;
+out:
+    strset_free(&services);
+    return rc;
+}
+
+/* Line (1-based) of byte offset off in text. */
+static size_t line_at_offset(const char *text, size_t len, size_t off)
+{
+    size_t line = 1;
+    for (size_t i = 0; i < off && i < len; i++)
+        line += text[i] == '\n';
+    return line;
+}
+
+static int yaml_failure(loader *l, const yaml_parser_t *p, const char *text, size_t len)
+{
+    const char *problem = p->problem ? p->problem : "invalid document";
+
+    switch (p->error) {
+    case YAML_MEMORY_ERROR:
+        return fail_line(l, 1, "out of memory while parsing YAML");
+    case YAML_READER_ERROR:
+        return fail_line(l, line_at_offset(text, len, p->problem_offset),
+                         "YAML syntax error: %s", problem);
+    default:
+        if (p->context)
+            return fail_line(l, p->problem_mark.line + 1, "YAML syntax error: %s %s (line %zu)",
+                             problem, p->context, p->context_mark.line + 1);
+        return fail_line(l, p->problem_mark.line + 1, "YAML syntax error: %s", problem);
+    }
+}
+
+int rw_config_load_string(const char *yaml, size_t len, const char *name, rw_config **out,
+                          char *err, size_t errlen)
+{
+    yaml_parser_t parser;
+    yaml_document_t doc, extra;
+    bool parser_ok = false, doc_ok = false;
+    rw_arena *arena = NULL;
+    loader l = {.name = name ? name : "<string>", .err = err, .errlen = errlen};
+    int rc = -1;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (!out)
+        return fail_line(&l, 1, "no place to store the config");
+    *out = NULL;
+    if (!yaml)
+        len = 0;
+    if (len > MAX_FILE_SIZE)
+        return fail_line(&l, 1, "configuration is too large (at most 16m)");
+
+    arena = calloc(1, sizeof(*arena));
+    if (!arena)
+        return fail_line(&l, 1, "out of memory");
+    l.arena = arena;
+    if (!yaml_parser_initialize(&parser)) {
+        fail_line(&l, 1, "out of memory");
+        goto out;
+    }
+    parser_ok = true;
+    yaml_parser_set_input_string(&parser, (const unsigned char *)(yaml ? yaml : ""), len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        yaml_failure(&l, &parser, yaml, len);
+        goto out;
+    }
+    doc_ok = true;
+    l.doc = &doc;
+
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root || is_null(root)) {
+        fail_line(&l, root ? line_of(root) : 1, "empty configuration");
+        goto out;
+    }
+    if (!yaml_parser_load(&parser, &extra)) {
+        yaml_failure(&l, &parser, yaml, len);
+        goto out;
+    }
+    yaml_node_t *extra_root = yaml_document_get_root_node(&extra);
+    size_t extra_line = extra_root ? line_of(extra_root) : 0;
+    yaml_document_delete(&extra);
+    if (extra_root) {
+        fail_line(&l, extra_line, "only one YAML document is allowed");
+        goto out;
+    }
+
+    rw_config *cfg = arena_alloc(arena, sizeof(*cfg));
+    if (!cfg || !(cfg->source = dup_mem(&l, root, l.name, strlen(l.name)))) {
+        fail_line(&l, 1, "out of memory");
+        goto out;
+    }
+    cfg->arena = arena;
+    l.cfg = cfg;
+    set_defaults(cfg);
+    if (parse_root(&l, root) != 0)
+        goto out;
+    *out = cfg;
+    arena = NULL; /* owned by *out now */
+    rc = 0;
+out:
+    if (doc_ok)
+        yaml_document_delete(&doc);
+    if (parser_ok)
+        yaml_parser_delete(&parser);
+    arena_destroy(arena);
+    if (rc != 0 && !l.failed)
+        fail_line(&l, 1, "invalid configuration");
+    return rc;
+}
+
+int rw_config_load_file(const char *path, rw_config **out, char *err, size_t errlen)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    int fd, rc;
+
+    if (err && errlen)
+        err[0] = '\0';
+    if (out)
+        *out = NULL;
+    if (!path) {
+        if (err && errlen)
+            snprintf(err, errlen, "no configuration file given");
+        return -1;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    const char *why = NULL;
+    if (fstat(fd, &st) == -1)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if (st.st_size > (off_t)MAX_FILE_SIZE)
+        why = "too large (at most 16m)";
+    if (why) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: %s", path, why);
+        close(fd);
+        return -1;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        close(fd);
+        if (err && errlen)
+            snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    for (;;) {
+        ssize_t r = read(fd, buf + len, (size_t)st.st_size + 1 - len);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1) {
+            if (err && errlen)
+                snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            close(fd);
+            free(buf);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len > (size_t)st.st_size) { /* grew while we read */
+            if (err && errlen)
+                snprintf(err, errlen, "%s: changed while being read", path);
+            close(fd);
+            free(buf);
+            return -1;
+        }
+    }
+    close(fd);
+    rc = rw_config_load_string(buf, len, path, out, err, errlen);
+    free(buf);
+    return rc;
+}
+
+void rw_config_free(rw_config *cfg)
+{
+    if (cfg)
+        arena_destroy(cfg->arena);
+}

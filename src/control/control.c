@@ -1,1 +1,189 @@
-/* placeholder: being written */
+/* control.c - the control thread: signal handling (reload, drain), config
+ * loading with command-line overrides, and the admin listener's loop. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "admin_int.h"
+#include "ringway/control.h"
+#include "ringway/log.h"
+
+void rw_overrides_init(rw_overrides *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->workers = -1;
+    o->io = -1;
+    o->max_conns = -1;
+    o->drain_timeout_ms = -1;
+}
+
+void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
+{
+    if (o->nlisten > 0) {
+        /* The config owns its arrays; the listen array it has is large enough
+         * only by luck, so point at the overrides (they outlive every config). */
+        cfg->listen = (rw_sockaddr *)o->listen;
+        cfg->nlisten = o->nlisten;
+    }
+    if (o->workers >= 0)
+        cfg->workers = (uint32_t)o->workers;
+    if (o->io >= 0)
+        cfg->io = o->io;
+    if (o->has_admin) {
+        cfg->has_admin = true;
+        cfg->admin = o->admin;
+    }
+    if (o->max_conns >= 0)
+        cfg->max_conns = (uint32_t)o->max_conns;
+    if (o->drain_timeout_ms >= 0)
+        cfg->drain_timeout_ms = (uint32_t)o->drain_timeout_ms;
+}
+
+rw_config *rw_control_load(const char *config_path, const rw_overrides *o, char *err, size_t errlen)
+{
+    rw_config *cfg = NULL;
+    int rc = config_path != NULL
+                 ? rw_config_load_file(config_path, &cfg, err, errlen)
+                 : rw_config_load_string(rw_config_embedded_default, strlen(rw_config_embedded_default),
+                                         "<embedded>", &cfg, err, errlen);
+    if (rc != 0)
+        return NULL;
+    rw_overrides_apply(o, cfg);
+    return cfg;
+}
+
+int rw_control_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    signal(SIGPIPE, SIG_IGN);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    return rc == 0 ? 0 : -rc;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static bool same_listeners(const rw_config *a, const rw_config *b)
+{
+    if (a->nlisten != b->nlisten)
+        return false;
+    for (size_t i = 0; i < a->nlisten; i++)
+        if (strcmp(a->listen[i].text, b->listen[i].text) != 0)
+            return false;
+    return true;
+}
+
+int rw__control_reload(rw_control_opts *o, char *msg, size_t msglen)
+{
+    if (o->config_path == NULL) {
+        snprintf(msg, msglen, "reload: running on the embedded default config; nothing to reload");
+        rw_log_info("%s", msg);
+        return 0;
+    }
+    char err[1024];
+    rw_config *cfg = rw_control_load(o->config_path, o->overrides, err, sizeof(err));
+    if (cfg == NULL) {
+        snprintf(msg, msglen, "reload failed, keeping the running config: %s", err);
+        rw_log_error("%s", msg);
+        return -1;
+    }
+    if (!same_listeners(cfg, o->snap->cfg))
+        rw_log_warn("reload: listen addresses changed; they take effect only on restart");
+    if (cfg->workers != o->snap->cfg->workers || cfg->io != o->snap->cfg->io)
+        rw_log_warn("reload: workers/io changed; they take effect only on restart");
+    rw_snapshot *snap = rw_snapshot_new(cfg, o->snap->generation + 1, err, sizeof(err));
+    if (snap == NULL) {
+        rw_config_free(cfg);
+        snprintf(msg, msglen, "reload failed, keeping the running config: %s", err);
+        rw_log_error("%s", msg);
+        return -1;
+    }
+    rw_server_publish(o->server, snap);
+    rw_snapshot_unref(o->snap);
+    o->snap = snap;
+    snprintf(msg, msglen, "reloaded %s (generation %llu): %zu routes, %zu services", o->config_path,
+             (unsigned long long)snap->generation, cfg->nroutes, cfg->nservices);
+    rw_log_info("%s", msg);
+    return 0;
+}
+
+int rw_control_run(rw_control_opts *o)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd == -1) {
+        rw_log_error("signalfd: %s", strerror(errno));
+        return 1;
+    }
+    rw_admin admin;
+    rw__admin_init(&admin, o, o->admin_fd);
+    bool draining = false;
+    uint64_t drain_deadline = 0;
+    int status = 0;
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = draining ? -1 : o->admin_fd, .events = POLLIN}};
+        int n = poll(pfd, 2, draining ? 50 : 1000);
+        if (n == -1 && errno != EINTR) {
+            rw_log_error("poll: %s", strerror(errno));
+            status = 1;
+            break;
+        }
+        if (n > 0 && (pfd[0].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (si.ssi_signo == SIGHUP && !draining) {
+                    char msg[1280];
+                    rw_log_info("SIGHUP: reloading configuration");
+                    rw__control_reload(o, msg, sizeof(msg));
+                } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+                    if (draining) {
+                        rw_log_warn("second stop signal: exiting now");
+                        drain_deadline = 0;
+                    } else {
+                        draining = true;
+                        drain_deadline = mono_ms() + o->snap->cfg->drain_timeout_ms;
+                        rw_log_info("%s: draining (up to %u ms)", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
+                                    o->snap->cfg->drain_timeout_ms);
+                        rw_server_drain(o->server);
+                    }
+                }
+            }
+        }
+        if (!draining && n > 0 && (pfd[1].revents & POLLIN))
+            rw__admin_accept(&admin);
+        if (rw_server_failed(o->server)) {
+            rw_log_error("a worker stopped unexpectedly: exiting");
+            status = 1;
+            break;
+        }
+        if (draining) {
+            if (rw_server_drained(o->server)) {
+                rw_log_info("drained: all connections finished");
+                break;
+            }
+            if (mono_ms() >= drain_deadline) {
+                rw_log_warn("drain timeout: closing the remaining connections");
+                break;
+            }
+        }
+    }
+    close(sfd);
+    return status;
+}

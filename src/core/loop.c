@@ -1,1 +1,181 @@
-/* placeholder: being written */
+/* loop.c - backend-independent part of the event loop: creation, buffers,
+ * the coarse clock, timers and the turn. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "loop_int.h"
+#include "ringway/log.h"
+
+rw_loop *rw_loop_new(const rw_loop_opts *opts)
+{
+    rw_loop *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    l->backend = opts->backend;
+    l->ops = opts->backend == RW_BACKEND_URING ? &rw__loop_uring_ops : &rw__loop_epoll_ops;
+    l->buf_count = opts->buf_count ? opts->buf_count : 1024;
+    l->buf_size = opts->buf_size ? opts->buf_size : 16384;
+    if (l->buf_count & (l->buf_count - 1)) {
+        errno = EINVAL;
+        goto fail_loop;
+    }
+    /* Reserved, not touched: pages become resident only when a buffer is used. */
+    l->bufs = mmap(NULL, (size_t)l->buf_count * l->buf_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (l->bufs == MAP_FAILED) {
+        l->bufs = NULL;
+        goto fail_loop;
+    }
+    rw__loop_update_clock(l);
+    if (rw_timers_init(&l->timers, l->now) != 0) {
+        errno = ENOMEM;
+        goto fail_bufs;
+    }
+    int rc = l->ops->init(l, opts);
+    if (rc != 0) {
+        errno = -rc;
+        goto fail_timers;
+    }
+    return l;
+
+fail_timers:
+    rw_timers_free(&l->timers);
+fail_bufs:
+    munmap(l->bufs, (size_t)l->buf_count * l->buf_size);
+fail_loop: {
+    int saved = errno;
+    free(l);
+    errno = saved;
+    return NULL;
+}
+}
+
+void rw_loop_free(rw_loop *l)
+{
+    if (l == NULL)
+        return;
+    l->ops->fini(l);
+    rw_timers_free(&l->timers);
+    munmap(l->bufs, (size_t)l->buf_count * l->buf_size);
+    free(l);
+}
+
+int rw_loop_backend(const rw_loop *l)
+{
+    return l->backend;
+}
+
+static void submit(rw_loop *l, rw_op *op, int kind, int fd)
+{
+    op->kind = (uint8_t)kind;
+    op->fd = fd;
+    op->flags = RW_OPF_PENDING;
+    op->gen++;
+    l->ops->submit(l, op);
+}
+
+void rw_loop_accept(rw_loop *l, rw_op *op, int fd)
+{
+    submit(l, op, RW_OP_ACCEPT, fd);
+}
+
+void rw_loop_recv(rw_loop *l, rw_op *op, int fd)
+{
+    op->buf = NULL;
+    submit(l, op, RW_OP_RECV, fd);
+}
+
+void rw_loop_recv_into(rw_loop *l, rw_op *op, int fd, char *dst, uint32_t len)
+{
+    op->dst = dst;
+    op->dst_len = len;
+    submit(l, op, RW_OP_RECV_INTO, fd);
+}
+
+void rw_loop_send(rw_loop *l, rw_op *op, int fd, struct iovec *iov, int iovcnt)
+{
+    memset(&op->msg, 0, sizeof(op->msg));
+    op->msg.msg_iov = iov;
+    op->msg.msg_iovlen = (size_t)iovcnt;
+    submit(l, op, RW_OP_SEND, fd);
+}
+
+void rw_loop_connect(rw_loop *l, rw_op *op, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    op->addr = addr;
+    op->addrlen = len;
+    submit(l, op, RW_OP_CONNECT, fd);
+}
+
+void rw_loop_read_eventfd(rw_loop *l, rw_op *op, int fd)
+{
+    submit(l, op, RW_OP_READ_EVENTFD, fd);
+}
+
+void rw_loop_cancel(rw_loop *l, rw_op *op)
+{
+    if (!(op->flags & RW_OPF_PENDING) || (op->flags & RW_OPF_CANCEL))
+        return;
+    op->flags |= RW_OPF_CANCEL;
+    l->ops->cancel(l, op);
+}
+
+void rw_loop_forget_fd(rw_loop *l, int fd)
+{
+    l->ops->forget_fd(l, fd);
+}
+
+char *rw_loop_buf(rw_loop *l, uint32_t id)
+{
+    return l->bufs + (size_t)id * l->buf_size;
+}
+
+uint32_t rw_loop_buf_size(const rw_loop *l)
+{
+    return l->buf_size;
+}
+
+void rw_loop_buf_release(rw_loop *l, uint32_t id)
+{
+    l->ops->buf_release(l, id);
+}
+
+rw_timers *rw_loop_timers(rw_loop *l)
+{
+    return &l->timers;
+}
+
+uint64_t rw_loop_now(const rw_loop *l)
+{
+    return l->now;
+}
+
+void rw_loop_set_turn_hook(rw_loop *l, rw_loop_turn_cb cb, void *arg)
+{
+    l->turn_cb = cb;
+    l->turn_arg = arg;
+}
+
+void rw_loop_stop(rw_loop *l)
+{
+    l->stop = true;
+}
+
+int rw_loop_run(rw_loop *l)
+{
+    while (!l->stop) {
+        uint64_t wait = rw_timers_next_ms(&l->timers, 1000);
+        int rc = l->ops->poll(l, wait);
+        if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
+            rw_log_error("%s loop: wait failed: %s", l->ops->name, strerror(-rc));
+            return rc;
+        }
+        rw_timers_run(&l->timers, l->now);
+        if (l->turn_cb != NULL)
+            l->turn_cb(l, l->turn_arg);
+    }
+    return 0;
+}

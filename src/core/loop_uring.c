@@ -1,1 +1,298 @@
-/* placeholder: being written */
+/* loop_uring.c - io_uring backend: multishot accept, a provided-buffer ring
+ * for receives (idle sockets hold no buffer), one io_uring_enter per turn. */
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "loop_int.h"
+#include "ringway/log.h"
+
+#define RW_URING_BGID 0
+#define RW_CQE_BATCH 256
+
+typedef struct uring_be {
+    struct io_uring ring;
+    struct io_uring_buf_ring *br; /* mmap'd, registered with the ring */
+    size_t br_bytes;
+    uint32_t br_mask;
+    rw_op *starved;               /* RECV ops that found the buffer ring empty */
+    rw_op *deferred;              /* completions to deliver at the next poll */
+} uring_be;
+
+static struct io_uring_sqe *get_sqe(uring_be *be)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&be->ring);
+    if (RW_UNLIKELY(sqe == NULL)) {
+        /* SQ full: flush what we have, then there is room. */
+        io_uring_submit(&be->ring);
+        sqe = io_uring_get_sqe(&be->ring);
+    }
+    return sqe;
+}
+
+static int ring_setup(struct io_uring *ring, uint32_t entries)
+{
+    /* No SINGLE_ISSUER: rings are created by the main thread and then driven
+     * by their worker, and the kernel pins the issuer at creation. */
+    static const unsigned flag_sets[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    int rc = -EINVAL;
+    for (size_t i = 0; i < RW_ARRAY_LEN(flag_sets); i++) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof(p));
+        p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
+        p.cq_entries = entries * 4;
+        rc = io_uring_queue_init_params(entries, ring, &p);
+        if (rc != -EINVAL)
+            break;
+    }
+    return rc;
+}
+
+static int uring_init(rw_loop *l, const rw_loop_opts *o)
+{
+    uring_be *be = calloc(1, sizeof(*be));
+    if (be == NULL)
+        return -ENOMEM;
+    uint32_t entries = o->ring_entries ? o->ring_entries : 4096;
+    int rc = ring_setup(&be->ring, entries);
+    if (rc < 0)
+        goto fail_be;
+    be->br_bytes = (size_t)l->buf_count * sizeof(struct io_uring_buf);
+    be->br = mmap(NULL, be->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (be->br == MAP_FAILED) {
+        rc = -errno;
+        goto fail_ring;
+    }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)be->br;
+    reg.ring_entries = l->buf_count;
+    reg.bgid = RW_URING_BGID;
+    rc = io_uring_register_buf_ring(&be->ring, &reg, 0);
+    if (rc < 0)
+        goto fail_br;
+    io_uring_buf_ring_init(be->br);
+    be->br_mask = (uint32_t)io_uring_buf_ring_mask(l->buf_count);
+    for (uint32_t i = 0; i < l->buf_count; i++)
+        io_uring_buf_ring_add(be->br, rw_loop_buf(l, i), l->buf_size, (unsigned short)i, be->br_mask, (int)i);
+    io_uring_buf_ring_advance(be->br, (int)l->buf_count);
+    l->be = be;
+    return 0;
+
+fail_br:
+    munmap(be->br, be->br_bytes);
+fail_ring:
+    io_uring_queue_exit(&be->ring);
+fail_be:
+    free(be);
+    return rc;
+}
+
+static void uring_fini(rw_loop *l)
+{
+    uring_be *be = l->be;
+    if (be == NULL)
+        return;
+    io_uring_unregister_buf_ring(&be->ring, RW_URING_BGID);
+    io_uring_queue_exit(&be->ring);
+    munmap(be->br, be->br_bytes);
+    free(be);
+    l->be = NULL;
+}
+
+static void uring_submit(rw_loop *l, rw_op *op)
+{
+    uring_be *be = l->be;
+    struct io_uring_sqe *sqe = get_sqe(be);
+    switch (op->kind) {
+    case RW_OP_ACCEPT:
+        io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        break;
+    case RW_OP_RECV:
+        io_uring_prep_recv(sqe, op->fd, NULL, l->buf_size, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = RW_URING_BGID;
+        break;
+    case RW_OP_RECV_INTO:
+        io_uring_prep_recv(sqe, op->fd, op->dst, op->dst_len, 0);
+        break;
+    case RW_OP_SEND:
+        io_uring_prep_sendmsg(sqe, op->fd, &op->msg, MSG_NOSIGNAL);
+        break;
+    case RW_OP_CONNECT:
+        io_uring_prep_connect(sqe, op->fd, op->addr, op->addrlen);
+        break;
+    case RW_OP_READ_EVENTFD:
+        io_uring_prep_read(sqe, op->fd, &op->evbuf, sizeof(op->evbuf), 0);
+        break;
+    default:
+        abort();
+    }
+    io_uring_sqe_set_data64(sqe, rw__op_token(op));
+}
+
+static bool list_remove(rw_op **head, rw_op *op)
+{
+    for (rw_op **pp = head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == op) {
+            *pp = op->next;
+            op->next = NULL;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void uring_cancel(rw_loop *l, rw_op *op)
+{
+    uring_be *be = l->be;
+    if (list_remove(&be->starved, op)) {
+        /* Not in the kernel: complete it ourselves, outside the caller's stack. */
+        op->next = be->deferred;
+        be->deferred = op;
+        return;
+    }
+    struct io_uring_sqe *sqe = get_sqe(be);
+    io_uring_prep_cancel64(sqe, rw__op_token(op), 0);
+    io_uring_sqe_set_data64(sqe, 0);
+}
+
+static void uring_forget_fd(rw_loop *l, int fd)
+{
+    (void)l;
+    (void)fd;
+}
+
+static void uring_buf_release(rw_loop *l, uint32_t id)
+{
+    uring_be *be = l->be;
+    io_uring_buf_ring_add(be->br, rw_loop_buf(l, id), l->buf_size, (unsigned short)id, be->br_mask, 0);
+    io_uring_buf_ring_advance(be->br, 1);
+    if (be->starved != NULL) {
+        rw_op *op = be->starved;
+        be->starved = op->next;
+        op->next = NULL;
+        uring_submit(l, op);
+    }
+}
+
+static void dispatch(rw_loop *l, uring_be *be, uint64_t token, int res, uint32_t cflags)
+{
+    if (token == 0)
+        return; /* cancel requests and other fire-and-forget ops */
+    rw_op *op = rw__op_from_token(token);
+    if (op == NULL || !(op->flags & RW_OPF_PENDING)) {
+        rw_log_debug("uring: dropped a stale completion");
+        return;
+    }
+    bool more = (cflags & IORING_CQE_F_MORE) != 0;
+    if (op->kind == RW_OP_RECV) {
+        if (cflags & IORING_CQE_F_BUFFER) {
+            op->buf_id = cflags >> IORING_CQE_BUFFER_SHIFT;
+            op->buf = rw_loop_buf(l, op->buf_id);
+        } else if (res == -ENOBUFS && !(op->flags & RW_OPF_CANCEL)) {
+            op->next = be->starved; /* resubmitted when a buffer comes back */
+            be->starved = op;
+            return;
+        }
+    }
+    rw__loop_complete(op, res, more);
+}
+
+static int uring_poll(rw_loop *l, uint64_t timeout_ms)
+{
+    uring_be *be = l->be;
+    while (be->deferred != NULL) {
+        rw_op *op = be->deferred;
+        be->deferred = op->next;
+        op->next = NULL;
+        rw__loop_complete(op, -ECANCELED, false);
+    }
+    struct __kernel_timespec ts = {
+        .tv_sec = (long long)(timeout_ms / 1000),
+        .tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
+    };
+    struct io_uring_cqe *cqe = NULL;
+    int rc = io_uring_submit_and_wait_timeout(&be->ring, &cqe, 1, &ts, NULL);
+    rw__loop_update_clock(l);
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+        return rc;
+    /* Copy completions out and advance first, so callbacks that submit (and
+     * may flush) never race the completion queue we are walking. */
+    for (;;) {
+        struct { uint64_t token; int res; uint32_t flags; } batch[RW_CQE_BATCH];
+        unsigned n = 0, head;
+        io_uring_for_each_cqe(&be->ring, head, cqe) {
+            batch[n].token = cqe->user_data;
+            batch[n].res = cqe->res;
+            batch[n].flags = cqe->flags;
+            if (++n == RW_CQE_BATCH)
+                break;
+        }
+        if (n == 0)
+            break;
+        io_uring_cq_advance(&be->ring, n);
+        for (unsigned i = 0; i < n; i++)
+            dispatch(l, be, batch[i].token, batch[i].res, batch[i].flags);
+        if (n < RW_CQE_BATCH)
+            break;
+    }
+    return 0;
+}
+
+const rw_loop_backend_ops rw__loop_uring_ops = {
+    .name = "io_uring",
+    .init = uring_init,
+    .fini = uring_fini,
+    .submit = uring_submit,
+    .cancel = uring_cancel,
+    .forget_fd = uring_forget_fd,
+    .buf_release = uring_buf_release,
+    .poll = uring_poll,
+};
+
+static bool uring_ok;
+
+static void probe_uring(void)
+{
+    struct io_uring ring;
+    if (io_uring_queue_init(8, &ring, 0) < 0)
+        return;
+    struct io_uring_probe *p = io_uring_get_probe_ring(&ring);
+    bool ops_ok = p != NULL && io_uring_opcode_supported(p, IORING_OP_SENDMSG) &&
+                  io_uring_opcode_supported(p, IORING_OP_RECV) &&
+                  io_uring_opcode_supported(p, IORING_OP_ACCEPT) &&
+                  io_uring_opcode_supported(p, IORING_OP_CONNECT) &&
+                  io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL);
+    if (p != NULL)
+        io_uring_free_probe(p);
+    /* Provided-buffer rings need 5.19; multishot accept arrived with them. */
+    if (ops_ok) {
+        void *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+        if (mem != MAP_FAILED) {
+            struct io_uring_buf_reg reg;
+            memset(&reg, 0, sizeof(reg));
+            reg.ring_addr = (uint64_t)(uintptr_t)mem;
+            reg.ring_entries = 8;
+            reg.bgid = 0;
+            if (io_uring_register_buf_ring(&ring, &reg, 0) == 0) {
+                uring_ok = true;
+                io_uring_unregister_buf_ring(&ring, 0);
+            }
+            munmap(mem, 4096);
+        }
+    }
+    io_uring_queue_exit(&ring);
+}
+
+bool rw_uring_available(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, probe_uring);
+    return uring_ok;
+}

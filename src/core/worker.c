@@ -1,1 +1,388 @@
-/* placeholder: being written */
+/* worker.c - worker threads: pinning, listeners, the loop, snapshot
+ * switching at the top of a turn, draining, and the server around them. */
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "worker_int.h"
+#include "ringway/log.h"
+#include "ringway/net.h"
+
+struct rw_server {
+    rw_server_opts opts;
+    rw_worker *workers;
+    int nworkers;
+    bool started;
+};
+
+static void worker_adopt(rw_worker *w, rw_snapshot *snap)
+{
+    rw_wstate *ws = NULL;
+    if (rw__wstate_new(w, snap, &ws) != 0) {
+        rw_log_error("cannot build upstream state for config generation %llu: out of memory; keeping the old one",
+                     (unsigned long long)snap->generation);
+        rw_snapshot_unref(snap);
+        return;
+    }
+    rw_wstate *old = w->ws;
+    w->ws = ws;
+    if (old != NULL) {
+        rw__wstate_close_idle(w, old);
+        old->next = w->retiring;
+        w->retiring = old;
+        rw__wstate_put(w, old); /* drops the worker's own use; freed when unused */
+    }
+    rw_log_debug("now serving config generation %llu", (unsigned long long)snap->generation);
+}
+
+static void stop_listening(rw_worker *w)
+{
+    for (size_t i = 0; i < w->nlisten; i++) {
+        if (w->listen_fds[i] >= 0)
+            rw_loop_cancel(w->loop, &w->accept_ops[i]);
+    }
+}
+
+static void turn_hook(rw_loop *l, void *arg)
+{
+    rw_worker *w = arg;
+    (void)l;
+    rw_snapshot *snap = atomic_exchange_explicit(&w->next_snap, NULL, memory_order_acq_rel);
+    if (snap != NULL)
+        worker_adopt(w, snap);
+    if (!w->draining && atomic_load_explicit(&w->drain, memory_order_acquire)) {
+        w->draining = true;
+        stop_listening(w);
+        rw__worker_close_idle(w);
+    }
+    if (w->draining && atomic_load_explicit(&w->force, memory_order_acquire) && w->nconns > 0)
+        rw__worker_close_all(w);
+    if (w->draining && w->nconns == 0 && w->nupconns == 0) {
+        atomic_store_explicit(&w->done, true, memory_order_release);
+        bool listeners_closed = true;
+        for (size_t i = 0; i < w->nlisten; i++)
+            listeners_closed &= !(w->accept_ops[i].flags & RW_OPF_PENDING);
+        if (listeners_closed && !(w->wake_op.flags & RW_OPF_PENDING))
+            rw_loop_stop(w->loop);
+        else if (!(w->wake_op.flags & RW_OPF_CANCEL))
+            rw_loop_cancel(w->loop, &w->wake_op);
+    }
+}
+
+static void accept_retry_cb(rw_timer *t)
+{
+    rw_worker *w = RW_CONTAINER_OF(t, rw_worker, accept_retry);
+    for (size_t i = 0; i < w->nlisten; i++) {
+        if (w->listen_fds[i] >= 0 && !(w->accept_ops[i].flags & RW_OPF_PENDING) && !w->draining)
+            rw_loop_accept(w->loop, &w->accept_ops[i], w->listen_fds[i]);
+    }
+}
+
+static void on_accept(rw_op *op, int res)
+{
+    rw_worker *w = op->data;
+    if (res >= 0) {
+        if (w->draining || w->nconns >= w->max_conns) {
+            close(res); /* over the cap: refuse quickly rather than queue */
+        } else {
+            rw__conn_accepted(w, res);
+        }
+        if (op->flags & RW_OPF_MORE)
+            return;
+        if (!w->draining)
+            rw_loop_accept(w->loop, op, op->fd); /* multishot ended: re-arm */
+        return;
+    }
+    if (res == -ECANCELED || w->draining) {
+        size_t i = (size_t)(op - w->accept_ops);
+        close(w->listen_fds[i]);
+        rw_loop_forget_fd(w->loop, w->listen_fds[i]);
+        w->listen_fds[i] = -1;
+        return;
+    }
+    /* EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning. */
+    rw_log_warn("accept failed: %s; retrying in 100ms", strerror(-res));
+    rw_timer_set(rw_loop_timers(w->loop), &w->accept_retry, rw_loop_now(w->loop) + 100);
+}
+
+static void on_wake(rw_op *op, int res)
+{
+    rw_worker *w = op->data;
+    if (res == -ECANCELED || w->draining)
+        return; /* the turn hook sees new snapshots and drain anyway */
+    rw_loop_read_eventfd(w->loop, op, w->wake_fd);
+}
+
+static void *worker_main(void *arg)
+{
+    rw_worker *w = arg;
+    rw_log_set_thread(w->id);
+    if (w->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(w->cpu, &set);
+        int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+        if (rc != 0)
+            rw_log_warn("cannot pin to CPU %d: %s", w->cpu, strerror(rc));
+    }
+    for (size_t i = 0; i < w->nlisten; i++) {
+        w->accept_ops[i].cb = on_accept;
+        w->accept_ops[i].data = w;
+        if (w->listen_fds[i] >= 0)
+            rw_loop_accept(w->loop, &w->accept_ops[i], w->listen_fds[i]);
+    }
+    w->wake_op.cb = on_wake;
+    w->wake_op.data = w;
+    rw_loop_read_eventfd(w->loop, &w->wake_op, w->wake_fd);
+    rw_loop_set_turn_hook(w->loop, turn_hook, w);
+    atomic_store_explicit(&w->running, true, memory_order_release);
+    int rc = rw_loop_run(w->loop);
+    if (rc != 0) {
+        rw_log_error("worker loop failed: %s", strerror(-rc));
+        atomic_store_explicit(&w->failed, true, memory_order_release);
+    }
+    atomic_store_explicit(&w->running, false, memory_order_release);
+    atomic_store_explicit(&w->done, true, memory_order_release);
+    return NULL;
+}
+
+/* CPUs this process may run on, in order; returns how many (at most cap). */
+static int allowed_cpus(int *cpus, int cap)
+{
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0)
+        return 0;
+    for (int c = 0; c < CPU_SETSIZE && n < cap; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[n++] = c;
+    return n;
+}
+
+static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot *snap, char *err, size_t errlen)
+{
+    w->server = s;
+    w->id = id;
+    w->cpu = cpu;
+    w->wake_fd = -1;
+    w->nlisten = s->opts.nlisten;
+    w->max_conns = s->opts.max_conns / (uint32_t)s->nworkers;
+    if (w->max_conns == 0)
+        w->max_conns = 1;
+    w->hbuf_cap = (uint32_t)RW_MAX(snap->cfg->http.max_header_bytes + 2048, 16384);
+    rw_timer_init(&w->accept_retry, accept_retry_cb);
+    w->listen_fds = malloc(sizeof(int) * w->nlisten);
+    w->accept_ops = calloc(w->nlisten, sizeof(rw_op));
+    if (w->listen_fds == NULL || w->accept_ops == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < w->nlisten; i++)
+        w->listen_fds[i] = -1;
+    rw_loop_opts lo = {.backend = s->opts.backend};
+    w->loop = rw_loop_new(&lo);
+    if (w->loop == NULL) {
+        snprintf(err, errlen, "worker %d: cannot create %s loop: %s", id,
+                 s->opts.backend == RW_BACKEND_URING ? "io_uring" : "epoll", strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < w->nlisten; i++) {
+        int fd = rw_net_listen(&s->opts.listen[i], 4096, 1);
+        if (fd < 0 && s->opts.listen[i].ss.ss_family == AF_INET6 && s->opts.nlisten > 1 &&
+            (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
+            if (id == 0)
+                rw_log_warn("skipping %s: IPv6 is not available here", s->opts.listen[i].text);
+            continue;
+        }
+        if (fd < 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", s->opts.listen[i].text, strerror(-fd));
+            return -1;
+        }
+        w->listen_fds[i] = fd;
+    }
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->wake_fd == -1) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        return -1;
+    }
+    rw_snapshot_ref(snap);
+    if (rw__wstate_new(w, snap, &w->ws) != 0) {
+        rw_snapshot_unref(snap);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+rw_server *rw_server_new(const rw_server_opts *o, rw_snapshot *snap, char *err, size_t errlen)
+{
+    rw_server *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->opts = *o;
+    s->nworkers = o->nworkers;
+    s->workers = calloc((size_t)s->nworkers, sizeof(rw_worker));
+    int *cpus = calloc((size_t)CPU_SETSIZE, sizeof(int));
+    if (s->workers == NULL || cpus == NULL) {
+        free(cpus);
+        free(s->workers);
+        free(s);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    int ncpus = o->pin ? allowed_cpus(cpus, CPU_SETSIZE) : 0;
+    for (int i = 0; i < s->nworkers; i++) {
+        int cpu = ncpus > 0 ? cpus[i % ncpus] : -1;
+        if (worker_init(s, &s->workers[i], i, cpu, snap, err, errlen) != 0) {
+            s->nworkers = i + 1;
+            free(cpus);
+            rw_server_free(s);
+            return NULL;
+        }
+    }
+    free(cpus);
+    return s;
+}
+
+int rw_server_start(rw_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        int rc = pthread_create(&s->workers[i].thread, NULL, worker_main, &s->workers[i]);
+        if (rc != 0) {
+            s->nworkers = i; /* only join what started */
+            return -rc;
+        }
+    }
+    s->started = true;
+    return 0;
+}
+
+static void wake(rw_worker *w)
+{
+    uint64_t one = 1;
+    ssize_t n = write(w->wake_fd, &one, sizeof(one));
+    (void)n; /* EAGAIN means a wakeup is already pending */
+}
+
+void rw_server_publish(rw_server *s, rw_snapshot *snap)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        rw_worker *w = &s->workers[i];
+        rw_snapshot_ref(snap);
+        rw_snapshot *prev = atomic_exchange_explicit(&w->next_snap, snap, memory_order_acq_rel);
+        if (prev != NULL)
+            rw_snapshot_unref(prev); /* never adopted: superseded */
+        wake(w);
+    }
+}
+
+void rw_server_drain(rw_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        atomic_store_explicit(&s->workers[i].drain, true, memory_order_release);
+        wake(&s->workers[i]);
+    }
+}
+
+bool rw_server_drained(rw_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        if (!atomic_load_explicit(&s->workers[i].done, memory_order_acquire))
+            return false;
+    return true;
+}
+
+bool rw_server_failed(rw_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        if (atomic_load_explicit(&s->workers[i].failed, memory_order_acquire))
+            return true;
+    return false;
+}
+
+bool rw_server_ready(rw_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        if (!atomic_load_explicit(&s->workers[i].running, memory_order_acquire))
+            return false;
+    return true;
+}
+
+void rw_server_set_seed(rw_server *s, uint64_t seed)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        s->workers[i].reqid_seed = seed + ((uint64_t)i << 40);
+}
+
+int rw_server_nworkers(const rw_server *s)
+{
+    return s->nworkers;
+}
+
+void rw_server_stats(rw_server *s, rw_worker_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < s->nworkers; i++) {
+        const uint64_t *src = (const uint64_t *)&s->workers[i].stats;
+        uint64_t *dst = (uint64_t *)out;
+        for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++)
+            dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+    }
+}
+
+void rw_server_free(rw_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->started) {
+        for (int i = 0; i < s->nworkers; i++) {
+            atomic_store_explicit(&s->workers[i].drain, true, memory_order_release);
+            atomic_store_explicit(&s->workers[i].force, true, memory_order_release);
+            wake(&s->workers[i]);
+        }
+        for (int i = 0; i < s->nworkers; i++)
+            pthread_join(s->workers[i].thread, NULL);
+    }
+    for (int i = 0; i < s->nworkers; i++) {
+        rw_worker *w = &s->workers[i];
+        if (!s->started && w->listen_fds != NULL)
+            for (size_t k = 0; k < w->nlisten; k++)
+                if (w->listen_fds[k] >= 0)
+                    close(w->listen_fds[k]);
+        rw_snapshot *pending = atomic_exchange(&w->next_snap, NULL);
+        if (pending != NULL)
+            rw_snapshot_unref(pending);
+        if (w->ws != NULL) {
+            rw__wstate_close_idle(w, w->ws);
+            rw__wstate_put(w, w->ws);
+            w->ws = NULL;
+        }
+        rw_loop_free(w->loop);
+        if (w->wake_fd >= 0)
+            close(w->wake_fd);
+        free(w->listen_fds);
+        free(w->accept_ops);
+        while (w->free_conns != NULL) {
+            rw_conn *c = w->free_conns;
+            w->free_conns = c->next;
+            free(c);
+        }
+        while (w->free_exchanges != NULL) {
+            rw_exchange *e = w->free_exchanges;
+            w->free_exchanges = e->next;
+            free(e);
+        }
+        while (w->free_hbufs != NULL) {
+            rw_hbuf *h = w->free_hbufs;
+            w->free_hbufs = h->next;
+            free(h);
+        }
+    }
+    free(s->workers);
+    free(s);
+}

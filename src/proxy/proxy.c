@@ -1,1 +1,1169 @@
-/* placeholder: being written */
+/* proxy.c - client connections and the request/response exchange:
+ * read head -> parse -> normalise -> route -> upstream -> stream both bodies
+ * -> keep-alive or close. Zero-copy where it can be: bodies are forwarded from
+ * the receive buffer they arrived in; heads are rewritten into one buffer. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../core/worker_int.h"
+#include "ringway/log.h"
+#include "ringway/net.h"
+#include "ringway/path.h"
+
+#define RW_LINGER_MS 2000
+#define RW_PATH_MAX 8192
+
+static void c_close(rw_conn *c);
+static void c_read_head(rw_conn *c);
+static void c_process_head(rw_conn *c);
+static void c_request_done(rw_conn *c);
+static void ex_send_error(rw_exchange *ex, int status, const char *msg);
+static void ex_forward_response(rw_exchange *ex);
+static void ex_finish(rw_exchange *ex);
+
+/* ---- small helpers ---- */
+
+static inline rw_timers *timers(rw_worker *w)
+{
+    return rw_loop_timers(w->loop);
+}
+
+static inline uint64_t now_ms(rw_worker *w)
+{
+    return rw_loop_now(w->loop);
+}
+
+static inline const rw_config *cfg_of(rw_worker *w)
+{
+    return w->ws->snap->cfg;
+}
+
+static void count_status(rw_worker *w, int status)
+{
+    int cls = status / 100;
+    w->stats.responses[(cls >= 1 && cls <= 5) ? cls : 0]++;
+}
+
+/* Appends to a bounded output buffer; sets *ok false on overflow. */
+typedef struct outbuf {
+    char *p;
+    uint32_t len, cap;
+    bool ok;
+} outbuf;
+
+static inline void out_put(outbuf *o, const char *s, size_t n)
+{
+    if (RW_UNLIKELY(o->len + n > o->cap)) {
+        o->ok = false;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += (uint32_t)n;
+}
+
+#define OUT_LIT(o, lit) out_put((o), (lit), sizeof(lit) - 1)
+#define OUT_STR(o, s) out_put((o), (s).p, (s).len)
+
+static void out_uint(outbuf *o, uint64_t v)
+{
+    char tmp[24];
+    int i = (int)sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    out_put(o, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+/* ---- exchanges ---- */
+
+static rw_exchange *ex_get(rw_conn *c)
+{
+    rw_worker *w = c->w;
+    rw_exchange *ex = w->free_exchanges;
+    if (ex != NULL) {
+        w->free_exchanges = ex->next;
+    } else {
+        ex = malloc(sizeof(*ex) + w->hbuf_cap);
+        if (ex == NULL)
+            return NULL;
+    }
+    /* Reset the bookkeeping, not the big parse structs (the parser fills them). */
+    memset(ex, 0, offsetof(rw_exchange, req));
+    ex->out = (char *)(ex + 1);
+    ex->out_cap = w->hbuf_cap;
+    ex->c = c;
+    ex->inst = -1;
+    ex->svc = -1;
+    ex->route = -1;
+    rw_timer_init(&ex->total_timer, NULL);
+    return ex;
+}
+
+static void ex_put(rw_exchange *ex)
+{
+    rw_worker *w = ex->c->w;
+    rw_timer_cancel(timers(w), &ex->total_timer);
+    if (ex->ws != NULL) {
+        if (ex->inst >= 0 && ex->svc >= 0 && ex->ws->svcs[ex->svc].active[ex->inst] > 0 && ex->tries > 0)
+            ex->ws->svcs[ex->svc].active[ex->inst]--;
+        rw__wstate_put(w, ex->ws);
+        ex->ws = NULL;
+    }
+    ex->c->ex = NULL;
+    ex->next = w->free_exchanges;
+    w->free_exchanges = ex;
+}
+
+static void make_reqid(rw_exchange *ex)
+{
+    /* Reuse a sane client-supplied X-Request-Id; otherwise mint one. */
+    for (size_t i = 0; i < ex->req.nheaders; i++) {
+        const rw_http_header *h = &ex->req.headers[i];
+        if (rw_str_ieq(h->name, "x-request-id") && h->value.len > 0 && h->value.len < sizeof(ex->reqid)) {
+            bool sane = true;
+            for (size_t k = 0; k < h->value.len && sane; k++) {
+                char ch = h->value.p[k];
+                sane = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                       ch == '-' || ch == '_' || ch == '.';
+            }
+            if (sane) {
+                memcpy(ex->reqid, h->value.p, h->value.len);
+                ex->reqid_len = (uint8_t)h->value.len;
+                return;
+            }
+        }
+    }
+    rw_worker *w = ex->c->w;
+    uint64_t v = w->reqid_seed + (++w->reqid_counter);
+    for (int i = 15; i >= 0; i--) {
+        ex->reqid[i] = hexdig[v & 15];
+        v >>= 4;
+    }
+    ex->reqid_len = 16;
+}
+
+/* ---- client connection I/O ---- */
+
+static void on_c_timer(rw_timer *t)
+{
+    rw_conn *c = RW_CONTAINER_OF(t, rw_conn, timer);
+    switch (c->state) {
+    case RW_C_HEAD:
+        if (c->ex != NULL && !(c->wr.flags & RW_OPF_PENDING)) {
+            c->close_after = true;
+            ex_send_error(c->ex, 408, "request header timeout");
+            return;
+        }
+        c_close(c);
+        return;
+    default:
+        c_close(c); /* keep-alive idle, body read, send or linger timeout */
+        return;
+    }
+}
+
+static void c_timer(rw_conn *c, uint32_t ms)
+{
+    if (ms == 0)
+        rw_timer_cancel(timers(c->w), &c->timer);
+    else
+        rw_timer_set(timers(c->w), &c->timer, now_ms(c->w) + ms);
+}
+
+static void c_maybe_free(rw_conn *c)
+{
+    if (c->state != RW_C_CLOSING || c->pending > 0)
+        return;
+    rw_worker *w = c->w;
+    rw_timer_cancel(timers(w), &c->timer);
+    rw__input_release(w, &c->in);
+    rw_loop_forget_fd(w->loop, c->fd);
+    close(c->fd);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    w->nconns--;
+    w->stats.active_conns--;
+    c->next = w->free_conns;
+    w->free_conns = c;
+}
+
+static void c_close(rw_conn *c)
+{
+    if (c->state == RW_C_CLOSING)
+        return;
+    c->state = RW_C_CLOSING;
+    if (c->ex != NULL) {
+        rw_exchange *ex = c->ex;
+        if (ex->up != NULL) {
+            rw__upconn_close(ex->up);
+            ex->up = NULL;
+        }
+        ex_put(ex);
+    }
+    rw_timer_cancel(timers(c->w), &c->timer);
+    if (c->rd.flags & RW_OPF_PENDING)
+        rw_loop_cancel(c->w->loop, &c->rd);
+    if (c->wr.flags & RW_OPF_PENDING)
+        rw_loop_cancel(c->w->loop, &c->wr);
+    c_maybe_free(c);
+}
+
+/* Final response sent on a connection we close: stop writing, drain what the
+ * client still sends for a moment (so our response is not reset), then close. */
+static void c_linger(rw_conn *c)
+{
+    if (c->ex != NULL)
+        ex_put(c->ex);
+    c->state = RW_C_LINGER;
+    shutdown(c->fd, SHUT_WR);
+    rw__input_release(c->w, &c->in);
+    c_timer(c, RW_LINGER_MS);
+    if (!(c->rd.flags & RW_OPF_PENDING)) {
+        c->pending++;
+        rw_loop_recv(c->w->loop, &c->rd, c->fd);
+    }
+}
+
+static void c_send(rw_conn *c, struct iovec *iov, int iovcnt)
+{
+    int k = 0;
+    for (int i = 0; i < iovcnt && k < (int)RW_ARRAY_LEN(c->iov); i++)
+        if (iov[i].iov_len > 0)
+            c->iov[k++] = iov[i];
+    c->iovcnt = k;
+    c->pending++;
+    c_timer(c, cfg_of(c->w)->http.send_timeout_ms);
+    rw_loop_send(c->w->loop, &c->wr, c->fd, c->iov, c->iovcnt);
+}
+
+/* What the client write that just finished was for. */
+enum { SENT_FINAL = 1, SENT_CONTINUE, SENT_RESPONSE };
+
+static void c_sent(rw_conn *c);
+
+static void on_c_write(rw_op *op, int res)
+{
+    rw_conn *c = op->data;
+    c->pending--;
+    if (c->state == RW_C_CLOSING) {
+        c_maybe_free(c);
+        return;
+    }
+    if (res < 0) {
+        c_close(c); /* client went away */
+        return;
+    }
+    size_t n = (size_t)res;
+    int i = 0;
+    while (i < c->iovcnt && n >= c->iov[i].iov_len) {
+        n -= c->iov[i].iov_len;
+        i++;
+    }
+    if (i < c->iovcnt) {
+        c->iov[i].iov_base = (char *)c->iov[i].iov_base + n;
+        c->iov[i].iov_len -= n;
+        memmove(c->iov, c->iov + i, sizeof(struct iovec) * (size_t)(c->iovcnt - i));
+        c->iovcnt -= i;
+        c->pending++;
+        c_timer(c, cfg_of(c->w)->http.send_timeout_ms);
+        rw_loop_send(c->w->loop, &c->wr, c->fd, c->iov, c->iovcnt);
+        return;
+    }
+    c_timer(c, 0);
+    c_sent(c);
+}
+
+/* ---- responses produced by ringway itself ---- */
+
+static void send_canned(rw_exchange *ex, const rw_canned *cn)
+{
+    rw_conn *c = ex->c;
+    bool close = c->close_after || !ex->keep_alive;
+    bool head = ex->method == RW_METHOD_HEAD;
+    struct iovec iov;
+    iov.iov_base = close ? cn->close : cn->keepalive;
+    iov.iov_len = close ? (head ? cn->close_head_len : cn->close_len)
+                        : (head ? cn->keepalive_head_len : cn->keepalive_len);
+    if (close)
+        c->close_after = true;
+    ex->resp_head_sent = true;
+    ex->resp_done = true;
+    ex->req_done = ex->req_body == RW_BODY_NONE;
+    count_status(c->w, atoi(cn->keepalive + 9));
+    c->sending = SENT_FINAL;
+    c_send(c, &iov, 1);
+}
+
+static void ex_send_error(rw_exchange *ex, int status, const char *msg)
+{
+    rw_conn *c = ex->c;
+    if (ex->resp_head_sent) {
+        c_close(c); /* too late for a status: cut the connection */
+        return;
+    }
+    if (ex->reqid_len == 0)
+        make_reqid(ex);
+    /* An unread request body leaves the connection out of sync: close it. */
+    if (!ex->req_done && ex->req_body != RW_BODY_NONE)
+        c->close_after = true;
+    if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
+        status == 501 || status == 505 || !ex->keep_alive)
+        c->close_after = true;
+    char body[256];
+    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%.*s\"}\n", msg,
+                        status, (int)ex->reqid_len, ex->reqid);
+    int n = snprintf(ex->out, ex->out_cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     "Cache-Control: no-store\r\nX-Request-Id: %.*s\r\n%s\r\n%s",
+                     status, rw_http_reason(status), blen, (int)ex->reqid_len, ex->reqid,
+                     c->close_after ? "Connection: close\r\n" : "", ex->method == RW_METHOD_HEAD ? "" : body);
+    ex->resp_head_sent = true;
+    ex->resp_done = true;
+    ex->status = status;
+    count_status(c->w, status);
+    if (ex->up != NULL) {
+        rw__upconn_close(ex->up);
+        ex->up = NULL;
+    }
+    struct iovec iov = {ex->out, (size_t)n};
+    c->sending = SENT_FINAL;
+    c_send(c, &iov, 1);
+}
+
+static void c_sent(rw_conn *c)
+{
+    rw_exchange *ex = c->ex;
+    switch (c->sending) {
+    case SENT_CONTINUE:
+        if (ex != NULL && ex->resp_head_done && !ex->resp_head_sent)
+            ex_forward_response(ex);
+        return;
+    case SENT_RESPONSE:
+        if (ex == NULL)
+            return;
+        ex_forward_response(ex);
+        return;
+    case SENT_FINAL:
+    default:
+        c_request_done(c);
+        return;
+    }
+}
+
+/* ---- reading requests ---- */
+
+static void on_c_read(rw_op *op, int res);
+
+static void c_read_head(rw_conn *c)
+{
+    c->pending++;
+    rw__input_recv(c->w->loop, &c->rd, c->fd, &c->in);
+}
+
+static void ex_client_body(rw_exchange *ex);
+
+static void on_c_read(rw_op *op, int res)
+{
+    rw_conn *c = op->data;
+    rw_worker *w = c->w;
+    c->pending--;
+    if (c->state == RW_C_CLOSING || c->state == RW_C_LINGER) {
+        if (res > 0 && op->kind == RW_OP_RECV)
+            rw_loop_buf_release(w->loop, op->buf_id);
+        if (c->state == RW_C_LINGER && res > 0) {
+            c->pending++;
+            rw_loop_recv(w->loop, &c->rd, c->fd); /* keep discarding until EOF or the timer */
+            return;
+        }
+        if (c->state == RW_C_LINGER) {
+            c_close(c);
+            return;
+        }
+        c_maybe_free(c);
+        return;
+    }
+    if (res <= 0) {
+        if (res < 0 && res != -ECONNRESET && res != -ECANCELED)
+            rw_log_debug("client read failed: %s", strerror(-res));
+        c_close(c);
+        return;
+    }
+    rw__input_take(&c->in, op, res);
+    if (c->state == RW_C_BUSY) {
+        if (c->ex != NULL && !c->ex->req_abandoned) {
+            ex_client_body(c->ex);
+        } else {
+            rw__input_release(w, &c->in); /* body of an abandoned request */
+            c->close_after = true;
+        }
+        return;
+    }
+    c_process_head(c);
+}
+
+static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len);
+
+static void c_process_head(rw_conn *c)
+{
+    rw_worker *w = c->w;
+    if (c->ex == NULL) {
+        c->ex = ex_get(c);
+        if (c->ex == NULL) {
+            rw_log_error("out of memory for a request: closing the connection");
+            c_close(c);
+            return;
+        }
+    }
+    rw_exchange *ex = c->ex;
+    const rw_snapshot *snap = w->ws->snap;
+    ssize_t r = rw_http_parse_request(c->in.data + c->in.off, c->in.len - c->in.off, &snap->limits, &ex->req);
+    if (r == RW_HTTP_INCOMPLETE) {
+        if (c->state == RW_C_IDLE) {
+            c->state = RW_C_HEAD;
+            c_timer(c, cfg_of(w)->http.client_header_timeout_ms);
+        }
+        if (rw__input_to_hbuf(w, &c->in) != 0) {
+            c_close(c);
+            return;
+        }
+        if (c->in.len >= c->in.hb->cap) {
+            ex->method = RW_METHOD_GET;
+            ex_send_error(ex, 431, "request header fields too large");
+            return;
+        }
+        c_read_head(c);
+        return;
+    }
+    if (r < 0) {
+        w->stats.bad_requests++;
+        ex->method = RW_METHOD_GET;
+        ex->req_done = true;
+        c->state = RW_C_BUSY;
+        int status = (int)-r;
+        const char *msg = status == 414 ? "request target too long"
+                        : status == 431 ? "request header fields too large"
+                        : status == 413 ? "content too large"
+                        : status == 501 ? "not implemented"
+                        : status == 505 ? "http version not supported"
+                                        : "bad request";
+        c->close_after = true;
+        rw__input_release(w, &c->in);
+        ex_send_error(ex, status, msg);
+        return;
+    }
+    ex_start(c, ex, (size_t)r);
+}
+
+/* ---- upstream request head ---- */
+
+static bool is_skipped_request_header(rw_str name)
+{
+    switch (name.len) {
+    case 4:
+        return rw_str_ieq(name, "host");
+    case 6:
+        return rw_str_ieq(name, "expect");
+    case 12:
+        return rw_str_ieq(name, "x-request-id");
+    case 15:
+        return rw_str_ieq(name, "x-forwarded-for");
+    case 16:
+        return rw_str_ieq(name, "x-forwarded-host");
+    case 17:
+        return rw_str_ieq(name, "x-forwarded-proto");
+    default:
+        return false;
+    }
+}
+
+static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
+{
+    rw_conn *c = ex->c;
+    const rw_http_request *rq = &ex->req;
+    outbuf o = {ex->out, 0, ex->out_cap, true};
+    OUT_STR(&o, rq->method_str);
+    OUT_LIT(&o, " ");
+    if (o.ok) {
+        ssize_t t = rw_route_upstream_target(ex->rt, path, plen, rq->query, o.p + o.len, o.cap - o.len);
+        if (t < 0)
+            return false;
+        o.len += (uint32_t)t;
+    }
+    /* HTTP/1.0 clients get an HTTP/1.0 upstream request: the answer then never
+     * uses chunked coding, which they could not read. */
+    if (ex->minor == 0)
+        OUT_LIT(&o, " HTTP/1.0\r\nHost: ");
+    else
+        OUT_LIT(&o, " HTTP/1.1\r\nHost: ");
+    if (ex->rt->preserve_host && rq->host.len > 0) {
+        OUT_STR(&o, rq->host);
+    } else {
+        const rw_instance_cfg *inst = &ex->svc_cfg->instances[ex->inst];
+        out_put(&o, inst->address, strlen(inst->address)); /* host:port as configured */
+    }
+    OUT_LIT(&o, "\r\n");
+    const rw_http_header *xff = NULL;
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        const rw_http_header *h = &rq->headers[i];
+        if (is_skipped_request_header(h->name)) {
+            if (h->name.len == 15 && xff == NULL)
+                xff = h;
+            continue;
+        }
+        if (rw_http_is_hop_by_hop(h->name, rq->headers, rq->nheaders))
+            continue;
+        OUT_STR(&o, h->name);
+        OUT_LIT(&o, ": ");
+        OUT_STR(&o, h->value);
+        OUT_LIT(&o, "\r\n");
+    }
+    OUT_LIT(&o, "X-Forwarded-For: ");
+    if (xff != NULL) {
+        /* Every X-Forwarded-For line, in order, then the peer. */
+        for (size_t i = 0; i < rq->nheaders; i++) {
+            const rw_http_header *h = &rq->headers[i];
+            if (h->name.len == 15 && rw_str_ieq(h->name, "x-forwarded-for")) {
+                OUT_STR(&o, h->value);
+                OUT_LIT(&o, ", ");
+            }
+        }
+    }
+    out_put(&o, c->peer, c->peer_len);
+    OUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (rq->host.len > 0) {
+        OUT_LIT(&o, "X-Forwarded-Host: ");
+        OUT_STR(&o, rq->host);
+        OUT_LIT(&o, "\r\n");
+    }
+    OUT_LIT(&o, "Via: 1.1 ringway\r\nX-Request-Id: ");
+    out_put(&o, ex->reqid, ex->reqid_len);
+    OUT_LIT(&o, "\r\n");
+    if (ex->req_body == RW_BODY_CHUNKED)
+        OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+    if (ex->minor == 0)
+        OUT_LIT(&o, "Connection: close\r\n");
+    OUT_LIT(&o, "\r\n");
+    ex->out_len = o.len;
+    return o.ok;
+}
+
+/* ---- routing and dispatch ---- */
+
+static uint64_t hash_key(rw_exchange *ex)
+{
+    const rw_service_cfg *sc = ex->svc_cfg;
+    rw_conn *c = ex->c;
+    if (sc->lb != RW_LB_HASH)
+        return 0;
+    if (sc->hash_on == RW_HASH_IP || sc->hash_key == NULL)
+        return rw_hash64(c->peer, c->peer_len);
+    size_t klen = strlen(sc->hash_key);
+    for (size_t i = 0; i < ex->req.nheaders; i++) {
+        const rw_http_header *h = &ex->req.headers[i];
+        if (sc->hash_on == RW_HASH_HEADER) {
+            if (h->name.len == klen && strncasecmp(h->name.p, sc->hash_key, klen) == 0)
+                return rw_hash64(h->value.p, h->value.len);
+        } else if (rw_str_ieq(h->name, "cookie")) {
+            /* "a=1; name=value; b=2" */
+            const char *p = h->value.p, *end = p + h->value.len;
+            while (p < end) {
+                while (p < end && (*p == ' ' || *p == ';'))
+                    p++;
+                const char *eq = memchr(p, '=', (size_t)(end - p));
+                if (eq == NULL)
+                    break;
+                const char *semi = memchr(eq, ';', (size_t)(end - eq));
+                if (semi == NULL)
+                    semi = end;
+                if ((size_t)(eq - p) == klen && memcmp(p, sc->hash_key, klen) == 0)
+                    return rw_hash64(eq + 1, (size_t)(semi - eq - 1));
+                p = semi;
+            }
+        }
+    }
+    return rw_hash64(c->peer, c->peer_len); /* no key: fall back to the client address */
+}
+
+static bool ex_pick(rw_exchange *ex)
+{
+    rw_svc_state *ss = &ex->ws->svcs[ex->svc];
+    uint32_t n = (uint32_t)ex->svc_cfg->ninstances;
+    for (int i = 0; i < ex->tries && i < 2; i++)
+        if (ex->tried[i] < n && n > 1)
+            ss->excluded[ex->tried[i]] = 1;
+    int inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, hash_key(ex));
+    for (int i = 0; i < ex->tries && i < 2; i++)
+        if (ex->tried[i] < n)
+            ss->excluded[ex->tried[i]] = 0;
+    if (inst < 0)
+        return false;
+    ex->inst = inst;
+    if (ex->tries < 2)
+        ex->tried[ex->tries] = (uint8_t)RW_MIN(inst, 255);
+    ex->tries++;
+    return true;
+}
+
+static void on_total_timeout(rw_timer *t)
+{
+    rw_exchange *ex = RW_CONTAINER_OF(t, rw_exchange, total_timer);
+    ex->c->w->stats.upstream_timeouts++;
+    ex_send_error(ex, 504, "upstream timed out");
+}
+
+static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
+{
+    rw_worker *w = c->w;
+    const rw_http_request *rq = &ex->req;
+    c->state = RW_C_BUSY;
+    c->requests++;
+    c_timer(c, 0);
+    w->stats.requests++;
+    ex->start_ms = now_ms(w);
+    ex->method = rq->method;
+    ex->minor = rq->minor;
+    ex->keep_alive = rq->keep_alive && !w->draining && !c->close_after && cfg_of(w)->http.keepalive_timeout_ms > 0;
+    ex->req_body = rq->body;
+    ex->req_left = rq->body == RW_BODY_LENGTH ? rq->content_length : 0;
+    ex->req_done = rq->body == RW_BODY_NONE || (rq->body == RW_BODY_LENGTH && rq->content_length == 0);
+    if (ex->req_done)
+        ex->req_body = RW_BODY_NONE;
+    rw_chunked_init(&ex->req_chunk);
+    ex->expect_continue = (rq->flags & RW_HF_EXPECT_CONTINUE) != 0;
+    ex->ws = w->ws;
+    w->ws->users++;
+    const rw_snapshot *snap = w->ws->snap;
+    const rw_config *cfg = snap->cfg;
+
+    if (rq->method == RW_METHOD_CONNECT || rq->path.len == 0 || rq->path.p[0] != '/') {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        ex_send_error(ex, rq->method == RW_METHOD_CONNECT ? 501 : 400,
+                      rq->method == RW_METHOD_CONNECT ? "not implemented" : "bad request target");
+        return;
+    }
+    char path[RW_PATH_MAX + 1];
+    ssize_t plen = rq->path.len <= RW_PATH_MAX ? rw_path_normalize(rq->path.p, rq->path.len, path, sizeof(path)) : -1;
+    if (plen < 0) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        ex_send_error(ex, 400, "bad request path");
+        return;
+    }
+    bool body_ok = !(cfg->http.max_body_bytes > 0 && rq->body == RW_BODY_LENGTH &&
+                     rq->content_length > cfg->http.max_body_bytes);
+
+    /* Built-in probes come before routes. */
+    if (plen == 7 && memcmp(path, "/health", 7) == 0 && (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        send_canned(ex, &snap->health);
+        return;
+    }
+    if (plen == 6 && memcmp(path, "/ready", 6) == 0 && (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        send_canned(ex, w->draining ? &snap->not_ready
+                       : rw_server_ready(w->server) ? &snap->health : &snap->not_ready);
+        return;
+    }
+    rw_str host = rq->host;
+    for (size_t i = host.len; i > 0; i--) { /* strip ":port" (not inside an IPv6 literal) */
+        if (host.p[i - 1] == ':') {
+            host.len = i - 1;
+            break;
+        }
+        if (host.p[i - 1] == ']' || host.p[i - 1] == '.')
+            break;
+        if (host.p[i - 1] < '0' || host.p[i - 1] > '9')
+            break;
+    }
+    rw_route_input in = {
+        .method = rq->method,
+        .host = host,
+        .path = path,
+        .path_len = (size_t)plen,
+        .query = rq->query,
+        .headers = rq->headers,
+        .nheaders = rq->nheaders,
+    };
+    int route = rw_router_match(snap->router, &in);
+    if (route < 0) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        ex_send_error(ex, 404, "no route");
+        return;
+    }
+    ex->route = route;
+    ex->rt = &cfg->routes[route];
+    if (!body_ok) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        ex_send_error(ex, 413, "content too large");
+        return;
+    }
+    if (ex->rt->has_respond) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        if (ex->req_body != RW_BODY_NONE)
+            c->close_after = true; /* we do not read bodies for fixed responses */
+        send_canned(ex, &snap->canned[route]);
+        return;
+    }
+    ex->svc = ex->rt->service_index;
+    ex->svc_cfg = &cfg->services[ex->svc];
+    make_reqid(ex);
+    if (!ex_pick(ex)) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        ex_send_error(ex, 502, "no upstream available");
+        return;
+    }
+    if (!build_request_head(ex, path, (size_t)plen)) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        ex_send_error(ex, 431, "request header fields too large");
+        return;
+    }
+    /* The head is rewritten into ex->out: its bytes in the input are done. */
+    rw__input_consume(w, &c->in, (uint32_t)head_len);
+    if (ex->svc_cfg->total_timeout_ms > 0) {
+        rw_timer_init(&ex->total_timer, on_total_timeout);
+        rw_timer_set(timers(w), &ex->total_timer, now_ms(w) + ex->svc_cfg->total_timeout_ms);
+    }
+    if (ex->expect_continue && !ex->req_done && c->in.len == c->in.off) {
+        /* We answer 100-continue ourselves (Expect is not forwarded). */
+        static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        struct iovec iov = {cont, sizeof(cont) - 1};
+        c->sending = SENT_CONTINUE;
+        c_send(c, &iov, 1);
+    }
+    rw__upconn_acquire(ex);
+}
+
+/* How many of the available input bytes belong to the request body; updates
+ * the body state. Returns -1 for malformed chunked framing. */
+static ssize_t req_body_portion(rw_exchange *ex, const char *p, size_t avail)
+{
+    if (ex->req_done || avail == 0)
+        return 0;
+    if (ex->req_body == RW_BODY_LENGTH) {
+        size_t n = (size_t)RW_MIN((uint64_t)avail, ex->req_left);
+        ex->req_left -= n;
+        ex->req_total += n;
+        if (ex->req_left == 0)
+            ex->req_done = true;
+        return (ssize_t)n;
+    }
+    bool done = false;
+    ssize_t n = rw_chunked_scan(&ex->req_chunk, p, avail, &done);
+    if (n < 0)
+        return -1;
+    ex->req_total += (uint64_t)n;
+    if (done)
+        ex->req_done = true;
+    return n;
+}
+
+/* Sends the next piece of the request body (from the client's input) upstream. */
+static void ex_send_body_piece(rw_exchange *ex, bool with_head)
+{
+    rw_conn *c = ex->c;
+    struct iovec iov[2];
+    int n = 0;
+    if (with_head) {
+        iov[n].iov_base = ex->out;
+        iov[n].iov_len = ex->out_len;
+        n++;
+    }
+    uint32_t avail = c->in.len - c->in.off;
+    ssize_t body = req_body_portion(ex, c->in.data + c->in.off, avail);
+    if (body < 0) {
+        ex_send_error(ex, 400, "bad chunked request body");
+        return;
+    }
+    uint64_t maxb = cfg_of(c->w)->http.max_body_bytes;
+    if (maxb > 0 && ex->req_total > maxb) {
+        ex_send_error(ex, 413, "content too large");
+        return;
+    }
+    if (body > 0) {
+        iov[n].iov_base = c->in.data + c->in.off;
+        iov[n].iov_len = (size_t)body;
+        n++;
+    }
+    ex->req_inflight = (uint32_t)body; /* consumed when the send completes */
+    rw__upconn_send(ex->up, iov, n);
+}
+
+void rw__ex_upstream_ready(rw_exchange *ex)
+{
+    ex->head_sent_up = false;
+    ex_send_body_piece(ex, true);
+    if (ex->up != NULL)
+        rw__upconn_timeout(ex->up, ex->svc_cfg->first_byte_timeout_ms);
+}
+
+void rw__ex_upstream_sent(rw_exchange *ex, int res)
+{
+    (void)res;
+    rw_conn *c = ex->c;
+    rw_worker *w = c->w;
+    uint32_t consumed = ex->req_inflight;
+    ex->req_inflight = 0;
+    bool first = !ex->head_sent_up;
+    ex->head_sent_up = true;
+    if (consumed > 0)
+        rw__input_consume(w, &c->in, consumed);
+    if (first && ex->resp_head_done && !ex->resp_head_sent) {
+        ex_forward_response(ex); /* the response was waiting for our head to go */
+        return;
+    }
+    if (ex->req_done || ex->req_abandoned)
+        return;
+    if (c->in.len > c->in.off) {
+        ex_send_body_piece(ex, false);
+        return;
+    }
+    c_timer(c, cfg_of(w)->http.client_body_timeout_ms);
+    c_read_head(c); /* reads more body bytes into a fresh buffer */
+}
+
+static void ex_client_body(rw_exchange *ex)
+{
+    c_timer(ex->c, 0);
+    if (ex->up == NULL)
+        return;
+    ex_send_body_piece(ex, false);
+}
+
+void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, bool retryable)
+{
+    rw_conn *c = ex->c;
+    rw_worker *w = c->w;
+    if (timeout)
+        w->stats.upstream_timeouts++;
+    else
+        w->stats.upstream_errors++;
+    rw_svc_state *ss = &ex->ws->svcs[ex->svc];
+    if (ss->active[ex->inst] > 0)
+        ss->active[ex->inst]--;
+    bool nothing_consumed = !ex->head_sent_up || ex->req_body == RW_BODY_NONE;
+    if (retryable && nothing_consumed && !ex->resp_head_sent && ex->tries < 2 && ex->req_inflight == 0) {
+        if (ex_pick(ex)) {
+            rw_log_debug("retrying %s on another connection after: %s", ex->svc_cfg->name, strerror(err));
+            /* Host header names the instance: rebuild only if it changed. */
+            rw__upconn_acquire(ex);
+            return;
+        }
+    }
+    ex->tries = 0; /* active count already dropped */
+    rw_log_warn("upstream %s (%s) failed: %s", ex->svc_cfg->name, ex->svc_cfg->instances[ex->inst].address,
+                timeout ? "timed out" : strerror(err));
+    ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
+}
+
+/* ---- responses ---- */
+
+static bool build_response_head(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    const rw_http_response *rs = &ex->resp;
+    outbuf o = {ex->out, 0, ex->out_cap, true};
+    OUT_LIT(&o, "HTTP/1.1 ");
+    out_uint(&o, (uint64_t)rs->status);
+    OUT_LIT(&o, " ");
+    OUT_STR(&o, rs->reason);
+    OUT_LIT(&o, "\r\n");
+    for (size_t i = 0; i < rs->nheaders; i++) {
+        const rw_http_header *h = &rs->headers[i];
+        if (rw_http_is_hop_by_hop(h->name, rs->headers, rs->nheaders))
+            continue;
+        OUT_STR(&o, h->name);
+        OUT_LIT(&o, ": ");
+        OUT_STR(&o, h->value);
+        OUT_LIT(&o, "\r\n");
+    }
+    OUT_LIT(&o, "Via: 1.1 ringway\r\n");
+    if (ex->resp_body == RW_BODY_CHUNKED)
+        OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+    if (ex->resp_body == RW_BODY_UNTIL_CLOSE || !ex->req_done)
+        c->close_after = true;
+    if (c->close_after || !ex->keep_alive)
+        OUT_LIT(&o, "Connection: close\r\n");
+    else if (ex->minor == 0)
+        OUT_LIT(&o, "Connection: keep-alive\r\n");
+    OUT_LIT(&o, "\r\n");
+    ex->out_len = o.len;
+    return o.ok;
+}
+
+/* How many of the upstream's available bytes belong to the response body. */
+static ssize_t resp_body_portion(rw_exchange *ex, const char *p, size_t avail)
+{
+    if (ex->resp_done)
+        return 0;
+    switch (ex->resp_body) {
+    case RW_BODY_NONE:
+        ex->resp_done = true;
+        return 0;
+    case RW_BODY_LENGTH: {
+        size_t n = (size_t)RW_MIN((uint64_t)avail, ex->resp_left);
+        ex->resp_left -= n;
+        if (ex->resp_left == 0)
+            ex->resp_done = true;
+        return (ssize_t)n;
+    }
+    case RW_BODY_CHUNKED: {
+        bool done = false;
+        ssize_t n = avail ? rw_chunked_scan(&ex->resp_chunk, p, avail, &done) : 0;
+        if (done)
+            ex->resp_done = true;
+        return n;
+    }
+    default:
+        return (ssize_t)avail;
+    }
+}
+
+/* Sends what the upstream input holds of the response to the client:
+ * the head first (once), then body bytes. */
+static void ex_forward_response(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    rw_upconn *u = ex->up;
+    if (u == NULL)
+        return;
+    /* Finished sending the previous piece: consume it from the upstream input. */
+    if (ex->resp_inflight > 0) {
+        rw__input_consume(c->w, &u->in, ex->resp_inflight);
+        ex->resp_inflight = 0;
+    }
+    if (ex->resp_head_sent && ex->resp_done) {
+        ex_finish(ex);
+        return;
+    }
+    struct iovec iov[2];
+    int n = 0;
+    if (!ex->resp_head_sent) {
+        if (!build_response_head(ex)) {
+            ex_send_error(ex, 502, "upstream response head too large");
+            return;
+        }
+        iov[n].iov_base = ex->out;
+        iov[n].iov_len = ex->out_len;
+        n++;
+        ex->resp_head_sent = true;
+        ex->status = ex->resp.status;
+        count_status(c->w, ex->status);
+    }
+    uint32_t avail = u->in.len - u->in.off;
+    ssize_t body = resp_body_portion(ex, u->in.data + u->in.off, avail);
+    if (body < 0) {
+        rw_log_warn("upstream %s sent a malformed chunked body", ex->svc_cfg->name);
+        c_close(c);
+        return;
+    }
+    if (body > 0 && ex->method != RW_METHOD_HEAD) {
+        iov[n].iov_base = u->in.data + u->in.off;
+        iov[n].iov_len = (size_t)body;
+        n++;
+    }
+    if (n == 0) {
+        if (body > 0)
+            rw__input_consume(c->w, &u->in, (uint32_t)body);
+        if (ex->resp_done) {
+            ex_finish(ex);
+            return;
+        }
+        rw__upconn_recv(u);
+        return;
+    }
+    ex->resp_inflight = (uint32_t)body; /* consumed when this send completes */
+    c->sending = SENT_RESPONSE;
+    c_send(c, iov, n);
+    if (!ex->resp_done)
+        rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms);
+}
+
+void rw__ex_upstream_data(rw_exchange *ex, int res)
+{
+    rw_conn *c = ex->c;
+    rw_upconn *u = ex->up;
+    if (res <= 0) {
+        if (ex->resp_head_done && ex->resp_body == RW_BODY_UNTIL_CLOSE && res == 0) {
+            ex->resp_done = true;
+            ex->up_reusable = false;
+            if (!(c->wr.flags & RW_OPF_PENDING))
+                ex_forward_response(ex);
+            return;
+        }
+        if (ex->resp_head_sent) {
+            rw_log_warn("upstream %s closed mid-response", ex->svc_cfg->name);
+            c_close(c);
+            return;
+        }
+        bool retryable = u->reused && !u->got_bytes;
+        rw__upconn_close(u);
+        ex->up = NULL;
+        rw__ex_upstream_failed(ex, res == 0 ? ECONNRESET : -res, false, retryable);
+        return;
+    }
+    if (ex->resp_head_done) {
+        if (!(c->wr.flags & RW_OPF_PENDING))
+            ex_forward_response(ex);
+        return;
+    }
+    for (;;) {
+        ssize_t r = rw_http_parse_response(u->in.data + u->in.off, u->in.len - u->in.off,
+                                           &ex->ws->snap->limits, ex->method, &ex->resp);
+        if (r == RW_HTTP_INCOMPLETE) {
+            if (rw__input_to_hbuf(c->w, &u->in) != 0 || u->in.len >= u->in.hb->cap) {
+                ex_send_error(ex, 502, "upstream response head too large");
+                return;
+            }
+            rw__upconn_recv(u);
+            return;
+        }
+        if (r < 0) {
+            rw_log_warn("upstream %s sent an invalid response", ex->svc_cfg->name);
+            rw__upconn_close(u);
+            ex->up = NULL;
+            ex_send_error(ex, 502, "invalid upstream response");
+            return;
+        }
+        if (ex->resp.status >= 100 && ex->resp.status < 200) {
+            /* Interim responses: we answered 100-continue ourselves; drop them. */
+            rw__input_consume(c->w, &u->in, (uint32_t)r);
+            if (ex->resp.status == 101) {
+                rw__upconn_close(u);
+                ex->up = NULL;
+                ex_send_error(ex, 502, "unexpected protocol switch");
+                return;
+            }
+            if (u->in.len == u->in.off) {
+                rw__upconn_recv(u);
+                return;
+            }
+            continue;
+        }
+        rw__input_consume(c->w, &u->in, (uint32_t)r);
+        break;
+    }
+    ex->resp_head_done = true;
+    ex->resp_body = ex->resp.body;
+    ex->resp_left = ex->resp.content_length;
+    rw_chunked_init(&ex->resp_chunk);
+    if (ex->resp_body == RW_BODY_LENGTH && ex->resp_left == 0)
+        ex->resp_body = RW_BODY_NONE;
+    if (!ex->head_sent_up || (c->wr.flags & RW_OPF_PENDING))
+        return; /* sent when our request head (or the 100-continue) is out */
+    ex_forward_response(ex);
+}
+
+/* The whole response went to the client. */
+static void ex_finish(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    rw_upconn *u = ex->up;
+    if (!ex->req_done) {
+        ex->req_abandoned = true; /* upstream answered before the body ended */
+        c->close_after = true;
+    }
+    if (u != NULL) {
+        bool reusable = ex->resp.keep_alive && ex->req_done && ex->resp_body != RW_BODY_UNTIL_CLOSE &&
+                        u->in.len == u->in.off && ex->minor == 1;
+        rw_svc_state *ss = &ex->ws->svcs[ex->svc];
+        if (ss->active[ex->inst] > 0)
+            ss->active[ex->inst]--;
+        ex->tries = 0;
+        rw__upconn_release(u, reusable);
+        ex->up = NULL;
+    }
+    c_request_done(c);
+}
+
+/* The response to the current request has been written. */
+static void c_request_done(rw_conn *c)
+{
+    rw_worker *w = c->w;
+    if (c->ex != NULL)
+        ex_put(c->ex);
+    if (c->close_after || w->draining) {
+        c_linger(c);
+        return;
+    }
+    c->state = RW_C_IDLE;
+    if (c->in.len > c->in.off) {
+        c_process_head(c); /* a pipelined request is already here */
+        return;
+    }
+    rw__input_release(w, &c->in);
+    c_timer(c, cfg_of(w)->http.keepalive_timeout_ms);
+    if (!(c->rd.flags & RW_OPF_PENDING))
+        c_read_head(c);
+}
+
+/* ---- accept ---- */
+
+void rw__conn_accepted(rw_worker *w, int fd)
+{
+    rw_conn *c = w->free_conns;
+    if (c != NULL)
+        w->free_conns = c->next;
+    else
+        c = malloc(sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    memset(c, 0, sizeof(*c));
+    c->w = w;
+    c->fd = fd;
+    c->state = RW_C_IDLE;
+    c->in.buf_id = -1;
+    c->rd.cb = on_c_read;
+    c->rd.data = c;
+    c->wr.cb = on_c_write;
+    c->wr.data = c;
+    rw_timer_init(&c->timer, on_c_timer);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+        c->peer_len = (uint8_t)rw_net_addr_text(&ss, c->peer, sizeof(c->peer));
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    w->stats.accepted++;
+    w->stats.active_conns++;
+    c_timer(c, cfg_of(w)->http.client_header_timeout_ms);
+    c_read_head(c);
+}
+
+void rw__worker_close_idle(rw_worker *w)
+{
+    rw_conn *c = w->conns;
+    while (c != NULL) {
+        rw_conn *next = c->next;
+        if (c->state == RW_C_IDLE)
+            c_close(c);
+        else
+            c->close_after = true;
+        c = next;
+    }
+    rw__wstate_close_idle(w, w->ws);
+}
+
+void rw__worker_close_all(rw_worker *w)
+{
+    rw_conn *c = w->conns;
+    while (c != NULL) {
+        rw_conn *next = c->next;
+        c_close(c);
+        c = next;
+    }
+    rw__wstate_close_idle(w, w->ws);
+}

@@ -1,1 +1,456 @@
-/* placeholder: being written */
+/* upstream.c - per-worker upstream state: load-balancer state and keep-alive
+ * pools per instance, connection set-up, idle close detection and reuse.
+ *
+ * An idle pooled connection keeps a receive armed (holding no buffer on
+ * io_uring), so a peer that closes it is noticed at once and it is dropped
+ * before anyone reuses it. The same receive becomes the response read when the
+ * connection is taken for a request. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../core/worker_int.h"
+#include "ringway/log.h"
+#include "ringway/net.h"
+
+/* ---- input buffers (shared with proxy.c) ---- */
+
+rw_hbuf *rw__hbuf_get(rw_worker *w)
+{
+    rw_hbuf *hb = w->free_hbufs;
+    if (hb != NULL) {
+        w->free_hbufs = hb->next;
+        return hb;
+    }
+    hb = malloc(sizeof(*hb) + w->hbuf_cap);
+    if (hb != NULL)
+        hb->cap = w->hbuf_cap;
+    return hb;
+}
+
+void rw__hbuf_put(rw_worker *w, rw_hbuf *hb)
+{
+    hb->next = w->free_hbufs;
+    w->free_hbufs = hb;
+}
+
+void rw__input_release(rw_worker *w, rw_input *in)
+{
+    if (in->buf_id >= 0)
+        rw_loop_buf_release(w->loop, (uint32_t)in->buf_id);
+    if (in->hb != NULL)
+        rw__hbuf_put(w, in->hb);
+    in->data = NULL;
+    in->len = in->off = 0;
+    in->buf_id = -1;
+    in->hb = NULL;
+}
+
+int rw__input_to_hbuf(rw_worker *w, rw_input *in)
+{
+    uint32_t avail = in->len - in->off;
+    if (in->hb != NULL) {
+        if (in->off > 0) {
+            memmove(in->hb->data, in->data + in->off, avail);
+            in->data = in->hb->data;
+            in->len = avail;
+            in->off = 0;
+        }
+        return 0;
+    }
+    rw_hbuf *hb = rw__hbuf_get(w);
+    if (hb == NULL)
+        return -1;
+    if (avail > hb->cap)
+        avail = hb->cap; /* cannot happen: loop buffers are no larger */
+    if (avail > 0)
+        memcpy(hb->data, in->data + in->off, avail);
+    if (in->buf_id >= 0)
+        rw_loop_buf_release(w->loop, (uint32_t)in->buf_id);
+    in->buf_id = -1;
+    in->hb = hb;
+    in->data = hb->data;
+    in->len = avail;
+    in->off = 0;
+    return 0;
+}
+
+void rw__input_consume(rw_worker *w, rw_input *in, uint32_t n)
+{
+    in->off += n;
+    if (in->off >= in->len)
+        rw__input_release(w, in);
+}
+
+void rw__input_recv(rw_loop *l, rw_op *op, int fd, rw_input *in)
+{
+    if (in->hb != NULL)
+        rw_loop_recv_into(l, op, fd, in->data + in->len, in->hb->cap - in->len);
+    else
+        rw_loop_recv(l, op, fd);
+}
+
+void rw__input_take(rw_input *in, rw_op *op, int res)
+{
+    if (res <= 0)
+        return;
+    if (op->kind == RW_OP_RECV) {
+        /* Only armed with an empty input. */
+        in->data = op->buf;
+        in->buf_id = (int32_t)op->buf_id;
+        in->len = (uint32_t)res;
+        in->off = 0;
+        op->buf = NULL;
+    } else {
+        in->len += (uint32_t)res;
+    }
+}
+
+/* ---- per-snapshot state ---- */
+
+int rw__wstate_new(rw_worker *w, rw_snapshot *snap, rw_wstate **out)
+{
+    const rw_config *cfg = snap->cfg;
+    rw_wstate *ws = calloc(1, sizeof(*ws));
+    if (ws == NULL)
+        return -ENOMEM;
+    ws->snap = snap;
+    ws->users = 1;
+    ws->svcs = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(rw_svc_state));
+    if (ws->svcs == NULL)
+        goto fail;
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        const rw_service_cfg *sc = &cfg->services[i];
+        rw_svc_state *ss = &ws->svcs[i];
+        uint32_t n = (uint32_t)sc->ninstances;
+        uint32_t *weights = calloc(n, sizeof(uint32_t));
+        const char **names = calloc(n, sizeof(char *));
+        ss->pools = calloc(n, sizeof(rw_upool));
+        ss->active = calloc(n, sizeof(uint32_t));
+        ss->excluded = calloc(n, 1);
+        if (weights == NULL || names == NULL || ss->pools == NULL || ss->active == NULL || ss->excluded == NULL) {
+            free(weights);
+            free(names);
+            goto fail;
+        }
+        for (uint32_t k = 0; k < n; k++) {
+            weights[k] = sc->instances[k].weight;
+            names[k] = sc->instances[k].address;
+        }
+        /* The hash ring is keyed by address, so keys stay put across reloads. */
+        int rc = rw_lb_init_named(&ss->lb, sc->lb, weights, names, n,
+                                  (uint64_t)(w->id + 1) * 0x9E3779B97F4A7C15ull ^ snap->generation);
+        free(weights);
+        free(names);
+        if (rc != 0)
+            goto fail;
+    }
+    *out = ws;
+    return 0;
+fail:
+    ws->users = 0;
+    /* free partially built state without touching the snapshot reference */
+    for (size_t i = 0; ws->svcs != NULL && i < cfg->nservices; i++) {
+        rw_lb_free(&ws->svcs[i].lb);
+        free(ws->svcs[i].pools);
+        free(ws->svcs[i].active);
+        free(ws->svcs[i].excluded);
+    }
+    free(ws->svcs);
+    free(ws);
+    return -ENOMEM;
+}
+
+void rw__wstate_put(rw_worker *w, rw_wstate *ws)
+{
+    if (--ws->users > 0)
+        return;
+    for (rw_wstate **pp = &w->retiring; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == ws) {
+            *pp = ws->next;
+            break;
+        }
+    }
+    const rw_config *cfg = ws->snap->cfg;
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        rw_lb_free(&ws->svcs[i].lb);
+        free(ws->svcs[i].pools);
+        free(ws->svcs[i].active);
+        free(ws->svcs[i].excluded);
+    }
+    free(ws->svcs);
+    rw_snapshot_unref(ws->snap);
+    free(ws);
+}
+
+void rw__wstate_close_idle(rw_worker *w, rw_wstate *ws)
+{
+    (void)w;
+    const rw_config *cfg = ws->snap->cfg;
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        for (size_t k = 0; k < cfg->services[i].ninstances; k++) {
+            rw_upool *p = &ws->svcs[i].pools[k];
+            while (p->idle != NULL)
+                rw__upconn_close(p->idle); /* unlinks itself */
+        }
+    }
+}
+
+/* ---- connections ---- */
+
+static void idle_unlink(rw_upconn *u)
+{
+    rw_upool *p = &u->ws->svcs[u->svc].pools[u->inst];
+    if (u->prev != NULL)
+        u->prev->next = u->next;
+    else if (p->idle == u)
+        p->idle = u->next;
+    else
+        return; /* not linked */
+    if (u->next != NULL)
+        u->next->prev = u->prev;
+    u->next = u->prev = NULL;
+    p->nidle--;
+}
+
+static void upconn_maybe_free(rw_upconn *u)
+{
+    if (u->state != RW_U_CLOSING || u->pending > 0)
+        return;
+    rw_worker *w = u->w;
+    rw_timer_cancel(rw_loop_timers(w->loop), &u->timer);
+    rw__input_release(w, &u->in);
+    if (u->fd >= 0) {
+        rw_loop_forget_fd(w->loop, u->fd);
+        close(u->fd);
+    }
+    w->nupconns--;
+    rw__wstate_put(w, u->ws);
+    free(u);
+}
+
+void rw__upconn_close(rw_upconn *u)
+{
+    if (u->state == RW_U_CLOSING)
+        return;
+    if (u->state == RW_U_IDLE)
+        idle_unlink(u);
+    u->state = RW_U_CLOSING;
+    u->ex = NULL;
+    rw_timer_cancel(rw_loop_timers(u->w->loop), &u->timer);
+    if (u->rd.flags & RW_OPF_PENDING)
+        rw_loop_cancel(u->w->loop, &u->rd);
+    if (u->wr.flags & RW_OPF_PENDING)
+        rw_loop_cancel(u->w->loop, &u->wr);
+    upconn_maybe_free(u);
+}
+
+/* Fails the exchange that u serves (if any) and closes u. */
+static void upconn_fail(rw_upconn *u, int err, bool timeout)
+{
+    rw_exchange *ex = u->ex;
+    bool retryable = u->state == RW_U_CONNECTING || (u->reused && !u->got_bytes);
+    rw__upconn_close(u);
+    if (ex != NULL) {
+        ex->up = NULL;
+        rw__ex_upstream_failed(ex, err, timeout, retryable);
+    }
+}
+
+static void on_up_timer(rw_timer *t)
+{
+    rw_upconn *u = RW_CONTAINER_OF(t, rw_upconn, timer);
+    if (u->state == RW_U_IDLE) {
+        rw__upconn_close(u);
+        return;
+    }
+    upconn_fail(u, ETIMEDOUT, true);
+}
+
+void rw__upconn_timeout(rw_upconn *u, uint32_t ms)
+{
+    rw_timers *tw = rw_loop_timers(u->w->loop);
+    if (ms == 0)
+        rw_timer_cancel(tw, &u->timer);
+    else
+        rw_timer_set(tw, &u->timer, rw_loop_now(u->w->loop) + ms);
+}
+
+static void on_up_read(rw_op *op, int res)
+{
+    rw_upconn *u = op->data;
+    u->pending--;
+    if (u->state == RW_U_CLOSING) {
+        if (res > 0 && op->kind == RW_OP_RECV)
+            rw_loop_buf_release(u->w->loop, op->buf_id);
+        upconn_maybe_free(u);
+        return;
+    }
+    if (u->state == RW_U_IDLE) {
+        /* Closed by the peer (or unexpected bytes) while pooled: drop it. */
+        if (res > 0 && op->kind == RW_OP_RECV)
+            rw_loop_buf_release(u->w->loop, op->buf_id);
+        rw__upconn_close(u);
+        return;
+    }
+    if (res == -ECANCELED) {
+        rw__upconn_close(u);
+        return;
+    }
+    if (res > 0) {
+        rw__input_take(&u->in, op, res);
+        u->got_bytes = true;
+    }
+    if (u->ex == NULL) {
+        rw__upconn_close(u);
+        return;
+    }
+    rw__ex_upstream_data(u->ex, res);
+}
+
+void rw__upconn_recv(rw_upconn *u)
+{
+    if (u->rd.flags & RW_OPF_PENDING)
+        return;
+    u->pending++;
+    rw__input_recv(u->w->loop, &u->rd, u->fd, &u->in);
+}
+
+static void on_up_write(rw_op *op, int res)
+{
+    rw_upconn *u = op->data;
+    u->pending--;
+    if (u->state == RW_U_CLOSING) {
+        upconn_maybe_free(u);
+        return;
+    }
+    if (u->state == RW_U_CONNECTING) {
+        if (res < 0) {
+            rw_log_debug("connect to %s failed: %s",
+                         u->ws->snap->cfg->services[u->svc].instances[u->inst].address, strerror(-res));
+            upconn_fail(u, -res, false);
+            return;
+        }
+        u->state = RW_U_ACTIVE;
+        rw__upconn_timeout(u, 0);
+        rw__upconn_recv(u);
+        if (u->ex != NULL)
+            rw__ex_upstream_ready(u->ex);
+        else
+            rw__upconn_close(u);
+        return;
+    }
+    if (res < 0) {
+        upconn_fail(u, -res, false);
+        return;
+    }
+    /* Partial send: advance the iovecs and continue. */
+    size_t n = (size_t)res;
+    int i = 0;
+    while (i < u->iovcnt && n >= u->iov[i].iov_len) {
+        n -= u->iov[i].iov_len;
+        i++;
+    }
+    if (i < u->iovcnt) {
+        u->iov[i].iov_base = (char *)u->iov[i].iov_base + n;
+        u->iov[i].iov_len -= n;
+        memmove(u->iov, u->iov + i, sizeof(struct iovec) * (size_t)(u->iovcnt - i));
+        u->iovcnt -= i;
+        u->pending++;
+        rw_loop_send(u->w->loop, &u->wr, u->fd, u->iov, u->iovcnt);
+        return;
+    }
+    if (u->ex != NULL)
+        rw__ex_upstream_sent(u->ex, 0);
+}
+
+void rw__upconn_send(rw_upconn *u, struct iovec *iov, int iovcnt)
+{
+    int k = 0;
+    for (int i = 0; i < iovcnt && k < (int)RW_ARRAY_LEN(u->iov); i++)
+        if (iov[i].iov_len > 0)
+            u->iov[k++] = iov[i];
+    u->iovcnt = k;
+    if (k == 0) {
+        rw__ex_upstream_sent(u->ex, 0);
+        return;
+    }
+    u->pending++;
+    rw_loop_send(u->w->loop, &u->wr, u->fd, u->iov, u->iovcnt);
+}
+
+void rw__upconn_acquire(rw_exchange *ex)
+{
+    rw_worker *w = ex->c->w;
+    rw_wstate *ws = ex->ws;
+    rw_upool *p = &ws->svcs[ex->svc].pools[ex->inst];
+    ws->svcs[ex->svc].active[ex->inst]++;
+    if (p->idle != NULL) {
+        rw_upconn *u = p->idle;
+        idle_unlink(u);
+        u->state = RW_U_ACTIVE;
+        u->ex = ex;
+        u->reused = true;
+        u->got_bytes = false;
+        ex->up = u;
+        rw__upconn_timeout(u, 0);
+        w->stats.upstream_reuses++;
+        rw__ex_upstream_ready(ex);
+        return;
+    }
+    const rw_instance_cfg *inst = &ex->svc_cfg->instances[ex->inst];
+    rw_upconn *u = calloc(1, sizeof(*u));
+    int fd = u != NULL ? rw_net_upstream_socket(inst->addr.ss.ss_family) : -ENOMEM;
+    if (fd < 0) {
+        free(u);
+        rw_log_error("cannot open a socket to %s: %s", inst->address, strerror(-fd));
+        ex->up = NULL;
+        rw__ex_upstream_failed(ex, -fd, false, false);
+        return;
+    }
+    u->w = w;
+    u->ws = ws;
+    ws->users++;
+    w->nupconns++;
+    u->svc = ex->svc;
+    u->inst = ex->inst;
+    u->fd = fd;
+    u->in.buf_id = -1;
+    u->state = RW_U_CONNECTING;
+    u->ex = ex;
+    u->rd.cb = on_up_read;
+    u->rd.data = u;
+    u->wr.cb = on_up_write;
+    u->wr.data = u;
+    rw_timer_init(&u->timer, on_up_timer);
+    ex->up = u;
+    w->stats.upstream_connects++;
+    rw__upconn_timeout(u, ex->svc_cfg->connect_timeout_ms);
+    u->pending++;
+    rw_loop_connect(w->loop, &u->wr, fd, (const struct sockaddr *)&inst->addr.ss, inst->addr.len);
+}
+
+void rw__upconn_release(rw_upconn *u, bool reusable)
+{
+    rw_worker *w = u->w;
+    rw_wstate *ws = u->ws;
+    const rw_service_cfg *sc = &ws->snap->cfg->services[u->svc];
+    rw_upool *p = &ws->svcs[u->svc].pools[u->inst];
+    u->ex = NULL;
+    if (!reusable || w->draining || ws != w->ws || p->nidle >= sc->keepalive_max_idle ||
+        u->in.len > u->in.off || (u->wr.flags & RW_OPF_PENDING)) {
+        rw__upconn_close(u);
+        return;
+    }
+    rw__input_release(w, &u->in);
+    u->state = RW_U_IDLE;
+    u->prev = NULL;
+    u->next = p->idle;
+    if (p->idle != NULL)
+        p->idle->prev = u;
+    p->idle = u;
+    p->nidle++;
+    rw__upconn_timeout(u, sc->keepalive_idle_timeout_ms);
+    rw__upconn_recv(u); /* notices a close by the peer while idle */
+}

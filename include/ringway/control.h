@@ -1,0 +1,54 @@
+/* control.h - the control thread: signals, config reload, drain, admin API.
+ * It runs on the process's main thread; it never touches a worker's state
+ * except through rw_server_* calls. */
+#ifndef RINGWAY_CONTROL_H
+#define RINGWAY_CONTROL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ringway/config.h"
+#include "ringway/worker.h"
+
+#define RW_MAX_LISTEN 16
+
+/* Command-line settings that override the config file (set fields only). */
+typedef struct rw_overrides {
+    rw_sockaddr listen[RW_MAX_LISTEN];
+    size_t nlisten;       /* 0: keep the file's */
+    long workers;         /* -1: keep */
+    int io;               /* -1: keep */
+    bool has_admin;
+    rw_sockaddr admin;
+    long max_conns;       /* -1: keep */
+    long drain_timeout_ms;/* -1: keep */
+} rw_overrides;
+
+/* Sets every field of o to "not given". */
+void rw_overrides_init(rw_overrides *o);
+
+/* Writes the overrides that are set into cfg. */
+void rw_overrides_apply(const rw_overrides *o, rw_config *cfg);
+
+/* Loads config_path (or the embedded default when NULL), applies overrides.
+ * Returns the config, or NULL with "file:line: reason" in err. */
+rw_config *rw_control_load(const char *config_path, const rw_overrides *o, char *err, size_t errlen);
+
+typedef struct rw_control_opts {
+    rw_server *server;
+    rw_snapshot *snap;    /* current snapshot: the control thread holds this reference */
+    const char *config_path; /* NULL: embedded default (reload re-reads nothing) */
+    const rw_overrides *overrides;
+    int admin_fd;         /* listening admin socket, or -1 */
+} rw_control_opts;
+
+/* Runs until SIGTERM/SIGINT and the drain that follows. Signals must already
+ * be blocked in every thread (rw_control_block_signals before starting
+ * workers). Returns the process exit status. */
+int rw_control_run(rw_control_opts *o);
+
+/* Blocks SIGHUP, SIGTERM, SIGINT and ignores SIGPIPE for the calling thread
+ * and threads it creates afterwards. Returns 0 or -errno. */
+int rw_control_block_signals(void);
+
+#endif

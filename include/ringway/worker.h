@@ -1,0 +1,100 @@
+/* worker.h - the per-core worker threads and the config snapshots they run.
+ *
+ * Ownership: the server owns the workers; each worker owns its loop, its
+ * listening sockets, its connections and its per-snapshot upstream state.
+ * Snapshots are shared read-only between threads and reference-counted: the
+ * control thread holds one reference on the current snapshot, each worker one
+ * on every snapshot it still serves requests with. The last release frees it. */
+#ifndef RINGWAY_WORKER_H
+#define RINGWAY_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ringway/config.h"
+#include "ringway/http.h"
+#include "ringway/loop.h"
+#include "ringway/route.h"
+
+/* A response prebuilt at snapshot time (respond routes, built-ins). */
+typedef struct rw_canned {
+    char *keepalive;      /* full response with body, no Connection header */
+    uint32_t keepalive_len;
+    uint32_t keepalive_head_len; /* for HEAD requests: head only */
+    char *close;          /* the same with "Connection: close" */
+    uint32_t close_len;
+    uint32_t close_head_len;
+} rw_canned;
+
+typedef struct rw_snapshot {
+    rw_config *cfg;       /* owned */
+    rw_router *router;    /* owned */
+    rw_canned *canned;    /* one per route (respond routes filled), owned */
+    rw_canned health;     /* GET /health, /ready */
+    rw_canned not_ready;  /* /ready before all workers run */
+    rw_http_limits limits;
+    atomic_int refs;
+    uint64_t generation;
+} rw_snapshot;
+
+/* Builds a snapshot from a loaded config (takes ownership of cfg on success). */
+rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, size_t errlen);
+/* Adds a reference. */
+void rw_snapshot_ref(rw_snapshot *s);
+/* Drops a reference; frees the snapshot (and its config) on the last one. */
+void rw_snapshot_unref(rw_snapshot *s);
+
+/* Per-worker counters: written by the owning worker only, read by others relaxed. */
+typedef struct rw_worker_stats {
+    uint64_t accepted;
+    uint64_t active_conns;
+    uint64_t requests;
+    uint64_t responses[6];      /* by status class: [1]=1xx .. [5]=5xx, [0] other */
+    uint64_t upstream_connects;
+    uint64_t upstream_reuses;
+    uint64_t upstream_errors;
+    uint64_t upstream_timeouts;
+    uint64_t bad_requests;
+} rw_worker_stats;
+
+typedef struct rw_server rw_server;
+typedef struct rw_worker rw_worker;
+
+/* Process-wide settings that cannot change on reload. */
+typedef struct rw_server_opts {
+    int nworkers;
+    bool pin;
+    int backend;          /* RW_BACKEND_URING or RW_BACKEND_EPOLL, resolved */
+    uint32_t max_conns;   /* process-wide; each worker gets its share */
+    const rw_sockaddr *listen;
+    size_t nlisten;
+} rw_server_opts;
+
+/* Creates the workers' listening sockets and loops (not yet running).
+ * Returns NULL with a message in err. */
+rw_server *rw_server_new(const rw_server_opts *o, rw_snapshot *snap, char *err, size_t errlen);
+/* Starts every worker thread; returns 0 or -errno. */
+int rw_server_start(rw_server *s);
+/* Hands a new snapshot to every worker (each switches at its next turn). The
+ * server takes a reference per worker. */
+void rw_server_publish(rw_server *s, rw_snapshot *snap);
+/* Asks workers to stop accepting and finish in-flight requests. */
+void rw_server_drain(rw_server *s);
+/* Returns true when every worker has finished its connections. */
+bool rw_server_drained(rw_server *s);
+/* True when a worker's loop died (the process should exit non-zero). */
+bool rw_server_failed(rw_server *s);
+/* True when every worker is running its loop. */
+bool rw_server_ready(rw_server *s);
+/* Stops all workers (closing remaining connections), joins and frees. */
+void rw_server_free(rw_server *s);
+/* Sums the workers' counters into out. */
+void rw_server_stats(rw_server *s, rw_worker_stats *out);
+/* Seeds request-id generation (call before rw_server_start). */
+void rw_server_set_seed(rw_server *s, uint64_t seed);
+/* Number of workers. */
+int rw_server_nworkers(const rw_server *s);
+
+#endif

@@ -1,0 +1,124 @@
+/* snapshot.c - an immutable, reference-counted bundle of a loaded config,
+ * its compiled router and its prebuilt (canned) responses. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ringway/log.h"
+#include "ringway/worker.h"
+
+static int canned_build(rw_canned *cn, int status, const rw_kv *headers, size_t nheaders,
+                        const char *body, size_t body_len)
+{
+    size_t head_cap = 256 + body_len;
+    for (size_t i = 0; i < nheaders; i++)
+        head_cap += strlen(headers[i].name) + strlen(headers[i].value) + 4;
+    char *ka = malloc(head_cap);
+    char *cl = malloc(head_cap + 32);
+    if (ka == NULL || cl == NULL) {
+        free(ka);
+        free(cl);
+        return -ENOMEM;
+    }
+    size_t n = (size_t)snprintf(ka, head_cap, "HTTP/1.1 %d %s\r\n", status, rw_http_reason(status));
+    bool has_ct = false;
+    for (size_t i = 0; i < nheaders; i++) {
+        n += (size_t)snprintf(ka + n, head_cap - n, "%s: %s\r\n", headers[i].name, headers[i].value);
+        if (strcasecmp(headers[i].name, "content-type") == 0)
+            has_ct = true;
+    }
+    if (!has_ct && body_len > 0)
+        n += (size_t)snprintf(ka + n, head_cap - n, "Content-Type: text/plain\r\n");
+    n += (size_t)snprintf(ka + n, head_cap - n, "Content-Length: %zu\r\n", body_len);
+    /* The close variant is the same head plus one header. */
+    memcpy(cl, ka, n);
+    size_t m = n + (size_t)sprintf(cl + n, "Connection: close\r\n\r\n");
+    memcpy(ka + n, "\r\n", 2);
+    n += 2;
+    cn->keepalive_head_len = (uint32_t)n;
+    cn->close_head_len = (uint32_t)m;
+    memcpy(ka + n, body, body_len);
+    memcpy(cl + m, body, body_len);
+    cn->keepalive = ka;
+    cn->keepalive_len = (uint32_t)(n + body_len);
+    cn->close = cl;
+    cn->close_len = (uint32_t)(m + body_len);
+    return 0;
+}
+
+static void canned_free(rw_canned *cn)
+{
+    free(cn->keepalive);
+    free(cn->close);
+}
+
+rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, size_t errlen)
+{
+    rw_snapshot *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->router = rw_router_build(cfg, err, errlen);
+    if (s->router == NULL)
+        goto fail;
+    s->canned = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(rw_canned));
+    if (s->canned == NULL)
+        goto fail_oom;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        const rw_route_cfg *rt = &cfg->routes[i];
+        if (!rt->has_respond)
+            continue;
+        if (canned_build(&s->canned[i], rt->respond.status, rt->respond.headers, rt->respond.nheaders,
+                         rt->respond.body ? rt->respond.body : "", rt->respond.body_len) != 0)
+            goto fail_oom;
+    }
+    static const rw_kv json[] = {{(char *)"Content-Type", (char *)"application/json"},
+                                 {(char *)"Cache-Control", (char *)"no-store"}};
+    static const char ok[] = "{\"status\":\"ok\"}\n";
+    static const char starting[] = "{\"status\":\"starting\"}\n";
+    if (canned_build(&s->health, 200, json, 2, ok, sizeof(ok) - 1) != 0 ||
+        canned_build(&s->not_ready, 503, json, 2, starting, sizeof(starting) - 1) != 0)
+        goto fail_oom;
+    rw_http_limits_default(&s->limits);
+    s->limits.max_header_bytes = cfg->http.max_header_bytes;
+    s->limits.max_request_line = cfg->http.max_request_line;
+    s->limits.max_headers = cfg->http.max_headers ? cfg->http.max_headers : RW_HTTP_MAX_HEADERS;
+    s->cfg = cfg;
+    s->generation = generation;
+    atomic_init(&s->refs, 1);
+    return s;
+
+fail_oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    if (s->canned != NULL) {
+        for (size_t i = 0; i < cfg->nroutes; i++)
+            canned_free(&s->canned[i]);
+        free(s->canned);
+    }
+    canned_free(&s->health);
+    canned_free(&s->not_ready);
+    rw_router_free(s->router);
+    free(s);
+    return NULL;
+}
+
+void rw_snapshot_ref(rw_snapshot *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+void rw_snapshot_unref(rw_snapshot *s)
+{
+    if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < s->cfg->nroutes; i++)
+        canned_free(&s->canned[i]);
+    free(s->canned);
+    canned_free(&s->health);
+    canned_free(&s->not_ready);
+    rw_router_free(s->router);
+    rw_config_free(s->cfg);
+    free(s);
+}

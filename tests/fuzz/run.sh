@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# run.sh [SECONDS] - build the libFuzzer targets with clang-14 (no meson) and
+# fuzz each for SECONDS (default 30). Exits non-zero when a target crashes;
+# reproducers go to tests/fuzz/crashes/ (git-ignored).
+# Env: CC (default clang-14), FUZZ_OUT (build + working corpus, default
+# build-fuzz/), FUZZ_TARGETS (default "request response chunked").
+set -euo pipefail
+
+secs=${1:-30}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+out=${FUZZ_OUT:-$root/build-fuzz}
+cc=${CC:-clang-14}
+targets=${FUZZ_TARGETS:-"request response chunked"}
+crashes=$root/tests/fuzz/crashes
+mkdir -p "$out" "$crashes"
+
+flags=(-g -O1 -std=gnu17 -D_GNU_SOURCE -Wall -Wextra -I"$root/include"
+       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
+srcs=("$root"/src/http/parser.c "$root"/src/http/chunked.c "$root"/src/http/path.c "$root"/src/http/status.c)
+
+for t in $targets; do
+    echo "== building fuzz_$t"
+    "$cc" "${flags[@]}" "${srcs[@]}" "$root/tests/fuzz/fuzz_$t.c" -o "$out/fuzz_$t"
+done
+
+status=0
+for t in $targets; do
+    echo "== fuzzing fuzz_$t for ${secs}s"
+    work=$out/corpus/$t
+    mkdir -p "$work"
+    if ! "$out/fuzz_$t" -max_total_time="$secs" -max_len=65536 -timeout=10 -print_final_stats=1 \
+            -artifact_prefix="$crashes/$t-" "$work" "$root/tests/fuzz/corpus/$t"; then
+        echo "!! fuzz_$t failed; reproducers in $crashes" >&2
+        status=1
+    fi
+done
+exit $status

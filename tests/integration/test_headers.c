@@ -1,0 +1,202 @@
+/* test_headers.c - proxy header semantics: hop-by-hop headers dropped both
+ * ways, X-Forwarded-* and Via added, everything else kept as sent, status and
+ * reason passed through. */
+#include <string.h>
+#include <strings.h>
+
+#include "harness.h"
+
+/* The value of the first header called name in the head that /echo sent back
+ * (the request as the upstream received it), or NULL. Owned by the test. */
+static char *echoed(const char *echo, const char *name)
+{
+    const char *end = strstr(echo, "\r\n\r\n");
+    size_t nl = strlen(name);
+    for (const char *l = strstr(echo, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
+        const char *h = l + 2;
+        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
+            const char *v = h + nl + 1;
+            while (*v == ' ')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            return h_fmt("%.*s", (int)(e - v), v);
+        }
+    }
+    return NULL;
+}
+
+static int echoed_count(const char *echo, const char *name)
+{
+    const char *end = strstr(echo, "\r\n\r\n");
+    size_t nl = strlen(name);
+    int n = 0;
+    for (const char *l = strstr(echo, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
+        if (strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':')
+            n++;
+    return n;
+}
+
+static bool list_has(const char *list, const char *token)
+{
+    if (!list)
+        return false;
+    size_t tl = strlen(token);
+    for (const char *p = list; (p = strcasestr(p, token)) != NULL; p += tl) {
+        bool start = p == list || p[-1] == ',' || p[-1] == ' ';
+        bool stop = p[tl] == '\0' || p[tl] == ',' || p[tl] == ' ';
+        if (start && stop)
+            return true;
+    }
+    return false;
+}
+
+H_TEST(headers, hop_by_hop_request_headers_dropped)
+{
+    h_proxy *p = h_start_basic(NULL, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    int rc = h_request(c, "GET", "/echo",
+                       "Connection: keep-alive, X-Drop-Me\r\n"
+                       "X-Drop-Me: secret\r\n"
+                       "Keep-Alive: timeout=5\r\n"
+                       "TE: trailers\r\n"
+                       "Trailer: X-Foo\r\n"
+                       "Upgrade: h2c\r\n"
+                       "Proxy-Connection: keep-alive\r\n"
+                       "X-Keep-Me: Some  Value\r\n"
+                       "x-lower-case: kept\r\n"
+                       "Accept: */*\r\n",
+                       NULL, 0, &r);
+    cr_assert_eq(rc, H_OK);
+    cr_assert_eq(r.status, 200, "status %d", r.status);
+    static const char *const dropped[] = {"X-Drop-Me", "Keep-Alive", "TE", "Trailer", "Upgrade",
+                                          "Proxy-Connection"};
+    for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+        cr_expect_null(echoed(r.body, dropped[i]), "hop-by-hop %s reached the upstream:\n%s",
+                       dropped[i], r.body);
+    char *conn = echoed(r.body, "Connection");
+    cr_expect(!list_has(conn, "X-Drop-Me"), "Connection forwarded as sent: %s", conn);
+    cr_expect_str_eq(echoed(r.body, "X-Keep-Me") ? echoed(r.body, "X-Keep-Me") : "(missing)",
+                     "Some  Value", "X-Keep-Me not kept as sent");
+    cr_expect(strstr(r.body, "\r\nx-lower-case: kept\r\n") != NULL,
+              "x-lower-case not kept as sent (name case or value):\n%s", r.body);
+    cr_expect_str_eq(echoed(r.body, "Accept") ? echoed(r.body, "Accept") : "(missing)", "*/*");
+}
+
+H_TEST(headers, hop_by_hop_response_headers_dropped)
+{
+    h_proxy *p = h_start_basic(NULL, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    int rc = h_request(c, "GET",
+                       "/set-headers?Connection=X-Resp-Hop&X-Resp-Hop=1&Keep-Alive=timeout%3D5"
+                       "&Upgrade=foo&Proxy-Connection=keep-alive&Trailer=X-T"
+                       "&X-Resp-Keep=yes%20%20sir&Set-Cookie=a%3D1&Set-Cookie=b%3D2",
+                       NULL, NULL, 0, &r);
+    cr_assert_eq(rc, H_OK);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "ok\n");
+    static const char *const dropped[] = {"X-Resp-Hop", "Keep-Alive", "Upgrade", "Proxy-Connection",
+                                          "Trailer"};
+    for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
+        cr_expect_null(h_hdr(&r, dropped[i]), "hop-by-hop %s reached the client:\n%s", dropped[i],
+                       r.head);
+    cr_expect(!list_has(h_hdr(&r, "Connection"), "X-Resp-Hop"), "Connection passed through:\n%s",
+              r.head);
+    cr_expect_str_eq(h_hdr(&r, "X-Resp-Keep") ? h_hdr(&r, "X-Resp-Keep") : "(missing)", "yes  sir");
+    cr_expect_eq(h_hdr_count(&r, "Set-Cookie"), 2, "both Set-Cookie headers must pass:\n%s", r.head);
+    cr_expect_str_eq(h_hdr(&r, "X-Upstream"), "u1");
+    /* the connection is still fine */
+    cr_assert_eq(h_request(c, "GET", "/x", NULL, NULL, 0, &r), H_OK);
+    cr_assert_str_eq(r.body, "u1 GET /x\n");
+}
+
+H_TEST(headers, forwarded_headers_added)
+{
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    cr_assert_eq(h_request(c, "GET", "/echo", "Host: api.example.test:8443\r\n", NULL, 0, &r), H_OK);
+    cr_assert_eq(r.status, 200);
+    cr_expect_str_eq(echoed(r.body, "X-Forwarded-For") ? echoed(r.body, "X-Forwarded-For") : "(missing)",
+                     "127.0.0.1", "\n%s", r.body);
+    cr_expect_str_eq(echoed(r.body, "X-Forwarded-Proto") ? echoed(r.body, "X-Forwarded-Proto") : "(missing)",
+                     "http");
+    cr_expect_str_eq(echoed(r.body, "X-Forwarded-Host") ? echoed(r.body, "X-Forwarded-Host") : "(missing)",
+                     "api.example.test:8443");
+    char *via = echoed(r.body, "Via");
+    cr_expect(via && strstr(via, "1.1"), "Via missing or without the protocol version: %s",
+              via ? via : "(missing)");
+    cr_expect_eq(echoed_count(r.body, "Host"), 1, "exactly one Host upstream:\n%s", r.body);
+    /* preserve_host defaults to false: the instance's host:port */
+    char *host = echoed(r.body, "Host");
+    cr_expect_str_eq(host ? host : "(missing)", h_fmt("127.0.0.1:%d", u->port));
+}
+
+H_TEST(headers, forwarded_for_appends)
+{
+    h_proxy *p = h_start_basic(NULL, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    cr_assert_eq(h_request(c, "GET", "/echo", "X-Forwarded-For: 10.1.2.3\r\nVia: 1.0 edge\r\n", NULL,
+                           0, &r), H_OK);
+    char *xff = echoed(r.body, "X-Forwarded-For");
+    cr_expect_str_eq(xff ? xff : "(missing)", "10.1.2.3, 127.0.0.1");
+    cr_expect_eq(echoed_count(r.body, "X-Forwarded-For"), 1, "\n%s", r.body);
+    /* an earlier Via is kept (appended to, or as a separate line) */
+    cr_expect(strstr(r.body, "1.0 edge") != NULL, "earlier Via lost:\n%s", r.body);
+}
+
+H_TEST(headers, preserve_host)
+{
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt("services:\n"
+                                   "  - name: svc\n"
+                                   "    instances: [{address: \"127.0.0.1:%d\"}]\n"
+                                   "routes:\n"
+                                   "  - name: all\n"
+                                   "    paths: [{prefix: /}]\n"
+                                   "    preserve_host: true\n"
+                                   "    service: svc\n",
+                                   u->port));
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    cr_assert_eq(h_request(c, "GET", "/echo", "Host: Keep.Example.test\r\n", NULL, 0, &r), H_OK);
+    char *host = echoed(r.body, "Host");
+    cr_expect_str_eq(host ? host : "(missing)", "Keep.Example.test");
+}
+
+H_TEST(headers, status_and_reason_pass_through)
+{
+    h_proxy *p = h_start_basic(NULL, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    static const struct {
+        const char *target;
+        int status;
+        const char *reason;
+    } cases[] = {
+        {"/status/200", 200, "OK"},
+        {"/status/201", 201, "Created"},
+        {"/status/404", 404, "Not Found"},
+        {"/status/418", 418, "I'm a teapot"},
+        {"/status/500", 500, "Internal Server Error"},
+        {"/status/502", 502, "Bad Gateway"},
+        {"/status/503", 503, "Service Unavailable"},
+        {"/status/299?reason=Custom%20Thing", 299, "Custom Thing"},
+        {"/status/200?reason=Fine%20Indeed", 200, "Fine Indeed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        h_resp r;
+        int rc = h_request(c, "GET", cases[i].target, NULL, NULL, 0, &r);
+        if (rc != H_OK) { /* tolerate a close after an error status; check the rest */
+            c = h_connect(p->port);
+            rc = h_request(c, "GET", cases[i].target, NULL, NULL, 0, &r);
+        }
+        cr_assert_eq(rc, H_OK, "GET %s: %d", cases[i].target, rc);
+        cr_expect_eq(r.status, cases[i].status, "GET %s", cases[i].target);
+        cr_expect_str_eq(r.reason, cases[i].reason, "GET %s: reason", cases[i].target);
+        cr_expect_str_eq(h_hdr(&r, "X-Upstream") ? h_hdr(&r, "X-Upstream") : "(missing)", "u1",
+                         "GET %s was not answered by the upstream", cases[i].target);
+    }
+}

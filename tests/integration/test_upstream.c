@@ -1,0 +1,228 @@
+/* test_upstream.c - upstream connection reuse (keep-alive pools) and load
+ * balancing (round_robin weights, least_conn, hash). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/* ---- keep-alive ---------------------------------------------------------- */
+
+H_TEST(upstream, keepalive_reuse_one_worker)
+{
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    long first = -1;
+    int changes = 0;
+    for (int i = 0; i < 100; i++) {
+        h_resp r;
+        cr_assert_eq(h_request(c, "GET", h_fmt("/r%d", i), NULL, NULL, 0, &r), H_OK, "request %d", i);
+        cr_assert_eq(r.status, 200);
+        const char *sc = h_hdr(&r, "X-Upstream-Conn");
+        cr_assert_not_null(sc);
+        long serial = atol(sc);
+        if (first != -1 && serial != first)
+            changes++;
+        first = serial;
+    }
+    h_stats s = h_upstream_stats(u);
+    cr_assert_eq(s.requests, 100);
+    cr_assert(s.connections <= 1, "100 sequential requests used %ld upstream connections", s.connections);
+    cr_assert_eq(changes, 0, "X-Upstream-Conn changed %d times", changes);
+}
+
+H_TEST(upstream, keepalive_reuse_across_client_connections)
+{
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_start(&(h_proxy_opts){.config = h_basic_config(u, NULL, NULL), .workers = 2});
+    for (int i = 0; i < 40; i++) {
+        h_resp r;
+        h_get(p->port, "/x", &r);
+        cr_assert_eq(r.status, 200);
+    }
+    h_stats s = h_upstream_stats(u);
+    cr_assert_eq(s.requests, 40);
+    cr_assert(s.connections <= 2, "40 requests from 40 client connections, 2 workers: %ld upstream "
+              "connections (want <= 2)", s.connections);
+}
+
+H_TEST(upstream, keepalive_with_bodies_and_statuses)
+{
+    /* reuse must survive every kind of response framing */
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    static const char *const targets[] = {"/bytes/100", "/chunked/10000", "/status/204", "/status/304",
+                                          "/status/404", "/echo", "/bytes/0"};
+    for (int round = 0; round < 5; round++)
+        for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+            h_resp r;
+            cr_assert_eq(h_request(c, "GET", targets[i], NULL, NULL, 0, &r), H_OK, "%s", targets[i]);
+            cr_assert_str_eq(h_hdr(&r, "X-Upstream-Conn"), "1", "GET %s on a new upstream connection",
+                             targets[i]);
+        }
+    cr_assert_eq(h_request(c, "HEAD", "/bytes/100", NULL, NULL, 0, &(h_resp){0}), H_OK);
+    h_resp r;
+    cr_assert_eq(h_request(c, "GET", "/x", NULL, NULL, 0, &r), H_OK);
+    cr_assert_str_eq(h_hdr(&r, "X-Upstream-Conn"), "1", "HEAD broke upstream reuse");
+    cr_assert(h_upstream_stats(u).connections <= 1);
+}
+
+H_TEST(upstream, close_delimited_response_not_reused)
+{
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    cr_assert_eq(h_request(c, "GET", "/close/10", NULL, NULL, 0, &r), H_OK);
+    cr_assert_eq(r.body_len, 10);
+    if (r.framing == H_FRAME_CLOSE)
+        c = h_connect(p->port);
+    cr_assert_eq(h_request(c, "GET", "/after", NULL, NULL, 0, &r), H_OK);
+    cr_assert_eq(r.status, 200, "request after a close-delimited response: %d", r.status);
+    cr_assert_str_eq(r.body, "u1 GET /after\n");
+}
+
+H_TEST(upstream, upstream_closes_idle_connections)
+{
+    h_upstream *u = h_upstream_start("u1", "--idle-timeout", "150", NULL);
+    h_proxy *p = h_proxy_run(h_basic_config(u, NULL, NULL));
+    h_conn *c = h_connect(p->port);
+    for (int i = 0; i < 4; i++) {
+        h_resp r;
+        int rc = h_request(c, "GET", h_fmt("/n%d", i), NULL, NULL, 0, &r);
+        cr_assert_eq(rc, H_OK, "request %d after the upstream closed its idle connection: %d", i, rc);
+        cr_assert_eq(r.status, 200, "request %d after the upstream closed its idle connection: %d", i,
+                     r.status);
+        cr_assert_str_eq(r.body, h_fmt("u1 GET /n%d\n", i));
+        h_sleep_ms(400);
+    }
+}
+
+H_TEST(upstream, pool_idle_timeout)
+{
+    /* the proxy's own idle timeout closes pooled connections */
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, "    keepalive: {max_idle: 4, idle_timeout: 200ms}\n");
+    h_resp r;
+    h_get(p->port, "/a", &r);
+    cr_assert_str_eq(h_hdr(&r, "X-Upstream-Conn"), "1");
+    h_sleep_ms(700);
+    h_get(p->port, "/b", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(h_hdr(&r, "X-Upstream-Conn"), "2",
+                     "an upstream connection idle past idle_timeout was reused");
+}
+
+/* ---- load balancing ------------------------------------------------------ */
+
+static char *two_instances(const h_upstream *a, int wa, const h_upstream *b, int wb, const char *lb)
+{
+    return h_fmt("services:\n"
+                 "  - name: svc\n"
+                 "%s"
+                 "    instances:\n"
+                 "      - {address: \"127.0.0.1:%d\", weight: %d}\n"
+                 "      - {address: \"127.0.0.1:%d\", weight: %d}\n"
+                 "routes:\n"
+                 "  - name: all\n"
+                 "    paths: [{prefix: /}]\n"
+                 "    service: svc\n",
+                 lb, a->port, wa, b->port, wb);
+}
+
+H_TEST(upstream, round_robin_weights_exact)
+{
+    h_upstream *a = h_upstream_start("a", NULL), *b = h_upstream_start("b", NULL);
+    h_proxy *p = h_proxy_run(two_instances(a, 3, b, 1, "    lb: round_robin\n"));
+    h_conn *c = h_connect(p->port);
+    int na = 0, nb = 0, longest_b_run = 0, run = 0;
+    for (int i = 0; i < 400; i++) {
+        h_resp r;
+        cr_assert_eq(h_request(c, "GET", "/x", NULL, NULL, 0, &r), H_OK, "request %d", i);
+        const char *who = h_hdr(&r, "X-Upstream");
+        cr_assert_not_null(who, "request %d: status %d", i, r.status);
+        if (strcmp(who, "a") == 0) {
+            na++;
+            run = 0;
+        } else {
+            nb++;
+            if (++run > longest_b_run)
+                longest_b_run = run;
+        }
+    }
+    cr_assert(na == 300 && nb == 100, "weights 3:1 over 400 requests gave %d:%d", na, nb);
+    cr_assert_eq(longest_b_run, 1, "weighted round robin is not smooth: %d b's in a row", longest_b_run);
+    /* the stats agree */
+    cr_assert_eq(h_upstream_stats(a).requests, 300);
+    cr_assert_eq(h_upstream_stats(b).requests, 100);
+}
+
+H_TEST(upstream, round_robin_default_equal)
+{
+    h_upstream *a = h_upstream_start("a", NULL), *b = h_upstream_start("b", NULL);
+    h_proxy *p = h_proxy_run(two_instances(a, 1, b, 1, ""));
+    for (int i = 0; i < 40; i++) { /* new client connection each time */
+        h_resp r;
+        h_get(p->port, "/x", &r);
+        cr_assert_eq(r.status, 200);
+    }
+    cr_assert_eq(h_upstream_stats(a).requests, 20);
+    cr_assert_eq(h_upstream_stats(b).requests, 20);
+}
+
+H_TEST(upstream, least_conn)
+{
+    h_upstream *a = h_upstream_start("a", NULL), *b = h_upstream_start("b", NULL);
+    h_proxy *p = h_proxy_run(two_instances(a, 1, b, 1, "    lb: least_conn\n"));
+    /* one slow request holds one instance busy ... */
+    h_conn *slow = h_connect(p->port);
+    h_sends(slow, "GET /delay/1500 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_sleep_ms(150);
+    /* ... so every quick request meanwhile goes to the other one */
+    h_conn *c = h_connect(p->port);
+    char first[8] = "";
+    for (int i = 0; i < 10; i++) {
+        h_resp r;
+        cr_assert_eq(h_request(c, "GET", "/q", NULL, NULL, 0, &r), H_OK);
+        const char *who = h_hdr(&r, "X-Upstream");
+        cr_assert_not_null(who);
+        if (i == 0)
+            snprintf(first, sizeof first, "%s", who);
+        cr_assert_str_eq(who, first, "least_conn sent quick request %d to %s, the other to %s", i, who,
+                         first);
+    }
+    h_resp r;
+    cr_assert_eq(h_read_response(slow, &r, 0), H_OK);
+    cr_assert_str_eq(r.body, "ok");
+    cr_assert_str_neq(h_hdr(&r, "X-Upstream"), first,
+                      "the slow request and the quick ones went to the same instance");
+}
+
+H_TEST(upstream, hash_on_header)
+{
+    h_upstream *a = h_upstream_start("a", NULL), *b = h_upstream_start("b", NULL);
+    h_proxy *p = h_proxy_run(
+        two_instances(a, 1, b, 1, "    lb: hash\n    hash_on: \"header:X-User-ID\"\n"));
+    h_conn *c = h_connect(p->port);
+    int used_a = 0, used_b = 0;
+    for (int key = 0; key < 20; key++) {
+        char first[8] = "";
+        for (int rep = 0; rep < 5; rep++) {
+            h_resp r;
+            cr_assert_eq(h_request(c, "GET", "/h", h_fmt("X-User-ID: user-%d\r\n", key), NULL, 0, &r),
+                         H_OK);
+            const char *who = h_hdr(&r, "X-Upstream");
+            cr_assert_not_null(who);
+            if (rep == 0)
+                snprintf(first, sizeof first, "%s", who);
+            cr_assert_str_eq(who, first, "key user-%d went to %s and to %s", key, first, who);
+        }
+        if (strcmp(first, "a") == 0)
+            used_a++;
+        else
+            used_b++;
+    }
+    cr_assert(used_a > 0 && used_b > 0, "20 keys all hashed to one instance (a=%d b=%d)", used_a, used_b);
+}
