@@ -149,6 +149,8 @@ struct rw_exchange {
     rw_upconn *up;
     uint8_t tries;
     uint8_t tried[2];     /* instances tried, to avoid on retry */
+    bool want_fresh;      /* retrying: do not take a pooled connection */
+    uint32_t host_off, host_len; /* the Host value inside out, patched on retry */
     int method;
     int minor;
     bool keep_alive;      /* client connection persists after this exchange */
@@ -208,7 +210,13 @@ void rw__input_recv(rw_loop *l, rw_op *op, int fd, rw_input *in);
 void rw__input_take(rw_input *in, rw_op *op, int res);
 /* proxy.c callbacks from upstream.c */
 void rw__ex_upstream_ready(rw_exchange *ex);
-void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, bool retryable);
+/* How an upstream attempt failed, for the retry decision. */
+enum rw_upfail {
+    RW_UPFAIL_CONNECT = 1, /* no connection: nothing was sent */
+    RW_UPFAIL_STALE,       /* a reused connection failed before any response byte */
+    RW_UPFAIL_OTHER,       /* anything else: never retried */
+};
+void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how);
 void rw__ex_upstream_sent(rw_exchange *ex, int res);
 void rw__ex_upstream_data(rw_exchange *ex, int res);
 /* buffers */

@@ -120,10 +120,10 @@ static void ex_put(rw_exchange *ex)
     w->free_exchanges = ex;
 }
 
-static void make_reqid(rw_exchange *ex)
+static void make_reqid(rw_exchange *ex, bool parsed)
 {
     /* Reuse a sane client-supplied X-Request-Id; otherwise mint one. */
-    for (size_t i = 0; i < ex->req.nheaders; i++) {
+    for (size_t i = 0; parsed && i < ex->req.nheaders; i++) {
         const rw_http_header *h = &ex->req.headers[i];
         if (rw_str_ieq(h->name, "x-request-id") && h->value.len > 0 && h->value.len < sizeof(ex->reqid)) {
             bool sane = true;
@@ -312,7 +312,7 @@ static void ex_send_error(rw_exchange *ex, int status, const char *msg)
         return;
     }
     if (ex->reqid_len == 0)
-        make_reqid(ex);
+        make_reqid(ex, false); /* the head may not have parsed: do not read it */
     /* An unread request body leaves the connection out of sync: close it. */
     if (!ex->req_done && ex->req_body != RW_BODY_NONE)
         c->close_after = true;
@@ -457,6 +457,7 @@ static void c_process_head(rw_conn *c)
                         : status == 505 ? "http version not supported"
                                         : "bad request";
         c->close_after = true;
+        ex->req.nheaders = 0; /* a failed parse leaves no headers worth reading */
         rw__input_release(w, &c->in);
         ex_send_error(ex, status, msg);
         return;
@@ -505,12 +506,14 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
         OUT_LIT(&o, " HTTP/1.0\r\nHost: ");
     else
         OUT_LIT(&o, " HTTP/1.1\r\nHost: ");
+    ex->host_off = o.len;
     if (ex->rt->preserve_host && rq->host.len > 0) {
         OUT_STR(&o, rq->host);
     } else {
         const rw_instance_cfg *inst = &ex->svc_cfg->instances[ex->inst];
         out_put(&o, inst->address, strlen(inst->address)); /* host:port as configured */
     }
+    ex->host_len = o.len - ex->host_off;
     OUT_LIT(&o, "\r\n");
     const rw_http_header *xff = NULL;
     for (size_t i = 0; i < rq->nheaders; i++) {
@@ -642,6 +645,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     ex->expect_continue = (rq->flags & RW_HF_EXPECT_CONTINUE) != 0;
     ex->ws = w->ws;
     w->ws->users++;
+    make_reqid(ex, true); /* before any error path releases the head's buffer */
     const rw_snapshot *snap = w->ws->snap;
     const rw_config *cfg = snap->cfg;
 
@@ -715,7 +719,6 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     }
     ex->svc = ex->rt->service_index;
     ex->svc_cfg = &cfg->services[ex->svc];
-    make_reqid(ex);
     if (!ex_pick(ex)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         ex_send_error(ex, 502, "no upstream available");
@@ -838,7 +841,24 @@ static void ex_client_body(rw_exchange *ex)
     ex_send_body_piece(ex, false);
 }
 
-void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, bool retryable)
+/* Points the rewritten head's Host at the newly picked instance. */
+static bool retarget_host(rw_exchange *ex)
+{
+    if (ex->rt->preserve_host)
+        return true;
+    const char *addr = ex->svc_cfg->instances[ex->inst].address;
+    uint32_t alen = (uint32_t)strlen(addr);
+    if (ex->out_len - ex->host_len + alen > ex->out_cap)
+        return false;
+    char *at = ex->out + ex->host_off;
+    memmove(at + alen, at + ex->host_len, ex->out_len - ex->host_off - ex->host_len);
+    memcpy(at, addr, alen);
+    ex->out_len = ex->out_len - ex->host_len + alen;
+    ex->host_len = alen;
+    return true;
+}
+
+void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
 {
     rw_conn *c = ex->c;
     rw_worker *w = c->w;
@@ -849,16 +869,26 @@ void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, bool retryab
     rw_svc_state *ss = &ex->ws->svcs[ex->svc];
     if (ss->active[ex->inst] > 0)
         ss->active[ex->inst]--;
-    bool nothing_consumed = !ex->head_sent_up || ex->req_body == RW_BODY_NONE;
-    if (retryable && nothing_consumed && !ex->resp_head_sent && ex->tries < 2 && ex->req_inflight == 0) {
-        if (ex_pick(ex)) {
-            rw_log_debug("retrying %s on another connection after: %s", ex->svc_cfg->name, strerror(err));
-            /* Host header names the instance: rebuild only if it changed. */
+    /* Retry once, and only what cannot have reached the application twice
+     * with a body we no longer hold: a connect failure (nothing was sent: try
+     * another instance) or the keep-alive race on a reused connection (no
+     * response byte came back: same instance, fresh connection), the latter
+     * only for requests without a body. */
+    bool may = ex->tries < 2 && !ex->resp_head_sent && ex->req_inflight == 0 &&
+               ((how == RW_UPFAIL_CONNECT && !ex->head_sent_up) ||
+                (how == RW_UPFAIL_STALE && ex->req_body == RW_BODY_NONE));
+    if (may) {
+        int prev = ex->inst;
+        bool ok = how == RW_UPFAIL_STALE ? (ex->tries++, true) : ex_pick(ex);
+        if (ok && (ex->inst == prev || retarget_host(ex))) {
+            rw_log_debug("retrying %s after: %s", ex->svc_cfg->name, timeout ? "timeout" : strerror(err));
+            ex->want_fresh = true;
+            ex->head_sent_up = false;
             rw__upconn_acquire(ex);
             return;
         }
     }
-    ex->tries = 0; /* active count already dropped */
+    ex->tries = 0; /* the in-flight count is already dropped */
     rw_log_warn("upstream %s (%s) failed: %s", ex->svc_cfg->name, ex->svc_cfg->instances[ex->inst].address,
                 timeout ? "timed out" : strerror(err));
     ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
@@ -1004,10 +1034,10 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
             c_close(c);
             return;
         }
-        bool retryable = u->reused && !u->got_bytes;
+        int how = u->reused && !u->got_bytes ? RW_UPFAIL_STALE : RW_UPFAIL_OTHER;
         rw__upconn_close(u);
         ex->up = NULL;
-        rw__ex_upstream_failed(ex, res == 0 ? ECONNRESET : -res, false, retryable);
+        rw__ex_upstream_failed(ex, res == 0 ? ECONNRESET : -res, false, how);
         return;
     }
     if (ex->resp_head_done) {

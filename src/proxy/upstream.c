@@ -250,11 +250,13 @@ void rw__upconn_close(rw_upconn *u)
 static void upconn_fail(rw_upconn *u, int err, bool timeout)
 {
     rw_exchange *ex = u->ex;
-    bool retryable = u->state == RW_U_CONNECTING || (u->reused && !u->got_bytes);
+    int how = u->state == RW_U_CONNECTING ? RW_UPFAIL_CONNECT
+            : (u->reused && !u->got_bytes && !timeout) ? RW_UPFAIL_STALE
+                                                        : RW_UPFAIL_OTHER;
     rw__upconn_close(u);
     if (ex != NULL) {
         ex->up = NULL;
-        rw__ex_upstream_failed(ex, err, timeout, retryable);
+        rw__ex_upstream_failed(ex, err, timeout, how);
     }
 }
 
@@ -386,7 +388,7 @@ void rw__upconn_acquire(rw_exchange *ex)
     rw_wstate *ws = ex->ws;
     rw_upool *p = &ws->svcs[ex->svc].pools[ex->inst];
     ws->svcs[ex->svc].active[ex->inst]++;
-    if (p->idle != NULL) {
+    if (p->idle != NULL && !ex->want_fresh) {
         rw_upconn *u = p->idle;
         idle_unlink(u);
         u->state = RW_U_ACTIVE;
@@ -406,7 +408,7 @@ void rw__upconn_acquire(rw_exchange *ex)
         free(u);
         rw_log_error("cannot open a socket to %s: %s", inst->address, strerror(-fd));
         ex->up = NULL;
-        rw__ex_upstream_failed(ex, -fd, false, false);
+        rw__ex_upstream_failed(ex, -fd, false, RW_UPFAIL_OTHER);
         return;
     }
     u->w = w;

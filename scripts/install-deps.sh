@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what ringway needs to build, test and benchmark on Debian 12 (as root).
+# Idempotent: packages already present are left alone.
+set -euo pipefail
+
+build_pkgs=(gcc pkg-config meson ninja-build liburing-dev android-libboringssl-dev libhiredis-dev
+            libyaml-dev liburcu-dev libcriterion-dev)
+test_pkgs=(curl wrk nginx-light python3 clang-14 libclang-rt-14-dev)
+
+want=("${build_pkgs[@]}")
+if [ "${1:-}" = "--test" ]; then
+    want+=("${test_pkgs[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages (${missing[*]}); run as root or install them with apt-get" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# nginx-light starts a service on :80 on install; tests run their own instances.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+echo "install-deps: installed ${missing[*]}"
