@@ -474,6 +474,8 @@ static bool is_skipped_request_header(rw_str name)
         return rw_str_ieq(name, "host");
     case 6:
         return rw_str_ieq(name, "expect");
+    case 14: /* re-emitted from the parsed value: "005" or "5, 5" never pass through */
+        return rw_str_ieq(name, "content-length");
     case 12:
         return rw_str_ieq(name, "x-request-id");
     case 15:
@@ -551,8 +553,13 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
     OUT_LIT(&o, "Via: 1.1 ringway\r\nX-Request-Id: ");
     out_put(&o, ex->reqid, ex->reqid_len);
     OUT_LIT(&o, "\r\n");
-    if (ex->req_body == RW_BODY_CHUNKED)
+    if (ex->req_body == RW_BODY_CHUNKED) {
         OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (rq->flags & RW_HF_HAS_CL) {
+        OUT_LIT(&o, "Content-Length: ");
+        out_uint(&o, rq->content_length);
+        OUT_LIT(&o, "\r\n");
+    }
     if (ex->minor == 0)
         OUT_LIT(&o, "Connection: close\r\n");
     OUT_LIT(&o, "\r\n");
@@ -908,7 +915,8 @@ static bool build_response_head(rw_exchange *ex)
     OUT_LIT(&o, "\r\n");
     for (size_t i = 0; i < rs->nheaders; i++) {
         const rw_http_header *h = &rs->headers[i];
-        if (rw_http_is_hop_by_hop(h->name, rs->headers, rs->nheaders))
+        if (rw_http_is_hop_by_hop(h->name, rs->headers, rs->nheaders) ||
+            (h->name.len == 14 && rw_str_ieq(h->name, "content-length")))
             continue;
         OUT_STR(&o, h->name);
         OUT_LIT(&o, ": ");
@@ -916,8 +924,13 @@ static bool build_response_head(rw_exchange *ex)
         OUT_LIT(&o, "\r\n");
     }
     OUT_LIT(&o, "Via: 1.1 ringway\r\n");
-    if (ex->resp_body == RW_BODY_CHUNKED)
+    if (ex->resp_body == RW_BODY_CHUNKED) {
         OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (rs->flags & RW_HF_HAS_CL) {
+        OUT_LIT(&o, "Content-Length: "); /* the parsed value, one canonical line */
+        out_uint(&o, rs->content_length);
+        OUT_LIT(&o, "\r\n");
+    }
     if (ex->resp_body == RW_BODY_UNTIL_CLOSE || !ex->req_done)
         c->close_after = true;
     if (c->close_after || !ex->keep_alive)
