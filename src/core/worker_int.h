@@ -162,6 +162,9 @@ struct rw_exchange {
     bool resp_head_sent;  /* started answering the client */
     bool resp_done;       /* response body fully received from upstream */
     bool up_reusable;
+    bool upgrade;         /* the client asked for a protocol upgrade */
+    bool tunnel;          /* 101 relayed: bytes flow both ways until a close */
+    bool c_eof, u_eof;    /* tunnel half-closes seen */
     int req_body;
     uint64_t req_left;    /* RW_BODY_LENGTH: bytes still to forward */
     uint64_t req_total;

@@ -247,7 +247,12 @@ static void c_send(rw_conn *c, struct iovec *iov, int iovcnt)
 }
 
 /* What the client write that just finished was for. */
-enum { SENT_FINAL = 1, SENT_CONTINUE, SENT_RESPONSE };
+enum { SENT_FINAL = 1, SENT_CONTINUE, SENT_RESPONSE, SENT_TUNNEL_HEAD };
+
+static void tunnel_start(rw_exchange *ex);
+static void tunnel_c2u(rw_exchange *ex);
+static void tunnel_u2c(rw_exchange *ex);
+static void tunnel_close_if_done(rw_exchange *ex);
 
 static void c_sent(rw_conn *c);
 
@@ -353,6 +358,10 @@ static void c_sent(rw_conn *c)
             return;
         ex_forward_response(ex);
         return;
+    case SENT_TUNNEL_HEAD:
+        if (ex != NULL && ex->up != NULL)
+            tunnel_start(ex);
+        return;
     case SENT_FINAL:
     default:
         c_request_done(c);
@@ -390,6 +399,12 @@ static void on_c_read(rw_op *op, int res)
             return;
         }
         c_maybe_free(c);
+        return;
+    }
+    if (res == 0 && c->ex != NULL && c->ex->tunnel && c->ex->up != NULL) {
+        c->ex->c_eof = true; /* half-close: pass it on, keep the other way open */
+        shutdown(c->ex->up->fd, SHUT_WR);
+        tunnel_close_if_done(c->ex);
         return;
     }
     if (res <= 0) {
@@ -466,6 +481,14 @@ static void c_process_head(rw_conn *c)
 }
 
 /* ---- upstream request head ---- */
+
+static const rw_http_header *find_header(const rw_http_header *hs, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rw_str_ieq(hs[i].name, name))
+            return &hs[i];
+    return NULL;
+}
 
 static bool is_skipped_request_header(rw_str name)
 {
@@ -562,6 +585,12 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
     }
     if (ex->minor == 0)
         OUT_LIT(&o, "Connection: close\r\n");
+    if (ex->upgrade) {
+        /* Upgrade is hop-by-hop: pass the client's wish on explicitly. */
+        OUT_LIT(&o, "Connection: upgrade\r\nUpgrade: ");
+        OUT_STR(&o, find_header(rq->headers, rq->nheaders, "upgrade")->value);
+        OUT_LIT(&o, "\r\n");
+    }
     OUT_LIT(&o, "\r\n");
     ex->out_len = o.len;
     return o.ok;
@@ -650,6 +679,8 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         ex->req_body = RW_BODY_NONE;
     rw_chunked_init(&ex->req_chunk);
     ex->expect_continue = (rq->flags & RW_HF_EXPECT_CONTINUE) != 0;
+    ex->upgrade = (rq->flags & RW_HF_CONN_UPGRADE) && rq->minor == 1 && ex->req_done &&
+                  find_header(rq->headers, rq->nheaders, "upgrade") != NULL;
     ex->ws = w->ws;
     w->ws->users++;
     make_reqid(ex, true); /* before any error path releases the head's buffer */
@@ -826,6 +857,13 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
     ex->head_sent_up = true;
     if (consumed > 0)
         rw__input_consume(w, &c->in, consumed);
+    if (ex->tunnel) {
+        if (c->in.len > c->in.off)
+            tunnel_c2u(ex);
+        else if (!ex->c_eof && !(c->rd.flags & RW_OPF_PENDING))
+            c_read_head(c);
+        return;
+    }
     if (first && ex->resp_head_done && !ex->resp_head_sent) {
         ex_forward_response(ex); /* the response was waiting for our head to go */
         return;
@@ -843,6 +881,10 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
 static void ex_client_body(rw_exchange *ex)
 {
     c_timer(ex->c, 0);
+    if (ex->tunnel) {
+        tunnel_c2u(ex);
+        return;
+    }
     if (ex->up == NULL)
         return;
     ex_send_body_piece(ex, false);
@@ -931,6 +973,18 @@ static bool build_response_head(rw_exchange *ex)
         out_uint(&o, rs->content_length);
         OUT_LIT(&o, "\r\n");
     }
+    if (ex->tunnel) {
+        const rw_http_header *up = find_header(rs->headers, rs->nheaders, "upgrade");
+        OUT_LIT(&o, "Connection: upgrade\r\n");
+        if (up != NULL) {
+            OUT_LIT(&o, "Upgrade: ");
+            OUT_STR(&o, up->value);
+            OUT_LIT(&o, "\r\n");
+        }
+        OUT_LIT(&o, "\r\n");
+        ex->out_len = o.len;
+        return o.ok;
+    }
     if (ex->resp_body == RW_BODY_UNTIL_CLOSE || !ex->req_done)
         c->close_after = true;
     if (c->close_after || !ex->keep_alive)
@@ -983,6 +1037,18 @@ static void ex_forward_response(rw_exchange *ex)
         rw__input_consume(c->w, &u->in, ex->resp_inflight);
         ex->resp_inflight = 0;
     }
+    if (ex->tunnel && ex->resp_head_sent) {
+        if (ex->u_eof && u->in.len == u->in.off) {
+            shutdown(c->fd, SHUT_WR); /* upstream finished: pass the half-close on */
+            tunnel_close_if_done(ex);
+            return;
+        }
+        if (u->in.len > u->in.off)
+            tunnel_u2c(ex);
+        else
+            rw__upconn_recv(u);
+        return;
+    }
     if (ex->resp_head_sent && ex->resp_done) {
         ex_finish(ex);
         return;
@@ -1000,6 +1066,11 @@ static void ex_forward_response(rw_exchange *ex)
         ex->resp_head_sent = true;
         ex->status = ex->resp.status;
         count_status(c->w, ex->status);
+        if (ex->tunnel) {
+            c->sending = SENT_TUNNEL_HEAD;
+            c_send(c, iov, n);
+            return;
+        }
     }
     uint32_t avail = u->in.len - u->in.off;
     ssize_t body = resp_body_portion(ex, u->in.data + u->in.off, avail);
@@ -1034,6 +1105,20 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
 {
     rw_conn *c = ex->c;
     rw_upconn *u = ex->up;
+    if (ex->tunnel && ex->resp_head_sent) {
+        if (res <= 0) {
+            ex->u_eof = true;
+            if (res < 0 || (c->wr.flags & RW_OPF_PENDING) == 0)
+                shutdown(c->fd, SHUT_WR);
+            if (res < 0)
+                c_close(c);
+            else
+                tunnel_close_if_done(ex);
+            return;
+        }
+        tunnel_u2c(ex);
+        return;
+    }
     if (res <= 0) {
         if (ex->resp_head_done && ex->resp_body == RW_BODY_UNTIL_CLOSE && res == 0) {
             ex->resp_done = true;
@@ -1078,13 +1163,19 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
         }
         if (ex->resp.status >= 100 && ex->resp.status < 200) {
             /* Interim responses: we answered 100-continue ourselves; drop them. */
-            rw__input_consume(c->w, &u->in, (uint32_t)r);
             if (ex->resp.status == 101) {
+                if (ex->upgrade) {
+                    ex->tunnel = true; /* relay the 101, then bytes both ways */
+                    rw__input_consume(c->w, &u->in, (uint32_t)r);
+                    break;
+                }
+                rw__input_consume(c->w, &u->in, (uint32_t)r);
                 rw__upconn_close(u);
                 ex->up = NULL;
                 ex_send_error(ex, 502, "unexpected protocol switch");
                 return;
             }
+            rw__input_consume(c->w, &u->in, (uint32_t)r);
             if (u->in.len == u->in.off) {
                 rw__upconn_recv(u);
                 return;
@@ -1095,7 +1186,7 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
         break;
     }
     ex->resp_head_done = true;
-    ex->resp_body = ex->resp.body;
+    ex->resp_body = ex->tunnel ? RW_BODY_UNTIL_CLOSE : ex->resp.body;
     ex->resp_left = ex->resp.content_length;
     rw_chunked_init(&ex->resp_chunk);
     if (ex->resp_body == RW_BODY_LENGTH && ex->resp_left == 0)
@@ -1103,6 +1194,57 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
     if (!ex->head_sent_up || (c->wr.flags & RW_OPF_PENDING))
         return; /* sent when our request head (or the 100-continue) is out */
     ex_forward_response(ex);
+}
+
+/* ---- upgraded connections: a byte tunnel in both directions ---- */
+
+static void tunnel_close_if_done(rw_exchange *ex)
+{
+    if (ex->c_eof && ex->u_eof)
+        c_close(ex->c);
+}
+
+/* Client bytes (in c->in) go upstream; called when they arrive. */
+static void tunnel_c2u(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    rw_upconn *u = ex->up;
+    uint32_t avail = c->in.len - c->in.off;
+    if (u == NULL || avail == 0 || (u->wr.flags & RW_OPF_PENDING))
+        return;
+    struct iovec iov = {c->in.data + c->in.off, avail};
+    ex->req_inflight = avail;
+    rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms);
+    rw__upconn_send(u, &iov, 1);
+}
+
+/* Upstream bytes (in u->in) go to the client. */
+static void tunnel_u2c(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    rw_upconn *u = ex->up;
+    uint32_t avail = u->in.len - u->in.off;
+    if (avail == 0 || (c->wr.flags & RW_OPF_PENDING))
+        return;
+    struct iovec iov = {u->in.data + u->in.off, avail};
+    ex->resp_inflight = avail;
+    c->sending = SENT_RESPONSE;
+    rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms);
+    c_send(c, &iov, 1);
+}
+
+static void tunnel_start(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    c_timer(c, 0);
+    if (c->in.len > c->in.off)
+        tunnel_c2u(ex); /* bytes the client sent right behind its request */
+    else if (!(c->rd.flags & RW_OPF_PENDING))
+        c_read_head(c);
+    if (ex->up->in.len > ex->up->in.off)
+        tunnel_u2c(ex);
+    else
+        rw__upconn_recv(ex->up);
 }
 
 /* The whole response went to the client. */
