@@ -171,11 +171,15 @@ int rw_loop_run(rw_loop *l)
         int rc = l->ops->poll(l, wait);
         if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
             rw_log_error("%s loop: wait failed: %s", l->ops->name, strerror(-rc));
+            l->stop = false;
             return rc;
         }
         rw_timers_run(&l->timers, l->now);
         if (l->turn_cb != NULL)
             l->turn_cb(l, l->turn_arg);
     }
+    /* The stop request is consumed: a later rw_loop_run runs again instead
+     * of returning at once (it used to stay set forever). */
+    l->stop = false;
     return 0;
 }

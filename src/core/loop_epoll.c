@@ -86,7 +86,11 @@ static ep_fd *slot(ep_be *be, int fd)
 
 static void runq_push(ep_be *be, rw_op *op)
 {
-    if (op->flags & RW_OPF_QUEUED)
+    /* A starved op is linked (through op->next) on the starved list: queueing
+     * it here, e.g. on a readiness edge for its fd, would overwrite that link
+     * and drop the ops behind it. It is queued when it leaves that list
+     * (ep_buf_release, ep_cancel), which clears RW_OPF_STARVED first. */
+    if (op->flags & (RW_OPF_QUEUED | RW_OPF_STARVED))
         return;
     op->flags |= RW_OPF_QUEUED;
     op->next = NULL;
@@ -140,11 +144,14 @@ static void ep_submit(rw_loop *l, rw_op *op)
 static void ep_cancel(rw_loop *l, rw_op *op)
 {
     ep_be *be = l->be;
-    for (rw_op **pp = &be->starved; *pp != NULL; pp = &(*pp)->next) {
-        if (*pp == op) {
-            *pp = op->next;
-            break;
+    if (op->flags & RW_OPF_STARVED) {
+        for (rw_op **pp = &be->starved; *pp != NULL; pp = &(*pp)->next) {
+            if (*pp == op) {
+                *pp = op->next;
+                break;
+            }
         }
+        op->flags &= (uint8_t)~RW_OPF_STARVED;
     }
     runq_push(be, op); /* attempt() sees RW_OPF_CANCEL and completes it */
 }
@@ -164,6 +171,7 @@ static void ep_buf_release(rw_loop *l, uint32_t id)
         rw_op *op = be->starved;
         be->starved = op->next;
         op->next = NULL;
+        op->flags &= (uint8_t)~RW_OPF_STARVED;
         runq_push(be, op);
     }
 }
@@ -199,8 +207,12 @@ static void attempt(rw_loop *l, ep_be *be, rw_op *op)
             if (fd >= 0) {
                 rw__loop_complete(op, fd, true);
                 if (!(op->flags & RW_OPF_PENDING) || (op->flags & RW_OPF_CANCEL)) {
-                    if (op->flags & RW_OPF_PENDING)
-                        finish(be, op, -ECANCELED);
+                    /* Cancelled from the callback: ep_cancel already queued
+                     * the op and that attempt delivers -ECANCELED. Finishing
+                     * here would clear RW_OPF_QUEUED while the op is still
+                     * linked on the run queue, so a re-arm from the final
+                     * callback would link it again and drop the ops queued
+                     * behind it. */
                     return;
                 }
                 continue;
@@ -218,6 +230,7 @@ static void attempt(rw_loop *l, ep_be *be, rw_op *op)
         return;
     case RW_OP_RECV: {
         if (be->nfree == 0) {
+            op->flags |= RW_OPF_STARVED;
             op->next = be->starved;
             be->starved = op;
             return;
@@ -303,9 +316,13 @@ static void run_queue(rw_loop *l, ep_be *be)
 static int ep_poll(rw_loop *l, uint64_t timeout_ms)
 {
     ep_be *be = l->be;
+    bool ran = be->runq != NULL;
     run_queue(l, be);
     struct epoll_event evs[RW_EPOLL_EVENTS];
-    int timeout = be->runq != NULL ? 0 : (int)timeout_ms;
+    /* Callbacks run by that pass may have armed timers, stopped the loop or
+     * left work for the turn hook: never sleep on a timeout computed before
+     * them (it is up to 1 s), just poll and let the turn end. */
+    int timeout = (ran || be->runq != NULL) ? 0 : (int)timeout_ms;
     int n = epoll_wait(be->epfd, evs, RW_EPOLL_EVENTS, timeout);
     rw__loop_update_clock(l);
     if (n == -1)

@@ -9,6 +9,9 @@
 
 /* Backend-private op flag: queued on the epoll run queue. */
 #define RW_OPF_QUEUED (1u << 6)
+/* Backend-private op flag: parked on the epoll starved list (a RECV waiting
+ * for a free buffer); readiness edges must not queue it meanwhile. */
+#define RW_OPF_STARVED (1u << 5)
 
 typedef struct rw_loop_backend_ops {
     const char *name;

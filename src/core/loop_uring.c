@@ -207,11 +207,16 @@ static void dispatch(rw_loop *l, uring_be *be, uint64_t token, int res, uint32_t
 static int uring_poll(rw_loop *l, uint64_t timeout_ms)
 {
     uring_be *be = l->be;
-    while (be->deferred != NULL) {
-        rw_op *op = be->deferred;
-        be->deferred = op->next;
-        op->next = NULL;
-        rw__loop_complete(op, -ECANCELED, false);
+    if (be->deferred != NULL) {
+        while (be->deferred != NULL) {
+            rw_op *op = be->deferred;
+            be->deferred = op->next;
+            op->next = NULL;
+            rw__loop_complete(op, -ECANCELED, false);
+        }
+        /* Those callbacks may have armed timers or stopped the loop: do not
+         * sleep on a timeout computed before them. */
+        timeout_ms = 0;
     }
     struct __kernel_timespec ts = {
         .tv_sec = (long long)(timeout_ms / 1000),
