@@ -37,8 +37,9 @@ void rw_router_free(rw_router *r);
  *
  * Details (see src/proxy/router.c):
  * - prefix "/api/orders" matches "/api/orders", "/api/orders/" and
- *   "/api/orders/x", never "/api/ordersx"; "/api/" matches "/api/..." and
- *   exactly "/api", and is the longer prefix when "/api" is also configured.
+ *   "/api/orders/x", never "/api/ordersx"; "/api/" is a plain string
+ *   prefix ("/api/..." but not "/api"), and is the longer prefix when "/api"
+ *   is also configured.
  *   If no route of the longest matching prefix passes its other predicates,
  *   shorter prefixes are tried, then regex routes, then path-less ones.
  * - all matching regex routes form one class: host, predicate count, then

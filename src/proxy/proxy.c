@@ -525,12 +525,9 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
             return false;
         o.len += (uint32_t)t;
     }
-    /* HTTP/1.0 clients get an HTTP/1.0 upstream request: the answer then never
-     * uses chunked coding, which they could not read. */
-    if (ex->minor == 0)
-        OUT_LIT(&o, " HTTP/1.0\r\nHost: ");
-    else
-        OUT_LIT(&o, " HTTP/1.1\r\nHost: ");
+    /* We speak HTTP/1.1 upstream whatever the client speaks (RFC 9110 2.5);
+     * a chunked answer to an HTTP/1.0 client is de-chunked on the way back. */
+    OUT_LIT(&o, " HTTP/1.1\r\nHost: ");
     ex->host_off = o.len;
     if (ex->rt->preserve_host && rq->host.len > 0) {
         OUT_STR(&o, rq->host);
@@ -583,8 +580,6 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
         out_uint(&o, rq->content_length);
         OUT_LIT(&o, "\r\n");
     }
-    if (ex->minor == 0)
-        OUT_LIT(&o, "Connection: close\r\n");
     if (ex->upgrade) {
         /* Upgrade is hop-by-hop: pass the client's wish on explicitly. */
         OUT_LIT(&o, "Connection: upgrade\r\nUpgrade: ");
@@ -966,7 +961,12 @@ static bool build_response_head(rw_exchange *ex)
         OUT_LIT(&o, "\r\n");
     }
     OUT_LIT(&o, "Via: 1.1 ringway\r\n");
-    if (ex->resp_body == RW_BODY_CHUNKED) {
+    if (ex->resp_body == RW_BODY_CHUNKED && ex->minor == 0) {
+        ex->dechunk = true; /* an HTTP/1.0 client: data only, delimited by close */
+        ex->dc_state = 0;
+        ex->dc_left = 0;
+        c->close_after = true;
+    } else if (ex->resp_body == RW_BODY_CHUNKED) {
         OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
     } else if (rs->flags & RW_HF_HAS_CL) {
         OUT_LIT(&o, "Content-Length: "); /* the parsed value, one canonical line */
@@ -985,9 +985,9 @@ static bool build_response_head(rw_exchange *ex)
         ex->out_len = o.len;
         return o.ok;
     }
-    if (ex->resp_body == RW_BODY_UNTIL_CLOSE || !ex->req_done)
+    if (ex->resp_body == RW_BODY_UNTIL_CLOSE || !ex->req_done || !ex->keep_alive)
         c->close_after = true;
-    if (c->close_after || !ex->keep_alive)
+    if (c->close_after)
         OUT_LIT(&o, "Connection: close\r\n");
     else if (ex->minor == 0)
         OUT_LIT(&o, "Connection: keep-alive\r\n");
@@ -1022,6 +1022,55 @@ static ssize_t resp_body_portion(rw_exchange *ex, const char *p, size_t avail)
     default:
         return (ssize_t)avail;
     }
+}
+
+/* Compacts p[0..n) (chunked framing already validated by rw_chunked_scan) to
+ * its data bytes, in place; the state carries across calls. Returns the data
+ * length now at p. */
+static size_t dechunk_inplace(rw_exchange *ex, char *p, size_t n)
+{
+    enum { SIZE = 0, EXT, DATA, DATA_END, TRAILERS };
+    size_t out = 0, i = 0;
+    while (i < n) {
+        char ch = p[i];
+        switch (ex->dc_state) {
+        case SIZE:
+            if (ch >= '0' && ch <= '9')
+                ex->dc_left = ex->dc_left * 16 + (uint64_t)(ch - '0');
+            else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
+                ex->dc_left = ex->dc_left * 16 + (uint64_t)((ch | 0x20) - 'a' + 10);
+            else
+                ex->dc_state = EXT; /* ';', whitespace or CR: skip to the LF */
+            if (ch == '\n')
+                ex->dc_state = ex->dc_left ? DATA : TRAILERS;
+            i++;
+            break;
+        case EXT:
+            if (ch == '\n')
+                ex->dc_state = ex->dc_left ? DATA : TRAILERS;
+            i++;
+            break;
+        case DATA: {
+            size_t k = (size_t)RW_MIN((uint64_t)(n - i), ex->dc_left);
+            memmove(p + out, p + i, k);
+            out += k;
+            i += k;
+            ex->dc_left -= k;
+            if (ex->dc_left == 0)
+                ex->dc_state = DATA_END;
+            break;
+        }
+        case DATA_END:
+            if (ch == '\n')
+                ex->dc_state = SIZE;
+            i++;
+            break;
+        default: /* trailers and the final CRLF: dropped */
+            i = n;
+            break;
+        }
+    }
+    return out;
 }
 
 /* Sends what the upstream input holds of the response to the client:
@@ -1080,9 +1129,12 @@ static void ex_forward_response(rw_exchange *ex)
         return;
     }
     if (body > 0 && ex->method != RW_METHOD_HEAD) {
-        iov[n].iov_base = u->in.data + u->in.off;
-        iov[n].iov_len = (size_t)body;
-        n++;
+        size_t len = ex->dechunk ? dechunk_inplace(ex, u->in.data + u->in.off, (size_t)body) : (size_t)body;
+        if (len > 0) {
+            iov[n].iov_base = u->in.data + u->in.off;
+            iov[n].iov_len = len;
+            n++;
+        }
     }
     if (n == 0) {
         if (body > 0)
@@ -1258,7 +1310,7 @@ static void ex_finish(rw_exchange *ex)
     }
     if (u != NULL) {
         bool reusable = ex->resp.keep_alive && ex->req_done && ex->resp_body != RW_BODY_UNTIL_CLOSE &&
-                        u->in.len == u->in.off && ex->minor == 1;
+                        u->in.len == u->in.off;
         rw_svc_state *ss = &ex->ws->svcs[ex->svc];
         if (ss->active[ex->inst] > 0)
             ss->active[ex->inst]--;

@@ -12,9 +12,10 @@
  *      hash table keyed by (parent node, segment), so a lookup costs one probe
  *      per path segment whatever the number of routes. Each node keeps two
  *      route lists: prefixes written with a trailing '/' ("/api/") and without
- *      ("/api"). Both match the same paths ("/api", "/api/", "/api/x", never
- *      "/apix"), but the trailing-slash form is the longer prefix, so it is
- *      tried first. Matching walks down to the deepest node the path reaches,
+ *      ("/api"). "/api" matches "/api", "/api/" and "/api/x" (never "/apix");
+ *      "/api/" is a plain string prefix, matching the same except "/api"
+ *      itself (as nginx locations and Envoy prefixes do), and is the longer
+ *      prefix, so it is tried first. Matching walks down to the deepest node the path reaches,
  *      then back up through parent links: longest prefix first, falling back
  *      to shorter ones when no route of a node passes its other predicates;
  *   3. regex paths, routes in config order (POSIX search semantics: anchor
@@ -651,6 +652,7 @@ static int match_prefix(const rw_router *r, const rw_route_input *in, rw_str hos
     const char *path = in->path;
     size_t len = in->path_len;
     uint32_t node = 0;
+    bool ends_here = false; /* the path ends exactly at the deepest node ("/api", not "/api/") */
     if (len == 0 || path[0] != '/')
         return -1; /* "*" and the like: no prefix applies */
     if (r->nnodes > 1) {
@@ -662,8 +664,10 @@ static int match_prefix(const rw_router *r, const rw_route_input *in, rw_str hos
             if (child == NO_NODE)
                 break;
             node = child;
-            if (slash == NULL)
+            if (slash == NULL) {
+                ends_here = true;
                 break;
+            }
             p = slash + 1;
         }
     }
@@ -672,6 +676,8 @@ static int match_prefix(const rw_router *r, const rw_route_input *in, rw_str hos
         for (int lv = 0; lv < 2; lv++) {
             if (nd->lv[lv].cnt == 0)
                 continue;
+            if (lv == 0 && ends_here)
+                continue; /* "/api/" is a plain string prefix: it does not match "/api" */
             int w = best_of(r, r->lists + nd->lv[lv].off, nd->lv[lv].cnt, in, host);
             if (w >= 0)
                 return w;
@@ -679,6 +685,7 @@ static int match_prefix(const rw_router *r, const rw_route_input *in, rw_str hos
         if (nd->parent == NO_NODE)
             return -1;
         node = nd->parent;
+        ends_here = false; /* the path goes on past every ancestor */
     }
 }
 

@@ -40,24 +40,23 @@ void h_cleanup(void);
  * its log holds no error-level line (unless expect_errors was set). */
 void h_done(void);
 
-#define H_TEST(suite, name, ...)                                                          \
-    static void suite##__##name##__body(void);                                            \
-    Test(suite, name, .init = h_setup, .fini = h_cleanup, .timeout = H_TIMEOUT,           \
-         ##__VA_ARGS__)                                                                   \
-    {                                                                                     \
-        suite##__##name##__body();                                                        \
-        h_done();                                                                         \
-    }                                                                                     \
+#define H_TEST(suite, name, ...)                                                                             \
+    static void suite##__##name##__body(void);                                                               \
+    Test(suite, name, .init = h_setup, .fini = h_cleanup, .timeout = H_TIMEOUT, ##__VA_ARGS__)               \
+    {                                                                                                        \
+        suite##__##name##__body();                                                                           \
+        h_done();                                                                                            \
+    }                                                                                                        \
     static void suite##__##name##__body(void)
 
-#define H_PTEST(ptype, param, suite, name, ...)                                           \
-    static void suite##__##name##__body(ptype param);                                     \
-    ParameterizedTest(ptype param, suite, name, .init = h_setup, .fini = h_cleanup,       \
-                      .timeout = H_TIMEOUT, ##__VA_ARGS__)                                \
-    {                                                                                     \
-        suite##__##name##__body(param);                                                   \
-        h_done();                                                                         \
-    }                                                                                     \
+#define H_PTEST(ptype, param, suite, name, ...)                                                              \
+    static void suite##__##name##__body(ptype param);                                                        \
+    ParameterizedTest(ptype param, suite, name, .init = h_setup, .fini = h_cleanup, .timeout = H_TIMEOUT,    \
+                      ##__VA_ARGS__)                                                                         \
+    {                                                                                                        \
+        suite##__##name##__body(param);                                                                      \
+        h_done();                                                                                            \
+    }                                                                                                        \
     static void suite##__##name##__body(ptype param)
 
 /* ---- small utilities ---------------------------------------------------- */
@@ -96,10 +95,10 @@ typedef struct h_upstream {
 } h_upstream;
 
 typedef struct h_stats {
-    long connections;  /* connections that carried a request other than /stats */
-    long requests;     /* requests other than /stats (counted when the head is read) */
-    long completed;    /* of those, the ones whose body was read in full */
-    long accepted;     /* every accepted connection */
+    long connections; /* connections that carried a request other than /stats */
+    long requests;    /* requests other than /stats (counted when the head is read) */
+    long completed;   /* of those, the ones whose body was read in full */
+    long accepted;    /* every accepted connection */
 } h_stats;
 
 /* Starts rw_upstream --name NAME on an ephemeral port; more argv may follow,
@@ -114,27 +113,27 @@ void h_upstream_kill(h_upstream *u);
 /* ---- ringway ------------------------------------------------------------ */
 
 typedef struct h_proxy_opts {
-    const char *config;      /* YAML text for --config; NULL: run without --config */
-    int workers;             /* --workers; 0 means 1; -1 means do not pass it */
-    const char *drain;       /* --drain-timeout; NULL means "2s"; "" means do not pass it */
-    const char *log_level;   /* --log-level; NULL means "info" */
-    const char *args[16];    /* more argv, NULL-terminated */
-    bool no_listen;          /* do not add --listen 127.0.0.1:PORT (args carry them) */
-    bool no_io;              /* do not pass --io */
-    bool no_wait;            /* do not wait for GET /health 200 */
-    bool expect_errors;      /* error lines in the log do not fail the test */
+    const char *config;    /* YAML text for --config; NULL: run without --config */
+    int workers;           /* --workers; 0 means 1; -1 means do not pass it */
+    const char *drain;     /* --drain-timeout; NULL means "2s"; "" means do not pass it */
+    const char *log_level; /* --log-level; NULL means "info" */
+    const char *args[16];  /* more argv, NULL-terminated */
+    bool no_listen;        /* do not add --listen 127.0.0.1:PORT (args carry them) */
+    bool no_io;            /* do not pass --io */
+    bool no_wait;          /* do not wait for GET /health 200 */
+    bool expect_errors;    /* error lines in the log do not fail the test */
 } h_proxy_opts;
 
 typedef struct h_proxy {
     pid_t pid;
-    int port;                /* the --listen port the harness chose (0 with no_listen) */
+    int port; /* the --listen port the harness chose (0 with no_listen) */
     int drain_ms;
     bool expect_errors;
     bool running;
-    int exit_status;         /* waitpid status once stopped */
-    char *config_path;       /* NULL without config */
-    char *log_path;          /* its stderr */
-    char *out_path;          /* its stdout */
+    int exit_status;   /* waitpid status once stopped */
+    char *config_path; /* NULL without config */
+    char *log_path;    /* its stderr */
+    char *out_path;    /* its stdout */
 } h_proxy;
 
 /* Starts ringway and (unless no_wait) waits until GET /health answers 200.
@@ -178,9 +177,9 @@ enum { H_FRAME_NONE = 0, H_FRAME_LENGTH, H_FRAME_CHUNKED, H_FRAME_CLOSE };
 
 /* Flags for h_read_response. */
 enum {
-    H_RESP_HEAD = 1 << 0,     /* answer to HEAD: no body whatever the headers say */
-    H_RESP_DISCARD = 1 << 1,  /* do not keep the body: only count and checksum it */
-    H_RESP_INTERIM = 1 << 2,  /* return a 1xx response instead of skipping it */
+    H_RESP_HEAD = 1 << 0,    /* answer to HEAD: no body whatever the headers say */
+    H_RESP_DISCARD = 1 << 1, /* do not keep the body: only count and checksum it */
+    H_RESP_INTERIM = 1 << 2, /* return a 1xx response instead of skipping it */
 };
 
 typedef struct h_header {
@@ -192,22 +191,22 @@ typedef struct h_resp {
     int status;
     int minor;
     char *reason;
-    char *head;              /* the raw head as received, NUL-terminated */
+    char *head; /* the raw head as received, NUL-terminated */
     size_t nheaders;
     h_header headers[128];
-    int framing;             /* H_FRAME_* */
-    char *body;              /* decoded body, NUL-terminated (NULL with H_RESP_DISCARD) */
+    int framing; /* H_FRAME_* */
+    char *body;  /* decoded body, NUL-terminated (NULL with H_RESP_DISCARD) */
     size_t body_len;
-    uint64_t body_fnv;       /* FNV-1a of the decoded body */
-    char *trailers;          /* raw trailer lines of a chunked body, or NULL */
-    int interim;             /* count of 1xx responses skipped before this one */
-    int64_t first_byte_ms;   /* h_now_ms() when the first byte of this response arrived */
+    uint64_t body_fnv;     /* FNV-1a of the decoded body */
+    char *trailers;        /* raw trailer lines of a chunked body, or NULL */
+    int interim;           /* count of 1xx responses skipped before this one */
+    int64_t first_byte_ms; /* h_now_ms() when the first byte of this response arrived */
 } h_resp;
 
 typedef struct h_conn {
     int fd;
-    int timeout_ms;          /* per response (default 10000) */
-    char *buf;               /* received, unconsumed bytes: buf[off..len) */
+    int timeout_ms; /* per response (default 10000) */
+    char *buf;      /* received, unconsumed bytes: buf[off..len) */
     size_t off, len, cap;
     bool eof;
 } h_conn;
@@ -238,8 +237,8 @@ void h_resp_free(h_resp *r);
 /* Sends "METHOD target HTTP/1.1", Host: localhost, the extra header lines
  * (each ending in CRLF, may be NULL), Content-Length when body is not NULL,
  * and the body; then reads the response. Returns H_OK or an H_E* code. */
-int h_request(h_conn *c, const char *method, const char *target, const char *headers,
-              const void *body, size_t body_len, h_resp *r);
+int h_request(h_conn *c, const char *method, const char *target, const char *headers, const void *body,
+              size_t body_len, h_resp *r);
 /* GET on a new connection to 127.0.0.1:port; asserts the exchange worked. */
 void h_get(int port, const char *target, h_resp *r);
 
@@ -254,8 +253,8 @@ long h_json_long(const char *json, const char *name);
 typedef struct h_cmd {
     pid_t pid;
     char *out_path, *err_path;
-    int status;              /* waitpid status once done */
-    char *out, *err;         /* captured output once done (owned) */
+    int status;      /* waitpid status once done */
+    char *out, *err; /* captured output once done (owned) */
 } h_cmd;
 
 /* Runs /bin/sh -c CMD in the background, stdout and stderr to files. */

@@ -7,25 +7,23 @@
 
 #include "harness.h"
 
-static const char *GOOD_CONFIG =
-    "services:\n"
-    "  - name: svc\n"
-    "    instances:\n"
-    "      - {address: \"127.0.0.1:9\"}\n"
-    "routes:\n"
-    "  - name: all\n"
-    "    paths: [{prefix: /}]\n"
-    "    service: svc\n";
+static const char *GOOD_CONFIG = "services:\n"
+                                 "  - name: svc\n"
+                                 "    instances:\n"
+                                 "      - {address: \"127.0.0.1:9\"}\n"
+                                 "routes:\n"
+                                 "  - name: all\n"
+                                 "    paths: [{prefix: /}]\n"
+                                 "    service: svc\n";
 
 /* The error is on line 4: an lb policy that does not exist. */
-static const char *BAD_CONFIG =
-    "services:\n"
-    "  - name: svc\n"
-    "    instances: [{address: \"127.0.0.1:9\"}]\n"
-    "    lb: no_such_policy\n"
-    "routes:\n"
-    "  - name: all\n"
-    "    service: svc\n";
+static const char *BAD_CONFIG = "services:\n"
+                                "  - name: svc\n"
+                                "    instances: [{address: \"127.0.0.1:9\"}]\n"
+                                "    lb: no_such_policy\n"
+                                "routes:\n"
+                                "  - name: all\n"
+                                "    service: svc\n";
 
 H_TEST(cli, version)
 {
@@ -34,8 +32,8 @@ H_TEST(cli, version)
     cr_assert_eq(code, 0, "--version exited %d; stderr: %s", code, c->err);
     const char *ver = getenv("RW_VERSION");
     char *all = h_fmt("%s%s", c->out, c->err);
-    cr_assert(strstr(all, ver && *ver ? ver : "ringway") != NULL,
-              "--version output lacks the version %s: %s", ver ? ver : "", all);
+    cr_assert(strstr(all, ver && *ver ? ver : "ringway") != NULL, "--version output lacks the version %s: %s",
+              ver ? ver : "", all);
 }
 
 H_TEST(cli, help)
@@ -44,9 +42,9 @@ H_TEST(cli, help)
     int code = h_run(&c, 5000, "'%s' --help", h_binary());
     cr_assert_eq(code, 0, "--help exited %d; stderr: %s", code, c->err);
     char *all = h_fmt("%s%s", c->out, c->err);
-    static const char *const flags[] = {"--config", "--listen", "--workers", "--io", "--admin",
-                                        "--max-conns", "--drain-timeout", "--log-level",
-                                        "--check-config", "--no-pin", "--version"};
+    static const char *const flags[] = {"--config",       "--listen",    "--workers",       "--io",
+                                        "--admin",        "--max-conns", "--drain-timeout", "--log-level",
+                                        "--check-config", "--no-pin",    "--version"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         cr_expect(strstr(all, flags[i]) != NULL, "--help does not mention %s", flags[i]);
 }
@@ -96,14 +94,15 @@ H_TEST(cli, check_config_yaml_syntax_error)
 H_TEST(cli, missing_config_file_fails)
 {
     h_cmd *c;
-    int code = h_run(&c, 5000, "'%s' --config '%s/nope.yaml' --listen 127.0.0.1:%d", h_binary(),
-                     h_tmpdir(), h_free_port());
+    int code = h_run(&c, 5000, "'%s' --config '%s/nope.yaml' --listen 127.0.0.1:%d", h_binary(), h_tmpdir(),
+                     h_free_port());
     cr_assert(code > 0 && code < 128, "a missing config file should fail cleanly, exit %d", code);
 }
 
 H_TEST(cli, embedded_default_config)
 {
-    h_proxy *p = h_proxy_start(&(h_proxy_opts){0});
+    /* the embedded config also opens an admin port (127.0.0.1:9901): move it */
+    h_proxy *p = h_proxy_start(&(h_proxy_opts){.args = {"--admin", h_fmt("127.0.0.1:%d", h_free_port())}});
     h_resp r;
     h_get(p->port, "/", &r);
     cr_assert_eq(r.status, 200, "GET / with the embedded config: %d", r.status);
@@ -165,8 +164,8 @@ H_TEST(cli, two_workers_ready)
 H_TEST(cli, no_pin_and_log_level_error)
 {
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_start(&(h_proxy_opts){
-        .config = h_basic_config(u, NULL, NULL), .log_level = "error", .args = {"--no-pin"}});
+    h_proxy *p = h_proxy_start(
+        &(h_proxy_opts){.config = h_basic_config(u, NULL, NULL), .log_level = "error", .args = {"--no-pin"}});
     h_resp r;
     h_get(p->port, "/x", &r);
     cr_assert_eq(r.status, 200);
@@ -185,8 +184,7 @@ H_TEST(cli, listen_repeatable_v4_and_v6)
     h_proxy_start(&(h_proxy_opts){.config = h_basic_config(u, NULL, NULL),
                                   .no_listen = true,
                                   .args = {"--listen", h_fmt("127.0.0.1:%d", p4), "--listen",
-                                           h_fmt("127.0.0.1:%d", p4b), "--listen",
-                                           h_fmt("[::1]:%d", p6)}});
+                                           h_fmt("127.0.0.1:%d", p4b), "--listen", h_fmt("[::1]:%d", p6)}});
     cr_assert(h_wait_status(p4, "/health", 200, 10000), "first --listen never answered");
     cr_assert(h_wait_status(p4b, "/health", 200, 5000), "second --listen never answered");
     h_conn *c = h_connect_host("::1", p6);
@@ -200,8 +198,7 @@ H_TEST(cli, flags_override_file)
 {
     h_upstream *u = h_upstream_start("u1", NULL);
     int file_port = h_free_port();
-    char *cfg = h_fmt("listen: [\"127.0.0.1:%d\"]\nworkers: 2\n%s", file_port,
-                      h_basic_config(u, NULL, NULL));
+    char *cfg = h_fmt("listen: [\"127.0.0.1:%d\"]\nworkers: 2\n%s", file_port, h_basic_config(u, NULL, NULL));
     h_proxy *p = h_proxy_run(cfg); /* adds --listen 127.0.0.1:<other> --workers 1 */
     h_resp r;
     h_get(p->port, "/x", &r);
@@ -213,17 +210,20 @@ H_TEST(cli, flags_override_file)
 H_TEST(cli, max_conns)
 {
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_start(&(h_proxy_opts){.config = h_basic_config(u, NULL, NULL),
-                                               .args = {"--max-conns", "2"}});
+    h_proxy *p =
+        h_proxy_start(&(h_proxy_opts){.config = h_basic_config(u, NULL, NULL), .args = {"--max-conns", "2"}});
+    h_sleep_ms(300); /* let the proxy notice that the /health probes closed */
     h_conn *a = h_connect(p->port), *b = h_connect(p->port);
     h_resp r;
-    cr_assert_eq(h_request(a, "GET", "/a", NULL, NULL, 0, &r), H_OK);
-    cr_assert_eq(h_request(b, "GET", "/b", NULL, NULL, 0, &r), H_OK);
+    int rc = h_request(a, "GET", "/a", NULL, NULL, 0, &r);
+    cr_assert_eq(rc, H_OK, "first of 2 connections with --max-conns 2 not served (%d)", rc);
+    rc = h_request(b, "GET", "/b", NULL, NULL, 0, &r);
+    cr_assert_eq(rc, H_OK, "second of 2 connections with --max-conns 2 not served (%d)", rc);
     /* a third connection is either refused, closed, or left waiting */
     h_conn *c = h_try_connect("127.0.0.1", p->port);
     if (c) {
         c->timeout_ms = 700;
-        int rc = h_request(c, "GET", "/c", NULL, NULL, 0, &r);
+        rc = h_request(c, "GET", "/c", NULL, NULL, 0, &r);
         cr_assert(rc != H_OK, "a third connection was served with --max-conns 2 (status %d)", r.status);
         h_close(c);
     }

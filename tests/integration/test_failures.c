@@ -13,20 +13,19 @@
 
 static h_proxy *start_with(int port, const char *service_extra)
 {
-    return h_proxy_start(&(h_proxy_opts){
-        .config = h_fmt("services:\n"
-                        "  - name: svc\n"
-                        "%s"
-                        "    instances: [{address: \"127.0.0.1:%d\"}]\n"
-                        "routes:\n"
-                        "  - name: fixed\n"
-                        "    paths: [{exact: /fixed}]\n"
-                        "    respond: {status: 200, body: \"fixed\"}\n"
-                        "  - name: all\n"
-                        "    paths: [{prefix: /}]\n"
-                        "    service: svc\n",
-                        service_extra ? service_extra : "", port),
-        .expect_errors = true});
+    return h_proxy_start(&(h_proxy_opts){.config = h_fmt("services:\n"
+                                                         "  - name: svc\n"
+                                                         "%s"
+                                                         "    instances: [{address: \"127.0.0.1:%d\"}]\n"
+                                                         "routes:\n"
+                                                         "  - name: fixed\n"
+                                                         "    paths: [{exact: /fixed}]\n"
+                                                         "    respond: {status: 200, body: \"fixed\"}\n"
+                                                         "  - name: all\n"
+                                                         "    paths: [{prefix: /}]\n"
+                                                         "    service: svc\n",
+                                                         service_extra ? service_extra : "", port),
+                                         .expect_errors = true});
 }
 
 /* Checks a gateway error: status, a JSON body with "error" and "request_id". */
@@ -217,7 +216,6 @@ H_TEST(failures, upstream_restarts)
     cr_assert_eq(h_request(c, "GET", "/a", NULL, NULL, 0, &r), H_OK);
     cr_assert_eq(r.status, 200);
     h_upstream_kill(u);
-    cr_assert_eq(h_request(c, "GET", "/b", NULL, NULL, 0, &r), H_OK,
-                 "no response after the upstream died");
+    cr_assert_eq(h_request(c, "GET", "/b", NULL, NULL, 0, &r), H_OK, "no response after the upstream died");
     cr_assert_eq(r.status, 502, "after the upstream died: %d", r.status);
 }

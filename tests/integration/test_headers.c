@@ -69,15 +69,15 @@ H_TEST(headers, hop_by_hop_request_headers_dropped)
                        NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 200, "status %d", r.status);
-    static const char *const dropped[] = {"X-Drop-Me", "Keep-Alive", "TE", "Trailer", "Upgrade",
-                                          "Proxy-Connection"};
+    static const char *const dropped[] = {"X-Drop-Me", "Keep-Alive", "TE",
+                                          "Trailer",   "Upgrade",    "Proxy-Connection"};
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
-        cr_expect_null(echoed(r.body, dropped[i]), "hop-by-hop %s reached the upstream:\n%s",
-                       dropped[i], r.body);
+        cr_expect_null(echoed(r.body, dropped[i]), "hop-by-hop %s reached the upstream:\n%s", dropped[i],
+                       r.body);
     char *conn = echoed(r.body, "Connection");
     cr_expect(!list_has(conn, "X-Drop-Me"), "Connection forwarded as sent: %s", conn);
-    cr_expect_str_eq(echoed(r.body, "X-Keep-Me") ? echoed(r.body, "X-Keep-Me") : "(missing)",
-                     "Some  Value", "X-Keep-Me not kept as sent");
+    cr_expect_str_eq(echoed(r.body, "X-Keep-Me") ? echoed(r.body, "X-Keep-Me") : "(missing)", "Some  Value",
+                     "X-Keep-Me not kept as sent");
     cr_expect(strstr(r.body, "\r\nx-lower-case: kept\r\n") != NULL,
               "x-lower-case not kept as sent (name case or value):\n%s", r.body);
     cr_expect_str_eq(echoed(r.body, "Accept") ? echoed(r.body, "Accept") : "(missing)", "*/*");
@@ -99,10 +99,8 @@ H_TEST(headers, hop_by_hop_response_headers_dropped)
     static const char *const dropped[] = {"X-Resp-Hop", "Keep-Alive", "Upgrade", "Proxy-Connection",
                                           "Trailer"};
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
-        cr_expect_null(h_hdr(&r, dropped[i]), "hop-by-hop %s reached the client:\n%s", dropped[i],
-                       r.head);
-    cr_expect(!list_has(h_hdr(&r, "Connection"), "X-Resp-Hop"), "Connection passed through:\n%s",
-              r.head);
+        cr_expect_null(h_hdr(&r, dropped[i]), "hop-by-hop %s reached the client:\n%s", dropped[i], r.head);
+    cr_expect(!list_has(h_hdr(&r, "Connection"), "X-Resp-Hop"), "Connection passed through:\n%s", r.head);
     cr_expect_str_eq(h_hdr(&r, "X-Resp-Keep") ? h_hdr(&r, "X-Resp-Keep") : "(missing)", "yes  sir");
     cr_expect_eq(h_hdr_count(&r, "Set-Cookie"), 2, "both Set-Cookie headers must pass:\n%s", r.head);
     cr_expect_str_eq(h_hdr(&r, "X-Upstream"), "u1");
@@ -139,8 +137,8 @@ H_TEST(headers, forwarded_for_appends)
     h_proxy *p = h_start_basic(NULL, NULL, NULL);
     h_conn *c = h_connect(p->port);
     h_resp r;
-    cr_assert_eq(h_request(c, "GET", "/echo", "X-Forwarded-For: 10.1.2.3\r\nVia: 1.0 edge\r\n", NULL,
-                           0, &r), H_OK);
+    cr_assert_eq(h_request(c, "GET", "/echo", "X-Forwarded-For: 10.1.2.3\r\nVia: 1.0 edge\r\n", NULL, 0, &r),
+                 H_OK);
     char *xff = echoed(r.body, "X-Forwarded-For");
     cr_expect_str_eq(xff ? xff : "(missing)", "10.1.2.3, 127.0.0.1");
     cr_expect_eq(echoed_count(r.body, "X-Forwarded-For"), 1, "\n%s", r.body);

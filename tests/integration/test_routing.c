@@ -1,12 +1,14 @@
 /* test_routing.c - route matching (paths, hosts, methods, headers, query),
  * precedence, strip_path and rewrite, path normalisation, respond routes. */
 #include <string.h>
+#include <strings.h>
 
 #include "harness.h"
 
 #define RESPOND(name) "    respond: {status: 200, body: \"" name "\"}\n"
 
 /* Respond routes answer with their own name; "a" routes go to upstream u1. */
+/* clang-format off */
 static const char *ROUTES =
     "services:\n"
     "  - name: a\n"
@@ -67,12 +69,13 @@ static const char *ROUTES =
     "    paths: [{exact: /admin}]\n"
     "    service: a\n"
     "  - name: pathless\n" RESPOND("pathless");
+/* clang-format on */
 
 typedef struct route_case {
     const char *method;
     const char *target;
     const char *headers;
-    const char *want;      /* response body */
+    const char *want; /* response body */
 } route_case;
 
 static void run_cases(int port, const route_case *cases, size_t n)
@@ -84,9 +87,9 @@ static void run_cases(int port, const route_case *cases, size_t n)
         cr_expect_eq(rc, H_OK, "%s %s [%s]: no response", cases[i].method, cases[i].target,
                      cases[i].headers ? cases[i].headers : "");
         if (rc == H_OK)
-            cr_expect_str_eq(r.body, cases[i].want, "%s %s [%s]: want \"%s\", got %d \"%s\"",
-                             cases[i].method, cases[i].target, cases[i].headers ? cases[i].headers : "",
-                             cases[i].want, r.status, r.body);
+            cr_expect_str_eq(r.body, cases[i].want, "%s %s [%s]: want \"%s\", got %d \"%s\"", cases[i].method,
+                             cases[i].target, cases[i].headers ? cases[i].headers : "", cases[i].want,
+                             r.status, r.body);
         h_close(c);
     }
 }
@@ -108,13 +111,13 @@ H_TEST(routing, path_precedence)
         {"GET", "/p/long/x", NULL, "prefix-long"},
         {"GET", "/p/long/", NULL, "prefix-long"},
         {"GET", "/p/long", NULL, "prefix-short"},
-        {"GET", "/p/r12", NULL, "prefix-short"},   /* prefix beats regex */
-        {"GET", "/q/r12", NULL, "regex-q"},        /* first regex in config order */
+        {"GET", "/p/r12", NULL, "prefix-short"}, /* prefix beats regex */
+        {"GET", "/q/r12", NULL, "regex-q"},      /* first regex in config order */
         {"GET", "/q/r1x", NULL, "regex-q2"},
         {"GET", "/multi/one", NULL, "multi"},
         {"GET", "/multi/two/three", NULL, "multi"},
         {"GET", "/multi/one/more", NULL, "pathless"},
-        {"GET", "/zzz", NULL, "pathless"},          /* regex and paths beat path-less */
+        {"GET", "/zzz", NULL, "pathless"}, /* regex and paths beat path-less */
         {"GET", "/", NULL, "pathless"},
     };
     run_cases(start_routes()->port, cases, N(cases));
@@ -127,7 +130,10 @@ H_TEST(routing, hosts)
         {"GET", "/h/1", "Host: API.Example.TEST:8080\r\n", "host-exact"},
         {"GET", "/h/1", "Host: foo.example.test\r\n", "host-wild"},
         {"GET", "/h/1", "Host: a.b.example.test\r\n", "host-wild"},
+        {"GET", "/h/1", "Host: example.test\r\n", "host-none"},
         {"GET", "/h/1", "Host: other.test\r\n", "host-none"},
+        /* absolute-form: the target's authority replaces Host (RFC 9112 3.2.2) */
+        {"GET", "http://api.example.test/h/1", "Host: other.test\r\n", "host-exact"},
         {"GET", "/h/1", "Host: example.test.evil\r\n", "host-none"},
     };
     run_cases(start_routes()->port, cases, N(cases));
@@ -149,6 +155,7 @@ H_TEST(routing, methods_headers_query)
         {"GET", "/hd/x", NULL, "header-none"},
         {"GET", "/qq/x?v=1", NULL, "query-v1"},
         {"GET", "/qq/x?a=b&v=1", NULL, "query-v1"},
+        {"GET", "/qq/x?v=%31", NULL, "query-v1"}, /* compared after %-decoding */
         {"GET", "/qq/x?v=2", NULL, "query-none"},
         {"GET", "/qq/x?v=10", NULL, "query-none"},
         {"GET", "/qq/x", NULL, "query-none"},
@@ -180,7 +187,7 @@ H_TEST(routing, path_normalised_before_routing)
         {"GET", "/x/y/./../../admin", NULL, "u1 GET /admin\n"},
         {"GET", "/../admin", NULL, "u1 GET /admin\n"},
         {"GET", "/%61dmin?x=%41", NULL, "u1 GET /admin?x=%41\n"},
-        {"GET", "/a%2Fdmin", NULL, "pathless"},     /* %2F is data, not a separator */
+        {"GET", "/a%2Fdmin", NULL, "pathless"}, /* %2F is data, not a separator */
         {"GET", "/strip/a/../b", NULL, "u1 GET /b\n"},
         {"GET", "/p/../strip/x", NULL, "u1 GET /x\n"},
     };
@@ -222,6 +229,17 @@ H_TEST(routing, no_route_is_404_json)
     cr_assert_eq(h_upstream_stats(u).requests, 1);
 }
 
+/* When r announced Connection: close, checks that c closes and returns a new
+ * connection; otherwise returns c. */
+static h_conn *reconnect_if_closing(h_conn *c, const h_resp *r, int port)
+{
+    const char *conn = h_hdr(r, "Connection");
+    if (!conn || strcasecmp(conn, "close") != 0)
+        return c;
+    cr_assert(h_wait_closed(c, 2000, NULL), "said Connection: close but stayed open");
+    return h_connect(port);
+}
+
 H_TEST(routing, respond_routes)
 {
     h_proxy *p = h_proxy_run("routes:\n"
@@ -251,9 +269,11 @@ H_TEST(routing, respond_routes)
     cr_assert_eq(r.status, 201);
     cr_assert_eq(r.body_len, 0);
 
-    /* a request body is consumed, not taken for the next request */
+    /* a request body is consumed, not taken for the next request (closing
+     * the connection after answering is allowed too, if announced) */
     cr_assert_eq(h_request(c, "POST", "/made", NULL, "GET /empty HTTP/1.1\r\n\r\n", 23, &r), H_OK);
     cr_assert_eq(r.status, 201);
+    c = reconnect_if_closing(c, &r, p->port);
     cr_assert_eq(h_request(c, "GET", "/empty", NULL, NULL, 0, &r), H_OK);
     cr_assert_eq(r.status, 204);
     cr_assert_eq(r.body_len, 0);
@@ -266,6 +286,7 @@ H_TEST(routing, respond_routes)
     h_sends(c, "POST /made HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n");
     cr_assert_eq(h_read_response(c, &r, 0), H_OK);
     cr_assert_eq(r.status, 201);
+    c = reconnect_if_closing(c, &r, p->port);
     cr_assert_eq(h_request(c, "GET", "/made", NULL, NULL, 0, &r), H_OK);
     cr_assert_eq(r.status, 201);
 }

@@ -77,8 +77,8 @@ H_TEST(signals, bad_reload_keeps_old_config, .description = "log says why")
     h_resp r;
     h_get(p->port, "/v", &r);
     cr_assert_str_eq(r.body, "gen 1", "the old config is gone after a bad reload");
-    cr_assert(h_proxy_log_contains(p, p->config_path),
-              "the log does not say which file failed:\n%s", h_proxy_log(p));
+    cr_assert(h_proxy_log_contains(p, p->config_path), "the log does not say which file failed:\n%s",
+              h_proxy_log(p));
 
     /* a second bad file, semantically wrong this time */
     h_proxy_write_config(p, "routes:\n  - name: r\n    service: no_such_service\n");
@@ -175,8 +175,8 @@ H_TEST(signals, sigterm_idle_exits_quickly)
 H_TEST(signals, drain_timeout_bounds_shutdown)
 {
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_start(&(h_proxy_opts){.config = h_basic_config(u, NULL, NULL), .drain = "1s",
-                                               .expect_errors = true});
+    h_proxy *p = h_proxy_start(
+        &(h_proxy_opts){.config = h_basic_config(u, NULL, NULL), .drain = "1s", .expect_errors = true});
     h_conn *c = h_connect(p->port);
     h_sends(c, "GET /delay/10000 HTTP/1.1\r\nHost: x\r\n\r\n");
     h_sleep_ms(200);

@@ -9,10 +9,10 @@
 typedef struct strict_case {
     char name[32];
     int status;
-    int alt_status;        /* also acceptable, or 0 */
-    bool body_level;       /* the fault is in the body: the head may reach the upstream */
-    char raw[160];         /* request bytes (inline: Criterion passes parameters to
-                              another process, so no pointers); "": built by build_raw */
+    int alt_status;  /* also acceptable, or 0 */
+    bool body_level; /* the fault is in the body: the head may reach the upstream */
+    char raw[160];   /* request bytes (inline: Criterion passes parameters to
+                        another process, so no pointers); "": built by build_raw */
     size_t len;
 } strict_case;
 
@@ -22,24 +22,35 @@ typedef struct strict_case {
 ParameterizedTestParameters(strict, rejects)
 {
     static strict_case cases[] = {
-        {"cl_and_te", 400, 0, false, RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                                      "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")},
-        {"te_and_cl", 400, 0, false, RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-                                      "Content-Length: 5\r\n\r\n0\r\n\r\n")},
-        {"two_cl", 400, 0, false, RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
-                                   "Content-Length: 6\r\n\r\nhello!")},
+        {"cl_and_te", 400, 0, false,
+         RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")},
+        {"te_and_cl", 400, 0, false,
+         RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+             "Content-Length: 5\r\n\r\n0\r\n\r\n")},
+        {"two_cl", 400, 0, false,
+         RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+             "Content-Length: 6\r\n\r\nhello!")},
         {"cl_list", 400, 0, false, RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\nhello!")},
-        {"cl_not_a_number", 400, 0, false, RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello")},
+        {"cl_not_a_number", 400, 0, false,
+         RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\nhello")},
         {"cl_negative", 400, 0, false, RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n")},
         {"cl_plus", 400, 0, false, RAW("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello")},
-        {"te_not_chunked", 400, 501, false, RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")},
-        {"bad_chunk_size", 400, 0, true, RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                          "zz\r\nhello\r\n0\r\n\r\n")},
+        {"te_not_chunked", 400, 501, false,
+         RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")},
+        {"te_chunked_twice", 400, 0, false,
+         RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")},
+        {"double_space_request_line", 400, 0, false, RAW("GET  / HTTP/1.1\r\nHost: x\r\n\r\n")},
+        {"bad_chunk_size", 400, 0, true,
+         RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "zz\r\nhello\r\n0\r\n\r\n")},
         {"chunk_size_overflow", 400, 0, true,
          RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
              "10000000000000001\r\nhello\r\n0\r\n\r\n")},
-        {"chunk_missing_crlf", 400, 0, true, RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                              "5\r\nhelloX\r\n0\r\n\r\n")},
+        {"chunk_missing_crlf", 400, 0, true,
+         RAW("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "5\r\nhelloX\r\n0\r\n\r\n")},
         {"obs_fold", 400, 0, false, RAW(GET_HEAD "X-A: a\r\n  folded\r\n\r\n")},
         {"bare_cr_in_value", 400, 0, false, RAW(GET_HEAD "X-A: a\rb\r\n\r\n")},
         {"bare_cr_line_end", 400, 0, false, RAW("GET / HTTP/1.1\rHost: x\r\n\r\n")},
@@ -87,7 +98,8 @@ static char *build_raw(const char *name, size_t *len)
         s = h_fmt("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n%s", h_repeat(2048, 'b'));
     } else if (strcmp(name, "chunked_over_max") == 0) {
         s = h_fmt("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  "800\r\n%s\r\n0\r\n\r\n", h_repeat(2048, 'b'));
+                  "800\r\n%s\r\n0\r\n\r\n",
+                  h_repeat(2048, 'b'));
     }
     cr_assert_not_null(s, "no builder for %s", name);
     *len = strlen(s);

@@ -3,9 +3,9 @@
 
 #include "harness.h"
 
-#define FAST_TIMEOUTS                                                                             \
-    "  client_header_timeout: 500ms\n"                                                            \
-    "  client_body_timeout: 500ms\n"                                                              \
+#define FAST_TIMEOUTS                                                                                        \
+    "  client_header_timeout: 500ms\n"                                                                       \
+    "  client_body_timeout: 500ms\n"                                                                         \
     "  keepalive_timeout: 500ms\n"
 
 /* Waits for the proxy to close c; checks that it took between lo and hi ms and
@@ -16,8 +16,8 @@ static void expect_closed_between(h_conn *c, int64_t t0, int lo, int hi, const c
     bool closed = h_wait_closed(c, hi + 1000, &got);
     int64_t took = h_now_ms() - t0;
     cr_assert(closed, "%s: still open after %lld ms", what, (long long)took);
-    cr_assert(took >= lo && took <= hi, "%s: closed after %lld ms, want %d..%d", what, (long long)took,
-              lo, hi);
+    cr_assert(took >= lo && took <= hi, "%s: closed after %lld ms, want %d..%d", what, (long long)took, lo,
+              hi);
     cr_assert(got[0] == '\0' || strncmp(got, "HTTP/1.1 408", 12) == 0,
               "%s: sent something other than a 408 before closing: %.80s", what, got);
 }
@@ -49,8 +49,10 @@ H_TEST(timeouts, client_header_timeout_is_not_reset_by_trickling)
     if (!closed)
         closed = h_wait_closed(c, 3000, NULL);
     int64_t took = h_now_ms() - t0;
-    cr_assert(closed && took <= 2500, "a head trickled byte by byte kept the connection for %lld ms "
-              "(client_header_timeout 500ms)", (long long)took);
+    cr_assert(closed && took <= 2500,
+              "a head trickled byte by byte kept the connection for %lld ms "
+              "(client_header_timeout 500ms)",
+              (long long)took);
 }
 
 H_TEST(timeouts, idle_new_connection_closed)
@@ -64,8 +66,7 @@ H_TEST(timeouts, idle_new_connection_closed)
 H_TEST(timeouts, client_body_timeout)
 {
     h_proxy *p = h_proxy_start(&(h_proxy_opts){
-        .config = h_basic_config(h_upstream_start("u1", NULL), FAST_TIMEOUTS, NULL),
-        .expect_errors = true});
+        .config = h_basic_config(h_upstream_start("u1", NULL), FAST_TIMEOUTS, NULL), .expect_errors = true});
     h_conn *c = h_connect(p->port);
     h_sends(c, "POST /echo-body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
     int64_t t0 = h_now_ms();

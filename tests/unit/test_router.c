@@ -272,7 +272,7 @@ Test(router, precedence_table)
         {RW_METHOD_GET, "", "/api/payment/charge", HDRS("X-Api-Version: 22"), "payment"},
         {RW_METHOD_GET, "", "/api/payment/charge", HDRS("X-Other: 1", "X-Api-Version: 3", "X-Api-Version: 2"), "payment-v2"},
         {RW_METHOD_GET, "", "/api/payment/charge", NULL, "payment"},
-        {RW_METHOD_GET, "", "/api/payment", HDRS("X-Api-Version: 2"), "payment-v2"},
+        {RW_METHOD_GET, "", "/api/payment", HDRS("X-Api-Version: 2"), "payment"}, /* "/api/payment/" is a plain prefix */
         {RW_METHOD_GET, "", "/api/payment", NULL, "payment"},
         {RW_METHOD_GET, "", "/api/paymentx", HDRS("X-Api-Version: 2"), "api"},
         /* headers: regex and present */
@@ -349,12 +349,23 @@ Test(router, trailing_slash_prefix)
     build();
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/api/x"), "api-slash");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/api/"), "api-slash");
-    cr_expect_str_eq(match(RW_METHOD_GET, "", "/api"), "api-slash");
+    cr_expect_str_eq(match(RW_METHOD_GET, "", "/api"), "root", "a trailing-slash prefix is a plain string prefix");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/api/x/y/z"), "api-slash");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/apix"), "root");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/"), "root");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/other/thing"), "root");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "*"), "-", "not a path: no prefix applies");
+}
+
+Test(router, trailing_slash_prefix_falls_back_to_shorter)
+{
+    path(route("long-slash"), RW_PATH_PREFIX, "/p/long/");
+    path(route("short-slash"), RW_PATH_PREFIX, "/p/");
+    build();
+    cr_expect_str_eq(match(RW_METHOD_GET, "", "/p/long"), "short-slash");
+    cr_expect_str_eq(match(RW_METHOD_GET, "", "/p/long/"), "long-slash");
+    cr_expect_str_eq(match(RW_METHOD_GET, "", "/p/longer"), "short-slash");
+    cr_expect_str_eq(match(RW_METHOD_GET, "", "/p"), "-");
 }
 
 Test(router, slash_and_plain_prefix_on_same_segments)
@@ -366,7 +377,7 @@ Test(router, slash_and_plain_prefix_on_same_segments)
     rt->methods = M(POST);
     build();
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/api/x"), "slash");
-    cr_expect_str_eq(match(RW_METHOD_GET, "", "/api"), "slash");
+    cr_expect_str_eq(match(RW_METHOD_GET, "", "/api"), "plain");
     cr_expect_str_eq(match(RW_METHOD_POST, "", "/api/x"), "slash-post");
 }
 
@@ -499,7 +510,7 @@ Test(router, thousands_of_routes)
         cr_assert_str_eq(match(RW_METHOD_GET, "", target), "fallback");
         char h[64];
         snprintf(h, sizeof h, "h%d.example.com", i);
-        snprintf(target, sizeof target, "/svc%d/v1", i);
+        snprintf(target, sizeof target, "/svc%d/v1/x", i);
         if (i % 2 == 0)
             snprintf(want, sizeof want, "svc%d-host", i);
         cr_assert_str_eq(match(RW_METHOD_GET, h, target), want);

@@ -23,6 +23,7 @@
  *                    ?reason=TEXT sets the reason phrase
  *   /set-headers?K=V&K2=V2   200 with those response headers (values %-decoded)
  *   /delay/MS        sleep MS, then 200 "ok"
+ *   /early-hints     a 103 Early Hints interim response, then 200 "ok"
  *   /drop            close without responding
  *   /half            send a partial response head, then close
  *   /truncate/N      promise N pattern bytes (Content-Length), send N/2, close
@@ -78,25 +79,25 @@ static inline unsigned char rw_pattern(uint64_t i)
 typedef struct conn {
     int fd;
     long serial;
-    bool counted;          /* counted in g_connections */
-    char *buf;             /* received, not yet consumed bytes: buf[off..len) */
+    bool counted; /* counted in g_connections */
+    char *buf;    /* received, not yet consumed bytes: buf[off..len) */
     size_t off, len, cap;
 } conn;
 
 typedef struct request {
-    char *head;            /* copy of the raw head, NUL-terminated */
+    char *head; /* copy of the raw head, NUL-terminated */
     size_t head_len;
     char method[32];
-    char *target;          /* points into a private copy */
+    char *target; /* points into a private copy */
     char *path;
-    char *query;           /* NULL when none */
+    char *query; /* NULL when none */
     int minor;
     bool keep_alive;
     bool expect_continue;
     bool chunked;
     bool has_cl;
     uint64_t content_length;
-    char *tbuf;            /* storage for target/path/query */
+    char *tbuf; /* storage for target/path/query */
 } request;
 
 static void die(const char *what)
@@ -175,7 +176,10 @@ static ssize_t fill(conn *c, int idle_ms)
     }
 }
 
-static size_t avail(const conn *c) { return c->len - c->off; }
+static size_t avail(const conn *c)
+{
+    return c->len - c->off;
+}
 
 /* Reads exactly n bytes into out (out may be NULL to discard; the bytes are
  * then passed to sink if given). Returns 0 or -1. */
@@ -250,7 +254,10 @@ static void mb_append(membuf *m, const char *p, size_t n)
     m->p[m->len] = '\0';
 }
 
-static void sink_mem(void *ctx, const char *p, size_t n) { mb_append(ctx, p, n); }
+static void sink_mem(void *ctx, const char *p, size_t n)
+{
+    mb_append(ctx, p, n);
+}
 
 typedef struct sum {
     uint64_t bytes;
@@ -471,45 +478,66 @@ static int read_head(conn *c, request *rq)
 static const char *reason_for(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 418: return "I'm a teapot";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Whatever";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 206:
+        return "Partial Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 418:
+        return "I'm a teapot";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Whatever";
     }
 }
 
 /* Sends a whole response head: the status line, the standard headers, extra
  * (CRLF-terminated header lines, or ""), Connection: close when the connection
  * ends after this response, and the blank line. */
-static int send_head_start(conn *c, const request *rq, int status, const char *reason,
-                           const char *extra)
+static int send_head_start(conn *c, const request *rq, int status, const char *reason, const char *extra)
 {
-    return sendf(c->fd,
-                 "HTTP/1.1 %d %s\r\nX-Upstream: %s\r\nX-Upstream-Conn: %ld\r\n%s%s\r\n",
-                 status, reason ? reason : reason_for(status), g_name, c->serial, extra,
+    return sendf(c->fd, "HTTP/1.1 %d %s\r\nX-Upstream: %s\r\nX-Upstream-Conn: %ld\r\n%s%s\r\n", status,
+                 reason ? reason : reason_for(status), g_name, c->serial, extra,
                  rq->keep_alive ? "" : "Connection: close\r\n");
 }
 
-static bool is_head(const request *rq) { return strcmp(rq->method, "HEAD") == 0; }
+static bool is_head(const request *rq)
+{
+    return strcmp(rq->method, "HEAD") == 0;
+}
 
-static int send_simple(conn *c, const request *rq, int status, const char *ctype,
-                       const char *body, size_t blen)
+static int send_simple(conn *c, const request *rq, int status, const char *ctype, const char *body,
+                       size_t blen)
 {
     char extra[256];
     snprintf(extra, sizeof extra, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, blen);
@@ -664,8 +692,8 @@ static int serve(conn *c, request *rq)
         int n = snprintf(js, sizeof js,
                          "{\"connections\": %ld, \"requests\": %ld, \"completed\": %ld, "
                          "\"accepted\": %ld}\n",
-                         atomic_load(&g_connections), atomic_load(&g_requests),
-                         atomic_load(&g_completed), atomic_load(&g_accepted));
+                         atomic_load(&g_connections), atomic_load(&g_requests), atomic_load(&g_completed),
+                         atomic_load(&g_accepted));
         rc = send_simple(c, rq, 200, "application/json", js, (size_t)n);
     } else if (path_is(rq->path, "/echo-body", NULL) || path_is(rq->path, "/continue", NULL)) {
         rc = send_simple(c, rq, 200, "application/octet-stream", body.p ? body.p : "", body.len);
@@ -678,8 +706,8 @@ static int serve(conn *c, request *rq)
         free(out.p);
     } else if (want_sum) {
         char js[128];
-        int n = snprintf(js, sizeof js, "{\"bytes\": %" PRIu64 ", \"fnv1a\": \"%016" PRIx64 "\"}\n",
-                         s.bytes, s.fnv);
+        int n = snprintf(js, sizeof js, "{\"bytes\": %" PRIu64 ", \"fnv1a\": \"%016" PRIx64 "\"}\n", s.bytes,
+                         s.fnv);
         rc = send_simple(c, rq, 200, "application/json", js, (size_t)n);
     } else if (path_is(rq->path, "/bytes", &rest)) {
         uint64_t n = strtoull(rest, NULL, 10);
@@ -736,8 +764,7 @@ static int serve(conn *c, request *rq)
     } else if (path_is(rq->path, "/drip", &rest)) {
         unsigned long nchunks = strtoul(rest, (char **)&rest, 10);
         long ms = *rest == '/' ? strtol(rest + 1, NULL, 10) : 100;
-        rc = send_head_start(c, rq, 200, NULL,
-                             "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n");
+        rc = send_head_start(c, rq, 200, NULL, "Content-Type: text/plain\r\nTransfer-Encoding: chunked\r\n");
         for (unsigned long i = 0; rc == 0 && !is_head(rq) && i < nchunks; i++) {
             if (i > 0)
                 msleep(ms);
@@ -754,8 +781,7 @@ static int serve(conn *c, request *rq)
         char reason[128];
         bool has_reason = query_get(rq->query, "reason", reason, sizeof reason);
         bool nobody = (st >= 100 && st < 200) || st == 204 || st == 304;
-        rc = send_head_start(c, rq, st, has_reason ? reason : NULL,
-                             nobody ? "" : "Content-Length: 0\r\n");
+        rc = send_head_start(c, rq, st, has_reason ? reason : NULL, nobody ? "" : "Content-Length: 0\r\n");
     } else if (path_is(rq->path, "/set-headers", NULL)) {
         membuf extra = {0};
         const char *q = rq->query ? rq->query : "";
@@ -784,6 +810,10 @@ static int serve(conn *c, request *rq)
         if (rc == 0 && !is_head(rq))
             rc = send_all(c->fd, "ok\n", 3);
         free(extra.p);
+    } else if (path_is(rq->path, "/early-hints", NULL)) {
+        rc = send_all(c->fd, "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n", 61);
+        if (rc == 0)
+            rc = send_simple(c, rq, 200, "text/plain", "ok", 2);
     } else if (path_is(rq->path, "/delay", &rest)) {
         msleep(strtol(rest, NULL, 10));
         rc = send_simple(c, rq, 200, "text/plain", "ok", 2);
