@@ -21,11 +21,12 @@ run_suites() { # build-dir label suites...
         if meson test -C "$dir" --suite "$suite" --print-errorlogs --no-rebuild; then :; else failures+=("${label}/${suite}"); fi
         local log="$dir/meson-logs/testlog.json"
         if [ -f "$log" ]; then
-            local ok bad
-            ok=$(grep -c '"result": "OK"\|"result": "SKIP"' "$log" || true)
-            bad=$(grep -c '"result": "FAIL"\|"result": "TIMEOUT"\|"result": "ERROR"' "$log" || true)
-            passed=$((passed + ok))
-            failed=$((failed + bad))
+            # Count Criterion test cases (each executable's "Synthesis" line);
+            # an executable that failed without one counts as one failure.
+            local counts
+            counts=$(python3 scripts/count-tests.py "$log")
+            passed=$((passed + ${counts% *}))
+            failed=$((failed + ${counts#* }))
         fi
     done
 }

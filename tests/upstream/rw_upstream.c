@@ -27,14 +27,30 @@
  *   /drop            close without responding
  *   /half            send a partial response head, then close
  *   /truncate/N      promise N pattern bytes (Content-Length), send N/2, close
- *   /stats           {"connections":C,"requests":R,"completed":B,"accepted":A}:
+ *   /stats           {"connections":C,"requests":R,"completed":B,"accepted":A,
+ *                    "tunnel_bytes":T}:
  *                    C counts the connections that carried at least one request
  *                    other than /stats*, R those requests (counted once the head
  *                    is read), B those whose body was read in full, A every
- *                    accepted connection
+ *                    accepted connection, T the bytes received on /upgrade
+ *                    tunnels
  *   /stats/reset     zeroes the counters
  *   /continue        like /echo-body (every endpoint answers Expect: 100-continue
  *                    with "100 Continue" before reading the body)
+ *   /upgrade         with Connection: upgrade (a token, any case) and Upgrade: P:
+ *                    "101 Switching Protocols" (Connection: Upgrade, Upgrade: P),
+ *                    then the connection is a tunnel: every byte received is
+ *                    sent back with ASCII letters uppercased (bytes that came
+ *                    right behind the request head included); on the client's
+ *                    half-close it sends "BYE\n", shuts its write side down and
+ *                    closes. ?hello=TEXT sends TEXT in the same write as the
+ *                    101 (bytes from the upstream right behind the head).
+ *                    ?shut-first=1: no echo; right after the 101 (and hello) it
+ *                    shuts its write side down, then reads (and counts) until
+ *                    EOF and closes: the upstream half-closes first.
+ *                    Without those headers: 426, body "upgrade required\n"
+ *   /upgrade-head    200, body = the request head as received (like /echo, so a
+ *                    test can see which upgrade headers reached the upstream)
  *   anything else    200, body "NAME <method> <target>\n"
  * HEAD gets the same head as GET and no body. Keep-alive and pipelining follow
  * HTTP/1.1 (HTTP/1.0 only with Connection: keep-alive). SIGTERM exits 0. */
@@ -68,6 +84,7 @@ static atomic_long g_connections;
 static atomic_long g_requests;
 static atomic_long g_completed;
 static atomic_long g_serial;
+static atomic_long g_tunnel_bytes;
 
 /* The deterministic body pattern: byte i of every generated body. The
  * integration harness has the same function (h_pattern_byte). */
@@ -96,6 +113,9 @@ typedef struct request {
     bool expect_continue;
     bool chunked;
     bool has_cl;
+    bool conn_upgrade; /* Connection: upgrade */
+    bool has_upgrade;  /* an Upgrade header (its value in upgrade) */
+    char upgrade[256];
     uint64_t content_length;
     char *tbuf; /* storage for target/path/query */
 } request;
@@ -462,6 +482,13 @@ static int read_head(conn *c, request *rq)
                     conn_close = true;
                 if (token_in_list(val, "keep-alive"))
                     conn_keep = true;
+                if (token_in_list(val, "upgrade"))
+                    rq->conn_upgrade = true;
+            } else if (nl == 7 && strncasecmp(h, "Upgrade", 7) == 0) {
+                rq->has_upgrade = true;
+                size_t ul = vl < sizeof rq->upgrade ? vl : sizeof rq->upgrade - 1;
+                memcpy(rq->upgrade, val, ul);
+                rq->upgrade[ul] = '\0';
             } else if (nl == 6 && strncasecmp(h, "Expect", 6) == 0) {
                 if (strcasecmp(val, "100-continue") == 0)
                     rq->expect_continue = true;
@@ -506,6 +533,8 @@ static const char *reason_for(int status)
         return "Not Found";
     case 418:
         return "I'm a teapot";
+    case 426:
+        return "Upgrade Required";
     case 429:
         return "Too Many Requests";
     case 500:
@@ -645,6 +674,37 @@ static bool path_is(const char *path, const char *prefix, const char **rest)
     return true;
 }
 
+/* /upgrade after the 101: echoes every byte (already buffered ones first) with
+ * ASCII letters uppercased until EOF, then sends "BYE\n" and shuts its write
+ * side down; with echo false it only counts what it reads until EOF. Always
+ * ends the connection (returns 0). */
+static int tunnel_echo(conn *c, bool echo)
+{
+    for (;;) {
+        if (avail(c) > 0) {
+            char *p = c->buf + c->off;
+            size_t n = avail(c);
+            atomic_fetch_add(&g_tunnel_bytes, (long)n);
+            for (size_t i = 0; echo && i < n; i++)
+                if (p[i] >= 'a' && p[i] <= 'z')
+                    p[i] = (char)(p[i] - 'a' + 'A');
+            if (echo && send_all(c->fd, p, n) == -1)
+                return 0;
+            c->off = c->len = 0;
+        }
+        ssize_t r = fill(c, 0);
+        if (r == 0) {
+            if (echo) {
+                send_all(c->fd, "BYE\n", 4);
+                shutdown(c->fd, SHUT_WR);
+            }
+            return 0;
+        }
+        if (r < 0)
+            return 0;
+    }
+}
+
 /* Serves one request. Returns 1 to keep the connection, 0 to close it. */
 static int serve(conn *c, request *rq)
 {
@@ -687,13 +747,14 @@ static int serve(conn *c, request *rq)
             atomic_store(&g_requests, 0);
             atomic_store(&g_completed, 0);
             atomic_store(&g_accepted, 0);
+            atomic_store(&g_tunnel_bytes, 0);
         }
         char js[256];
         int n = snprintf(js, sizeof js,
                          "{\"connections\": %ld, \"requests\": %ld, \"completed\": %ld, "
-                         "\"accepted\": %ld}\n",
+                         "\"accepted\": %ld, \"tunnel_bytes\": %ld}\n",
                          atomic_load(&g_connections), atomic_load(&g_requests), atomic_load(&g_completed),
-                         atomic_load(&g_accepted));
+                         atomic_load(&g_accepted), atomic_load(&g_tunnel_bytes));
         rc = send_simple(c, rq, 200, "application/json", js, (size_t)n);
     } else if (path_is(rq->path, "/echo-body", NULL) || path_is(rq->path, "/continue", NULL)) {
         rc = send_simple(c, rq, 200, "application/octet-stream", body.p ? body.p : "", body.len);
@@ -704,6 +765,25 @@ static int serve(conn *c, request *rq)
             mb_append(&out, body.p, body.len);
         rc = send_simple(c, rq, 200, "text/plain", out.p, out.len);
         free(out.p);
+    } else if (path_is(rq->path, "/upgrade-head", NULL)) {
+        rc = send_simple(c, rq, 200, "text/plain", rq->head, rq->head_len);
+    } else if (path_is(rq->path, "/upgrade", NULL)) {
+        if (rq->conn_upgrade && rq->has_upgrade && rq->upgrade[0] != '\0') {
+            free(body.p);
+            char hello[1024];
+            if (!query_get(rq->query, "hello", hello, sizeof hello))
+                hello[0] = '\0';
+            if (sendf(c->fd, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n%s",
+                      rq->upgrade, hello) == -1)
+                return 0;
+            char shut[8];
+            bool shut_first = query_get(rq->query, "shut-first", shut, sizeof shut) && strcmp(shut, "1") == 0;
+            if (shut_first)
+                shutdown(c->fd, SHUT_WR);
+            return tunnel_echo(c, !shut_first);
+        }
+        static const char msg[] = "upgrade required\n";
+        rc = send_simple(c, rq, 426, "text/plain", msg, sizeof msg - 1);
     } else if (want_sum) {
         char js[128];
         int n = snprintf(js, sizeof js, "{\"bytes\": %" PRIu64 ", \"fnv1a\": \"%016" PRIx64 "\"}\n", s.bytes,
