@@ -40,9 +40,17 @@ static void worker_adopt(rw_worker *w, rw_snapshot *snap)
 
 static void stop_listening(rw_worker *w)
 {
+    rw_timer_cancel(rw_loop_timers(w->loop), &w->accept_retry);
     for (size_t i = 0; i < w->nlisten; i++) {
-        if (w->listen_fds[i] >= 0)
-            rw_loop_cancel(w->loop, &w->accept_ops[i]);
+        if (w->listen_fds[i] < 0)
+            continue;
+        if (w->accept_ops[i].flags & RW_OPF_PENDING) {
+            rw_loop_cancel(w->loop, &w->accept_ops[i]); /* closed in on_accept */
+        } else {
+            rw_loop_forget_fd(w->loop, w->listen_fds[i]);
+            close(w->listen_fds[i]); /* backing off after EMFILE: nothing pending */
+            w->listen_fds[i] = -1;
+        }
     }
 }
 
@@ -92,15 +100,23 @@ static void on_accept(rw_op *op, int res)
         }
         if (op->flags & RW_OPF_MORE)
             return;
-        if (!w->draining)
+        size_t i = (size_t)(op - w->accept_ops);
+        if (!w->draining) {
             rw_loop_accept(w->loop, op, op->fd); /* multishot ended: re-arm */
+        } else if (w->listen_fds[i] >= 0) {
+            rw_loop_forget_fd(w->loop, w->listen_fds[i]);
+            close(w->listen_fds[i]);
+            w->listen_fds[i] = -1;
+        }
         return;
     }
     if (res == -ECANCELED || w->draining) {
         size_t i = (size_t)(op - w->accept_ops);
-        close(w->listen_fds[i]);
-        rw_loop_forget_fd(w->loop, w->listen_fds[i]);
-        w->listen_fds[i] = -1;
+        if (w->listen_fds[i] >= 0) {
+            rw_loop_forget_fd(w->loop, w->listen_fds[i]);
+            close(w->listen_fds[i]);
+            w->listen_fds[i] = -1;
+        }
         return;
     }
     /* EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning. */

@@ -105,6 +105,7 @@ struct rw_conn {
     rw_timer timer;
     uint64_t head_deadline;
     rw_input in;
+    rw_input held;        /* an upstream's input a pending client send still reads */
     rw_exchange *ex;
     struct iovec iov[4];  /* sends of canned and error responses */
     int iovcnt;
@@ -133,6 +134,7 @@ struct rw_upconn {
     rw_op rd, wr;
     rw_timer timer;
     rw_input in;
+    rw_input held;        /* a client's input a pending upstream send still reads */
     rw_exchange *ex;
     struct iovec iov[4];
     int iovcnt;
@@ -150,6 +152,11 @@ struct rw_exchange {
     uint8_t tries;
     uint8_t tried[2];     /* instances tried, to avoid on retry */
     bool want_fresh;      /* retrying: do not take a pooled connection */
+    bool counted;         /* holds one svcs[svc].active[inst] */
+    uint64_t hash;        /* load-balancing key, computed while the head is readable */
+    int err_status;       /* an error to send once the pending 100-continue is out */
+    const char *err_msg;
+    char errbuf[512];     /* ringway's own error responses (ex->out may be in flight upstream) */
     uint32_t host_off, host_len; /* the Host value inside out, patched on retry */
     int method;
     int minor;

@@ -22,6 +22,7 @@ static void c_process_head(rw_conn *c);
 static void c_request_done(rw_conn *c);
 static void ex_send_error(rw_exchange *ex, int status, const char *msg);
 static void ex_forward_response(rw_exchange *ex);
+static void ex_try_forward_head(rw_exchange *ex);
 static void ex_finish(rw_exchange *ex);
 
 /* ---- small helpers ---- */
@@ -110,8 +111,9 @@ static void ex_put(rw_exchange *ex)
     rw_worker *w = ex->c->w;
     rw_timer_cancel(timers(w), &ex->total_timer);
     if (ex->ws != NULL) {
-        if (ex->inst >= 0 && ex->svc >= 0 && ex->ws->svcs[ex->svc].active[ex->inst] > 0 && ex->tries > 0)
+        if (ex->counted && ex->ws->svcs[ex->svc].active[ex->inst] > 0)
             ex->ws->svcs[ex->svc].active[ex->inst]--;
+        ex->counted = false;
         rw__wstate_put(w, ex->ws);
         ex->ws = NULL;
     }
@@ -156,6 +158,11 @@ static void on_c_timer(rw_timer *t)
     switch (c->state) {
     case RW_C_HEAD:
         if (c->ex != NULL && !(c->wr.flags & RW_OPF_PENDING)) {
+            /* From now on input is discarded, never parsed as a head. */
+            c->state = RW_C_BUSY;
+            c->ex->req_abandoned = true;
+            c->ex->req.nheaders = 0;
+            c->ex->method = RW_METHOD_GET;
             c->close_after = true;
             ex_send_error(c->ex, 408, "request header timeout");
             return;
@@ -182,7 +189,10 @@ static void c_maybe_free(rw_conn *c)
         return;
     rw_worker *w = c->w;
     rw_timer_cancel(timers(w), &c->timer);
+    if (c->ex != NULL)
+        ex_put(c->ex); /* only now: our cancelled sends may have read from it */
     rw__input_release(w, &c->in);
+    rw__input_release(w, &c->held);
     rw_loop_forget_fd(w->loop, c->fd);
     close(c->fd);
     if (c->prev != NULL)
@@ -204,11 +214,19 @@ static void c_close(rw_conn *c)
     c->state = RW_C_CLOSING;
     if (c->ex != NULL) {
         rw_exchange *ex = c->ex;
-        if (ex->up != NULL) {
-            rw__upconn_close(ex->up);
+        rw_upconn *u = ex->up;
+        rw_timer_cancel(timers(c->w), &ex->total_timer);
+        if (u != NULL) {
+            if (ex->req_inflight > 0 && u->held.data == NULL) {
+                /* The upstream send in flight reads our input: it keeps it. */
+                u->held = c->in;
+                memset(&c->in, 0, sizeof(c->in));
+                c->in.buf_id = -1;
+                ex->req_inflight = 0;
+            }
+            rw__upconn_close(u);
             ex->up = NULL;
         }
-        ex_put(ex);
     }
     rw_timer_cancel(timers(c->w), &c->timer);
     if (c->rd.flags & RW_OPF_PENDING)
@@ -226,7 +244,8 @@ static void c_linger(rw_conn *c)
         ex_put(c->ex);
     c->state = RW_C_LINGER;
     shutdown(c->fd, SHUT_WR);
-    rw__input_release(c->w, &c->in);
+    if (!(c->rd.flags & RW_OPF_PENDING))
+        rw__input_release(c->w, &c->in); /* else released when that read completes */
     c_timer(c, RW_LINGER_MS);
     if (!(c->rd.flags & RW_OPF_PENDING)) {
         c->pending++;
@@ -260,6 +279,8 @@ static void on_c_write(rw_op *op, int res)
 {
     rw_conn *c = op->data;
     c->pending--;
+    if (c->held.data != NULL)
+        rw__input_release(c->w, &c->held); /* the send reading it is over */
     if (c->state == RW_C_CLOSING) {
         c_maybe_free(c);
         return;
@@ -284,7 +305,9 @@ static void on_c_write(rw_op *op, int res)
         rw_loop_send(c->w->loop, &c->wr, c->fd, c->iov, c->iovcnt);
         return;
     }
-    c_timer(c, 0);
+    /* A body read may still be waiting: it keeps its own deadline. */
+    bool body_read = (c->rd.flags & RW_OPF_PENDING) && c->ex != NULL && !c->ex->req_done;
+    c_timer(c, body_read ? cfg_of(c->w)->http.client_body_timeout_ms : 0);
     c_sent(c);
 }
 
@@ -316,6 +339,16 @@ static void ex_send_error(rw_exchange *ex, int status, const char *msg)
         c_close(c); /* too late for a status: cut the connection */
         return;
     }
+    if (ex->up != NULL) {
+        rw__upconn_close(ex->up);
+        ex->up = NULL;
+    }
+    if (c->wr.flags & RW_OPF_PENDING) {
+        /* Only our 100-continue can be in flight: answer when it is out. */
+        ex->err_status = status;
+        ex->err_msg = msg;
+        return;
+    }
     if (ex->reqid_len == 0)
         make_reqid(ex, false); /* the head may not have parsed: do not read it */
     /* An unread request body leaves the connection out of sync: close it. */
@@ -327,20 +360,18 @@ static void ex_send_error(rw_exchange *ex, int status, const char *msg)
     char body[256];
     int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%.*s\"}\n", msg,
                         status, (int)ex->reqid_len, ex->reqid);
-    int n = snprintf(ex->out, ex->out_cap,
+    int n = snprintf(ex->errbuf, sizeof(ex->errbuf),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
                      "Cache-Control: no-store\r\nX-Request-Id: %.*s\r\n%s\r\n%s",
                      status, rw_http_reason(status), blen, (int)ex->reqid_len, ex->reqid,
                      c->close_after ? "Connection: close\r\n" : "", ex->method == RW_METHOD_HEAD ? "" : body);
+    if (n < 0 || n >= (int)sizeof(ex->errbuf))
+        n = (int)sizeof(ex->errbuf) - 1;
     ex->resp_head_sent = true;
     ex->resp_done = true;
     ex->status = status;
     count_status(c->w, status);
-    if (ex->up != NULL) {
-        rw__upconn_close(ex->up);
-        ex->up = NULL;
-    }
-    struct iovec iov = {ex->out, (size_t)n};
+    struct iovec iov = {ex->errbuf, (size_t)n};
     c->sending = SENT_FINAL;
     c_send(c, &iov, 1);
 }
@@ -350,8 +381,15 @@ static void c_sent(rw_conn *c)
     rw_exchange *ex = c->ex;
     switch (c->sending) {
     case SENT_CONTINUE:
-        if (ex != NULL && ex->resp_head_done && !ex->resp_head_sent)
-            ex_forward_response(ex);
+        if (ex == NULL)
+            return;
+        if (ex->err_status != 0) {
+            int st = ex->err_status;
+            ex->err_status = 0;
+            ex_send_error(ex, st, ex->err_msg);
+            return;
+        }
+        ex_try_forward_head(ex);
         return;
     case SENT_RESPONSE:
         if (ex == NULL)
@@ -389,6 +427,8 @@ static void on_c_read(rw_op *op, int res)
     if (c->state == RW_C_CLOSING || c->state == RW_C_LINGER) {
         if (res > 0 && op->kind == RW_OP_RECV)
             rw_loop_buf_release(w->loop, op->buf_id);
+        if (c->state == RW_C_LINGER)
+            rw__input_release(w, &c->in); /* no read is pending now */
         if (c->state == RW_C_LINGER && res > 0) {
             c->pending++;
             rw_loop_recv(w->loop, &c->rd, c->fd); /* keep discarding until EOF or the timer */
@@ -501,12 +541,16 @@ static bool is_skipped_request_header(rw_str name)
         return rw_str_ieq(name, "content-length");
     case 12:
         return rw_str_ieq(name, "x-request-id");
+    case 9: /* RFC 7239: we do not vouch for what the client claims */
+        return rw_str_ieq(name, "forwarded") || rw_str_ieq(name, "x-real-ip");
     case 15:
         return rw_str_ieq(name, "x-forwarded-for");
     case 16:
-        return rw_str_ieq(name, "x-forwarded-host");
+        return rw_str_ieq(name, "x-forwarded-host") || rw_str_ieq(name, "x-forwarded-port");
     case 17:
         return rw_str_ieq(name, "x-forwarded-proto");
+    case 18:
+        return rw_str_ieq(name, "x-forwarded-prefix");
     default:
         return false;
     }
@@ -635,7 +679,7 @@ static bool ex_pick(rw_exchange *ex)
     for (int i = 0; i < ex->tries && i < 2; i++)
         if (ex->tried[i] < n && n > 1)
             ss->excluded[ex->tried[i]] = 1;
-    int inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, hash_key(ex));
+    int inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, ex->hash);
     for (int i = 0; i < ex->tries && i < 2; i++)
         if (ex->tried[i] < n)
             ss->excluded[ex->tried[i]] = 0;
@@ -674,8 +718,11 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         ex->req_body = RW_BODY_NONE;
     rw_chunked_init(&ex->req_chunk);
     ex->expect_continue = (rq->flags & RW_HF_EXPECT_CONTINUE) != 0;
-    ex->upgrade = (rq->flags & RW_HF_CONN_UPGRADE) && rq->minor == 1 && ex->req_done &&
-                  find_header(rq->headers, rq->nheaders, "upgrade") != NULL;
+    /* Only WebSocket: other upgrades (h2c above all) would hand the client a
+     * raw channel past routing and header rules. Theirs is simply dropped. */
+    const rw_http_header *uph = find_header(rq->headers, rq->nheaders, "upgrade");
+    ex->upgrade = (rq->flags & RW_HF_CONN_UPGRADE) && rq->minor == 1 && ex->req_done && uph != NULL &&
+                  rw_str_ieq(uph->value, "websocket");
     ex->ws = w->ws;
     w->ws->users++;
     make_reqid(ex, true); /* before any error path releases the head's buffer */
@@ -752,6 +799,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     }
     ex->svc = ex->rt->service_index;
     ex->svc_cfg = &cfg->services[ex->svc];
+    ex->hash = hash_key(ex); /* the head's buffer is gone by the time a retry picks */
     if (!ex_pick(ex)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         ex_send_error(ex, 502, "no upstream available");
@@ -768,7 +816,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         rw_timer_init(&ex->total_timer, on_total_timeout);
         rw_timer_set(timers(w), &ex->total_timer, now_ms(w) + ex->svc_cfg->total_timeout_ms);
     }
-    if (ex->expect_continue && !ex->req_done && c->in.len == c->in.off) {
+    if (ex->expect_continue && ex->minor == 1 && !ex->req_done && c->in.len == c->in.off) {
         /* We answer 100-continue ourselves (Expect is not forwarded). */
         static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         struct iovec iov = {cont, sizeof(cont) - 1};
@@ -860,9 +908,11 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
         return;
     }
     if (first && ex->resp_head_done && !ex->resp_head_sent) {
-        ex_forward_response(ex); /* the response was waiting for our head to go */
+        ex_try_forward_head(ex); /* the response was waiting for our head to go */
         return;
     }
+    if (!ex->req_done && ex->up != NULL)
+        rw__upconn_timeout(ex->up, ex->svc_cfg->first_byte_timeout_ms); /* progress: restart the clock */
     if (ex->req_done || ex->req_abandoned)
         return;
     if (c->in.len > c->in.off) {
@@ -875,7 +925,8 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
 
 static void ex_client_body(rw_exchange *ex)
 {
-    c_timer(ex->c, 0);
+    if (!(ex->c->wr.flags & RW_OPF_PENDING))
+        c_timer(ex->c, 0); /* else the send timer stays */
     if (ex->tunnel) {
         tunnel_c2u(ex);
         return;
@@ -911,8 +962,9 @@ void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
     else
         w->stats.upstream_errors++;
     rw_svc_state *ss = &ex->ws->svcs[ex->svc];
-    if (ss->active[ex->inst] > 0)
+    if (ex->counted && ss->active[ex->inst] > 0)
         ss->active[ex->inst]--;
+    ex->counted = false;
     /* Retry once, and only what cannot have reached the application twice
      * with a body we no longer hold: a connect failure (nothing was sent: try
      * another instance) or the keep-alive race on a reused connection (no
@@ -920,7 +972,10 @@ void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
      * only for requests without a body. */
     bool may = ex->tries < 2 && !ex->resp_head_sent && ex->req_inflight == 0 &&
                ((how == RW_UPFAIL_CONNECT && !ex->head_sent_up) ||
-                (how == RW_UPFAIL_STALE && ex->req_body == RW_BODY_NONE));
+                (how == RW_UPFAIL_STALE && ex->req_body == RW_BODY_NONE &&
+                 (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD || ex->method == RW_METHOD_PUT ||
+                  ex->method == RW_METHOD_DELETE || ex->method == RW_METHOD_OPTIONS ||
+                  ex->method == RW_METHOD_TRACE)));
     if (may) {
         int prev = ex->inst;
         bool ok = how == RW_UPFAIL_STALE ? (ex->tries++, true) : ex_pick(ex);
@@ -932,13 +987,20 @@ void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
             return;
         }
     }
-    ex->tries = 0; /* the in-flight count is already dropped */
     rw_log_warn("upstream %s (%s) failed: %s", ex->svc_cfg->name, ex->svc_cfg->instances[ex->inst].address,
                 timeout ? "timed out" : strerror(err));
     ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
 }
 
 /* ---- responses ---- */
+
+/* Starts answering the client once the response head is parsed, our request
+ * head is out (ex->out is free again) and no other client write is pending. */
+static void ex_try_forward_head(rw_exchange *ex)
+{
+    if (ex->resp_head_done && !ex->resp_head_sent && ex->head_sent_up && !(ex->c->wr.flags & RW_OPF_PENDING))
+        ex_forward_response(ex);
+}
 
 static bool build_response_head(rw_exchange *ex)
 {
@@ -1216,7 +1278,8 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
         if (ex->resp.status >= 100 && ex->resp.status < 200) {
             /* Interim responses: we answered 100-continue ourselves; drop them. */
             if (ex->resp.status == 101) {
-                if (ex->upgrade) {
+                const rw_http_header *ru = find_header(ex->resp.headers, ex->resp.nheaders, "upgrade");
+                if (ex->upgrade && ru != NULL && rw_str_ieq(ru->value, "websocket")) {
                     ex->tunnel = true; /* relay the 101, then bytes both ways */
                     rw__input_consume(c->w, &u->in, (uint32_t)r);
                     break;
@@ -1243,9 +1306,7 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
     rw_chunked_init(&ex->resp_chunk);
     if (ex->resp_body == RW_BODY_LENGTH && ex->resp_left == 0)
         ex->resp_body = RW_BODY_NONE;
-    if (!ex->head_sent_up || (c->wr.flags & RW_OPF_PENDING))
-        return; /* sent when our request head (or the 100-continue) is out */
-    ex_forward_response(ex);
+    ex_try_forward_head(ex); /* or later, when our head (or the 100-continue) is out */
 }
 
 /* ---- upgraded connections: a byte tunnel in both directions ---- */
@@ -1289,6 +1350,7 @@ static void tunnel_start(rw_exchange *ex)
 {
     rw_conn *c = ex->c;
     c_timer(c, 0);
+    rw_timer_cancel(timers(c->w), &ex->total_timer); /* tunnels live until idle */
     if (c->in.len > c->in.off)
         tunnel_c2u(ex); /* bytes the client sent right behind its request */
     else if (!(c->rd.flags & RW_OPF_PENDING))
@@ -1312,9 +1374,9 @@ static void ex_finish(rw_exchange *ex)
         bool reusable = ex->resp.keep_alive && ex->req_done && ex->resp_body != RW_BODY_UNTIL_CLOSE &&
                         u->in.len == u->in.off;
         rw_svc_state *ss = &ex->ws->svcs[ex->svc];
-        if (ss->active[ex->inst] > 0)
+        if (ex->counted && ss->active[ex->inst] > 0)
             ss->active[ex->inst]--;
-        ex->tries = 0;
+        ex->counted = false;
         rw__upconn_release(u, reusable);
         ex->up = NULL;
     }
@@ -1360,6 +1422,7 @@ void rw__conn_accepted(rw_worker *w, int fd)
     c->fd = fd;
     c->state = RW_C_IDLE;
     c->in.buf_id = -1;
+    c->held.buf_id = -1;
     c->rd.cb = on_c_read;
     c->rd.data = c;
     c->wr.cb = on_c_write;

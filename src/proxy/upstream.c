@@ -221,6 +221,7 @@ static void upconn_maybe_free(rw_upconn *u)
     rw_worker *w = u->w;
     rw_timer_cancel(rw_loop_timers(w->loop), &u->timer);
     rw__input_release(w, &u->in);
+    rw__input_release(w, &u->held);
     if (u->fd >= 0) {
         rw_loop_forget_fd(w->loop, u->fd);
         close(u->fd);
@@ -237,6 +238,15 @@ void rw__upconn_close(rw_upconn *u)
     if (u->state == RW_U_IDLE)
         idle_unlink(u);
     u->state = RW_U_CLOSING;
+    rw_exchange *ex = u->ex;
+    if (ex != NULL && ex->resp_inflight > 0 && ex->c->held.data == NULL) {
+        /* The client send in flight reads from our input: the client keeps it
+         * until that send completes. */
+        ex->c->held = u->in;
+        memset(&u->in, 0, sizeof(u->in));
+        u->in.buf_id = -1;
+        ex->resp_inflight = 0;
+    }
     u->ex = NULL;
     rw_timer_cancel(rw_loop_timers(u->w->loop), &u->timer);
     if (u->rd.flags & RW_OPF_PENDING)
@@ -297,7 +307,7 @@ static void on_up_read(rw_op *op, int res)
         return;
     }
     if (res == -ECANCELED) {
-        rw__upconn_close(u);
+        upconn_fail(u, ECANCELED, false); /* tell the exchange, if any */
         return;
     }
     if (res > 0) {
@@ -388,6 +398,7 @@ void rw__upconn_acquire(rw_exchange *ex)
     rw_wstate *ws = ex->ws;
     rw_upool *p = &ws->svcs[ex->svc].pools[ex->inst];
     ws->svcs[ex->svc].active[ex->inst]++;
+    ex->counted = true;
     if (p->idle != NULL && !ex->want_fresh) {
         rw_upconn *u = p->idle;
         idle_unlink(u);
@@ -413,6 +424,7 @@ void rw__upconn_acquire(rw_exchange *ex)
     }
     u->w = w;
     u->ws = ws;
+    u->held.buf_id = -1;
     ws->users++;
     w->nupconns++;
     u->svc = ex->svc;
