@@ -232,6 +232,8 @@ enum rw_upfail {
 void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how);
 void rw__ex_upstream_sent(rw_exchange *ex, int res);
 void rw__ex_upstream_data(rw_exchange *ex, int res);
+/* An upgraded connection went idle past its timeout: close both sides. */
+void rw__ex_tunnel_idle(rw_exchange *ex);
 /* buffers */
 rw_hbuf *rw__hbuf_get(rw_worker *w);
 void rw__hbuf_put(rw_worker *w, rw_hbuf *hb);

@@ -900,6 +900,10 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
     ex->head_sent_up = true;
     if (consumed > 0)
         rw__input_consume(w, &c->in, consumed);
+    if (ex->tunnel && first && !ex->resp_head_sent) {
+        ex_try_forward_head(ex); /* the 101 was parsed before our head's send completed */
+        return;
+    }
     if (ex->tunnel) {
         if (c->in.len > c->in.off)
             tunnel_c2u(ex);
@@ -1344,6 +1348,11 @@ static void tunnel_u2c(rw_exchange *ex)
     c->sending = SENT_RESPONSE;
     rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms);
     c_send(c, &iov, 1);
+}
+
+void rw__ex_tunnel_idle(rw_exchange *ex)
+{
+    c_close(ex->c); /* closes the upstream side too */
 }
 
 static void tunnel_start(rw_exchange *ex)

@@ -273,6 +273,12 @@ static void upconn_fail(rw_upconn *u, int err, bool timeout)
 static void on_up_timer(rw_timer *t)
 {
     rw_upconn *u = RW_CONTAINER_OF(t, rw_upconn, timer);
+    if (u->ex != NULL && u->ex->tunnel && u->ex->resp_head_sent) {
+        /* An idle WebSocket tunnel: a normal end, not an upstream failure. */
+        rw_log_debug("closing an idle tunnel");
+        rw__ex_tunnel_idle(u->ex);
+        return;
+    }
     if (u->state == RW_U_IDLE) {
         rw__upconn_close(u);
         return;

@@ -48,6 +48,7 @@
  *                    ?shut-first=1: no echo; right after the 101 (and hello) it
  *                    shuts its write side down, then reads (and counts) until
  *                    EOF and closes: the upstream half-closes first.
+ *                    ?as=P names P in the 101 instead of the requested protocol.
  *                    Without those headers: 426, body "upgrade required\n"
  *   /upgrade-head    200, body = the request head as received (like /echo, so a
  *                    test can see which upgrade headers reached the upstream)
@@ -773,8 +774,11 @@ static int serve(conn *c, request *rq)
             char hello[1024];
             if (!query_get(rq->query, "hello", hello, sizeof hello))
                 hello[0] = '\0';
-            if (sendf(c->fd, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n%s",
-                      rq->upgrade, hello) == -1)
+            char as[256];
+            if (!query_get(rq->query, "as", as, sizeof as))
+                snprintf(as, sizeof as, "%s", rq->upgrade);
+            if (sendf(c->fd, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n%s", as,
+                      hello) == -1)
                 return 0;
             char shut[8];
             bool shut_first = query_get(rq->query, "shut-first", shut, sizeof shut) && strcmp(shut, "1") == 0;
