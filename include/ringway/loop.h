@@ -115,6 +115,7 @@ uint64_t rw_loop_now(const rw_loop *l);
 
 /* Called at the start of every loop turn (after completions and timers). */
 typedef void (*rw_loop_turn_cb)(rw_loop *l, void *arg);
+/* Sets the hook called once per turn (NULL to clear); arg is the caller's. */
 void rw_loop_set_turn_hook(rw_loop *l, rw_loop_turn_cb cb, void *arg);
 
 /* Runs turns until rw_loop_stop; returns 0 or a negative errno on a fatal error. */
