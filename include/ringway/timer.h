@@ -23,6 +23,7 @@ typedef struct rw_timers {
     uint64_t now;          /* last time passed to run/init */
     uint64_t cursor;       /* next tick to process */
     uint32_t count;        /* armed timers */
+    uint64_t hint;         /* no armed timer expires before this (a lower bound) */
 } rw_timers;
 
 #define RW_TIMER_SLOTS 4096u   /* slots of RW_TIMER_TICK_MS each */
@@ -44,8 +45,9 @@ static inline bool rw_timer_armed(const rw_timer *t) { return t->next != NULL; }
  * relative to the time of the last run. Exact to the millisecond: a loop that
  * sleeps this long and then runs the wheel fires the timer on time. Scans at
  * most max_ms / RW_TIMER_TICK_MS + 2 slots (one revolution at most), so pass
- * a modest cap (e.g. 1000) from the event loop. */
-uint64_t rw_timers_next_ms(const rw_timers *w, uint64_t max_ms);
+ * a modest cap (e.g. 1000) from the event loop. Keeps a lower bound of the
+ * next expiry (hint) so that, when nothing is near, it answers without a scan. */
+uint64_t rw_timers_next_ms(rw_timers *w, uint64_t max_ms);
 /* Fires every timer whose expiry is <= now_ms; callbacks may arm/cancel timers.
  * A timer is disarmed before its callback runs. A timer armed from a callback
  * for a time <= now_ms may fire in the same call or at the next one (never

@@ -79,6 +79,7 @@ int rw_timers_init(rw_timers *w, uint64_t now_ms)
         w->slots[i].cb = NULL;
     }
     w->now = now_ms;
+    w->hint = 0; /* unknown: the first rw_timers_next_ms scans */
     w->cursor = now_ms / RW_TIMER_TICK_MS;
     w->count = 0;
     return 0;
@@ -101,6 +102,8 @@ void rw_timer_init(rw_timer *t, rw_timer_cb cb)
 
 void rw_timer_set(rw_timers *w, rw_timer *t, uint64_t expires_ms)
 {
+    if (expires_ms < w->hint)
+        w->hint = expires_ms;
     if (t->next != NULL)
         list_unlink(t);
     else
@@ -160,10 +163,12 @@ void rw_timers_run(rw_timers *w, uint64_t now_ms)
     }
 }
 
-uint64_t rw_timers_next_ms(const rw_timers *w, uint64_t max_ms)
+uint64_t rw_timers_next_ms(rw_timers *w, uint64_t max_ms)
 {
     if (w->count == 0)
         return max_ms;
+    if (max_ms <= UINT64_MAX - w->now && w->hint >= w->now + max_ms)
+        return max_ms; /* nothing can fire within the cap: no scan (the common case) */
     /* Scan the slots of ticks cursor, cursor+1, ... up to the one holding
      * now+max_ms (at most one revolution). A slot may also hold timers of later
      * revolutions: their minimum is kept in case no nearer timer exists. */
@@ -186,6 +191,9 @@ uint64_t rw_timers_next_ms(const rw_timers *w, uint64_t max_ms)
         if (this_rev)
             break;
     }
+    /* Timers in slots past the scanned window expire after it. */
+    uint64_t window_end = (w->cursor + nslots) * RW_TIMER_TICK_MS;
+    w->hint = best < window_end ? best : window_end;
     if (best == UINT64_MAX)
         return max_ms;
     if (best <= w->now)

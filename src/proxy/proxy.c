@@ -522,6 +522,76 @@ static void c_process_head(rw_conn *c)
 
 /* ---- upstream request head ---- */
 
+/* The fixed hop-by-hop names (RFC 9110 7.6.1), by length first. */
+static bool hop_fixed(rw_str n)
+{
+    switch (n.len) {
+    case 2:
+        return rw_str_ieq(n, "te");
+    case 7:
+        return rw_str_ieq(n, "trailer") || rw_str_ieq(n, "upgrade");
+    case 10:
+        return rw_str_ieq(n, "connection") || rw_str_ieq(n, "keep-alive");
+    case 16:
+        return rw_str_ieq(n, "proxy-connection");
+    case 17:
+        return rw_str_ieq(n, "transfer-encoding");
+    default:
+        return false;
+    }
+}
+
+/* The field names a message's Connection header(s) list beyond the fixed
+ * hop-by-hop set, gathered once per message rather than once per field. */
+typedef struct conn_tokens {
+    rw_str tok[8];
+    int n;
+    bool overflow;        /* more than fit: ask rw_http_is_hop_by_hop */
+} conn_tokens;
+
+static void conn_tokens_collect(conn_tokens *ct, const rw_http_header *hs, size_t n)
+{
+    ct->n = 0;
+    ct->overflow = false;
+    for (size_t i = 0; i < n; i++) {
+        if (hs[i].name.len != 10 || !rw_str_ieq(hs[i].name, "connection"))
+            continue;
+        const char *p = hs[i].value.p, *end = p + hs[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *t = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *e = p;
+            while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            rw_str tok = {t, (size_t)(e - t)};
+            if (tok.len == 0 || rw_str_ieq(tok, "close") || hop_fixed(tok))
+                continue; /* keep-alive, upgrade, ...: already hop-by-hop */
+            if (ct->n == (int)RW_ARRAY_LEN(ct->tok)) {
+                ct->overflow = true;
+                return;
+            }
+            ct->tok[ct->n++] = tok;
+        }
+    }
+}
+
+static bool is_hop(rw_str name, const conn_tokens *ct, const rw_http_header *hs, size_t n)
+{
+    if (hop_fixed(name))
+        return true;
+    if (ct->overflow)
+        return rw_http_is_hop_by_hop(name, hs, n);
+    for (int i = 0; i < ct->n; i++) {
+        if (rw_str_ieq_str(name, ct->tok[i]))
+            /* A Connection token never strips framing or routing fields. */
+            return !rw_str_ieq(name, "content-length") && !rw_str_ieq(name, "host");
+    }
+    return false;
+}
+
 static const rw_http_header *find_header(const rw_http_header *hs, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
@@ -582,6 +652,8 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
     ex->host_len = o.len - ex->host_off;
     OUT_LIT(&o, "\r\n");
     const rw_http_header *xff = NULL;
+    conn_tokens ct;
+    conn_tokens_collect(&ct, rq->headers, rq->nheaders);
     for (size_t i = 0; i < rq->nheaders; i++) {
         const rw_http_header *h = &rq->headers[i];
         if (is_skipped_request_header(h->name)) {
@@ -589,7 +661,7 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
                 xff = h;
             continue;
         }
-        if (rw_http_is_hop_by_hop(h->name, rq->headers, rq->nheaders))
+        if (is_hop(h->name, &ct, rq->headers, rq->nheaders))
             continue;
         OUT_STR(&o, h->name);
         OUT_LIT(&o, ": ");
@@ -1016,9 +1088,11 @@ static bool build_response_head(rw_exchange *ex)
     OUT_LIT(&o, " ");
     OUT_STR(&o, rs->reason);
     OUT_LIT(&o, "\r\n");
+    conn_tokens ct;
+    conn_tokens_collect(&ct, rs->headers, rs->nheaders);
     for (size_t i = 0; i < rs->nheaders; i++) {
         const rw_http_header *h = &rs->headers[i];
-        if (rw_http_is_hop_by_hop(h->name, rs->headers, rs->nheaders) ||
+        if (is_hop(h->name, &ct, rs->headers, rs->nheaders) ||
             (h->name.len == 14 && rw_str_ieq(h->name, "content-length")))
             continue;
         OUT_STR(&o, h->name);

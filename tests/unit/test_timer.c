@@ -353,3 +353,19 @@ Test(timer, many_random_timers_with_cancels)
     }
     free(t);
 }
+
+Test(timer, next_ms_hint_never_hides_a_nearer_timer)
+{
+    ttimer far, near;
+    mk(&far, 1);
+    mk(&near, 2);
+    rw_timer_set(&W, &far.t, T0 + 75000);
+    cr_assert_eq(rw_timers_next_ms(&W, 1000), 1000, "scans, then remembers nothing is near");
+    cr_assert_eq(rw_timers_next_ms(&W, 1000), 1000, "answered from the hint");
+    rw_timer_set(&W, &near.t, T0 + 20);
+    cr_assert_eq(rw_timers_next_ms(&W, 1000), 20, "a new nearer timer lowers the hint");
+    rw_timer_cancel(&W, &near.t);
+    cr_assert_eq(rw_timers_next_ms(&W, 1000), 1000, "after a cancel the scan is exact again");
+    rw_timers_run(&W, T0 + 75000);
+    cr_assert_eq(far.fired, 1);
+}
