@@ -61,6 +61,7 @@ enum {
     RW_HF_HAS_HOST = 1u << 4,
     RW_HF_HAS_TE = 1u << 5,          /* Transfer-Encoding present */
     RW_HF_HAS_CL = 1u << 6,          /* Content-Length present */
+    RW_HF_CONN_OTHER = 1u << 7,      /* Connection names a token other than close/keep-alive/upgrade */
 };
 
 /* Limits applied while parsing; exceeding one yields the matching status. */

@@ -135,6 +135,8 @@ static int connection_token(struct head *h, const char *p, size_t n)
         h->flags |= RW_HF_CONN_KEEPALIVE;
     else if (TOK_IS(p, n, "upgrade"))
         h->flags |= RW_HF_CONN_UPGRADE;
+    else
+        h->flags |= RW_HF_CONN_OTHER; /* names another hop-by-hop field */
     return 0;
 }
 

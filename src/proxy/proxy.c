@@ -652,8 +652,9 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
     ex->host_len = o.len - ex->host_off;
     OUT_LIT(&o, "\r\n");
     const rw_http_header *xff = NULL;
-    conn_tokens ct;
-    conn_tokens_collect(&ct, rq->headers, rq->nheaders);
+    conn_tokens ct = {.n = 0};
+    if (rq->flags & RW_HF_CONN_OTHER) /* else Connection names nothing beyond the fixed set */
+        conn_tokens_collect(&ct, rq->headers, rq->nheaders);
     for (size_t i = 0; i < rq->nheaders; i++) {
         const rw_http_header *h = &rq->headers[i];
         if (is_skipped_request_header(h->name)) {
@@ -1088,8 +1089,9 @@ static bool build_response_head(rw_exchange *ex)
     OUT_LIT(&o, " ");
     OUT_STR(&o, rs->reason);
     OUT_LIT(&o, "\r\n");
-    conn_tokens ct;
-    conn_tokens_collect(&ct, rs->headers, rs->nheaders);
+    conn_tokens ct = {.n = 0};
+    if (rs->flags & RW_HF_CONN_OTHER)
+        conn_tokens_collect(&ct, rs->headers, rs->nheaders);
     for (size_t i = 0; i < rs->nheaders; i++) {
         const rw_http_header *h = &rs->headers[i];
         if (is_hop(h->name, &ct, rs->headers, rs->nheaders) ||

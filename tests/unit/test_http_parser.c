@@ -80,7 +80,7 @@ static const struct req_ok req_ok[] = {
      RW_METHOD_GET, "/ws", "/ws", NULL, "a", 1, RW_BODY_NONE, 0, true,
      HH | RW_HF_CONN_KEEPALIVE | RW_HF_CONN_UPGRADE},
     {"GET / HTTP/1.1\r\nConnection: x-foo\r\nHost: a\r\nConnection: ,, close ,\r\n\r\n", RW_METHOD_GET, "/",
-     "/", NULL, "a", 1, RW_BODY_NONE, 0, false, HH | RW_HF_CONN_CLOSE},
+     "/", NULL, "a", 1, RW_BODY_NONE, 0, false, HH | RW_HF_CONN_CLOSE | RW_HF_CONN_OTHER},
     {"GET / HTTP/1.1\r\nHost: a\r\nConnection:\r\n\r\n", RW_METHOD_GET, "/", "/", NULL, "a", 1, RW_BODY_NONE,
      0, true, HH},
     /* Expect */
@@ -782,7 +782,7 @@ Test(response, flags_and_headers)
         "HTTP/1.1 200 OK\r\nConnection: close, X-Drop\r\nX-Drop: 1\r\nContent-Length: 2\r\n\r\nhi";
     ssize_t rc = rw_http_parse_response(raw, strlen(raw), NULL, RW_METHOD_GET, &r);
     cr_assert_eq(rc, (ssize_t)strlen(raw) - 2);
-    cr_expect_eq(r.flags, RW_HF_CONN_CLOSE | RW_HF_HAS_CL);
+    cr_expect_eq(r.flags, RW_HF_CONN_CLOSE | RW_HF_CONN_OTHER | RW_HF_HAS_CL);
     cr_expect_eq(r.nheaders, 3);
     cr_expect(rw_http_is_hop_by_hop(r.headers[1].name, r.headers, r.nheaders));
     cr_expect_not(rw_http_is_hop_by_hop(r.headers[2].name, r.headers, r.nheaders));
