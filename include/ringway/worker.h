@@ -90,6 +90,8 @@ bool rw_server_failed(rw_server *s);
 bool rw_server_ready(rw_server *s);
 /* Stops all workers (closing remaining connections), joins and frees. */
 void rw_server_free(rw_server *s);
+/* Copies worker i's counters into out (relaxed reads). */
+void rw_server_worker_stats(rw_server *s, int i, rw_worker_stats *out);
 /* Sums the workers' counters into out. */
 void rw_server_stats(rw_server *s, rw_worker_stats *out);
 /* Seeds request-id generation (call before rw_server_start). */

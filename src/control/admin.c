@@ -69,6 +69,27 @@ static size_t status_json(rw_admin *a, char *buf, size_t cap)
         (unsigned long long)st.upstream_errors, (unsigned long long)st.upstream_timeouts);
 }
 
+/* Appends "per_worker":[...] before the closing brace of a status document:
+ * how SO_REUSEPORT spread connections and requests over the workers. */
+static size_t status_per_worker(rw_admin *a, char *buf, size_t n, size_t cap)
+{
+    if (n < 3 || n >= cap)
+        return n;
+    n -= 2; /* drop "}\n" */
+    n += (size_t)snprintf(buf + n, cap - n, ",\"per_worker\":[");
+    int nw = rw_server_nworkers(a->ctl->server);
+    for (int i = 0; i < nw && n < cap; i++) {
+        rw_worker_stats ws;
+        rw_server_worker_stats(a->ctl->server, i, &ws);
+        n += (size_t)snprintf(buf + n, cap - n, "%s{\"id\":%d,\"accepted\":%llu,\"active\":%llu,\"requests\":%llu}",
+                              i ? "," : "", i, (unsigned long long)ws.accepted, (unsigned long long)ws.active_conns,
+                              (unsigned long long)ws.requests);
+    }
+    if (n < cap)
+        n += (size_t)snprintf(buf + n, cap - n, "]}\n");
+    return n < cap ? n : cap;
+}
+
 static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
 {
     rw_worker_stats st;
@@ -145,6 +166,7 @@ void rw__admin_accept(rw_admin *a)
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (get && (strcmp(path, "/status") == 0 || strcmp(path, "/") == 0)) {
         size_t n = status_json(a, body, sizeof(body));
+        n = status_per_worker(a, body, n, sizeof(body));
         reply(fd, 200, "application/json", body, n);
     } else if (get && strcmp(path, "/metrics") == 0) {
         size_t n = metrics_text(a, body, sizeof(body));

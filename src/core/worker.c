@@ -340,14 +340,24 @@ int rw_server_nworkers(const rw_server *s)
     return s->nworkers;
 }
 
+void rw_server_worker_stats(rw_server *s, int i, rw_worker_stats *out)
+{
+    const uint64_t *src = (const uint64_t *)&s->workers[i].stats;
+    uint64_t *dst = (uint64_t *)out;
+    for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++)
+        dst[k] = __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+}
+
 void rw_server_stats(rw_server *s, rw_worker_stats *out)
 {
     memset(out, 0, sizeof(*out));
     for (int i = 0; i < s->nworkers; i++) {
-        const uint64_t *src = (const uint64_t *)&s->workers[i].stats;
+        rw_worker_stats one;
+        rw_server_worker_stats(s, i, &one);
+        const uint64_t *src = (const uint64_t *)&one;
         uint64_t *dst = (uint64_t *)out;
         for (size_t k = 0; k < sizeof(*out) / sizeof(uint64_t); k++)
-            dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+            dst[k] += src[k];
     }
 }
 

@@ -247,4 +247,12 @@ H_TEST(cli, admin_port)
                  "the admin port gave no HTTP response to GET /status");
     cr_assert_eq(r.status, 200, "admin GET /status: %d", r.status);
     cr_assert_eq(h_upstream_stats(u).requests, 0, "the admin request reached the upstream");
+    cr_expect(strstr(r.body, "\"per_worker\":[{\"id\":0,") != NULL, "no per-worker counters in /status: %s",
+              r.body);
+    h_close(c);
+    c = h_try_connect("127.0.0.1", admin);
+    cr_assert_not_null(c);
+    cr_assert_eq(h_request(c, "GET", "/metrics", NULL, NULL, 0, &r), H_OK);
+    cr_expect_eq(r.status, 200);
+    cr_expect(strstr(r.body, "ringway_requests_total") != NULL, "no counters in /metrics: %s", r.body);
 }
