@@ -198,7 +198,7 @@ static void attempt(rw_loop *l, ep_be *be, rw_op *op)
         finish(be, op, -ECANCELED);
         return;
     }
-    ep_fd *s = &be->fds[op->fd];
+    ep_fd *s = &be->fds[op->fd]; /* valid until a callback runs (the table can grow) */
     ssize_t n;
     switch (op->kind) {
     case RW_OP_ACCEPT:
@@ -218,7 +218,9 @@ static void attempt(rw_loop *l, ep_be *be, rw_op *op)
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                s->rd_ready = 0;
+                /* Not through s: an accept callback may have grown (moved)
+                 * the fd table by registering the new socket. */
+                be->fds[op->fd].rd_ready = 0;
                 return;
             }
             if (errno == EINTR || errno == ECONNABORTED)
