@@ -71,7 +71,7 @@ typedef struct rw_loop_opts {
     int backend;          /* RW_BACKEND_URING or RW_BACKEND_EPOLL */
     uint32_t ring_entries;/* SQ size, default 4096 */
     uint32_t buf_count;   /* receive buffers (power of two), default 1024 */
-    uint32_t buf_size;    /* bytes each, default 16384 */
+    uint32_t buf_size;    /* bytes each, default 32768 */
 } rw_loop_opts;
 
 /* Creates a loop; returns NULL and sets errno on failure (e.g. io_uring refused). */

@@ -17,7 +17,7 @@ rw_loop *rw_loop_new(const rw_loop_opts *opts)
     l->backend = opts->backend;
     l->ops = opts->backend == RW_BACKEND_URING ? &rw__loop_uring_ops : &rw__loop_epoll_ops;
     l->buf_count = opts->buf_count ? opts->buf_count : 1024;
-    l->buf_size = opts->buf_size ? opts->buf_size : 16384;
+    l->buf_size = opts->buf_size ? opts->buf_size : 32768;
     if (l->buf_count & (l->buf_count - 1)) {
         errno = EINVAL;
         goto fail_loop;

@@ -188,7 +188,8 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
     w->max_conns = s->opts.max_conns / (uint32_t)s->nworkers;
     if (w->max_conns == 0)
         w->max_conns = 1;
-    w->hbuf_cap = (uint32_t)RW_MAX(snap->cfg->http.max_header_bytes + 2048, 16384);
+    /* Never smaller than a loop buffer: a partial head moves from one into it. */
+    w->hbuf_cap = (uint32_t)RW_MAX(snap->cfg->http.max_header_bytes + 2048, 32768);
     rw_timer_init(&w->accept_retry, accept_retry_cb);
     w->listen_fds = malloc(sizeof(int) * w->nlisten);
     w->accept_ops = calloc(w->nlisten, sizeof(rw_op));
