@@ -92,6 +92,9 @@ void rw_loop_recv(rw_loop *l, rw_op *op, int fd);
 void rw_loop_recv_into(rw_loop *l, rw_op *op, int fd, char *dst, uint32_t len);
 /* Sends iov[0..iovcnt) (MSG_NOSIGNAL); iov must stay valid until the callback. */
 void rw_loop_send(rw_loop *l, rw_op *op, int fd, struct iovec *iov, int iovcnt);
+/* Drops the first n sent bytes from iov[0..*iovcnt) in place (after a short
+ * send). Returns true when bytes remain to be sent. */
+bool rw_iov_advance(struct iovec *iov, int *iovcnt, size_t n);
 /* Connects non-blocking socket fd to addr (valid until the callback). */
 void rw_loop_connect(rw_loop *l, rw_op *op, int fd, const struct sockaddr *addr, socklen_t len);
 /* Arms a read of the eventfd fd; the callback fires on each wakeup (re-arm it). */

@@ -103,6 +103,24 @@ void rw_loop_send(rw_loop *l, rw_op *op, int fd, struct iovec *iov, int iovcnt)
     submit(l, op, RW_OP_SEND, fd);
 }
 
+bool rw_iov_advance(struct iovec *iov, int *iovcnt, size_t n)
+{
+    int i = 0;
+    while (i < *iovcnt && n >= iov[i].iov_len) {
+        n -= iov[i].iov_len;
+        i++;
+    }
+    if (i == *iovcnt) {
+        *iovcnt = 0;
+        return false;
+    }
+    iov[i].iov_base = (char *)iov[i].iov_base + n;
+    iov[i].iov_len -= n;
+    memmove(iov, iov + i, sizeof(struct iovec) * (size_t)(*iovcnt - i));
+    *iovcnt -= i;
+    return true;
+}
+
 void rw_loop_connect(rw_loop *l, rw_op *op, int fd, const struct sockaddr *addr, socklen_t len)
 {
     op->addr = addr;

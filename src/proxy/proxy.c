@@ -279,8 +279,6 @@ static void on_c_write(rw_op *op, int res)
 {
     rw_conn *c = op->data;
     c->pending--;
-    if (c->held.data != NULL)
-        rw__input_release(c->w, &c->held); /* the send reading it is over */
     if (c->state == RW_C_CLOSING) {
         c_maybe_free(c);
         return;
@@ -289,22 +287,14 @@ static void on_c_write(rw_op *op, int res)
         c_close(c); /* client went away */
         return;
     }
-    size_t n = (size_t)res;
-    int i = 0;
-    while (i < c->iovcnt && n >= c->iov[i].iov_len) {
-        n -= c->iov[i].iov_len;
-        i++;
-    }
-    if (i < c->iovcnt) {
-        c->iov[i].iov_base = (char *)c->iov[i].iov_base + n;
-        c->iov[i].iov_len -= n;
-        memmove(c->iov, c->iov + i, sizeof(struct iovec) * (size_t)(c->iovcnt - i));
-        c->iovcnt -= i;
+    if (rw_iov_advance(c->iov, &c->iovcnt, (size_t)res)) { /* short send: the rest */
         c->pending++;
         c_timer(c, cfg_of(c->w)->http.send_timeout_ms);
         rw_loop_send(c->w->loop, &c->wr, c->fd, c->iov, c->iovcnt);
         return;
     }
+    if (c->held.data != NULL)
+        rw__input_release(c->w, &c->held); /* the send that read it is complete */
     /* A body read may still be waiting: it keeps its own deadline. */
     bool body_read = (c->rd.flags & RW_OPF_PENDING) && c->ex != NULL && !c->ex->req_done;
     c_timer(c, body_read ? cfg_of(c->w)->http.client_body_timeout_ms : 0);

@@ -363,18 +363,7 @@ static void on_up_write(rw_op *op, int res)
         upconn_fail(u, -res, false);
         return;
     }
-    /* Partial send: advance the iovecs and continue. */
-    size_t n = (size_t)res;
-    int i = 0;
-    while (i < u->iovcnt && n >= u->iov[i].iov_len) {
-        n -= u->iov[i].iov_len;
-        i++;
-    }
-    if (i < u->iovcnt) {
-        u->iov[i].iov_base = (char *)u->iov[i].iov_base + n;
-        u->iov[i].iov_len -= n;
-        memmove(u->iov, u->iov + i, sizeof(struct iovec) * (size_t)(u->iovcnt - i));
-        u->iovcnt -= i;
+    if (rw_iov_advance(u->iov, &u->iovcnt, (size_t)res)) { /* short send: the rest */
         u->pending++;
         rw_loop_send(u->w->loop, &u->wr, u->fd, u->iov, u->iovcnt);
         return;
