@@ -103,7 +103,6 @@ struct rw_conn {
     uint8_t sending;      /* what the pending client write carries (proxy.c) */
     rw_op rd, wr;
     rw_timer timer;
-    uint64_t head_deadline;
     rw_input in;
     rw_input held;        /* an upstream's input a pending client send still reads */
     rw_exchange *ex;
@@ -168,7 +167,6 @@ struct rw_exchange {
     bool resp_head_done;  /* response head parsed */
     bool resp_head_sent;  /* started answering the client */
     bool resp_done;       /* response body fully received from upstream */
-    bool up_reusable;
     bool upgrade;         /* the client asked for a protocol upgrade */
     bool tunnel;          /* 101 relayed: bytes flow both ways until a close */
     bool c_eof, u_eof;    /* tunnel half-closes seen */

@@ -1306,7 +1306,6 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
     if (res <= 0) {
         if (ex->resp_head_done && ex->resp_body == RW_BODY_UNTIL_CLOSE && res == 0) {
             ex->resp_done = true;
-            ex->up_reusable = false;
             if (!(c->wr.flags & RW_OPF_PENDING))
                 ex_forward_response(ex);
             return;
