@@ -144,6 +144,10 @@ ssize_t rw_http_parse_response(const char *buf, size_t len, const rw_http_limits
  * other header there; add the proxy's own headers after filtering. */
 bool rw_http_is_hop_by_hop(rw_str name, const rw_http_header *headers, size_t nheaders);
 
+/* Returns true when name is one of the fixed hop-by-hop fields (Connection,
+ * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade). */
+bool rw_http_is_fixed_hop_by_hop(rw_str name);
+
 /* Returns the standard reason phrase for status (a static string), or "Unknown". */
 const char *rw_http_reason(int status);
 

@@ -25,8 +25,8 @@ void rw_overrides_init(rw_overrides *o)
 void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
 {
     if (o->nlisten > 0) {
-        /* The config owns its arrays; the listen array it has is large enough
-         * only by luck, so point at the overrides (they outlive every config). */
+        /* Point at the overrides' array rather than copying into the config's
+         * (sized for the file's list); the overrides outlive every config. */
         cfg->listen = (rw_sockaddr *)o->listen;
         cfg->nlisten = o->nlisten;
     }

@@ -673,15 +673,28 @@ static bool ci_eq(const char *a, size_t an, const char *b, size_t bn)
     return true;
 }
 
+bool rw_http_is_fixed_hop_by_hop(rw_str n)
+{
+    switch (n.len) {
+    case 2:
+        return ci_eq(n.p, n.len, "te", 2);
+    case 7:
+        return ci_eq(n.p, n.len, "trailer", 7) || ci_eq(n.p, n.len, "upgrade", 7);
+    case 10:
+        return ci_eq(n.p, n.len, "connection", 10) || ci_eq(n.p, n.len, "keep-alive", 10);
+    case 16:
+        return ci_eq(n.p, n.len, "proxy-connection", 16);
+    case 17:
+        return ci_eq(n.p, n.len, "transfer-encoding", 17);
+    default:
+        return false;
+    }
+}
+
 bool rw_http_is_hop_by_hop(rw_str name, const rw_http_header *headers, size_t nheaders)
 {
-    static const rw_str fixed[] = {
-        RW_STR("connection"), RW_STR("keep-alive"),        RW_STR("proxy-connection"), RW_STR("te"),
-        RW_STR("trailer"),    RW_STR("transfer-encoding"), RW_STR("upgrade"),
-    };
-    for (size_t i = 0; i < RW_ARRAY_LEN(fixed); i++)
-        if (ci_eq(name.p, name.len, fixed[i].p, fixed[i].len))
-            return true;
+    if (rw_http_is_fixed_hop_by_hop(name))
+        return true;
     /* A Connection token must not strip the framing or routing of the
      * message: "Connection: content-length" would otherwise let a client (or
      * upstream) remove the length of a body the proxy still forwards. */

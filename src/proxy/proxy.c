@@ -512,25 +512,6 @@ static void c_process_head(rw_conn *c)
 
 /* ---- upstream request head ---- */
 
-/* The fixed hop-by-hop names (RFC 9110 7.6.1), by length first. */
-static bool hop_fixed(rw_str n)
-{
-    switch (n.len) {
-    case 2:
-        return rw_str_ieq(n, "te");
-    case 7:
-        return rw_str_ieq(n, "trailer") || rw_str_ieq(n, "upgrade");
-    case 10:
-        return rw_str_ieq(n, "connection") || rw_str_ieq(n, "keep-alive");
-    case 16:
-        return rw_str_ieq(n, "proxy-connection");
-    case 17:
-        return rw_str_ieq(n, "transfer-encoding");
-    default:
-        return false;
-    }
-}
-
 /* The field names a message's Connection header(s) list beyond the fixed
  * hop-by-hop set, gathered once per message rather than once per field. */
 typedef struct conn_tokens {
@@ -557,7 +538,7 @@ static void conn_tokens_collect(conn_tokens *ct, const rw_http_header *hs, size_
             while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
                 e--;
             rw_str tok = {t, (size_t)(e - t)};
-            if (tok.len == 0 || rw_str_ieq(tok, "close") || hop_fixed(tok))
+            if (tok.len == 0 || rw_str_ieq(tok, "close") || rw_http_is_fixed_hop_by_hop(tok))
                 continue; /* keep-alive, upgrade, ...: already hop-by-hop */
             if (ct->n == (int)RW_ARRAY_LEN(ct->tok)) {
                 ct->overflow = true;
@@ -570,7 +551,7 @@ static void conn_tokens_collect(conn_tokens *ct, const rw_http_header *hs, size_
 
 static bool is_hop(rw_str name, const conn_tokens *ct, const rw_http_header *hs, size_t n)
 {
-    if (hop_fixed(name))
+    if (rw_http_is_fixed_hop_by_hop(name))
         return true;
     if (ct->overflow)
         return rw_http_is_hop_by_hop(name, hs, n);
