@@ -1,0 +1,2 @@
+/* fetch.c: placeholder, being written */
+typedef int rw__placeholder_fetch;

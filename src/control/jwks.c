@@ -1,0 +1,2 @@
+/* jwks.c: placeholder, being written */
+typedef int rw__placeholder_jwks;

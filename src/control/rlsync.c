@@ -1,0 +1,2 @@
+/* rlsync.c: placeholder, being written */
+typedef int rw__placeholder_rlsync;

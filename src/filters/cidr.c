@@ -1,0 +1,2 @@
+/* cidr.c: placeholder, being written */
+typedef int rw__placeholder_cidr;

@@ -1,0 +1,2 @@
+/* filters.c: placeholder, being written */
+typedef int rw__placeholder_filters;

@@ -1,0 +1,2 @@
+/* jwt.c: placeholder, being written */
+typedef int rw__placeholder_jwt;

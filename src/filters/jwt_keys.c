@@ -1,0 +1,2 @@
+/* jwt_keys.c: placeholder, being written */
+typedef int rw__placeholder_jwt_keys;

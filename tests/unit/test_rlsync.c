@@ -1,0 +1,2 @@
+#include <criterion/criterion.h>
+Test(rlsync, placeholder) { cr_assert(1); }
