@@ -33,6 +33,9 @@ static void usage(FILE *out)
             "      --max-conns N         client connection cap for the process\n"
             "      --drain-timeout DUR   how long SIGTERM waits for in-flight requests (30s)\n"
             "      --log-level LEVEL     error | warn | info | debug (default info)\n"
+            "      --redis URL           redis://[user:password@]host:port/db: share global\n"
+            "                            rate limits across nodes (replaces redis.url)\n"
+            "      --sync-interval DUR   how often global limits sync with Redis (100ms)\n"
             "  -t, --check-config        validate the configuration and exit (0 = valid)\n"
             "  -V, --version             print the version and exit\n"
             "  -h, --help                print this help and exit\n"
@@ -41,7 +44,7 @@ static void usage(FILE *out)
             "Flags override the config file. Durations: 250ms, 10s, 5m, 1h.\n");
 }
 
-enum { OPT_NO_PIN = 1000, OPT_IO, OPT_ADMIN, OPT_MAX_CONNS, OPT_DRAIN, OPT_LOG_LEVEL };
+enum { OPT_NO_PIN = 1000, OPT_IO, OPT_ADMIN, OPT_MAX_CONNS, OPT_DRAIN, OPT_LOG_LEVEL, OPT_REDIS, OPT_SYNC_INTERVAL };
 
 static const struct option long_opts[] = {
     {"config", required_argument, NULL, 'c'},
@@ -53,6 +56,8 @@ static const struct option long_opts[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL},
     {"check-config", no_argument, NULL, 't'},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
@@ -158,6 +163,23 @@ int main(int argc, char **argv)
             ov.drain_timeout_ms = (long)ms;
             break;
         }
+        case OPT_REDIS:
+            if (strncmp(optarg, "redis://", 8) != 0) {
+                fprintf(stderr, "ringway: --redis %s: expected redis://[user:password@]host:port/db\n", optarg);
+                return 2;
+            }
+            ov.redis_url = optarg;
+            break;
+        case OPT_SYNC_INTERVAL: {
+            uint64_t ms;
+            if (rw_parse_duration_ms(optarg, &ms) != 0 || ms < 1 || ms > 60000) {
+                fprintf(stderr, "ringway: --sync-interval %s: expected a duration from 1ms to 60s (a bare number is ms)\n",
+                        optarg);
+                return 2;
+            }
+            ov.sync_interval_ms = (long)ms;
+            break;
+        }
         case OPT_LOG_LEVEL:
             if (rw_log_parse_level(optarg, &rw_log_threshold) != 0) {
                 fprintf(stderr, "ringway: --log-level %s: expected error, warn, info or debug\n", optarg);
@@ -200,6 +222,7 @@ int main(int argc, char **argv)
         printf("ringway: configuration %s is valid: %zu routes, %zu services\n",
                config_path ? config_path : "<embedded>", cfg->nroutes, cfg->nservices);
         rw_snapshot_unref(snap);
+        rw_control_shutdown();
         return 0;
     }
 
@@ -276,9 +299,11 @@ int main(int argc, char **argv)
         .overrides = &ov,
         .admin_fd = admin_fd,
     };
+    rw_control_redis_apply(cfg);
     int status = rw_control_run(&co);
     rw_server_free(server);
     rw_snapshot_unref(co.snap);
+    rw_control_shutdown();
     if (admin_fd >= 0)
         close(admin_fd);
     rw_log_info("stopped");

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "ringway/cidr.h"
+
 enum rw_io_mode { RW_IO_AUTO = 0, RW_IO_URING, RW_IO_EPOLL };
 enum rw_lb_policy { RW_LB_ROUND_ROBIN = 0, RW_LB_LEAST_CONN, RW_LB_P2C, RW_LB_HASH };
 enum rw_hash_on { RW_HASH_IP = 0, RW_HASH_HEADER, RW_HASH_COOKIE };
@@ -23,6 +25,101 @@ typedef struct rw_sockaddr {
     socklen_t len;
     char text[80];
 } rw_sockaddr;
+
+typedef struct rw_kv {
+    char *name;
+    char *value;
+} rw_kv;
+
+/* Filters: access checks run in a fixed phase order whatever order they are
+ * written in (ip ACL, key_auth/jwt, group ACL, rate_limit). */
+enum rw_filter_kind { RW_FILTER_KEY_AUTH = 1, RW_FILTER_JWT, RW_FILTER_ACL, RW_FILTER_RATE_LIMIT };
+/* Where a credential is read from. */
+enum rw_cred_from { RW_FROM_BEARER = 0, RW_FROM_HEADER, RW_FROM_QUERY, RW_FROM_COOKIE };
+/* What a rate limit is keyed by (a combination is a bit set). */
+enum rw_rl_key {
+    RW_RLK_CONSUMER = 1u << 0, /* consumer id; client IP when no consumer was identified */
+    RW_RLK_CRED = 1u << 1,     /* the API key or token presented; client IP when none */
+    RW_RLK_IP = 1u << 2,
+    RW_RLK_HEADER = 1u << 3,   /* a header's value (empty when absent) */
+    RW_RLK_ROUTE = 1u << 4,
+};
+enum rw_rl_scope { RW_RL_LOCAL = 0, RW_RL_GLOBAL };
+
+typedef struct rw_jwt_key_cfg {
+    int alg;              /* enum rw_jwt_alg */
+    char *kid;            /* NULL: matches tokens of its alg with or without kid */
+    char *secret;         /* HS*: the secret bytes (secret, secret_env, secret_file, base64 decoded) */
+    size_t secret_len;
+    char *pem;            /* RS/PS/ES/EdDSA: PEM text (pem or pem_file) */
+    int line;
+} rw_jwt_key_cfg;
+
+typedef struct rw_jwt_cfg {
+    int from;             /* enum rw_cred_from, default bearer (Authorization: Bearer) */
+    char *from_name;      /* header, query parameter or cookie name */
+    rw_jwt_key_cfg *keys;
+    size_t nkeys;
+    char *jwks_file;
+    char *jwks_url;
+    char *jwks_ca_file;
+    uint32_t jwks_refresh_ms;  /* default 300000 */
+    char *issuer;
+    char **audiences;
+    size_t naudiences;
+    char **required_claims;
+    size_t nrequired;
+    uint32_t leeway_s;         /* default 0 */
+    uint32_t max_age_s;        /* 0: not checked */
+    bool require_exp;          /* default true */
+    rw_kv *claims_to_headers;  /* claim -> header; default sub -> X-User-ID */
+    size_t nclaims;
+    char *consumer_claim;      /* claim naming a consumer (by id, then name), or NULL */
+    bool hide_credentials;     /* drop the token's header/parameter before forwarding */
+    uint32_t cache_entries;    /* verified-token cache per worker, default 4096; 0 = off */
+} rw_jwt_cfg;
+
+typedef struct rw_key_auth_cfg {
+    int from;             /* RW_FROM_HEADER (default) or RW_FROM_QUERY */
+    char *name;           /* default "X-API-Key" (header) or "apikey" (query) */
+    bool hide_credentials;
+} rw_key_auth_cfg;
+
+typedef struct rw_acl_cfg {
+    char **allow_groups;  /* the consumer must be in one of them (none: not checked) */
+    size_t nallow_groups;
+    char **deny_groups;   /* refused when the consumer is in one of them */
+    size_t ndeny_groups;
+    rw_cidr *allow_ips;   /* the client address must be in one (none: not checked) */
+    size_t nallow_ips;
+    rw_cidr *deny_ips;
+    size_t ndeny_ips;
+} rw_acl_cfg;
+
+typedef struct rw_rate_limit_cfg {
+    char *name;           /* table name: shared state survives reloads under it */
+    uint32_t key;         /* enum rw_rl_key bits */
+    char *header;         /* with RW_RLK_HEADER */
+    double rate;          /* tokens per second */
+    bool unlimited;
+    uint32_t burst;       /* default: the N of "N/period" (at least 1) */
+    uint32_t window_ms;   /* the period of the rate as written (1000, 60000, 3600000) */
+    bool tier;            /* take rate (and burst = N per period) from the consumer's tier */
+    int scope;            /* enum rw_rl_scope */
+    uint32_t max_keys;    /* buckets kept per limit, default 65536 */
+    bool headers;         /* RateLimit-* on allowed responses too (default false) */
+} rw_rate_limit_cfg;
+
+typedef struct rw_filter_cfg {
+    int kind;             /* enum rw_filter_kind */
+    int line;
+    union {
+        rw_jwt_cfg jwt;
+        rw_key_auth_cfg key_auth;
+        rw_acl_cfg acl;
+        rw_rate_limit_cfg rate_limit;
+    } u;
+} rw_filter_cfg;
 
 typedef struct rw_instance_cfg {
     char *address;        /* "host:port" as written */
@@ -45,6 +142,8 @@ typedef struct rw_service_cfg {
     uint32_t keepalive_idle_timeout_ms; /* default 60000 */
     rw_instance_cfg *instances;
     size_t ninstances;
+    rw_filter_cfg *filters; /* applied to every route of the service */
+    size_t nfilters;
     int line;
 } rw_service_cfg;
 
@@ -62,11 +161,6 @@ typedef struct rw_kv_match {
     int kind;             /* enum rw_value_kind */
     regex_t *re;
 } rw_kv_match;
-
-typedef struct rw_kv {
-    char *name;
-    char *value;
-} rw_kv;
 
 typedef struct rw_respond_cfg {
     int status;           /* 200..599 (1xx is refused at load) */
@@ -96,6 +190,8 @@ typedef struct rw_route_cfg {
     int service_index;    /* index into rw_config.services, -1 for respond routes */
     bool has_respond;
     rw_respond_cfg respond;
+    rw_filter_cfg *filters; /* as written; effective list = global + service + route */
+    size_t nfilters;
     int line;
 } rw_route_cfg;
 
@@ -154,6 +250,11 @@ typedef struct rw_config {
     size_t ntiers;
     rw_consumer_cfg *consumers;
     size_t nconsumers;
+    rw_filter_cfg *filters; /* top-level: applied to every route */
+    size_t nfilters;
+    rw_cidr *trusted_proxies; /* peers whose X-Forwarded-For names the client */
+    size_t ntrusted_proxies;
+    uint32_t rate_limit_shard_keys; /* per-worker LRU cap of rate-limit keys, default 16384 */
     void *arena;          /* private: owns all the memory above */
 } rw_config;
 

@@ -22,6 +22,8 @@ typedef struct rw_overrides {
     rw_sockaddr admin;
     long max_conns;       /* -1: keep */
     long drain_timeout_ms;/* -1: keep */
+    const char *redis_url;/* NULL: keep (--redis) */
+    long sync_interval_ms;/* -1: keep */
 } rw_overrides;
 
 /* Sets every field of o to "not given". */
@@ -41,6 +43,15 @@ typedef struct rw_control_opts {
     const rw_overrides *overrides;
     int admin_fd;         /* listening admin socket, or -1 */
 } rw_control_opts;
+
+/* Starts, restarts or stops the Redis sync of global rate limits to match
+ * cfg->redis (called at start-up and after each reload; control thread). */
+void rw_control_redis_apply(const rw_config *cfg);
+struct rw_rl_sync_stats;
+/* Copies the Redis sync's counters; false when no Redis is configured. */
+bool rw_control_redis_stats(struct rw_rl_sync_stats *out);
+/* Stops the Redis sync and frees what filters left behind (process exit). */
+void rw_control_shutdown(void);
 
 /* Runs until SIGTERM/SIGINT and the drain that follows. Signals must already
  * be blocked in every thread (rw_control_block_signals before starting

@@ -38,6 +38,7 @@ enum rw_jwt_err {
 
 #define RW_JWT_MAX_TOKEN 8192   /* longer tokens are refused before decoding */
 #define RW_JWT_MAX_DEPTH 16     /* JSON nesting allowed in header and payload */
+#define RW_JWT_MAX_KID 255      /* longest kid a key may have (bytes); longer ones are refused at load */
 
 /* Parses "HS256", "RS256", ..., "EdDSA"; returns RW_JWT_NONE when unknown (and for "none"). */
 int rw_jwt_alg_parse(const char *name, size_t len);
@@ -116,6 +117,10 @@ int rw_jwt_check_claims(const rw_jwt_policy *pol, const char *payload, size_t le
  * Values with control characters (after unescaping) or longer than cap are
  * refused. Returns the length written, or -1 when absent or refused. */
 ssize_t rw_jwt_claim_text(const char *payload, size_t len, const char *name, char *buf, size_t cap);
+
+/* Internal (jwt.c -> jwt_keys.c): verifies sig over input with the key(s) that alg and kid (kid_len 0: none) select; an rw_jwt_err. */
+int rw__jwt_keyset_verify(const rw_jwt_keyset *ks, int alg, const char *kid, size_t kid_len, const void *input,
+                          size_t input_len, const uint8_t *sig, size_t sig_len);
 
 /* Decodes base64url (no padding required; padding tolerated) into out.
  * Returns the decoded length, or -1 on a bad character, bad length or when out

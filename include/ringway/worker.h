@@ -35,6 +35,7 @@ typedef struct rw_snapshot {
     rw_canned health;     /* GET /health, /ready */
     rw_canned not_ready;  /* /ready before all workers run */
     rw_http_limits limits;
+    struct rw_filters *filters; /* owned: released to the control thread's collector */
     atomic_int refs;
     uint64_t generation;
 } rw_snapshot;
@@ -94,6 +95,9 @@ void rw_server_free(rw_server *s);
 void rw_server_worker_stats(rw_server *s, int i, rw_worker_stats *out);
 /* Sums the workers' counters into out. */
 void rw_server_stats(rw_server *s, rw_worker_stats *out);
+struct rw_filters_stats;
+/* Adds every worker's access-filter counters into out (relaxed reads). */
+void rw_server_filter_stats(rw_server *s, struct rw_filters_stats *out);
 /* Seeds request-id generation (call before rw_server_start). */
 void rw_server_set_seed(rw_server *s, uint64_t seed);
 /* Number of workers. */

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "admin_int.h"
+#include "ringway/filters.h"
+#include "ringway/rlsync.h"
 #include "ringway/log.h"
 
 #define ADMIN_TIMEOUT_MS 1000
@@ -127,6 +129,42 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             (unsigned long long)st.upstream_connects, (unsigned long long)st.upstream_reuses,
             (unsigned long long)st.upstream_errors, (unsigned long long)st.upstream_timeouts,
             (unsigned long long)a->ctl->snap->generation);
+    if (n >= cap)
+        return cap;
+    rw_filters_stats fs = {0};
+    rw_server_filter_stats(a->ctl->server, &fs);
+    n += (size_t)snprintf(
+        buf + n, cap - n,
+        "# HELP ringway_jwt_verified_total Tokens whose signature was verified.\n"
+        "# TYPE ringway_jwt_verified_total counter\nringway_jwt_verified_total %llu\n"
+        "# HELP ringway_jwt_cache_hits_total Tokens accepted from the verified-token cache.\n"
+        "# TYPE ringway_jwt_cache_hits_total counter\nringway_jwt_cache_hits_total %llu\n"
+        "# HELP ringway_auth_rejected_total Requests refused by authentication (401).\n"
+        "# TYPE ringway_auth_rejected_total counter\n"
+        "ringway_auth_rejected_total{filter=\"jwt\"} %llu\nringway_auth_rejected_total{filter=\"key_auth\"} %llu\n"
+        "# HELP ringway_acl_denied_total Requests refused by an ACL (403).\n"
+        "# TYPE ringway_acl_denied_total counter\nringway_acl_denied_total %llu\n"
+        "# HELP ringway_ratelimit_limited_total Requests refused by a rate limit (429).\n"
+        "# TYPE ringway_ratelimit_limited_total counter\nringway_ratelimit_limited_total %llu\n"
+        "# HELP ringway_ratelimit_redis_fallback_total Global-limit decisions taken while Redis was down.\n"
+        "# TYPE ringway_ratelimit_redis_fallback_total counter\nringway_ratelimit_redis_fallback_total %llu\n",
+        (unsigned long long)fs.jwt_verified, (unsigned long long)fs.jwt_cache_hits,
+        (unsigned long long)fs.jwt_rejected, (unsigned long long)fs.key_rejected, (unsigned long long)fs.acl_denied,
+        (unsigned long long)fs.rl_limited, (unsigned long long)fs.rl_redis_fallback);
+    rw_rl_sync_stats rs;
+    if (n < cap && rw_control_redis_stats(&rs))
+        n += (size_t)snprintf(
+            buf + n, cap - n,
+            "# HELP ringway_redis_up Whether the Redis sync of global limits works (1) or not (0).\n"
+            "# TYPE ringway_redis_up gauge\nringway_redis_up %d\n"
+            "# HELP ringway_redis_sync_rounds_total Completed Redis sync round trips.\n"
+            "# TYPE ringway_redis_sync_rounds_total counter\nringway_redis_sync_rounds_total %llu\n"
+            "# HELP ringway_redis_sync_failures_total Failed Redis connects or round trips.\n"
+            "# TYPE ringway_redis_sync_failures_total counter\nringway_redis_sync_failures_total %llu\n"
+            "# HELP ringway_redis_sync_last_round_seconds Duration of the last sync round trip.\n"
+            "# TYPE ringway_redis_sync_last_round_seconds gauge\nringway_redis_sync_last_round_seconds %.6f\n",
+            rs.up ? 1 : 0, (unsigned long long)rs.rounds, (unsigned long long)rs.failures,
+            (double)rs.last_round_us / 1e6);
     return n < cap ? n : cap;
 }
 
@@ -162,7 +200,7 @@ void rw__admin_accept(rw_admin *a)
     char *q = strchr(path, '?');
     if (q != NULL)
         *q = '\0';
-    static char body[8192];
+    static char body[16384];
     bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     if (get && (strcmp(path, "/status") == 0 || strcmp(path, "/") == 0)) {
         size_t n = status_json(a, body, sizeof(body));

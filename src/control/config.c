@@ -25,6 +25,8 @@
 #include "ringway/common.h"
 #include "ringway/config.h"
 #include "ringway/http.h"
+#include "ringway/jwt.h"
+#include "ringway/rlsync.h"
 
 /* ------------------------------------------------------------------------ */
 /* Arena: chunked bump allocator. Memory is zeroed and never freed piecemeal. */
@@ -947,10 +949,15 @@ static int parse_redis(loader *l, yaml_node_t *n)
         int rc;
         if (!strcmp(key, "url")) {
             rc = get_string(l, v, "redis.url", &r->url);
-            if (rc == 0 && r->url && strncmp(r->url, "redis://", 8) != 0 &&
-                strncmp(r->url, "rediss://", 9) != 0 && strncmp(r->url, "unix://", 7) != 0)
-                rc = fail(l, v, "redis.url: '%s' must start with redis://, rediss:// or unix://",
-                          r->url);
+            if (rc == 0 && r->url) {
+                char why[256];
+                rw_redis_url u;
+                if (strncmp(r->url, "redis://", 8) != 0)
+                    rc = fail(l, v, "redis.url: '%s' must start with redis:// (TLS and unix sockets are not "
+                              "supported)", r->url);
+                else if (rw_redis_url_parse(r->url, &u, why, sizeof(why)) != 0)
+                    rc = fail(l, v, "redis.url: %s", why);
+            }
         } else if (!strcmp(key, "sync_interval"))
             rc = get_ms(l, v, "redis.sync_interval", 1, &r->sync_interval_ms);
         else if (!strcmp(key, "on_failure"))
@@ -1002,6 +1009,551 @@ static int parse_tiers(loader *l, yaml_node_t *n)
             return fail(l, rate, "%s: invalid rate '%s' (expected N/s, N/min, N/hour or unlimited)",
                         rw, s);
         cfg->ntiers++;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* filters */
+
+/* Reads a whole small file named in the config (relative paths are taken from
+ * the config file's directory) into the arena, NUL-terminated. */
+static int read_small_file(loader *l, const yaml_node_t *n, const char *where, const char *path,
+                           char **out, size_t *len_out)
+{
+    char full[4096];
+    const char *p = path;
+    const char *slash = strrchr(l->name, '/');
+    if (path[0] != '/' && slash != NULL && l->name[0] != '<') {
+        int w = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - l->name), l->name, path);
+        if (w < 0 || (size_t)w >= sizeof(full))
+            return fail(l, n, "%s: path too long", where);
+        p = full;
+    }
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(l, n, "%s: cannot open %s: %s", where, p, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > (off_t)(1u << 20)) {
+        close(fd);
+        return fail(l, n, "%s: %s is not a regular file of at most 1 MiB", where, p);
+    }
+    char *buf = arena_alloc(l->arena, (size_t)st.st_size + 1);
+    if (!buf) {
+        close(fd);
+        return oom(l, n);
+    }
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[got] = '\0';
+    *out = buf;
+    *len_out = got;
+    return 0;
+}
+
+/* "bearer", "header:NAME", "query:NAME", "cookie:NAME". */
+static int parse_cred_from(loader *l, const yaml_node_t *n, const char *where, bool bearer_ok,
+                           int *from, char **name)
+{
+    const char *s = "";
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (bearer_ok && !strcmp(s, "bearer")) {
+        *from = RW_FROM_BEARER;
+        return 0;
+    }
+    static const struct {
+        const char *prefix;
+        int from;
+    } kinds[] = {{"header:", RW_FROM_HEADER}, {"query:", RW_FROM_QUERY}, {"cookie:", RW_FROM_COOKIE}};
+    for (size_t i = 0; i < RW_ARRAY_LEN(kinds); i++) {
+        size_t pl = strlen(kinds[i].prefix);
+        if (strncmp(s, kinds[i].prefix, pl) != 0 || (!bearer_ok && kinds[i].from == RW_FROM_COOKIE))
+            continue;
+        if (s[pl] == '\0')
+            return fail(l, n, "%s: '%s' needs a name after the colon", where, s);
+        if (kinds[i].from == RW_FROM_HEADER && check_token(l, n, where, "header name", s + pl))
+            return -1;
+        *from = kinds[i].from;
+        return (*name = dup_mem(l, n, s + pl, strlen(s + pl))) ? 0 : -1;
+    }
+    return fail(l, n, "%s: expected %s, got '%s'", where,
+                bearer_ok ? "bearer, header:NAME, query:NAME or cookie:NAME" : "header:NAME or query:NAME", s);
+}
+
+static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_key_cfg *k)
+{
+    static const char keys[] = "alg, kid, secret, secret_env, secret_file, secret_base64, pem, pem_file";
+    char w[400];
+    const yaml_node_t *alg_node = NULL, *material = NULL;
+    bool b64 = false;
+    int sources = 0;
+    char err[256];
+
+    k->line = (int)line_of(n);
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *kk = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(kk);
+        const char *s = "";
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "alg")) {
+            alg_node = v;
+            if ((rc = str_of(l, v, w, &s)) == 0 && (k->alg = rw_jwt_alg_parse(s, strlen(s))) == RW_JWT_NONE)
+                rc = fail(l, v, "%s: unsupported algorithm '%s' (HS256/384/512, RS256/384/512, PS256/384/512, "
+                          "ES256/384, EdDSA)", w, s);
+        } else if (!strcmp(key, "kid")) {
+            rc = get_string(l, v, w, &k->kid);
+        } else if (!strcmp(key, "secret")) {
+            sources++, material = v;
+            if ((rc = get_string(l, v, w, &k->secret)) == 0 && k->secret)
+                k->secret_len = strlen(k->secret);
+        } else if (!strcmp(key, "secret_env")) {
+            sources++, material = v;
+            if ((rc = str_of(l, v, w, &s)) == 0) {
+                const char *e = getenv(s);
+                if (e == NULL || *e == '\0')
+                    rc = fail(l, v, "%s: environment variable %s is not set", w, s);
+                else if (!(k->secret = dup_mem(l, v, e, strlen(e))))
+                    rc = -1;
+                else
+                    k->secret_len = strlen(e);
+            }
+        } else if (!strcmp(key, "secret_file")) {
+            sources++, material = v;
+            if ((rc = str_of(l, v, w, &s)) == 0 && (rc = read_small_file(l, v, w, s, &k->secret, &k->secret_len)) == 0)
+                while (k->secret_len > 0 && (k->secret[k->secret_len - 1] == '\n' || k->secret[k->secret_len - 1] == '\r'))
+                    k->secret[--k->secret_len] = '\0'; /* a trailing newline is never part of the secret */
+        } else if (!strcmp(key, "secret_base64")) {
+            rc = get_bool(l, v, w, &b64);
+        } else if (!strcmp(key, "pem")) {
+            sources++, material = v;
+            rc = get_string(l, v, w, &k->pem);
+        } else if (!strcmp(key, "pem_file")) {
+            sources++, material = v;
+            size_t len;
+            if ((rc = str_of(l, v, w, &s)) == 0)
+                rc = read_small_file(l, v, w, s, &k->pem, &len);
+        } else {
+            rc = unknown_key(l, kk, where, "jwt key", keys);
+        }
+        if (rc)
+            return -1;
+    }
+    if (!alg_node)
+        return fail(l, n, "%s: alg is required", where);
+    if (sources != 1)
+        return fail(l, n, "%s: needs exactly one of secret, secret_env, secret_file, pem, pem_file", where);
+    bool hmac = k->alg == RW_JWT_HS256 || k->alg == RW_JWT_HS384 || k->alg == RW_JWT_HS512;
+    if (hmac != (k->secret != NULL))
+        return fail(l, material, "%s: %s needs %s", where, rw_jwt_alg_name(k->alg),
+                    hmac ? "a secret (secret, secret_env or secret_file)" : "a public key (pem or pem_file)");
+    if (b64 && k->secret) {
+        /* base64 or base64url, padded or not */
+        for (size_t i = 0; i < k->secret_len; i++)
+            k->secret[i] = k->secret[i] == '+' ? '-' : k->secret[i] == '/' ? '_' : k->secret[i];
+        ssize_t dl = rw_base64url_decode(k->secret, k->secret_len, k->secret, k->secret_len);
+        if (dl < 0)
+            return fail(l, material, "%s: the secret is not valid base64", where);
+        k->secret_len = (size_t)dl;
+    }
+    /* Load the key once now so a bad one is reported with its line. */
+    rw_jwt_keyset *ks = rw_jwt_keyset_new();
+    if (!ks)
+        return oom(l, n);
+    int rc = k->secret ? rw_jwt_keyset_add_secret(ks, k->alg, k->kid, k->secret, k->secret_len, err, sizeof(err))
+                       : rw_jwt_keyset_add_pem(ks, k->alg, k->kid, k->pem, strlen(k->pem), err, sizeof(err));
+    rw_jwt_keyset_free(ks);
+    if (rc != 0)
+        return fail(l, material, "%s: %s", where, err);
+    return 0;
+}
+
+static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j)
+{
+    static const char keys[] = "from, keys, jwks_file, jwks_url, jwks_ca_file, jwks_refresh, issuer, audience, "
+                               "required_claims, leeway, max_age, require_exp, claims_to_headers, consumer_claim, "
+                               "hide_credentials, cache_entries";
+    char w[400], iw[420];
+    const yaml_node_t *c2h = NULL;
+
+    j->from = RW_FROM_BEARER;
+    j->jwks_refresh_ms = 300000;
+    j->require_exp = true;
+    j->cache_entries = 4096;
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        uint32_t ms = 0;
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "from"))
+            rc = parse_cred_from(l, v, w, true, &j->from, &j->from_name);
+        else if (!strcmp(key, "keys")) {
+            if (is_null(v))
+                continue;
+            if ((rc = check_list(l, v, w, false)) == 0) {
+                j->nkeys = SEQ_LEN(v);
+                if (!(j->keys = arena_array(l->arena, j->nkeys ? j->nkeys : 1, sizeof(*j->keys))))
+                    return oom(l, v);
+                for (size_t i = 0; i < j->nkeys && rc == 0; i++)
+                    rc = parse_jwt_key(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i), &j->keys[i]);
+            }
+        } else if (!strcmp(key, "jwks_file")) {
+            if ((rc = get_string(l, v, w, &j->jwks_file)) == 0 && j->jwks_file) {
+                char *doc, err[256];
+                size_t len;
+                if ((rc = read_small_file(l, v, w, j->jwks_file, &doc, &len)) == 0) {
+                    rw_jwt_keyset *ks = rw_jwt_keyset_new();
+                    int got = ks ? rw_jwt_keyset_add_jwks(ks, doc, len, err, sizeof(err)) : -1;
+                    rw_jwt_keyset_free(ks);
+                    if (got < 0)
+                        rc = fail(l, v, "%s: %s", w, ks ? err : "out of memory");
+                    else if (got == 0)
+                        rc = fail(l, v, "%s: no usable key in %s", w, j->jwks_file);
+                }
+                if (rc == 0 && j->jwks_file[0] != '/' && strrchr(l->name, '/') && l->name[0] != '<') {
+                    /* keep the resolved path for the refresher */
+                    const char *slash = strrchr(l->name, '/');
+                    char full[4096];
+                    snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - l->name), l->name, j->jwks_file);
+                    if (!(j->jwks_file = dup_mem(l, v, full, strlen(full))))
+                        rc = -1;
+                }
+            }
+        } else if (!strcmp(key, "jwks_url")) {
+            if ((rc = get_string(l, v, w, &j->jwks_url)) == 0 && j->jwks_url && strncmp(j->jwks_url, "https://", 8) &&
+                strncmp(j->jwks_url, "http://", 7))
+                rc = fail(l, v, "%s: '%s' must start with https:// or http://", w, j->jwks_url);
+        } else if (!strcmp(key, "jwks_ca_file"))
+            rc = get_string(l, v, w, &j->jwks_ca_file);
+        else if (!strcmp(key, "jwks_refresh"))
+            rc = get_ms(l, v, w, 1000, &j->jwks_refresh_ms);
+        else if (!strcmp(key, "issuer"))
+            rc = get_string(l, v, w, &j->issuer);
+        else if (!strcmp(key, "audience"))
+            rc = get_str_list(l, v, w, &j->audiences, &j->naudiences);
+        else if (!strcmp(key, "required_claims"))
+            rc = get_str_list(l, v, w, &j->required_claims, &j->nrequired);
+        else if (!strcmp(key, "leeway")) {
+            if ((rc = get_ms(l, v, w, 0, &ms)) == 0)
+                j->leeway_s = ms / 1000;
+        } else if (!strcmp(key, "max_age")) {
+            if ((rc = get_ms(l, v, w, 1000, &ms)) == 0)
+                j->max_age_s = ms / 1000;
+        } else if (!strcmp(key, "require_exp"))
+            rc = get_bool(l, v, w, &j->require_exp);
+        else if (!strcmp(key, "claims_to_headers")) {
+            c2h = v;
+            if (is_null(v)) { /* explicitly none */
+                j->nclaims = 0;
+                continue;
+            }
+            if ((rc = check_map(l, v, w)) == 0) {
+                if (!(j->claims_to_headers = arena_array(l->arena, MAP_LEN(v) ? MAP_LEN(v) : 1, sizeof(rw_kv))))
+                    return oom(l, v);
+                MAP_EACH(v, cp) {
+                    yaml_node_t *ck = node_at(l, cp->key), *cv = node_at(l, cp->value);
+                    rw_kv *kv = &j->claims_to_headers[j->nclaims];
+                    wheref(iw, sizeof(iw), "%s.%s", w, scalar_text(ck));
+                    if (get_string(l, ck, iw, &kv->name) || get_string(l, cv, iw, &kv->value) ||
+                        (kv->value == NULL && fail(l, cv, "%s: expected a header name", iw)) ||
+                        check_token(l, cv, iw, "header name", kv->value))
+                        return -1;
+                    j->nclaims++;
+                }
+            }
+        } else if (!strcmp(key, "consumer_claim"))
+            rc = get_string(l, v, w, &j->consumer_claim);
+        else if (!strcmp(key, "hide_credentials"))
+            rc = get_bool(l, v, w, &j->hide_credentials);
+        else if (!strcmp(key, "cache_entries"))
+            rc = get_u32(l, v, w, 0, 1u << 20, &j->cache_entries);
+        else
+            rc = unknown_key(l, k, where, "jwt filter", keys);
+        if (rc)
+            return -1;
+    }
+    if (j->nkeys == 0 && !j->jwks_file && !j->jwks_url)
+        return fail(l, n, "%s: needs keys, jwks_file or jwks_url", where);
+    if (j->jwks_file && j->jwks_url)
+        return fail(l, n, "%s: jwks_file and jwks_url are exclusive", where);
+    if (c2h == NULL) { /* default: sub -> X-User-ID */
+        if (!(j->claims_to_headers = arena_array(l->arena, 1, sizeof(rw_kv))) ||
+            !(j->claims_to_headers[0].name = dup_mem(l, n, "sub", 3)) ||
+            !(j->claims_to_headers[0].value = dup_mem(l, n, "X-User-ID", 9)))
+            return oom(l, n);
+        j->nclaims = 1;
+    }
+    return 0;
+}
+
+static int parse_key_auth(loader *l, yaml_node_t *n, const char *where, rw_key_auth_cfg *k)
+{
+    static const char keys[] = "header, query, hide_credentials";
+    char w[400];
+    int names = 0;
+
+    k->from = RW_FROM_HEADER;
+    if (n != NULL && !is_null(n) && check_map(l, n, where))
+        return -1;
+    if (n != NULL && !is_null(n)) {
+        MAP_EACH(n, pr) {
+            yaml_node_t *kk = node_at(l, pr->key), *v = node_at(l, pr->value);
+            const char *key = scalar_text(kk);
+            int rc = 0;
+            wheref(w, sizeof(w), "%s.%s", where, key);
+            if (!strcmp(key, "header")) {
+                names++;
+                k->from = RW_FROM_HEADER;
+                rc = get_string(l, v, w, &k->name);
+                if (rc == 0 && k->name)
+                    rc = check_token(l, v, w, "header name", k->name);
+            } else if (!strcmp(key, "query")) {
+                names++;
+                k->from = RW_FROM_QUERY;
+                rc = get_string(l, v, w, &k->name);
+            } else if (!strcmp(key, "hide_credentials"))
+                rc = get_bool(l, v, w, &k->hide_credentials);
+            else
+                rc = unknown_key(l, kk, where, "key_auth filter", keys);
+            if (rc)
+                return -1;
+        }
+    }
+    if (names > 1)
+        return fail(l, n, "%s: header and query are exclusive", where);
+    if (!k->name && !(k->name = dup_mem(l, NULL, k->from == RW_FROM_QUERY ? "apikey" : "X-API-Key",
+                                        k->from == RW_FROM_QUERY ? 6 : 9)))
+        return -1;
+    return 0;
+}
+
+static int get_cidr_list(loader *l, yaml_node_t *n, const char *where, rw_cidr **out, size_t *count)
+{
+    char **strs = NULL;
+    char iw[420];
+    if (get_str_list(l, n, where, &strs, count))
+        return -1;
+    if (*count == 0)
+        return 0;
+    if (!(*out = arena_array(l->arena, *count, sizeof(rw_cidr))))
+        return oom(l, n);
+    for (size_t i = 0; i < *count; i++)
+        if (rw_cidr_parse(strs[i], &(*out)[i]) != 0)
+            return fail(l, list_item(l, n, i), "%s: '%s' is not an address or CIDR range (host bits must be 0)",
+                        item_where(iw, sizeof(iw), n, where, i), strs[i]);
+    return 0;
+}
+
+static int parse_acl(loader *l, yaml_node_t *n, const char *where, rw_acl_cfg *a)
+{
+    static const char keys[] = "allow_groups, deny_groups, allow_ips, deny_ips";
+    char w[400];
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "allow_groups"))
+            rc = get_str_list(l, v, w, &a->allow_groups, &a->nallow_groups);
+        else if (!strcmp(key, "deny_groups"))
+            rc = get_str_list(l, v, w, &a->deny_groups, &a->ndeny_groups);
+        else if (!strcmp(key, "allow_ips"))
+            rc = get_cidr_list(l, v, w, &a->allow_ips, &a->nallow_ips);
+        else if (!strcmp(key, "deny_ips"))
+            rc = get_cidr_list(l, v, w, &a->deny_ips, &a->ndeny_ips);
+        else
+            rc = unknown_key(l, k, where, "acl filter", keys);
+        if (rc)
+            return -1;
+    }
+    if (!a->nallow_groups && !a->ndeny_groups && !a->nallow_ips && !a->ndeny_ips)
+        return fail(l, n, "%s: needs allow_groups, deny_groups, allow_ips or deny_ips", where);
+    return 0;
+}
+
+/* The period a rate was written with ("100/min" -> 60000). */
+static uint32_t rate_window_ms(const char *s)
+{
+    const char *u = strchr(s, '/');
+    if (!u)
+        return 1000;
+    u++;
+    if (*u == 'm')
+        return 60000;
+    if (*u == 'h')
+        return 3600000;
+    if (*u == 'd')
+        return 86400000;
+    return 1000;
+}
+
+static int parse_rate_limit(loader *l, yaml_node_t *n, const char *where, rw_rate_limit_cfg *r)
+{
+    static const char keys[] = "name, key, rate, burst, tier, scope, max_keys, headers";
+    static const char *const scopes[] = {"local", "global"};
+    char w[400], iw[420];
+    const yaml_node_t *rate = NULL, *burst = NULL;
+
+    r->key = RW_RLK_IP;
+    r->max_keys = 65536;
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr) {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        const char *s = "";
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "name"))
+            rc = get_name(l, v, w, &r->name);
+        else if (!strcmp(key, "key")) {
+            if ((rc = check_list(l, v, w, true)) != 0)
+                return -1;
+            r->key = 0;
+            for (size_t i = 0; i < list_len(v) && rc == 0; i++) {
+                yaml_node_t *it = list_item(l, v, i);
+                item_where(iw, sizeof(iw), v, w, i);
+                if ((rc = str_of(l, it, iw, &s)) != 0)
+                    break;
+                uint32_t bit = !strcmp(s, "consumer") ? RW_RLK_CONSUMER : !strcmp(s, "key") ? RW_RLK_CRED
+                             : !strcmp(s, "ip") ? RW_RLK_IP : !strcmp(s, "route") ? RW_RLK_ROUTE
+                             : !strncmp(s, "header:", 7) && s[7] ? RW_RLK_HEADER : 0;
+                if (bit == 0)
+                    rc = fail(l, it, "%s: unknown key '%s' (expected consumer, key, ip, route or header:NAME)", iw, s);
+                else if (r->key & bit)
+                    rc = fail(l, it, "%s: '%s' listed twice (one header: per limit)", iw, s);
+                else if (bit == RW_RLK_HEADER && !(r->header = dup_mem(l, it, s + 7, strlen(s + 7))))
+                    rc = -1;
+                r->key |= bit;
+            }
+        } else if (!strcmp(key, "rate")) {
+            rate = v;
+            if ((rc = str_of(l, v, w, &s)) == 0) {
+                if (rw_parse_rate(s, &r->rate, &r->unlimited) != 0)
+                    rc = fail(l, v, "%s: invalid rate '%s' (expected N/s, N/min, N/hour or unlimited)", w, s);
+                r->window_ms = rate_window_ms(s);
+            }
+        } else if (!strcmp(key, "burst")) {
+            burst = v;
+            rc = get_u32(l, v, w, 1, 1000000000, &r->burst);
+        } else if (!strcmp(key, "tier"))
+            rc = get_bool(l, v, w, &r->tier);
+        else if (!strcmp(key, "scope"))
+            rc = get_choice(l, v, w, "scope", scopes, 2, &r->scope);
+        else if (!strcmp(key, "max_keys"))
+            rc = get_u32(l, v, w, 16, 1u << 24, &r->max_keys);
+        else if (!strcmp(key, "headers"))
+            rc = get_bool(l, v, w, &r->headers);
+        else
+            rc = unknown_key(l, k, where, "rate_limit filter", keys);
+        if (rc)
+            return -1;
+    }
+    if (!rate && !r->tier)
+        return fail(l, n, "%s: needs rate (or tier: true)", where);
+    if (r->tier && l->cfg->ntiers == 0)
+        return fail(l, n, "%s: tier: true needs a tiers section", where);
+    if (rate && !r->unlimited && r->burst == 0) {
+        double b = r->rate * (double)r->window_ms / 1000.0;
+        r->burst = b < 1 ? 1 : b > 1e9 ? 1000000000u : (uint32_t)(b + 0.5);
+    }
+    (void)burst;
+    return 0;
+}
+
+/* A filter list: [{jwt: {...}}, {rate_limit: {...}}, key_auth, ...]. */
+static int parse_filters(loader *l, yaml_node_t *n, const char *where, rw_filter_cfg **out, size_t *count)
+{
+    static const char names[] = "key_auth, jwt, acl, rate_limit";
+    char w[300], fw[340];
+    char b[64];
+
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, where, false))
+        return -1;
+    size_t len = SEQ_LEN(n);
+    rw_filter_cfg *fs = arena_array(l->arena, len ? len : 1, sizeof(*fs));
+    if (!fs)
+        return oom(l, n);
+    int seen = 0;
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        yaml_node_t *name = it, *body = NULL;
+        wheref(w, sizeof(w), "%s[%zu]", where, i);
+        if (!it)
+            return fail(l, n, "%s: missing entry", w);
+        if (it->type == YAML_MAPPING_NODE) {
+            if (MAP_LEN(it) != 1)
+                return fail(l, it, "%s: expected one filter like {name: {settings}}", w);
+            name = node_at(l, it->data.mapping.pairs.start[0].key);
+            body = node_at(l, it->data.mapping.pairs.start[0].value);
+        } else if (it->type != YAML_SCALAR_NODE || is_null(it)) {
+            return fail(l, it, "%s: expected a filter like {name: {settings}}, got %s", w, describe(it, b, sizeof(b)));
+        }
+        const char *fname = scalar_text(name);
+        rw_filter_cfg *f = &fs[i];
+        f->line = (int)line_of(it);
+        wheref(fw, sizeof(fw), "%s.%s", w, fname);
+        int rc;
+        if (strcmp(fname, "key_auth") && strcmp(fname, "jwt") && strcmp(fname, "acl") && strcmp(fname, "rate_limit"))
+            return fail(l, name, "%s: unknown filter '%s' (expected %s)", w, fname, names);
+        if (!strcmp(fname, "key_auth")) {
+            f->kind = RW_FILTER_KEY_AUTH;
+            rc = parse_key_auth(l, body, fw, &f->u.key_auth); /* no settings: the defaults */
+        } else if (!body || is_null(body)) {
+            return fail(l, name, "%s: filter '%s' needs settings", w, fname);
+        } else if (!strcmp(fname, "jwt")) {
+            f->kind = RW_FILTER_JWT;
+            rc = parse_jwt(l, body, fw, &f->u.jwt);
+        } else if (!strcmp(fname, "acl")) {
+            f->kind = RW_FILTER_ACL;
+            rc = parse_acl(l, body, fw, &f->u.acl);
+        } else if (!strcmp(fname, "rate_limit")) {
+            f->kind = RW_FILTER_RATE_LIMIT;
+            rc = parse_rate_limit(l, body, fw, &f->u.rate_limit);
+        } else {
+            return fail(l, name, "%s: unknown filter '%s' (expected %s)", w, fname, names);
+        }
+        if (rc)
+            return -1;
+        int bit = 1 << f->kind;
+        if ((f->kind == RW_FILTER_JWT || f->kind == RW_FILTER_KEY_AUTH) && (seen & bit))
+            return fail(l, it, "%s: a second %s filter in one list", w, fname);
+        seen |= bit;
+    }
+    *out = fs;
+    *count = len;
+    return 0;
+}
+
+/* Names rate-limit tables that have none: "<scope>.rate_limit[<i>]". */
+static int name_rate_limits(loader *l, const yaml_node_t *n, rw_filter_cfg *fs, size_t count, const char *owner)
+{
+    char buf[MAX_NAME_LEN + 64];
+    for (size_t i = 0; i < count; i++) {
+        rw_rate_limit_cfg *r = &fs[i].u.rate_limit;
+        if (fs[i].kind != RW_FILTER_RATE_LIMIT || r->name)
+            continue;
+        snprintf(buf, sizeof(buf), "%s.rate_limit.%zu", owner, i);
+        if (!(r->name = dup_mem(l, n, buf, strlen(buf))))
+            return -1;
     }
     return 0;
 }
@@ -1153,7 +1705,7 @@ static int parse_hash_on(loader *l, const yaml_node_t *n, const char *where, rw_
 
 static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_service_cfg *svc)
 {
-    static const char keys[] = "name, lb, hash_on, timeouts, keepalive, instances";
+    static const char keys[] = "name, lb, hash_on, timeouts, keepalive, instances, filters";
     static const char *const policies[] = {"round_robin", "least_conn", "p2c", "hash"};
     char w[300], iw[320];
     const yaml_node_t *hash_on = NULL, *instances = NULL;
@@ -1242,6 +1794,8 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
                 }
             }
             svc->ninstances = len;
+        } else if (!strcmp(key, "filters")) {
+            rc = parse_filters(l, v, w, &svc->filters, &svc->nfilters);
         } else {
             rc = unknown_key(l, k, where, "service", keys);
         }
@@ -1250,6 +1804,10 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
     }
     if (!svc->name)
         return fail(l, n, "%s: name is required", where);
+    char owner[MAX_NAME_LEN + 16];
+    snprintf(owner, sizeof(owner), "service.%s", svc->name);
+    if (name_rate_limits(l, n, svc->filters, svc->nfilters, owner))
+        return -1;
     if (hash_on && svc->lb != RW_LB_HASH)
         return fail(l, hash_on, "%s.hash_on: only applies with lb: hash", where);
     if (!instances || is_null(instances) || svc->ninstances == 0)
@@ -1631,33 +2189,6 @@ static int parse_respond(loader *l, yaml_node_t *n, const char *where, rw_respon
     return 0;
 }
 
-static int parse_filters(loader *l, yaml_node_t *n, const char *where)
-{
-    char b[64];
-
-    if (is_null(n))
-        return 0;
-    if (check_list(l, n, where, false))
-        return -1;
-    if (SEQ_LEN(n) == 0)
-        return 0;
-    /* No filter is implemented yet: refusing beats silently dropping security config. */
-    yaml_node_t *it = list_item(l, n, 0);
-    if (!it)
-        return fail(l, n, "%s: missing entry", where);
-    if (it->type == YAML_SCALAR_NODE && !is_null(it))
-        return fail(l, it, "%s: filter '%s' is not available in this build", where,
-                    scalar_text(it));
-    if (it->type == YAML_MAPPING_NODE && MAP_LEN(it) >= 1) {
-        yaml_node_t *k = node_at(l, it->data.mapping.pairs.start[0].key);
-        if (k && k->type == YAML_SCALAR_NODE)
-            return fail(l, k, "%s: filter '%s' is not available in this build", where,
-                        scalar_text(k));
-    }
-    return fail(l, it, "%s[0]: expected a filter like {name: {settings}}, got %s", where,
-                describe(it, b, sizeof(b)));
-}
-
 static int parse_methods(loader *l, yaml_node_t *n, const char *where, uint32_t *out)
 {
     char w[300];
@@ -1797,7 +2328,7 @@ static int parse_route(loader *l, yaml_node_t *n, size_t index, const char *wher
                 rc = parse_respond(l, v, w, &rt->respond);
             }
         } else if (!strcmp(key, "filters"))
-            rc = parse_filters(l, v, w);
+            rc = parse_filters(l, v, w, &rt->filters, &rt->nfilters);
         else
             rc = unknown_key(l, k, where, "route", keys);
         if (rc)
@@ -1810,6 +2341,10 @@ static int parse_route(loader *l, yaml_node_t *n, size_t index, const char *wher
         if (!(rt->name = dup_mem(l, n, buf, strlen(buf))))
             return -1;
     }
+    char owner[MAX_NAME_LEN + 16];
+    snprintf(owner, sizeof(owner), "route.%s", rt->name);
+    if (name_rate_limits(l, n, rt->filters, rt->nfilters, owner))
+        return -1;
     if (rt->service && rt->has_respond)
         return fail(l, n, "%s: has both service and respond (choose one)", where);
     if (!rt->service && !rt->has_respond)
@@ -1874,12 +2409,12 @@ out:
 
 enum {
     K_LISTEN, K_ADMIN, K_WORKERS, K_IO, K_MAX_CONNS, K_DRAIN_TIMEOUT, K_HTTP, K_REDIS,
-    K_TIERS, K_SERVICES, K_CONSUMERS, K_ROUTES, K__COUNT
+    K_TIERS, K_SERVICES, K_CONSUMERS, K_ROUTES, K_FILTERS, K_TRUSTED, K_SHARD_KEYS, K__COUNT
 };
 
 static const char *const top_keys[K__COUNT] = {
     "listen", "admin", "workers", "io", "max_conns", "drain_timeout", "http", "redis",
-    "tiers", "services", "consumers", "routes",
+    "tiers", "services", "consumers", "routes", "filters", "trusted_proxies", "rate_limit_shard_keys",
 };
 
 static void set_defaults(rw_config *cfg)
@@ -1898,6 +2433,7 @@ static void set_defaults(rw_config *cfg)
     cfg->http.max_headers = 100;
     cfg->redis.sync_interval_ms = 100;
     cfg->redis.on_failure = RW_REDIS_LOCAL;
+    cfg->rate_limit_shard_keys = 16384;
 }
 
 static int parse_root(loader *l, yaml_node_t *root)
@@ -1905,7 +2441,7 @@ static int parse_root(loader *l, yaml_node_t *root)
     static const char *const io_modes[] = {"auto", "uring", "epoll"};
     rw_config *cfg = l->cfg;
     yaml_node_t *v[K__COUNT] = {0};
-    char expected[256] = "";
+    char expected[320] = "";
     strset services = {0};
     int rc = -1;
 
@@ -1969,6 +2505,15 @@ static int parse_root(loader *l, yaml_node_t *root)
     if (v[K_SERVICES] && parse_services(l, v[K_SERVICES], &services))
         goto out;
     if (v[K_CONSUMERS] && parse_consumers(l, v[K_CONSUMERS]))
+        goto out;
+    if (v[K_TRUSTED] && get_cidr_list(l, v[K_TRUSTED], "trusted_proxies", &cfg->trusted_proxies,
+                                      &cfg->ntrusted_proxies))
+        goto out;
+    if (v[K_SHARD_KEYS] && get_u32(l, v[K_SHARD_KEYS], "rate_limit_shard_keys", 64, 1u << 24,
+                                   &cfg->rate_limit_shard_keys))
+        goto out;
+    if (v[K_FILTERS] && (parse_filters(l, v[K_FILTERS], "filters", &cfg->filters, &cfg->nfilters) ||
+                         name_rate_limits(l, v[K_FILTERS], cfg->filters, cfg->nfilters, "global")))
         goto out;
     if (v[K_ROUTES] && parse_routes(l, v[K_ROUTES], &services))
         goto out;

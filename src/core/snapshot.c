@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ringway/filters.h"
 #include "ringway/log.h"
 #include "ringway/worker.h"
 
@@ -62,6 +63,9 @@ rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, siz
     s->router = rw_router_build(cfg, err, errlen);
     if (s->router == NULL)
         goto fail;
+    s->filters = rw_filters_build(cfg, err, errlen);
+    if (s->filters == NULL)
+        goto fail;
     s->canned = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(rw_canned));
     if (s->canned == NULL)
         goto fail_oom;
@@ -92,6 +96,7 @@ rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, siz
 fail_oom:
     snprintf(err, errlen, "out of memory");
 fail:
+    rw_filters_release(s->filters, NULL);
     if (s->canned != NULL) {
         for (size_t i = 0; i < cfg->nroutes; i++)
             canned_free(&s->canned[i]);
@@ -119,6 +124,6 @@ void rw_snapshot_unref(rw_snapshot *s)
     canned_free(&s->health);
     canned_free(&s->not_ready);
     rw_router_free(s->router);
-    rw_config_free(s->cfg);
+    rw_filters_release(s->filters, s->cfg); /* freed with the config by the control thread */
     free(s);
 }

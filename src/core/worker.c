@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "worker_int.h"
+#include "ringway/filters.h"
 #include "ringway/log.h"
 #include "ringway/net.h"
 
@@ -29,6 +30,8 @@ static void worker_adopt(rw_worker *w, rw_snapshot *snap)
     }
     rw_wstate *old = w->ws;
     w->ws = ws;
+    if (old != NULL)
+        rw_filter_worker_switch(w->fw, old->snap->filters, snap->filters, rw_loop_now(w->loop));
     if (old != NULL) {
         rw__wstate_close_idle(w, old);
         old->next = w->retiring;
@@ -225,6 +228,11 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         return -1;
     }
+    w->fw = rw_filter_worker_new(snap->cfg->rate_limit_shard_keys);
+    if (w->fw == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     rw_snapshot_ref(snap);
     if (rw__wstate_new(w, snap, &w->ws) != 0) {
         rw_snapshot_unref(snap);
@@ -362,6 +370,13 @@ void rw_server_stats(rw_server *s, rw_worker_stats *out)
     }
 }
 
+void rw_server_filter_stats(rw_server *s, rw_filters_stats *out)
+{
+    for (int i = 0; i < s->nworkers; i++)
+        if (s->workers[i].fw != NULL)
+            rw_filter_worker_stats(s->workers[i].fw, out);
+}
+
 void rw_server_free(rw_server *s)
 {
     if (s == NULL)
@@ -381,6 +396,8 @@ void rw_server_free(rw_server *s)
             for (size_t k = 0; k < w->nlisten; k++)
                 if (w->listen_fds[k] >= 0)
                     close(w->listen_fds[k]);
+        rw_filter_worker_free(w->fw, rw_loop_now(w->loop)); /* before its tables can go */
+        w->fw = NULL;
         rw_snapshot *pending = atomic_exchange(&w->next_snap, NULL);
         if (pending != NULL)
             rw_snapshot_unref(pending);

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "ringway/filters.h"
 #include "ringway/lb.h"
 #include "ringway/timer.h"
 #include "ringway/worker.h"
@@ -83,6 +84,8 @@ struct rw_worker {
     rw_hbuf *free_hbufs;
     uint32_t hbuf_cap;
     rw_conn *conns;       /* all live client connections (for drain) */
+    struct rw_filter_worker *fw; /* access filters' state: rate-limit shard, token cache */
+    rw_filter_result fres;       /* the last request's filter outcome (read while building its head) */
     rw_timer accept_retry;
 };
 
@@ -155,7 +158,9 @@ struct rw_exchange {
     uint64_t hash;        /* load-balancing key, computed while the head is readable */
     int err_status;       /* an error to send once the pending 100-continue is out */
     const char *err_msg;
-    char errbuf[512];     /* ringway's own error responses (ex->out may be in flight upstream) */
+    char errbuf[896];     /* ringway's own error responses (ex->out may be in flight upstream) */
+    char rl_hdrs[112];    /* RateLimit-* lines for the response (filters with headers: true) */
+    uint8_t rl_len;
     uint32_t host_off, host_len; /* the Host value inside out, patched on retry */
     int method;
     int minor;

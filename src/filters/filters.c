@@ -1,2 +1,1071 @@
-/* filters.c: placeholder, being written */
-typedef int rw__placeholder_filters;
+/* filters.c - a snapshot's access filters and the worker-side code that runs
+ * them: IP ACLs, API keys, JWTs, group ACLs, rate limits. See filters.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/mem.h>
+#include <openssl/sha.h>
+
+#include "ringway/cidr.h"
+#include "ringway/filters.h"
+#include "ringway/jwks.h"
+#include "ringway/jwt.h"
+#include "ringway/lb.h"
+#include "ringway/log.h"
+#include "ringway/ratelimit.h"
+
+/* ---- the registry of rate-limit tables (control side, behind a mutex) ---- */
+
+typedef struct rl_reg {
+    char *name;
+    rw_rl_table *t;
+    uint32_t max_keys;
+    uint32_t window_ms;
+    int refs;             /* rw_filters using it */
+    bool global;          /* registered with the sync thread */
+    struct rl_reg *next;
+} rl_reg;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static rl_reg *reg_list;
+static rw_filters *graveyard;
+static rw_rl_sync *cur_sync;
+static _Atomic(rw_rl_sync *) live_sync; /* what workers read */
+static atomic_int redis_policy;
+
+/* Takes a reference on the table called name, creating it when absent or when
+ * its size no longer matches. Caller holds reg_mu. */
+static rl_reg *reg_get(const rw_rate_limit_cfg *rc)
+{
+    for (rl_reg *r = reg_list; r != NULL; r = r->next) {
+        if (strcmp(r->name, rc->name) == 0 && r->max_keys == rc->max_keys) {
+            r->refs++;
+            bool want_global = rc->scope == RW_RL_GLOBAL;
+            if (want_global && !r->global) {
+                r->global = true;
+                r->window_ms = rc->window_ms;
+                if (cur_sync != NULL && rw_rl_sync_add(cur_sync, r->t, r->window_ms) != 0)
+                    rw_log_warn("rate limit %s: cannot register with the Redis sync: out of memory", r->name);
+            }
+            return r;
+        }
+    }
+    rl_reg *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->name = strdup(rc->name)) == NULL || (r->t = rw_rl_table_new(rc->name, rc->max_keys)) == NULL) {
+        if (r != NULL)
+            free(r->name);
+        free(r);
+        return NULL;
+    }
+    r->max_keys = rc->max_keys;
+    r->window_ms = rc->window_ms ? rc->window_ms : 1000;
+    r->refs = 1;
+    r->global = rc->scope == RW_RL_GLOBAL;
+    if (r->global && cur_sync != NULL && rw_rl_sync_add(cur_sync, r->t, r->window_ms) != 0)
+        rw_log_warn("rate limit %s: cannot register with the Redis sync: out of memory", r->name);
+    r->next = reg_list;
+    reg_list = r;
+    return r;
+}
+
+void rw_filters_set_sync(rw_rl_sync *s, int on_failure)
+{
+    pthread_mutex_lock(&reg_mu);
+    atomic_store_explicit(&redis_policy, on_failure, memory_order_relaxed);
+    if (s != cur_sync) {
+        for (rl_reg *r = reg_list; r != NULL; r = r->next) {
+            if (!r->global)
+                continue;
+            if (cur_sync != NULL)
+                rw_rl_sync_remove(cur_sync, r->t);
+            if (s != NULL && rw_rl_sync_add(s, r->t, r->window_ms) != 0)
+                rw_log_warn("rate limit %s: cannot register with the Redis sync: out of memory", r->name);
+        }
+        cur_sync = s;
+        atomic_store_explicit(&live_sync, s, memory_order_release);
+    }
+    pthread_mutex_unlock(&reg_mu);
+}
+
+/* ---- compiled filters ---- */
+
+typedef struct jwt_rt {
+    uint64_t id;              /* unique per build: cache entries never outlive their keys */
+    rw_jwt_keyset *static_ks; /* keys from the config */
+    rw_jwks *jwks;            /* JWKS file or URL (merged with static_ks), or NULL */
+    rw_jwt_policy pol;
+} jwt_rt;
+
+typedef struct rl_rt {
+    rl_reg *reg;
+    rw_rl_params base;        /* rate as written; rate 0: none */
+    rw_rl_params *tiers;      /* per tier (rate 0 = unlimited) */
+} rl_rt;
+
+typedef struct filter_rt {
+    const rw_filter_cfg *cfg;
+    union {
+        jwt_rt jwt;
+        rl_rt rl;
+    } u;
+} filter_rt;
+
+typedef struct route_rt {
+    filter_rt **list;         /* global, service, route filters in that order */
+    size_t n;
+    rw_str *strip;            /* request headers never forwarded on this route */
+    size_t nstrip;
+    uint64_t name_hash;
+} route_rt;
+
+typedef struct key_slot {
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    int consumer;             /* -1: empty */
+} key_slot;
+
+typedef struct name_slot {
+    const char *name;
+    int consumer;
+} name_slot;
+
+struct rw_filters {
+    const rw_config *cfg;
+    filter_rt *all;
+    size_t nall;
+    route_rt *routes;
+    key_slot *keys;           /* SHA-256 of every API key -> consumer */
+    uint32_t keys_mask;
+    name_slot *names;         /* consumer ids, then names (for consumer_claim) */
+    uint32_t names_mask;
+    char **consumer_groups;   /* "a, b" per consumer, for X-Consumer-Groups */
+    rw_config *owned_cfg;     /* freed with the filters (rw_filters_release) */
+    rw_filters *next;         /* graveyard link */
+};
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t p = 16;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static uint64_t digest_hash(const uint8_t *d)
+{
+    uint64_t h;
+    memcpy(&h, d, sizeof(h));
+    return h;
+}
+
+static int build_key_index(rw_filters *f)
+{
+    const rw_config *cfg = f->cfg;
+    size_t nkeys = 0;
+    for (size_t i = 0; i < cfg->nconsumers; i++)
+        nkeys += cfg->consumers[i].nkeys;
+    size_t cap = pow2_at_least(nkeys * 2);
+    f->keys = calloc(cap, sizeof(*f->keys));
+    if (f->keys == NULL)
+        return -ENOMEM;
+    f->keys_mask = (uint32_t)(cap - 1);
+    for (size_t s = 0; s < cap; s++)
+        f->keys[s].consumer = -1;
+    for (size_t i = 0; i < cfg->nconsumers; i++) {
+        for (size_t k = 0; k < cfg->consumers[i].nkeys; k++) {
+            const char *key = cfg->consumers[i].keys[k];
+            uint8_t d[SHA256_DIGEST_LENGTH];
+            if (strncmp(key, "sha256:", 7) == 0) {
+                for (int b = 0; b < SHA256_DIGEST_LENGTH; b++)
+                    d[b] = (uint8_t)(hexval(key[7 + 2 * b]) << 4 | hexval(key[8 + 2 * b]));
+            } else {
+                SHA256((const uint8_t *)key, strlen(key), d);
+            }
+            uint32_t s = (uint32_t)digest_hash(d) & f->keys_mask;
+            while (f->keys[s].consumer >= 0)
+                s = (s + 1) & f->keys_mask;
+            memcpy(f->keys[s].digest, d, sizeof(d));
+            f->keys[s].consumer = (int)i;
+        }
+    }
+    return 0;
+}
+
+static void names_put(rw_filters *f, const char *name, int consumer)
+{
+    uint32_t s = (uint32_t)rw_hash64(name, strlen(name)) & f->names_mask;
+    while (f->names[s].name != NULL) {
+        if (strcmp(f->names[s].name, name) == 0)
+            return; /* an id wins over a name */
+        s = (s + 1) & f->names_mask;
+    }
+    f->names[s].name = name;
+    f->names[s].consumer = consumer;
+}
+
+static int build_name_index(rw_filters *f)
+{
+    const rw_config *cfg = f->cfg;
+    size_t cap = pow2_at_least(cfg->nconsumers * 4);
+    f->names = calloc(cap, sizeof(*f->names));
+    f->consumer_groups = calloc(cfg->nconsumers ? cfg->nconsumers : 1, sizeof(char *));
+    if (f->names == NULL || f->consumer_groups == NULL)
+        return -ENOMEM;
+    f->names_mask = (uint32_t)(cap - 1);
+    for (size_t i = 0; i < cfg->nconsumers; i++)
+        names_put(f, cfg->consumers[i].id, (int)i);
+    for (size_t i = 0; i < cfg->nconsumers; i++)
+        names_put(f, cfg->consumers[i].name, (int)i);
+    for (size_t i = 0; i < cfg->nconsumers; i++) {
+        const rw_consumer_cfg *c = &cfg->consumers[i];
+        size_t len = 1;
+        for (size_t g = 0; g < c->ngroups; g++)
+            len += strlen(c->groups[g]) + 2;
+        char *s = malloc(len);
+        if (s == NULL)
+            return -ENOMEM;
+        size_t off = 0;
+        for (size_t g = 0; g < c->ngroups; g++)
+            off += (size_t)sprintf(s + off, "%s%s", g ? ", " : "", c->groups[g]);
+        s[off] = '\0';
+        f->consumer_groups[i] = s;
+    }
+    return 0;
+}
+
+static int consumer_by_name(const rw_filters *f, const char *s, size_t len)
+{
+    uint32_t i = (uint32_t)rw_hash64(s, len) & f->names_mask;
+    while (f->names[i].name != NULL) {
+        if (strlen(f->names[i].name) == len && memcmp(f->names[i].name, s, len) == 0)
+            return f->names[i].consumer;
+        i = (i + 1) & f->names_mask;
+    }
+    return -1;
+}
+
+static int jwt_build(filter_rt *fr, char *err, size_t errlen)
+{
+    const rw_jwt_cfg *j = &fr->cfg->u.jwt;
+    jwt_rt *jr = &fr->u.jwt;
+    char why[256];
+    static atomic_uint_fast64_t next_id = 1;
+    jr->id = atomic_fetch_add(&next_id, 1);
+    jr->static_ks = rw_jwt_keyset_new();
+    if (jr->static_ks == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < j->nkeys; i++) {
+        const rw_jwt_key_cfg *k = &j->keys[i];
+        int rc = k->secret ? rw_jwt_keyset_add_secret(jr->static_ks, k->alg, k->kid, k->secret, k->secret_len, why, sizeof(why))
+                           : rw_jwt_keyset_add_pem(jr->static_ks, k->alg, k->kid, k->pem, strlen(k->pem), why, sizeof(why));
+        if (rc != 0) {
+            snprintf(err, errlen, "line %d: jwt key: %s", k->line, why);
+            return -1;
+        }
+    }
+    if (j->jwks_file || j->jwks_url) {
+        rw_jwks_opts o = {
+            .file = j->jwks_file,
+            .url = j->jwks_url,
+            .ca_file = j->jwks_ca_file,
+            .refresh_ms = j->jwks_refresh_ms,
+            .timeout_ms = 5000,
+            .base = jr->static_ks,
+        };
+        jr->jwks = rw_jwks_new(&o, why, sizeof(why));
+        if (jr->jwks == NULL) {
+            snprintf(err, errlen, "line %d: jwt: %s", fr->cfg->line, why);
+            return -1;
+        }
+    }
+    jr->pol.issuer = j->issuer;
+    jr->pol.audiences = (const char *const *)j->audiences;
+    jr->pol.naudiences = j->naudiences;
+    jr->pol.required = (const char *const *)j->required_claims;
+    jr->pol.nrequired = j->nrequired;
+    jr->pol.leeway_s = j->leeway_s;
+    jr->pol.max_age_s = j->max_age_s;
+    jr->pol.require_exp = j->require_exp;
+    return 0;
+}
+
+static int rl_build(rw_filters *f, filter_rt *fr, char *err, size_t errlen)
+{
+    const rw_rate_limit_cfg *r = &fr->cfg->u.rate_limit;
+    rl_rt *rr = &fr->u.rl;
+    if (!r->unlimited && r->rate > 0) {
+        rr->base.rate = r->rate;
+        rr->base.burst = r->burst;
+    }
+    if (r->tier) {
+        rr->tiers = calloc(f->cfg->ntiers ? f->cfg->ntiers : 1, sizeof(*rr->tiers));
+        if (rr->tiers == NULL)
+            goto oom;
+        for (size_t i = 0; i < f->cfg->ntiers; i++) {
+            const rw_tier_cfg *t = &f->cfg->tiers[i];
+            if (t->unlimited)
+                continue;
+            /* N per period, as a burst of N (at least 1) refilled evenly */
+            double period_s = (double)(r->window_ms ? r->window_ms : 60000) / 1000.0;
+            double b = t->rate_per_sec * period_s;
+            rr->tiers[i].rate = t->rate_per_sec;
+            rr->tiers[i].burst = b < 1 ? 1 : b > 1e9 ? 1000000000u : (uint32_t)(b + 0.5);
+        }
+    }
+    pthread_mutex_lock(&reg_mu);
+    rr->reg = reg_get(r);
+    pthread_mutex_unlock(&reg_mu);
+    if (rr->reg == NULL)
+        goto oom;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static void filter_rt_free(filter_rt *fr)
+{
+    if (fr->cfg == NULL)
+        return;
+    if (fr->cfg->kind == RW_FILTER_JWT) {
+        rw_jwks_free(fr->u.jwt.jwks);
+        rw_jwt_keyset_free(fr->u.jwt.static_ks);
+    } else if (fr->cfg->kind == RW_FILTER_RATE_LIMIT) {
+        free(fr->u.rl.tiers);
+        if (fr->u.rl.reg != NULL) {
+            pthread_mutex_lock(&reg_mu);
+            fr->u.rl.reg->refs--;
+            pthread_mutex_unlock(&reg_mu);
+        }
+    }
+}
+
+static void filters_free_now(rw_filters *f)
+{
+    if (f == NULL)
+        return;
+    for (size_t i = 0; i < f->nall; i++)
+        filter_rt_free(&f->all[i]);
+    free(f->all);
+    if (f->routes != NULL) {
+        for (size_t i = 0; i < f->cfg->nroutes; i++) {
+            free(f->routes[i].list);
+            free(f->routes[i].strip);
+        }
+    }
+    free(f->routes);
+    free(f->keys);
+    free(f->names);
+    if (f->consumer_groups != NULL)
+        for (size_t i = 0; i < f->cfg->nconsumers; i++)
+            free(f->consumer_groups[i]);
+    free(f->consumer_groups);
+    rw_config_free(f->owned_cfg);
+    free(f);
+}
+
+static void strip_add(route_rt *rr, const char *name)
+{
+    for (size_t i = 0; i < rr->nstrip; i++)
+        if (rr->strip[i].len == strlen(name) && strncasecmp(rr->strip[i].p, name, rr->strip[i].len) == 0)
+            return;
+    rr->strip[rr->nstrip++] = (rw_str){name, strlen(name)};
+}
+
+static int route_build(rw_filters *f, size_t ri, filter_rt *gl, size_t ngl, filter_rt **svc_start,
+                       size_t *svc_n, filter_rt *own, size_t nown)
+{
+    const rw_route_cfg *rt = &f->cfg->routes[ri];
+    route_rt *rr = &f->routes[ri];
+    size_t ns = rt->service_index >= 0 ? svc_n[rt->service_index] : 0;
+    size_t n = ngl + ns + nown;
+    rr->name_hash = rw_hash64(rt->name, strlen(rt->name));
+    if (n == 0)
+        return 0;
+    rr->list = calloc(n, sizeof(*rr->list));
+    if (rr->list == NULL)
+        return -ENOMEM;
+    size_t nstrip = 0;
+    filter_rt *srcs[3] = {gl, ns ? svc_start[rt->service_index] : NULL, own};
+    size_t counts[3] = {ngl, ns, nown};
+    for (int s = 0; s < 3; s++) {
+        for (size_t i = 0; i < counts[s]; i++) {
+            rr->list[rr->n++] = &srcs[s][i];
+            if (srcs[s][i].cfg->kind == RW_FILTER_JWT)
+                nstrip += srcs[s][i].cfg->u.jwt.nclaims + 1;
+            else if (srcs[s][i].cfg->kind == RW_FILTER_KEY_AUTH)
+                nstrip += 1;
+        }
+    }
+    rr->strip = calloc(nstrip ? nstrip : 1, sizeof(*rr->strip));
+    if (rr->strip == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < rr->n; i++) {
+        const rw_filter_cfg *c = rr->list[i]->cfg;
+        if (c->kind == RW_FILTER_JWT) {
+            for (size_t k = 0; k < c->u.jwt.nclaims; k++)
+                strip_add(rr, c->u.jwt.claims_to_headers[k].value);
+            if (c->u.jwt.hide_credentials && c->u.jwt.from == RW_FROM_BEARER)
+                strip_add(rr, "Authorization");
+            else if (c->u.jwt.hide_credentials && c->u.jwt.from == RW_FROM_HEADER)
+                strip_add(rr, c->u.jwt.from_name);
+        } else if (c->kind == RW_FILTER_KEY_AUTH && c->u.key_auth.hide_credentials &&
+                   c->u.key_auth.from == RW_FROM_HEADER) {
+            strip_add(rr, c->u.key_auth.name);
+        }
+    }
+    return 0;
+}
+
+rw_filters *rw_filters_build(const rw_config *cfg, char *err, size_t errlen)
+{
+    rw_filters *f = calloc(1, sizeof(*f));
+    if (f == NULL)
+        goto oom;
+    f->cfg = cfg;
+    size_t total = cfg->nfilters;
+    for (size_t i = 0; i < cfg->nservices; i++)
+        total += cfg->services[i].nfilters;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        total += cfg->routes[i].nfilters;
+    f->all = calloc(total ? total : 1, sizeof(*f->all));
+    f->routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*f->routes));
+    filter_rt **svc_start = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*svc_start));
+    size_t *svc_n = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*svc_n));
+    if (f->all == NULL || f->routes == NULL || svc_start == NULL || svc_n == NULL) {
+        free(svc_start);
+        free(svc_n);
+        goto oom;
+    }
+    /* compile every filter as written, in one array */
+    size_t idx = 0;
+    int rc = 0;
+    filter_rt *gl = f->all;
+    for (size_t i = 0; i < cfg->nfilters; i++)
+        f->all[idx++].cfg = &cfg->filters[i];
+    for (size_t s = 0; s < cfg->nservices; s++) {
+        svc_start[s] = &f->all[idx];
+        svc_n[s] = cfg->services[s].nfilters;
+        for (size_t i = 0; i < cfg->services[s].nfilters; i++)
+            f->all[idx++].cfg = &cfg->services[s].filters[i];
+    }
+    size_t route_base = idx;
+    for (size_t r = 0; r < cfg->nroutes; r++)
+        for (size_t i = 0; i < cfg->routes[r].nfilters; i++)
+            f->all[idx++].cfg = &cfg->routes[r].filters[i];
+    f->nall = idx;
+    for (size_t i = 0; i < f->nall && rc == 0; i++) {
+        filter_rt *fr = &f->all[i];
+        if (fr->cfg->kind == RW_FILTER_JWT)
+            rc = jwt_build(fr, err, errlen);
+        else if (fr->cfg->kind == RW_FILTER_RATE_LIMIT)
+            rc = rl_build(f, fr, err, errlen);
+    }
+    if (rc == 0 && (build_key_index(f) != 0 || build_name_index(f) != 0)) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    for (size_t r = 0, off = route_base; r < cfg->nroutes && rc == 0; r++) {
+        if (route_build(f, r, gl, cfg->nfilters, svc_start, svc_n, &f->all[off], cfg->routes[r].nfilters) != 0) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        }
+        off += cfg->routes[r].nfilters;
+    }
+    free(svc_start);
+    free(svc_n);
+    if (rc != 0) {
+        filters_free_now(f);
+        return NULL;
+    }
+    return f;
+oom:
+    snprintf(err, errlen, "out of memory");
+    filters_free_now(f);
+    return NULL;
+}
+
+void rw_filters_release(rw_filters *f, rw_config *cfg)
+{
+    if (f == NULL) {
+        rw_config_free(cfg);
+        return;
+    }
+    f->owned_cfg = cfg;
+    pthread_mutex_lock(&reg_mu);
+    f->next = graveyard;
+    graveyard = f;
+    pthread_mutex_unlock(&reg_mu);
+}
+
+void rw_filters_gc(void)
+{
+    pthread_mutex_lock(&reg_mu);
+    rw_filters *dead = graveyard;
+    graveyard = NULL;
+    pthread_mutex_unlock(&reg_mu);
+    while (dead != NULL) { /* may block on a JWKS refresh: never on a worker */
+        rw_filters *next = dead->next;
+        filters_free_now(dead);
+        dead = next;
+    }
+    pthread_mutex_lock(&reg_mu);
+    for (rl_reg **pp = &reg_list; *pp != NULL;) {
+        rl_reg *r = *pp;
+        if (r->refs > 0) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        if (r->global && cur_sync != NULL)
+            rw_rl_sync_remove(cur_sync, r->t);
+        rw_rl_table_free(r->t);
+        free(r->name);
+        free(r);
+    }
+    pthread_mutex_unlock(&reg_mu);
+}
+
+bool rw_filters_route_active(const rw_filters *f, int route)
+{
+    return f != NULL && route >= 0 && f->routes[route].n > 0;
+}
+
+bool rw_filters_strip(const rw_filters *f, int route, rw_str name)
+{
+    const route_rt *rr = &f->routes[route];
+    for (size_t i = 0; i < rr->nstrip; i++)
+        if (rr->strip[i].len == name.len && strncasecmp(rr->strip[i].p, name.p, name.len) == 0)
+            return true;
+    return false;
+}
+
+/* ---- the worker side ---- */
+
+#define JWT_CACHE_SLOTS 1024u      /* direct-mapped, per worker */
+#define JWT_CACHE_PAYLOAD 440u
+#define SCRATCH_TOKEN (2 * RW_JWT_MAX_TOKEN)
+#define SCRATCH_VALUES 4096u
+
+typedef struct jwt_cache_entry {
+    uint8_t digest[SHA256_DIGEST_LENGTH];
+    uint64_t ks_id;           /* jwt_rt id and JWKS rotation that verified it: */
+    uint64_t ks_rot;          /* a reload or a key rotation misses */
+    int64_t exp;
+    uint16_t len;             /* 0: empty */
+    char payload[JWT_CACHE_PAYLOAD];
+} jwt_cache_entry;
+
+struct rw_filter_worker {
+    rw_rl_shard *shard;
+    jwt_cache_entry *cache;   /* allocated on the first asymmetric token */
+    rw_filters_stats stats;
+    char token_scratch[SCRATCH_TOKEN];
+    char values[SCRATCH_VALUES];
+    uint32_t values_len;
+};
+
+rw_filter_worker *rw_filter_worker_new(uint32_t shard_keys)
+{
+    rw_filter_worker *fw = calloc(1, sizeof(*fw));
+    if (fw == NULL)
+        return NULL;
+    fw->shard = rw_rl_shard_new(shard_keys ? shard_keys : 16384);
+    if (fw->shard == NULL) {
+        free(fw);
+        return NULL;
+    }
+    return fw;
+}
+
+void rw_filter_worker_free(rw_filter_worker *fw, uint64_t now_ms)
+{
+    if (fw == NULL)
+        return;
+    rw_rl_shard_free(fw->shard, now_ms * 1000000u);
+    free(fw->cache);
+    free(fw);
+}
+
+static bool has_table(const rw_filters *f, const rw_rl_table *t)
+{
+    for (size_t i = 0; f != NULL && i < f->nall; i++)
+        if (f->all[i].cfg->kind == RW_FILTER_RATE_LIMIT && f->all[i].u.rl.reg->t == t)
+            return true;
+    return false;
+}
+
+void rw_filter_worker_switch(rw_filter_worker *fw, const rw_filters *old, const rw_filters *cur, uint64_t now_ms)
+{
+    if (fw == NULL || old == NULL)
+        return;
+    for (size_t i = 0; i < old->nall; i++) {
+        const filter_rt *fr = &old->all[i];
+        if (fr->cfg->kind == RW_FILTER_RATE_LIMIT && !has_table(cur, fr->u.rl.reg->t))
+            rw_rl_shard_forget(fw->shard, fr->u.rl.reg->t, now_ms * 1000000u);
+    }
+}
+
+void rw_filter_worker_stats(const rw_filter_worker *fw, rw_filters_stats *out)
+{
+    const rw_filters_stats *s = &fw->stats;
+    out->jwt_cache_hits += s->jwt_cache_hits;
+    out->jwt_verified += s->jwt_verified;
+    out->jwt_rejected += s->jwt_rejected;
+    out->key_rejected += s->key_rejected;
+    out->acl_denied += s->acl_denied;
+    out->rl_limited += s->rl_limited;
+    out->rl_redis_fallback += s->rl_redis_fallback;
+}
+
+/* What one run knows about the request, computed when first needed. */
+typedef struct run_ctx {
+    rw_filter_worker *fw;
+    const rw_filters *f;
+    const rw_filter_input *in;
+    rw_filter_result *out;
+    bool ip_done;
+    rw_ipaddr ip;
+    rw_str ip_text;
+    rw_str cred;              /* API key or token presented (for key: key) */
+} run_ctx;
+
+static void extra_add(rw_filter_result *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void extra_add(rw_filter_result *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = sizeof(out->extra) - out->extra_len;
+    int n = vsnprintf(out->extra + out->extra_len, room, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < room)
+        out->extra_len += (uint32_t)n;
+    else
+        out->extra[out->extra_len] = '\0'; /* dropped whole */
+}
+
+static int refuse(run_ctx *x, int status, const char *error)
+{
+    x->out->status = status;
+    x->out->error = error;
+    return status;
+}
+
+static rw_str trim(const char *p, const char *e)
+{
+    while (p < e && (*p == ' ' || *p == '\t'))
+        p++;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+        e--;
+    return (rw_str){p, (size_t)(e - p)};
+}
+
+/* The client address: the peer, or with trusted proxies the rightmost
+ * X-Forwarded-For entry not itself a trusted proxy. */
+static void client_ip(run_ctx *x)
+{
+    if (x->ip_done)
+        return;
+    x->ip_done = true;
+    x->ip_text = (rw_str){x->in->peer, x->in->peer_len};
+    rw_ipaddr_parse(x->in->peer, x->in->peer_len, &x->ip);
+    const rw_config *cfg = x->f->cfg;
+    if (cfg->ntrusted_proxies == 0 || !rw_cidr_match_any(cfg->trusted_proxies, cfg->ntrusted_proxies, &x->ip))
+        return;
+    const rw_http_request *rq = x->in->rq;
+    for (size_t i = rq->nheaders; i-- > 0;) {
+        const rw_http_header *h = &rq->headers[i];
+        if (!rw_str_ieq(h->name, "x-forwarded-for"))
+            continue;
+        const char *end = h->value.p + h->value.len;
+        while (end > h->value.p) {
+            const char *comma = end;
+            while (comma > h->value.p && comma[-1] != ',')
+                comma--;
+            rw_str e = trim(comma, end);
+            rw_ipaddr a;
+            if (rw_ipaddr_parse(e.p, e.len, &a) != 0)
+                return; /* garbage: keep the last trusted hop */
+            x->ip = a;
+            x->ip_text = e;
+            if (!rw_cidr_match_any(cfg->trusted_proxies, cfg->ntrusted_proxies, &a))
+                return;
+            end = comma > h->value.p ? comma - 1 : comma;
+        }
+    }
+}
+
+static const rw_http_header *header(const rw_http_request *rq, const char *name, size_t len)
+{
+    for (size_t i = 0; i < rq->nheaders; i++)
+        if (rq->headers[i].name.len == len && strncasecmp(rq->headers[i].name.p, name, len) == 0)
+            return &rq->headers[i];
+    return NULL;
+}
+
+/* name=value in a query string (no percent-decoding: keys and tokens are URL-safe). */
+static bool query_param(rw_str q, const char *name, rw_str *out)
+{
+    size_t nl = strlen(name);
+    const char *p = q.p, *end = q.p + q.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        if (amp == NULL)
+            amp = end;
+        if ((size_t)(amp - p) > nl && p[nl] == '=' && memcmp(p, name, nl) == 0) {
+            *out = (rw_str){p + nl + 1, (size_t)(amp - p - nl - 1)};
+            return true;
+        }
+        p = amp + 1;
+    }
+    return false;
+}
+
+static bool cookie_value(const rw_http_request *rq, const char *name, rw_str *out)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        if (!rw_str_ieq(rq->headers[i].name, "cookie"))
+            continue;
+        const char *p = rq->headers[i].value.p, *end = p + rq->headers[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            if (semi == NULL)
+                semi = end;
+            if ((size_t)(semi - p) > nl && p[nl] == '=' && memcmp(p, name, nl) == 0) {
+                *out = trim(p + nl + 1, semi);
+                return true;
+            }
+            p = semi;
+        }
+    }
+    return false;
+}
+
+static bool credential(const rw_http_request *rq, int from, const char *name, rw_str *out)
+{
+    if (from == RW_FROM_BEARER) {
+        const rw_http_header *h = header(rq, "authorization", 13);
+        if (h == NULL || h->value.len < 7 || strncasecmp(h->value.p, "bearer ", 7) != 0)
+            return false;
+        *out = trim(h->value.p + 7, h->value.p + h->value.len);
+        return out->len > 0;
+    }
+    if (from == RW_FROM_HEADER) {
+        const rw_http_header *h = header(rq, name, strlen(name));
+        if (h == NULL)
+            return false;
+        *out = h->value;
+        return out->len > 0;
+    }
+    if (from == RW_FROM_QUERY)
+        return query_param(rq->query, name, out) && out->len > 0;
+    return cookie_value(rq, name, out) && out->len > 0;
+}
+
+static void add_header(run_ctx *x, const char *name, const char *value, size_t len)
+{
+    rw_filter_result *o = x->out;
+    for (uint32_t i = 0; i < o->nadd; i++) { /* a later filter's value wins */
+        if (o->add[i].name.len == strlen(name) && strncasecmp(o->add[i].name.p, name, o->add[i].name.len) == 0) {
+            o->add[i].value = (rw_str){value, len};
+            return;
+        }
+    }
+    if (o->nadd < RW_FILTER_MAX_ADD)
+        o->add[o->nadd++] = (rw_filter_hdr){{name, strlen(name)}, {value, len}};
+}
+
+static int run_key_auth(run_ctx *x, const rw_key_auth_cfg *k)
+{
+    rw_str key;
+    if (!credential(x->in->rq, k->from, k->name, &key)) {
+        x->fw->stats.key_rejected++;
+        extra_add(x->out, "WWW-Authenticate: Key realm=\"ringway\"\r\n");
+        return refuse(x, 401, "missing API key");
+    }
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    SHA256((const uint8_t *)key.p, key.len, d);
+    const rw_filters *f = x->f;
+    for (uint32_t s = (uint32_t)digest_hash(d) & f->keys_mask; f->keys[s].consumer >= 0; s = (s + 1) & f->keys_mask) {
+        if (CRYPTO_memcmp(f->keys[s].digest, d, sizeof(d)) == 0) {
+            x->out->consumer = f->keys[s].consumer;
+            x->cred = key;
+            return 0;
+        }
+    }
+    x->fw->stats.key_rejected++;
+    extra_add(x->out, "WWW-Authenticate: Key realm=\"ringway\", error=\"invalid_key\"\r\n");
+    return refuse(x, 401, "invalid API key");
+}
+
+static bool is_hmac(int alg)
+{
+    return alg == RW_JWT_HS256 || alg == RW_JWT_HS384 || alg == RW_JWT_HS512;
+}
+
+/* Verifies tok, through the worker's cache for asymmetric signatures. */
+static int jwt_check(run_ctx *x, const jwt_rt *jr, const rw_jwt_keyset *ks, uint64_t rot, rw_str tok,
+                     rw_jwt_token *t, bool use_cache)
+{
+    rw_filter_worker *fw = x->fw;
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    jwt_cache_entry *e = NULL;
+    if (use_cache && fw->cache != NULL) {
+        SHA256((const uint8_t *)tok.p, tok.len, d);
+        e = &fw->cache[digest_hash(d) & (JWT_CACHE_SLOTS - 1)];
+        if (e->len > 0 && e->ks_id == jr->id && e->ks_rot == rot && CRYPTO_memcmp(e->digest, d, sizeof(d)) == 0) {
+            int rc = rw_jwt_check_claims(&jr->pol, e->payload, e->len, x->in->now_s, t);
+            if (rc == RW_JWT_OK) {
+                fw->stats.jwt_cache_hits++;
+                t->payload = e->payload;
+                t->payload_len = e->len;
+            }
+            return rc;
+        }
+    }
+    int rc = rw_jwt_verify(ks, &jr->pol, tok.p, tok.len, x->in->now_s, fw->token_scratch, sizeof(fw->token_scratch), t);
+    if (rc == RW_JWT_OK)
+        fw->stats.jwt_verified++;
+    if (rc != RW_JWT_OK || !use_cache || is_hmac(t->alg) || t->payload_len > JWT_CACHE_PAYLOAD)
+        return rc;
+    if (fw->cache == NULL) {
+        fw->cache = calloc(JWT_CACHE_SLOTS, sizeof(*fw->cache)); /* once per worker */
+        if (fw->cache == NULL)
+            return rc;
+        SHA256((const uint8_t *)tok.p, tok.len, d);
+        e = &fw->cache[digest_hash(d) & (JWT_CACHE_SLOTS - 1)];
+    }
+    memcpy(e->digest, d, sizeof(d));
+    e->ks_id = jr->id;
+    e->ks_rot = rot;
+    e->exp = t->exp;
+    e->len = (uint16_t)t->payload_len;
+    memcpy(e->payload, t->payload, t->payload_len);
+    return rc;
+}
+
+static int run_jwt(run_ctx *x, const filter_rt *fr)
+{
+    const rw_jwt_cfg *j = &fr->cfg->u.jwt;
+    const jwt_rt *jr = &fr->u.jwt;
+    rw_str tok;
+    if (!credential(x->in->rq, j->from, j->from_name, &tok)) {
+        x->fw->stats.jwt_rejected++;
+        extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\"\r\n");
+        return refuse(x, 401, "missing token");
+    }
+    /* The rotation count is read before the set: the refresher publishes a
+     * new set before counting it, so a cache entry is never filed under a
+     * newer rotation than the set that verified it. */
+    uint64_t rot = jr->jwks != NULL ? rw_jwks_rotations(jr->jwks) : 0;
+    const rw_jwt_keyset *ks = jr->jwks != NULL ? rw_jwks_current(jr->jwks) : jr->static_ks;
+    rw_jwt_token t;
+    int rc = tok.len > RW_JWT_MAX_TOKEN ? RW_JWT_ETOOLARGE : jwt_check(x, jr, ks, rot, tok, &t, j->cache_entries > 0);
+    if (rc != RW_JWT_OK) {
+        x->fw->stats.jwt_rejected++;
+        extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", error_description=\"%s\"\r\n",
+                  rw_jwt_strerror(rc));
+        return refuse(x, 401, rw_jwt_strerror(rc));
+    }
+    x->cred = tok;
+    rw_filter_worker *fw = x->fw;
+    for (size_t i = 0; i < j->nclaims; i++) {
+        char *buf = fw->values + fw->values_len;
+        ssize_t n = rw_jwt_claim_text(t.payload, t.payload_len, j->claims_to_headers[i].name, buf,
+                                      SCRATCH_VALUES - fw->values_len);
+        if (n < 0)
+            continue; /* absent or not header-safe: the header is simply not set */
+        fw->values_len += (uint32_t)n;
+        add_header(x, j->claims_to_headers[i].value, buf, (size_t)n);
+    }
+    if (j->consumer_claim != NULL) {
+        char name[256];
+        ssize_t n = rw_jwt_claim_text(t.payload, t.payload_len, j->consumer_claim, name, sizeof(name));
+        int c = n > 0 ? consumer_by_name(x->f, name, (size_t)n) : -1;
+        if (c < 0) {
+            x->fw->stats.jwt_rejected++;
+            extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", "
+                              "error_description=\"unknown consumer\"\r\n");
+            return refuse(x, 401, "unknown consumer");
+        }
+        x->out->consumer = c;
+    }
+    return 0;
+}
+
+static bool in_groups(const rw_consumer_cfg *c, char *const *groups, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t g = 0; g < c->ngroups; g++)
+            if (strcmp(groups[i], c->groups[g]) == 0)
+                return true;
+    return false;
+}
+
+static int run_acl_ip(run_ctx *x, const rw_acl_cfg *a)
+{
+    if (a->nallow_ips == 0 && a->ndeny_ips == 0)
+        return 0;
+    client_ip(x);
+    if (x->ip.family == 0 || rw_cidr_match_any(a->deny_ips, a->ndeny_ips, &x->ip) ||
+        (a->nallow_ips > 0 && !rw_cidr_match_any(a->allow_ips, a->nallow_ips, &x->ip))) {
+        x->fw->stats.acl_denied++;
+        return refuse(x, 403, "address not allowed");
+    }
+    return 0;
+}
+
+static int run_acl_groups(run_ctx *x, const rw_acl_cfg *a)
+{
+    if (a->nallow_groups == 0 && a->ndeny_groups == 0)
+        return 0;
+    if (x->out->consumer < 0) {
+        x->fw->stats.acl_denied++;
+        return refuse(x, 403, "no consumer identified");
+    }
+    const rw_consumer_cfg *c = &x->f->cfg->consumers[x->out->consumer];
+    if (in_groups(c, a->deny_groups, a->ndeny_groups) ||
+        (a->nallow_groups > 0 && !in_groups(c, a->allow_groups, a->nallow_groups))) {
+        x->fw->stats.acl_denied++;
+        return refuse(x, 403, "consumer not allowed");
+    }
+    return 0;
+}
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h * 0xff51afd7ed558ccdull;
+}
+
+/* The bucket key: a hash of the parts the limit is keyed by. Stable across
+ * nodes (global limits share keys through Redis). */
+static uint64_t rl_key(run_ctx *x, const rw_rate_limit_cfg *r)
+{
+    uint64_t h = 0x52574c494d4954ull; /* "RWLIMIT" */
+    const rw_config *cfg = x->f->cfg;
+    bool need_ip = (r->key & RW_RLK_IP) || ((r->key & RW_RLK_CONSUMER) && x->out->consumer < 0) ||
+                   ((r->key & RW_RLK_CRED) && x->cred.len == 0);
+    if (r->key & RW_RLK_CONSUMER && x->out->consumer >= 0) {
+        const char *id = cfg->consumers[x->out->consumer].id;
+        h = mix(h, 1 ^ rw_hash64(id, strlen(id)));
+    }
+    if (r->key & RW_RLK_CRED && x->cred.len > 0)
+        h = mix(h, 2 ^ rw_hash64(x->cred.p, x->cred.len));
+    if (need_ip) {
+        client_ip(x);
+        h = mix(h, 3 ^ rw_hash64(x->ip.addr, sizeof(x->ip.addr)) ^ x->ip.family);
+    }
+    if (r->key & RW_RLK_HEADER) {
+        const rw_http_header *hd = header(x->in->rq, r->header, strlen(r->header));
+        h = mix(h, 4 ^ (hd ? rw_hash64(hd->value.p, hd->value.len) : 0));
+    }
+    if (r->key & RW_RLK_ROUTE)
+        h = mix(h, 5 ^ x->f->routes[x->in->route].name_hash);
+    return h ? h : 1;
+}
+
+static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best, bool *have_best)
+{
+    const rw_rate_limit_cfg *r = &fr->cfg->u.rate_limit;
+    const rl_rt *rr = &fr->u.rl;
+    const rw_rl_params *p = &rr->base;
+    if (r->tier && x->out->consumer >= 0) {
+        int ti = x->f->cfg->consumers[x->out->consumer].tier_index;
+        if (ti >= 0) {
+            p = &rr->tiers[ti];
+            if (p->rate <= 0)
+                return 0; /* an unlimited tier */
+        }
+    }
+    if (p->rate <= 0)
+        return 0; /* unlimited, or tier-only without a tier */
+    if (r->scope == RW_RL_GLOBAL) {
+        rw_rl_sync *s = atomic_load_explicit(&live_sync, memory_order_acquire);
+        if (s != NULL && !rw_rl_sync_up(s)) {
+            int policy = atomic_load_explicit(&redis_policy, memory_order_relaxed);
+            x->fw->stats.rl_redis_fallback++;
+            if (policy == RW_REDIS_ALLOW)
+                return 0;
+            if (policy == RW_REDIS_DENY) {
+                extra_add(x->out, "Retry-After: 1\r\n");
+                return refuse(x, 503, "rate limit state unavailable");
+            }
+        }
+    }
+    rw_rl_decision d;
+    uint64_t key = rl_key(x, r);
+    if (!rw_rl_check(x->fw->shard, rr->reg->t, key, p, x->in->now_ms * 1000000u, &d)) {
+        x->fw->stats.rl_limited++;
+        extra_add(x->out, "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: %u\r\n",
+                  d.retry_after_s, d.limit, d.retry_after_s);
+        return refuse(x, 429, "rate limit exceeded");
+    }
+    if (r->headers && (!*have_best || d.remaining < best->remaining)) {
+        *best = d;
+        *have_best = true;
+    }
+    return 0;
+}
+
+int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_input *in, rw_filter_result *out)
+{
+    const route_rt *rr = &f->routes[in->route];
+    run_ctx x = {.fw = fw, .f = f, .in = in, .out = out};
+    out->status = 0;
+    out->error = NULL;
+    out->extra_len = 0;
+    out->extra[0] = '\0';
+    out->nadd = 0;
+    out->consumer = -1;
+    fw->values_len = 0;
+    /* phase 1: addresses */
+    for (size_t i = 0; i < rr->n; i++)
+        if (rr->list[i]->cfg->kind == RW_FILTER_ACL && run_acl_ip(&x, &rr->list[i]->cfg->u.acl))
+            return out->status;
+    /* phase 2: authentication (every auth filter of the route must pass) */
+    for (size_t i = 0; i < rr->n; i++) {
+        const filter_rt *fr = rr->list[i];
+        if (fr->cfg->kind == RW_FILTER_KEY_AUTH && run_key_auth(&x, &fr->cfg->u.key_auth))
+            return out->status;
+        if (fr->cfg->kind == RW_FILTER_JWT && run_jwt(&x, fr))
+            return out->status;
+    }
+    /* phase 3: groups */
+    for (size_t i = 0; i < rr->n; i++)
+        if (rr->list[i]->cfg->kind == RW_FILTER_ACL && run_acl_groups(&x, &rr->list[i]->cfg->u.acl))
+            return out->status;
+    /* phase 4: rate limits */
+    rw_rl_decision best = {0};
+    bool have_best = false;
+    for (size_t i = 0; i < rr->n; i++)
+        if (rr->list[i]->cfg->kind == RW_FILTER_RATE_LIMIT && run_rate_limit(&x, rr->list[i], &best, &have_best))
+            return out->status;
+    if (have_best)
+        extra_add(out, "RateLimit-Limit: %u\r\nRateLimit-Remaining: %u\r\nRateLimit-Reset: %u\r\n", best.limit,
+                  best.remaining, best.reset_s);
+    if (out->consumer >= 0) {
+        const rw_consumer_cfg *c = &f->cfg->consumers[out->consumer];
+        add_header(&x, "X-Consumer-ID", c->id, strlen(c->id));
+        add_header(&x, "X-Consumer-Username", c->name, strlen(c->name));
+        if (c->ngroups > 0)
+            add_header(&x, "X-Consumer-Groups", f->consumer_groups[out->consumer],
+                       strlen(f->consumer_groups[out->consumer]));
+    }
+    return 0;
+}

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <time.h>
 
 #include "../core/worker_int.h"
 #include "ringway/log.h"
@@ -322,7 +323,15 @@ static void send_canned(rw_exchange *ex, const rw_canned *cn)
     c_send(c, &iov, 1);
 }
 
+/* An error response with extra header lines (each ending CRLF), or none. */
+static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
+
 static void ex_send_error(rw_exchange *ex, int status, const char *msg)
+{
+    ex_send_error_x(ex, status, msg, NULL, 0);
+}
+
+static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len)
 {
     rw_conn *c = ex->c;
     if (ex->resp_head_sent) {
@@ -352,9 +361,10 @@ static void ex_send_error(rw_exchange *ex, int status, const char *msg)
                         status, (int)ex->reqid_len, ex->reqid);
     int n = snprintf(ex->errbuf, sizeof(ex->errbuf),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Cache-Control: no-store\r\nX-Request-Id: %.*s\r\n%s\r\n%s",
-                     status, rw_http_reason(status), blen, (int)ex->reqid_len, ex->reqid,
-                     c->close_after ? "Connection: close\r\n" : "", ex->method == RW_METHOD_HEAD ? "" : body);
+                     "Cache-Control: no-store\r\nX-Request-Id: %.*s\r\n%.*s%s\r\n%s",
+                     status, rw_http_reason(status), blen, (int)ex->reqid_len, ex->reqid, (int)extra_len,
+                     extra ? extra : "", c->close_after ? "Connection: close\r\n" : "",
+                     ex->method == RW_METHOD_HEAD ? "" : body);
     if (n < 0 || n >= (int)sizeof(ex->errbuf))
         n = (int)sizeof(ex->errbuf) - 1;
     ex->resp_head_sent = true;
@@ -582,6 +592,10 @@ static bool is_skipped_request_header(rw_str name)
         return rw_str_ieq(name, "content-length");
     case 12:
         return rw_str_ieq(name, "x-request-id");
+    case 13: /* identity headers only ringway sets (filters) */
+        return rw_str_ieq(name, "x-consumer-id");
+    case 19:
+        return rw_str_ieq(name, "x-consumer-username");
     case 9: /* RFC 7239: we do not vouch for what the client claims */
         return rw_str_ieq(name, "forwarded") || rw_str_ieq(name, "x-real-ip");
     case 15:
@@ -589,7 +603,7 @@ static bool is_skipped_request_header(rw_str name)
     case 16:
         return rw_str_ieq(name, "x-forwarded-host") || rw_str_ieq(name, "x-forwarded-port");
     case 17:
-        return rw_str_ieq(name, "x-forwarded-proto");
+        return rw_str_ieq(name, "x-forwarded-proto") || rw_str_ieq(name, "x-consumer-groups");
     case 18:
         return rw_str_ieq(name, "x-forwarded-prefix");
     default:
@@ -597,7 +611,8 @@ static bool is_skipped_request_header(rw_str name)
     }
 }
 
-static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
+static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, const rw_filters *flt,
+                               const rw_filter_result *fres)
 {
     rw_conn *c = ex->c;
     const rw_http_request *rq = &ex->req;
@@ -635,9 +650,17 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen)
         }
         if (is_hop(h->name, &ct, rq->headers, rq->nheaders))
             continue;
+        if (fres != NULL && rw_filters_strip(flt, ex->route, h->name))
+            continue; /* identity headers are ours to set; hidden credentials */
         OUT_STR(&o, h->name);
         OUT_LIT(&o, ": ");
         OUT_STR(&o, h->value);
+        OUT_LIT(&o, "\r\n");
+    }
+    for (uint32_t i = 0; fres != NULL && i < fres->nadd; i++) {
+        OUT_STR(&o, fres->add[i].name);
+        OUT_LIT(&o, ": ");
+        OUT_STR(&o, fres->add[i].value);
         OUT_LIT(&o, "\r\n");
     }
     OUT_LIT(&o, "X-Forwarded-For: ");
@@ -829,6 +852,30 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     }
     ex->route = route;
     ex->rt = &cfg->routes[route];
+    const rw_filters *flt = snap->filters;
+    const rw_filter_result *fres = NULL;
+    ex->rl_len = 0;
+    if (rw_filters_route_active(flt, route)) {
+        rw_filter_input fin = {
+            .rq = rq,
+            .peer = c->peer,
+            .peer_len = c->peer_len,
+            .route = route,
+            .now_ms = now_ms(w),
+            .now_s = time(NULL),
+        };
+        rw_filter_result *fr = &w->fres;
+        if (rw_filters_run(w->fw, flt, &fin, fr) != 0) {
+            rw__input_consume(w, &c->in, (uint32_t)head_len);
+            ex_send_error_x(ex, fr->status, fr->error, fr->extra, fr->extra_len);
+            return;
+        }
+        if (fr->extra_len > 0 && fr->extra_len <= sizeof(ex->rl_hdrs)) {
+            memcpy(ex->rl_hdrs, fr->extra, fr->extra_len);
+            ex->rl_len = (uint8_t)fr->extra_len;
+        }
+        fres = fr;
+    }
     if (!body_ok) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         ex_send_error(ex, 413, "content too large");
@@ -849,7 +896,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         ex_send_error(ex, 502, "no upstream available");
         return;
     }
-    if (!build_request_head(ex, path, (size_t)plen)) {
+    if (!build_request_head(ex, path, (size_t)plen, flt, fres)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         ex_send_error(ex, 431, "request header fields too large");
         return;
@@ -1074,6 +1121,7 @@ static bool build_response_head(rw_exchange *ex)
         OUT_LIT(&o, "\r\n");
     }
     OUT_LIT(&o, "Via: 1.1 ringway\r\n");
+    out_put(&o, ex->rl_hdrs, ex->rl_len);
     if (ex->resp_body == RW_BODY_CHUNKED && ex->minor == 0) {
         ex->dechunk = true; /* an HTTP/1.0 client: data only, delimited by close */
         ex->dc_state = 0;
