@@ -3,24 +3,32 @@
 # fuzz each for SECONDS (default 30). Exits non-zero when a target crashes;
 # reproducers go to tests/fuzz/crashes/ (git-ignored).
 # Env: CC (default clang-14), FUZZ_OUT (build + working corpus, default
-# build-fuzz/), FUZZ_TARGETS (default "request response chunked").
+# build-fuzz/), FUZZ_TARGETS (default "request response chunked jwt").
 set -euo pipefail
 
 secs=${1:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CC:-clang-14}
-targets=${FUZZ_TARGETS:-"request response chunked"}
+targets=${FUZZ_TARGETS:-"request response chunked jwt"}
 crashes=$root/tests/fuzz/crashes
 mkdir -p "$out" "$crashes"
 
 flags=(-g -O1 -std=gnu17 -D_GNU_SOURCE -Wall -Wextra -I"$root/include"
        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all)
-srcs=("$root"/src/http/parser.c "$root"/src/http/chunked.c "$root"/src/http/path.c "$root"/src/http/status.c)
+http_srcs=("$root"/src/http/parser.c "$root"/src/http/chunked.c "$root"/src/http/path.c "$root"/src/http/status.c)
+# jwt links BoringSSL as Debian packages it (headers under /usr/include/android).
+boringssl_lib=/usr/lib/$("$cc" -print-multiarch)/android
+jwt_srcs=("$root"/src/filters/json.c "$root"/src/filters/jwt.c "$root"/src/filters/jwt_keys.c
+          -isystem /usr/include/android "$boringssl_lib/libcrypto.so" -Wl,-rpath,"$boringssl_lib")
 
 for t in $targets; do
     echo "== building fuzz_$t"
-    "$cc" "${flags[@]}" "${srcs[@]}" "$root/tests/fuzz/fuzz_$t.c" -o "$out/fuzz_$t"
+    case $t in
+        jwt) srcs=("${jwt_srcs[@]}") ;;
+        *) srcs=("${http_srcs[@]}") ;;
+    esac
+    "$cc" "${flags[@]}" "$root/tests/fuzz/fuzz_$t.c" "${srcs[@]}" -o "$out/fuzz_$t"
 done
 
 status=0
