@@ -169,7 +169,9 @@ static void publish(rw_jwks *j, rw_jwt_keyset *ks)
     size_t n = rw_jwt_keyset_count(ks);
     atomic_store_explicit(&j->current, ks, memory_order_release);
     if (old != NULL) {
-        atomic_fetch_add_explicit(&j->rotations, 1, memory_order_relaxed);
+        /* After the store, with release: a reader that sees the new count
+         * (acquire) then loads this set or a newer one. */
+        atomic_fetch_add_explicit(&j->rotations, 1, memory_order_release);
         rw_log_info("jwks %s: keys rotated, %zu in the set now", j->name, n);
         retire(j, old);
     }
@@ -534,7 +536,7 @@ const rw_jwt_keyset *rw_jwks_current(const rw_jwks *j)
 
 uint64_t rw_jwks_rotations(const rw_jwks *j)
 {
-    return atomic_load_explicit(&((rw_jwks *)j)->rotations, memory_order_relaxed);
+    return atomic_load_explicit(&((rw_jwks *)j)->rotations, memory_order_acquire);
 }
 
 uint64_t rw_jwks_failures(const rw_jwks *j)
