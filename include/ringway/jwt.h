@@ -26,7 +26,7 @@ enum rw_jwt_err {
     RW_JWT_EMALFORMED,   /* segments, base64url, JSON, header fields */
     RW_JWT_ETOOLARGE,    /* token over RW_JWT_MAX_TOKEN or payload over scratch */
     RW_JWT_EALG,         /* alg none / unknown / not the key's algorithm */
-    RW_JWT_ENOKEY,       /* unknown kid, or no key for the algorithm */
+    RW_JWT_ENOKEY,       /* unknown kid (and no kid-less key of the alg), or no key for the algorithm */
     RW_JWT_ESIGNATURE,   /* signature does not verify */
     RW_JWT_EEXPIRED,     /* exp (+ leeway) passed */
     RW_JWT_ENOTYET,      /* nbf/iat (- leeway) in the future */

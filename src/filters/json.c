@@ -105,16 +105,34 @@ static bool sdec_escape(struct sdec *d)
         return false;
     uint8_t b;
     switch (*d->p++) {
-    case '"': b = '"'; break;
-    case '\\': b = '\\'; break;
-    case '/': b = '/'; break;
-    case 'b': b = '\b'; break;
-    case 'f': b = '\f'; break;
-    case 'n': b = '\n'; break;
-    case 'r': b = '\r'; break;
-    case 't': b = '\t'; break;
-    case 'u': return sdec_unicode(d);
-    default: return false;
+    case '"':
+        b = '"';
+        break;
+    case '\\':
+        b = '\\';
+        break;
+    case '/':
+        b = '/';
+        break;
+    case 'b':
+        b = '\b';
+        break;
+    case 'f':
+        b = '\f';
+        break;
+    case 'n':
+        b = '\n';
+        break;
+    case 'r':
+        b = '\r';
+        break;
+    case 't':
+        b = '\t';
+        break;
+    case 'u':
+        return sdec_unicode(d);
+    default:
+        return false;
     }
     d->buf[0] = b;
     d->n = 1;
@@ -434,13 +452,30 @@ static const char *scan_value(const char *p, const char *end, rw_json_val *v)
     v->type = RW_JSON_INVALID;
     if (p < end) {
         switch (*p) {
-        case '{': v->type = RW_JSON_OBJECT; q = skip_container(p, end); break;
-        case '[': v->type = RW_JSON_ARRAY; q = skip_container(p, end); break;
-        case '"': v->type = RW_JSON_STRING; q = skip_string(p, end); break;
-        case 't': v->type = RW_JSON_TRUE; break;
-        case 'f': v->type = RW_JSON_FALSE; break;
-        case 'n': v->type = RW_JSON_NULL; break;
-        default: v->type = RW_JSON_NUMBER; break;
+        case '{':
+            v->type = RW_JSON_OBJECT;
+            q = skip_container(p, end);
+            break;
+        case '[':
+            v->type = RW_JSON_ARRAY;
+            q = skip_container(p, end);
+            break;
+        case '"':
+            v->type = RW_JSON_STRING;
+            q = skip_string(p, end);
+            break;
+        case 't':
+            v->type = RW_JSON_TRUE;
+            break;
+        case 'f':
+            v->type = RW_JSON_FALSE;
+            break;
+        case 'n':
+            v->type = RW_JSON_NULL;
+            break;
+        default:
+            v->type = RW_JSON_NUMBER;
+            break;
         }
         if (q == p) /* a literal or a number: up to the next delimiter */
             while (q < end && !IS_WS(*q) && *q != ',' && *q != ']' && *q != '}')

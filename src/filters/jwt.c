@@ -207,8 +207,8 @@ static int parse_header(const char *json, size_t len, struct jose_header *h)
     return h->alg == RW_JWT_NONE ? RW_JWT_EALG : RW_JWT_OK;
 }
 
-int rw_jwt_verify(const rw_jwt_keyset *ks, const rw_jwt_policy *pol, const char *tok, size_t len, int64_t now_s,
-                  char *scratch, size_t scratch_len, rw_jwt_token *out)
+int rw_jwt_verify(const rw_jwt_keyset *ks, const rw_jwt_policy *pol, const char *tok, size_t len,
+                  int64_t now_s, char *scratch, size_t scratch_len, rw_jwt_token *out)
 {
     struct segment seg[3];
     struct jose_header h;
@@ -347,7 +347,8 @@ static int check_required(const rw_jwt_policy *pol, const rw_json_val *root)
     return RW_JWT_OK;
 }
 
-int rw_jwt_check_claims(const rw_jwt_policy *pol, const char *payload, size_t len, int64_t now_s, rw_jwt_token *out)
+int rw_jwt_check_claims(const rw_jwt_policy *pol, const char *payload, size_t len, int64_t now_s,
+                        rw_jwt_token *out)
 {
     static const rw_jwt_policy no_policy;
     rw_json_val root;

@@ -40,9 +40,9 @@
 
 #include "json.h"
 
-#define MAX_TRIES 8          /* keys tried for one token */
+#define MAX_TRIES 8 /* keys tried for one token */
 #define RSA_MIN_BITS 2048
-#define RSA_MAX_BITS 16384   /* BoringSSL's own verification limit */
+#define RSA_MAX_BITS 16384 /* BoringSSL's own verification limit */
 
 enum family { FAM_NONE = 0, FAM_HMAC, FAM_RSA, FAM_PSS, FAM_EC, FAM_ED25519 };
 
@@ -76,9 +76,9 @@ struct rw_jwt_key {
     int alg;
     size_t kid_len; /* 0: no kid */
     char kid[RW_JWT_MAX_KID + 1];
-    EVP_PKEY *pkey;       /* RS/PS/ES/EdDSA; NULL for HMAC */
-    uint8_t ed25519[32];  /* EdDSA: the raw public key */
-    uint8_t *material;    /* HMAC: the secret; others: SubjectPublicKeyInfo DER */
+    EVP_PKEY *pkey;      /* RS/PS/ES/EdDSA; NULL for HMAC */
+    uint8_t ed25519[32]; /* EdDSA: the raw public key */
+    uint8_t *material;   /* HMAC: the secret; others: SubjectPublicKeyInfo DER */
     size_t material_len;
 };
 
@@ -142,7 +142,8 @@ static bool verify_ec(const struct rw_jwt_key *k, const struct alg_info *ai, con
     return ok;
 }
 
-static bool verify_key(const struct rw_jwt_key *k, const void *in, size_t n, const uint8_t *sig, size_t siglen)
+static bool verify_key(const struct rw_jwt_key *k, const void *in, size_t n, const uint8_t *sig,
+                       size_t siglen)
 {
     const struct alg_info *ai = &alg_info[k->alg];
     uint8_t dig[EVP_MAX_MD_SIZE];
@@ -165,8 +166,8 @@ static bool verify_key(const struct rw_jwt_key *k, const void *in, size_t n, con
     }
 }
 
-int rw__jwt_keyset_verify(const rw_jwt_keyset *ks, int alg, const char *kid, size_t kid_len, const void *input,
-                          size_t input_len, const uint8_t *sig, size_t sig_len)
+int rw__jwt_keyset_verify(const rw_jwt_keyset *ks, int alg, const char *kid, size_t kid_len,
+                          const void *input, size_t input_len, const uint8_t *sig, size_t sig_len)
 {
     unsigned tries = 0;
     bool kid_known = false;
@@ -174,18 +175,27 @@ int rw__jwt_keyset_verify(const rw_jwt_keyset *ks, int alg, const char *kid, siz
         return RW_JWT_EALG;
     if (!ks)
         return RW_JWT_ENOKEY;
-    for (size_t i = 0; i < ks->n && tries < MAX_TRIES; i++) {
-        const struct rw_jwt_key *k = ks->keys[i];
-        if (kid_len) { /* a kid names the key: no other key is tried */
-            if (k->kid_len != kid_len || memcmp(k->kid, kid, kid_len) != 0)
+    /* A kid names the key; when no key carries that kid, keys without a kid
+     * (a static secret, a PEM key configured without kid) of the token's alg
+     * are tried: they verify any token of their algorithm. */
+    for (int pass = 0; pass < 2 && tries == 0; pass++) {
+        if (pass == 1 && (kid_len == 0 || kid_known))
+            break;
+        for (size_t i = 0; i < ks->n && tries < MAX_TRIES; i++) {
+            const struct rw_jwt_key *k = ks->keys[i];
+            if (pass == 0 && kid_len) {
+                if (k->kid_len != kid_len || memcmp(k->kid, kid, kid_len) != 0)
+                    continue;
+                kid_known = true;
+            } else if (pass == 1 && k->kid_len != 0) {
                 continue;
-            kid_known = true;
+            }
+            if (k->alg != alg)
+                continue;
+            tries++;
+            if (verify_key(k, input, input_len, sig, sig_len))
+                return RW_JWT_OK;
         }
-        if (k->alg != alg)
-            continue;
-        tries++;
-        if (verify_key(k, input, input_len, sig, sig_len))
-            return RW_JWT_OK;
     }
     ERR_clear_error(); /* failed checks leave entries in this thread's queue */
     if (tries == 0)
@@ -307,8 +317,8 @@ static struct rw_jwt_key *secret_key(int alg, const char *kid, const void *secre
         return NULL;
     }
     if (len < alg_info[alg].size) {
-        set_err(err, errlen, "%s secret is %zu bytes; at least %zu required (RFC 7518 3.2)", rw_jwt_alg_name(alg),
-                len, alg_info[alg].size);
+        set_err(err, errlen, "%s secret is %zu bytes; at least %zu required (RFC 7518 3.2)",
+                rw_jwt_alg_name(alg), len, alg_info[alg].size);
         return NULL;
     }
     struct rw_jwt_key *k = key_new(alg, kid, err, errlen);
@@ -438,7 +448,14 @@ static EVP_PKEY *pkey_from_rsa(RSA *rsa)
     return pkey;
 }
 
-/* The public key of a PEM block's DER, by block type. */
+static bool pem_key_type(const char *type)
+{
+    return strcmp(type, "PUBLIC KEY") == 0 || strcmp(type, "RSA PUBLIC KEY") == 0 ||
+           strcmp(type, "CERTIFICATE") == 0;
+}
+
+/* The public key of a PEM block's DER, by block type (one pem_key_type
+ * accepts). */
 static EVP_PKEY *pem_block_key(const char *type, const uint8_t *der, size_t len, char *err, size_t errlen)
 {
     CBS cbs;
@@ -448,15 +465,12 @@ static EVP_PKEY *pem_block_key(const char *type, const uint8_t *der, size_t len,
         pkey = EVP_parse_public_key(&cbs);
     } else if (strcmp(type, "RSA PUBLIC KEY") == 0) {
         pkey = pkey_from_rsa(RSA_parse_public_key(&cbs));
-    } else if (strcmp(type, "CERTIFICATE") == 0) {
+    } else {
         const uint8_t *p = der;
         X509 *x = len <= LONG_MAX ? d2i_X509(NULL, &p, (long)len) : NULL;
         pkey = x ? X509_get_pubkey(x) : NULL;
         X509_free(x);
         CBS_init(&cbs, p, (size_t)(der + len - p));
-    } else {
-        set_err(err, errlen, "PEM block \"%s\" is not a public key or certificate", type);
-        return NULL;
     }
     if (pkey && CBS_len(&cbs) != 0) { /* trailing bytes after the DER */
         EVP_PKEY_free(pkey);
@@ -467,24 +481,39 @@ static EVP_PKEY *pem_block_key(const char *type, const uint8_t *der, size_t len,
     return pkey;
 }
 
+/* The key of the first PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE block (of a
+ * chain: the first certificate); other blocks, such as EC PARAMETERS, are
+ * passed over. */
 static EVP_PKEY *pem_key(const char *pem, size_t len, char *err, size_t errlen)
 {
-    char *type = NULL, *header = NULL;
-    uint8_t *der = NULL;
-    long der_len = 0;
+    char other[64] = "";
     EVP_PKEY *pkey = NULL;
+    bool found = false;
     BIO *bio = len <= INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
     if (!bio) {
         set_err(err, errlen, "PEM too large or out of memory");
         return NULL;
     }
-    if (PEM_read_bio(bio, &type, &header, &der, &der_len) && der_len >= 0)
-        pkey = pem_block_key(type, der, (size_t)der_len, err, errlen);
-    else
+    while (!found) {
+        char *type = NULL, *header = NULL;
+        uint8_t *der = NULL;
+        long der_len = 0;
+        if (!PEM_read_bio(bio, &type, &header, &der, &der_len))
+            break;
+        if (pem_key_type(type) && der_len >= 0) {
+            found = true;
+            pkey = pem_block_key(type, der, (size_t)der_len, err, errlen);
+        } else if (!other[0]) {
+            snprintf(other, sizeof other, "%s", type);
+        }
+        OPENSSL_free(type);
+        OPENSSL_free(header);
+        OPENSSL_free(der);
+    }
+    if (!found && other[0])
+        set_err(err, errlen, "PEM block \"%s\" is not a public key or certificate", other);
+    else if (!found)
         set_err(err, errlen, "no PEM block found");
-    OPENSSL_free(type);
-    OPENSSL_free(header);
-    OPENSSL_free(der);
     BIO_free(bio);
     ERR_clear_error();
     return pkey;
@@ -671,7 +700,7 @@ static struct rw_jwt_key *jwk_key(const rw_json_val *jwk, char *err, size_t errl
             *why = secret ? err : "oct key without a usable \"k\"";
         return k;
     }
-    EVP_PKEY *pkey = strcmp(kty, "RSA") == 0 ? jwk_rsa(jwk, why)
+    EVP_PKEY *pkey = strcmp(kty, "RSA") == 0  ? jwk_rsa(jwk, why)
                      : strcmp(kty, "EC") == 0 ? jwk_ec(jwk, alg, why)
                                               : jwk_okp(jwk, why);
     struct rw_jwt_key *k = pkey ? pkey_key(alg, kid, pkey, err, errlen) : NULL;

@@ -23,9 +23,12 @@
 static const uint8_t secret[32] = "fuzzing secret, thirty-two bytes";
 
 static const char jwks[] =
-    "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"a2\",\"n\":\"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddx"
-    "HmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-"
-    "bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aG"
+    "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"a2\",\"n\":\"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_"
+    "wWJcyQoTbji9k0l8W26mPddx"
+    "HmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_"
+    "7OMg0LOL-"
+    "bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_"
+    "I5IhlJH7aG"
     "hyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ\",\"e\":\"AQAB\"},"
     "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\","
     "\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"},"
@@ -35,8 +38,14 @@ static const char *const audiences[] = {"api"};
 static const char *const required[] = {"sub"};
 static const rw_jwt_policy policies[2] = {
     {0},
-    {.issuer = "idp", .audiences = audiences, .naudiences = 1, .required = required, .nrequired = 1,
-     .leeway_s = 60, .max_age_s = 3600, .require_exp = true},
+    {.issuer = "idp",
+     .audiences = audiences,
+     .naudiences = 1,
+     .required = required,
+     .nrequired = 1,
+     .leeway_s = 60,
+     .max_age_s = 3600,
+     .require_exp = true},
 };
 
 static const rw_jwt_keyset *keys(void)
@@ -79,9 +88,11 @@ static void check_token(const char *tok, size_t len, const char *payload_in, siz
         if (rc == RW_JWT_OK) {
             FUZZ_CHECK(out.payload >= scratch && out.payload + out.payload_len <= scratch + cap);
             FUZZ_CHECK(out.alg > RW_JWT_NONE && out.alg < RW_JWT_ALG_COUNT);
-            FUZZ_CHECK(rw_jwt_check_claims(&policies[p], out.payload, out.payload_len, NOW, NULL) == RW_JWT_OK);
+            FUZZ_CHECK(rw_jwt_check_claims(&policies[p], out.payload, out.payload_len, NOW, NULL) ==
+                       RW_JWT_OK);
             if (payload_in)
-                FUZZ_CHECK(out.payload_len == payload_in_len && memcmp(out.payload, payload_in, payload_in_len) == 0);
+                FUZZ_CHECK(out.payload_len == payload_in_len &&
+                           memcmp(out.payload, payload_in, payload_in_len) == 0);
             check_claim_text(out.payload, out.payload_len);
         }
         free(scratch);
@@ -221,11 +232,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *p = fuzz_copy(data + 1, size - 1);
     size_t n = size - 1;
     switch (data[0] % 5) {
-    case 0: check_token(p, n, NULL, 0); break;
-    case 1: sign_and_check((const uint8_t *)p, n); break;
-    case 2: check_payload(p, n); break;
-    case 3: check_jwks(p, n); break;
-    default: check_base64url(p, n); break;
+    case 0:
+        check_token(p, n, NULL, 0);
+        break;
+    case 1:
+        sign_and_check((const uint8_t *)p, n);
+        break;
+    case 2:
+        check_payload(p, n);
+        break;
+    case 3:
+        check_jwks(p, n);
+        break;
+    default:
+        check_base64url(p, n);
+        break;
     }
     free(p);
     return 0;

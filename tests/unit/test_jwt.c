@@ -36,38 +36,49 @@
 
 /* ---- RFC vectors ---- */
 
-#define RFC_PAYLOAD "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+#define RFC_PAYLOAD                                                                                          \
+    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
 
-static const char a1_token[] = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9." RFC_PAYLOAD
-                               ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-static const char a1_k[] = "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
+static const char a1_token[] =
+    "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9." RFC_PAYLOAD ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+static const char a1_k[] =
+    "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow";
 
 static const char a2_token[] =
     "eyJhbGciOiJSUzI1NiJ9." RFC_PAYLOAD
-    ".cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9C"
-    "UAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_d"
-    "O--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN"
+    ".cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_"
+    "O8W2Fp5jujGbds9uJdbF9C"
+    "UAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_"
+    "eSN9383LcOLn6_d"
+    "O--xi12jzDwusC-"
+    "eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN"
     "_IoypGlUPQGe77Rw";
 static const char a2_jwks[] =
-    "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"a2\",\"n\":\"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddx"
-    "HmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-"
-    "bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aG"
+    "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"a2\",\"n\":\"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_"
+    "wWJcyQoTbji9k0l8W26mPddx"
+    "HmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_"
+    "7OMg0LOL-"
+    "bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_"
+    "I5IhlJH7aG"
     "hyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ\",\"e\":\"AQAB\"}]}";
 
-static const char a3_token[] = "eyJhbGciOiJFUzI1NiJ9." RFC_PAYLOAD
-                               ".DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
+static const char a3_token[] =
+    "eyJhbGciOiJFUzI1NiJ9." RFC_PAYLOAD
+    ".DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
 static const char a3_jwks[] = "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"use\":\"sig\","
                               "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\","
                               "\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}]}";
 
 static const char a4_token[] =
-    "eyJhbGciOiJFUzUxMiJ9.UGF5bG9hZA.AdwMgeerwtHoh-l192l60hp9wAHZFVJbLfD_UxMi70cwnZOYaRI1bKPWROc-mZZqwqT2SI-KGDKB34X"
+    "eyJhbGciOiJFUzUxMiJ9.UGF5bG9hZA.AdwMgeerwtHoh-l192l60hp9wAHZFVJbLfD_UxMi70cwnZOYaRI1bKPWROc-mZZqwqT2SI-"
+    "KGDKB34X"
     "O0aw_7XdtAG8GaSwFKdCAPZgoXD2YBJZCPEX3xKpRwcdOO8KpEHwJjyqOgzDO7iKvU8vcnwNrmxYbSW9ERBXukOXolLzeO_Jn";
 
-static const char ed_token[] = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc."
-                               "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
-static const char ed_jwks[] =
-    "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}]}";
+static const char ed_token[] =
+    "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc."
+    "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+static const char ed_jwks[] = "{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"11qYAYKxCrfVS_"
+                              "7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}]}";
 
 /* ---- helpers ---- */
 
@@ -140,10 +151,19 @@ struct signer {
 static const EVP_MD *md_of(int alg)
 {
     switch (alg) {
-    case RW_JWT_HS384: case RW_JWT_RS384: case RW_JWT_PS384: case RW_JWT_ES384: return EVP_sha384();
-    case RW_JWT_HS512: case RW_JWT_RS512: case RW_JWT_PS512: return EVP_sha512();
-    case RW_JWT_EDDSA: return NULL;
-    default: return EVP_sha256();
+    case RW_JWT_HS384:
+    case RW_JWT_RS384:
+    case RW_JWT_PS384:
+    case RW_JWT_ES384:
+        return EVP_sha384();
+    case RW_JWT_HS512:
+    case RW_JWT_RS512:
+    case RW_JWT_PS512:
+        return EVP_sha512();
+    case RW_JWT_EDDSA:
+        return NULL;
+    default:
+        return EVP_sha256();
     }
 }
 
@@ -277,8 +297,9 @@ Test(jwt, base64url_vectors)
     static const struct {
         const char *in, *out;
     } ok[] = {
-        {"", ""}, {"Zg", "f"}, {"Zm8", "fo"}, {"Zm9v", "foo"}, {"Zm9vYg", "foob"}, {"Zm9vYmE", "fooba"},
-        {"Zm9vYmFy", "foobar"}, {"Zg==", "f"}, {"Zm8=", "fo"}, {"-_8", "\xfb\xff"},
+        {"", ""},           {"Zg", "f"},          {"Zm8", "fo"},          {"Zm9v", "foo"},
+        {"Zm9vYg", "foob"}, {"Zm9vYmE", "fooba"}, {"Zm9vYmFy", "foobar"}, {"Zg==", "f"},
+        {"Zm8=", "fo"},     {"-_8", "\xfb\xff"},
     };
     static const char *const bad[] = {
         "Z", "Zm9vY", "Zg=", "Zg===", "Z===", "Zh", "Zm9=", "Zm9v!", "+/8", "Zm 9v", "Zm9v=", "=",
@@ -334,9 +355,11 @@ Test(jwt, rfc7515_a1_hs256)
     cr_assert_eq(verify_at(ks, &lee, a1_token, 1300819389, NULL), RW_JWT_OK);
     cr_assert_eq(verify_at(ks, &lee, a1_token, 1300819390, NULL), RW_JWT_EEXPIRED);
     /* the same secret through a JWKS oct key */
-    rw_jwt_keyset *ks2 = jwks_set("{\"keys\":[{\"kty\":\"oct\",\"alg\":\"HS256\",\"k\":\"" 
-                                  "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"
-                                  "\"}]}", 1);
+    rw_jwt_keyset *ks2 =
+        jwks_set("{\"keys\":[{\"kty\":\"oct\",\"alg\":\"HS256\",\"k\":\""
+                 "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"
+                 "\"}]}",
+                 1);
     cr_assert_eq(verify_at(ks2, NULL, a1_token, RFC_NOW, NULL), RW_JWT_OK);
     cr_assert_eq(rw_jwt_keyset_digest(ks), rw_jwt_keyset_digest(ks2));
     rw_jwt_keyset_free(ks);
@@ -495,7 +518,8 @@ Test(jwt, all_algorithms)
 Test(jwt, pem_formats)
 {
     EVP_PKEY *rsa = keygen(EVP_PKEY_RSA, 2048), *p256 = keygen(EVP_PKEY_EC, NID_X9_62_prime256v1);
-    char *spki = pubkey_pem(rsa), *pkcs1 = rsa_pubkey_pem(rsa), *cert = cert_pem(rsa), *ec_cert = cert_pem(p256);
+    char *spki = pubkey_pem(rsa), *pkcs1 = rsa_pubkey_pem(rsa), *cert = cert_pem(rsa),
+         *ec_cert = cert_pem(p256);
     rw_jwt_keyset *a = rw_jwt_keyset_new(), *b = rw_jwt_keyset_new(), *c = rw_jwt_keyset_new();
     add_pem_ok(a, RW_JWT_RS256, NULL, spki);
     add_pem_ok(b, RW_JWT_RS256, NULL, pkcs1);
@@ -511,9 +535,12 @@ Test(jwt, pem_formats)
     free(t);
     add_pem_ok(c, RW_JWT_ES256, "ec", ec_cert);
 
-    /* text around the PEM block is fine */
-    char *wrapped = malloc(strlen(spki) + 64);
-    sprintf(wrapped, "# issuer key\n%s\n", spki);
+    /* text around the PEM block is fine, and so are other blocks before it */
+    char *wrapped = malloc(strlen(spki) + 256);
+    sprintf(
+        wrapped,
+        "# issuer key\n-----BEGIN EC PARAMETERS-----\nBggqhkjOPQMBBw==\n-----END EC PARAMETERS-----\n%s\n",
+        spki);
     add_pem_ok(a, RW_JWT_PS256, NULL, wrapped);
     free(wrapped);
 
@@ -573,7 +600,8 @@ Test(jwt, weak_keys_refused)
         size_t min;
     } hs[] = {{RW_JWT_HS256, 32}, {RW_JWT_HS384, 48}, {RW_JWT_HS512, 64}};
     for (size_t i = 0; i < 3; i++) {
-        cr_assert_eq(rw_jwt_keyset_add_secret(ks, hs[i].alg, NULL, secret64, hs[i].min - 1, err, sizeof err), -1);
+        cr_assert_eq(rw_jwt_keyset_add_secret(ks, hs[i].alg, NULL, secret64, hs[i].min - 1, err, sizeof err),
+                     -1);
         cr_assert(strstr(err, "RFC 7518"), "%s", err);
         cr_assert_eq(rw_jwt_keyset_add_secret(ks, hs[i].alg, NULL, secret64, hs[i].min, err, sizeof err), 0);
     }
@@ -600,7 +628,14 @@ Test(jwt, jwks_documents)
     char err[256];
     rw_jwt_keyset *ks = rw_jwt_keyset_new();
     static const char *const not_jwks[] = {
-        "", "[]", "{}", "{\"keys\":{}}", "{\"keys\":\"x\"}", "{\"keys\":[]} x", "{\"keys\":[],\"keys\":[]}", "nul",
+        "",
+        "[]",
+        "{}",
+        "{\"keys\":{}}",
+        "{\"keys\":\"x\"}",
+        "{\"keys\":[]} x",
+        "{\"keys\":[],\"keys\":[]}",
+        "nul",
     };
     for (size_t i = 0; i < sizeof not_jwks / sizeof not_jwks[0]; i++)
         cr_assert_eq(rw_jwt_keyset_add_jwks(ks, not_jwks[i], strlen(not_jwks[i]), err, sizeof err), -1, "%s",
@@ -609,27 +644,30 @@ Test(jwt, jwks_documents)
 
     /* one usable key among many that are skipped */
 #define K32 "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY" /* 32 bytes */
-#define X256 "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\""
-    const char *doc = "{\"keys\":["
-                      "{\"kty\":\"oct\",\"k\":\"" K32 "\"},"                         /* oct without alg */
-                      "{\"kty\":\"oct\",\"alg\":\"HS512\",\"k\":\"" K32 "\"},"       /* too short for HS512 */
-                      "{\"kty\":\"oct\",\"alg\":\"HS256\",\"use\":\"enc\",\"k\":\"" K32 "\"}," /* not for sig */
-                      "{\"kty\":\"oct\",\"alg\":\"none\",\"k\":\"" K32 "\"},"        /* unsupported alg */
-                      "{\"kty\":\"oct\",\"alg\":\"RS256\",\"k\":\"" K32 "\"},"       /* alg of another kty */
-                      "{\"kty\":\"oct\",\"alg\":\"HS256\",\"k\":\"" K32 "*\"},"      /* bad base64url */
-                      "{\"kty\":\"EC\",\"crv\":\"P-521\"," X256 "},"                  /* unsupported curve */
-                      "{\"kty\":\"EC\",\"crv\":\"P-256\",\"alg\":\"ES384\"," X256 "}," /* alg/curve mismatch */
-                      "{\"kty\":\"EC\",\"crv\":\"P-384\"," X256 "},"                  /* wrong coordinate size */
-                      "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\","
-                      "\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1\"},"      /* not on the curve */
-                      "{\"kty\":\"RSA\",\"e\":\"AQAB\"},"                            /* no n */
-                      "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"" K32 "\"},"      /* not a signing curve */
-                      "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"},"        /* short */
-                      "{\"kty\":\"DSA\"},"                                           /* unknown kty */
-                      "{\"kty\":1},"                                                 /* kty not a string */
-                      "[],"                                                          /* not an object */
-                      "{\"kty\":\"oct\",\"alg\":\"HS256\",\"kid\":\"good\",\"use\":\"sig\",\"k\":\"" K32 "\"}"
-                      "]}";
+#define X256                                                                                                 \
+    "\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_"                          \
+    "tue659LNpXW6pCyStikYjKIWI5a0\""
+    const char *doc =
+        "{\"keys\":["
+        "{\"kty\":\"oct\",\"k\":\"" K32 "\"},"                                   /* oct without alg */
+        "{\"kty\":\"oct\",\"alg\":\"HS512\",\"k\":\"" K32 "\"},"                 /* too short for HS512 */
+        "{\"kty\":\"oct\",\"alg\":\"HS256\",\"use\":\"enc\",\"k\":\"" K32 "\"}," /* not for sig */
+        "{\"kty\":\"oct\",\"alg\":\"none\",\"k\":\"" K32 "\"},"                  /* unsupported alg */
+        "{\"kty\":\"oct\",\"alg\":\"RS256\",\"k\":\"" K32 "\"},"                 /* alg of another kty */
+        "{\"kty\":\"oct\",\"alg\":\"HS256\",\"k\":\"" K32 "*\"},"                /* bad base64url */
+        "{\"kty\":\"EC\",\"crv\":\"P-521\"," X256 "},"                           /* unsupported curve */
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"alg\":\"ES384\"," X256 "},"         /* alg/curve mismatch */
+        "{\"kty\":\"EC\",\"crv\":\"P-384\"," X256 "},"                           /* wrong coordinate size */
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\","
+        "\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a1\"}," /* not on the curve */
+        "{\"kty\":\"RSA\",\"e\":\"AQAB\"},"                       /* no n */
+        "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"" K32 "\"}," /* not a signing curve */
+        "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"},"   /* short */
+        "{\"kty\":\"DSA\"},"                                      /* unknown kty */
+        "{\"kty\":1},"                                            /* kty not a string */
+        "[],"                                                     /* not an object */
+        "{\"kty\":\"oct\",\"alg\":\"HS256\",\"kid\":\"good\",\"use\":\"sig\",\"k\":\"" K32 "\"}"
+        "]}";
     int added = rw_jwt_keyset_add_jwks(ks, doc, strlen(doc), err, sizeof err);
     cr_assert_eq(added, 1, "%d: %s", added, err);
     cr_assert(strstr(err, "key 0 skipped"), "%s", err);
@@ -649,7 +687,7 @@ Test(jwt, alg_none_refused)
 {
     rw_jwt_keyset *ks = hs256_set(NULL);
     static const char *const headers[] = {
-        "{\"alg\":\"none\"}", "{\"alg\":\"None\"}", "{\"alg\":\"NONE\"}", "{\"alg\":\"nOnE\"}",
+        "{\"alg\":\"none\"}",         "{\"alg\":\"None\"}",  "{\"alg\":\"NONE\"}",   "{\"alg\":\"nOnE\"}",
         "{\"alg\":\"HS\\u0000256\"}", "{\"alg\":\"ES512\"}", "{\"alg\":\"HS256 \"}", "{\"alg\":\"\"}",
     };
     for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
@@ -738,10 +776,17 @@ Test(jwt, kid_selection)
     t = make_token("{\"alg\":\"HS256\",\"kid\":7}", "{}", &s1);
     cr_assert_eq(verify(ks, t), RW_JWT_EMALFORMED);
     free(t);
-    /* a token with a kid never matches a key without one */
+    /* a token whose kid no key carries falls back to the keys without a kid
+     * (a static secret configured without kid): the signature decides */
     rw_jwt_keyset *plain = hs256_set(NULL);
     t = make_token("{\"alg\":\"HS256\",\"kid\":\"one\"}", "{}", &s1);
-    cr_assert_eq(verify(plain, t), RW_JWT_ENOKEY);
+    cr_assert_eq(verify(plain, t), RW_JWT_OK);
+    free(t);
+    uint8_t zz[32];
+    memset(zz, 'z', sizeof zz);
+    struct signer wrong = {RW_JWT_HS256, NULL, zz, sizeof zz};
+    t = make_token("{\"alg\":\"HS256\",\"kid\":\"one\"}", "{}", &wrong);
+    cr_assert_eq(verify(plain, t), RW_JWT_ESIGNATURE);
     free(t);
     rw_jwt_keyset_free(plain);
     rw_jwt_keyset_free(ks);
@@ -810,8 +855,8 @@ Test(jwt, token_structure)
     *s++ = '\0';
     char buf[1024];
     static const char *const fmts[] = {
-        "%s.%s", "%s.%s.%s.", "%s.%s.%s.%s", ".%s.%s", "%s..%s", "%s=.%s.%s", "%s.%s=.%s", "%s.%s.%s=",
-        "%s.%s*.%s", "%s.%s.%s*", " %s.%s.%s", "%s.%s.%s ", "%s.%s.%s\n",
+        "%s.%s",     "%s.%s.%s.", "%s.%s.%s.%s", ".%s.%s",    "%s..%s",    "%s=.%s.%s",  "%s.%s=.%s",
+        "%s.%s.%s=", "%s.%s*.%s", "%s.%s.%s*",   " %s.%s.%s", "%s.%s.%s ", "%s.%s.%s\n",
     };
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
         snprintf(buf, sizeof buf, fmts[i], h, pl, s, s);
@@ -1081,8 +1126,13 @@ Test(jwt, iss_aud_required)
 
     /* the whole chain through rw_jwt_verify */
     rw_jwt_keyset *ks = hs256_set(NULL);
-    rw_jwt_policy all = {.issuer = "idp", .audiences = auds, .naudiences = 2, .required = req, .nrequired = 2,
-                         .require_exp = true, .max_age_s = 3600};
+    rw_jwt_policy all = {.issuer = "idp",
+                         .audiences = auds,
+                         .naudiences = 2,
+                         .required = req,
+                         .nrequired = 2,
+                         .require_exp = true,
+                         .max_age_s = 3600};
     char *t = make_token("{\"alg\":\"HS256\"}",
                          "{\"iss\":\"idp\",\"aud\":\"api\",\"sub\":\"u\",\"scope\":\"r\",\"exp\":1700000100,"
                          "\"iat\":1699999000,\"nbf\":1699999000}",
@@ -1127,8 +1177,8 @@ Test(jwt, claim_text)
     cr_assert_str_eq(buf, "");
     cr_assert_eq(ct(p, "ea", buf, sizeof buf), 0);
     cr_assert_eq(ct(p, "utf", buf, sizeof buf), 2);
-    static const char *const refused[] = {"nul", "obj", "nested", "no", "nl", "z", "tab", "del", "de", "an",
-                                          "ctl", "missing", "Sub", ""};
+    static const char *const refused[] = {"nul", "obj", "nested", "no",  "nl",      "z",   "tab",
+                                          "del", "de",  "an",     "ctl", "missing", "Sub", ""};
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         cr_assert_eq(ct(p, refused[i], buf, sizeof buf), -1, "%s", refused[i]);
         cr_assert_str_eq(buf, "", "%s", refused[i]);
@@ -1162,16 +1212,68 @@ static bool json_ok(const char *s)
 Test(jwt, json_scanner)
 {
     static const char *const good[] = {
-        "0", "-0", "1.5", "-1.5e+10", "1E-2", "true", "false", "null", "\"\"", " [ ] ", "{ }",
-        "[1,\"a\",{\"b\":[]}]", "\"\\ud83d\\ude00\"", "\"\\u00e9\\u20ac\"", "\"\xff\"", "\"\x7f\"",
-        "{\"a\":1,\"A\":2}", "{\"a\":1,\"a \":2}", "{\"\":1}", "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+        "0",
+        "-0",
+        "1.5",
+        "-1.5e+10",
+        "1E-2",
+        "true",
+        "false",
+        "null",
+        "\"\"",
+        " [ ] ",
+        "{ }",
+        "[1,\"a\",{\"b\":[]}]",
+        "\"\\ud83d\\ude00\"",
+        "\"\\u00e9\\u20ac\"",
+        "\"\xff\"",
+        "\"\x7f\"",
+        "{\"a\":1,\"A\":2}",
+        "{\"a\":1,\"a \":2}",
+        "{\"\":1}",
+        "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
     };
     static const char *const bad[] = {
-        "", " ", "01", "-", "1.", ".5", "1e", "1e+", "+1", "0x10", "NaN", "Infinity", "tru", "nul", "[1,]", "[,1]",
-        "{\"a\"}", "{\"a\":}", "{\"a\" 1}", "{1:1}", "{\"a\":1,}", "\"", "\"\\x\"", "\"\\u12\"", "\"\\u12g4\"",
-        "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\ud800x\"", "\"\t\"", "\"\n\"", "[1]]", "[1] [2]",
-        "{\"a\":1,\"a\":1}", "{\"a\":1,\"\\u0061\":1}", "{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}",
-        "\xef\xbb\xbf{}", "[\"a\" \"b\"]", "{\"a\":1 \"b\":2}", "/*c*/{}",
+        "",
+        " ",
+        "01",
+        "-",
+        "1.",
+        ".5",
+        "1e",
+        "1e+",
+        "+1",
+        "0x10",
+        "NaN",
+        "Infinity",
+        "tru",
+        "nul",
+        "[1,]",
+        "[,1]",
+        "{\"a\"}",
+        "{\"a\":}",
+        "{\"a\" 1}",
+        "{1:1}",
+        "{\"a\":1,}",
+        "\"",
+        "\"\\x\"",
+        "\"\\u12\"",
+        "\"\\u12g4\"",
+        "\"\\ud800\"",
+        "\"\\udc00\"",
+        "\"\\ud800\\u0041\"",
+        "\"\\ud800x\"",
+        "\"\t\"",
+        "\"\n\"",
+        "[1]]",
+        "[1] [2]",
+        "{\"a\":1,\"a\":1}",
+        "{\"a\":1,\"\\u0061\":1}",
+        "{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}",
+        "\xef\xbb\xbf{}",
+        "[\"a\" \"b\"]",
+        "{\"a\":1 \"b\":2}",
+        "/*c*/{}",
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         cr_assert(json_ok(good[i]), "%s", good[i]);
@@ -1185,7 +1287,8 @@ Test(jwt, json_scanner)
     cr_assert(!rw__json_parse(NULL, 0, 4, &v));
 
     /* iteration and lookups */
-    const char *doc = "{ \"a\" : [ 1 , \"x\" , { \"k\" : null } , [ ] ] , \"b\" : -2.5e1 , \"c\":\"\\u0041\" }";
+    const char *doc =
+        "{ \"a\" : [ 1 , \"x\" , { \"k\" : null } , [ ] ] , \"b\" : -2.5e1 , \"c\":\"\\u0041\" }";
     rw_json_val root, a, e, name;
     cr_assert(rw__json_parse(doc, strlen(doc), 16, &root));
     cr_assert_eq(root.type, RW_JSON_OBJECT);
@@ -1221,9 +1324,19 @@ Test(jwt, json_scanner)
         const char *num;
         int64_t want;
     } nums[] = {
-        {"0", 0}, {"-0", 0}, {"42", 42}, {"-42.99", -42}, {"1.7e9", 1700000000}, {"0.0017e12", 1700000000},
-        {"123e-2", 1}, {"5e-1", 0}, {"9223372036854775807", INT64_MAX}, {"-9223372036854775807", -INT64_MAX},
-        {"922337203685477580.7e1", INT64_MAX}, {"0e99999999999999999999", 0}, {"0.00000e5", 0},
+        {"0", 0},
+        {"-0", 0},
+        {"42", 42},
+        {"-42.99", -42},
+        {"1.7e9", 1700000000},
+        {"0.0017e12", 1700000000},
+        {"123e-2", 1},
+        {"5e-1", 0},
+        {"9223372036854775807", INT64_MAX},
+        {"-9223372036854775807", -INT64_MAX},
+        {"922337203685477580.7e1", INT64_MAX},
+        {"0e99999999999999999999", 0},
+        {"0.00000e5", 0},
     };
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         rw_json_val nv;
@@ -1296,7 +1409,10 @@ Test(jwt, threads_share_a_set)
     add_pem_ok(ks, RW_JWT_ES256, NULL, ep);
     add_pem_ok(ks, RW_JWT_EDDSA, NULL, dp);
     struct signer s[] = {
-        hs256, {RW_JWT_RS256, rsa, NULL, 0}, {RW_JWT_PS384, rsa, NULL, 0}, {RW_JWT_ES256, ec, NULL, 0},
+        hs256,
+        {RW_JWT_RS256, rsa, NULL, 0},
+        {RW_JWT_PS384, rsa, NULL, 0},
+        {RW_JWT_ES256, ec, NULL, 0},
         {RW_JWT_EDDSA, ed, NULL, 0},
     };
     char *tokens[5];
