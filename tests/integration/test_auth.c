@@ -73,6 +73,18 @@ static const char PY_SCRIPT[] =
     "    if kid != '-': h['kid'] = kid\n"
     "    si = b64(json.dumps(h).encode()) + '.' + b64(claims.encode())\n"
     "    print(si + '.' + b64(hmac.new(rd(keyfile), si.encode(), hashlib.sha256).digest()))\n"
+    "elif m == 'rawhsh':\n"
+    "    keyfile, header, claims = sys.argv[2:5]\n"
+    "    si = b64(header.encode()) + '.' + b64(claims.encode())\n"
+    "    print(si + '.' + b64(hmac.new(rd(keyfile), si.encode(), hashlib.sha256).digest()))\n"
+    "elif m == 'es256der':\n"
+    "    from cryptography.hazmat.primitives.serialization import load_pem_private_key\n"
+    "    from cryptography.hazmat.primitives.asymmetric import ec\n"
+    "    from cryptography.hazmat.primitives import hashes\n"
+    "    keyfile, claims = sys.argv[2:4]\n"
+    "    k = load_pem_private_key(rd(keyfile), None)\n"
+    "    si = b64(json.dumps({'alg': 'ES256', 'typ': 'JWT'}).encode()) + '.' + b64(claims.encode())\n"
+    "    print(si + '.' + b64(k.sign(si.encode(), ec.ECDSA(hashes.SHA256()))))\n"
     "elif m == 'jwks':\n"
     "    import jwt.algorithms as A\n"
     "    from cryptography.hazmat.primitives.serialization import load_pem_public_key\n"
@@ -195,6 +207,10 @@ static void expect_json_refusal(const h_resp *r, int status, const char *what)
     cr_expect(r->body && strstr(r->body, "\"error\"") && strstr(r->body, "\"request_id\""),
               "%s: body should be JSON with error and request_id: %s", what, OR_MISSING(r->body));
     cr_expect_null(h_hdr(r, "X-Upstream"), "%s: the upstream answered a refused request", what);
+    const char *rid = h_hdr(r, "X-Request-Id");
+    cr_expect(rid && r->body && strstr(r->body, h_fmt("\"request_id\":\"%s\"", rid)),
+              "%s: X-Request-Id %s does not match the body's request_id: %s", what, OR_MISSING(rid),
+              OR_MISSING(r->body));
 }
 
 /* Expects a 401 for an invalid token: error="invalid_token" in WWW-Authenticate. */
@@ -229,6 +245,18 @@ static char *jwt_hs(const char *secret, const char *more)
     return h_fmt("jwt: {keys: [{alg: HS256, secret: \"%s\"}]%s}", secret, more ? more : "");
 }
 
+/* Three consumers; app2's key is stored as sha256:hash2. */
+static char *consumers_yaml(const char *hash2)
+{
+    /* the consumers list last: callers may append entries */
+    return h_fmt("tiers:\n  free: {rate: 1000/s}\n"
+                 "consumers:\n"
+                 "  - {name: app1, id: c-001, groups: [apps, beta], tier: free, keys: [\"app-key-12345\"]}\n"
+                 "  - {name: app2, keys: [\"sha256:%s\"]}\n"
+                 "  - {name: app3, id: c-003, groups: [apps, banned], keys: [\"app3-key-xyz\"]}\n",
+                 hash2);
+}
+
 /* ---- JWT: HS256 ----------------------------------------------------------- */
 
 H_TEST(auth, hs256_valid_claims_to_headers_forged_identity_stripped)
@@ -260,6 +288,13 @@ H_TEST(auth, hs256_valid_claims_to_headers_forged_identity_stripped)
     cr_expect_null(echoed(r.body, "X-Consumer-Groups"), "forged X-Consumer-Groups:\n%s", r.body);
     /* without hide_credentials the token goes on */
     cr_expect_str_eq(OR_MISSING(echoed(r.body, "Authorization")), h_fmt("Bearer %s", tok));
+
+    /* a token without the claims: the client's headers still do not pass */
+    char *nosub = mint("HS256", SECRET, h_fmt("{\"exp\": %ld}", now_s() + 300), NULL);
+    get(p->port, "/echo/api", h_fmt("%sX-User-ID: mallory\r\nX-User-Role: admin\r\n", bearer(nosub)), &r);
+    cr_assert_eq(r.status, 200, "a token without sub: %d", r.status);
+    cr_expect_null(echoed(r.body, "X-User-ID"), "forged X-User-ID passed with a token without sub:\n%s", r.body);
+    cr_expect_null(echoed(r.body, "X-User-Role"), "forged X-User-Role passed with a token without role:\n%s", r.body);
 
     /* a route without filters: X-Consumer-* are ringway's to set, never the client's */
     get(p->port, "/echo/open", "X-Consumer-ID: c-evil\r\nX-Consumer-Username: evil\r\nX-Consumer-Groups: g\r\n", &r);
@@ -522,6 +557,24 @@ H_TEST(auth, rs256_alg_confusion_refused)
 
 /* ---- JWKS file ------------------------------------------------------------ */
 
+static int count_in(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *q = hay; (q = strstr(q, needle)) != NULL; q += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Waits until the log holds more than `before` lines saying a JWKS refresh
+ * failed (at most timeout_ms: the wording is not part of the contract, the
+ * checks after the wait are). */
+static void wait_jwks_failure(h_proxy *p, int before, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    while (h_now_ms() < deadline && count_in(h_proxy_log(p), "refresh failed") <= before)
+        h_sleep_ms(50);
+}
+
 H_TEST(auth, jwks_file_rotation_at_run_time)
 {
     py_init();
@@ -529,8 +582,9 @@ H_TEST(auth, jwks_file_rotation_at_run_time)
     keypair k2 = genkey("k2", "ec");
     char *jwks = h_write_file("jwks.json", py(h_fmt("jwks 'k1:RS256:%s'", k1.pub)));
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_run(h_fmt("%sroutes:\n%s", svc_yaml(u),
-                                   route("api", "/echo", h_fmt("jwt: {jwks_file: \"%s\"}", jwks), NULL)));
+    h_proxy *p = h_proxy_start(&(h_proxy_opts){
+        .config = h_fmt("%sroutes:\n%s", svc_yaml(u), route("api", "/echo", h_fmt("jwt: {jwks_file: \"%s\"}", jwks), NULL)),
+        .workers = 2});
     const char *claims = h_fmt("{\"sub\": \"j\", \"exp\": %ld}", now_s() + 300);
     char *t1 = bearer(mint("RS256", k1.at, claims, "k1"));
     char *t2 = bearer(mint("ES256", k2.at, claims, "k2"));
@@ -544,17 +598,21 @@ H_TEST(auth, jwks_file_rotation_at_run_time)
     cr_assert(wait_status_hdr(p->port, "/echo", t2, 200, 4000), "the k2 token is not accepted 4 s after rotation");
     cr_assert(wait_status_hdr(p->port, "/echo", t1, 401, 4000), "the k1 token still works 4 s after it was removed");
     cr_expect_lt(h_now_ms() - t0, 3500, "rotation took %lld ms", (long long)(h_now_ms() - t0));
-    expect_invalid_token(p->port, "/echo", t1, "k1 after rotation");
+    for (int i = 0; i < 6; i++) { /* new connections, on either worker (each with its own cache) */
+        expect_invalid_token(p->port, "/echo", t1, "k1 after rotation");
+        cr_expect_eq(status_of(p->port, "/echo", t2), 200, "k2 after rotation");
+    }
 
     /* a broken rewrite keeps the last good set */
     h_write_file("jwks.json", "{\"keys\": [ this is not json");
-    h_sleep_ms(2500);
+    wait_jwks_failure(p, 0, 3000);
     cr_assert_eq(h_proxy_wait_exit(p, 0), -1, "ringway exited on a broken JWKS file");
     cr_expect_eq(status_of(p->port, "/echo", t2), 200, "k2 was dropped after a broken JWKS rewrite");
     cr_expect_eq(status_of(p->port, "/echo", t1), 401, "k1 came back after a broken JWKS rewrite");
     /* an empty key list and a JSON that is not a JWKS: the same */
+    int fails = count_in(h_proxy_log(p), "refresh failed");
     h_write_file("jwks.json", "{\"keys\": []}");
-    h_sleep_ms(2200);
+    wait_jwks_failure(p, fails, 3000);
     cr_expect_eq(status_of(p->port, "/echo", t2), 200, "k2 was dropped after an empty JWKS rewrite");
     /* and a good file is taken again: both keys */
     h_write_file("jwks.json", py(h_fmt("jwks 'k1:RS256:%s' 'k2:ES256:%s'", k1.pub, k2.pub)));
@@ -586,8 +644,11 @@ H_TEST(auth, hide_credentials)
 {
     py_init();
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_run(h_fmt("%sroutes:\n%s%s%s", svc_yaml(u),
+    h_proxy *p = h_proxy_run(h_fmt("%s%sroutes:\n%s%s%s%s%s", svc_yaml(u), consumers_yaml(h_repeat(64, 'a')),
                                    route("hide", "/echo/hide", jwt_hs(SECRET, ", hide_credentials: true"), NULL),
+                                   route("khide", "/echo/khide", "key_auth: {header: X-API-Key, hide_credentials: true}",
+                                         NULL),
+                                   route("kshow", "/echo/kshow", "key_auth: {header: X-API-Key}", NULL),
                                    route("show", "/echo/show", jwt_hs(SECRET, NULL), NULL),
                                    route("hdr", "/echo/hdr",
                                          jwt_hs(SECRET, ", from: \"header:X-Token\", hide_credentials: true"), NULL)));
@@ -611,6 +672,15 @@ H_TEST(auth, hide_credentials)
     cr_expect_str_eq(OR_MISSING(echoed(r.body, "Authorization")), "Basic Zm9vOmJhcg==",
                      "an unrelated Authorization should pass when the token is in X-Token:\n%s", r.body);
     cr_expect_eq(status_of(p->port, "/echo/hdr", bearer(tok)), 401, "header:X-Token route took a Bearer token");
+
+    get(p->port, "/echo/khide", "X-API-Key: app-key-12345\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    cr_expect_null(echoed(r.body, "X-API-Key"), "key_auth hide_credentials: the key reached the upstream:\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001");
+    get(p->port, "/echo/kshow", "X-API-Key: app-key-12345\r\n", &r);
+    cr_assert_eq(r.status, 200);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-API-Key")), "app-key-12345",
+                     "without hide_credentials the key should reach the upstream:\n%s", r.body);
 }
 
 H_TEST(auth, hide_credentials_query)
@@ -618,14 +688,20 @@ H_TEST(auth, hide_credentials_query)
     py_init();
     h_upstream *u = h_upstream_start("u1", NULL);
     h_proxy *p = h_proxy_run(h_fmt(
-        "%sroutes:\n%s", svc_yaml(u),
-        route("q", "/echo/q", jwt_hs(SECRET, ", from: \"query:access_token\", hide_credentials: true"), NULL)));
+        "%s%sroutes:\n%s%s", svc_yaml(u), consumers_yaml(h_repeat(64, 'a')),
+        route("q", "/echo/q", jwt_hs(SECRET, ", from: \"query:access_token\", hide_credentials: true"), NULL),
+        route("k", "/echo/k", "key_auth: {query: apikey, hide_credentials: true}", NULL)));
     char *tok = mint("HS256", SECRET, h_fmt("{\"sub\": \"q\", \"exp\": %ld}", now_s() + 300), NULL);
     h_resp r;
     get(p->port, h_fmt("/echo/q?a=1&access_token=%s&b=2", tok), NULL, &r);
     cr_assert_eq(r.status, 200);
     cr_expect_null(strstr(r.body, tok),
                    "hide_credentials with from: query:access_token: the token reached the upstream in the query:\n%s",
+                   r.body);
+    get(p->port, "/echo/k?a=1&apikey=app-key-12345&b=2", NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_expect_null(strstr(r.body, "app-key-12345"),
+                   "key_auth {query: apikey, hide_credentials: true}: the key reached the upstream in the query:\n%s",
                    r.body);
 }
 
@@ -654,28 +730,28 @@ H_TEST(auth, token_from_cookie_and_query)
     cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "cq");
     cr_expect_eq(status_of(p->port, h_fmt("/echo/q?access_token=%s", tok), NULL), 200);
     cr_expect_eq(status_of(p->port, h_fmt("/echo/q?xaccess_token=%s", tok), NULL), 401, "another parameter");
+    cr_expect_eq(status_of(p->port, h_fmt("/echo/q?xaccess_token=bad&access_token=%s", tok), NULL), 200,
+                 "the parameter after one with a longer name");
+    cr_expect_eq(status_of(p->port, h_fmt("/echo/c"), h_fmt("Cookie: session2=bad; session=%s\r\n", tok)), 200,
+                 "the cookie after one with a longer name");
     cr_expect_eq(status_of(p->port, "/echo/q", bearer(tok)), 401, "a Bearer token on a query route");
     cr_expect_eq(status_of(p->port, "/echo/q?access_token=", NULL), 401, "an empty parameter");
 }
 
 /* ---- key_auth ----------------------------------------------------------- */
 
-static char *consumers_yaml(const char *hash2)
-{
-    return h_fmt("consumers:\n"
-                 "  - {name: app1, id: c-001, groups: [apps, beta], tier: free, keys: [\"app-key-12345\"]}\n"
-                 "  - {name: app2, keys: [\"sha256:%s\"]}\n"
-                 "  - {name: app3, id: c-003, groups: [apps, banned], keys: [\"app3-key-xyz\"]}\n"
-                 "tiers:\n  free: {rate: 1000/s}\n",
-                 hash2);
-}
 
 H_TEST(auth, key_auth_plain_and_hashed_keys)
 {
     py_init();
     char *hash2 = py("sha256 'second-key-67890'");
+    char *hash4 = py("sha256 'upper-key-4444'");
+    for (char *q = hash4; *q; q++)
+        if (*q >= 'a' && *q <= 'f')
+            *q = (char)(*q - 'a' + 'A');
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_run(h_fmt("%s%sroutes:\n%s%s", svc_yaml(u), consumers_yaml(hash2),
+    h_proxy *p = h_proxy_run(h_fmt("%s%s  - {name: app4, keys: [\"sha256:%s\"]}\nroutes:\n%s%s", svc_yaml(u),
+                                   consumers_yaml(hash2), hash4,
                                    route("k", "/echo/k", "key_auth: {header: X-API-Key}", NULL),
                                    route("q", "/echo/q", "key_auth: {query: apikey}", NULL)));
     h_resp r;
@@ -693,6 +769,9 @@ H_TEST(auth, key_auth_plain_and_hashed_keys)
     cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "app2", "id defaults to the name\n%s", r.body);
     cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-Username")), "app2");
     cr_expect_null(echoed(r.body, "X-Consumer-Groups"), "a consumer without groups:\n%s", r.body);
+    get(p->port, "/echo/k", "X-API-Key: upper-key-4444\r\n", &r);
+    cr_expect_eq(r.status, 200, "a key stored as sha256:UPPER-CASE-HEX: %d", r.status);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "app4");
     /* the stored digest is not itself a key */
     get(p->port, "/echo/k", h_fmt("X-API-Key: sha256:%s\r\n", hash2), &r);
     expect_json_refusal(&r, 401, "the sha256:HEX text presented as a key");
@@ -818,6 +897,8 @@ H_TEST(auth, acl_trusted_proxies_xff)
                  "XFF 203.0.113.7, 127.0.0.1");
     cr_expect_eq(status_of(p->port, "/echo", "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 127.0.0.1\r\n"), 403,
                  "XFF split over two lines");
+    cr_expect_eq(status_of(p->port, "/echo", "X-Forwarded-For: ::ffff:203.0.113.7\r\n"), 403,
+                 "XFF with an IPv4-mapped IPv6 address in a denied v4 range");
     /* the client cannot hide behind a forged entry on the left */
     cr_expect_eq(status_of(p->port, "/echo", "X-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n"), 403,
                  "XFF 198.51.100.1, 203.0.113.7: the rightmost untrusted entry counts");
@@ -901,7 +982,8 @@ H_TEST(auth, required_claims_and_require_exp)
 
 /* Writes a config whose line 12 (the key material) or line 9 (the filter)
  * is wrong; expects --check-config to exit 1 naming file:line. */
-static void expect_config_error(const char *name, const char *filters, int line, const char *what)
+static void expect_config_error(const char *name, const char *filters, int line, const char *needle,
+                                const char *what)
 {
     const char *yaml = h_fmt("services:\n"                                  /* 1 */
                              "  - name: svc\n"                              /* 2 */
@@ -919,6 +1001,7 @@ static void expect_config_error(const char *name, const char *filters, int line,
     cr_expect_eq(code, 1, "%s: --check-config exited %d, want 1; stderr: %s", what, code, c->err);
     char *want = h_fmt("%s:%d:", path, line);
     cr_expect(strstr(c->err, want) != NULL, "%s: stderr should name %s; got: %s", what, want, c->err);
+    cr_expect(strcasestr(c->err, needle) != NULL, "%s: stderr should say \"%s\"; got: %s", what, needle, c->err);
     /* and ringway refuses to start with it */
     code = h_run(&c, 10000, "'%s' --config '%s' --listen 127.0.0.1:%d --io %s", h_binary(), path, h_free_port(),
                  h_io());
@@ -934,54 +1017,54 @@ H_TEST(auth, config_errors)
                         "          keys:\n"
                         "            - alg: HS256\n"
                         "              secret: \"0123456789abcdef0123456789abcde\"\n", /* 31 bytes */
-                        12, "an HS256 secret of 31 bytes");
+                        12, "32", "an HS256 secret of 31 bytes");
     expect_config_error("short512.yaml",
                         "      - jwt:\n"
                         "          keys:\n"
                         "            - alg: HS512\n"
                         "              secret: \"" SECRET "\"\n", /* 32 < 64 */
-                        12, "an HS512 secret of 32 bytes");
+                        12, "64", "an HS512 secret of 32 bytes");
     expect_config_error("rsa1024.yaml",
                         h_fmt("      - jwt:\n"
                               "          keys:\n"
                               "            - alg: RS256\n"
                               "              pem_file: \"%s\"\n",
                               small.pub),
-                        12, "a 1024-bit RSA key");
+                        12, "1024", "a 1024-bit RSA key");
     expect_config_error("nopem.yaml",
                         h_fmt("      - jwt:\n"
                               "          keys:\n"
                               "            - alg: RS256\n"
                               "              pem_file: \"%s/no-such.pem\"\n",
                               h_tmpdir()),
-                        12, "a missing pem_file");
+                        12, "no-such.pem", "a missing pem_file");
     expect_config_error("mismatch.yaml",
                         h_fmt("      - jwt:\n"
                               "          keys:\n"
                               "            - alg: RS256\n"
                               "              pem_file: \"%s\"\n",
                               ec.pub),
-                        12, "an EC key for RS256");
+                        12, "RS256", "an EC key for RS256");
     expect_config_error("garbagepem.yaml",
                         "      - jwt:\n"
                         "          keys:\n"
                         "            - alg: RS256\n"
                         "              pem: \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\\n\"\n",
-                        12, "garbage PEM");
-    expect_config_error("unknown.yaml", "      - oauth2: {provider: x}\n", 9, "an unknown filter name");
-    expect_config_error("nokeys.yaml", "      - jwt: {issuer: \"https://issuer.test/\"}\n", 9, "jwt without keys");
-    expect_config_error("emptykeys.yaml", "      - jwt: {keys: []}\n", 9, "jwt with an empty key list");
+                        12, "PEM", "garbage PEM");
+    expect_config_error("unknown.yaml", "      - oauth2: {provider: x}\n", 9, "oauth2", "an unknown filter name");
+    expect_config_error("nokeys.yaml", "      - jwt: {issuer: \"https://issuer.test/\"}\n", 9, "keys", "jwt without keys");
+    expect_config_error("emptykeys.yaml", "      - jwt: {keys: []}\n", 9, "keys", "jwt with an empty key list");
     expect_config_error("alg.yaml",
                         "      - jwt:\n"
                         "          keys:\n"
                         "            - {alg: none, secret: \"" SECRET "\"}\n",
-                        11, "alg none");
-    expect_config_error("acl.yaml", "      - acl: {allow_ips: [\"10.0.0.1/8\"]}\n", 9, "a CIDR with host bits");
-    expect_config_error("from.yaml", "      - key_auth: {header: X-Key, query: k}\n", 9, "key_auth header and query");
+                        11, "none", "alg none");
+    expect_config_error("acl.yaml", "      - acl: {allow_ips: [\"10.0.0.1/8\"]}\n", 9, "10.0.0.1/8", "a CIDR with host bits");
+    expect_config_error("from.yaml", "      - key_auth: {header: X-Key, query: k}\n", 9, "exclusive", "key_auth header and query");
     expect_config_error("two.yaml",
                         "      - key_auth\n"
                         "      - key_auth: {query: k}\n",
-                        10, "two key_auth filters");
+                        10, "key_auth", "two key_auth filters");
 }
 
 /* ---- reloads ------------------------------------------------------------ */
@@ -1008,6 +1091,15 @@ H_TEST(auth, sighup_changes_jwt_secret)
     /* a connection from before the reload follows the new config */
     cr_assert_eq(h_request(keep, "GET", "/x", told, NULL, 0, &r), H_OK);
     cr_expect_eq(r.status, 401, "an old connection kept the old secret");
+
+    /* a reload with a bad key is refused as a whole: the current secret stays */
+    p->expect_errors = true;
+    h_proxy_write_config(p, h_fmt("%sroutes:\n%s", svc_yaml(u), route("api", "/", jwt_hs("too-short", NULL), NULL)));
+    h_proxy_signal(p, SIGHUP);
+    h_sleep_ms(700);
+    cr_assert_eq(h_proxy_wait_exit(p, 0), -1, "ringway exited on a bad reload");
+    cr_expect_eq(status_of(p->port, "/x", tnew), 200, "a refused reload changed the secret");
+    cr_expect_eq(status_of(p->port, "/x", told), 401);
 }
 
 H_TEST(auth, sighup_rotates_rsa_key_cached_token_refused)
@@ -1027,4 +1119,358 @@ H_TEST(auth, sighup_rotates_rsa_key_cached_token_refused)
     h_proxy_signal(p, SIGHUP);
     cr_assert(wait_status_hdr(p->port, "/x", t2, 200, 5000), "the new key is not used 5 s after SIGHUP");
     expect_invalid_token(p->port, "/x", t1, "a cached token of the old key after the reload");
+}
+
+/* ---- more token shapes ---------------------------------------------------- */
+
+/* An HS256 token over a raw header and payload text (duplicates, escapes,
+ * odd types: what PyJWT would not write). */
+static char *raw_hs(const char *header, const char *claims)
+{
+    char *keyfile = h_write_file("secret.bin", SECRET);
+    return py(h_fmt("rawhsh '%s' '%s' '%s'", keyfile, header, claims));
+}
+
+H_TEST(auth, claims_to_headers_values_are_header_safe)
+{
+    py_init();
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt(
+        "%sroutes:\n%s", svc_yaml(u),
+        route("api", "/echo",
+              jwt_hs(SECRET, ", claims_to_headers: {sub: X-User-ID, roles: X-Roles, n: X-Num, obj: X-Obj, "
+                             "esc: X-Esc, big: X-Big, nul: X-Nul, t: X-Bool}"),
+              NULL)));
+    long exp = now_s() + 300;
+    const char *hdr = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    h_resp r;
+    get(p->port, "/echo",
+        bearer(raw_hs(hdr, h_fmt("{\"sub\":\"alice\\r\\nX-Injected: 1\",\"roles\":[\"a\",\"b\"],\"n\":42,"
+                                 "\"obj\":{\"k\":\"v\"},\"esc\":\"\\u0041\\/b \\\"q\\\"\",\"nul\":null,\"t\":true,"
+                                 "\"big\":\"%s\",\"exp\":%ld}",
+                                 h_repeat(5000, 'z'), exp))),
+        &r);
+    cr_assert_eq(r.status, 200, "odd claim values should not refuse the token: %d %s", r.status, OR_MISSING(r.body));
+    cr_expect_null(echoed(r.body, "X-Injected"), "a CRLF in a claim injected a header:\n%s", r.body);
+    cr_expect_null(strstr(r.body, "X-Injected"), "a CRLF in a claim reached the upstream head:\n%s", r.body);
+    cr_expect_null(echoed(r.body, "X-User-ID"), "a claim with CR LF was forwarded:\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Roles")), "a, b");
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Num")), "42");
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Bool")), "true");
+    cr_expect_null(echoed(r.body, "X-Obj"), "an object claim was forwarded:\n%s", r.body);
+    cr_expect_null(echoed(r.body, "X-Nul"), "a null claim was forwarded:\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Esc")), "A/b \"q\"", "JSON escapes should be decoded");
+    char *big = echoed(r.body, "X-Big");
+    cr_expect(big == NULL || strlen(big) == 5000, "a 5000-byte claim was cut: %zu bytes", big ? strlen(big) : 0);
+
+    /* an escaped issuer equals the configured one */
+    h_proxy *p2 = h_proxy_run(
+        h_fmt("%sroutes:\n%s", svc_yaml(u), route("api", "/", jwt_hs(SECRET, ", issuer: \"https://issuer.test/\""), NULL)));
+    cr_expect_eq(status_of(p2->port, "/x",
+                           bearer(raw_hs(hdr, h_fmt("{\"iss\":\"https:\\/\\/issuer.test\\/\",\"exp\":%ld}", exp)))),
+                 200, "iss with escaped slashes is the same string");
+    expect_invalid_token(p2->port, "/x", bearer(raw_hs(hdr, h_fmt("{\"iss\":\"https://issuer.test/\\u0000\",\"exp\":%ld}", exp))),
+                         "iss with a trailing NUL");
+}
+
+H_TEST(auth, malformed_registered_claims)
+{
+    py_init();
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt("%sroutes:\n%s", svc_yaml(u),
+                                   route("api", "/", jwt_hs(SECRET, ", audience: orders, issuer: iss1"), NULL)));
+    long now = now_s();
+    const char *hdr = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    const char *ok = h_fmt("\"aud\":\"orders\",\"iss\":\"iss1\"");
+    cr_assert_eq(status_of(p->port, "/x", bearer(raw_hs(hdr, h_fmt("{%s,\"exp\":%ld}", ok, now + 300)))), 200);
+    cr_expect_eq(status_of(p->port, "/x", bearer(raw_hs(hdr, h_fmt("{%s,\"exp\":%ld.5}", ok, now + 300)))), 200,
+                 "a fractional exp is a NumericDate");
+    struct {
+        const char *what, *claims;
+    } bad[] = {
+        {"exp as a string", h_fmt("{%s,\"exp\":\"%ld\"}", ok, now + 300)},
+        {"exp as a past string", h_fmt("{%s,\"exp\":\"1\"}", ok)},
+        {"exp null", h_fmt("{%s,\"exp\":null}", ok)},
+        {"exp negative", h_fmt("{%s,\"exp\":-1}", ok)},
+        {"nbf as a future string", h_fmt("{%s,\"exp\":%ld,\"nbf\":\"%ld\"}", ok, now + 300, now + 200)},
+        {"aud as a number", h_fmt("{\"aud\":7,\"iss\":\"iss1\",\"exp\":%ld}", now + 300)},
+        {"aud array without it", h_fmt("{\"aud\":[\"a\",7,null],\"iss\":\"iss1\",\"exp\":%ld}", now + 300)},
+        {"iss as a number", h_fmt("{\"aud\":\"orders\",\"iss\":1,\"exp\":%ld}", now + 300)},
+        {"payload an array", h_fmt("[%ld]", now + 300)},
+        {"payload a string", "\"exp\""},
+        {"payload not JSON", "{exp: 1}"},
+        {"payload trailing garbage", h_fmt("{%s,\"exp\":%ld}x", ok, now + 300)},
+        {"payload deep", h_fmt("{%s,\"exp\":%ld,\"d\":%s1%s}", ok, now + 300, h_repeat(100, '['), h_repeat(100, ']'))},
+        {"payload very deep", h_fmt("{%s,\"exp\":%ld,\"d\":%s}", ok, now + 300, h_repeat(5000, '['))},
+        {"duplicate exp, the last expired", h_fmt("{%s,\"exp\":%ld,\"exp\":1}", ok, now + 300)},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_invalid_token(p->port, "/x", bearer(raw_hs(hdr, bad[i].claims)), bad[i].what);
+    /* headers */
+    const char *claims = h_fmt("{%s,\"exp\":%ld}", ok, now + 300);
+    struct {
+        const char *what, *header;
+    } badh[] = {
+        {"header without alg", "{\"typ\":\"JWT\"}"},
+        {"alg as a number", "{\"alg\":256}"},
+        {"alg lower case", "{\"alg\":\"hs256\"}"},
+        {"header an array", "[\"HS256\"]"},
+        {"kid as a number", "{\"alg\":\"HS256\",\"kid\":5}"},
+        {"crit with an unknown extension", "{\"alg\":\"HS256\",\"crit\":[\"x-ext\"],\"x-ext\":1}"},
+        {"b64 false (RFC 7797)", "{\"alg\":\"HS256\",\"b64\":false,\"crit\":[\"b64\"]}"},
+        {"header deep", h_fmt("{\"alg\":\"HS256\",\"x\":%s}", h_repeat(5000, '{'))},
+        {"duplicate alg, the last none", "{\"alg\":\"HS256\",\"alg\":\"none\"}"},
+    };
+    for (size_t i = 0; i < sizeof badh / sizeof badh[0]; i++)
+        expect_invalid_token(p->port, "/x", bearer(raw_hs(badh[i].header, claims)), badh[i].what);
+    /* a huge exp: accepted or refused, never a crash */
+    int st = status_of(p->port, "/x", bearer(raw_hs(hdr, h_fmt("{%s,\"exp\":1e400}", ok))));
+    cr_expect(st == 200 || st == 401, "exp 1e400: %d", st);
+    st = status_of(p->port, "/x", bearer(raw_hs(hdr, h_fmt("{%s,\"exp\":99999999999999999999999}", ok))));
+    cr_expect(st == 200 || st == 401, "exp 1e23: %d", st);
+    cr_expect_eq(status_of(p->port, "/x", bearer(raw_hs(hdr, claims))), 200, "still serving");
+}
+
+H_TEST(auth, es256_der_signature_refused)
+{
+    py_init();
+    keypair k = genkey("ec", "ec");
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt(
+        "%sroutes:\n%s", svc_yaml(u), route("api", "/", h_fmt("jwt: {keys: [{alg: ES256, pem_file: \"%s\"}]}", k.pub), NULL)));
+    const char *claims = h_fmt("{\"sub\": \"e\", \"exp\": %ld}", now_s() + 300);
+    cr_assert_eq(status_of(p->port, "/x", bearer(mint("ES256", k.at, claims, NULL))), 200);
+    /* JWS wants R || S (64 bytes); an ASN.1 DER signature is not a JWS signature */
+    expect_invalid_token(p->port, "/x", bearer(py(h_fmt("es256der '%s' '%s'", k.priv, claims))),
+                         "an ES256 token with a DER signature");
+}
+
+H_TEST(auth, max_age_and_nbf_leeway)
+{
+    py_init();
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt("%sroutes:\n%s%s", svc_yaml(u),
+                                   route("age", "/age", jwt_hs(SECRET, ", max_age: 60s"), NULL),
+                                   route("lee", "/lee", jwt_hs(SECRET, ", leeway: 10s"), NULL)));
+    long now = now_s();
+    cr_expect_eq(status_of(p->port, "/age",
+                           bearer(mint("HS256", SECRET, h_fmt("{\"iat\": %ld, \"exp\": %ld}", now - 5, now + 300), NULL))),
+                 200, "iat 5 s ago, max_age 60s");
+    expect_invalid_token(p->port, "/age",
+                         bearer(mint("HS256", SECRET, h_fmt("{\"iat\": %ld, \"exp\": %ld}", now - 120, now + 300), NULL)),
+                         "iat 120 s ago, max_age 60s");
+    expect_invalid_token(p->port, "/age", bearer(mint("HS256", SECRET, h_fmt("{\"exp\": %ld}", now + 300), NULL)),
+                         "no iat with max_age");
+    cr_expect_eq(status_of(p->port, "/lee",
+                           bearer(mint("HS256", SECRET, h_fmt("{\"nbf\": %ld, \"exp\": %ld}", now + 4, now + 300), NULL))),
+                 200, "nbf 4 s ahead within leeway 10s");
+    expect_invalid_token(p->port, "/lee",
+                         bearer(mint("HS256", SECRET, h_fmt("{\"nbf\": %ld, \"exp\": %ld}", now + 60, now + 300), NULL)),
+                         "nbf 60 s ahead beyond leeway 10s");
+    expect_invalid_token(p->port, "/lee", bearer(mint("HS256", SECRET, h_fmt("{\"exp\": %ld}", now - 30), NULL)),
+                         "exp 30 s ago beyond leeway 10s");
+}
+
+/* ---- filter composition ------------------------------------------------- */
+
+H_TEST(auth, key_auth_and_jwt_both_required)
+{
+    py_init();
+    char *hash2 = py("sha256 'second-key-67890'");
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt("%s%sroutes:\n%s", svc_yaml(u), consumers_yaml(hash2),
+                                   route("api", "/echo", "key_auth: {header: X-API-Key}", jwt_hs(SECRET, NULL))));
+    char *tok = mint("HS256", SECRET, h_fmt("{\"sub\": \"both\", \"exp\": %ld}", now_s() + 300), NULL);
+    h_resp r;
+    get(p->port, "/echo", h_fmt("X-API-Key: app-key-12345\r\n%s", bearer(tok)), &r);
+    cr_assert_eq(r.status, 200, "key and token: %d", r.status);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001");
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "both");
+    cr_expect_eq(status_of(p->port, "/echo", "X-API-Key: app-key-12345\r\n"), 401, "key without token");
+    cr_expect_eq(status_of(p->port, "/echo", bearer(tok)), 401, "token without key");
+    cr_expect_eq(status_of(p->port, "/echo", h_fmt("X-API-Key: bad\r\n%s", bearer(tok))), 401, "bad key, good token");
+}
+
+H_TEST(auth, global_and_service_filters)
+{
+    py_init();
+    char *hash2 = py("sha256 'second-key-67890'");
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt("services:\n"
+                                   "  - name: svc\n"
+                                   "    instances: [{address: \"127.0.0.1:%d\"}]\n"
+                                   "  - name: locked\n"
+                                   "    instances: [{address: \"127.0.0.1:%d\"}]\n"
+                                   "    filters:\n"
+                                   "      - acl: {allow_groups: [beta]}\n"
+                                   "%s"
+                                   "filters:\n"
+                                   "  - key_auth\n"
+                                   "routes:\n"
+                                   "  - name: open\n"
+                                   "    paths: [{prefix: /echo/a}]\n"
+                                   "    service: svc\n"
+                                   "  - name: locked\n"
+                                   "    paths: [{prefix: /echo/b}]\n"
+                                   "    service: locked\n"
+                                   "  - name: canned\n"
+                                   "    paths: [{exact: /canned}]\n"
+                                   "    respond: {status: 200, body: \"canned\"}\n",
+                                   u->port, u->port, consumers_yaml(hash2)));
+    cr_expect_eq(status_of(p->port, "/health", NULL), 200, "/health is not behind the filters");
+    cr_expect_eq(status_of(p->port, "/echo/a", NULL), 401, "a top-level key_auth applies to every route");
+    cr_expect_eq(status_of(p->port, "/canned", NULL), 401, "a top-level key_auth applies to respond routes");
+    cr_expect_eq(status_of(p->port, "/canned", "X-API-Key: app-key-12345\r\n"), 200);
+    cr_expect_eq(status_of(p->port, "/echo/a", "X-API-Key: second-key-67890\r\n"), 200);
+    cr_expect_eq(status_of(p->port, "/echo/b", "X-API-Key: second-key-67890\r\n"), 403, "service acl: app2 not in beta");
+    cr_expect_eq(status_of(p->port, "/echo/b", "X-API-Key: app-key-12345\r\n"), 200, "service acl: app1 in beta");
+    cr_expect_eq(status_of(p->port, "/echo/b", NULL), 401);
+}
+
+/* ---- connection handling around refusals -------------------------------- */
+
+H_TEST(auth, refusals_keep_connections_sane)
+{
+    py_init();
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt("%sroutes:\n%s", svc_yaml(u), route("api", "/echo", jwt_hs(SECRET, NULL), NULL)));
+    long exp = now_s() + 300;
+    char *ta = mint("HS256", SECRET, h_fmt("{\"sub\": \"alice\", \"exp\": %ld}", exp), NULL);
+    char *tb = mint("HS256", SECRET, h_fmt("{\"sub\": \"bob\", \"exp\": %ld}", exp), NULL);
+    h_resp r;
+
+    /* a 401 then a good request on the same keep-alive connection */
+    h_conn *c = h_connect(p->port);
+    cr_assert_eq(h_request(c, "GET", "/echo", NULL, NULL, 0, &r), H_OK);
+    cr_assert_eq(r.status, 401);
+    cr_assert_eq(h_request(c, "GET", "/echo", bearer(ta), NULL, 0, &r), H_OK, "the connection died after a 401");
+    cr_expect_eq(r.status, 200);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "alice");
+    /* HEAD refused: no body */
+    cr_assert_eq(h_request(c, "HEAD", "/echo", NULL, NULL, 0, &r), H_OK);
+    cr_expect_eq(r.status, 401);
+    cr_expect_eq(r.body_len, 0);
+    cr_assert_eq(h_request(c, "GET", "/echo", bearer(tb), NULL, 0, &r), H_OK, "the connection died after HEAD 401");
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "bob");
+    h_close(c);
+
+    /* pipelined requests with different tokens each get their own identity */
+    c = h_connect(p->port);
+    cr_assert_eq(h_sendf(c,
+                         "GET /echo/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n"
+                         "GET /echo/2 HTTP/1.1\r\nHost: x\r\n\r\n"
+                         "GET /echo/3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+                         ta, tb),
+                 H_OK);
+    cr_assert_eq(h_read_response(c, &r, 0), H_OK);
+    cr_expect_eq(r.status, 200);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "alice");
+    cr_assert_eq(h_read_response(c, &r, 0), H_OK);
+    cr_expect_eq(r.status, 401, "the second pipelined request has no token");
+    cr_assert_eq(h_read_response(c, &r, 0), H_OK);
+    cr_expect_eq(r.status, 200);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "bob");
+    cr_expect_eq(echoed_count(r.body, "X-User-ID"), 1, "\n%s", r.body);
+    h_close(c);
+
+    /* a refused request's body is never read as a request */
+    h_upstream_reset(u);
+    const char *smuggled = "GET /echo/smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    c = h_connect(p->port);
+    cr_assert_eq(h_request(c, "POST", "/echo", NULL, smuggled, strlen(smuggled), &r), H_OK);
+    cr_expect_eq(r.status, 401);
+    char *more = NULL;
+    if (!h_wait_closed(c, 500, &more))
+        cr_expect(more == NULL || *more == '\0', "something followed the 401: %s", more);
+    cr_expect(more == NULL || strstr(more, "HTTP/1.1") == NULL, "the body was answered as a request: %s", more);
+    h_close(c);
+    /* chunked */
+    c = h_connect(p->port);
+    cr_assert_eq(h_sendf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n0\r\n\r\n",
+                         strlen(smuggled), smuggled),
+                 H_OK);
+    cr_assert_eq(h_read_response(c, &r, 0), H_OK);
+    cr_expect_eq(r.status, 401);
+    more = NULL;
+    if (!h_wait_closed(c, 500, &more))
+        cr_expect(more == NULL || *more == '\0', "something followed the 401 (chunked): %s", more);
+    cr_expect(more == NULL || strstr(more, "HTTP/1.1") == NULL, "the chunked body was answered as a request: %s", more);
+    h_close(c);
+    /* Expect: 100-continue: refused with a final status */
+    c = h_connect(p->port);
+    cr_assert_eq(h_sendf(c, "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"), H_OK);
+    cr_assert_eq(h_read_response(c, &r, 0), H_OK);
+    cr_expect_eq(r.status, 401, "Expect: 100-continue without a token: %d", r.status);
+    h_close(c);
+    h_stats s = h_upstream_stats(u);
+    cr_expect_eq(s.requests, 0, "refused requests (or their bodies) reached the upstream: %ld", s.requests);
+}
+
+/* ---- JWKS extras --------------------------------------------------------- */
+
+H_TEST(auth, jwks_file_relative_and_key_kinds)
+{
+    py_init();
+    keypair k1 = genkey("k1", "ed25519");
+    keypair k2 = genkey("k2", "ec");
+    /* k1 usable; k2 for encryption only (skipped); an HMAC oct key */
+    char *doc = py(h_fmt("jwks 'k1:EdDSA:%s' 'k2:ES256:%s'", k1.pub, k2.pub));
+    char *enc = strstr(doc, "\"kid\": \"k2\"");
+    cr_assert(enc != NULL, "unexpected JWKS text: %s", doc);
+    char *use = strstr(enc, "\"use\": \"sig\"");
+    cr_assert(use != NULL, "unexpected JWKS text: %s", doc);
+    memcpy(use, "\"use\": \"enc\"", 12);
+    char *close = strrchr(doc, ']');
+    doc = h_fmt("%.*s, {\"kty\": \"oct\", \"kid\": \"h1\", \"alg\": \"HS256\", "
+                "\"k\": \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}%s",
+                (int)(close - doc), doc, close);
+    h_write_file("rel-jwks.json", doc);
+    h_upstream *u = h_upstream_start("u1", NULL);
+    /* the config is written to the same temp directory: a relative path is taken from there */
+    h_proxy *p = h_proxy_run(h_fmt("%sroutes:\n%s", svc_yaml(u), route("api", "/", "jwt: {jwks_file: rel-jwks.json}", NULL)));
+    const char *claims = h_fmt("{\"sub\": \"s\", \"exp\": %ld}", now_s() + 300);
+    cr_expect_eq(status_of(p->port, "/x", bearer(mint("EdDSA", k1.at, claims, "k1"))), 200, "EdDSA key from the JWKS");
+    expect_invalid_token(p->port, "/x", bearer(mint("ES256", k2.at, claims, "k2")), "a key with use: enc");
+    cr_expect_eq(status_of(p->port, "/x", bearer(mint("HS256", SECRET, claims, "h1"))), 200, "an oct key from the JWKS");
+    expect_invalid_token(p->port, "/x", bearer(mint("HS256", SECRET, claims, "k1")),
+                         "HS256 under the EdDSA key's kid");
+    /* the relative file is watched too */
+    h_write_file("rel-jwks.json", py(h_fmt("jwks 'k2:ES256:%s'", k2.pub)));
+    char *t2 = bearer(mint("ES256", k2.at, claims, "k2"));
+    cr_expect(wait_status_hdr(p->port, "/x", t2, 200, 4000), "a relative jwks_file was not re-read");
+    /* the file goes away: the last good set stays */
+    int fails = count_in(h_proxy_log(p), "refresh failed");
+    cr_assert_eq(unlink(h_fmt("%s/rel-jwks.json", h_tmpdir())), 0);
+    wait_jwks_failure(p, fails, 3000);
+    cr_expect_eq(status_of(p->port, "/x", t2), 200, "the keys were dropped when the JWKS file went away");
+    /* and comes back */
+    h_write_file("rel-jwks.json", py(h_fmt("jwks 'k1:EdDSA:%s'", k1.pub)));
+    cr_expect(wait_status_hdr(p->port, "/x", bearer(mint("EdDSA", k1.at, claims, "k1")), 200, 4000),
+              "a JWKS file that came back was not read");
+    cr_expect_eq(status_of(p->port, "/x", t2), 401);
+}
+
+H_TEST(auth, jwks_file_watched_after_reload)
+{
+    py_init();
+    keypair k1 = genkey("k1", "ec");
+    keypair k2 = genkey("k2", "ec");
+    char *jwks = h_write_file("jwks.json", py(h_fmt("jwks 'k1:ES256:%s'", k1.pub)));
+    h_upstream *u = h_upstream_start("u1", NULL);
+    const char *cfg = h_fmt("%sroutes:\n%s", svc_yaml(u), route("api", "/", h_fmt("jwt: {jwks_file: \"%s\"}", jwks), NULL));
+    h_proxy *p = h_proxy_start(&(h_proxy_opts){.config = cfg, .workers = 2});
+    const char *claims = h_fmt("{\"sub\": \"s\", \"exp\": %ld}", now_s() + 300);
+    char *t1 = bearer(mint("ES256", k1.at, claims, "k1"));
+    char *t2 = bearer(mint("ES256", k2.at, claims, "k2"));
+    cr_assert_eq(status_of(p->port, "/x", t1), 200);
+    /* two reloads of the same config: each builds a new JWKS source, the old ones go */
+    for (int i = 0; i < 2; i++) {
+        h_proxy_write_config(p, h_fmt("%s# reload %d\n", cfg, i));
+        h_proxy_signal(p, SIGHUP);
+        h_sleep_ms(400);
+        cr_assert_eq(status_of(p->port, "/x", t1), 200, "k1 after reload %d", i);
+    }
+    h_write_file("jwks.json", py(h_fmt("jwks 'k2:ES256:%s'", k2.pub)));
+    cr_expect(wait_status_hdr(p->port, "/x", t2, 200, 4000), "the JWKS file is not watched after a reload");
+    cr_expect(wait_status_hdr(p->port, "/x", t1, 401, 4000), "k1 still accepted after rotation");
 }
