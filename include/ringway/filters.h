@@ -53,6 +53,8 @@ typedef struct rw_filter_result {
     rw_filter_hdr add[RW_FILTER_MAX_ADD];
     uint32_t nadd;
     int consumer;         /* index into cfg->consumers, -1 when none */
+    bool query_set;       /* forward query instead of the request's (a hidden credential removed) */
+    rw_str query;
 } rw_filter_result;
 
 /* Compiles the filters of cfg (keys, JWKS sources, rate-limit tables, the API

@@ -421,6 +421,8 @@ static int route_build(rw_filters *f, size_t ri, filter_rt *gl, size_t ngl, filt
                 strip_add(rr, "Authorization");
             else if (c->u.jwt.hide_credentials && c->u.jwt.from == RW_FROM_HEADER)
                 strip_add(rr, c->u.jwt.from_name);
+            else if (c->u.jwt.hide_credentials && c->u.jwt.from == RW_FROM_COOKIE)
+                strip_add(rr, "Cookie"); /* re-added per request without the token's cookie */
         } else if (c->kind == RW_FILTER_KEY_AUTH && c->u.key_auth.hide_credentials &&
                    c->u.key_auth.from == RW_FROM_HEADER) {
             strip_add(rr, c->u.key_auth.name);
@@ -790,6 +792,82 @@ static void add_header(run_ctx *x, const char *name, const char *value, size_t l
         o->add[o->nadd++] = (rw_filter_hdr){{name, strlen(name)}, {value, len}};
 }
 
+/* Room in the worker's value scratch, or NULL. */
+static char *values_room(rw_filter_worker *fw, size_t need)
+{
+    if (need > SCRATCH_VALUES - fw->values_len)
+        return NULL;
+    return fw->values + fw->values_len;
+}
+
+/* The query without every name=... parameter (hide_credentials). */
+static void hide_query_param(run_ctx *x, const char *name)
+{
+    rw_filter_result *o = x->out;
+    rw_str q = o->query_set ? o->query : x->in->rq->query;
+    char *buf = values_room(x->fw, q.len);
+    if (buf == NULL)
+        return;
+    size_t nl = strlen(name), n = 0;
+    const char *p = q.p, *end = q.p + q.len;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        if (amp == NULL)
+            amp = end;
+        bool drop = (size_t)(amp - p) >= nl && memcmp(p, name, nl) == 0 && (p + nl == amp || p[nl] == '=');
+        if (!drop) {
+            if (n > 0)
+                buf[n++] = '&';
+            memcpy(buf + n, p, (size_t)(amp - p));
+            n += (size_t)(amp - p);
+        }
+        p = amp + 1;
+    }
+    x->fw->values_len += (uint32_t)n;
+    o->query = (rw_str){buf, n};
+    o->query_set = true;
+}
+
+/* Every Cookie pair but name's, joined, as one Cookie header (the route strips
+ * the client's Cookie headers). */
+static void hide_cookie(run_ctx *x, const char *name)
+{
+    const rw_http_request *rq = x->in->rq;
+    size_t total = 0, nl = strlen(name), n = 0;
+    for (size_t i = 0; i < rq->nheaders; i++)
+        if (rw_str_ieq(rq->headers[i].name, "cookie"))
+            total += rq->headers[i].value.len + 2;
+    char *buf = values_room(x->fw, total);
+    if (buf == NULL || total == 0)
+        return;
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        if (!rw_str_ieq(rq->headers[i].name, "cookie"))
+            continue;
+        const char *p = rq->headers[i].value.p, *end = p + rq->headers[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == ';'))
+                p++;
+            const char *semi = memchr(p, ';', (size_t)(end - p));
+            if (semi == NULL)
+                semi = end;
+            rw_str pair = trim(p, semi);
+            bool drop = pair.len > nl && pair.p[nl] == '=' && memcmp(pair.p, name, nl) == 0;
+            if (!drop && pair.len > 0) {
+                if (n > 0) {
+                    buf[n++] = ';';
+                    buf[n++] = ' ';
+                }
+                memcpy(buf + n, pair.p, pair.len);
+                n += pair.len;
+            }
+            p = semi;
+        }
+    }
+    x->fw->values_len += (uint32_t)n;
+    if (n > 0)
+        add_header(x, "Cookie", buf, n);
+}
+
 static int run_key_auth(run_ctx *x, const rw_key_auth_cfg *k)
 {
     rw_str key;
@@ -805,6 +883,8 @@ static int run_key_auth(run_ctx *x, const rw_key_auth_cfg *k)
         if (CRYPTO_memcmp(f->keys[s].digest, d, sizeof(d)) == 0) {
             x->out->consumer = f->keys[s].consumer;
             x->cred = key;
+            if (k->hide_credentials && k->from == RW_FROM_QUERY)
+                hide_query_param(x, k->name);
             return 0;
         }
     }
@@ -883,6 +963,10 @@ static int run_jwt(run_ctx *x, const filter_rt *fr)
         return refuse(x, 401, rw_jwt_strerror(rc));
     }
     x->cred = tok;
+    if (j->hide_credentials && j->from == RW_FROM_QUERY)
+        hide_query_param(x, j->from_name);
+    else if (j->hide_credentials && j->from == RW_FROM_COOKIE)
+        hide_cookie(x, j->from_name);
     rw_filter_worker *fw = x->fw;
     for (size_t i = 0; i < j->nclaims; i++) {
         char *buf = fw->values + fw->values_len;
@@ -1033,6 +1117,7 @@ int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_in
     out->extra[0] = '\0';
     out->nadd = 0;
     out->consumer = -1;
+    out->query_set = false;
     fw->values_len = 0;
     /* phase 1: addresses */
     for (size_t i = 0; i < rr->n; i++)

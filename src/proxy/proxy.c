@@ -620,7 +620,8 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, c
     OUT_STR(&o, rq->method_str);
     OUT_LIT(&o, " ");
     if (o.ok) {
-        ssize_t t = rw_route_upstream_target(ex->rt, path, plen, rq->query, o.p + o.len, o.cap - o.len);
+        rw_str q = fres != NULL && fres->query_set ? fres->query : rq->query;
+        ssize_t t = rw_route_upstream_target(ex->rt, path, plen, q, o.p + o.len, o.cap - o.len);
         if (t < 0)
             return false;
         o.len += (uint32_t)t;
