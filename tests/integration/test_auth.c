@@ -594,13 +594,16 @@ H_TEST(auth, jwks_file_rotation_at_run_time)
 
     /* rotate: only k2 now (h_write_file writes a temp file and renames it) */
     h_write_file("jwks.json", py(h_fmt("jwks 'k2:ES256:%s'", k2.pub)));
+    /* the file is checked every second: ~1-2 s, 5 s allowed for a loaded machine */
     int64_t t0 = h_now_ms();
-    cr_assert(wait_status_hdr(p->port, "/echo", t2, 200, 4000), "the k2 token is not accepted 4 s after rotation");
-    cr_assert(wait_status_hdr(p->port, "/echo", t1, 401, 4000), "the k1 token still works 4 s after it was removed");
-    cr_expect_lt(h_now_ms() - t0, 3500, "rotation took %lld ms", (long long)(h_now_ms() - t0));
+    cr_assert(wait_status_hdr(p->port, "/echo", t2, 200, 5000), "the k2 token is not accepted 5 s after rotation");
+    cr_assert(wait_status_hdr(p->port, "/echo", t1, 401, 5000), "the k1 token still works 5 s after it was removed");
+    int64_t took = h_now_ms() - t0;
     for (int i = 0; i < 6; i++) { /* new connections, on either worker (each with its own cache) */
-        expect_invalid_token(p->port, "/echo", t1, "k1 after rotation");
-        cr_expect_eq(status_of(p->port, "/echo", t2), 200, "k2 after rotation");
+        expect_invalid_token(p->port, "/echo", t1, h_fmt("k1 after rotation (try %d, rotation seen after %lld ms)", i,
+                                                           (long long)took));
+        cr_expect_eq(status_of(p->port, "/echo", t2), 200, "k2 after rotation (try %d, rotation seen after %lld ms)", i,
+                     (long long)took);
     }
 
     /* a broken rewrite keeps the last good set */
@@ -683,14 +686,22 @@ H_TEST(auth, hide_credentials)
                      "without hide_credentials the key should reach the upstream:\n%s", r.body);
 }
 
-H_TEST(auth, hide_credentials_query)
+/* The request line the upstream received (from /echo's body). */
+static char *request_line(const char *echo)
+{
+    const char *e = strstr(echo, "\r\n");
+    return e ? h_fmt("%.*s", (int)(e - echo), echo) : h_fmt("%s", echo);
+}
+
+H_TEST(auth, hide_credentials_query_and_cookie)
 {
     py_init();
     h_upstream *u = h_upstream_start("u1", NULL);
     h_proxy *p = h_proxy_run(h_fmt(
-        "%s%sroutes:\n%s%s", svc_yaml(u), consumers_yaml(h_repeat(64, 'a')),
+        "%s%sroutes:\n%s%s%s", svc_yaml(u), consumers_yaml(h_repeat(64, 'a')),
         route("q", "/echo/q", jwt_hs(SECRET, ", from: \"query:access_token\", hide_credentials: true"), NULL),
-        route("k", "/echo/k", "key_auth: {query: apikey, hide_credentials: true}", NULL)));
+        route("k", "/echo/k", "key_auth: {query: apikey, hide_credentials: true}", NULL),
+        route("c", "/echo/c", jwt_hs(SECRET, ", from: \"cookie:session\", hide_credentials: true"), NULL)));
     char *tok = mint("HS256", SECRET, h_fmt("{\"sub\": \"q\", \"exp\": %ld}", now_s() + 300), NULL);
     h_resp r;
     get(p->port, h_fmt("/echo/q?a=1&access_token=%s&b=2", tok), NULL, &r);
@@ -698,11 +709,39 @@ H_TEST(auth, hide_credentials_query)
     cr_expect_null(strstr(r.body, tok),
                    "hide_credentials with from: query:access_token: the token reached the upstream in the query:\n%s",
                    r.body);
+    cr_expect_str_eq(request_line(r.body), "GET /echo/q?a=1&b=2 HTTP/1.1", "the other parameters should stay");
+    get(p->port, h_fmt("/echo/q?access_token=%s", tok), NULL, &r);
+    cr_assert_eq(r.status, 200);
+    char *rl = request_line(r.body);
+    cr_expect(!strcmp(rl, "GET /echo/q HTTP/1.1") || !strcmp(rl, "GET /echo/q? HTTP/1.1"),
+              "the only parameter hidden: %s", rl);
+    get(p->port, h_fmt("/echo/q?access_token=%s&x=1&access_token=%s", tok, tok), NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_expect_str_eq(request_line(r.body), "GET /echo/q?x=1 HTTP/1.1", "every copy of the parameter should go");
+
     get(p->port, "/echo/k?a=1&apikey=app-key-12345&b=2", NULL, &r);
     cr_assert_eq(r.status, 200);
     cr_expect_null(strstr(r.body, "app-key-12345"),
                    "key_auth {query: apikey, hide_credentials: true}: the key reached the upstream in the query:\n%s",
                    r.body);
+    cr_expect_str_eq(request_line(r.body), "GET /echo/k?a=1&b=2 HTTP/1.1");
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001");
+
+    get(p->port, "/echo/c", h_fmt("Cookie: theme=dark; session=%s; lang=en\r\n", tok), &r);
+    cr_assert_eq(r.status, 200);
+    cr_expect_null(strstr(r.body, tok), "hide_credentials with from: cookie:session: the token reached the upstream:\n%s",
+                   r.body);
+    cr_expect_str_eq(OR_MISSING(echoed(r.body, "Cookie")), "theme=dark; lang=en", "the other cookies should stay");
+    cr_expect_eq(echoed_count(r.body, "Cookie"), 1, "\n%s", r.body);
+    get(p->port, "/echo/c", h_fmt("Cookie: a=1\r\nCookie: session=%s; b=2\r\n", tok), &r);
+    cr_assert_eq(r.status, 200);
+    cr_expect_null(strstr(r.body, tok), "the token reached the upstream (two Cookie lines):\n%s", r.body);
+    cr_expect(strstr(r.body, "a=1") && strstr(r.body, "b=2"), "cookies lost:\n%s", r.body);
+    get(p->port, "/echo/c", h_fmt("Cookie: session=%s\r\n", tok), &r);
+    cr_assert_eq(r.status, 200);
+    char *ck = echoed(r.body, "Cookie");
+    cr_expect(ck == NULL || *ck == '\0', "only the token's cookie: Cookie should go, got %s", ck);
+    cr_expect_null(strstr(r.body, tok), "the token reached the upstream (only cookie):\n%s", r.body);
 }
 
 H_TEST(auth, token_from_cookie_and_query)
