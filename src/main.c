@@ -11,6 +11,7 @@
 #include "ringway/config.h"
 #include "ringway/control.h"
 #include "ringway/log.h"
+#include "ringway/rlsync.h"
 #include "ringway/loop.h"
 #include "ringway/net.h"
 #include "ringway/worker.h"
@@ -163,13 +164,17 @@ int main(int argc, char **argv)
             ov.drain_timeout_ms = (long)ms;
             break;
         }
-        case OPT_REDIS:
-            if (strncmp(optarg, "redis://", 8) != 0) {
-                fprintf(stderr, "ringway: --redis %s: expected redis://[user:password@]host:port/db\n", optarg);
+        case OPT_REDIS: {
+            char why[256];
+            rw_redis_url u;
+            if (rw_redis_url_parse(optarg, &u, why, sizeof(why)) != 0) {
+                fprintf(stderr, "ringway: --redis %s: %s (expected redis://[user:password@]host:port/db)\n", optarg,
+                        why);
                 return 2;
             }
             ov.redis_url = optarg;
             break;
+        }
         case OPT_SYNC_INTERVAL: {
             uint64_t ms;
             if (rw_parse_duration_ms(optarg, &ms) != 0 || ms < 1 || ms > 60000) {

@@ -216,6 +216,7 @@ typedef struct rw_tier_cfg {
     char *name;
     double rate_per_sec;  /* tokens per second */
     bool unlimited;
+    uint32_t window_ms;   /* the period written ("N/min": 60000): N is also the burst */
 } rw_tier_cfg;
 
 typedef struct rw_consumer_cfg {

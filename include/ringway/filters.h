@@ -63,6 +63,8 @@ rw_filters *rw_filters_build(const rw_config *cfg, char *err, size_t errlen);
 /* Hands f, and cfg when not NULL (the config it was built from), to the
  * control thread's collector (any thread, never blocks long). */
 void rw_filters_release(rw_filters *f, rw_config *cfg);
+/* Frees f now (control thread; NULL allowed): for filters no worker has seen. */
+void rw_filters_free(rw_filters *f);
 /* Frees released filters and rate-limit tables nothing uses any more (control thread). */
 void rw_filters_gc(void);
 /* Uses s (or NULL: none) to sync global limits from now on; moves every

@@ -972,6 +972,8 @@ static int parse_redis(loader *l, yaml_node_t *n)
     return 0;
 }
 
+static uint32_t rate_window_ms(const char *s);
+
 static int parse_tiers(loader *l, yaml_node_t *n)
 {
     rw_config *cfg = l->cfg;
@@ -1005,6 +1007,7 @@ static int parse_tiers(loader *l, yaml_node_t *n)
         wheref(rw, sizeof(rw), "%s.rate", w);
         if (str_of(l, rate, rw, &s))
             return -1;
+        t->window_ms = rate_window_ms(s);
         if (rw_parse_rate(s, &t->rate_per_sec, &t->unlimited) != 0)
             return fail(l, rate, "%s: invalid rate '%s' (expected N/s, N/min, N/hour or unlimited)",
                         rw, s);
@@ -1057,6 +1060,24 @@ static int read_small_file(loader *l, const yaml_node_t *n, const char *where, c
     *out = buf;
     *len_out = got;
     return 0;
+}
+
+#define RW_MAX_CLAIM_HEADERS 12
+
+/* Headers a claim must never set: framing, routing, hop-by-hop, and the ones
+ * ringway sets itself. */
+static bool reserved_header(const char *name)
+{
+    static const char *const reserved[] = {
+        "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+        "proxy-connection", "expect", "via", "forwarded", "x-forwarded-for", "x-forwarded-proto",
+        "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix", "x-real-ip", "x-request-id",
+        "x-consumer-id", "x-consumer-username", "x-consumer-groups", "cookie", "authorization",
+    };
+    for (size_t i = 0; i < RW_ARRAY_LEN(reserved); i++)
+        if (strcasecmp(name, reserved[i]) == 0)
+            return true;
+    return false;
 }
 
 /* "bearer", "header:NAME", "query:NAME", "cookie:NAME". */
@@ -1237,8 +1258,20 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
             if ((rc = get_string(l, v, w, &j->jwks_url)) == 0 && j->jwks_url && strncmp(j->jwks_url, "https://", 8) &&
                 strncmp(j->jwks_url, "http://", 7))
                 rc = fail(l, v, "%s: '%s' must start with https:// or http://", w, j->jwks_url);
-        } else if (!strcmp(key, "jwks_ca_file"))
+        } else if (!strcmp(key, "jwks_ca_file")) {
+            char *doc;
+            size_t len;
             rc = get_string(l, v, w, &j->jwks_ca_file);
+            if (rc == 0 && j->jwks_ca_file) /* readable now, and resolved like the other paths */
+                rc = read_small_file(l, v, w, j->jwks_ca_file, &doc, &len);
+            if (rc == 0 && j->jwks_ca_file && j->jwks_ca_file[0] != '/' && strrchr(l->name, '/') && l->name[0] != '<') {
+                const char *slash = strrchr(l->name, '/');
+                char full[4096];
+                snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - l->name), l->name, j->jwks_ca_file);
+                if (!(j->jwks_ca_file = dup_mem(l, v, full, strlen(full))))
+                    rc = -1;
+            }
+        }
         else if (!strcmp(key, "jwks_refresh"))
             rc = get_ms(l, v, w, 1000, &j->jwks_refresh_ms);
         else if (!strcmp(key, "issuer"))
@@ -1272,7 +1305,12 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
                         (kv->value == NULL && fail(l, cv, "%s: expected a header name", iw)) ||
                         check_token(l, cv, iw, "header name", kv->value))
                         return -1;
-                    j->nclaims++;
+                    if (reserved_header(kv->value))
+                        return fail(l, cv, "%s: %s is set by ringway or the HTTP framing, not by a claim", iw,
+                                    kv->value);
+                    if (++j->nclaims > RW_MAX_CLAIM_HEADERS)
+                        return fail(l, cv, "%s: at most %d claims can be mapped to headers", w,
+                                    RW_MAX_CLAIM_HEADERS);
                 }
             }
         } else if (!strcmp(key, "consumer_claim"))
@@ -1890,8 +1928,12 @@ static int parse_consumer(loader *l, yaml_node_t *n, const char *where, rw_consu
         wheref(w, sizeof(w), "%s.%s", where, key);
         if (!strcmp(key, "name"))
             rc = get_name(l, v, w, &c->name);
-        else if (!strcmp(key, "id"))
+        else if (!strcmp(key, "id")) {
             rc = get_string(l, v, w, &c->id);
+            for (const char *q = c->id; rc == 0 && q && *q; q++) /* forwarded as X-Consumer-ID */
+                if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f)
+                    rc = fail(l, v, "%s: an id may contain only visible ASCII characters", w);
+        }
         else if (!strcmp(key, "groups")) {
             rc = get_str_list(l, v, w, &c->groups, &c->ngroups);
             for (size_t i = 0; i < c->ngroups && rc == 0; i++)

@@ -53,6 +53,20 @@ void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
 }
 
 static rw_rl_sync *redis_sync;
+/* A replaced sync stops 2 s later: a worker may have loaded its pointer just
+ * before the swap and still be about to read its "up" flag. */
+static rw_rl_sync *retired_sync;
+static struct timespec retired_at;
+
+static void retire_sync_tick(bool force)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (retired_sync != NULL && (force || now.tv_sec - retired_at.tv_sec >= 2)) {
+        rw_rl_sync_stop(retired_sync);
+        retired_sync = NULL;
+    }
+}
 static char *redis_url;
 static uint32_t redis_interval;
 
@@ -92,7 +106,9 @@ void rw_control_redis_apply(const rw_config *cfg)
             rw_log_info("redis: syncing global rate limits every %u ms", cfg->redis.sync_interval_ms);
     }
     rw_filters_set_sync(s, cfg->redis.on_failure);
-    rw_rl_sync_stop(old);
+    retire_sync_tick(true); /* an older one has had its grace by now */
+    retired_sync = old;
+    clock_gettime(CLOCK_MONOTONIC, &retired_at);
     free(redis_url);
     redis_url = s != NULL ? strdup(url) : NULL;
     redis_interval = cfg->redis.sync_interval_ms;
@@ -110,6 +126,7 @@ bool rw_control_redis_stats(rw_rl_sync_stats *out)
 void rw_control_shutdown(void)
 {
     rw_filters_set_sync(NULL, RW_REDIS_LOCAL);
+    retire_sync_tick(true); /* workers are gone */
     rw_rl_sync_stop(redis_sync);
     redis_sync = NULL;
     free(redis_url);
@@ -244,6 +261,7 @@ int rw_control_run(rw_control_opts *o)
         if (!draining && n > 0 && (pfd[1].revents & POLLIN))
             rw__admin_accept(&admin);
         rw_filters_gc(); /* configs and tables the workers have let go of */
+        retire_sync_tick(false);
         if (rw_server_failed(o->server)) {
             rw_log_error("a worker stopped unexpectedly: exiting");
             status = 1;

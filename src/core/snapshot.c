@@ -96,7 +96,7 @@ rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, siz
 fail_oom:
     snprintf(err, errlen, "out of memory");
 fail:
-    rw_filters_release(s->filters, NULL);
+    rw_filters_free(s->filters); /* never published: the caller still owns cfg */
     if (s->canned != NULL) {
         for (size_t i = 0; i < cfg->nroutes; i++)
             canned_free(&s->canned[i]);

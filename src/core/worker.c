@@ -396,7 +396,7 @@ void rw_server_free(rw_server *s)
             for (size_t k = 0; k < w->nlisten; k++)
                 if (w->listen_fds[k] >= 0)
                     close(w->listen_fds[k]);
-        rw_filter_worker_free(w->fw, rw_loop_now(w->loop)); /* before its tables can go */
+        rw_filter_worker_free(w->fw, w->loop != NULL ? rw_loop_now(w->loop) : 0); /* before its tables can go */
         w->fw = NULL;
         rw_snapshot *pending = atomic_exchange(&w->next_snap, NULL);
         if (pending != NULL)

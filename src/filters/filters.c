@@ -1,5 +1,6 @@
 /* filters.c - a snapshot's access filters and the worker-side code that runs
  * them: IP ACLs, API keys, JWTs, group ACLs, rate limits. See filters.h. */
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -34,7 +35,7 @@ typedef struct rl_reg {
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static rl_reg *reg_list;
-static rw_filters *graveyard;
+static _Atomic(rw_filters *) graveyard; /* pushed by any thread, emptied by the control thread */
 static rw_rl_sync *cur_sync;
 static _Atomic(rw_rl_sync *) live_sync; /* what workers read */
 static atomic_int redis_policy;
@@ -44,15 +45,16 @@ static atomic_int redis_policy;
 static rl_reg *reg_get(const rw_rate_limit_cfg *rc)
 {
     for (rl_reg *r = reg_list; r != NULL; r = r->next) {
-        if (strcmp(r->name, rc->name) == 0 && r->max_keys == rc->max_keys) {
+        /* Same name, size and scope: the same buckets (a scope change starts afresh). */
+        if (strcmp(r->name, rc->name) == 0 && r->max_keys == rc->max_keys && r->global == (rc->scope == RW_RL_GLOBAL)) {
             r->refs++;
-            bool want_global = rc->scope == RW_RL_GLOBAL;
-            if (want_global && !r->global) {
-                r->global = true;
-                r->window_ms = rc->window_ms;
-                if (cur_sync != NULL && rw_rl_sync_add(cur_sync, r->t, r->window_ms) != 0)
+            uint32_t window = rc->window_ms ? rc->window_ms : 1000;
+            if (r->global && window != r->window_ms && cur_sync != NULL) {
+                rw_rl_sync_remove(cur_sync, r->t); /* the Redis keys' lifetime follows the period */
+                if (rw_rl_sync_add(cur_sync, r->t, window) != 0)
                     rw_log_warn("rate limit %s: cannot register with the Redis sync: out of memory", r->name);
             }
+            r->window_ms = window;
             return r;
         }
     }
@@ -90,6 +92,69 @@ void rw_filters_set_sync(rw_rl_sync *s, int on_failure)
         cur_sync = s;
         atomic_store_explicit(&live_sync, s, memory_order_release);
     }
+    pthread_mutex_unlock(&reg_mu);
+}
+
+/* JWKS sources shared by every snapshot that names the same source with the
+ * same static keys: a reload keeps the last good set (and does not fetch it
+ * again) even while the identity provider is down. Under reg_mu. */
+typedef struct jwks_reg {
+    char *id;             /* file|url|ca|refresh|static-key digest */
+    rw_jwks *j;
+    int refs;
+    struct jwks_reg *next;
+} jwks_reg;
+static jwks_reg *jwks_list;
+
+static rw_jwks *jwks_get(const rw_jwt_cfg *j, const rw_jwt_keyset *base, char *err, size_t errlen)
+{
+    char id[8192];
+    snprintf(id, sizeof(id), "%s|%s|%s|%u|%016llx", j->jwks_file ? j->jwks_file : "", j->jwks_url ? j->jwks_url : "",
+             j->jwks_ca_file ? j->jwks_ca_file : "", j->jwks_refresh_ms,
+             (unsigned long long)rw_jwt_keyset_digest(base));
+    pthread_mutex_lock(&reg_mu);
+    for (jwks_reg *r = jwks_list; r != NULL; r = r->next) {
+        if (strcmp(r->id, id) == 0) {
+            r->refs++;
+            pthread_mutex_unlock(&reg_mu);
+            return r->j;
+        }
+    }
+    pthread_mutex_unlock(&reg_mu);
+    rw_jwks_opts o = {
+        .file = j->jwks_file,
+        .url = j->jwks_url,
+        .ca_file = j->jwks_ca_file,
+        .refresh_ms = j->jwks_refresh_ms,
+        .timeout_ms = 5000,
+        .base = base,
+    };
+    jwks_reg *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->id = strdup(id)) == NULL) {
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->j = rw_jwks_new(&o, err, errlen); /* the first load: outside the lock */
+    if (r->j == NULL) {
+        free(r->id);
+        free(r);
+        return NULL;
+    }
+    r->refs = 1;
+    pthread_mutex_lock(&reg_mu);
+    r->next = jwks_list;
+    jwks_list = r;
+    pthread_mutex_unlock(&reg_mu);
+    return r->j;
+}
+
+static void jwks_put(rw_jwks *j)
+{
+    pthread_mutex_lock(&reg_mu);
+    for (jwks_reg *r = jwks_list; r != NULL; r = r->next)
+        if (r->j == j)
+            r->refs--;
     pthread_mutex_unlock(&reg_mu);
 }
 
@@ -276,15 +341,7 @@ static int jwt_build(filter_rt *fr, char *err, size_t errlen)
         }
     }
     if (j->jwks_file || j->jwks_url) {
-        rw_jwks_opts o = {
-            .file = j->jwks_file,
-            .url = j->jwks_url,
-            .ca_file = j->jwks_ca_file,
-            .refresh_ms = j->jwks_refresh_ms,
-            .timeout_ms = 5000,
-            .base = jr->static_ks,
-        };
-        jr->jwks = rw_jwks_new(&o, why, sizeof(why));
+        jr->jwks = jwks_get(j, jr->static_ks, why, sizeof(why));
         if (jr->jwks == NULL) {
             snprintf(err, errlen, "line %d: jwt: %s", fr->cfg->line, why);
             return -1;
@@ -317,8 +374,8 @@ static int rl_build(rw_filters *f, filter_rt *fr, char *err, size_t errlen)
             const rw_tier_cfg *t = &f->cfg->tiers[i];
             if (t->unlimited)
                 continue;
-            /* N per period, as a burst of N (at least 1) refilled evenly */
-            double period_s = (double)(r->window_ms ? r->window_ms : 60000) / 1000.0;
+            /* N per period (as the tier writes it), as a burst of N refilled evenly */
+            double period_s = (double)(t->window_ms ? t->window_ms : 1000) / 1000.0;
             double b = t->rate_per_sec * period_s;
             rr->tiers[i].rate = t->rate_per_sec;
             rr->tiers[i].burst = b < 1 ? 1 : b > 1e9 ? 1000000000u : (uint32_t)(b + 0.5);
@@ -340,7 +397,8 @@ static void filter_rt_free(filter_rt *fr)
     if (fr->cfg == NULL)
         return;
     if (fr->cfg->kind == RW_FILTER_JWT) {
-        rw_jwks_free(fr->u.jwt.jwks);
+        if (fr->u.jwt.jwks != NULL)
+            jwks_put(fr->u.jwt.jwks);
         rw_jwt_keyset_free(fr->u.jwt.static_ks);
     } else if (fr->cfg->kind == RW_FILTER_RATE_LIMIT) {
         free(fr->u.rl.tiers);
@@ -499,6 +557,11 @@ oom:
     return NULL;
 }
 
+void rw_filters_free(rw_filters *f)
+{
+    filters_free_now(f);
+}
+
 void rw_filters_release(rw_filters *f, rw_config *cfg)
 {
     if (f == NULL) {
@@ -506,22 +569,39 @@ void rw_filters_release(rw_filters *f, rw_config *cfg)
         return;
     }
     f->owned_cfg = cfg;
-    pthread_mutex_lock(&reg_mu);
-    f->next = graveyard;
-    graveyard = f;
-    pthread_mutex_unlock(&reg_mu);
+    rw_filters *head = atomic_load_explicit(&graveyard, memory_order_relaxed);
+    do /* lock-free: a worker letting go of a snapshot never waits for the control thread */
+        f->next = head;
+    while (!atomic_compare_exchange_weak_explicit(&graveyard, &head, f, memory_order_release, memory_order_relaxed));
 }
 
 void rw_filters_gc(void)
 {
-    pthread_mutex_lock(&reg_mu);
-    rw_filters *dead = graveyard;
-    graveyard = NULL;
-    pthread_mutex_unlock(&reg_mu);
+    rw_filters *dead = atomic_exchange_explicit(&graveyard, NULL, memory_order_acquire);
     while (dead != NULL) { /* may block on a JWKS refresh: never on a worker */
         rw_filters *next = dead->next;
         filters_free_now(dead);
         dead = next;
+    }
+    jwks_reg *unused = NULL;
+    pthread_mutex_lock(&reg_mu);
+    for (jwks_reg **pp = &jwks_list; *pp != NULL;) {
+        jwks_reg *r = *pp;
+        if (r->refs > 0) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        r->next = unused;
+        unused = r;
+    }
+    pthread_mutex_unlock(&reg_mu);
+    while (unused != NULL) { /* may wait for a fetch in progress: outside the lock */
+        jwks_reg *next = unused->next;
+        rw_jwks_free(unused->j);
+        free(unused->id);
+        free(unused);
+        unused = next;
     }
     pthread_mutex_lock(&reg_mu);
     for (rl_reg **pp = &reg_list; *pp != NULL;) {
@@ -545,11 +625,26 @@ bool rw_filters_route_active(const rw_filters *f, int route)
     return f != NULL && route >= 0 && f->routes[route].n > 0;
 }
 
+/* Header names equal ignoring case, '_' counting as '-' (CGI-style upstreams
+ * read X_User_ID as X-User-ID). */
+static bool name_eq_dash(rw_str a, rw_str b)
+{
+    if (a.len != b.len)
+        return false;
+    for (size_t i = 0; i < a.len; i++) {
+        char x = a.p[i] == '_' ? '-' : (char)tolower((unsigned char)a.p[i]);
+        char y = b.p[i] == '_' ? '-' : (char)tolower((unsigned char)b.p[i]);
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
 bool rw_filters_strip(const rw_filters *f, int route, rw_str name)
 {
     const route_rt *rr = &f->routes[route];
     for (size_t i = 0; i < rr->nstrip; i++)
-        if (rr->strip[i].len == name.len && strncasecmp(rr->strip[i].p, name.p, name.len) == 0)
+        if (name_eq_dash(rr->strip[i], name))
             return true;
     return false;
 }
@@ -698,8 +793,13 @@ static void client_ip(run_ctx *x)
                 comma--;
             rw_str e = trim(comma, end);
             rw_ipaddr a;
-            if (rw_ipaddr_parse(e.p, e.len, &a) != 0)
-                return; /* garbage: keep the last trusted hop */
+            if (rw_ipaddr_parse(e.p, e.len, &a) != 0) {
+                /* Garbage where the client should be: unknown, never the proxy
+                 * (an allow_ips ACL refuses it; rate limits share one bucket). */
+                memset(&x->ip, 0, sizeof(x->ip));
+                x->ip_text = e;
+                return;
+            }
             x->ip = a;
             x->ip_text = e;
             if (!rw_cidr_match_any(cfg->trusted_proxies, cfg->ntrusted_proxies, &a))
@@ -717,27 +817,47 @@ static const rw_http_header *header(const rw_http_request *rq, const char *name,
     return NULL;
 }
 
-/* name=value in a query string (no percent-decoding: keys and tokens are URL-safe). */
-static bool query_param(rw_str q, const char *name, rw_str *out)
+/* The only header called name: NULL when absent, *dup set when repeated. */
+static const rw_http_header *single_header(const rw_http_request *rq, const char *name, bool *dup)
+{
+    size_t len = strlen(name);
+    const rw_http_header *found = NULL;
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        if (rq->headers[i].name.len != len || strncasecmp(rq->headers[i].name.p, name, len) != 0)
+            continue;
+        if (found != NULL)
+            *dup = true;
+        found = &rq->headers[i];
+    }
+    return found;
+}
+
+/* name=value in a query string (no percent-decoding: keys and tokens are
+ * URL-safe); *dup set when the parameter is repeated. */
+static bool query_param(rw_str q, const char *name, rw_str *out, bool *dup)
 {
     size_t nl = strlen(name);
     const char *p = q.p, *end = q.p + q.len;
+    bool found = false;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         if (amp == NULL)
             amp = end;
-        if ((size_t)(amp - p) > nl && p[nl] == '=' && memcmp(p, name, nl) == 0) {
-            *out = (rw_str){p + nl + 1, (size_t)(amp - p - nl - 1)};
-            return true;
+        if ((size_t)(amp - p) >= nl && memcmp(p, name, nl) == 0 && (p + nl == amp || p[nl] == '=')) {
+            if (found)
+                *dup = true;
+            found = true;
+            *out = p + nl == amp ? (rw_str){amp, 0} : (rw_str){p + nl + 1, (size_t)(amp - p - nl - 1)};
         }
         p = amp + 1;
     }
-    return false;
+    return found;
 }
 
-static bool cookie_value(const rw_http_request *rq, const char *name, rw_str *out)
+static bool cookie_value(const rw_http_request *rq, const char *name, rw_str *out, bool *dup)
 {
     size_t nl = strlen(name);
+    bool found = false;
     for (size_t i = 0; i < rq->nheaders; i++) {
         if (!rw_str_ieq(rq->headers[i].name, "cookie"))
             continue;
@@ -749,34 +869,40 @@ static bool cookie_value(const rw_http_request *rq, const char *name, rw_str *ou
             if (semi == NULL)
                 semi = end;
             if ((size_t)(semi - p) > nl && p[nl] == '=' && memcmp(p, name, nl) == 0) {
+                if (found)
+                    *dup = true;
+                found = true;
                 *out = trim(p + nl + 1, semi);
-                return true;
             }
             p = semi;
         }
     }
-    return false;
+    return found;
 }
 
-static bool credential(const rw_http_request *rq, int from, const char *name, rw_str *out)
+/* The credential a filter reads. *dup is set when it is given more than once:
+ * the request is refused then, as the upstream might read another copy than
+ * the one verified. */
+static bool credential(const rw_http_request *rq, int from, const char *name, rw_str *out, bool *dup)
 {
+    *dup = false;
     if (from == RW_FROM_BEARER) {
-        const rw_http_header *h = header(rq, "authorization", 13);
+        const rw_http_header *h = single_header(rq, "authorization", dup);
         if (h == NULL || h->value.len < 7 || strncasecmp(h->value.p, "bearer ", 7) != 0)
             return false;
         *out = trim(h->value.p + 7, h->value.p + h->value.len);
         return out->len > 0;
     }
     if (from == RW_FROM_HEADER) {
-        const rw_http_header *h = header(rq, name, strlen(name));
+        const rw_http_header *h = single_header(rq, name, dup);
         if (h == NULL)
             return false;
         *out = h->value;
         return out->len > 0;
     }
     if (from == RW_FROM_QUERY)
-        return query_param(rq->query, name, out) && out->len > 0;
-    return cookie_value(rq, name, out) && out->len > 0;
+        return query_param(rq->query, name, out, dup) && out->len > 0;
+    return cookie_value(rq, name, out, dup) && out->len > 0;
 }
 
 static void add_header(run_ctx *x, const char *name, const char *value, size_t len)
@@ -871,7 +997,14 @@ static void hide_cookie(run_ctx *x, const char *name)
 static int run_key_auth(run_ctx *x, const rw_key_auth_cfg *k)
 {
     rw_str key;
-    if (!credential(x->in->rq, k->from, k->name, &key)) {
+    bool dup;
+    bool have = credential(x->in->rq, k->from, k->name, &key, &dup);
+    if (dup) {
+        x->fw->stats.key_rejected++;
+        extra_add(x->out, "WWW-Authenticate: Key realm=\"ringway\", error=\"invalid_key\"\r\n");
+        return refuse(x, 401, "API key given more than once");
+    }
+    if (!have) {
         x->fw->stats.key_rejected++;
         extra_add(x->out, "WWW-Authenticate: Key realm=\"ringway\"\r\n");
         return refuse(x, 401, "missing API key");
@@ -944,7 +1077,15 @@ static int run_jwt(run_ctx *x, const filter_rt *fr)
     const rw_jwt_cfg *j = &fr->cfg->u.jwt;
     const jwt_rt *jr = &fr->u.jwt;
     rw_str tok;
-    if (!credential(x->in->rq, j->from, j->from_name, &tok)) {
+    bool dup;
+    bool have = credential(x->in->rq, j->from, j->from_name, &tok, &dup);
+    if (dup) {
+        x->fw->stats.jwt_rejected++;
+        extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_request\", "
+                          "error_description=\"token given more than once\"\r\n");
+        return refuse(x, 400, "token given more than once"); /* RFC 6750 3.1 invalid_request */
+    }
+    if (!have) {
         x->fw->stats.jwt_rejected++;
         extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\"\r\n");
         return refuse(x, 401, "missing token");
@@ -1081,7 +1222,9 @@ static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best,
         return 0; /* unlimited, or tier-only without a tier */
     if (r->scope == RW_RL_GLOBAL) {
         rw_rl_sync *s = atomic_load_explicit(&live_sync, memory_order_acquire);
-        if (s != NULL && !rw_rl_sync_up(s)) {
+        rw_rl_sync_stats st;
+        if (s != NULL && !rw_rl_sync_up(s) && (rw_rl_sync_get_stats(s, &st), st.rounds > 0 || st.failures > 0)) {
+            /* down (not merely still connecting after a start or a reload) */
             int policy = atomic_load_explicit(&redis_policy, memory_order_relaxed);
             x->fw->stats.rl_redis_fallback++;
             if (policy == RW_REDIS_ALLOW)

@@ -200,6 +200,25 @@ H_TEST(ratelimit, tiers_from_consumers)
     cr_expect_eq(ok, 50, "enterprise is unlimited");
 }
 
+H_TEST(ratelimit, tier_burst_follows_the_tier_period)
+{
+    /* "10/s" is a burst of 10, whatever period the rate_limit itself has */
+    h_upstream *u = h_upstream_start("u1", NULL);
+    const char *top = "tiers:\n  fast: {rate: 10/s}\n"
+                      "consumers:\n  - {name: f, tier: fast, keys: [fast-key-0001]}\n";
+    h_proxy *p = h_proxy_run(config(u, top,
+                                    "      - key_auth: {header: X-API-Key}\n"
+                                    "      - rate_limit: {key: consumer, tier: true, headers: true}\n"));
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    cr_assert_eq(h_request(c, "GET", "/x", "X-API-Key: fast-key-0001\r\n", NULL, 0, &r), H_OK);
+    cr_expect_str_eq(h_hdr(&r, "RateLimit-Limit") ? h_hdr(&r, "RateLimit-Limit") : "-", "10", "%s", r.head);
+    h_resp_free(&r);
+    int ok = 1, limited = 0;
+    burst(c, 30, "X-API-Key: fast-key-0001\r\n", &ok, &limited);
+    cr_expect(ok >= 10 && ok <= 12, "a 10/s tier allowed %d of 31 back to back", ok);
+}
+
 H_TEST(ratelimit, key_flood_is_bounded)
 {
     /* 20000 distinct keys into a 256-key table and shard: memory stays flat,

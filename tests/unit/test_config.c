@@ -717,6 +717,8 @@ static const struct broken {
     {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/s, tier: true}\n", "ringway.yaml:4: routes[0].filters[0].rate_limit: tier: true needs a tiers section"},
     {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/s, scope: cluster}\n", "ringway.yaml:4: routes[0].filters[0].rate_limit.scope: unknown scope 'cluster' (expected local, global)"},
     {"routes:\n  - respond: {status: 200}\n    filters:\n      - key_auth\n      - key_auth\n", "ringway.yaml:5: routes[0].filters[1]: a second key_auth filter in one list"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: HS256, secret: abcdefabcdefabcdefabcdefabcdefabcdef}], claims_to_headers: {sub: Transfer-Encoding}}\n", "ringway.yaml:4: routes[0].filters[0].jwt.claims_to_headers.sub: Transfer-Encoding is set by ringway or the HTTP framing, not by a claim"},
+    {"consumers:\n  - {name: a, id: \"c 1\"}\n", "ringway.yaml:2: consumers[0].id: an id may contain only visible ASCII characters"},
     {"trusted_proxies: [300.1.1.1]\n", "ringway.yaml:1: trusted_proxies[0]: '300.1.1.1' is not an address or CIDR range (host bits must be 0)"},
     {"routes:\n  - respond: {status: 200}\n    filters: {jwt: {}}\n", "ringway.yaml:3: routes[0].filters: expected a list, got a mapping"},
     {"routes:\n  - respond: {status: 200}\n    strip_path: /api\n", "ringway.yaml:3: routes[0].strip_path: only applies to routes with a service"},
