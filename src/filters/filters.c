@@ -865,6 +865,8 @@ static bool cookie_value(const rw_http_request *rq, const char *name, rw_str *ou
         while (p < end) {
             while (p < end && (*p == ' ' || *p == ';'))
                 p++;
+            if (p >= end)
+                break;
             const char *semi = memchr(p, ';', (size_t)(end - p));
             if (semi == NULL)
                 semi = end;
@@ -973,6 +975,8 @@ static void hide_cookie(run_ctx *x, const char *name)
         while (p < end) {
             while (p < end && (*p == ' ' || *p == ';'))
                 p++;
+            if (p >= end)
+                break;
             const char *semi = memchr(p, ';', (size_t)(end - p));
             if (semi == NULL)
                 semi = end;
@@ -1192,9 +1196,12 @@ static uint64_t rl_key(run_ctx *x, const rw_rate_limit_cfg *r)
     }
     if (r->key & RW_RLK_CRED && x->cred.len > 0)
         h = mix(h, 2 ^ rw_hash64(x->cred.p, x->cred.len));
-    if (need_ip) {
-        client_ip(x);
-        h = mix(h, 3 ^ rw_hash64(x->ip.addr, sizeof(x->ip.addr)) ^ x->ip.family);
+    if (need_ip && cfg->ntrusted_proxies == 0) {
+        /* the peer's text is canonical (inet_ntop at accept): no parse needed */
+        h = mix(h, 3 ^ rw_hash64(x->in->peer, x->in->peer_len));
+    } else if (need_ip) {
+        client_ip(x); /* an X-Forwarded-For entry may be written several ways */
+        h = mix(h, 6 ^ rw_hash64(x->ip.addr, sizeof(x->ip.addr)) ^ x->ip.family);
     }
     if (r->key & RW_RLK_HEADER) {
         const rw_http_header *hd = header(x->in->rq, r->header, strlen(r->header));
