@@ -26,6 +26,18 @@ typedef struct rw_str {
 enum { RW_OK = 0 };
 
 /* Returns true when the slice equals the NUL-terminated string s exactly. */
+/* splitmix64's finaliser: spreads a 64-bit value (often a hash with weak low
+ * bits) over all bits, for table indexes. */
+static inline uint64_t rw_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
 static inline bool rw_str_eq(rw_str a, const char *s)
 {
     size_t n = strlen(s);

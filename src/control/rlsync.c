@@ -66,6 +66,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "ringway/common.h"
 #include "ringway/log.h"
 #include "ringway/rlsync.h"
 
@@ -361,22 +362,12 @@ static uint64_t mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Per-table key map */
 
 static void map_place(key_state *map, uint32_t cap, const key_state *e)
 {
-    uint32_t i = (uint32_t)mix64(e->key) & (cap - 1);
+    uint32_t i = (uint32_t)rw_mix64(e->key) & (cap - 1);
     while (map[i].used)
         i = (i + 1) & (cap - 1);
     map[i] = *e;
@@ -408,7 +399,7 @@ static int map_rebuild(tstate *ts, uint32_t newcap, bool (*keep)(const key_state
 /* Finds or inserts key; NULL when the map is full (MAP_MAX) or on ENOMEM. */
 static key_state *map_get(tstate *ts, uint64_t key)
 {
-    uint32_t i = (uint32_t)mix64(key) & (ts->cap - 1);
+    uint32_t i = (uint32_t)rw_mix64(key) & (ts->cap - 1);
     while (ts->map[i].used) {
         if (ts->map[i].key == key)
             return &ts->map[i];

@@ -10,7 +10,7 @@
  * fallen behind the clock can be handed to another key without losing state.
  *
  * Table. Open addressing over a power-of-two array of 64-byte slots; a key
- * lives in one of the 8 slots from mix64(key). Keys are already hashes; 0
+ * lives in one of the 8 slots from rw_mix64(key). Keys are already hashes; 0
  * marks an empty slot and UINT64_MAX a slot being (re)claimed (BUSY), so real
  * keys with those values are mapped to two other constants. A key is claimed
  * in the first empty or full slot of its window, or, when the window has
@@ -69,18 +69,6 @@
 #define RL_NIL UINT32_MAX
 
 /* ---- helpers ------------------------------------------------------------ */
-
-/* splitmix64's finaliser: keys are hashes already, but not necessarily good
- * ones in their low bits. */
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
 
 /* Keeps real keys off the two reserved values. */
 static inline uint64_t map_key(uint64_t key)
@@ -218,7 +206,7 @@ static inline rl_slot *window_slot(rw_rl_table *t, uint64_t base, uint32_t i)
  * probed again a bounded number of times while one is seen. */
 static rl_slot *slot_find(rw_rl_table *t, uint64_t key)
 {
-    uint64_t base = mix64(key);
+    uint64_t base = rw_mix64(key);
     for (int spin = 0;; spin++) {
         bool busy = false;
         for (uint32_t i = 0; i < RL_PROBE; i++) {
@@ -265,7 +253,7 @@ static bool slot_claim(rl_slot *s, uint64_t old, uint64_t key, uint64_t interval
  * claims a slot, or lost a race to another thread that made progress. */
 static rl_slot *slot_get(rw_rl_table *t, uint64_t key, uint64_t interval, uint32_t burst, uint64_t now)
 {
-    uint64_t base = mix64(key);
+    uint64_t base = rw_mix64(key);
     for (int spin = 0;; spin++) {
         bool busy = false;
         rl_slot *free_s = NULL, *victim = NULL;
@@ -566,7 +554,7 @@ rw_rl_shard *rw_rl_shard_new(uint32_t max_keys)
 
 static inline uint32_t ent_hash(const rw_rl_table *t, uint64_t key)
 {
-    return (uint32_t)mix64(key ^ ((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull));
+    return (uint32_t)rw_mix64(key ^ ((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull));
 }
 
 /* Returns the entry for (t, key), or NULL with *pos at the empty index slot

@@ -35,6 +35,7 @@
  *
  * Lifetime: the router borrows every string and regex_t from the rw_config it
  * was built from; it owns only its own tables. */
+#include "ringway/common.h"
 #include "ringway/route.h"
 
 #include <stdio.h>
@@ -121,19 +122,9 @@ struct rw_router {
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static inline uint64_t edge_hash(uint32_t parent, const char *seg, size_t len)
 {
-    return mix64(rw_hash64(seg, len) + (uint64_t)parent * 0x9E3779B97F4A7C15ULL);
+    return rw_mix64(rw_hash64(seg, len) + (uint64_t)parent * 0x9E3779B97F4A7C15ULL);
 }
 
 static uint32_t pow2_at_least(size_t n)
