@@ -854,6 +854,27 @@ static bool query_param(rw_str q, const char *name, rw_str *out, bool *dup)
     return found;
 }
 
+/* The next "name=value" pair of a Cookie header value from *p (trimmed);
+ * false at the end. */
+static bool cookie_next(const char **p, const char *end, rw_str *pair)
+{
+    while (*p < end && (**p == ' ' || **p == ';'))
+        (*p)++;
+    if (*p >= end)
+        return false;
+    const char *semi = memchr(*p, ';', (size_t)(end - *p));
+    if (semi == NULL)
+        semi = end;
+    *pair = trim(*p, semi);
+    *p = semi;
+    return true;
+}
+
+static bool cookie_is(rw_str pair, const char *name, size_t nl)
+{
+    return pair.len > nl && pair.p[nl] == '=' && memcmp(pair.p, name, nl) == 0;
+}
+
 static bool cookie_value(const rw_http_request *rq, const char *name, rw_str *out, bool *dup)
 {
     size_t nl = strlen(name);
@@ -862,21 +883,14 @@ static bool cookie_value(const rw_http_request *rq, const char *name, rw_str *ou
         if (!rw_str_ieq(rq->headers[i].name, "cookie"))
             continue;
         const char *p = rq->headers[i].value.p, *end = p + rq->headers[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            if (p >= end)
-                break;
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            if (semi == NULL)
-                semi = end;
-            if ((size_t)(semi - p) > nl && p[nl] == '=' && memcmp(p, name, nl) == 0) {
-                if (found)
-                    *dup = true;
-                found = true;
-                *out = trim(p + nl + 1, semi);
-            }
-            p = semi;
+        rw_str pair;
+        while (cookie_next(&p, end, &pair)) {
+            if (!cookie_is(pair, name, nl))
+                continue;
+            if (found)
+                *dup = true;
+            found = true;
+            *out = trim(pair.p + nl + 1, pair.p + pair.len);
         }
     }
     return found;
@@ -972,25 +986,16 @@ static void hide_cookie(run_ctx *x, const char *name)
         if (!rw_str_ieq(rq->headers[i].name, "cookie"))
             continue;
         const char *p = rq->headers[i].value.p, *end = p + rq->headers[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == ';'))
-                p++;
-            if (p >= end)
-                break;
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            if (semi == NULL)
-                semi = end;
-            rw_str pair = trim(p, semi);
-            bool drop = pair.len > nl && pair.p[nl] == '=' && memcmp(pair.p, name, nl) == 0;
-            if (!drop && pair.len > 0) {
-                if (n > 0) {
-                    buf[n++] = ';';
-                    buf[n++] = ' ';
-                }
-                memcpy(buf + n, pair.p, pair.len);
-                n += pair.len;
+        rw_str pair;
+        while (cookie_next(&p, end, &pair)) {
+            if (cookie_is(pair, name, nl) || pair.len == 0)
+                continue;
+            if (n > 0) {
+                buf[n++] = ';';
+                buf[n++] = ' ';
             }
-            p = semi;
+            memcpy(buf + n, pair.p, pair.len);
+            n += pair.len;
         }
     }
     x->fw->values_len += (uint32_t)n;
