@@ -77,19 +77,23 @@ const char *rw_jwt_strerror(int err)
 
 /* ---- base64url ---- */
 
-static int b64url_value(unsigned char c)
+/* Value + 1 of each base64url character, 0 for every other byte (a table:
+ * one load per character on the request path). */
+static const int8_t b64url_plus1[256] = {
+    ['A'] = 1,  ['B'] = 2,  ['C'] = 3,  ['D'] = 4,  ['E'] = 5,  ['F'] = 6,  ['G'] = 7,  ['H'] = 8,
+    ['I'] = 9,  ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16,
+    ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32,
+    ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40,
+    ['o'] = 41, ['p'] = 42, ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+    ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['-'] = 63, ['_'] = 64,
+};
+
+/* The value of a base64url character, -1 for any other byte. */
+static inline int b64v(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return b64url_plus1[c] - 1;
 }
 
 /* Bytes that n unpadded base64url characters decode to; -1 when n % 4 == 1. */
@@ -114,24 +118,34 @@ ssize_t rw_base64url_decode(const char *in, size_t len, void *out, size_t cap)
     ssize_t n = b64url_decoded_len(len);
     if (n < 0 || (size_t)n > cap)
         return -1;
+    const unsigned char *u = (const unsigned char *)in;
     uint8_t *o = out;
-    uint32_t acc = 0;
-    unsigned bits = 0;
-    size_t k = 0;
-    for (size_t i = 0; i < len; i++) {
-        int v = b64url_value((unsigned char)in[i]);
-        if (v < 0)
+    size_t k = 0, i = 0;
+    for (; i + 4 <= len; i += 4) { /* four characters, three bytes */
+        int a = b64v(u[i]), b = b64v(u[i + 1]), c = b64v(u[i + 2]),
+            d = b64v(u[i + 3]);
+        if ((a | b | c | d) < 0)
             return -1;
-        acc = acc << 6 | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            o[k++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        o[k++] = (uint8_t)(v >> 16);
+        o[k++] = (uint8_t)(v >> 8);
+        o[k++] = (uint8_t)v;
     }
-    if (acc != 0) /* non-zero bits after the last byte: not the canonical spelling */
+    size_t rest = len - i; /* 0, 2 or 3 (1 was refused by the length check) */
+    if (rest >= 2) {
+        int a = b64v(u[i]), b = b64v(u[i + 1]), c = rest == 3 ? b64v(u[i + 2]) : 0;
+        if ((a | b | c) < 0)
+            return -1;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
+        /* non-zero bits after the last byte: not the canonical spelling */
+        if ((rest == 2 && (v & 0xffff)) || (rest == 3 && (v & 0xff)))
+            return -1;
+        o[k++] = (uint8_t)(v >> 16);
+        if (rest == 3)
+            o[k++] = (uint8_t)(v >> 8);
+    } else if (rest == 1) {
         return -1;
+    }
     return (ssize_t)k;
 }
 
