@@ -98,6 +98,8 @@ typedef struct rw_jwt_token {
     size_t payload_len;
     int64_t exp;           /* INT64_MAX when absent */
     int64_t iat;           /* INT64_MIN when absent */
+    int64_t nbf;           /* INT64_MIN when absent */
+    bool has_exp, has_iat, has_nbf;
 } rw_jwt_token;
 
 /* Decodes and verifies a compact JWS token against ks and checks the policy's
@@ -106,6 +108,11 @@ typedef struct rw_jwt_token {
  * and fills out, or an rw_jwt_err. Never allocates; thread-safe on a shared ks. */
 int rw_jwt_verify(const rw_jwt_keyset *ks, const rw_jwt_policy *pol, const char *tok, size_t len, int64_t now_s,
                   char *scratch, size_t scratch_len, rw_jwt_token *out);
+
+/* Checks only the time claims (exp, nbf, iat, max_age, require_exp) of a token
+ * that passed rw_jwt_verify or rw_jwt_check_claims under the same policy, at
+ * now_s: the rest of the policy does not change with time. RW_JWT_OK or an error. */
+int rw_jwt_check_times(const rw_jwt_policy *pol, const rw_jwt_token *t, int64_t now_s);
 
 /* Checks the time and registered claims of an already verified payload again
  * (a cache hit): exp/nbf/iat/iss/aud/required. Returns RW_JWT_OK or an error. */

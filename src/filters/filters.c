@@ -652,17 +652,23 @@ bool rw_filters_strip(const rw_filters *f, int route, rw_str name)
 /* ---- the worker side ---- */
 
 #define JWT_CACHE_SLOTS 1024u      /* direct-mapped, per worker */
-#define JWT_CACHE_PAYLOAD 440u
+#define JWT_CACHE_VALUES 400u
+#define JWT_CACHE_CLAIMS 12       /* claims_to_headers entries at most (config.c) */
 #define SCRATCH_TOKEN (2 * RW_JWT_MAX_TOKEN)
 #define SCRATCH_VALUES 4096u
 
+/* A verified asymmetric token and what it yielded under one filter: a hit
+ * re-checks only the time claims (the rest of the policy does not change with
+ * time) and reuses the header values and the consumer. */
 typedef struct jwt_cache_entry {
     uint8_t digest[SHA256_DIGEST_LENGTH];
     uint64_t ks_id;           /* jwt_rt id and JWKS rotation that verified it: */
     uint64_t ks_rot;          /* a reload or a key rotation misses */
-    int64_t exp;
-    uint16_t len;             /* 0: empty */
-    char payload[JWT_CACHE_PAYLOAD];
+    rw_jwt_token times;       /* exp, nbf, iat (payload not kept) */
+    int32_t consumer;         /* from consumer_claim, -1 none */
+    int16_t vlen[JWT_CACHE_CLAIMS]; /* per claims_to_headers entry, -1 absent */
+    bool valid;
+    char values[JWT_CACHE_VALUES];
 } jwt_cache_entry;
 
 struct rw_filter_worker {
@@ -1041,83 +1047,124 @@ static bool is_hmac(int alg)
 }
 
 /* Verifies tok, through the worker's cache for asymmetric signatures. */
-static int jwt_check(run_ctx *x, const jwt_rt *jr, const rw_jwt_keyset *ks, uint64_t rot, rw_str tok,
-                     rw_jwt_token *t, bool use_cache)
+/* A cache hit for tok under jr: the time claims again, then the stored
+ * headers and consumer. Returns RW_JWT_OK, an error code, or -1 on a miss. */
+static int jwt_cache_hit(run_ctx *x, const filter_rt *fr, uint64_t rot, const uint8_t *d)
 {
+    const rw_jwt_cfg *j = &fr->cfg->u.jwt;
+    const jwt_rt *jr = &fr->u.jwt;
     rw_filter_worker *fw = x->fw;
-    uint8_t d[SHA256_DIGEST_LENGTH];
-    jwt_cache_entry *e = NULL;
-    if (use_cache && fw->cache != NULL) {
-        SHA256((const uint8_t *)tok.p, tok.len, d);
-        e = &fw->cache[digest_hash(d) & (JWT_CACHE_SLOTS - 1)];
-        if (e->len > 0 && e->ks_id == jr->id && e->ks_rot == rot && CRYPTO_memcmp(e->digest, d, sizeof(d)) == 0) {
-            int rc = rw_jwt_check_claims(&jr->pol, e->payload, e->len, x->in->now_s, t);
-            if (rc == RW_JWT_OK) {
-                fw->stats.jwt_cache_hits++;
-                t->payload = e->payload;
-                t->payload_len = e->len;
-            }
-            return rc;
+    jwt_cache_entry *e = &fw->cache[digest_hash(d) & (JWT_CACHE_SLOTS - 1)];
+    if (!e->valid || e->ks_id != jr->id || e->ks_rot != rot || CRYPTO_memcmp(e->digest, d, SHA256_DIGEST_LENGTH) != 0)
+        return -1;
+    int rc = rw_jwt_check_times(&jr->pol, &e->times, x->in->now_s);
+    if (rc != RW_JWT_OK)
+        return rc;
+    fw->stats.jwt_cache_hits++;
+    size_t off = 0;
+    for (size_t i = 0; i < j->nclaims && i < JWT_CACHE_CLAIMS; i++) {
+        if (e->vlen[i] < 0)
+            continue;
+        /* copied out: another filter of this request may reuse the slot */
+        char *buf = values_room(fw, (size_t)e->vlen[i]);
+        if (buf == NULL)
+            break;
+        memcpy(buf, e->values + off, (size_t)e->vlen[i]);
+        fw->values_len += (uint32_t)e->vlen[i];
+        add_header(x, j->claims_to_headers[i].value, buf, (size_t)e->vlen[i]);
+        off += (size_t)e->vlen[i];
+    }
+    if (j->consumer_claim != NULL)
+        x->out->consumer = e->consumer;
+    return RW_JWT_OK;
+}
+
+static void jwt_cache_store(rw_filter_worker *fw, const filter_rt *fr, uint64_t rot, const uint8_t *d,
+                            const rw_jwt_token *t, const rw_str *vals, const bool *have, int consumer)
+{
+    const rw_jwt_cfg *j = &fr->cfg->u.jwt;
+    size_t total = 0;
+    for (size_t i = 0; i < j->nclaims; i++)
+        total += have[i] ? vals[i].len : 0;
+    if (j->nclaims > JWT_CACHE_CLAIMS || total > JWT_CACHE_VALUES)
+        return; /* too big to keep: verified every time */
+    if (fw->cache == NULL && (fw->cache = calloc(JWT_CACHE_SLOTS, sizeof(*fw->cache))) == NULL)
+        return; /* once per worker */
+    jwt_cache_entry *e = &fw->cache[digest_hash(d) & (JWT_CACHE_SLOTS - 1)];
+    memcpy(e->digest, d, SHA256_DIGEST_LENGTH);
+    e->ks_id = fr->u.jwt.id;
+    e->ks_rot = rot;
+    e->times = *t;
+    e->times.payload = NULL;
+    e->times.payload_len = 0;
+    e->consumer = consumer;
+    size_t off = 0;
+    for (size_t i = 0; i < j->nclaims; i++) {
+        e->vlen[i] = have[i] ? (int16_t)vals[i].len : -1;
+        if (have[i]) {
+            memcpy(e->values + off, vals[i].p, vals[i].len);
+            off += vals[i].len;
         }
     }
-    int rc = rw_jwt_verify(ks, &jr->pol, tok.p, tok.len, x->in->now_s, fw->token_scratch, sizeof(fw->token_scratch), t);
-    if (rc == RW_JWT_OK)
-        fw->stats.jwt_verified++;
-    if (rc != RW_JWT_OK || !use_cache || is_hmac(t->alg) || t->payload_len > JWT_CACHE_PAYLOAD)
-        return rc;
-    if (fw->cache == NULL) {
-        fw->cache = calloc(JWT_CACHE_SLOTS, sizeof(*fw->cache)); /* once per worker */
-        if (fw->cache == NULL)
-            return rc;
-        SHA256((const uint8_t *)tok.p, tok.len, d);
-        e = &fw->cache[digest_hash(d) & (JWT_CACHE_SLOTS - 1)];
-    }
-    memcpy(e->digest, d, sizeof(d));
-    e->ks_id = jr->id;
-    e->ks_rot = rot;
-    e->exp = t->exp;
-    e->len = (uint16_t)t->payload_len;
-    memcpy(e->payload, t->payload, t->payload_len);
-    return rc;
+    e->valid = true;
+}
+
+static int jwt_refuse(run_ctx *x, int rc)
+{
+    x->fw->stats.jwt_rejected++;
+    extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", error_description=\"%s\"\r\n",
+              rw_jwt_strerror(rc));
+    return refuse(x, 401, rw_jwt_strerror(rc));
 }
 
 static int run_jwt(run_ctx *x, const filter_rt *fr)
 {
     const rw_jwt_cfg *j = &fr->cfg->u.jwt;
     const jwt_rt *jr = &fr->u.jwt;
+    rw_filter_worker *fw = x->fw;
     rw_str tok;
     bool dup;
     bool have = credential(x->in->rq, j->from, j->from_name, &tok, &dup);
     if (dup) {
-        x->fw->stats.jwt_rejected++;
+        fw->stats.jwt_rejected++;
         extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_request\", "
                           "error_description=\"token given more than once\"\r\n");
         return refuse(x, 400, "token given more than once"); /* RFC 6750 3.1 invalid_request */
     }
     if (!have) {
-        x->fw->stats.jwt_rejected++;
+        fw->stats.jwt_rejected++;
         extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\"\r\n");
         return refuse(x, 401, "missing token");
     }
-    /* The rotation count is read before the set: the refresher publishes a
-     * new set before counting it, so a cache entry is never filed under a
-     * newer rotation than the set that verified it. */
-    uint64_t rot = jr->jwks != NULL ? rw_jwks_rotations(jr->jwks) : 0;
-    const rw_jwt_keyset *ks = jr->jwks != NULL ? rw_jwks_current(jr->jwks) : jr->static_ks;
-    rw_jwt_token t;
-    int rc = tok.len > RW_JWT_MAX_TOKEN ? RW_JWT_ETOOLARGE : jwt_check(x, jr, ks, rot, tok, &t, j->cache_entries > 0);
-    if (rc != RW_JWT_OK) {
-        x->fw->stats.jwt_rejected++;
-        extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", error_description=\"%s\"\r\n",
-                  rw_jwt_strerror(rc));
-        return refuse(x, 401, rw_jwt_strerror(rc));
-    }
+    if (tok.len > RW_JWT_MAX_TOKEN)
+        return jwt_refuse(x, RW_JWT_ETOOLARGE);
     x->cred = tok;
     if (j->hide_credentials && j->from == RW_FROM_QUERY)
         hide_query_param(x, j->from_name);
     else if (j->hide_credentials && j->from == RW_FROM_COOKIE)
         hide_cookie(x, j->from_name);
-    rw_filter_worker *fw = x->fw;
+    /* The rotation count is read before the set: the refresher publishes a
+     * new set before counting it, so a cache entry is never filed under a
+     * newer rotation than the set that verified it. */
+    uint64_t rot = jr->jwks != NULL ? rw_jwks_rotations(jr->jwks) : 0;
+    const rw_jwt_keyset *ks = jr->jwks != NULL ? rw_jwks_current(jr->jwks) : jr->static_ks;
+    bool use_cache = j->cache_entries > 0;
+    uint8_t d[SHA256_DIGEST_LENGTH];
+    if (use_cache && fw->cache != NULL) {
+        SHA256((const uint8_t *)tok.p, tok.len, d);
+        int rc = jwt_cache_hit(x, fr, rot, d);
+        if (rc == RW_JWT_OK)
+            return 0;
+        if (rc > 0)
+            return jwt_refuse(x, rc);
+    }
+    rw_jwt_token t;
+    int rc = rw_jwt_verify(ks, &jr->pol, tok.p, tok.len, x->in->now_s, fw->token_scratch, sizeof(fw->token_scratch), &t);
+    if (rc != RW_JWT_OK)
+        return jwt_refuse(x, rc);
+    fw->stats.jwt_verified++;
+    rw_str vals[JWT_CACHE_CLAIMS];
+    bool got[JWT_CACHE_CLAIMS] = {false};
     for (size_t i = 0; i < j->nclaims; i++) {
         char *buf = fw->values + fw->values_len;
         ssize_t n = rw_jwt_claim_text(t.payload, t.payload_len, j->claims_to_headers[i].name, buf,
@@ -1126,18 +1173,27 @@ static int run_jwt(run_ctx *x, const filter_rt *fr)
             continue; /* absent or not header-safe: the header is simply not set */
         fw->values_len += (uint32_t)n;
         add_header(x, j->claims_to_headers[i].value, buf, (size_t)n);
+        if (i < JWT_CACHE_CLAIMS) {
+            vals[i] = (rw_str){buf, (size_t)n};
+            got[i] = true;
+        }
     }
     if (j->consumer_claim != NULL) {
         char name[256];
         ssize_t n = rw_jwt_claim_text(t.payload, t.payload_len, j->consumer_claim, name, sizeof(name));
         int c = n > 0 ? consumer_by_name(x->f, name, (size_t)n) : -1;
         if (c < 0) {
-            x->fw->stats.jwt_rejected++;
+            fw->stats.jwt_rejected++;
             extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", "
                               "error_description=\"unknown consumer\"\r\n");
             return refuse(x, 401, "unknown consumer");
         }
         x->out->consumer = c;
+    }
+    if (use_cache && !is_hmac(t.alg)) { /* HMAC is cheaper to check than a digest to look up */
+        if (fw->cache == NULL)
+            SHA256((const uint8_t *)tok.p, tok.len, d);
+        jwt_cache_store(fw, fr, rot, d, &t, vals, got, j->consumer_claim != NULL ? x->out->consumer : -1);
     }
     return 0;
 }

@@ -384,8 +384,22 @@ int rw_jwt_check_claims(const rw_jwt_policy *pol, const char *payload, size_t le
         out->payload_len = len;
         out->exp = t.has_exp ? t.exp : INT64_MAX;
         out->iat = t.has_iat ? t.iat : INT64_MIN;
+        out->nbf = t.has_nbf ? t.nbf : INT64_MIN;
+        out->has_exp = t.has_exp;
+        out->has_iat = t.has_iat;
+        out->has_nbf = t.has_nbf;
     }
     return RW_JWT_OK;
+}
+
+int rw_jwt_check_times(const rw_jwt_policy *pol, const rw_jwt_token *tok, int64_t now_s)
+{
+    static const rw_jwt_policy no_policy;
+    struct times t = {
+        .exp = tok->exp, .nbf = tok->nbf, .iat = tok->iat,
+        .has_exp = tok->has_exp, .has_nbf = tok->has_nbf, .has_iat = tok->has_iat,
+    };
+    return check_times(pol ? pol : &no_policy, &t, now_s);
 }
 
 /* ---- claims as header text ---- */

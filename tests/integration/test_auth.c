@@ -1537,3 +1537,40 @@ H_TEST(auth, repeated_credentials_refused_and_underscore_identity_stripped)
     cr_expect_null(strstr(r.body, "mallory"), "X_User_ID passed:\n%s", r.body);
     cr_expect_null(strstr(r.body, "evil"), "X_Consumer_ID passed:\n%s", r.body);
 }
+
+H_TEST(auth, cache_hits_keep_headers_consumer_and_time_checks)
+{
+    /* RS256 tokens are cached per worker: a hit must yield the same headers and
+     * consumer as a full verification, and still apply nbf/exp. */
+    py_init();
+    keypair k = genkey("k", "rsa");
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt(
+        "%s%sroutes:\n%s", svc_yaml(u), consumers_yaml(h_repeat(64, '0')),
+        route("api", "/echo",
+              h_fmt("jwt: {keys: [{alg: RS256, pem_file: \"%s\"}], consumer_claim: client_id, "
+                    "claims_to_headers: {sub: X-User-ID, role: X-User-Role, scope: X-Scope}}",
+                    k.pub),
+              NULL)));
+    char *tok = mint("RS256", k.at,
+                     h_fmt("{\"sub\": \"carol\", \"role\": \"ops\", \"scope\": [\"a\", \"b\"], \"client_id\": "
+                           "\"c-001\", \"exp\": %ld}",
+                           now_s() + 300),
+                     NULL);
+    for (int i = 0; i < 4; i++) { /* the first verifies, the others hit */
+        h_resp r;
+        get(p->port, "/echo", bearer(tok), &r);
+        cr_assert_eq(r.status, 200, "request %d: %d", i, r.status);
+        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "carol", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-Role")), "ops", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Scope")), "a, b", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-Username")), "app1", "request %d", i);
+    }
+    /* not yet valid: refused on the first try and on every retry */
+    char *later = mint("RS256", k.at, h_fmt("{\"sub\": \"d\", \"nbf\": %ld, \"exp\": %ld}", now_s() + 100,
+                                            now_s() + 300),
+                       NULL);
+    for (int i = 0; i < 2; i++)
+        expect_invalid_token(p->port, "/echo", bearer(later), "nbf in the future");
+}
