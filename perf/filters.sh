@@ -4,9 +4,9 @@
 #
 #   perf/filters.sh [--duration S] [--rounds N] [--io uring|epoll] [--conns N]
 #
-# Rows: plain (no filter), jwt-hs256 (every request verified), jwt-rs256 (the
-# verified-token cache on: one token, so every request after the first is a
-# hit), jwt-rs256-nocache (cache off: a signature check per request, for
+# Rows: plain (no filter), jwt-hs256 and jwt-rs256 (one token sent by every
+# connection: the first request verifies it, the rest are verified-token cache
+# hits), jwt-rs256-nocache (cache off: a signature check per request, for
 # reference), key-auth, rl-local (a rate limit keyed by client address that
 # never refuses), rl-global (the same with scope: global, a real redis-server
 # and a 100 ms sync). Rows are measured round-robin, --rounds times (default
