@@ -12,8 +12,10 @@
 # and a 100 ms sync). Rows are measured round-robin, --rounds times (default
 # 3), and the median is reported, so that drift on a shared machine hits every
 # row alike. ringway runs one worker pinned to the last CPU, wrk and the
-# nginx upstream share the others. Prints a Markdown table; exits non-zero if
-# a row failed (non-2xx answers, or a tool missing).
+# nginx upstream share the others. The cost is taken from requests per second
+# of proxy CPU time (/proc utime+stime), which holds where the load side
+# cannot saturate the proxy's core (a 2-CPU machine). Prints a Markdown table;
+# exits non-zero if a row failed (non-2xx answers, or a tool missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift ;;
         --io) IO=$2; shift ;;
         --conns) CONNS=$2; shift ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "filters.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
