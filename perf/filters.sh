@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift ;;
         --io) IO=$2; shift ;;
         --conns) CONNS=$2; shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "filters.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
