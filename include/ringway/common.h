@@ -57,4 +57,18 @@ static inline bool rw_str_ieq_str(rw_str a, rw_str b)
     return a.len == b.len && strncasecmp(a.p, b.p, a.len) == 0;
 }
 
+/* Header names equal ignoring case, with '_' counting as '-': CGI-style
+ * upstreams read X_User_ID as X-User-ID, so identity headers compare this way. */
+static inline bool rw_str_ieq_dash(rw_str a, rw_str b)
+{
+    if (a.len != b.len)
+        return false;
+    for (size_t i = 0; i < a.len; i++) {
+        char x = a.p[i] == '_' ? '-' : a.p[i], y = b.p[i] == '_' ? '-' : b.p[i];
+        if (x != y && ((x | 0x20) != (y | 0x20) || (unsigned)((x | 0x20) - 'a') > 25))
+            return false;
+    }
+    return true;
+}
+
 #endif

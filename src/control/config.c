@@ -1019,20 +1019,24 @@ static int parse_tiers(loader *l, yaml_node_t *n)
 /* ------------------------------------------------------------------------ */
 /* filters */
 
-/* Reads a whole small file named in the config (relative paths are taken from
- * the config file's directory) into the arena, NUL-terminated. */
-static int read_small_file(loader *l, const yaml_node_t *n, const char *where, const char *path,
+/* A file path from the config, in the arena: a relative path is taken from
+ * the config file's directory (kept as written for the embedded config). */
+static int resolve_path(loader *l, const yaml_node_t *n, const char *where, const char *path, char **out)
+{
+    const char *slash = strrchr(l->name, '/');
+    if (path[0] == '/' || slash == NULL || l->name[0] == '<')
+        return (*out = dup_mem(l, n, path, strlen(path))) ? 0 : -1;
+    char full[4096];
+    int w = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - l->name), l->name, path);
+    if (w < 0 || (size_t)w >= sizeof(full))
+        return fail(l, n, "%s: path too long", where);
+    return (*out = dup_mem(l, n, full, (size_t)w)) ? 0 : -1;
+}
+
+/* Reads a whole small file (a path from resolve_path) into the arena, NUL-terminated. */
+static int read_small_file(loader *l, const yaml_node_t *n, const char *where, const char *p,
                            char **out, size_t *len_out)
 {
-    char full[4096];
-    const char *p = path;
-    const char *slash = strrchr(l->name, '/');
-    if (path[0] != '/' && slash != NULL && l->name[0] != '<') {
-        int w = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - l->name), l->name, path);
-        if (w < 0 || (size_t)w >= sizeof(full))
-            return fail(l, n, "%s: path too long", where);
-        p = full;
-    }
     int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return fail(l, n, "%s: cannot open %s: %s", where, p, strerror(errno));
@@ -1152,7 +1156,9 @@ static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_ke
             }
         } else if (!strcmp(key, "secret_file")) {
             sources++, material = v;
-            if ((rc = str_of(l, v, w, &s)) == 0 && (rc = read_small_file(l, v, w, s, &k->secret, &k->secret_len)) == 0)
+            char *path = NULL;
+            if ((rc = str_of(l, v, w, &s)) == 0 && (rc = resolve_path(l, v, w, s, &path)) == 0 &&
+                (rc = read_small_file(l, v, w, path, &k->secret, &k->secret_len)) == 0)
                 while (k->secret_len > 0 && (k->secret[k->secret_len - 1] == '\n' || k->secret[k->secret_len - 1] == '\r'))
                     k->secret[--k->secret_len] = '\0'; /* a trailing newline is never part of the secret */
         } else if (!strcmp(key, "secret_base64")) {
@@ -1163,8 +1169,9 @@ static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_ke
         } else if (!strcmp(key, "pem_file")) {
             sources++, material = v;
             size_t len;
-            if ((rc = str_of(l, v, w, &s)) == 0)
-                rc = read_small_file(l, v, w, s, &k->pem, &len);
+            char *path = NULL;
+            if ((rc = str_of(l, v, w, &s)) == 0 && (rc = resolve_path(l, v, w, s, &path)) == 0)
+                rc = read_small_file(l, v, w, path, &k->pem, &len);
         } else {
             rc = unknown_key(l, kk, where, "jwt key", keys);
         }
@@ -1233,7 +1240,8 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
                     rc = parse_jwt_key(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i), &j->keys[i]);
             }
         } else if (!strcmp(key, "jwks_file")) {
-            if ((rc = get_string(l, v, w, &j->jwks_file)) == 0 && j->jwks_file) {
+            if ((rc = get_string(l, v, w, &j->jwks_file)) == 0 && j->jwks_file &&
+                (rc = resolve_path(l, v, w, j->jwks_file, &j->jwks_file)) == 0) {
                 char *doc, err[256];
                 size_t len;
                 if ((rc = read_small_file(l, v, w, j->jwks_file, &doc, &len)) == 0) {
@@ -1245,14 +1253,6 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
                     else if (got == 0)
                         rc = fail(l, v, "%s: no usable key in %s", w, j->jwks_file);
                 }
-                if (rc == 0 && j->jwks_file[0] != '/' && strrchr(l->name, '/') && l->name[0] != '<') {
-                    /* keep the resolved path for the refresher */
-                    const char *slash = strrchr(l->name, '/');
-                    char full[4096];
-                    snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - l->name), l->name, j->jwks_file);
-                    if (!(j->jwks_file = dup_mem(l, v, full, strlen(full))))
-                        rc = -1;
-                }
             }
         } else if (!strcmp(key, "jwks_url")) {
             if ((rc = get_string(l, v, w, &j->jwks_url)) == 0 && j->jwks_url && strncmp(j->jwks_url, "https://", 8) &&
@@ -1261,16 +1261,9 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
         } else if (!strcmp(key, "jwks_ca_file")) {
             char *doc;
             size_t len;
-            rc = get_string(l, v, w, &j->jwks_ca_file);
-            if (rc == 0 && j->jwks_ca_file) /* readable now, and resolved like the other paths */
+            if ((rc = get_string(l, v, w, &j->jwks_ca_file)) == 0 && j->jwks_ca_file &&
+                (rc = resolve_path(l, v, w, j->jwks_ca_file, &j->jwks_ca_file)) == 0) /* readable now */
                 rc = read_small_file(l, v, w, j->jwks_ca_file, &doc, &len);
-            if (rc == 0 && j->jwks_ca_file && j->jwks_ca_file[0] != '/' && strrchr(l->name, '/') && l->name[0] != '<') {
-                const char *slash = strrchr(l->name, '/');
-                char full[4096];
-                snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - l->name), l->name, j->jwks_ca_file);
-                if (!(j->jwks_ca_file = dup_mem(l, v, full, strlen(full))))
-                    rc = -1;
-            }
         }
         else if (!strcmp(key, "jwks_refresh"))
             rc = get_ms(l, v, w, 1000, &j->jwks_refresh_ms);

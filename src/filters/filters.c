@@ -1,6 +1,5 @@
 /* filters.c - a snapshot's access filters and the worker-side code that runs
  * them: IP ACLs, API keys, JWTs, group ACLs, rate limits. See filters.h. */
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -410,7 +409,7 @@ static void filter_rt_free(filter_rt *fr)
     }
 }
 
-static void filters_free_now(rw_filters *f)
+void rw_filters_free(rw_filters *f)
 {
     if (f == NULL)
         return;
@@ -547,19 +546,14 @@ rw_filters *rw_filters_build(const rw_config *cfg, char *err, size_t errlen)
     free(svc_start);
     free(svc_n);
     if (rc != 0) {
-        filters_free_now(f);
+        rw_filters_free(f);
         return NULL;
     }
     return f;
 oom:
     snprintf(err, errlen, "out of memory");
-    filters_free_now(f);
+    rw_filters_free(f);
     return NULL;
-}
-
-void rw_filters_free(rw_filters *f)
-{
-    filters_free_now(f);
 }
 
 void rw_filters_release(rw_filters *f, rw_config *cfg)
@@ -580,7 +574,7 @@ void rw_filters_gc(void)
     rw_filters *dead = atomic_exchange_explicit(&graveyard, NULL, memory_order_acquire);
     while (dead != NULL) { /* may block on a JWKS refresh: never on a worker */
         rw_filters *next = dead->next;
-        filters_free_now(dead);
+        rw_filters_free(dead);
         dead = next;
     }
     jwks_reg *unused = NULL;
@@ -625,26 +619,11 @@ bool rw_filters_route_active(const rw_filters *f, int route)
     return f != NULL && route >= 0 && f->routes[route].n > 0;
 }
 
-/* Header names equal ignoring case, '_' counting as '-' (CGI-style upstreams
- * read X_User_ID as X-User-ID). */
-static bool name_eq_dash(rw_str a, rw_str b)
-{
-    if (a.len != b.len)
-        return false;
-    for (size_t i = 0; i < a.len; i++) {
-        char x = a.p[i] == '_' ? '-' : (char)tolower((unsigned char)a.p[i]);
-        char y = b.p[i] == '_' ? '-' : (char)tolower((unsigned char)b.p[i]);
-        if (x != y)
-            return false;
-    }
-    return true;
-}
-
 bool rw_filters_strip(const rw_filters *f, int route, rw_str name)
 {
     const route_rt *rr = &f->routes[route];
     for (size_t i = 0; i < rr->nstrip; i++)
-        if (name_eq_dash(rr->strip[i], name))
+        if (rw_str_ieq_dash(rr->strip[i], name))
             return true;
     return false;
 }

@@ -581,18 +581,6 @@ static const rw_http_header *find_header(const rw_http_header *hs, size_t n, con
     return NULL;
 }
 
-/* Case-insensitive, '_' counting as '-': CGI-style upstreams map both to the
- * same variable, so an identity header must not come back with underscores. */
-static bool ieq_dash(rw_str a, const char *s)
-{
-    for (size_t i = 0; i < a.len; i++) {
-        char c = a.p[i] == '_' ? '-' : (char)(a.p[i] | 0x20);
-        if (s[i] == '\0' || c != s[i])
-            return false;
-    }
-    return s[a.len] == '\0';
-}
-
 static bool is_skipped_request_header(rw_str name)
 {
     switch (name.len) {
@@ -605,9 +593,9 @@ static bool is_skipped_request_header(rw_str name)
     case 12:
         return rw_str_ieq(name, "x-request-id");
     case 13: /* identity headers only ringway sets (filters) */
-        return ieq_dash(name, "x-consumer-id");
+        return rw_str_ieq_dash(name, RW_STR("x-consumer-id"));
     case 19:
-        return ieq_dash(name, "x-consumer-username");
+        return rw_str_ieq_dash(name, RW_STR("x-consumer-username"));
     case 9: /* RFC 7239: we do not vouch for what the client claims */
         return rw_str_ieq(name, "forwarded") || rw_str_ieq(name, "x-real-ip");
     case 15:
@@ -615,7 +603,7 @@ static bool is_skipped_request_header(rw_str name)
     case 16:
         return rw_str_ieq(name, "x-forwarded-host") || rw_str_ieq(name, "x-forwarded-port");
     case 17:
-        return rw_str_ieq(name, "x-forwarded-proto") || ieq_dash(name, "x-consumer-groups");
+        return rw_str_ieq(name, "x-forwarded-proto") || rw_str_ieq_dash(name, RW_STR("x-consumer-groups"));
     case 18:
         return rw_str_ieq(name, "x-forwarded-prefix");
     default:

@@ -1371,3 +1371,47 @@ int h_run(h_cmd **out, int timeout_ms, const char *fmt, ...)
         *out = c;
     return code;
 }
+
+/* ---- reading /echo answers ---------------------------------------------- */
+
+char *h_echoed(const char *echo, const char *name)
+{
+    const char *end = strstr(echo, "\r\n\r\n");
+    size_t nl = strlen(name);
+    for (const char *l = strstr(echo, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
+        const char *h = l + 2;
+        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
+            const char *v = h + nl + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            const char *e = strstr(v, "\r\n");
+            return h_fmt("%.*s", (int)(e - v), v);
+        }
+    }
+    return NULL;
+}
+
+int h_echoed_count(const char *echo, const char *name)
+{
+    const char *end = strstr(echo, "\r\n\r\n");
+    size_t nl = strlen(name);
+    int n = 0;
+    for (const char *l = strstr(echo, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
+        if (strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':')
+            n++;
+    return n;
+}
+
+bool h_list_has(const char *list, const char *token)
+{
+    if (!list)
+        return false;
+    size_t tl = strlen(token);
+    for (const char *p = list; (p = strcasestr(p, token)) != NULL; p += tl) {
+        bool start = p == list || p[-1] == ',' || p[-1] == ' ';
+        bool stop = p[tl] == '\0' || p[tl] == ',' || p[tl] == ' ';
+        if (start && stop)
+            return true;
+    }
+    return false;
+}

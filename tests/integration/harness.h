@@ -245,6 +245,14 @@ void h_get(int port, const char *target, h_resp *r);
 /* First header named name (case-insensitive), or NULL; and how many there are. */
 const char *h_hdr(const h_resp *r, const char *name);
 int h_hdr_count(const h_resp *r, const char *name);
+/* The value of the first header called name in the head that rw_upstream's
+ * /echo sent back (the request as the upstream received it), or NULL. Owned by
+ * the test. */
+char *h_echoed(const char *echo, const char *name);
+/* How many headers called name that echoed head holds. */
+int h_echoed_count(const char *echo, const char *name);
+/* True when the comma-separated list holds token (case-insensitive); NULL: false. */
+bool h_list_has(const char *list, const char *token);
 /* Parses "name": N out of a flat JSON text; -1 when absent. */
 long h_json_long(const char *json, const char *name);
 

@@ -22,36 +22,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* The value of the first header called name in the head that /echo sent back
- * (the request as the upstream received it), or NULL. Owned by the test. */
-static char *echoed(const char *echo, const char *name)
-{
-    const char *end = strstr(echo, "\r\n\r\n");
-    size_t nl = strlen(name);
-    for (const char *l = strstr(echo, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
-        const char *h = l + 2;
-        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
-            const char *v = h + nl + 1;
-            while (*v == ' ')
-                v++;
-            const char *e = strstr(v, "\r\n");
-            return h_fmt("%.*s", (int)(e - v), v);
-        }
-    }
-    return NULL;
-}
-
-static int echoed_count(const char *echo, const char *name)
-{
-    const char *end = strstr(echo, "\r\n\r\n");
-    size_t nl = strlen(name);
-    int n = 0;
-    for (const char *l = strstr(echo, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
-        if (strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':')
-            n++;
-    return n;
-}
-
 #define OR_MISSING(s) ((s) ? (s) : "(missing)")
 
 /* The helper script: tokens with PyJWT, an HS256 token over arbitrary key
@@ -276,32 +246,32 @@ H_TEST(auth, hs256_valid_claims_to_headers_forged_identity_stripped)
               bearer(tok)),
         &r);
     cr_assert_eq(r.status, 200, "a valid HS256 token: %d\n%s%s", r.status, r.head, OR_MISSING(r.body));
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "alice", "\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-Role")), "reader", "\n%s", r.body);
-    cr_expect_eq(echoed_count(r.body, "X-User-ID"), 1, "the client's X-User-ID reached the upstream:\n%s", r.body);
-    cr_expect_eq(echoed_count(r.body, "X-User-Role"), 1, "the client's X-User-Role reached the upstream:\n%s",
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "alice", "\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-Role")), "reader", "\n%s", r.body);
+    cr_expect_eq(h_echoed_count(r.body, "X-User-ID"), 1, "the client's X-User-ID reached the upstream:\n%s", r.body);
+    cr_expect_eq(h_echoed_count(r.body, "X-User-Role"), 1, "the client's X-User-Role reached the upstream:\n%s",
                  r.body);
     cr_expect_null(strstr(r.body, "mallory"), "a forged identity reached the upstream:\n%s", r.body);
     cr_expect_null(strstr(r.body, "admin"), "a forged role or group reached the upstream:\n%s", r.body);
-    cr_expect_null(echoed(r.body, "X-Consumer-ID"), "forged X-Consumer-ID reached the upstream:\n%s", r.body);
-    cr_expect_null(echoed(r.body, "X-Consumer-Username"), "forged X-Consumer-Username:\n%s", r.body);
-    cr_expect_null(echoed(r.body, "X-Consumer-Groups"), "forged X-Consumer-Groups:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-Consumer-ID"), "forged X-Consumer-ID reached the upstream:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-Consumer-Username"), "forged X-Consumer-Username:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-Consumer-Groups"), "forged X-Consumer-Groups:\n%s", r.body);
     /* without hide_credentials the token goes on */
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "Authorization")), h_fmt("Bearer %s", tok));
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "Authorization")), h_fmt("Bearer %s", tok));
 
     /* a token without the claims: the client's headers still do not pass */
     char *nosub = mint("HS256", SECRET, h_fmt("{\"exp\": %ld}", now_s() + 300), NULL);
     get(p->port, "/echo/api", h_fmt("%sX-User-ID: mallory\r\nX-User-Role: admin\r\n", bearer(nosub)), &r);
     cr_assert_eq(r.status, 200, "a token without sub: %d", r.status);
-    cr_expect_null(echoed(r.body, "X-User-ID"), "forged X-User-ID passed with a token without sub:\n%s", r.body);
-    cr_expect_null(echoed(r.body, "X-User-Role"), "forged X-User-Role passed with a token without role:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-User-ID"), "forged X-User-ID passed with a token without sub:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-User-Role"), "forged X-User-Role passed with a token without role:\n%s", r.body);
 
     /* a route without filters: X-Consumer-* are ringway's to set, never the client's */
     get(p->port, "/echo/open", "X-Consumer-ID: c-evil\r\nX-Consumer-Username: evil\r\nX-Consumer-Groups: g\r\n", &r);
     cr_assert_eq(r.status, 200);
-    cr_expect_null(echoed(r.body, "X-Consumer-ID"), "X-Consumer-ID passed on an open route:\n%s", r.body);
-    cr_expect_null(echoed(r.body, "X-Consumer-Username"), "X-Consumer-Username passed on an open route:\n%s", r.body);
-    cr_expect_null(echoed(r.body, "X-Consumer-Groups"), "X-Consumer-Groups passed on an open route:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-Consumer-ID"), "X-Consumer-ID passed on an open route:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-Consumer-Username"), "X-Consumer-Username passed on an open route:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-Consumer-Groups"), "X-Consumer-Groups passed on an open route:\n%s", r.body);
 }
 
 H_TEST(auth, missing_token_401_with_challenge)
@@ -453,11 +423,11 @@ H_TEST(auth, rs256_pem_file_with_kid)
     h_resp r;
     get(p->port, "/echo", bearer(mint("RS256", k.at, claims, "r1")), &r);
     cr_assert_eq(r.status, 200, "an RS256 token from PyJWT: %d %s", r.status, OR_MISSING(r.body));
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "rsa-user");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "rsa-user");
     /* again: the verified-token cache answers the same */
     get(p->port, "/echo", bearer(mint("RS256", k.at, claims, "r1")), &r);
     cr_expect_eq(r.status, 200);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "rsa-user");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "rsa-user");
 
     expect_invalid_token(p->port, "/echo", bearer(mint("RS256", other.at, claims, "r1")), "signed by another RSA key");
     expect_invalid_token(p->port, "/echo", bearer(mint("RS384", k.at, claims, "r1")), "RS384 with an RS256 key");
@@ -501,7 +471,7 @@ static void asym_roundtrip(const char *alg, const char *kind)
     h_resp r;
     get(p->port, "/echo", bearer(tok), &r);
     cr_assert_eq(r.status, 200, "%s token from PyJWT: %d %s", alg, r.status, OR_MISSING(r.body));
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), h_fmt("%s-user", alg));
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), h_fmt("%s-user", alg));
     /* cached or not, the same answer */
     cr_expect_eq(status_of(p->port, "/echo", bearer(tok)), 200);
     expect_invalid_token(p->port, "/echo", bearer(mint(alg, other.at, claims, NULL)),
@@ -659,30 +629,30 @@ H_TEST(auth, hide_credentials)
     h_resp r;
     get(p->port, "/echo/hide", bearer(tok), &r);
     cr_assert_eq(r.status, 200);
-    cr_expect_null(echoed(r.body, "Authorization"), "hide_credentials: Authorization reached the upstream:\n%s",
+    cr_expect_null(h_echoed(r.body, "Authorization"), "hide_credentials: Authorization reached the upstream:\n%s",
                    r.body);
     cr_expect_null(strstr(r.body, tok), "hide_credentials: the token reached the upstream:\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "h");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "h");
 
     get(p->port, "/echo/show", bearer(tok), &r);
     cr_assert_eq(r.status, 200);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "Authorization")), h_fmt("Bearer %s", tok),
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "Authorization")), h_fmt("Bearer %s", tok),
                      "without hide_credentials Authorization should reach the upstream:\n%s", r.body);
 
     get(p->port, "/echo/hdr", h_fmt("X-Token: %s\r\nAuthorization: Basic Zm9vOmJhcg==\r\n", tok), &r);
     cr_assert_eq(r.status, 200, "from header:X-Token: %d", r.status);
-    cr_expect_null(echoed(r.body, "X-Token"), "hide_credentials: X-Token reached the upstream:\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "Authorization")), "Basic Zm9vOmJhcg==",
+    cr_expect_null(h_echoed(r.body, "X-Token"), "hide_credentials: X-Token reached the upstream:\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "Authorization")), "Basic Zm9vOmJhcg==",
                      "an unrelated Authorization should pass when the token is in X-Token:\n%s", r.body);
     cr_expect_eq(status_of(p->port, "/echo/hdr", bearer(tok)), 401, "header:X-Token route took a Bearer token");
 
     get(p->port, "/echo/khide", "X-API-Key: app-key-12345\r\n", &r);
     cr_assert_eq(r.status, 200);
-    cr_expect_null(echoed(r.body, "X-API-Key"), "key_auth hide_credentials: the key reached the upstream:\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001");
+    cr_expect_null(h_echoed(r.body, "X-API-Key"), "key_auth hide_credentials: the key reached the upstream:\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "c-001");
     get(p->port, "/echo/kshow", "X-API-Key: app-key-12345\r\n", &r);
     cr_assert_eq(r.status, 200);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-API-Key")), "app-key-12345",
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-API-Key")), "app-key-12345",
                      "without hide_credentials the key should reach the upstream:\n%s", r.body);
 }
 
@@ -725,21 +695,21 @@ H_TEST(auth, hide_credentials_query_and_cookie)
                    "key_auth {query: apikey, hide_credentials: true}: the key reached the upstream in the query:\n%s",
                    r.body);
     cr_expect_str_eq(request_line(r.body), "GET /echo/k?a=1&b=2 HTTP/1.1");
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "c-001");
 
     get(p->port, "/echo/c", h_fmt("Cookie: theme=dark; session=%s; lang=en\r\n", tok), &r);
     cr_assert_eq(r.status, 200);
     cr_expect_null(strstr(r.body, tok), "hide_credentials with from: cookie:session: the token reached the upstream:\n%s",
                    r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "Cookie")), "theme=dark; lang=en", "the other cookies should stay");
-    cr_expect_eq(echoed_count(r.body, "Cookie"), 1, "\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "Cookie")), "theme=dark; lang=en", "the other cookies should stay");
+    cr_expect_eq(h_echoed_count(r.body, "Cookie"), 1, "\n%s", r.body);
     get(p->port, "/echo/c", h_fmt("Cookie: a=1\r\nCookie: session=%s; b=2\r\n", tok), &r);
     cr_assert_eq(r.status, 200);
     cr_expect_null(strstr(r.body, tok), "the token reached the upstream (two Cookie lines):\n%s", r.body);
     cr_expect(strstr(r.body, "a=1") && strstr(r.body, "b=2"), "cookies lost:\n%s", r.body);
     get(p->port, "/echo/c", h_fmt("Cookie: session=%s\r\n", tok), &r);
     cr_assert_eq(r.status, 200);
-    char *ck = echoed(r.body, "Cookie");
+    char *ck = h_echoed(r.body, "Cookie");
     cr_expect(ck == NULL || *ck == '\0', "only the token's cookie: Cookie should go, got %s", ck);
     cr_expect_null(strstr(r.body, tok), "the token reached the upstream (only cookie):\n%s", r.body);
 }
@@ -755,7 +725,7 @@ H_TEST(auth, token_from_cookie_and_query)
     h_resp r;
     get(p->port, "/echo/c", h_fmt("Cookie: theme=dark; session=%s; lang=en\r\n", tok), &r);
     cr_assert_eq(r.status, 200, "token in a cookie: %d", r.status);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "cq");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "cq");
     cr_expect_eq(status_of(p->port, "/echo/c", h_fmt("Cookie: session=%s\r\n", tok)), 200, "the only cookie");
     cr_expect_eq(status_of(p->port, "/echo/c", h_fmt("Cookie: a=b\r\nCookie: session=%s\r\n", tok)), 200,
                  "the second Cookie line");
@@ -766,7 +736,7 @@ H_TEST(auth, token_from_cookie_and_query)
 
     get(p->port, h_fmt("/echo/q?x=1&access_token=%s", tok), NULL, &r);
     cr_assert_eq(r.status, 200, "token in the query: %d", r.status);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "cq");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "cq");
     cr_expect_eq(status_of(p->port, h_fmt("/echo/q?access_token=%s", tok), NULL), 200);
     cr_expect_eq(status_of(p->port, h_fmt("/echo/q?xaccess_token=%s", tok), NULL), 401, "another parameter");
     cr_expect_eq(status_of(p->port, h_fmt("/echo/q?xaccess_token=bad&access_token=%s", tok), NULL), 200,
@@ -796,21 +766,21 @@ H_TEST(auth, key_auth_plain_and_hashed_keys)
     h_resp r;
     get(p->port, "/echo/k", "X-API-Key: app-key-12345\r\nX-Consumer-ID: c-evil\r\nX-Consumer-Groups: admins\r\n", &r);
     cr_assert_eq(r.status, 200, "a valid key: %d %s", r.status, OR_MISSING(r.body));
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001", "\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-Username")), "app1", "\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-Groups")), "apps, beta", "\n%s", r.body);
-    cr_expect_eq(echoed_count(r.body, "X-Consumer-ID"), 1, "\n%s", r.body);
-    cr_expect_eq(echoed_count(r.body, "X-Consumer-Groups"), 1, "\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "c-001", "\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-Username")), "app1", "\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-Groups")), "apps, beta", "\n%s", r.body);
+    cr_expect_eq(h_echoed_count(r.body, "X-Consumer-ID"), 1, "\n%s", r.body);
+    cr_expect_eq(h_echoed_count(r.body, "X-Consumer-Groups"), 1, "\n%s", r.body);
 
     /* stored as sha256:HEX, presented in plain */
     get(p->port, "/echo/k", "X-API-Key: second-key-67890\r\n", &r);
     cr_assert_eq(r.status, 200, "a key stored as sha256: %d", r.status);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "app2", "id defaults to the name\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-Username")), "app2");
-    cr_expect_null(echoed(r.body, "X-Consumer-Groups"), "a consumer without groups:\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "app2", "id defaults to the name\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-Username")), "app2");
+    cr_expect_null(h_echoed(r.body, "X-Consumer-Groups"), "a consumer without groups:\n%s", r.body);
     get(p->port, "/echo/k", "X-API-Key: upper-key-4444\r\n", &r);
     cr_expect_eq(r.status, 200, "a key stored as sha256:UPPER-CASE-HEX: %d", r.status);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "app4");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "app4");
     /* the stored digest is not itself a key */
     get(p->port, "/echo/k", h_fmt("X-API-Key: sha256:%s\r\n", hash2), &r);
     expect_json_refusal(&r, 401, "the sha256:HEX text presented as a key");
@@ -835,7 +805,7 @@ H_TEST(auth, key_auth_plain_and_hashed_keys)
     /* the key in a query parameter */
     get(p->port, "/echo/q?x=1&apikey=app-key-12345&y=2", NULL, &r);
     cr_assert_eq(r.status, 200, "a key in the query: %d", r.status);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "c-001");
     cr_expect_eq(status_of(p->port, "/echo/q?apikey=second-key-67890", NULL), 200);
     cr_expect_eq(status_of(p->port, "/echo/q?apikey=wrong", NULL), 401);
     cr_expect_eq(status_of(p->port, "/echo/q?xapikey=app-key-12345", NULL), 401);
@@ -968,17 +938,17 @@ H_TEST(auth, jwt_consumer_claim)
     char *t1 = bearer(mint("HS256", SECRET, h_fmt("{\"sub\": \"s1\", \"client_id\": \"c-001\", \"exp\": %ld}", exp), NULL));
     get(p->port, "/echo/api", h_fmt("%sX-Consumer-ID: c-003\r\n", t1), &r);
     cr_assert_eq(r.status, 200, "client_id c-001: %d %s", r.status, OR_MISSING(r.body));
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001", "\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-Username")), "app1");
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-Groups")), "apps, beta");
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "s1");
-    cr_expect_eq(echoed_count(r.body, "X-Consumer-ID"), 1, "\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "c-001", "\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-Username")), "app1");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-Groups")), "apps, beta");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "s1");
+    cr_expect_eq(h_echoed_count(r.body, "X-Consumer-ID"), 1, "\n%s", r.body);
 
     /* by name */
     get(p->port, "/echo/api",
         bearer(mint("HS256", SECRET, h_fmt("{\"sub\": \"s\", \"client_id\": \"app2\", \"exp\": %ld}", exp), NULL)), &r);
     cr_expect_eq(r.status, 200, "client_id app2 (a name): %d", r.status);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "app2");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "app2");
 
     char *tu = bearer(mint("HS256", SECRET, h_fmt("{\"sub\": \"s\", \"client_id\": \"c-999\", \"exp\": %ld}", exp), NULL));
     expect_invalid_token(p->port, "/echo/api", tu, "an unknown client_id");
@@ -1190,16 +1160,16 @@ H_TEST(auth, claims_to_headers_values_are_header_safe)
                                  h_repeat(5000, 'z'), exp))),
         &r);
     cr_assert_eq(r.status, 200, "odd claim values should not refuse the token: %d %s", r.status, OR_MISSING(r.body));
-    cr_expect_null(echoed(r.body, "X-Injected"), "a CRLF in a claim injected a header:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-Injected"), "a CRLF in a claim injected a header:\n%s", r.body);
     cr_expect_null(strstr(r.body, "X-Injected"), "a CRLF in a claim reached the upstream head:\n%s", r.body);
-    cr_expect_null(echoed(r.body, "X-User-ID"), "a claim with CR LF was forwarded:\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Roles")), "a, b");
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Num")), "42");
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Bool")), "true");
-    cr_expect_null(echoed(r.body, "X-Obj"), "an object claim was forwarded:\n%s", r.body);
-    cr_expect_null(echoed(r.body, "X-Nul"), "a null claim was forwarded:\n%s", r.body);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Esc")), "A/b \"q\"", "JSON escapes should be decoded");
-    char *big = echoed(r.body, "X-Big");
+    cr_expect_null(h_echoed(r.body, "X-User-ID"), "a claim with CR LF was forwarded:\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Roles")), "a, b");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Num")), "42");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Bool")), "true");
+    cr_expect_null(h_echoed(r.body, "X-Obj"), "an object claim was forwarded:\n%s", r.body);
+    cr_expect_null(h_echoed(r.body, "X-Nul"), "a null claim was forwarded:\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Esc")), "A/b \"q\"", "JSON escapes should be decoded");
+    char *big = h_echoed(r.body, "X-Big");
     cr_expect(big == NULL || strlen(big) == 5000, "a 5000-byte claim was cut: %zu bytes", big ? strlen(big) : 0);
 
     /* an escaped issuer equals the configured one */
@@ -1323,8 +1293,8 @@ H_TEST(auth, key_auth_and_jwt_both_required)
     h_resp r;
     get(p->port, "/echo", h_fmt("X-API-Key: app-key-12345\r\n%s", bearer(tok)), &r);
     cr_assert_eq(r.status, 200, "key and token: %d", r.status);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001");
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "both");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "c-001");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "both");
     cr_expect_eq(status_of(p->port, "/echo", "X-API-Key: app-key-12345\r\n"), 401, "key without token");
     cr_expect_eq(status_of(p->port, "/echo", bearer(tok)), 401, "token without key");
     cr_expect_eq(status_of(p->port, "/echo", h_fmt("X-API-Key: bad\r\n%s", bearer(tok))), 401, "bad key, good token");
@@ -1384,13 +1354,13 @@ H_TEST(auth, refusals_keep_connections_sane)
     cr_assert_eq(r.status, 401);
     cr_assert_eq(h_request(c, "GET", "/echo", bearer(ta), NULL, 0, &r), H_OK, "the connection died after a 401");
     cr_expect_eq(r.status, 200);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "alice");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "alice");
     /* HEAD refused: no body */
     cr_assert_eq(h_request(c, "HEAD", "/echo", NULL, NULL, 0, &r), H_OK);
     cr_expect_eq(r.status, 401);
     cr_expect_eq(r.body_len, 0);
     cr_assert_eq(h_request(c, "GET", "/echo", bearer(tb), NULL, 0, &r), H_OK, "the connection died after HEAD 401");
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "bob");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "bob");
     h_close(c);
 
     /* pipelined requests with different tokens each get their own identity */
@@ -1403,13 +1373,13 @@ H_TEST(auth, refusals_keep_connections_sane)
                  H_OK);
     cr_assert_eq(h_read_response(c, &r, 0), H_OK);
     cr_expect_eq(r.status, 200);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "alice");
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "alice");
     cr_assert_eq(h_read_response(c, &r, 0), H_OK);
     cr_expect_eq(r.status, 401, "the second pipelined request has no token");
     cr_assert_eq(h_read_response(c, &r, 0), H_OK);
     cr_expect_eq(r.status, 200);
-    cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "bob");
-    cr_expect_eq(echoed_count(r.body, "X-User-ID"), 1, "\n%s", r.body);
+    cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "bob");
+    cr_expect_eq(h_echoed_count(r.body, "X-User-ID"), 1, "\n%s", r.body);
     h_close(c);
 
     /* a refused request's body is never read as a request */
@@ -1561,11 +1531,11 @@ H_TEST(auth, cache_hits_keep_headers_consumer_and_time_checks)
         h_resp r;
         get(p->port, "/echo", bearer(tok), &r);
         cr_assert_eq(r.status, 200, "request %d: %d", i, r.status);
-        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-ID")), "carol", "request %d", i);
-        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-User-Role")), "ops", "request %d", i);
-        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Scope")), "a, b", "request %d", i);
-        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-ID")), "c-001", "request %d", i);
-        cr_expect_str_eq(OR_MISSING(echoed(r.body, "X-Consumer-Username")), "app1", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-ID")), "carol", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-User-Role")), "ops", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Scope")), "a, b", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-ID")), "c-001", "request %d", i);
+        cr_expect_str_eq(OR_MISSING(h_echoed(r.body, "X-Consumer-Username")), "app1", "request %d", i);
     }
     /* not yet valid: refused on the first try and on every retry */
     char *later = mint("RS256", k.at, h_fmt("{\"sub\": \"d\", \"nbf\": %ld, \"exp\": %ld}", now_s() + 100,

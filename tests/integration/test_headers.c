@@ -6,50 +6,6 @@
 
 #include "harness.h"
 
-/* The value of the first header called name in the head that /echo sent back
- * (the request as the upstream received it), or NULL. Owned by the test. */
-static char *echoed(const char *echo, const char *name)
-{
-    const char *end = strstr(echo, "\r\n\r\n");
-    size_t nl = strlen(name);
-    for (const char *l = strstr(echo, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
-        const char *h = l + 2;
-        if (strncasecmp(h, name, nl) == 0 && h[nl] == ':') {
-            const char *v = h + nl + 1;
-            while (*v == ' ')
-                v++;
-            const char *e = strstr(v, "\r\n");
-            return h_fmt("%.*s", (int)(e - v), v);
-        }
-    }
-    return NULL;
-}
-
-static int echoed_count(const char *echo, const char *name)
-{
-    const char *end = strstr(echo, "\r\n\r\n");
-    size_t nl = strlen(name);
-    int n = 0;
-    for (const char *l = strstr(echo, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
-        if (strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':')
-            n++;
-    return n;
-}
-
-static bool list_has(const char *list, const char *token)
-{
-    if (!list)
-        return false;
-    size_t tl = strlen(token);
-    for (const char *p = list; (p = strcasestr(p, token)) != NULL; p += tl) {
-        bool start = p == list || p[-1] == ',' || p[-1] == ' ';
-        bool stop = p[tl] == '\0' || p[tl] == ',' || p[tl] == ' ';
-        if (start && stop)
-            return true;
-    }
-    return false;
-}
-
 H_TEST(headers, hop_by_hop_request_headers_dropped)
 {
     h_proxy *p = h_start_basic(NULL, NULL, NULL);
@@ -72,15 +28,15 @@ H_TEST(headers, hop_by_hop_request_headers_dropped)
     static const char *const dropped[] = {"X-Drop-Me", "Keep-Alive", "TE",
                                           "Trailer",   "Upgrade",    "Proxy-Connection"};
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
-        cr_expect_null(echoed(r.body, dropped[i]), "hop-by-hop %s reached the upstream:\n%s", dropped[i],
+        cr_expect_null(h_echoed(r.body, dropped[i]), "hop-by-hop %s reached the upstream:\n%s", dropped[i],
                        r.body);
-    char *conn = echoed(r.body, "Connection");
-    cr_expect(!list_has(conn, "X-Drop-Me"), "Connection forwarded as sent: %s", conn);
-    cr_expect_str_eq(echoed(r.body, "X-Keep-Me") ? echoed(r.body, "X-Keep-Me") : "(missing)", "Some  Value",
+    char *conn = h_echoed(r.body, "Connection");
+    cr_expect(!h_list_has(conn, "X-Drop-Me"), "Connection forwarded as sent: %s", conn);
+    cr_expect_str_eq(h_echoed(r.body, "X-Keep-Me") ? h_echoed(r.body, "X-Keep-Me") : "(missing)", "Some  Value",
                      "X-Keep-Me not kept as sent");
     cr_expect(strstr(r.body, "\r\nx-lower-case: kept\r\n") != NULL,
               "x-lower-case not kept as sent (name case or value):\n%s", r.body);
-    cr_expect_str_eq(echoed(r.body, "Accept") ? echoed(r.body, "Accept") : "(missing)", "*/*");
+    cr_expect_str_eq(h_echoed(r.body, "Accept") ? h_echoed(r.body, "Accept") : "(missing)", "*/*");
 }
 
 H_TEST(headers, hop_by_hop_response_headers_dropped)
@@ -100,7 +56,7 @@ H_TEST(headers, hop_by_hop_response_headers_dropped)
                                           "Trailer"};
     for (size_t i = 0; i < sizeof dropped / sizeof dropped[0]; i++)
         cr_expect_null(h_hdr(&r, dropped[i]), "hop-by-hop %s reached the client:\n%s", dropped[i], r.head);
-    cr_expect(!list_has(h_hdr(&r, "Connection"), "X-Resp-Hop"), "Connection passed through:\n%s", r.head);
+    cr_expect(!h_list_has(h_hdr(&r, "Connection"), "X-Resp-Hop"), "Connection passed through:\n%s", r.head);
     cr_expect_str_eq(h_hdr(&r, "X-Resp-Keep") ? h_hdr(&r, "X-Resp-Keep") : "(missing)", "yes  sir");
     cr_expect_eq(h_hdr_count(&r, "Set-Cookie"), 2, "both Set-Cookie headers must pass:\n%s", r.head);
     cr_expect_str_eq(h_hdr(&r, "X-Upstream"), "u1");
@@ -117,18 +73,18 @@ H_TEST(headers, forwarded_headers_added)
     h_resp r;
     cr_assert_eq(h_request(c, "GET", "/echo", "Host: api.example.test:8443\r\n", NULL, 0, &r), H_OK);
     cr_assert_eq(r.status, 200);
-    cr_expect_str_eq(echoed(r.body, "X-Forwarded-For") ? echoed(r.body, "X-Forwarded-For") : "(missing)",
+    cr_expect_str_eq(h_echoed(r.body, "X-Forwarded-For") ? h_echoed(r.body, "X-Forwarded-For") : "(missing)",
                      "127.0.0.1", "\n%s", r.body);
-    cr_expect_str_eq(echoed(r.body, "X-Forwarded-Proto") ? echoed(r.body, "X-Forwarded-Proto") : "(missing)",
+    cr_expect_str_eq(h_echoed(r.body, "X-Forwarded-Proto") ? h_echoed(r.body, "X-Forwarded-Proto") : "(missing)",
                      "http");
-    cr_expect_str_eq(echoed(r.body, "X-Forwarded-Host") ? echoed(r.body, "X-Forwarded-Host") : "(missing)",
+    cr_expect_str_eq(h_echoed(r.body, "X-Forwarded-Host") ? h_echoed(r.body, "X-Forwarded-Host") : "(missing)",
                      "api.example.test:8443");
-    char *via = echoed(r.body, "Via");
+    char *via = h_echoed(r.body, "Via");
     cr_expect(via && strstr(via, "1.1"), "Via missing or without the protocol version: %s",
               via ? via : "(missing)");
-    cr_expect_eq(echoed_count(r.body, "Host"), 1, "exactly one Host upstream:\n%s", r.body);
+    cr_expect_eq(h_echoed_count(r.body, "Host"), 1, "exactly one Host upstream:\n%s", r.body);
     /* preserve_host defaults to false: the instance's host:port */
-    char *host = echoed(r.body, "Host");
+    char *host = h_echoed(r.body, "Host");
     cr_expect_str_eq(host ? host : "(missing)", h_fmt("127.0.0.1:%d", u->port));
 }
 
@@ -139,9 +95,9 @@ H_TEST(headers, forwarded_for_appends)
     h_resp r;
     cr_assert_eq(h_request(c, "GET", "/echo", "X-Forwarded-For: 10.1.2.3\r\nVia: 1.0 edge\r\n", NULL, 0, &r),
                  H_OK);
-    char *xff = echoed(r.body, "X-Forwarded-For");
+    char *xff = h_echoed(r.body, "X-Forwarded-For");
     cr_expect_str_eq(xff ? xff : "(missing)", "10.1.2.3, 127.0.0.1");
-    cr_expect_eq(echoed_count(r.body, "X-Forwarded-For"), 1, "\n%s", r.body);
+    cr_expect_eq(h_echoed_count(r.body, "X-Forwarded-For"), 1, "\n%s", r.body);
     /* an earlier Via is kept (appended to, or as a separate line) */
     cr_expect(strstr(r.body, "1.0 edge") != NULL, "earlier Via lost:\n%s", r.body);
 }
@@ -161,7 +117,7 @@ H_TEST(headers, preserve_host)
     h_conn *c = h_connect(p->port);
     h_resp r;
     cr_assert_eq(h_request(c, "GET", "/echo", "Host: Keep.Example.test\r\n", NULL, 0, &r), H_OK);
-    char *host = echoed(r.body, "Host");
+    char *host = h_echoed(r.body, "Host");
     cr_expect_str_eq(host ? host : "(missing)", "Keep.Example.test");
 }
 

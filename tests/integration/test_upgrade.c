@@ -35,39 +35,6 @@ static char upper(char ch)
     return ch >= 'a' && ch <= 'z' ? (char)(ch - 'a' + 'A') : ch;
 }
 
-/* True when the comma-separated list holds token (case-insensitive). */
-static bool list_has(const char *list, const char *token)
-{
-    if (!list)
-        return false;
-    size_t tl = strlen(token);
-    for (const char *p = list; (p = strcasestr(p, token)) != NULL; p += tl) {
-        bool start = p == list || p[-1] == ',' || p[-1] == ' ';
-        bool stop = p[tl] == '\0' || p[tl] == ',' || p[tl] == ' ';
-        if (start && stop)
-            return true;
-    }
-    return false;
-}
-
-/* The value of the first header name in a request head echoed by the upstream
- * (owned), or NULL. */
-static char *echoed(const char *head, const char *name)
-{
-    const char *end = strstr(head, "\r\n\r\n");
-    size_t nl = strlen(name);
-    for (const char *l = strstr(head, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n")) {
-        if (strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':') {
-            const char *v = l + 2 + nl + 1;
-            while (*v == ' ' || *v == '\t')
-                v++;
-            const char *e = strstr(v, "\r\n");
-            return h_fmt("%.*s", (int)(e - v), v);
-        }
-    }
-    return NULL;
-}
-
 /* Reads exactly n raw bytes (after what h_read_response left buffered) into
  * dst, NUL-terminated (dst holds n + 1). Returns how many came before EOF or
  * timeout_ms of silence. */
@@ -113,7 +80,7 @@ static h_conn *open_tunnel_head(int port, const char *head, const char *extra)
     cr_assert_eq(r.status, 101, "upgrade answered %d, not 101:\n%s", r.status, r.head);
     const char *up = h_hdr(&r, "Upgrade");
     cr_assert(up && strcasecmp(up, "websocket") == 0, "101 without Upgrade: websocket:\n%s", r.head);
-    cr_assert(list_has(h_hdr(&r, "Connection"), "upgrade"), "101 without Connection: upgrade:\n%s", r.head);
+    cr_assert(h_list_has(h_hdr(&r, "Connection"), "upgrade"), "101 without Connection: upgrade:\n%s", r.head);
     cr_assert_null(h_hdr(&r, "Content-Length"), "101 with a Content-Length:\n%s", r.head);
     cr_assert_null(h_hdr(&r, "Transfer-Encoding"), "101 with a Transfer-Encoding:\n%s", r.head);
     return c;
@@ -310,12 +277,12 @@ H_TEST(upgrade, upgrade_headers_forwarded)
                        NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 200, "status %d", r.status);
-    cr_assert(list_has(echoed(r.body, "Connection"), "upgrade"), "upstream did not get Connection: upgrade:\n%s",
+    cr_assert(h_list_has(h_echoed(r.body, "Connection"), "upgrade"), "upstream did not get Connection: upgrade:\n%s",
               r.body);
-    cr_assert_str_eq(echoed(r.body, "Upgrade") ? echoed(r.body, "Upgrade") : "(missing)", "websocket",
+    cr_assert_str_eq(h_echoed(r.body, "Upgrade") ? h_echoed(r.body, "Upgrade") : "(missing)", "websocket",
                      "upstream did not get the Upgrade header:\n%s", r.body);
-    cr_assert_null(echoed(r.body, "X-Hop"), "a header named by Connection reached the upstream:\n%s", r.body);
-    cr_assert_str_eq(echoed(r.body, "Sec-WebSocket-Key") ? echoed(r.body, "Sec-WebSocket-Key") : "(missing)",
+    cr_assert_null(h_echoed(r.body, "X-Hop"), "a header named by Connection reached the upstream:\n%s", r.body);
+    cr_assert_str_eq(h_echoed(r.body, "Sec-WebSocket-Key") ? h_echoed(r.body, "Sec-WebSocket-Key") : "(missing)",
                      "dGhlIHNhbXBsZSBub25jZQ==");
     /* and the connection is still plain HTTP */
     rc = h_request(c, "GET", "/next", NULL, NULL, 0, &r);
@@ -493,8 +460,8 @@ H_TEST(upgrade, non_101_answer_is_an_ordinary_response)
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 200);
     cr_assert_eq(r.body_len, 0);
-    cr_assert(!list_has(h_hdr(&r, "Connection"), "upgrade"), "a 200 said Connection: upgrade:\n%s", r.head);
-    cr_assert(!list_has(h_hdr(&r, "Connection"), "close"), "a 200 to an upgrade request closes:\n%s", r.head);
+    cr_assert(!h_list_has(h_hdr(&r, "Connection"), "upgrade"), "a 200 said Connection: upgrade:\n%s", r.head);
+    cr_assert(!h_list_has(h_hdr(&r, "Connection"), "close"), "a 200 to an upgrade request closes:\n%s", r.head);
     rc = h_request(c, "GET", "/second", NULL, NULL, 0, &r);
     cr_assert_eq(rc, H_OK, "the connection did not survive a refused upgrade (%d)", rc);
     cr_assert_str_eq(r.body, "u1 GET /second\n");
@@ -601,9 +568,9 @@ H_PTEST(token_case *, tc, upgrade, other_tokens_are_dropped)
     int rc = h_request(c, "GET", "/upgrade-head", hdrs, NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 200);
-    cr_assert_null(echoed(r.body, "Upgrade"), "Upgrade: %s reached the upstream:\n%s", tc->upgrade, r.body);
-    cr_assert(!list_has(echoed(r.body, "Connection"), "upgrade"), "upstream got Connection: upgrade:\n%s", r.body);
-    cr_assert_null(echoed(r.body, "HTTP2-Settings"), "HTTP2-Settings reached the upstream:\n%s", r.body);
+    cr_assert_null(h_echoed(r.body, "Upgrade"), "Upgrade: %s reached the upstream:\n%s", tc->upgrade, r.body);
+    cr_assert(!h_list_has(h_echoed(r.body, "Connection"), "upgrade"), "upstream got Connection: upgrade:\n%s", r.body);
+    cr_assert_null(h_echoed(r.body, "HTTP2-Settings"), "HTTP2-Settings reached the upstream:\n%s", r.body);
     rc = h_request(c, "GET", "/upgrade", hdrs, NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 426, "Upgrade: %s was upgraded (%d)", tc->upgrade, r.status);
@@ -620,14 +587,14 @@ H_TEST(upgrade, upgrade_header_alone_is_dropped)
     int rc = h_request(c, "GET", "/upgrade-head", "Upgrade: h2c\r\n", NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 200);
-    cr_assert_null(echoed(r.body, "Upgrade"), "Upgrade without Connection: upgrade reached the upstream:\n%s",
+    cr_assert_null(h_echoed(r.body, "Upgrade"), "Upgrade without Connection: upgrade reached the upstream:\n%s",
                    r.body);
-    cr_assert(!list_has(echoed(r.body, "Connection"), "upgrade"), "upstream got Connection: upgrade:\n%s",
+    cr_assert(!h_list_has(h_echoed(r.body, "Connection"), "upgrade"), "upstream got Connection: upgrade:\n%s",
               r.body);
     /* /echo too (the generic endpoint) */
     rc = h_request(c, "GET", "/echo", "Upgrade: h2c\r\nConnection: keep-alive\r\n", NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
-    cr_assert_null(echoed(r.body, "Upgrade"), "Upgrade reached the upstream:\n%s", r.body);
+    cr_assert_null(h_echoed(r.body, "Upgrade"), "Upgrade reached the upstream:\n%s", r.body);
     /* and /upgrade itself refuses: nothing was upgraded, the connection goes on */
     rc = h_request(c, "GET", "/upgrade", "Upgrade: h2c\r\n", NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
