@@ -19,36 +19,65 @@ typedef struct uring_be {
     uint32_t br_mask;
     rw_op *starved;               /* RECV ops that found the buffer ring empty */
     rw_op *deferred;              /* completions to deliver at the next poll */
+    bool disabled;                /* created R_DISABLED: enabled by the first poll */
 } uring_be;
+
+/* A ring created disabled (so that it can be SINGLE_ISSUER with deferred task
+ * work) is enabled by the thread that drives it, which the kernel then takes
+ * as its only submitter; that thread also registers the ring fd, so that each
+ * io_uring_enter skips the file-table lookup. */
+static int ensure_enabled(uring_be *be)
+{
+    if (RW_LIKELY(!be->disabled))
+        return 0;
+    /* The raw register call: liburing 2.3 declares io_uring_enable_rings but
+     * does not export it. */
+    int rc = io_uring_register((unsigned)be->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    if (rc < 0)
+        return rc;
+    be->disabled = false;
+    (void)io_uring_register_ring_fd(&be->ring); /* an optimisation: failure is fine */
+    return 0;
+}
 
 static struct io_uring_sqe *get_sqe(uring_be *be)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&be->ring);
     if (RW_UNLIKELY(sqe == NULL)) {
         /* SQ full: flush what we have, then there is room. */
-        io_uring_submit(&be->ring);
+        if (ensure_enabled(be) == 0)
+            io_uring_submit(&be->ring);
         sqe = io_uring_get_sqe(&be->ring);
     }
     return sqe;
 }
 
-static int ring_setup(struct io_uring *ring, uint32_t entries)
+/* Sets the ring up with the best flags this kernel takes; *disabled tells
+ * whether it was created R_DISABLED (and must be enabled by its thread). */
+static int ring_setup(struct io_uring *ring, uint32_t entries, bool *disabled)
 {
-    /* No SINGLE_ISSUER: rings are created by the main thread and then driven
-     * by their worker, and the kernel pins the issuer at creation. */
+    /* Best (6.1+): one issuer, and task work (completing a receive or a send
+     * after its socket became ready) run only when the worker asks for
+     * completions, in a batch, instead of interrupting it. The ring is made
+     * by the main thread, so it starts disabled and the worker enables it. */
     static const unsigned flag_sets[] = {
+        IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+            IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
         IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
         0,
     };
     int rc = -EINVAL;
-    for (size_t i = 0; i < RW_ARRAY_LEN(flag_sets); i++) {
+    const char *off = getenv("RW_URING_NO_DEFER"); /* for before/after measurements */
+    for (size_t i = off != NULL && *off == '1' ? 1 : 0; i < RW_ARRAY_LEN(flag_sets); i++) {
         struct io_uring_params p;
         memset(&p, 0, sizeof(p));
         p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
         p.cq_entries = entries * 4;
         rc = io_uring_queue_init_params(entries, ring, &p);
-        if (rc != -EINVAL)
+        if (rc != -EINVAL) {
+            *disabled = rc == 0 && (flag_sets[i] & IORING_SETUP_R_DISABLED) != 0;
             break;
+        }
     }
     return rc;
 }
@@ -59,7 +88,7 @@ static int uring_init(rw_loop *l, const rw_loop_opts *o)
     if (be == NULL)
         return -ENOMEM;
     uint32_t entries = o->ring_entries ? o->ring_entries : 4096;
-    int rc = ring_setup(&be->ring, entries);
+    int rc = ring_setup(&be->ring, entries, &be->disabled);
     if (rc < 0)
         goto fail_be;
     be->br_bytes = (size_t)l->buf_count * sizeof(struct io_uring_buf);
@@ -223,7 +252,10 @@ static int uring_poll(rw_loop *l, uint64_t timeout_ms)
         .tv_nsec = (long long)(timeout_ms % 1000) * 1000000,
     };
     struct io_uring_cqe *cqe = NULL;
-    int rc = io_uring_submit_and_wait_timeout(&be->ring, &cqe, 1, &ts, NULL);
+    int rc = ensure_enabled(be);
+    if (rc < 0)
+        return rc;
+    rc = io_uring_submit_and_wait_timeout(&be->ring, &cqe, 1, &ts, NULL);
     rw__loop_update_clock(l);
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
         return rc;
