@@ -4,7 +4,7 @@
 # to the request path on a shared machine.
 #
 #   perf/ab.sh [--duration S] [--rounds N] [--io uring|epoll] [--conns N]
-#              [--scenario small|1k|64k|post16k|newconn] NAME=BINARY[,VAR=VALUE...] ...
+#              [--scenario small|1k|64k|1m|post16k|newconn] NAME=BINARY[,VAR=VALUE...] ...
 #
 #   perf/ab.sh old=/tmp/ringway-before new=build/ringway
 #   perf/ab.sh defer=build/ringway nodefer=build/ringway,RW_URING_NO_DEFER=1
@@ -40,7 +40,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ "${#VARIANTS[@]}" -ge 2 ] || { echo "ab.sh: give at least two NAME=BINARY variants (--help)" >&2; exit 2; }
-case "$SCENARIO" in small|1k|64k|post16k|newconn) ;; *) echo "ab.sh: unknown scenario $SCENARIO" >&2; exit 2 ;; esac
+case "$SCENARIO" in small|1k|64k|1m|post16k|newconn) ;; *) echo "ab.sh: unknown scenario $SCENARIO" >&2; exit 2 ;; esac
 
 PY=/usr/bin/python3
 for tool in wrk nginx curl taskset; do
@@ -67,6 +67,7 @@ RW_PORT=$(port)
 # The upstream: the same nginx as perf/run.sh's.
 mkdir -p "$WORK/nginx" "$WORK/www"
 head -c 65536 /dev/urandom >"$WORK/www/64k"
+head -c 1048576 /dev/urandom >"$WORK/www/1m"
 cat >"$WORK/upstream.conf" <<EOF
 daemon off; master_process off; worker_processes 1; error_log $WORK/nginx/error.log; pid $WORK/nginx/pid;
 events { worker_connections 4096; }
@@ -77,6 +78,7 @@ http { access_log off; client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/
                 location = / { return 200 "hello world\n"; }
                 location = /1k { return 200 "$(head -c 1024 /dev/zero | tr '\0' 'x')"; }
                 location = /64k { }
+                location = /1m { }
                 location = /post { return 200 "ok\n"; } } }
 EOF
 taskset -c "$LOAD_CPUS" nginx -c "$WORK/upstream.conf" &
@@ -99,6 +101,7 @@ URL_PATH=/
 case "$SCENARIO" in
     1k) URL_PATH=/1k ;;
     64k) URL_PATH=/64k ;;
+    1m) URL_PATH=/1m ;;
     post16k) URL_PATH=/post; WRK_ARGS=(-s perf/wrk/post16k.lua) ;;
     newconn) WRK_ARGS=(-s perf/wrk/close.lua) ;;
 esac

@@ -183,6 +183,9 @@ struct rw_exchange {
     uint64_t req_total;
     uint32_t req_inflight;  /* client input bytes being sent upstream */
     uint32_t resp_inflight; /* upstream input bytes being sent to the client */
+    /* The send in flight owns the whole buffer it reads (moved to up->held /
+     * c->held), so the source reads ahead into a fresh one meanwhile. */
+    bool req_held, resp_held;
     rw_chunked req_chunk;
     int resp_body;
     uint64_t resp_left;
@@ -224,6 +227,9 @@ void rw__input_consume(rw_worker *w, rw_input *in, uint32_t n);
 void rw__input_recv(rw_loop *l, rw_op *op, int fd, rw_input *in);
 /* Takes a receive completion's bytes into in. */
 void rw__input_take(rw_input *in, rw_op *op, int res);
+/* Moves all of *from (buffers included) into *to, which must be empty; *from
+ * is left empty. */
+void rw__input_move(rw_input *to, rw_input *from);
 /* proxy.c callbacks from upstream.c */
 void rw__ex_upstream_ready(rw_exchange *ex);
 /* How an upstream attempt failed, for the retry decision. */

@@ -218,11 +218,9 @@ static void c_close(rw_conn *c)
         rw_upconn *u = ex->up;
         rw_timer_cancel(timers(c->w), &ex->total_timer);
         if (u != NULL) {
-            if (ex->req_inflight > 0 && u->held.data == NULL) {
+            if (ex->req_inflight > 0 && !ex->req_held && u->held.data == NULL) {
                 /* The upstream send in flight reads our input: it keeps it. */
-                u->held = c->in;
-                memset(&c->in, 0, sizeof(c->in));
-                c->in.buf_id = -1;
+                rw__input_move(&u->held, &c->in);
                 ex->req_inflight = 0;
             }
             rw__upconn_close(u);
@@ -969,8 +967,22 @@ static void ex_send_body_piece(rw_exchange *ex, bool with_head)
         iov[n].iov_len = (size_t)body;
         n++;
     }
+    rw_upconn *u = ex->up;
     ex->req_inflight = (uint32_t)body; /* consumed when the send completes */
-    rw__upconn_send(ex->up, iov, n);
+    ex->req_held = false;
+    if (body > 0 && (uint32_t)body == avail && u->held.data == NULL && !ex->req_done) {
+        /* The send takes every buffered byte: it owns the buffer until it
+         * completes, and the client's next bytes are read into a fresh one
+         * meanwhile, so a body streams without stopping at every buffer. */
+        rw__input_move(&u->held, &c->in);
+        ex->req_held = true;
+    }
+    rw__upconn_send(u, iov, n);
+    if (ex->req_held && ex->up != NULL && !(c->rd.flags & RW_OPF_PENDING)) {
+        if (!(c->wr.flags & RW_OPF_PENDING))
+            c_timer(c, cfg_of(c->w)->http.client_body_timeout_ms);
+        c_read_head(c);
+    }
 }
 
 void rw__ex_upstream_ready(rw_exchange *ex)
@@ -990,8 +1002,9 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
     ex->req_inflight = 0;
     bool first = !ex->head_sent_up;
     ex->head_sent_up = true;
-    if (consumed > 0)
+    if (consumed > 0 && !ex->req_held)
         rw__input_consume(w, &c->in, consumed);
+    ex->req_held = false; /* the upstream released the buffer it held */
     if (ex->tunnel && first && !ex->resp_head_sent) {
         ex_try_forward_head(ex); /* the 101 was parsed before our head's send completed */
         return;
@@ -1015,6 +1028,8 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
         ex_send_body_piece(ex, false);
         return;
     }
+    if (c->rd.flags & RW_OPF_PENDING)
+        return; /* the read-ahead is still waiting for the client */
     c_timer(c, cfg_of(w)->http.client_body_timeout_ms);
     c_read_head(c); /* reads more body bytes into a fresh buffer */
 }
@@ -1027,7 +1042,9 @@ static void ex_client_body(rw_exchange *ex)
         tunnel_c2u(ex);
         return;
     }
-    if (ex->up == NULL)
+    /* Not connected yet, or the previous piece is still going out: the
+     * bytes wait in c->in until that send completes. */
+    if (ex->up == NULL || (ex->up->wr.flags & RW_OPF_PENDING))
         return;
     ex_send_body_piece(ex, false);
 }
@@ -1243,10 +1260,13 @@ static void ex_forward_response(rw_exchange *ex)
     rw_upconn *u = ex->up;
     if (u == NULL)
         return;
-    /* Finished sending the previous piece: consume it from the upstream input. */
+    /* Finished sending the previous piece: consume it from the upstream input
+     * (unless the send took the whole buffer, which c->held released). */
     if (ex->resp_inflight > 0) {
-        rw__input_consume(c->w, &u->in, ex->resp_inflight);
+        if (!ex->resp_held)
+            rw__input_consume(c->w, &u->in, ex->resp_inflight);
         ex->resp_inflight = 0;
+        ex->resp_held = false;
     }
     if (ex->tunnel && ex->resp_head_sent) {
         if (ex->u_eof && u->in.len == u->in.off) {
@@ -1266,6 +1286,7 @@ static void ex_forward_response(rw_exchange *ex)
     }
     struct iovec iov[2];
     int n = 0;
+    bool with_body = false;
     if (!ex->resp_head_sent) {
         if (!build_response_head(ex)) {
             ex_send_error(ex, 502, "upstream response head too large");
@@ -1296,6 +1317,7 @@ static void ex_forward_response(rw_exchange *ex)
             iov[n].iov_base = u->in.data + u->in.off;
             iov[n].iov_len = len;
             n++;
+            with_body = true;
         }
     }
     if (n == 0) {
@@ -1309,10 +1331,22 @@ static void ex_forward_response(rw_exchange *ex)
         return;
     }
     ex->resp_inflight = (uint32_t)body; /* consumed when this send completes */
+    ex->resp_held = false;
+    if (with_body && (uint32_t)body == avail && c->held.data == NULL && !ex->resp_done) {
+        /* The send takes every buffered byte: it owns the buffer until it
+         * completes (c->held), and the upstream's next bytes are read into a
+         * fresh one meanwhile, so a body streams without stopping at every
+         * buffer. */
+        rw__input_move(&c->held, &u->in);
+        ex->resp_held = true;
+    }
     c->sending = SENT_RESPONSE;
     c_send(c, iov, n);
-    if (!ex->resp_done)
+    if (!ex->resp_done) {
         rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms);
+        if (ex->resp_held)
+            rw__upconn_recv(u);
+    }
 }
 
 void rw__ex_upstream_data(rw_exchange *ex, int res)

@@ -107,6 +107,13 @@ void rw__input_take(rw_input *in, rw_op *op, int res)
     }
 }
 
+void rw__input_move(rw_input *to, rw_input *from)
+{
+    *to = *from;
+    memset(from, 0, sizeof(*from));
+    from->buf_id = -1;
+}
+
 /* ---- per-snapshot state ---- */
 
 int rw__wstate_new(rw_worker *w, rw_snapshot *snap, rw_wstate **out)
@@ -239,12 +246,10 @@ void rw__upconn_close(rw_upconn *u)
         idle_unlink(u);
     u->state = RW_U_CLOSING;
     rw_exchange *ex = u->ex;
-    if (ex != NULL && ex->resp_inflight > 0 && ex->c->held.data == NULL) {
+    if (ex != NULL && ex->resp_inflight > 0 && !ex->resp_held && ex->c->held.data == NULL) {
         /* The client send in flight reads from our input: the client keeps it
          * until that send completes. */
-        ex->c->held = u->in;
-        memset(&u->in, 0, sizeof(u->in));
-        u->in.buf_id = -1;
+        rw__input_move(&ex->c->held, &u->in);
         ex->resp_inflight = 0;
     }
     u->ex = NULL;
@@ -368,6 +373,8 @@ static void on_up_write(rw_op *op, int res)
         rw_loop_send(u->w->loop, &u->wr, u->fd, u->iov, u->iovcnt);
         return;
     }
+    if (u->held.data != NULL)
+        rw__input_release(u->w, &u->held); /* the send that read it is complete */
     if (u->ex != NULL)
         rw__ex_upstream_sent(u->ex, 0);
 }
