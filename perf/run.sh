@@ -14,6 +14,11 @@
 #   post16k    POST /post with a 16 KiB request body
 #   c10k       10,000 concurrent keep-alive connections (latency, peak RSS)
 #   newconn    a new TCP connection per request (Connection: close)
+#   jwt        small body, every request carries an HS256 bearer token that the
+#              proxy verifies (signature, iss, aud, exp) and maps sub to a header
+#   ratelimit  small body under a per-client-address rate limit that never trips
+#   metrics    small body while each proxy's metrics endpoint is scraped every
+#              second (ringway /metrics, nginx stub_status, HAProxy Prometheus)
 #   instructions  user-space instructions per request (valgrind --tool=callgrind)
 #   syscalls   syscalls per request (strace -c -f; perf stat as a cross-check)
 #   idle-rss   RSS per idle keep-alive connection (10,000 idle connections)
@@ -34,9 +39,9 @@ REQUESTS=""
 OUT="$PERF/results"
 INSTALL=1
 WITH_OPTIONAL=0
-ALL_SCENARIOS=(small 1k 64k post16k c10k newconn instructions syscalls idle-rss hotspots)
+ALL_SCENARIOS=(small 1k 64k post16k c10k newconn jwt ratelimit metrics instructions syscalls idle-rss hotspots)
 
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -189,7 +194,7 @@ for _ in range(int(sys.argv[1])):
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
-read -r UP_PORT P_URING P_EPOLL P_NGINX P_HAPROXY P_H2O P_CADDY <<<"$(free_ports 7)"
+read -r UP_PORT P_URING P_EPOLL P_NGINX P_HAPROXY P_H2O P_CADDY P_ADMIN P_NGX_STATS P_HA_STATS <<<"$(free_ports 10)"
 
 TARGETS=(direct ringway-uring ringway-epoll nginx)
 command -v haproxy >/dev/null && TARGETS+=(haproxy) || log "haproxy not installed: skipped"
@@ -293,6 +298,36 @@ routes:
     service: upstream
 EOF
 
+# The feature scenarios (jwt, ratelimit, metrics): the same proxies with one
+# feature on, configured alike where the proxy has the feature.
+JWT_SECRET=perf-secret-0123456789abcdef0123456789
+JWT_TOKEN=$(python3 - "$JWT_SECRET" <<'EOF'
+import base64, hashlib, hmac, json, sys, time
+def b64(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=")
+now = int(time.time())
+head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "user-42", "iss": "https://issuer.test/", "aud": "perf",
+                       "exp": now + 86400, "iat": now}).encode())
+sig = b64(hmac.new(sys.argv[1].encode(), head + b"." + body, hashlib.sha256).digest())
+print((head + b"." + body + b"." + sig).decode())
+EOF
+)
+export RW_PERF_TOKEN=$JWT_TOKEN   # perf/wrk/jwt.lua sends it
+ringway_feature() {  # ringway_feature FILTER_YAML: the base config with route filters
+    sed '/^    service: upstream$/q' "$WORK/ringway.yaml"
+    printf '    filters:\n%s\n' "$1"
+}
+ringway_feature "      - jwt: {keys: [{alg: HS256, secret: \"$JWT_SECRET\"}], issuer: \"https://issuer.test/\", audience: perf,
+              claims_to_headers: {sub: X-User-ID}}" >"$WORK/ringway-jwt.yaml"
+ringway_feature "      - rate_limit: {key: ip, rate: 1000000000/s}" >"$WORK/ringway-ratelimit.yaml"
+cp "$WORK/ringway.yaml" "$WORK/ringway-metrics.yaml"   # counters are always on; the scenario scrapes them
+sed -e 's|^    upstream backend {|    limit_req_zone $binary_remote_addr zone=perf:10m rate=100000000r/s;\n    upstream backend {|' \
+    -e 's|^        location / {|        limit_req zone=perf burst=100000 nodelay;\n        location / {|' \
+    "$WORK/nginx.conf" >"$WORK/nginx-ratelimit.conf"
+sed -e "s|^    upstream backend {|    server { listen 127.0.0.1:$P_NGX_STATS; location = /metrics { stub_status; } }\n    upstream backend {|" \
+    "$WORK/nginx.conf" >"$WORK/nginx-metrics.conf"
+
 HAPROXY_MAXCONN=$(( (NOFILE - 200) / 2 ))
 [ $HAPROXY_MAXCONN -gt 20000 ] && HAPROXY_MAXCONN=20000
 cat >"$WORK/haproxy.cfg" <<EOF
@@ -312,6 +347,36 @@ frontend fe
     default_backend be
 backend be
     server up 127.0.0.1:$UP_PORT
+EOF
+# HAProxy 2.6: jwt_verify checks the signature; iss, aud and exp by hand,
+# sub copied to a header (a client-sent one removed first), as ringway does.
+haproxy_feature() {  # haproxy_feature RULES_FILE: the base config with frontend rules before default_backend
+    awk -v rules="$1" '/^    default_backend be$/ { while ((getline l < rules) > 0) print l } { print }' "$WORK/haproxy.cfg"
+}
+cat >"$WORK/haproxy-jwt.rules" <<EOF
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str HS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify("HS256","$JWT_SECRET") -m int 1 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str https://issuer.test/ }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str perf }
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request set-var(txn.now) date
+    http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int le 0 }
+    http-request del-header X-User-ID
+    http-request set-header X-User-ID %[var(txn.bearer),jwt_payload_query('\$.sub')]
+EOF
+haproxy_feature "$WORK/haproxy-jwt.rules" >"$WORK/haproxy-jwt.cfg"
+cat >"$WORK/haproxy-ratelimit.rules" <<EOF
+    stick-table type ip size 100k expire 30s store http_req_rate(1s)
+    http-request track-sc0 src
+    http-request deny deny_status 429 if { sc_http_req_rate(0) gt 1000000000 }
+EOF
+haproxy_feature "$WORK/haproxy-ratelimit.rules" >"$WORK/haproxy-ratelimit.cfg"
+cp "$WORK/haproxy.cfg" "$WORK/haproxy-metrics.cfg"
+cat >>"$WORK/haproxy-metrics.cfg" <<EOF
+frontend stats
+    bind 127.0.0.1:$P_HA_STATS
+    http-request use-service prometheus-exporter if { path /metrics }
 EOF
 
 cat >"$WORK/h2o.conf" <<EOF
@@ -379,10 +444,10 @@ start_target() {
     local out="$WORK/$name.out"
     case "$name" in
         direct) TPID=$UP_PID; return 0 ;;
-        ringway-uring) "${PIN_PROXY[@]}" "$@" "$RINGWAY" --config "$WORK/ringway.yaml" --listen "127.0.0.1:$P_URING" --workers 1 --io uring --log-level warn >"$out" 2>&1 & ;;
-        ringway-epoll) "${PIN_PROXY[@]}" "$@" "$RINGWAY" --config "$WORK/ringway.yaml" --listen "127.0.0.1:$P_EPOLL" --workers 1 --io epoll --log-level warn >"$out" 2>&1 & ;;
-        nginx) "${PIN_PROXY[@]}" "$@" nginx -c "$WORK/nginx.conf" >"$out" 2>&1 & ;;
-        haproxy) "${PIN_PROXY[@]}" "$@" haproxy -db -f "$WORK/haproxy.cfg" >"$out" 2>&1 & ;;
+        ringway-uring) "${PIN_PROXY[@]}" "$@" "$RINGWAY" --config "$WORK/ringway$FEATURE.yaml" --listen "127.0.0.1:$P_URING" --admin "127.0.0.1:$P_ADMIN" --workers 1 --io uring --log-level warn >"$out" 2>&1 & ;;
+        ringway-epoll) "${PIN_PROXY[@]}" "$@" "$RINGWAY" --config "$WORK/ringway$FEATURE.yaml" --listen "127.0.0.1:$P_EPOLL" --admin "127.0.0.1:$P_ADMIN" --workers 1 --io epoll --log-level warn >"$out" 2>&1 & ;;
+        nginx) "${PIN_PROXY[@]}" "$@" nginx -c "$WORK/nginx$FEATURE.conf" >"$out" 2>&1 & ;;
+        haproxy) "${PIN_PROXY[@]}" "$@" haproxy -db -f "$WORK/haproxy$FEATURE.cfg" >"$out" 2>&1 & ;;
         h2o) "${PIN_PROXY[@]}" "$@" h2o -c "$WORK/h2o.conf" >"$out" 2>&1 & ;;
         caddy) HOME="$WORK/caddy" XDG_DATA_HOME="$WORK/caddy" XDG_CONFIG_HOME="$WORK/caddy" GOMAXPROCS=1 \
                "${PIN_PROXY[@]}" "$@" caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$out" 2>&1 & ;;
@@ -396,10 +461,25 @@ start_target() {
     fi
     return 0
 }
+FEATURE=""   # "", -jwt, -ratelimit or -metrics: which config variant start_target uses
+JWT_HDR=""
+# unsupported SCENARIO TARGET: why the target has no row in a feature scenario ("" when it has one)
+unsupported() {
+    case "$1/$2" in
+        jwt/nginx) echo "Debian's nginx cannot validate JWTs (nginx Plus and njs scripting only)" ;;
+        jwt/h2o|jwt/caddy|ratelimit/h2o|ratelimit/caddy|metrics/h2o|metrics/caddy) echo "not configured in this harness" ;;
+    esac
+}
+metrics_url() {
+    case "$1" in
+        ringway-*) echo "http://127.0.0.1:$P_ADMIN/metrics" ;; nginx) echo "http://127.0.0.1:$P_NGX_STATS/metrics" ;;
+        haproxy) echo "http://127.0.0.1:$P_HA_STATS/metrics" ;;
+    esac
+}
 stop_target() { [ "$1" = direct ] || [ -z "$TPID" ] || kill_tree "$TPID" 5; TPID=""; }
 sanity() {  # the proxy answers the upstream's body
     local body
-    body=$(curl -s -m 5 "http://127.0.0.1:$(port_of "$1")/")
+    body=$(curl -s -m 5 ${JWT_HDR:+-H "$JWT_HDR"} "http://127.0.0.1:$(port_of "$1")/")
     [ "$body" = "hello world" ] || { log "$1 answered '${body:0:80}' instead of 'hello world'"; return 1; }
 }
 # server-under-test process (for CPU and RSS): the proxy, or the upstream for "direct"
@@ -417,6 +497,8 @@ scenario_args() {   # -> path script conns
         post16k) echo "/post post16k.lua $WRK_CONNS" ;;
         c10k) echo "/ report.lua $C10K_CONNS" ;;
         newconn) echo "/ close.lua $WRK_CONNS" ;;
+        jwt) echo "/ jwt.lua $WRK_CONNS" ;;
+        ratelimit|metrics) echo "/ report.lua $WRK_CONNS" ;;
     esac
 }
 kv() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
@@ -449,11 +531,29 @@ measure_row() {
     ROW=""; ROW_OTHER=0
     read -r path script conns <<<"$(scenario_args "$sc")"
     port=$(port_of "$tg")
+    local why scraper=""
+    why=$(unsupported "$sc" "$tg")
+    if [ -n "$why" ]; then
+        ROW=$(printf '%s\t%s\tskipped\t%s' "$sc" "$tg" "$why"); return
+    fi
+    FEATURE=""; JWT_HDR=""
+    case "$sc" in jwt|ratelimit|metrics) [ "$tg" = direct ] || FEATURE="-$sc" ;; esac
+    [ "$sc" = jwt ] && JWT_HDR="Authorization: Bearer $JWT_TOKEN"
     if ! start_target "$tg"; then
         ROW=$(printf '%s\t%s\tfailed\tdid not start' "$sc" "$tg"); return
     fi
     if ! sanity "$tg"; then
         ROW=$(printf '%s\t%s\tfailed\twrong answer' "$sc" "$tg"); stop_target "$tg"; return
+    fi
+    if [ "$sc" = metrics ] && [ "$tg" != direct ]; then
+        local murl; murl=$(metrics_url "$tg")
+        if ! curl -sf -m 5 -o /dev/null "$murl"; then
+            ROW=$(printf '%s\t%s\tfailed\tno metrics at %s' "$sc" "$tg" "$murl"); stop_target "$tg"; return
+        fi
+        # a scraper as Prometheus would be, once a second, on the load CPU
+        ( while :; do curl -s -m 2 -o /dev/null "$murl"; sleep 1; done ) &
+        scraper=$!
+        PIDS+=("$scraper")
     fi
     local url="http://127.0.0.1:$port$path"
     # warm-up: upstream pools, page faults, caches (64 connections, not recorded)
@@ -504,7 +604,9 @@ measure_row() {
             "$sockerr" "$(kv status "$line")" "$req" "$dur" "$cpu" "$ucpu" "$rss" "$wcpu" "$ROW_OTHER")
         log "$sc/$tg: $(awk -v r="$req" -v d="$dur" 'BEGIN {printf "%.0f", r / (d / 1e6)}') req/s, p99 $(kv p99_us "$line") us, errors $sockerr+$(kv status "$line"), CPU: server $cpu, upstream $ucpu, wrk $wcpu, other $ROW_OTHER"
     fi
+    [ -n "$scraper" ] && kill_tree "$scraper" 1
     stop_target "$tg"
+    FEATURE=""; JWT_HDR=""
 }
 # run_row SCENARIO TARGET: measure_row, measured again once (after waiting for
 # quiet) when other processes took more than RW_MAX_OTHER cores during it
@@ -746,7 +848,7 @@ if [ "$QUIET_WAIT" -gt 0 ]; then wait_quiet "$QUIET_WAIT"; fi
 BG_BEFORE=${QUIET:-?}
 start_upstream
 T_START=$(date +%s)
-for sc in small 1k 64k post16k c10k newconn; do
+for sc in small 1k 64k post16k c10k newconn jwt ratelimit metrics; do
     want "$sc" || continue
     for tg in "${TARGETS[@]}"; do run_row "$sc" "$tg"; done
 done
