@@ -28,6 +28,10 @@ static void usage(FILE *out)
             "                            IPv6 ([::]:8080) or :PORT; replaces the file's list\n"
             "  -w, --workers N           worker threads (default: CPUs in the affinity mask)\n"
             "      --no-pin              do not pin workers to CPUs\n"
+            "      --reuseport-steering MODE\n"
+            "                            hash | cpu: how the kernel spreads new connections\n"
+            "                            over workers (default hash: a 4-tuple hash; cpu: the\n"
+            "                            worker pinned to the CPU that took the SYN)\n"
             "      --io MODE             auto | uring | epoll (default auto: io_uring when\n"
             "                            the kernel allows it, else epoll)\n"
             "      --admin ADDR:PORT     admin API listener (/status, /metrics, POST /reload)\n"
@@ -45,13 +49,15 @@ static void usage(FILE *out)
             "Flags override the config file. Durations: 250ms, 10s, 5m, 1h.\n");
 }
 
-enum { OPT_NO_PIN = 1000, OPT_IO, OPT_ADMIN, OPT_MAX_CONNS, OPT_DRAIN, OPT_LOG_LEVEL, OPT_REDIS, OPT_SYNC_INTERVAL };
+enum { OPT_NO_PIN = 1000, OPT_IO, OPT_ADMIN, OPT_MAX_CONNS, OPT_DRAIN, OPT_LOG_LEVEL, OPT_REDIS, OPT_SYNC_INTERVAL,
+       OPT_STEERING };
 
 static const struct option long_opts[] = {
     {"config", required_argument, NULL, 'c'},
     {"listen", required_argument, NULL, 'l'},
     {"workers", required_argument, NULL, 'w'},
     {"no-pin", no_argument, NULL, OPT_NO_PIN},
+    {"reuseport-steering", required_argument, NULL, OPT_STEERING},
     {"io", required_argument, NULL, OPT_IO},
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
@@ -102,6 +108,7 @@ int main(int argc, char **argv)
 {
     const char *config_path = NULL;
     bool check_only = false, pin = true;
+    int steering = RW_STEER_HASH;
     rw_overrides ov;
     rw_overrides_init(&ov);
     int opt;
@@ -129,6 +136,16 @@ int main(int argc, char **argv)
             break;
         case OPT_NO_PIN:
             pin = false;
+            break;
+        case OPT_STEERING:
+            if (strcmp(optarg, "hash") == 0)
+                steering = RW_STEER_HASH;
+            else if (strcmp(optarg, "cpu") == 0)
+                steering = RW_STEER_CPU;
+            else {
+                fprintf(stderr, "ringway: --reuseport-steering %s: expected hash or cpu\n", optarg);
+                return 2;
+            }
             break;
         case OPT_IO:
             if (strcmp(optarg, "auto") == 0)
@@ -265,6 +282,7 @@ int main(int argc, char **argv)
     rw_server_opts so = {
         .nworkers = nworkers,
         .pin = pin,
+        .steering = steering,
         .backend = backend,
         .max_conns = cfg->max_conns,
         .listen = cfg->listen,
@@ -293,9 +311,10 @@ int main(int argc, char **argv)
     size_t off = 0;
     for (size_t i = 0; i < cfg->nlisten && off < sizeof(addrs) - 1; i++)
         off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s", i ? " " : "", cfg->listen[i].text);
-    rw_log_info("ringway %s: %d workers on %s (%s%s), config %s; listening on %s%s%s", RW_VERSION, nworkers,
+    rw_log_info("ringway %s: %d workers on %s (%s%s%s), config %s; listening on %s%s%s", RW_VERSION, nworkers,
                 backend == RW_BACKEND_URING ? "io_uring" : "epoll", pin ? "pinned" : "not pinned",
-                cfg->io == RW_IO_AUTO ? ", auto" : "", cfg->source, addrs, cfg->has_admin ? "; admin on " : "",
+                cfg->io == RW_IO_AUTO ? ", auto" : "", steering == RW_STEER_CPU ? ", reuseport cpu steering" : "",
+                cfg->source, addrs, cfg->has_admin ? "; admin on " : "",
                 cfg->has_admin ? cfg->admin.text : "");
     rw_control_opts co = {
         .server = server,

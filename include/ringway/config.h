@@ -138,6 +138,8 @@ typedef struct rw_service_cfg {
     uint32_t connect_timeout_ms;    /* default 5000 */
     uint32_t first_byte_timeout_ms; /* default 60000: request sent -> response head */
     uint32_t total_timeout_ms;      /* default 0 = none: whole exchange */
+    uint32_t queue_timeout_ms;      /* default 0 = the connect timeout: longest wait for a connection slot */
+    uint32_t max_conns;             /* default 1024 open conns per instance per worker; 0 = no cap */
     uint32_t keepalive_max_idle;    /* default 64 idle conns per instance per worker */
     uint32_t keepalive_idle_timeout_ms; /* default 60000 */
     rw_instance_cfg *instances;

@@ -39,8 +39,12 @@ enum {
     RW_OPF_CANCEL = 1u << 2,  /* cancellation requested */
 };
 
-/* An operation. Fields above `priv` are set by the caller through the
- * rw_loop_* submit functions; the rest belong to the backend. */
+/* An operation. cb, data and the union member of the op's kind are set by
+ * the caller through the rw_loop_* submit functions; next belongs to the
+ * backend. An op is one kind from its submit to its final callback, so the
+ * kinds share their fields: a member is meaningful only for the kind the op
+ * was last submitted as (e.g. buf after an RW_OP_RECV completion), and
+ * submitting another kind overwrites it. */
 struct rw_op {
     rw_op_cb cb;
     void *data;           /* caller's context */
@@ -48,21 +52,27 @@ struct rw_op {
     uint8_t kind;
     uint8_t flags;
     uint16_t gen;         /* bumped on every submit; stale completions are dropped */
-    /* RW_OP_RECV result: the loop buffer holding res bytes, owned by the caller
-     * until rw_loop_buf_release(loop, buf_id). */
-    char *buf;
-    uint32_t buf_id;
-    /* RW_OP_RECV_INTO target */
-    char *dst;
-    uint32_t dst_len;
-    /* RW_OP_SEND */
-    struct msghdr msg;
-    /* RW_OP_CONNECT */
-    const struct sockaddr *addr;
-    socklen_t addrlen;
-    /* private to the backend */
-    rw_op *next;          /* epoll: ready/pending queue link */
-    uint64_t evbuf;       /* eventfd read target */
+    rw_op *next;          /* private to the backend: run queue / starved list link */
+    union {
+        /* RW_OP_RECV result: the loop buffer holding res bytes, owned by the
+         * caller until rw_loop_buf_release(loop, buf_id); NULL when none. */
+        struct {
+            char *buf;
+            uint32_t buf_id;
+        };
+        /* RW_OP_RECV_INTO target */
+        struct {
+            char *dst;
+            uint32_t dst_len;
+        };
+        struct msghdr msg; /* RW_OP_SEND */
+        /* RW_OP_CONNECT */
+        struct {
+            const struct sockaddr *addr;
+            socklen_t addrlen;
+        };
+        uint64_t evbuf;   /* RW_OP_READ_EVENTFD: read target, private to the backend */
+    };
 };
 
 enum rw_io_backend { RW_BACKEND_URING = 1, RW_BACKEND_EPOLL = 2 };
@@ -103,6 +113,9 @@ void rw_loop_read_eventfd(rw_loop *l, rw_op *op, int fd);
 void rw_loop_cancel(rw_loop *l, rw_op *op);
 /* Forgets loop state about fd (call after its ops completed, before close). */
 void rw_loop_forget_fd(rw_loop *l, int fd);
+/* Closes fd once its ops completed and rw_loop_forget_fd ran (io_uring: queued
+ * with the turn's submissions, no syscall of its own; epoll: close()). */
+void rw_loop_close(rw_loop *l, int fd);
 
 /* Returns the address of loop buffer id. */
 char *rw_loop_buf(rw_loop *l, uint32_t id);

@@ -58,15 +58,24 @@ typedef struct rw_worker_stats {
     uint64_t upstream_errors;
     uint64_t upstream_timeouts;
     uint64_t bad_requests;
+    uint64_t upstream_queued;          /* requests that waited for a connection slot (max_conns) */
+    uint64_t upstream_queue_timeouts;  /* ... and got 503 after timeouts.queue */
 } rw_worker_stats;
 
 typedef struct rw_server rw_server;
 typedef struct rw_worker rw_worker;
 
+/* How the kernel picks a worker's listening socket for a new connection. */
+enum rw_steering {
+    RW_STEER_HASH = 0, /* SO_REUSEPORT's default: a hash of the 4-tuple */
+    RW_STEER_CPU,      /* a reuseport BPF program: the worker on the CPU that took the SYN */
+};
+
 /* Process-wide settings that cannot change on reload. */
 typedef struct rw_server_opts {
     int nworkers;
     bool pin;
+    int steering;         /* enum rw_steering */
     int backend;          /* RW_BACKEND_URING or RW_BACKEND_EPOLL, resolved */
     uint32_t max_conns;   /* process-wide; each worker gets its share */
     const rw_sockaddr *listen;

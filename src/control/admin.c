@@ -124,10 +124,15 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             "# TYPE ringway_upstream_errors_total counter\nringway_upstream_errors_total %llu\n"
             "# HELP ringway_upstream_timeouts_total Upstream timeouts.\n"
             "# TYPE ringway_upstream_timeouts_total counter\nringway_upstream_timeouts_total %llu\n"
+            "# HELP ringway_upstream_queued_total Requests that waited for an upstream connection slot (max_conns).\n"
+            "# TYPE ringway_upstream_queued_total counter\nringway_upstream_queued_total %llu\n"
+            "# HELP ringway_upstream_queue_timeouts_total Requests answered 503 after waiting timeouts.queue for a slot.\n"
+            "# TYPE ringway_upstream_queue_timeouts_total counter\nringway_upstream_queue_timeouts_total %llu\n"
             "# HELP ringway_config_generation Generation of the running configuration.\n"
             "# TYPE ringway_config_generation gauge\nringway_config_generation %llu\n",
             (unsigned long long)st.upstream_connects, (unsigned long long)st.upstream_reuses,
             (unsigned long long)st.upstream_errors, (unsigned long long)st.upstream_timeouts,
+            (unsigned long long)st.upstream_queued, (unsigned long long)st.upstream_queue_timeouts,
             (unsigned long long)a->ctl->snap->generation);
     if (n >= cap)
         return cap;

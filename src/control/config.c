@@ -1736,7 +1736,7 @@ static int parse_hash_on(loader *l, const yaml_node_t *n, const char *where, rw_
 
 static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_service_cfg *svc)
 {
-    static const char keys[] = "name, lb, hash_on, timeouts, keepalive, instances, filters";
+    static const char keys[] = "name, lb, hash_on, timeouts, max_conns, keepalive, instances, filters";
     static const char *const policies[] = {"round_robin", "least_conn", "p2c", "hash"};
     char w[300], iw[320];
     const yaml_node_t *hash_on = NULL, *instances = NULL;
@@ -1746,6 +1746,8 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
     svc->connect_timeout_ms = 5000;
     svc->first_byte_timeout_ms = 60000;
     svc->total_timeout_ms = 0;
+    svc->queue_timeout_ms = 0;
+    svc->max_conns = 1024;
     svc->keepalive_max_idle = 64;
     svc->keepalive_idle_timeout_ms = 60000;
     svc->line = (int)line_of(n);
@@ -1778,12 +1780,16 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
                         rc = get_ms(l, tv, iw, 1, &svc->first_byte_timeout_ms);
                     else if (!strcmp(tkey, "total"))
                         rc = get_ms(l, tv, iw, 0, &svc->total_timeout_ms);
+                    else if (!strcmp(tkey, "queue"))
+                        rc = get_ms(l, tv, iw, 1, &svc->queue_timeout_ms);
                     else
-                        rc = unknown_key(l, tk, w, "timeouts", "connect, first_byte, total");
+                        rc = unknown_key(l, tk, w, "timeouts", "connect, first_byte, total, queue");
                     if (rc)
                         break;
                 }
             }
+        } else if (!strcmp(key, "max_conns")) {
+            rc = get_u32(l, v, w, 0, 1000000, &svc->max_conns);
         } else if (!strcmp(key, "keepalive")) {
             if (!is_null(v) && (rc = check_map(l, v, w)) == 0) {
                 MAP_EACH(v, kp) {

@@ -146,6 +146,11 @@ void rw_loop_forget_fd(rw_loop *l, int fd)
     l->ops->forget_fd(l, fd);
 }
 
+void rw_loop_close(rw_loop *l, int fd)
+{
+    l->ops->close(l, fd);
+}
+
 char *rw_loop_buf(rw_loop *l, uint32_t id)
 {
     return l->bufs + (size_t)id * l->buf_size;

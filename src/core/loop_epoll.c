@@ -163,6 +163,12 @@ static void ep_forget_fd(rw_loop *l, int fd)
         memset(&be->fds[fd], 0, sizeof(be->fds[fd]));
 }
 
+static void ep_close(rw_loop *l, int fd)
+{
+    (void)l;
+    close(fd);
+}
+
 static void ep_buf_release(rw_loop *l, uint32_t id)
 {
     ep_be *be = l->be;
@@ -357,6 +363,7 @@ const rw_loop_backend_ops rw__loop_epoll_ops = {
     .submit = ep_submit,
     .cancel = ep_cancel,
     .forget_fd = ep_forget_fd,
+    .close = ep_close,
     .buf_release = ep_buf_release,
     .poll = ep_poll,
 };

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "loop_int.h"
 #include "ringway/log.h"
@@ -122,11 +123,26 @@ fail_be:
     return rc;
 }
 
+/* Closes the sockets of close SQEs (rw_loop_close) that the kernel never
+ * consumed: queued after the last flush, or flushed by a submit that failed.
+ * Nothing submits them at teardown (it may run on another thread than the
+ * ring's only issuer), and io_uring_queue_exit drops them. */
+static void close_unsubmitted(uring_be *be)
+{
+    struct io_uring_sq *sq = &be->ring.sq;
+    for (unsigned i = io_uring_smp_load_acquire(sq->khead); i != sq->sqe_tail; i++) {
+        const struct io_uring_sqe *sqe = &sq->sqes[i & sq->ring_mask];
+        if (sqe->opcode == IORING_OP_CLOSE)
+            close(sqe->fd);
+    }
+}
+
 static void uring_fini(rw_loop *l)
 {
     uring_be *be = l->be;
     if (be == NULL)
         return;
+    close_unsubmitted(be);
     io_uring_unregister_buf_ring(&be->ring, RW_URING_BGID);
     io_uring_queue_exit(&be->ring);
     munmap(be->br, be->br_bytes);
@@ -197,6 +213,22 @@ static void uring_forget_fd(rw_loop *l, int fd)
     (void)fd;
 }
 
+/* Fire and forget: user_data 0, which dispatch ignores; where the kernel can,
+ * a successful close posts no completion at all. */
+static void uring_close(rw_loop *l, int fd)
+{
+    uring_be *be = l->be;
+    struct io_uring_sqe *sqe = get_sqe(be);
+    if (RW_UNLIKELY(sqe == NULL)) {
+        close(fd); /* SQ full and the flush failed */
+        return;
+    }
+    io_uring_prep_close(sqe, fd);
+    io_uring_sqe_set_data64(sqe, 0);
+    if (be->ring.features & IORING_FEAT_CQE_SKIP)
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
 static void uring_buf_release(rw_loop *l, uint32_t id)
 {
     uring_be *be = l->be;
@@ -213,7 +245,7 @@ static void uring_buf_release(rw_loop *l, uint32_t id)
 static void dispatch(rw_loop *l, uring_be *be, uint64_t token, int res, uint32_t cflags)
 {
     if (token == 0)
-        return; /* cancel requests and other fire-and-forget ops */
+        return; /* cancel requests, closes and other fire-and-forget ops */
     rw_op *op = rw__op_from_token(token);
     if (op == NULL || !(op->flags & RW_OPF_PENDING)) {
         rw_log_debug("uring: dropped a stale completion");
@@ -289,6 +321,7 @@ const rw_loop_backend_ops rw__loop_uring_ops = {
     .submit = uring_submit,
     .cancel = uring_cancel,
     .forget_fd = uring_forget_fd,
+    .close = uring_close,
     .buf_release = uring_buf_release,
     .poll = uring_poll,
 };
@@ -305,7 +338,8 @@ static void probe_uring(void)
                   io_uring_opcode_supported(p, IORING_OP_RECV) &&
                   io_uring_opcode_supported(p, IORING_OP_ACCEPT) &&
                   io_uring_opcode_supported(p, IORING_OP_CONNECT) &&
-                  io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL);
+                  io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL) &&
+                  io_uring_opcode_supported(p, IORING_OP_CLOSE);
     if (p != NULL)
         io_uring_free_probe(p);
     /* Provided-buffer rings need 5.19; multishot accept arrived with them. */

@@ -242,6 +242,39 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
     return 0;
 }
 
+/* --reuseport-steering cpu: one program per listen address, attached through
+ * worker 0's socket once every worker's socket for it has joined the group
+ * (worker_init ran for all of them, in order: socket index i is worker i's;
+ * see rw_net_cpu_steering_prog). */
+static int attach_steering(rw_server *s, char *err, size_t errlen)
+{
+    int *wcpu = malloc(sizeof(int) * (size_t)s->nworkers);
+    if (wcpu == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < s->nworkers; i++)
+        wcpu[i] = s->workers[i].cpu;
+    int rc = 0;
+    for (size_t a = 0; a < s->opts.nlisten && rc == 0; a++) {
+        bool all = true;
+        for (int i = 0; i < s->nworkers; i++)
+            all &= s->workers[i].listen_fds[a] >= 0;
+        if (!all)
+            continue; /* skipped address (no IPv6 here): nobody listens on it */
+        rc = rw_net_attach_cpu_steering(s->workers[0].listen_fds[a], wcpu, s->nworkers);
+        if (rc != 0)
+            snprintf(err, errlen, "--reuseport-steering cpu: cannot attach the reuseport BPF program to %s: %s",
+                     s->opts.listen[a].text, strerror(-rc));
+    }
+    free(wcpu);
+    if (rc == 0 && s->workers[0].cpu < 0)
+        rw_log_warn("--reuseport-steering cpu: workers are not pinned (%s); a connection goes to worker "
+                    "(CPU %% workers), without CPU locality",
+                    s->opts.pin ? "no CPU affinity mask" : "--no-pin");
+    return rc == 0 ? 0 : -1;
+}
+
 rw_server *rw_server_new(const rw_server_opts *o, rw_snapshot *snap, char *err, size_t errlen)
 {
     rw_server *s = calloc(1, sizeof(*s));
@@ -271,6 +304,10 @@ rw_server *rw_server_new(const rw_server_opts *o, rw_snapshot *snap, char *err, 
         }
     }
     free(cpus);
+    if (o->steering == RW_STEER_CPU && attach_steering(s, err, errlen) != 0) {
+        rw_server_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -411,10 +448,11 @@ void rw_server_free(rw_server *s)
             close(w->wake_fd);
         free(w->listen_fds);
         free(w->accept_ops);
-        while (w->free_conns != NULL) {
-            rw_conn *c = w->free_conns;
-            w->free_conns = c->next;
-            free(c);
+        w->free_conns = NULL; /* their memory is in the slabs */
+        while (w->conn_slabs != NULL) {
+            rw_conn_slab *sl = w->conn_slabs;
+            w->conn_slabs = sl->next;
+            free(sl);
         }
         while (w->free_exchanges != NULL) {
             rw_exchange *e = w->free_exchanges;

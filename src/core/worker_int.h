@@ -36,6 +36,8 @@ typedef struct rw_input {
 typedef struct rw_upool {
     rw_upconn *idle;      /* most recently used first */
     uint32_t nidle;
+    uint32_t nconns;      /* open (connecting, busy or idle), against max_conns */
+    rw_exchange *wait_head, *wait_tail; /* exchanges waiting for a connection slot */
 } rw_upool;
 
 typedef struct rw_svc_state {
@@ -80,6 +82,7 @@ struct rw_worker {
     rw_worker_stats stats;
     uint64_t reqid_counter;
     rw_conn *free_conns;
+    struct rw_conn_slab *conn_slabs; /* every conn's memory, freed with the worker */
     rw_exchange *free_exchanges;
     rw_hbuf *free_hbufs;
     uint32_t hbuf_cap;
@@ -97,6 +100,10 @@ enum rw_conn_state {
     RW_C_CLOSING,
 };
 
+/* A client connection: owned by its worker, on w->conns while open and on
+ * w->free_conns after (its memory is one slot of a worker's conn slab). Kept
+ * small, since every idle keep-alive connection costs one: fields are ordered
+ * so that there are no padding holes. */
 struct rw_conn {
     rw_worker *w;
     int fd;
@@ -109,13 +116,22 @@ struct rw_conn {
     rw_input in;
     rw_input held;        /* an upstream's input a pending client send still reads */
     rw_exchange *ex;
-    struct iovec iov[4];  /* sends of canned and error responses */
+    struct iovec iov[2];  /* sends of canned and error responses (c_send takes at most 2) */
     int iovcnt;
     uint32_t requests;
-    char peer[48];        /* numeric client address, for X-Forwarded-For and hashing */
-    uint8_t peer_len;
     rw_conn *next, *prev; /* worker's live list / free list */
+    uint8_t peer_len;
+    char peer[INET6_ADDRSTRLEN]; /* numeric client address, for X-Forwarded-For and hashing */
 };
+
+/* Client connections are carved from slabs of RW_CONN_SLAB (one malloc
+ * header per slab instead of one per connection); a slab is never freed
+ * before its worker is (rw_server_free). */
+#define RW_CONN_SLAB 64
+typedef struct rw_conn_slab {
+    struct rw_conn_slab *next;
+    rw_conn conns[RW_CONN_SLAB];
+} rw_conn_slab;
 
 enum rw_up_state {
     RW_U_CONNECTING = 0,
@@ -138,7 +154,7 @@ struct rw_upconn {
     rw_input in;
     rw_input held;        /* a client's input a pending upstream send still reads */
     rw_exchange *ex;
-    struct iovec iov[4];
+    struct iovec iov[2];  /* rw__upconn_send takes at most 2 */
     int iovcnt;
     rw_upconn *next, *prev; /* idle list */
 };
@@ -193,6 +209,9 @@ struct rw_exchange {
     int status;
     uint64_t start_ms;
     rw_timer total_timer;
+    rw_timer queue_timer; /* waiting for a connection slot (timeouts.queue) */
+    bool queued;
+    rw_exchange *qnext, *qprev; /* the pool's wait queue */
     char reqid[24];
     uint8_t reqid_len;
     uint32_t out_len;
@@ -219,6 +238,8 @@ void rw__upconn_send(rw_upconn *u, struct iovec *iov, int iovcnt);
 void rw__upconn_recv(rw_upconn *u);
 void rw__upconn_timeout(rw_upconn *u, uint32_t ms);
 void rw__upconn_close(rw_upconn *u);
+/* Takes ex off its pool's wait queue (if it is on it). */
+void rw__upconn_dequeue(rw_exchange *ex);
 /* Moves unconsumed input into a head buffer so more can be appended; -1 on ENOMEM. */
 int rw__input_to_hbuf(rw_worker *w, rw_input *in);
 /* Marks n input bytes consumed; releases the buffers once all are. */
@@ -239,6 +260,8 @@ enum rw_upfail {
     RW_UPFAIL_OTHER,       /* anything else: never retried */
 };
 void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how);
+/* ex waited timeouts.queue for a connection slot (it is off the queue now). */
+void rw__ex_queue_timeout(rw_exchange *ex);
 void rw__ex_upstream_sent(rw_exchange *ex, int res);
 void rw__ex_upstream_data(rw_exchange *ex, int res);
 /* An upgraded connection went idle past its timeout: close both sides. */

@@ -104,6 +104,7 @@ static rw_exchange *ex_get(rw_conn *c)
     ex->svc = -1;
     ex->route = -1;
     rw_timer_init(&ex->total_timer, NULL);
+    rw_timer_init(&ex->queue_timer, NULL);
     return ex;
 }
 
@@ -111,6 +112,7 @@ static void ex_put(rw_exchange *ex)
 {
     rw_worker *w = ex->c->w;
     rw_timer_cancel(timers(w), &ex->total_timer);
+    rw__upconn_dequeue(ex);
     if (ex->ws != NULL) {
         if (ex->counted && ex->ws->svcs[ex->svc].active[ex->inst] > 0)
             ex->ws->svcs[ex->svc].active[ex->inst]--;
@@ -195,7 +197,7 @@ static void c_maybe_free(rw_conn *c)
     rw__input_release(w, &c->in);
     rw__input_release(w, &c->held);
     rw_loop_forget_fd(w->loop, c->fd);
-    close(c->fd);
+    rw_loop_close(w->loop, c->fd);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -217,6 +219,7 @@ static void c_close(rw_conn *c)
         rw_exchange *ex = c->ex;
         rw_upconn *u = ex->up;
         rw_timer_cancel(timers(c->w), &ex->total_timer);
+        rw__upconn_dequeue(ex);
         if (u != NULL) {
             if (ex->req_inflight > 0 && !ex->req_held && u->held.data == NULL) {
                 /* The upstream send in flight reads our input: it keeps it. */
@@ -336,6 +339,7 @@ static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const 
         c_close(c); /* too late for a status: cut the connection */
         return;
     }
+    rw__upconn_dequeue(ex);
     if (ex->up != NULL) {
         rw__upconn_close(ex->up);
         ex->up = NULL;
@@ -1105,6 +1109,15 @@ void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
     ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
 }
 
+void rw__ex_queue_timeout(rw_exchange *ex)
+{
+    rw_worker *w = ex->c->w;
+    w->stats.upstream_queue_timeouts++;
+    rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)", ex->svc_cfg->name,
+                ex->svc_cfg->instances[ex->inst].address, ex->svc_cfg->max_conns);
+    ex_send_error(ex, 503, "upstream connection limit reached");
+}
+
 /* ---- responses ---- */
 
 /* Starts answering the client once the response head is parsed, our request
@@ -1544,13 +1557,29 @@ static void c_request_done(rw_conn *c)
 
 /* ---- accept ---- */
 
+/* Takes a connection from the free list, refilling it with a new slab when
+ * it is empty; NULL when out of memory. */
+static rw_conn *conn_get(rw_worker *w)
+{
+    if (RW_UNLIKELY(w->free_conns == NULL)) {
+        rw_conn_slab *sl = malloc(sizeof(*sl));
+        if (sl == NULL)
+            return NULL;
+        sl->next = w->conn_slabs;
+        w->conn_slabs = sl;
+        for (size_t i = RW_CONN_SLAB; i-- > 0;) { /* lowest address first out */
+            sl->conns[i].next = w->free_conns;
+            w->free_conns = &sl->conns[i];
+        }
+    }
+    rw_conn *c = w->free_conns;
+    w->free_conns = c->next;
+    return c;
+}
+
 void rw__conn_accepted(rw_worker *w, int fd)
 {
-    rw_conn *c = w->free_conns;
-    if (c != NULL)
-        w->free_conns = c->next;
-    else
-        c = malloc(sizeof(*c));
+    rw_conn *c = conn_get(w);
     if (c == NULL) {
         close(fd);
         return;

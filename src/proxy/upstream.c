@@ -1,6 +1,15 @@
 /* upstream.c - per-worker upstream state: load-balancer state and keep-alive
  * pools per instance, connection set-up, idle close detection and reuse.
  *
+ * A pool holds at most max_conns open connections (per instance, per
+ * worker). An exchange that finds none idle and the pool full waits in the
+ * pool's FIFO queue, for at most timeouts.queue: a connection that finishes
+ * a response goes straight to the first waiter, and a closed one lets the
+ * first waiter open a new one. Without the cap, a burst of N concurrent
+ * requests opens N connections and closes all but max_idle of them after,
+ * so a busy gateway reconnects all the time (measured with 10,000 clients:
+ * 35,651 connects for 58,543 requests).
+ *
  * An idle pooled connection keeps a receive armed (holding no buffer on
  * io_uring), so a peer that closes it is noticed at once and it is dropped
  * before anyone reuses it. The same receive becomes the response read when the
@@ -221,6 +230,8 @@ static void idle_unlink(rw_upconn *u)
     p->nidle--;
 }
 
+static void pool_kick(rw_wstate *ws, int svc, int inst);
+
 static void upconn_maybe_free(rw_upconn *u)
 {
     if (u->state != RW_U_CLOSING || u->pending > 0)
@@ -231,7 +242,7 @@ static void upconn_maybe_free(rw_upconn *u)
     rw__input_release(w, &u->held);
     if (u->fd >= 0) {
         rw_loop_forget_fd(w->loop, u->fd);
-        close(u->fd);
+        rw_loop_close(w->loop, u->fd);
     }
     w->nupconns--;
     rw__wstate_put(w, u->ws);
@@ -245,6 +256,9 @@ void rw__upconn_close(rw_upconn *u)
     if (u->state == RW_U_IDLE)
         idle_unlink(u);
     u->state = RW_U_CLOSING;
+    rw_wstate *ws = u->ws;
+    int svc = u->svc, inst = u->inst;
+    ws->svcs[svc].pools[inst].nconns--;
     rw_exchange *ex = u->ex;
     if (ex != NULL && ex->resp_inflight > 0 && !ex->resp_held && ex->c->held.data == NULL) {
         /* The client send in flight reads from our input: the client keeps it
@@ -258,6 +272,9 @@ void rw__upconn_close(rw_upconn *u)
         rw_loop_cancel(u->w->loop, &u->rd);
     if (u->wr.flags & RW_OPF_PENDING)
         rw_loop_cancel(u->w->loop, &u->wr);
+    /* A slot is free: the first waiter opens a connection (ws is alive: the
+     * waiters and u hold references). */
+    pool_kick(ws, svc, inst);
     upconn_maybe_free(u);
 }
 
@@ -394,9 +411,82 @@ void rw__upconn_send(rw_upconn *u, struct iovec *iov, int iovcnt)
     rw_loop_send(u->w->loop, &u->wr, u->fd, u->iov, u->iovcnt);
 }
 
-void rw__upconn_acquire(rw_exchange *ex)
+/* ---- the wait queue ---- */
+
+static void on_queue_timer(rw_timer *t)
+{
+    rw_exchange *ex = RW_CONTAINER_OF(t, rw_exchange, queue_timer);
+    rw__upconn_dequeue(ex);
+    rw__ex_queue_timeout(ex);
+}
+
+static void enqueue(rw_exchange *ex, rw_upool *p)
 {
     rw_worker *w = ex->c->w;
+    ex->queued = true;
+    ex->qnext = NULL;
+    ex->qprev = p->wait_tail;
+    if (p->wait_tail != NULL)
+        p->wait_tail->qnext = ex;
+    else
+        p->wait_head = ex;
+    p->wait_tail = ex;
+    uint32_t ms = ex->svc_cfg->queue_timeout_ms ? ex->svc_cfg->queue_timeout_ms : ex->svc_cfg->connect_timeout_ms;
+    rw_timer_init(&ex->queue_timer, on_queue_timer);
+    rw_timer_set(rw_loop_timers(w->loop), &ex->queue_timer, rw_loop_now(w->loop) + ms);
+    w->stats.upstream_queued++;
+}
+
+void rw__upconn_dequeue(rw_exchange *ex)
+{
+    if (!ex->queued)
+        return;
+    rw_upool *p = &ex->ws->svcs[ex->svc].pools[ex->inst];
+    if (ex->qprev != NULL)
+        ex->qprev->qnext = ex->qnext;
+    else
+        p->wait_head = ex->qnext;
+    if (ex->qnext != NULL)
+        ex->qnext->qprev = ex->qprev;
+    else
+        p->wait_tail = ex->qprev;
+    ex->qnext = ex->qprev = NULL;
+    ex->queued = false;
+    rw_timer_cancel(rw_loop_timers(ex->c->w->loop), &ex->queue_timer);
+}
+
+/* Gives u (just finished with a response, or idle) to ex and starts ex's
+ * request on it. */
+static void hand_over(rw_upconn *u, rw_exchange *ex)
+{
+    u->state = RW_U_ACTIVE;
+    u->ex = ex;
+    u->reused = true;
+    u->got_bytes = false;
+    ex->up = u;
+    rw__upconn_timeout(u, 0);
+    u->w->stats.upstream_reuses++;
+    rw__upconn_recv(u); /* no-op for an idle one: its receive is armed */
+    rw__ex_upstream_ready(ex);
+}
+
+static void open_conn(rw_exchange *ex);
+
+static void pool_kick(rw_wstate *ws, int svc, int inst)
+{
+    rw_upool *p = &ws->svcs[svc].pools[inst];
+    while (p->wait_head != NULL) {
+        rw_exchange *ex = p->wait_head;
+        uint32_t cap = ex->svc_cfg->max_conns;
+        if (cap > 0 && p->nconns >= cap)
+            return;
+        rw__upconn_dequeue(ex);
+        open_conn(ex);
+    }
+}
+
+void rw__upconn_acquire(rw_exchange *ex)
+{
     rw_wstate *ws = ex->ws;
     rw_upool *p = &ws->svcs[ex->svc].pools[ex->inst];
     ws->svcs[ex->svc].active[ex->inst]++;
@@ -404,16 +494,23 @@ void rw__upconn_acquire(rw_exchange *ex)
     if (p->idle != NULL && !ex->want_fresh) {
         rw_upconn *u = p->idle;
         idle_unlink(u);
-        u->state = RW_U_ACTIVE;
-        u->ex = ex;
-        u->reused = true;
-        u->got_bytes = false;
-        ex->up = u;
-        rw__upconn_timeout(u, 0);
-        w->stats.upstream_reuses++;
-        rw__ex_upstream_ready(ex);
+        hand_over(u, ex);
         return;
     }
+    /* A retry replacing a connection that just failed may exceed the cap by
+     * one; everything else waits its turn behind earlier waiters. */
+    uint32_t cap = ex->svc_cfg->max_conns;
+    if (cap > 0 && !ex->want_fresh && (p->nconns >= cap || p->wait_head != NULL)) {
+        enqueue(ex, p);
+        return;
+    }
+    open_conn(ex);
+}
+
+static void open_conn(rw_exchange *ex)
+{
+    rw_worker *w = ex->c->w;
+    rw_wstate *ws = ex->ws;
     const rw_instance_cfg *inst = &ex->svc_cfg->instances[ex->inst];
     rw_upconn *u = calloc(1, sizeof(*u));
     int fd = u != NULL ? rw_net_upstream_socket(inst->addr.ss.ss_family) : -ENOMEM;
@@ -429,6 +526,7 @@ void rw__upconn_acquire(rw_exchange *ex)
     u->held.buf_id = -1;
     ws->users++;
     w->nupconns++;
+    ws->svcs[ex->svc].pools[ex->inst].nconns++;
     u->svc = ex->svc;
     u->inst = ex->inst;
     u->fd = fd;
@@ -460,6 +558,13 @@ void rw__upconn_release(rw_upconn *u, bool reusable)
         return;
     }
     rw__input_release(w, &u->in);
+    if (p->wait_head != NULL) {
+        /* Someone waits for a slot: it gets this connection now. */
+        rw_exchange *next = p->wait_head;
+        rw__upconn_dequeue(next);
+        hand_over(u, next);
+        return;
+    }
     u->state = RW_U_IDLE;
     u->prev = NULL;
     u->next = p->idle;

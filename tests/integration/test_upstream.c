@@ -255,3 +255,101 @@ H_TEST(upstream, hash_on_header)
     }
     cr_assert(used_a > 0 && used_b > 0, "20 keys all hashed to one instance (a=%d b=%d)", used_a, used_b);
 }
+
+/* ---- connection cap (max_conns) and the wait queue ------------------------ */
+
+/* Sends "GET target" on n new connections at once; returns them. */
+static h_conn **send_on_many(int port, int n, const char *target)
+{
+    h_conn **cs = calloc((size_t)n, sizeof(*cs));
+    cr_assert_not_null(cs);
+    for (int i = 0; i < n; i++) {
+        cs[i] = h_connect(port);
+        cr_assert_eq(h_sendf(cs[i], "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target), 0);
+    }
+    return cs;
+}
+
+H_TEST(upstream, max_conns_queues_instead_of_connecting)
+{
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, "    max_conns: 2\n    timeouts: {queue: 5s}\n");
+    h_upstream_reset(u);
+    /* 8 slow requests at once share 2 upstream connections: 4 rounds of 300 ms */
+    int64_t t0 = h_now_ms();
+    h_conn **cs = send_on_many(p->port, 8, "/delay/300");
+    for (int i = 0; i < 8; i++) {
+        h_resp r;
+        cr_assert_eq(h_read_response(cs[i], &r, 0), H_OK, "request %d", i);
+        cr_assert_eq(r.status, 200, "request %d: %d %s", i, r.status, r.body);
+        h_resp_free(&r);
+        h_close(cs[i]);
+    }
+    int64_t took = h_now_ms() - t0;
+    free(cs);
+    h_stats st = h_upstream_stats(u);
+    cr_expect_eq(st.requests, 8);
+    cr_expect_leq(st.connections, 2, "the upstream served on %ld connections with max_conns: 2", st.connections);
+    cr_expect_geq(took, 4 * 300 - 50, "8 requests over 2 connections took only %lld ms", (long long)took);
+}
+
+H_TEST(upstream, max_conns_queue_timeout_is_503)
+{
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, "    max_conns: 1\n    timeouts: {queue: 200ms}\n");
+    p->expect_errors = true;
+    h_conn **cs = send_on_many(p->port, 3, "/delay/1000");
+    int ok = 0, refused = 0;
+    for (int i = 0; i < 3; i++) {
+        h_resp r;
+        cr_assert_eq(h_read_response(cs[i], &r, 0), H_OK, "request %d", i);
+        if (r.status == 200) {
+            ok++;
+        } else {
+            cr_expect_eq(r.status, 503, "request %d: %d %s", i, r.status, r.body);
+            cr_expect(strstr(r.body, "upstream connection limit reached") != NULL, "body: %s", r.body);
+            cr_expect_not_null(h_hdr(&r, "X-Request-Id"));
+            refused++;
+        }
+        h_resp_free(&r);
+    }
+    cr_expect_eq(ok, 1, "%d answered, %d refused", ok, refused);
+    cr_expect_eq(refused, 2);
+    cr_expect(h_proxy_log_contains(p, "no connection slot within the queue timeout"));
+    /* the refused ones' connections stay usable, and the slot is free again */
+    for (int i = 0; i < 3; i++) {
+        h_resp r;
+        cr_assert_eq(h_request(cs[i], "GET", "/q", NULL, NULL, 0, &r), H_OK, "connection %d", i);
+        cr_expect_eq(r.status, 200);
+        h_resp_free(&r);
+        h_close(cs[i]);
+    }
+    free(cs);
+}
+
+H_TEST(upstream, max_conns_waiter_that_leaves_is_forgotten)
+{
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, "    max_conns: 1\n    timeouts: {queue: 5s}\n");
+    h_conn *busy = h_connect(p->port);
+    h_sends(busy, "GET /delay/400 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_sleep_ms(100);
+    /* three clients queue behind it and hang up; one more waits properly */
+    for (int i = 0; i < 3; i++) {
+        h_conn *c = h_connect(p->port);
+        h_sends(c, "GET /q HTTP/1.1\r\nHost: x\r\n\r\n");
+        h_sleep_ms(20);
+        h_close(c);
+    }
+    h_conn *last = h_connect(p->port);
+    h_sends(last, "GET /q HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_resp r;
+    cr_assert_eq(h_read_response(busy, &r, 0), H_OK);
+    cr_expect_eq(r.status, 200);
+    h_resp_free(&r);
+    cr_assert_eq(h_read_response(last, &r, 0), H_OK);
+    cr_expect_eq(r.status, 200);
+    h_resp_free(&r);
+    h_close(busy);
+    h_close(last);
+}

@@ -316,6 +316,8 @@ Test(config_load, full_config)
     cr_expect_eq(s->total_timeout_ms, 0);
     cr_expect_eq(s->keepalive_max_idle, 64);
     cr_expect_eq(s->keepalive_idle_timeout_ms, 60000);
+    cr_expect_eq(s->max_conns, 1024);
+    cr_expect_eq(s->queue_timeout_ms, 0); /* the connect timeout */
     cr_assert_eq(s->ninstances, 1);
     cr_expect_str_eq(s->instances[0].host, "localhost");
     cr_expect_eq(s->instances[0].port, 3002);
@@ -658,8 +660,10 @@ static const struct broken {
     {"services:\n  - instances: [\"127.0.0.1:1\"]\n", "ringway.yaml:2: services[0]: name is required"},
     {"services:\n  - {name: a, instances: [\"127.0.0.1:1\"]}\n  - {name: a, instances: [\"127.0.0.1:2\"]}\n", "ringway.yaml:3: services[1]: duplicate service name 'a' (also services[0])"},
     {"services:\n  - name: a\n    timeouts: {connect: 0}\n", "ringway.yaml:3: services[0].timeouts.connect: duration '0' is too short (at least 1ms)"},
-    {"services:\n  - name: a\n    timeouts: {read: 1s}\n", "ringway.yaml:3: services[0].timeouts: unknown key 'read' in timeouts (expected connect, first_byte, total)"},
+    {"services:\n  - name: a\n    timeouts: {read: 1s}\n", "ringway.yaml:3: services[0].timeouts: unknown key 'read' in timeouts (expected connect, first_byte, total, queue)"},
     {"services:\n  - name: a\n    keepalive: {max_idle: lots}\n", "ringway.yaml:3: services[0].keepalive.max_idle: expected a whole number, got 'lots'"},
+    {"services:\n  - name: a\n    max_conns: lots\n", "ringway.yaml:3: services[0].max_conns: expected a whole number, got 'lots'"},
+    {"services:\n  - name: a\n    max_conns: 1000001\n", "ringway.yaml:3: services[0].max_conns: 1000001 is out of range (0..1000000)"},
     {"services:\n  - name: a\n    retries: 3\n", "ringway.yaml:3: services[0]: unknown key 'retries' in service"},
     {"services: {a: 1}\n", "ringway.yaml:1: services: expected a list, got a mapping"},
     {"services:\n  - 5\n", "ringway.yaml:2: services[0]: expected a mapping, got '5'"},

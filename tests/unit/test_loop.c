@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1106,6 +1107,85 @@ LOOP_TEST(starved_recvs_see_new_data)
         close(peers[i]);
     }
     rw_loop_free(l);
+}
+
+/* ---- closing through the loop ---- */
+
+/* Whether the peer of a closed socket reads EOF now (without waiting). */
+static bool peer_eof(void *arg)
+{
+    char c;
+    return recv(*(int *)arg, &c, 1, MSG_DONTWAIT) == 0;
+}
+
+typedef struct peers {
+    int *fds;
+    int n;
+} peers;
+
+static bool all_peers_eof(void *arg)
+{
+    peers *p = arg;
+    for (int i = 0; i < p->n; i++)
+        if (!peer_eof(&p->fds[i]))
+            return false;
+    return true;
+}
+
+/* Runs short turns until cond(arg) holds (a completion-less close does not
+ * end a turn that waits on the 1 s timer cap); returns whether it does. */
+static bool run_turns_until(rw_loop *l, cond_fn cond, void *arg)
+{
+    for (unsigned ms = 0; ms < WAIT_MS && !cond(arg); ms += 10)
+        run_for(l, 10);
+    return cond(arg);
+}
+
+/* rw_loop_close: the peer sees EOF once a turn has run (io_uring: the close
+ * goes out with the turn's submissions, also when it overflows the SQ); a
+ * close still queued when the loop is freed is not lost. */
+LOOP_TEST(close_through_loop)
+{
+    rw_loop *l = new_loop(backend, 8, 1024);
+    int fd, peer;
+    tracked t;
+    tracked_init(&t);
+    tcp_pair(&fd, &peer);
+    /* A socket the loop has used, as a connection's is. */
+    write_all(peer, "x", 1);
+    rw_loop_recv(l, &t.op, fd);
+    wait_calls(l, &t, 1);
+    cr_assert_eq(t.res, 1);
+    rw_loop_buf_release(l, t.op.buf_id);
+    rw_loop_forget_fd(l, fd);
+    rw_loop_close(l, fd);
+    if (backend == RW_BACKEND_URING)
+        cr_assert(!peer_eof(&peer), "io_uring: the close waits for the turn's flush");
+    cr_assert(run_turns_until(l, peer_eof, &peer), "the peer sees EOF after a turn");
+    close(peer);
+
+    /* More closes in one turn than the SQ has entries (64). */
+    enum { N = 100 };
+    int fds[N], pfds[N];
+    for (int i = 0; i < N; i++)
+        tcp_pair(&fds[i], &pfds[i]);
+    for (int i = 0; i < N; i++) {
+        rw_loop_forget_fd(l, fds[i]);
+        rw_loop_close(l, fds[i]);
+    }
+    peers p = {pfds, N};
+    cr_assert(run_turns_until(l, all_peers_eof, &p), "every peer sees EOF");
+    for (int i = 0; i < N; i++)
+        close(pfds[i]);
+
+    /* Queued and never flushed: freeing the loop closes it. */
+    tcp_pair(&fd, &peer);
+    rw_loop_close(l, fd);
+    rw_loop_free(l);
+    struct pollfd pf = {.fd = peer, .events = POLLIN};
+    cr_assert_eq(poll(&pf, 1, (int)WAIT_MS), 1, "the peer sees EOF after rw_loop_free");
+    cr_assert(peer_eof(&peer));
+    close(peer);
 }
 
 /* ---- eventfd wakeups ---- */
