@@ -765,8 +765,24 @@ static bool ex_pick(rw_exchange *ex)
 static void on_total_timeout(rw_timer *t)
 {
     rw_exchange *ex = RW_CONTAINER_OF(t, rw_exchange, total_timer);
+    if (ex->queued) { /* still waiting for a connection slot */
+        rw__upconn_dequeue(ex);
+        rw__ex_queue_timeout(ex);
+        return;
+    }
     ex->c->w->stats.upstream_timeouts++;
     ex_send_error(ex, 504, "upstream timed out");
+}
+
+/* Gets ex an upstream connection. While it waits in the pool's queue nothing
+ * else reads the client socket, so a read is armed: a client that hangs up is
+ * noticed (and leaves the queue) instead of being handed a connection. */
+static void ex_acquire(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    rw__upconn_acquire(ex);
+    if (ex->queued && c->in.len == c->in.off && !(c->rd.flags & RW_OPF_PENDING))
+        c_read_head(c);
 }
 
 static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
@@ -917,7 +933,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         c->sending = SENT_CONTINUE;
         c_send(c, &iov, 1);
     }
-    rw__upconn_acquire(ex);
+    ex_acquire(ex);
 }
 
 /* How many of the available input bytes belong to the request body; updates
@@ -1021,7 +1037,16 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
         return;
     }
     if (first && ex->resp_head_done && !ex->resp_head_sent) {
-        ex_try_forward_head(ex); /* the response was waiting for our head to go */
+        /* The response was waiting for our head to go. Keep the body going
+         * first (an upstream may answer while it still reads, e.g. an echo):
+         * forwarding the head may finish and free the exchange. */
+        if (!ex->req_done && !ex->req_abandoned && ex->up != NULL) {
+            if (c->in.len > c->in.off)
+                ex_send_body_piece(ex, false);
+            else if (!(c->rd.flags & RW_OPF_PENDING))
+                c_read_head(c);
+        }
+        ex_try_forward_head(ex);
         return;
     }
     if (!ex->req_done && ex->up != NULL)
@@ -1098,9 +1123,11 @@ void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
         bool ok = how == RW_UPFAIL_STALE ? (ex->tries++, true) : ex_pick(ex);
         if (ok && (ex->inst == prev || retarget_host(ex))) {
             rw_log_debug("retrying %s after: %s", ex->svc_cfg->name, timeout ? "timeout" : strerror(err));
-            ex->want_fresh = true;
+            /* A stale pooled connection: a fresh one, same instance. A
+             * connect failure: the other instance's pool, cap and queue. */
+            ex->want_fresh = how == RW_UPFAIL_STALE;
             ex->head_sent_up = false;
-            rw__upconn_acquire(ex);
+            ex_acquire(ex);
             return;
         }
     }

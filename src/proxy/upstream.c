@@ -420,17 +420,28 @@ static void on_queue_timer(rw_timer *t)
     rw__ex_queue_timeout(ex);
 }
 
-static void enqueue(rw_exchange *ex, rw_upool *p)
+/* Queues ex at the tail, or at the head (a retry that already waited its turn). */
+static void enqueue(rw_exchange *ex, rw_upool *p, bool front)
 {
     rw_worker *w = ex->c->w;
     ex->queued = true;
-    ex->qnext = NULL;
-    ex->qprev = p->wait_tail;
-    if (p->wait_tail != NULL)
-        p->wait_tail->qnext = ex;
-    else
+    if (front) {
+        ex->qprev = NULL;
+        ex->qnext = p->wait_head;
+        if (p->wait_head != NULL)
+            p->wait_head->qprev = ex;
+        else
+            p->wait_tail = ex;
         p->wait_head = ex;
-    p->wait_tail = ex;
+    } else {
+        ex->qnext = NULL;
+        ex->qprev = p->wait_tail;
+        if (p->wait_tail != NULL)
+            p->wait_tail->qnext = ex;
+        else
+            p->wait_head = ex;
+        p->wait_tail = ex;
+    }
     uint32_t ms = ex->svc_cfg->queue_timeout_ms ? ex->svc_cfg->queue_timeout_ms : ex->svc_cfg->connect_timeout_ms;
     rw_timer_init(&ex->queue_timer, on_queue_timer);
     rw_timer_set(rw_loop_timers(w->loop), &ex->queue_timer, rw_loop_now(w->loop) + ms);
@@ -497,11 +508,12 @@ void rw__upconn_acquire(rw_exchange *ex)
         hand_over(u, ex);
         return;
     }
-    /* A retry replacing a connection that just failed may exceed the cap by
-     * one; everything else waits its turn behind earlier waiters. */
+    /* Everything waits its turn behind earlier waiters; a retry after a stale
+     * pooled connection (want_fresh) goes first: it had its turn. A handed-
+     * over connection just finished a response, so it is not stale. */
     uint32_t cap = ex->svc_cfg->max_conns;
-    if (cap > 0 && !ex->want_fresh && (p->nconns >= cap || p->wait_head != NULL)) {
-        enqueue(ex, p);
+    if (cap > 0 && (p->nconns >= cap || (p->wait_head != NULL && !ex->want_fresh))) {
+        enqueue(ex, p, ex->want_fresh);
         return;
     }
     open_conn(ex);

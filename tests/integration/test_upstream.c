@@ -331,6 +331,7 @@ H_TEST(upstream, max_conns_waiter_that_leaves_is_forgotten)
 {
     h_upstream *u;
     h_proxy *p = h_start_basic(&u, NULL, "    max_conns: 1\n    timeouts: {queue: 5s}\n");
+    h_upstream_reset(u);
     h_conn *busy = h_connect(p->port);
     h_sends(busy, "GET /delay/400 HTTP/1.1\r\nHost: x\r\n\r\n");
     h_sleep_ms(100);
@@ -352,4 +353,7 @@ H_TEST(upstream, max_conns_waiter_that_leaves_is_forgotten)
     h_resp_free(&r);
     h_close(busy);
     h_close(last);
+    /* the ones that hung up left the queue: their requests never went out */
+    cr_expect_eq(h_upstream_stats(u).requests, 2, "the upstream saw %ld requests",
+                 h_upstream_stats(u).requests);
 }
