@@ -8,6 +8,7 @@
 #
 #   perf/ab.sh old=/tmp/ringway-before new=build/ringway
 #   perf/ab.sh defer=build/ringway nodefer=build/ringway,RW_URING_NO_DEFER=1
+#   perf/ab.sh uring=build/ringway epoll=build/ringway,IO=epoll   (IO= picks --io)
 #
 # Each variant runs one worker pinned to the last CPU (the nginx upstream and
 # wrk share the others), with the given environment. Rows are measured
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
         --io) IO=$2; shift ;;
         --conns) CONNS=$2; shift ;;
         --scenario) SCENARIO=$2; shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *=*) VARIANTS+=("$1") ;;
         *) echo "ab.sh: unknown argument $1" >&2; exit 2 ;;
     esac
@@ -115,7 +116,9 @@ for round in $(seq 1 "$ROUNDS"); do
         bin=${spec%%,*}
         envs=()
         [ "$spec" = "$bin" ] || IFS=, read -r -a envs <<<"${spec#*,}"
-        env "${envs[@]}" taskset -c "$PROXY_CPU" "$bin" --config "$WORK/ringway.yaml" --workers 1 --io "$IO" \
+        io=$IO; keep=()
+        for e in "${envs[@]}"; do case "$e" in IO=*) io=${e#IO=} ;; *) keep+=("$e") ;; esac; done
+        env "${keep[@]}" taskset -c "$PROXY_CPU" "$bin" --config "$WORK/ringway.yaml" --workers 1 --io "$io" \
             --log-level warn >"$WORK/ringway.log" 2>&1 &
         rpid=$!
         for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$RW_PORT/health" && break; sleep 0.05; done
