@@ -257,6 +257,8 @@ static void dispatch(rw_loop *l, uring_be *be, uint64_t token, int res, uint32_t
     rw_op *op = rw__op_from_token(token);
     if (op == NULL || !(op->flags & RW_OPF_PENDING)) {
         rw_log_debug("uring: dropped a stale completion");
+        if (cflags & IORING_CQE_F_BUFFER)
+            uring_buf_release(l, cflags >> IORING_CQE_BUFFER_SHIFT); /* nobody else will */
         return;
     }
     bool more = (cflags & IORING_CQE_F_MORE) != 0;
