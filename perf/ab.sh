@@ -43,47 +43,29 @@ done
 [ "${#VARIANTS[@]}" -ge 2 ] || { echo "ab.sh: give at least two NAME=BINARY variants (--help)" >&2; exit 2; }
 case "$SCENARIO" in small|1k|64k|1m|post16k|newconn) ;; *) echo "ab.sh: unknown scenario $SCENARIO" >&2; exit 2 ;; esac
 
-PY=/usr/bin/python3
-for tool in wrk nginx curl taskset; do
-    command -v "$tool" >/dev/null || { echo "ab.sh: $tool is missing (perf/run.sh installs it)" >&2; exit 1; }
-done
+. perf/lib.sh
+perf_init ab
+need_tools "perf/run.sh installs it" wrk nginx curl taskset
 for v in "${VARIANTS[@]}"; do
     bin=${v#*=}; bin=${bin%%,*}
     [ -x "$bin" ] || { echo "ab.sh: $bin is not an executable" >&2; exit 1; }
 done
 
-ncpu=$(nproc)
-PROXY_CPU=$((ncpu - 1))
-LOAD_CPUS=0
-[ "$ncpu" -gt 2 ] && LOAD_CPUS="0-$((ncpu - 2))"
-WORK=$(mktemp -d /tmp/rw-ab.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP_PORT=$(port)
-RW_PORT=$(port)
+split_cpus
+UP_PORT=$(free_port)
+RW_PORT=$(free_port)
 
 # The upstream: the same nginx as perf/run.sh's.
-mkdir -p "$WORK/nginx" "$WORK/www"
+mkdir -p "$WORK/www"
 head -c 65536 /dev/urandom >"$WORK/www/64k"
 head -c 1048576 /dev/urandom >"$WORK/www/1m"
-cat >"$WORK/upstream.conf" <<EOF
-daemon off; master_process off; worker_processes 1; error_log $WORK/nginx/error.log; pid $WORK/nginx/pid;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
-       uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx; keepalive_requests 1000000; keepalive_timeout 300s;
-       sendfile on; open_file_cache max=16; client_body_buffer_size 64k;
-       server { listen 127.0.0.1:$UP_PORT; root $WORK/www;
-                location = / { return 200 "hello world\n"; }
-                location = /1k { return 200 "$(head -c 1024 /dev/zero | tr '\0' 'x')"; }
+start_nginx_upstream "$UP_PORT" "$LOAD_CPUS" "root $WORK/www; sendfile on; open_file_cache max=16;
+                client_body_buffer_size 64k;
+                location = / { return 200 \"hello world\\n\"; }
+                location = /1k { return 200 \"$(head -c 1024 /dev/zero | tr '\0' 'x')\"; }
                 location = /64k { }
                 location = /1m { }
-                location = /post { return 200 "ok\n"; } } }
-EOF
-taskset -c "$LOAD_CPUS" nginx -c "$WORK/upstream.conf" &
-PIDS+=($!)
+                location = /post { return 200 \"ok\\n\"; }"
 
 cat >"$WORK/ringway.yaml" <<EOF
 listen: ["127.0.0.1:$RW_PORT"]
@@ -124,10 +106,10 @@ for round in $(seq 1 "$ROUNDS"); do
         for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$RW_PORT/health" && break; sleep 0.05; done
         code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$RW_PORT$URL_PATH")
         [ "$code" = 200 ] || { echo "ab.sh: $name answered $code: $(tail -n 3 "$WORK/ringway.log")" >&2; exit 1; }
-        t0=$(awk '{print $14 + $15}' "/proc/$rpid/stat")
+        t0=$(cpu_ticks "$rpid")
         out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${WRK_ARGS[@]}" \
               "http://127.0.0.1:$RW_PORT$URL_PATH" 2>&1)
-        t1=$(awk '{print $14 + $15}' "/proc/$rpid/stat")
+        t1=$(cpu_ticks "$rpid")
         kill "$rpid"; wait "$rpid" 2>/dev/null || true
         rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
         p99=$(awk '$1 == "99%" {print $2}' <<<"$out")

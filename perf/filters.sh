@@ -35,40 +35,17 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-PY=/usr/bin/python3
-for tool in wrk nginx redis-server openssl curl; do
-    command -v "$tool" >/dev/null || { echo "filters.sh: $tool is missing (scripts/install-deps.sh --test)" >&2; exit 1; }
-done
+. perf/lib.sh
+perf_init filters-perf
+need_tools "scripts/install-deps.sh --test" wrk nginx redis-server openssl curl
 "$PY" -c 'import jwt, cryptography' 2>/dev/null || { echo "filters.sh: python3-jwt is missing" >&2; exit 1; }
-[ -x build/ringway ] || { meson setup build --buildtype=release >/dev/null && ninja -C build >/dev/null; }
-ninja -C build >/dev/null
-RINGWAY=$PWD/build/ringway
+build_ringway build
+split_cpus
+UP_PORT=$(free_port)
+RW_PORT=$(free_port)
+REDIS_PORT=$(free_port)
 
-ncpu=$(nproc)
-PROXY_CPU=$((ncpu - 1))
-LOAD_CPUS=0
-[ "$ncpu" -gt 2 ] && LOAD_CPUS="0-$((ncpu - 2))"
-WORK=$(mktemp -d /tmp/rw-filters-perf.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP_PORT=$(port)
-RW_PORT=$(port)
-REDIS_PORT=$(port)
-
-# upstream: nginx answering "hello world"
-mkdir -p "$WORK/nginx"
-cat >"$WORK/upstream.conf" <<EOF
-daemon off; master_process off; worker_processes 1; error_log $WORK/nginx/error.log; pid $WORK/nginx/pid;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
-       uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx; keepalive_requests 1000000;
-       server { listen 127.0.0.1:$UP_PORT; location / { return 200 "hello world"; } } }
-EOF
-taskset -c "$LOAD_CPUS" nginx -c "$WORK/upstream.conf" &
-PIDS+=($!)
+start_nginx_upstream "$UP_PORT" "$LOAD_CPUS"
 taskset -c "$LOAD_CPUS" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 
@@ -143,11 +120,11 @@ for round in $(seq 1 "$ROUNDS"); do
             echo "filters.sh: $row answered $code: $(tail -n 3 "$WORK/ringway.log")" >&2
             fail=1
         fi
-        t0=$(awk '{print $14 + $15}' "/proc/$rpid/stat")
+        t0=$(cpu_ticks "$rpid")
         out=$(taskset -c "$LOAD_CPUS" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
               -H "Authorization: Bearer $(row_token "$row")" -H "X-API-Key: perf-key-0123456789" \
               "http://127.0.0.1:$RW_PORT/" 2>&1)
-        t1=$(awk '{print $14 + $15}' "/proc/$rpid/stat")
+        t1=$(cpu_ticks "$rpid")
         kill "$rpid"; wait "$rpid" 2>/dev/null || true
         rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
         p99=$(awk '$1 == "99%" {print $2}' <<<"$out")

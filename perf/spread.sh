@@ -42,53 +42,30 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-PY=/usr/bin/python3
-for tool in wrk curl "$PY"; do
-    command -v "$tool" >/dev/null || { echo "spread.sh: $tool is missing (scripts/install-deps.sh --test)" >&2; exit 1; }
-done
-[ -x "$BUILD/ringway" ] || { meson setup "$BUILD" --buildtype=release >/dev/null && ninja -C "$BUILD" >/dev/null; }
-ninja -C "$BUILD" >/dev/null
-RINGWAY=$PWD/$BUILD/ringway
+. perf/lib.sh
+perf_init spread
+need_tools "scripts/install-deps.sh --test" wrk curl "$PY"
+build_ringway "$BUILD"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-WORK=$(mktemp -d /tmp/rw-spread.XXXXXX)
-PIDS=()
 RPID=
-cleanup() {
-    [ -z "$RPID" ] || kill "$RPID" 2>/dev/null || true
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+perf_on_exit() { [ -z "$RPID" ] || kill "$RPID" 2>/dev/null || true; }
 
-port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-UP_PORT=$(port)
-RW_PORT=$(port)
-ADMIN_PORT=$(port)
+UP_PORT=$(free_port)
+RW_PORT=$(free_port)
+ADMIN_PORT=$(free_port)
 
 if command -v nginx >/dev/null; then
     UPSTREAM=nginx
-    mkdir -p "$WORK/nginx"
-    cat >"$WORK/upstream.conf" <<EOF
-daemon off; master_process off; worker_processes 1; error_log $WORK/nginx/error.log; pid $WORK/nginx/pid;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
-       uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx; keepalive_requests 1000000;
-       server { listen 127.0.0.1:$UP_PORT; location / { return 200 "hello world"; } } }
-EOF
-    nginx -c "$WORK/upstream.conf" &
-    PIDS+=($!)
+    start_nginx_upstream "$UP_PORT" ""
 elif [ -x "$BUILD/tests/upstream/rw_upstream" ]; then
     UPSTREAM=rw_upstream
     "$BUILD/tests/upstream/rw_upstream" --listen "127.0.0.1:$UP_PORT" --name up >"$WORK/upstream.log" 2>&1 &
     PIDS+=($!)
+    wait_http "http://127.0.0.1:$UP_PORT/"
 else
     echo "spread.sh: neither nginx nor $BUILD/tests/upstream/rw_upstream is there" >&2
     exit 1
 fi
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$UP_PORT/" && break; sleep 0.05; done
 
 cat >"$WORK/ringway.yaml" <<EOF
 listen: ["127.0.0.1:$RW_PORT"]

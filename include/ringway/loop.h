@@ -113,8 +113,8 @@ void rw_loop_read_eventfd(rw_loop *l, rw_op *op, int fd);
 void rw_loop_cancel(rw_loop *l, rw_op *op);
 /* Forgets loop state about fd (call after its ops completed, before close). */
 void rw_loop_forget_fd(rw_loop *l, int fd);
-/* Closes fd once its ops completed and rw_loop_forget_fd ran (io_uring: queued
- * with the turn's submissions, no syscall of its own; epoll: close()). */
+/* Forgets fd and closes it, once its ops completed (io_uring: queued with the
+ * turn's submissions, no syscall of its own; epoll: close()). */
 void rw_loop_close(rw_loop *l, int fd);
 
 /* Returns the address of loop buffer id. */

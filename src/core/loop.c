@@ -148,6 +148,7 @@ void rw_loop_forget_fd(rw_loop *l, int fd)
 
 void rw_loop_close(rw_loop *l, int fd)
 {
+    l->ops->forget_fd(l, fd);
     l->ops->close(l, fd);
 }
 

@@ -260,7 +260,7 @@ enum rw_upfail {
     RW_UPFAIL_OTHER,       /* anything else: never retried */
 };
 void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how);
-/* ex waited timeouts.queue for a connection slot (it is off the queue now). */
+/* ex waited too long for a connection slot: answers 503 (which takes it off the queue). */
 void rw__ex_queue_timeout(rw_exchange *ex);
 void rw__ex_upstream_sent(rw_exchange *ex, int res);
 void rw__ex_upstream_data(rw_exchange *ex, int res);

@@ -196,7 +196,6 @@ static void c_maybe_free(rw_conn *c)
         ex_put(c->ex); /* only now: our cancelled sends may have read from it */
     rw__input_release(w, &c->in);
     rw__input_release(w, &c->held);
-    rw_loop_forget_fd(w->loop, c->fd);
     rw_loop_close(w->loop, c->fd);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -766,7 +765,6 @@ static void on_total_timeout(rw_timer *t)
 {
     rw_exchange *ex = RW_CONTAINER_OF(t, rw_exchange, total_timer);
     if (ex->queued) { /* still waiting for a connection slot */
-        rw__upconn_dequeue(ex);
         rw__ex_queue_timeout(ex);
         return;
     }

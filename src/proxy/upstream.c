@@ -241,7 +241,6 @@ static void upconn_maybe_free(rw_upconn *u)
     rw__input_release(w, &u->in);
     rw__input_release(w, &u->held);
     if (u->fd >= 0) {
-        rw_loop_forget_fd(w->loop, u->fd);
         rw_loop_close(w->loop, u->fd);
     }
     w->nupconns--;
@@ -415,9 +414,7 @@ void rw__upconn_send(rw_upconn *u, struct iovec *iov, int iovcnt)
 
 static void on_queue_timer(rw_timer *t)
 {
-    rw_exchange *ex = RW_CONTAINER_OF(t, rw_exchange, queue_timer);
-    rw__upconn_dequeue(ex);
-    rw__ex_queue_timeout(ex);
+    rw__ex_queue_timeout(RW_CONTAINER_OF(t, rw_exchange, queue_timer));
 }
 
 /* Queues ex at the tail, or at the head (a retry that already waited its turn). */
@@ -425,23 +422,16 @@ static void enqueue(rw_exchange *ex, rw_upool *p, bool front)
 {
     rw_worker *w = ex->c->w;
     ex->queued = true;
-    if (front) {
-        ex->qprev = NULL;
-        ex->qnext = p->wait_head;
-        if (p->wait_head != NULL)
-            p->wait_head->qprev = ex;
-        else
-            p->wait_tail = ex;
+    ex->qprev = front ? NULL : p->wait_tail;
+    ex->qnext = front ? p->wait_head : NULL;
+    if (ex->qprev != NULL)
+        ex->qprev->qnext = ex;
+    else
         p->wait_head = ex;
-    } else {
-        ex->qnext = NULL;
-        ex->qprev = p->wait_tail;
-        if (p->wait_tail != NULL)
-            p->wait_tail->qnext = ex;
-        else
-            p->wait_head = ex;
+    if (ex->qnext != NULL)
+        ex->qnext->qprev = ex;
+    else
         p->wait_tail = ex;
-    }
     uint32_t ms = ex->svc_cfg->queue_timeout_ms ? ex->svc_cfg->queue_timeout_ms : ex->svc_cfg->connect_timeout_ms;
     rw_timer_init(&ex->queue_timer, on_queue_timer);
     rw_timer_set(rw_loop_timers(w->loop), &ex->queue_timer, rw_loop_now(w->loop) + ms);

@@ -1157,7 +1157,6 @@ LOOP_TEST(close_through_loop)
     wait_calls(l, &t, 1);
     cr_assert_eq(t.res, 1);
     rw_loop_buf_release(l, t.op.buf_id);
-    rw_loop_forget_fd(l, fd);
     rw_loop_close(l, fd);
     if (backend == RW_BACKEND_URING)
         cr_assert(!peer_eof(&peer), "io_uring: the close waits for the turn's flush");
@@ -1169,10 +1168,8 @@ LOOP_TEST(close_through_loop)
     int fds[N], pfds[N];
     for (int i = 0; i < N; i++)
         tcp_pair(&fds[i], &pfds[i]);
-    for (int i = 0; i < N; i++) {
-        rw_loop_forget_fd(l, fds[i]);
+    for (int i = 0; i < N; i++)
         rw_loop_close(l, fds[i]);
-    }
     peers p = {pfds, N};
     cr_assert(run_turns_until(l, all_peers_eof, &p), "every peer sees EOF");
     for (int i = 0; i < N; i++)
