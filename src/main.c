@@ -10,6 +10,7 @@
 
 #include "ringway/config.h"
 #include "ringway/control.h"
+#include "ringway/cpus.h"
 #include "ringway/log.h"
 #include "ringway/rlsync.h"
 #include "ringway/loop.h"
@@ -36,6 +37,9 @@ static void usage(FILE *out)
             "                            the kernel allows it, else epoll)\n"
             "      --admin ADDR:PORT     admin API listener (/status, /metrics, POST /reload)\n"
             "      --max-conns N         client connection cap for the process\n"
+            "      --shutdown-delay DUR  on SIGTERM, answer /ready 503 but keep serving this\n"
+            "                            long before closing the listeners (0s; set it to\n"
+            "                            the time a load balancer needs to stop sending)\n"
             "      --drain-timeout DUR   how long SIGTERM waits for in-flight requests (30s)\n"
             "      --log-level LEVEL     error | warn | info | debug (default info)\n"
             "      --redis URL           redis://[user:password@]host:port/db: share global\n"
@@ -45,12 +49,15 @@ static void usage(FILE *out)
             "  -V, --version             print the version and exit\n"
             "  -h, --help                print this help and exit\n"
             "\n"
-            "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT drain and exit.\n"
+            "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT: /ready 503, the\n"
+            "shutdown delay, then drain and exit (a second one skips the delay).\n"
+            "Exit status: 0 drained, 1 error, 2 bad command line, 3 the drain timeout\n"
+            "cut requests in flight.\n"
             "Flags override the config file. Durations: 250ms, 10s, 5m, 1h.\n");
 }
 
 enum { OPT_NO_PIN = 1000, OPT_IO, OPT_ADMIN, OPT_MAX_CONNS, OPT_DRAIN, OPT_LOG_LEVEL, OPT_REDIS, OPT_SYNC_INTERVAL,
-       OPT_STEERING };
+       OPT_STEERING, OPT_SHUTDOWN_DELAY };
 
 static const struct option long_opts[] = {
     {"config", required_argument, NULL, 'c'},
@@ -62,6 +69,7 @@ static const struct option long_opts[] = {
     {"admin", required_argument, NULL, OPT_ADMIN},
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+    {"shutdown-delay", required_argument, NULL, OPT_SHUTDOWN_DELAY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"redis", required_argument, NULL, OPT_REDIS},
     {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL},
@@ -80,15 +88,6 @@ static int parse_long(const char *s, long min, long max, long *out)
         return -1;
     *out = v;
     return 0;
-}
-
-static int cpus_available(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0)
-        return CPU_COUNT(&set) > 0 ? CPU_COUNT(&set) : 1;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
 }
 
 static void raise_nofile(uint32_t want)
@@ -181,6 +180,15 @@ int main(int argc, char **argv)
             ov.drain_timeout_ms = (long)ms;
             break;
         }
+        case OPT_SHUTDOWN_DELAY: {
+            uint64_t ms;
+            if (rw_parse_duration_ms(optarg, &ms) != 0 || ms > 3600000ull) {
+                fprintf(stderr, "ringway: --shutdown-delay %s: expected a duration up to 1h, like 5s\n", optarg);
+                return 2;
+            }
+            ov.shutdown_delay_ms = (long)ms;
+            break;
+        }
         case OPT_REDIS: {
             char why[256];
             rw_redis_url u;
@@ -263,7 +271,11 @@ int main(int argc, char **argv)
         else
             rw_log_warn("io_uring is not available here; using epoll");
     }
-    int nworkers = cfg->workers > 0 ? (int)cfg->workers : cpus_available();
+    rw_cpu_budget cpus;
+    rw_cpu_budget_get(&cpus);
+    int nworkers = cfg->workers > 0 ? (int)cfg->workers : cpus.workers;
+    if (cfg->workers > 0)
+        snprintf(cpus.why, sizeof(cpus.why), "set: %u", cfg->workers);
     raise_nofile(cfg->max_conns);
     if (rw_control_block_signals() != 0) {
         rw_log_error("cannot block signals");
@@ -311,7 +323,8 @@ int main(int argc, char **argv)
     size_t off = 0;
     for (size_t i = 0; i < cfg->nlisten && off < sizeof(addrs) - 1; i++)
         off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s", i ? " " : "", cfg->listen[i].text);
-    rw_log_info("ringway %s: %d workers on %s (%s%s%s), config %s; listening on %s%s%s", RW_VERSION, nworkers,
+    rw_log_info("ringway %s: %d workers (%s) on %s (%s%s%s), config %s; listening on %s%s%s", RW_VERSION, nworkers,
+                cpus.why,
                 backend == RW_BACKEND_URING ? "io_uring" : "epoll", pin ? "pinned" : "not pinned",
                 cfg->io == RW_IO_AUTO ? ", auto" : "", steering == RW_STEER_CPU ? ", reuseport cpu steering" : "",
                 cfg->source, addrs, cfg->has_admin ? "; admin on " : "",

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* A borrowed byte slice: never owns its memory, never NUL-terminated by contract. */
 typedef struct rw_str {
@@ -25,7 +26,15 @@ typedef struct rw_str {
 /* Status vocabulary: 0 is success, negative errno values are failures. */
 enum { RW_OK = 0 };
 
-/* Returns true when the slice equals the NUL-terminated string s exactly. */
+/* Monotonic clock in milliseconds (control-side timing; workers use their
+ * loop's cached rw_loop_now). */
+static inline uint64_t rw_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* splitmix64's finaliser: spreads a 64-bit value (often a hash with weak low
  * bits) over all bits, for table indexes. */
 static inline uint64_t rw_mix64(uint64_t x)

@@ -243,6 +243,7 @@ typedef struct rw_config {
     int io;               /* enum rw_io_mode */
     uint32_t max_conns;   /* process-wide client connection cap, default 65536 */
     uint32_t drain_timeout_ms; /* default 30000 */
+    uint32_t shutdown_delay_ms; /* SIGTERM: /ready 503 while still serving this long, then drain; default 0 */
     rw_http_cfg http;
     rw_redis_cfg redis;
     rw_service_cfg *services;

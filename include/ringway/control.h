@@ -11,6 +11,7 @@
 #include "ringway/worker.h"
 
 #define RW_MAX_LISTEN 16
+#define RW_EXIT_DRAIN_CUT 3 /* exit status: the drain deadline cut requests in flight */
 
 /* Command-line settings that override the config file (set fields only). */
 typedef struct rw_overrides {
@@ -22,6 +23,7 @@ typedef struct rw_overrides {
     rw_sockaddr admin;
     long max_conns;       /* -1: keep */
     long drain_timeout_ms;/* -1: keep */
+    long shutdown_delay_ms;/* -1: keep */
     const char *redis_url;/* NULL: keep (--redis) */
     long sync_interval_ms;/* -1: keep */
 } rw_overrides;
@@ -53,9 +55,12 @@ bool rw_control_redis_stats(struct rw_rl_sync_stats *out);
 /* Stops the Redis sync and frees what filters left behind (process exit). */
 void rw_control_shutdown(void);
 
-/* Runs until SIGTERM/SIGINT and the drain that follows. Signals must already
- * be blocked in every thread (rw_control_block_signals before starting
- * workers). Returns the process exit status. */
+/* Runs until SIGTERM/SIGINT and the drain that follows: /ready answers 503
+ * at once, listeners keep serving for the shutdown delay, then close and
+ * in-flight requests get up to the drain timeout. Signals must already be
+ * blocked in every thread (rw_control_block_signals before starting
+ * workers). Returns the process exit status: 0 after a clean drain,
+ * RW_EXIT_DRAIN_CUT when the deadline cut requests, 1 when a worker died. */
 int rw_control_run(rw_control_opts *o);
 
 /* Blocks SIGHUP, SIGTERM, SIGINT and ignores SIGPIPE for the calling thread

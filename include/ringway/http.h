@@ -148,6 +148,31 @@ bool rw_http_is_hop_by_hop(rw_str name, const rw_http_header *headers, size_t nh
  * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade). */
 bool rw_http_is_fixed_hop_by_hop(rw_str name);
 
+/* Whether a connection stays open after a response, and what the response
+ * says about it: the one persistence rule for every response ringway writes
+ * (proxied, its own errors, canned answers, the admin port). An HTTP/1.1
+ * client keeps the connection unless told otherwise; an HTTP/1.0 client only
+ * when it asked for keep-alive and is told "Connection: keep-alive", else it
+ * waits for a close that must come. */
+enum rw_persist {
+    RW_PERSIST_KEEP = 0,  /* HTTP/1.1 keep-alive: no Connection line */
+    RW_PERSIST_KEEP_10,   /* HTTP/1.0 keep-alive: "Connection: keep-alive" */
+    RW_PERSIST_CLOSE,     /* "Connection: close", then the connection closes */
+    RW_PERSIST__COUNT
+};
+
+/* The persistence of a response: keep is whether the connection may stay
+ * open (the request allows it, see rw_http_request.keep_alive, and nothing
+ * forces a close); minor is the request's HTTP minor version. */
+static inline int rw_http_persist(bool keep, int minor)
+{
+    return !keep ? RW_PERSIST_CLOSE : minor == 0 ? RW_PERSIST_KEEP_10 : RW_PERSIST_KEEP;
+}
+
+/* The header line (with its CRLF) a response carries for a persistence mode;
+ * empty for RW_PERSIST_KEEP. Static storage. */
+rw_str rw_http_persist_line(int mode);
+
 /* Returns the standard reason phrase for status (a static string), or "Unknown". */
 const char *rw_http_reason(int status);
 
@@ -171,5 +196,12 @@ void rw_chunked_init(rw_chunked *c);
  * line over 4096 bytes, trailer section over 16384 bytes). Errors are sticky.
  * After the end, further calls return 0 with *done set. done may be NULL. */
 ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done);
+
+/* rw_chunked_scan for a body forwarded without its trailer section: also
+ * sets *keep to how many of the returned bytes to forward (those before the
+ * trailer fields: everything up to and including the last-chunk line). The
+ * rest are trailer fields and the final CRLF; once *done, the forwarder ends
+ * the body with "\r\n" itself. done and keep must not be NULL. */
+ssize_t rw_chunked_scan_drop_trailers(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep);
 
 #endif

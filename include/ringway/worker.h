@@ -18,14 +18,14 @@
 #include "ringway/loop.h"
 #include "ringway/route.h"
 
-/* A response prebuilt at snapshot time (respond routes, built-ins). */
+/* A response prebuilt at snapshot time (respond routes, built-ins), once per
+ * persistence mode (enum rw_persist): the head differs only in its
+ * Connection line. */
 typedef struct rw_canned {
-    char *keepalive;      /* full response with body, no Connection header */
-    uint32_t keepalive_len;
-    uint32_t keepalive_head_len; /* for HEAD requests: head only */
-    char *close;          /* the same with "Connection: close" */
-    uint32_t close_len;
-    uint32_t close_head_len;
+    char *text[RW_PERSIST__COUNT];      /* full response with body */
+    uint32_t len[RW_PERSIST__COUNT];
+    uint32_t head_len[RW_PERSIST__COUNT]; /* for HEAD requests: head only */
+    int status;
 } rw_canned;
 
 typedef struct rw_snapshot {
@@ -34,6 +34,7 @@ typedef struct rw_snapshot {
     rw_canned *canned;    /* one per route (respond routes filled), owned */
     rw_canned health;     /* GET /health, /ready */
     rw_canned not_ready;  /* /ready before all workers run */
+    rw_canned stopping;   /* /ready once shutdown began */
     rw_http_limits limits;
     struct rw_filters *filters; /* owned: released to the control thread's collector */
     atomic_int refs;
@@ -60,6 +61,9 @@ typedef struct rw_worker_stats {
     uint64_t bad_requests;
     uint64_t upstream_queued;          /* requests that waited for a connection slot (max_conns) */
     uint64_t upstream_queue_timeouts;  /* ... and got 503 after timeouts.queue */
+    uint64_t conns_rejected_max;       /* client connections refused: max_conns reached */
+    uint64_t cut_requests;             /* requests still in flight when the drain deadline closed them */
+    uint64_t cut_tunnels;              /* upgraded connections (WebSocket) closed at the drain deadline */
 } rw_worker_stats;
 
 typedef struct rw_server rw_server;
@@ -77,7 +81,7 @@ typedef struct rw_server_opts {
     bool pin;
     int steering;         /* enum rw_steering */
     int backend;          /* RW_BACKEND_URING or RW_BACKEND_EPOLL, resolved */
-    uint32_t max_conns;   /* process-wide; each worker gets its share */
+    uint32_t max_conns;   /* client connections, process-wide (one counter for all workers) */
     const rw_sockaddr *listen;
     size_t nlisten;
 } rw_server_opts;
@@ -96,8 +100,19 @@ void rw_server_drain(rw_server *s);
 bool rw_server_drained(rw_server *s);
 /* True when a worker's loop died (the process should exit non-zero). */
 bool rw_server_failed(rw_server *s);
-/* True when every worker is running its loop. */
+/* True when every worker is running its loop and shutdown has not begun. */
 bool rw_server_ready(rw_server *s);
+/* Makes /ready answer 503 from now on (shutdown began); workers keep serving. */
+void rw_server_set_unready(rw_server *s);
+/* True once rw_server_set_unready was called. */
+bool rw_server_shutting(rw_server *s);
+/* Drain deadline passed: every worker closes all its connections now,
+ * counting the requests and tunnels it cuts (stats cut_requests,
+ * cut_tunnels). Call after rw_server_drain; rw_server_drained says when
+ * they are done. */
+void rw_server_force(rw_server *s);
+/* The loop backend the workers run (RW_BACKEND_URING or RW_BACKEND_EPOLL). */
+int rw_server_backend(const rw_server *s);
 /* Stops all workers (closing remaining connections), joins and frees. */
 void rw_server_free(rw_server *s);
 /* Copies worker i's counters into out (relaxed reads). */

@@ -1,7 +1,17 @@
 /* admin.c - the admin API on its own port (--admin), served by the control
  * thread: GET /status, /metrics, /health, /ready, /config; POST /reload.
- * One request per connection, short timeouts; never on a worker. */
+ *
+ * Never blocking: sockets are non-blocking and the control thread's poll
+ * loop drives them (rw__admin_pollfds / rw__admin_events), so a slow or
+ * hostile admin client never delays signals, reload or drain. Requests are
+ * parsed with the proxy's HTTP/1 parser; responses follow the one
+ * persistence rule (rw_http_persist). Each connection has deadlines: the
+ * request head within ADMIN_HEAD_MS of its first byte (or of the previous
+ * response), the response written within ADMIN_WRITE_MS, keep-alive idle
+ * for ADMIN_IDLE_MS. At most RW_ADMIN_MAX_CONNS connections: a new one
+ * over the cap evicts the oldest that is still reading a head. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,39 +22,31 @@
 #include "ringway/filters.h"
 #include "ringway/rlsync.h"
 #include "ringway/log.h"
+#include "rw_version.h"
 
-#define ADMIN_TIMEOUT_MS 1000
+#define ADMIN_HEAD_MS 5000
+#define ADMIN_WRITE_MS 10000
+#define ADMIN_IDLE_MS 30000
+#define ADMIN_BODY_CAP (256 * 1024)
 
 void rw__admin_init(rw_admin *a, rw_control_opts *ctl, int fd)
 {
+    memset(a, 0, sizeof(*a));
     a->ctl = ctl;
     a->fd = fd;
     a->started = time(NULL);
+    if (fd >= 0) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl != -1)
+            fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    }
+    for (int i = 0; i < RW_ADMIN_MAX_CONNS; i++)
+        a->conns[i].fd = -1;
 }
 
-static void reply(int fd, int status, const char *ctype, const char *body, size_t blen)
+static const char *state_name(const rw_admin *a)
 {
-    char head[256];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
-                     "Connection: close\r\n\r\n",
-                     status, rw_http_reason(status), ctype, blen);
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    const char *parts[2] = {head, body};
-    size_t lens[2] = {(size_t)n, blen};
-    for (int i = 0; i < 2; i++) {
-        size_t off = 0;
-        while (off < lens[i]) {
-            ssize_t w = send(fd, parts[i] + off, lens[i] - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w > 0) {
-                off += (size_t)w;
-                continue;
-            }
-            if (w == -1 && (errno == EAGAIN || errno == EINTR) && poll(&p, 1, ADMIN_TIMEOUT_MS) > 0)
-                continue;
-            return;
-        }
-    }
+    return a->state == RW_ADMIN_DRAINING ? "draining" : a->state == RW_ADMIN_SHUTTING ? "shutting_down" : "running";
 }
 
 static size_t status_json(rw_admin *a, char *buf, size_t cap)
@@ -54,19 +56,22 @@ static size_t status_json(rw_admin *a, char *buf, size_t cap)
     const rw_snapshot *snap = a->ctl->snap;
     return (size_t)snprintf(
         buf, cap,
-        "{\"version\":\"%s\",\"config\":\"%s\",\"generation\":%llu,\"workers\":%d,\"ready\":%s,"
+        "{\"version\":\"%s\",\"commit\":\"%s\",\"config\":\"%s\",\"generation\":%llu,\"workers\":%d,"
+        "\"io\":\"%s\",\"state\":\"%s\",\"ready\":%s,"
         "\"uptime_s\":%lld,\"routes\":%zu,\"services\":%zu,"
         "\"connections\":{\"accepted\":%llu,\"active\":%llu},"
         "\"requests\":%llu,\"responses\":{\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu},"
-        "\"bad_requests\":%llu,"
+        "\"bad_requests\":%llu,\"connections_rejected\":{\"max_conns\":%llu},"
         "\"upstream\":{\"connects\":%llu,\"reuses\":%llu,\"errors\":%llu,\"timeouts\":%llu}}\n",
-        RW_VERSION, snap->cfg->source, (unsigned long long)snap->generation, rw_server_nworkers(a->ctl->server),
-        rw_server_ready(a->ctl->server) ? "true" : "false", (long long)(time(NULL) - a->started),
+        RW_VERSION, RW_COMMIT, snap->cfg->source, (unsigned long long)snap->generation,
+        rw_server_nworkers(a->ctl->server), rw_server_backend(a->ctl->server) == RW_BACKEND_URING ? "io_uring" : "epoll",
+        state_name(a), rw_server_ready(a->ctl->server) ? "true" : "false", (long long)(time(NULL) - a->started),
         snap->cfg->nroutes, snap->cfg->nservices, (unsigned long long)st.accepted,
         (unsigned long long)st.active_conns, (unsigned long long)st.requests,
         (unsigned long long)st.responses[1], (unsigned long long)st.responses[2],
         (unsigned long long)st.responses[3], (unsigned long long)st.responses[4],
         (unsigned long long)st.responses[5], (unsigned long long)st.bad_requests,
+        (unsigned long long)st.conns_rejected_max,
         (unsigned long long)st.upstream_connects, (unsigned long long)st.upstream_reuses,
         (unsigned long long)st.upstream_errors, (unsigned long long)st.upstream_timeouts);
 }
@@ -98,6 +103,16 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
     rw_server_stats(a->ctl->server, &st);
     size_t n = (size_t)snprintf(
         buf, cap,
+        "# HELP ringway_build_info Version, commit and I/O backend of the running ringway.\n"
+        "# TYPE ringway_build_info gauge\nringway_build_info{version=\"%s\",commit=\"%s\",io=\"%s\"} 1\n"
+        "# HELP ringway_state What the process is doing (1 for the current state).\n"
+        "# TYPE ringway_state gauge\nringway_state{state=\"running\"} %d\n"
+        "ringway_state{state=\"shutting_down\"} %d\nringway_state{state=\"draining\"} %d\n"
+        "# HELP ringway_connections_rejected_total Client connections refused, by reason.\n"
+        "# TYPE ringway_connections_rejected_total counter\n"
+        "ringway_connections_rejected_total{reason=\"max_conns\"} %llu\n"
+        "# HELP ringway_admin_connections_evicted_total Admin connections closed to make room (connection cap).\n"
+        "# TYPE ringway_admin_connections_evicted_total counter\nringway_admin_connections_evicted_total %llu\n"
         "# HELP ringway_connections_accepted_total Client connections accepted.\n"
         "# TYPE ringway_connections_accepted_total counter\nringway_connections_accepted_total %llu\n"
         "# HELP ringway_connections_active Client connections open now.\n"
@@ -108,6 +123,9 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
         "# TYPE ringway_bad_requests_total counter\nringway_bad_requests_total %llu\n"
         "# HELP ringway_responses_total Responses by status class.\n"
         "# TYPE ringway_responses_total counter\n",
+        RW_VERSION, RW_COMMIT, rw_server_backend(a->ctl->server) == RW_BACKEND_URING ? "io_uring" : "epoll",
+        a->state == RW_ADMIN_RUNNING, a->state == RW_ADMIN_SHUTTING, a->state == RW_ADMIN_DRAINING,
+        (unsigned long long)st.conns_rejected_max, (unsigned long long)a->evicted,
         (unsigned long long)st.accepted, (unsigned long long)st.active_conns, (unsigned long long)st.requests,
         (unsigned long long)st.bad_requests);
     for (int i = 1; i <= 5 && n < cap; i++)
@@ -173,56 +191,76 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
     return n < cap ? n : cap;
 }
 
-void rw__admin_accept(rw_admin *a)
+
+/* ---- responses ---- */
+
+/* Queues a response on c: head (persistence by the one rule) and, unless
+ * head_only, the body. */
+static void respond(rw_admin_conn *c, const rw_http_request *rq, bool keep, int status, const char *ctype,
+                    const char *extra, const char *body, size_t blen, bool head_only, uint64_t now)
 {
-    int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd == -1)
-        return;
-    char req[4096];
-    size_t len = 0;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    while (len < sizeof(req) - 1) {
-        ssize_t r = recv(fd, req + len, sizeof(req) - 1 - len, 0);
-        if (r > 0) {
-            len += (size_t)r;
-            req[len] = '\0';
-            if (strstr(req, "\r\n\r\n") != NULL)
-                break;
-            continue;
-        }
-        if (r == -1 && (errno == EAGAIN || errno == EINTR) && poll(&p, 1, ADMIN_TIMEOUT_MS) > 0)
-            continue;
-        close(fd);
+    int mode = rw_http_persist(keep, rq != NULL ? rq->minor : 0);
+    rw_str conn = rw_http_persist_line(mode);
+    size_t cap = 512 + (extra != NULL ? strlen(extra) : 0) + blen;
+    char *out = malloc(cap);
+    if (out == NULL) {
+        c->close_after = true;
+        c->writing = false;
         return;
     }
-    req[len] = '\0';
-    char method[8] = "", path[256] = "";
-    if (sscanf(req, "%7s %255s", method, path) != 2) {
-        reply(fd, 400, "text/plain", "bad request\n", 12);
-        close(fd);
-        return;
+    int n = snprintf(out, cap,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s%.*s\r\n",
+                     status, rw_http_reason(status), ctype, blen, extra != NULL ? extra : "", (int)conn.len, conn.p);
+    size_t len = (size_t)n;
+    if (!head_only) {
+        memcpy(out + len, body, blen);
+        len += blen;
     }
-    char *q = strchr(path, '?');
-    if (q != NULL)
-        *q = '\0';
-    static char body[16384];
-    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    free(c->out);
+    c->out = out;
+    c->out_len = len;
+    c->out_off = 0;
+    c->writing = true;
+    c->close_after = mode == RW_PERSIST_CLOSE;
+    c->deadline = now + ADMIN_WRITE_MS;
+}
+
+static void respond_json(rw_admin_conn *c, const rw_http_request *rq, bool keep, int status, const char *json,
+                         bool head_only, uint64_t now)
+{
+    respond(c, rq, keep, status, "application/json", NULL, json, strlen(json), head_only, now);
+}
+
+/* Answers one parsed request into c's output. */
+static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool keep, uint64_t now)
+{
+    static char body[65536];
+    char path[256];
+    size_t plen = rq->path.len < sizeof(path) ? rq->path.len : sizeof(path) - 1;
+    memcpy(path, rq->path.p, plen);
+    path[plen] = '\0';
+    bool get = rq->method == RW_METHOD_GET || rq->method == RW_METHOD_HEAD;
+    bool head = rq->method == RW_METHOD_HEAD;
+    bool known = strcmp(path, "/status") == 0 || strcmp(path, "/") == 0 || strcmp(path, "/metrics") == 0 ||
+                 strcmp(path, "/health") == 0 || strcmp(path, "/ready") == 0 || strcmp(path, "/reload") == 0;
     if (get && (strcmp(path, "/status") == 0 || strcmp(path, "/") == 0)) {
         size_t n = status_json(a, body, sizeof(body));
         n = status_per_worker(a, body, n, sizeof(body));
-        reply(fd, 200, "application/json", body, n);
+        respond(c, rq, keep, 200, "application/json", NULL, body, n, head, now);
     } else if (get && strcmp(path, "/metrics") == 0) {
         size_t n = metrics_text(a, body, sizeof(body));
-        reply(fd, 200, "text/plain; version=0.0.4", body, n);
+        respond(c, rq, keep, 200, "text/plain; version=0.0.4", NULL, body, n, head, now);
     } else if (get && strcmp(path, "/health") == 0) {
-        reply(fd, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+        respond_json(c, rq, keep, 200, "{\"status\":\"ok\"}\n", head, now);
     } else if (get && strcmp(path, "/ready") == 0) {
         bool ready = rw_server_ready(a->ctl->server);
-        reply(fd, ready ? 200 : 503, "application/json", ready ? "{\"status\":\"ok\"}\n" : "{\"status\":\"starting\"}\n",
-              ready ? 16 : 22);
-    } else if (strcmp(method, "POST") == 0 && strcmp(path, "/reload") == 0) {
+        const char *why = a->state != RW_ADMIN_RUNNING ? "{\"status\":\"shutting_down\"}\n"
+                                                       : "{\"status\":\"starting\"}\n";
+        respond_json(c, rq, keep, ready ? 200 : 503, ready ? "{\"status\":\"ok\"}\n" : why, head, now);
+    } else if (rq->method == RW_METHOD_POST && strcmp(path, "/reload") == 0) {
         char msg[1280];
-        int rc = rw__control_reload(a->ctl, msg, sizeof(msg));
+        int rc = a->state != RW_ADMIN_RUNNING ? (snprintf(msg, sizeof(msg), "shutting down: not reloading"), -1)
+                                              : rw__control_reload(a->ctl, msg, sizeof(msg));
         int n = snprintf(body, sizeof(body), "{\"ok\":%s,\"message\":\"", rc == 0 ? "true" : "false");
         for (const char *m = msg; *m && n < (int)sizeof(body) - 8; m++) {
             if (*m == '"' || *m == '\\')
@@ -230,11 +268,217 @@ void rw__admin_accept(rw_admin *a)
             body[n++] = (*m >= 0x20) ? *m : ' ';
         }
         n += snprintf(body + n, sizeof(body) - (size_t)n, "\"}\n");
-        reply(fd, rc == 0 ? 200 : 400, "application/json", body, (size_t)n);
-    } else if (strcmp(path, "/reload") == 0 || strcmp(path, "/status") == 0 || strcmp(path, "/metrics") == 0) {
-        reply(fd, 405, "application/json", "{\"error\":\"method not allowed\"}\n", 31);
+        respond(c, rq, keep, rc == 0 ? 200 : a->state != RW_ADMIN_RUNNING ? 503 : 400, "application/json", NULL,
+                body, (size_t)n, false, now);
+    } else if (known) {
+        const char *allow = strcmp(path, "/reload") == 0 ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
+        static const char msg[] = "{\"error\":\"method not allowed\"}\n";
+        respond(c, rq, keep, 405, "application/json", allow, msg, sizeof(msg) - 1, head, now);
     } else {
-        reply(fd, 404, "application/json", "{\"error\":\"not found\"}\n", 22);
+        respond_json(c, rq, keep, 404, "{\"error\":\"not found\"}\n", head, now);
     }
-    close(fd);
+}
+
+/* ---- connections ---- */
+
+static void conn_close(rw_admin_conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->out);
+    c->out = NULL;
+    c->fd = -1;
+    c->writing = false;
+    c->close_after = false;
+    c->in_len = 0;
+    c->out_len = c->out_off = 0;
+}
+
+/* Parses what c has read; queues a response when a head is complete. */
+static void conn_parse(rw_admin *a, rw_admin_conn *c, uint64_t now)
+{
+    if (c->in_len == 0 || c->writing)
+        return;
+    rw_http_request rq;
+    ssize_t r = rw_http_parse_request(c->in, c->in_len, NULL, &rq);
+    if (r == RW_HTTP_INCOMPLETE) {
+        if (c->in_len >= sizeof(c->in))
+            respond_json(c, NULL, false, 431, "{\"error\":\"request header fields too large\"}\n", false, now);
+        return;
+    }
+    if (r < 0) {
+        int st = (int)-r;
+        respond_json(c, NULL, false, st, st == 501 ? "{\"error\":\"not implemented\"}\n" : "{\"error\":\"bad request\"}\n",
+                     false, now);
+        return;
+    }
+    /* Request bodies mean nothing here: one that is announced makes the
+     * connection close after the answer instead of being read. */
+    bool keep = rq.keep_alive && rq.body == RW_BODY_NONE && a->state != RW_ADMIN_DRAINING;
+    serve(a, c, &rq, keep, now);
+    /* Keep what follows the head (a pipelined request) for later. */
+    size_t used = (size_t)r;
+    memmove(c->in, c->in + used, c->in_len - used);
+    c->in_len -= (uint32_t)used;
+}
+
+static void conn_write(rw_admin *a, rw_admin_conn *c, uint64_t now)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            c->out_off += (size_t)w;
+            continue;
+        }
+        if (w == -1 && (errno == EAGAIN || errno == EINTR))
+            return; /* poll says when to go on */
+        conn_close(c);
+        return;
+    }
+    free(c->out);
+    c->out = NULL;
+    c->writing = false;
+    if (c->close_after) {
+        shutdown(c->fd, SHUT_WR);
+        conn_close(c);
+        return;
+    }
+    c->since = now;
+    c->deadline = now + (c->in_len > 0 ? ADMIN_HEAD_MS : ADMIN_IDLE_MS);
+    conn_parse(a, c, now); /* a pipelined request already here */
+    if (c->writing)
+        conn_write(a, c, now);
+}
+
+static void conn_read(rw_admin *a, rw_admin_conn *c, uint64_t now)
+{
+    for (;;) {
+        if (c->in_len >= sizeof(c->in))
+            break;
+        ssize_t r = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, MSG_DONTWAIT);
+        if (r > 0) {
+            if (c->in_len == 0 && !c->writing) {
+                c->since = now;
+                c->deadline = now + ADMIN_HEAD_MS; /* the whole head, however it trickles in */
+            }
+            c->in_len += (uint32_t)r;
+            continue;
+        }
+        if (r == -1 && (errno == EAGAIN || errno == EINTR))
+            break;
+        conn_close(c); /* EOF or error: nothing to answer */
+        return;
+    }
+    conn_parse(a, c, now);
+    if (c->writing)
+        conn_write(a, c, now);
+}
+
+/* A free slot; with none, the oldest connection still reading a head gives
+ * its slot up (so a flood of slow clients cannot lock probes out). */
+static rw_admin_conn *conn_slot(rw_admin *a)
+{
+    rw_admin_conn *victim = NULL;
+    for (int i = 0; i < RW_ADMIN_MAX_CONNS; i++) {
+        rw_admin_conn *c = &a->conns[i];
+        if (c->fd < 0)
+            return c;
+        if (!c->writing && (victim == NULL || c->since < victim->since))
+            victim = c;
+    }
+    if (victim != NULL) {
+        a->evicted++;
+        conn_close(victim);
+    }
+    return victim;
+}
+
+static void admin_accept(rw_admin *a, uint64_t now)
+{
+    for (int k = 0; k < 16; k++) {
+        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1)
+            return;
+        rw_admin_conn *c = conn_slot(a);
+        if (c == NULL) {
+            close(fd); /* every slot is writing a response */
+            continue;
+        }
+        c->fd = fd;
+        c->in_len = 0;
+        c->writing = false;
+        c->close_after = false;
+        c->since = now;
+        c->deadline = now + ADMIN_HEAD_MS;
+    }
+}
+
+int rw__admin_pollfds(rw_admin *a, struct pollfd *pfd, int cap)
+{
+    int n = 0;
+    if (a->fd >= 0 && n < cap)
+        pfd[n++] = (struct pollfd){.fd = a->fd, .events = POLLIN};
+    for (int i = 0; i < RW_ADMIN_MAX_CONNS && n < cap; i++) {
+        rw_admin_conn *c = &a->conns[i];
+        if (c->fd >= 0)
+            pfd[n++] = (struct pollfd){.fd = c->fd, .events = c->writing ? POLLOUT : POLLIN};
+    }
+    return n;
+}
+
+void rw__admin_events(rw_admin *a, const struct pollfd *pfd, int n, uint64_t now)
+{
+    for (int k = 0; k < n; k++) {
+        if (pfd[k].revents == 0)
+            continue;
+        if (pfd[k].fd == a->fd) {
+            admin_accept(a, now);
+            continue;
+        }
+        for (int i = 0; i < RW_ADMIN_MAX_CONNS; i++) {
+            rw_admin_conn *c = &a->conns[i];
+            if (c->fd != pfd[k].fd)
+                continue;
+            if (c->writing)
+                conn_write(a, c, now);
+            else
+                conn_read(a, c, now);
+            break;
+        }
+    }
+    for (int i = 0; i < RW_ADMIN_MAX_CONNS; i++) {
+        rw_admin_conn *c = &a->conns[i];
+        if (c->fd < 0 || now < c->deadline)
+            continue;
+        if (!c->writing && c->in_len > 0) {
+            /* A head that did not arrive in time: 408, then close. */
+            respond_json(c, NULL, false, 408, "{\"error\":\"request header timeout\"}\n", false, now);
+            conn_write(a, c, now);
+            if (c->fd >= 0 && c->writing)
+                c->deadline = now + 1000; /* a short grace to take the 408 */
+            continue;
+        }
+        conn_close(c); /* idle keep-alive, or a response nobody reads */
+    }
+}
+
+int rw__admin_next_timeout(const rw_admin *a, uint64_t now)
+{
+    int best = -1;
+    for (int i = 0; i < RW_ADMIN_MAX_CONNS; i++) {
+        const rw_admin_conn *c = &a->conns[i];
+        if (c->fd < 0)
+            continue;
+        int ms = c->deadline > now ? (int)RW_MIN(c->deadline - now, (uint64_t)INT32_MAX) : 0;
+        if (best < 0 || ms < best)
+            best = ms;
+    }
+    return best;
+}
+
+void rw__admin_close_all(rw_admin *a)
+{
+    for (int i = 0; i < RW_ADMIN_MAX_CONNS; i++)
+        if (a->conns[i].fd >= 0)
+            conn_close(&a->conns[i]);
 }

@@ -2449,12 +2449,12 @@ out:
 /* The document root. */
 
 enum {
-    K_LISTEN, K_ADMIN, K_WORKERS, K_IO, K_MAX_CONNS, K_DRAIN_TIMEOUT, K_HTTP, K_REDIS,
+    K_LISTEN, K_ADMIN, K_WORKERS, K_IO, K_MAX_CONNS, K_DRAIN_TIMEOUT, K_SHUTDOWN_DELAY, K_HTTP, K_REDIS,
     K_TIERS, K_SERVICES, K_CONSUMERS, K_ROUTES, K_FILTERS, K_TRUSTED, K_SHARD_KEYS, K__COUNT
 };
 
 static const char *const top_keys[K__COUNT] = {
-    "listen", "admin", "workers", "io", "max_conns", "drain_timeout", "http", "redis",
+    "listen", "admin", "workers", "io", "max_conns", "drain_timeout", "shutdown_delay", "http", "redis",
     "tiers", "services", "consumers", "routes", "filters", "trusted_proxies", "rate_limit_shard_keys",
 };
 
@@ -2536,6 +2536,8 @@ static int parse_root(loader *l, yaml_node_t *root)
     if (v[K_MAX_CONNS] && get_u32(l, v[K_MAX_CONNS], "max_conns", 1, 10000000, &cfg->max_conns))
         goto out;
     if (v[K_DRAIN_TIMEOUT] && get_ms(l, v[K_DRAIN_TIMEOUT], "drain_timeout", 0, &cfg->drain_timeout_ms))
+        goto out;
+    if (v[K_SHUTDOWN_DELAY] && get_ms(l, v[K_SHUTDOWN_DELAY], "shutdown_delay", 0, &cfg->shutdown_delay_ms))
         goto out;
     if (v[K_HTTP] && parse_http(l, v[K_HTTP]))
         goto out;

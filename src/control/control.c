@@ -23,6 +23,7 @@ void rw_overrides_init(rw_overrides *o)
     o->io = -1;
     o->max_conns = -1;
     o->drain_timeout_ms = -1;
+    o->shutdown_delay_ms = -1;
     o->sync_interval_ms = -1;
 }
 
@@ -46,6 +47,8 @@ void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
         cfg->max_conns = (uint32_t)o->max_conns;
     if (o->drain_timeout_ms >= 0)
         cfg->drain_timeout_ms = (uint32_t)o->drain_timeout_ms;
+    if (o->shutdown_delay_ms >= 0)
+        cfg->shutdown_delay_ms = (uint32_t)o->shutdown_delay_ms;
     if (o->redis_url != NULL)
         cfg->redis.url = (char *)o->redis_url; /* the overrides outlive every config */
     if (o->sync_interval_ms >= 0)
@@ -160,13 +163,6 @@ int rw_control_block_signals(void)
     return rc == 0 ? 0 : -rc;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static bool same_listeners(const rw_config *a, const rw_config *b)
 {
     if (a->nlisten != b->nlisten)
@@ -212,6 +208,68 @@ int rw__control_reload(rw_control_opts *o, char *msg, size_t msglen)
     return 0;
 }
 
+/* The stages of a shutdown, driven by rw_control_run. */
+typedef struct shutdown {
+    int stage;            /* enum rw_admin_state */
+    uint64_t delay_end;   /* RW_ADMIN_SHUTTING: when the listeners close */
+    uint64_t deadline;    /* RW_ADMIN_DRAINING: when what is left gets cut */
+} shutdown_t;
+
+static void start_drain(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, uint64_t now)
+{
+    sd->stage = RW_ADMIN_DRAINING;
+    admin->state = RW_ADMIN_DRAINING;
+    sd->deadline = now + o->snap->cfg->drain_timeout_ms;
+    rw_log_info("draining: listeners closed, in-flight requests have up to %u ms", o->snap->cfg->drain_timeout_ms);
+    rw_server_drain(o->server);
+}
+
+static void on_stop_signal(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, int signo, uint64_t now)
+{
+    const char *name = signo == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (sd->stage == RW_ADMIN_DRAINING) {
+        rw_log_warn("%s during the drain: exiting now", name);
+        sd->deadline = now;
+        return;
+    }
+    rw_server_set_unready(o->server); /* /ready answers 503 from here on */
+    uint32_t delay = o->snap->cfg->shutdown_delay_ms;
+    if (sd->stage == RW_ADMIN_SHUTTING) {
+        rw_log_info("%s during the shutdown delay: draining now", name);
+        start_drain(o, sd, admin, now);
+        return;
+    }
+    if (delay > 0) {
+        sd->stage = RW_ADMIN_SHUTTING;
+        admin->state = RW_ADMIN_SHUTTING;
+        sd->delay_end = now + delay;
+        rw_log_info("%s: /ready answers 503; still serving for the shutdown delay (%u ms), then draining", name,
+                    delay);
+        return;
+    }
+    rw_log_info("%s: shutting down", name);
+    start_drain(o, sd, admin, now);
+}
+
+/* The drain deadline passed: cut what is left and say what was cut. */
+static int cut_and_exit(rw_control_opts *o)
+{
+    rw_server_force(o->server);
+    uint64_t until = rw_mono_ms() + 2000;
+    while (!rw_server_drained(o->server) && rw_mono_ms() < until)
+        poll(NULL, 0, 10);
+    rw_worker_stats st;
+    rw_server_stats(o->server, &st);
+    if (st.cut_requests > 0) {
+        rw_log_warn("drain timeout: %llu requests were still in flight and were cut (%llu WebSocket tunnels closed)",
+                     (unsigned long long)st.cut_requests, (unsigned long long)st.cut_tunnels);
+        return RW_EXIT_DRAIN_CUT;
+    }
+    rw_log_warn("drain timeout: closed %llu WebSocket tunnels; no request was in flight",
+                (unsigned long long)st.cut_tunnels);
+    return 0;
+}
+
 int rw_control_run(rw_control_opts *o)
 {
     sigset_t set;
@@ -224,42 +282,47 @@ int rw_control_run(rw_control_opts *o)
         rw_log_error("signalfd: %s", strerror(errno));
         return 1;
     }
-    rw_admin admin;
+    static rw_admin admin; /* big (its connections' buffers): not on the stack */
     rw__admin_init(&admin, o, o->admin_fd);
-    bool draining = false;
-    uint64_t drain_deadline = 0;
+    shutdown_t sd = {.stage = RW_ADMIN_RUNNING};
     int status = 0;
+    struct pollfd pfd[1 + 1 + RW_ADMIN_MAX_CONNS];
     for (;;) {
-        struct pollfd pfd[2] = {{.fd = sfd, .events = POLLIN}, {.fd = draining ? -1 : o->admin_fd, .events = POLLIN}};
-        int n = poll(pfd, 2, draining ? 50 : 1000);
+        uint64_t now = rw_mono_ms();
+        pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
+        int nadmin = rw__admin_pollfds(&admin, pfd + 1, (int)RW_ARRAY_LEN(pfd) - 1);
+        /* Wake for the next admin deadline, the end of the shutdown delay,
+         * drain progress, and otherwise once a second (collector, health). */
+        int timeout = sd.stage == RW_ADMIN_DRAINING ? 50 : 1000;
+        if (sd.stage == RW_ADMIN_SHUTTING)
+            timeout = (int)RW_MIN((uint64_t)timeout, sd.delay_end > now ? sd.delay_end - now : 0);
+        int at = rw__admin_next_timeout(&admin, now);
+        if (at >= 0 && at < timeout)
+            timeout = at;
+        int n = poll(pfd, (nfds_t)(1 + nadmin), timeout);
         if (n == -1 && errno != EINTR) {
             rw_log_error("poll: %s", strerror(errno));
             status = 1;
             break;
         }
+        now = rw_mono_ms();
         if (n > 0 && (pfd[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGHUP && !draining) {
+                if (si.ssi_signo == SIGHUP) {
+                    if (sd.stage != RW_ADMIN_RUNNING) {
+                        rw_log_info("SIGHUP while shutting down: not reloading");
+                        continue;
+                    }
                     char msg[1280];
                     rw_log_info("SIGHUP: reloading configuration");
                     rw__control_reload(o, msg, sizeof(msg));
                 } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-                    if (draining) {
-                        rw_log_warn("second stop signal: exiting now");
-                        drain_deadline = 0;
-                    } else {
-                        draining = true;
-                        drain_deadline = mono_ms() + o->snap->cfg->drain_timeout_ms;
-                        rw_log_info("%s: draining (up to %u ms)", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
-                                    o->snap->cfg->drain_timeout_ms);
-                        rw_server_drain(o->server);
-                    }
+                    on_stop_signal(o, &sd, &admin, (int)si.ssi_signo, now);
                 }
             }
         }
-        if (!draining && n > 0 && (pfd[1].revents & POLLIN))
-            rw__admin_accept(&admin);
+        rw__admin_events(&admin, pfd + 1, n > 0 ? nadmin : 0, now);
         rw_filters_gc(); /* configs and tables the workers have let go of */
         retire_sync_tick(false);
         if (rw_server_failed(o->server)) {
@@ -267,17 +330,20 @@ int rw_control_run(rw_control_opts *o)
             status = 1;
             break;
         }
-        if (draining) {
+        if (sd.stage == RW_ADMIN_SHUTTING && now >= sd.delay_end)
+            start_drain(o, &sd, &admin, now);
+        if (sd.stage == RW_ADMIN_DRAINING) {
             if (rw_server_drained(o->server)) {
                 rw_log_info("drained: all connections finished");
                 break;
             }
-            if (mono_ms() >= drain_deadline) {
-                rw_log_warn("drain timeout: closing the remaining connections");
+            if (now >= sd.deadline) {
+                status = cut_and_exit(o);
                 break;
             }
         }
     }
+    rw__admin_close_all(&admin);
     close(sfd);
     return status;
 }

@@ -31,6 +31,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "ringway/common.h"
 #include "ringway/fetch.h"
 
 #define FETCH_MAX_HOST 255       /* DNS names are at most 253 characters */
@@ -76,13 +77,6 @@ typedef struct body {
     char *p;
     size_t len, cap, max;
 } body;
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* strerror with a lower-case first letter, to sit inside a sentence. */
 static void errno_text(int e, char *buf, size_t len)
@@ -206,7 +200,7 @@ static int parse_url(const char *s, url *u, char *err, size_t errlen)
 static int wait_fd(conn *c, short events)
 {
     for (;;) {
-        uint64_t now = mono_ms();
+        uint64_t now = rw_mono_ms();
         if (now >= c->deadline_ms)
             break;
         uint64_t left = c->deadline_ms - now;
@@ -790,7 +784,7 @@ int rw_fetch_url(const char *url_s, const char *ca_file, uint32_t timeout_ms, si
     bool pipe_was_pending = sigismember(&pending, SIGPIPE) == 1;
 
     int rc = -1;
-    conn c = {.fd = -1, .deadline_ms = mono_ms() + timeout_ms, .timeout_ms = timeout_ms, .err = err,
+    conn c = {.fd = -1, .deadline_ms = rw_mono_ms() + timeout_ms, .timeout_ms = timeout_ms, .err = err,
               .errlen = errlen};
     reader r = {.c = &c};
     body b = {.max = max_bytes};

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ringway/common.h"
 #include "ringway/fetch.h"
 #include "ringway/jwks.h"
 #include "ringway/log.h"
@@ -101,13 +102,6 @@ static void reg_init(void)
     pthread_condattr_destroy(&a);
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
     return a < b ? a : b;
@@ -148,7 +142,7 @@ static void retire(rw_jwks *j, rw_jwt_keyset *ks)
     if (r != NULL) {
         r->next = NULL;
         r->ks = ks;
-        r->at_ms = mono_ms();
+        r->at_ms = rw_mono_ms();
         *j->retired_tail = r;
         j->retired_tail = &r->next;
     }
@@ -352,13 +346,13 @@ static uint64_t refresh_url(rw_jwks *j, uint64_t now)
     char err[512];
     rw_jwt_keyset *ks;
     if (load_url(j, &ks, err, sizeof(err)) != 0)
-        return url_failed(j, mono_ms(), err);
+        return url_failed(j, rw_mono_ms(), err);
     note_success(j);
     j->ever_ok = true;
     j->backoff_ms = (uint32_t)min_u64(FIRST_RETRY_MS, j->refresh_ms);
     publish(j, ks);
     (void)now;
-    return mono_ms() + j->refresh_ms;
+    return rw_mono_ms() + j->refresh_ms;
 }
 
 /* ---- the refresher thread ---- */
@@ -369,7 +363,7 @@ static void *refresher(void *arg)
     rw_log_set_thread(-1);
     pthread_mutex_lock(&reg.lock);
     while (!reg.stopping) {
-        uint64_t now = mono_ms();
+        uint64_t now = rw_mono_ms();
         uint64_t wake = now + IDLE_WAKE_MS;
         rw_jwks *due = NULL;
         retired *dead = NULL;
@@ -483,7 +477,7 @@ rw_jwks *rw_jwks_new(const rw_jwks_opts *o, char *err, size_t errlen)
 
     rw_jwt_keyset *ks = NULL;
     char why[512];
-    uint64_t now = mono_ms();
+    uint64_t now = rw_mono_ms();
     if (j->file != NULL) {
         bool read_ok;
         if (load_file(j, &ks, &read_ok, why, sizeof(why)) != 0) {
@@ -493,7 +487,7 @@ rw_jwks *rw_jwks_new(const rw_jwks_opts *o, char *err, size_t errlen)
         j->next_ms = now + FILE_CHECK_MS;
     } else if (load_url(j, &ks, why, sizeof(why)) == 0) {
         j->ever_ok = true;
-        j->next_ms = mono_ms() + j->refresh_ms;
+        j->next_ms = rw_mono_ms() + j->refresh_ms;
     } else {
         ks = rw_jwt_keyset_new();
         if (ks == NULL || (j->base != NULL && rw_jwt_keyset_add_all(ks, j->base) != 0)) {
@@ -505,7 +499,7 @@ rw_jwks *rw_jwks_new(const rw_jwks_opts *o, char *err, size_t errlen)
         snprintf(j->last_fail, sizeof(j->last_fail), "%s", why);
         rw_log_warn("jwks %s: initial fetch failed, starting with the static keys only (retrying every %u ms): %s",
                     j->url, j->backoff_ms, why);
-        j->next_ms = mono_ms() + j->backoff_ms;
+        j->next_ms = rw_mono_ms() + j->backoff_ms;
     }
     atomic_store_explicit(&j->current, ks, memory_order_release);
 

@@ -338,6 +338,27 @@ const rw_loop_backend_ops rw__loop_uring_ops = {
 
 static bool uring_ok;
 
+/* Setting a ring up proves little: a seccomp profile may allow
+ * io_uring_setup and register but refuse io_uring_enter (or the kernel may
+ * disable submission), and then every worker would fail on its first turn.
+ * Submit one NOP and reap its completion, as a worker will. */
+static bool probe_enter(struct io_uring *ring)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (sqe == NULL)
+        return false;
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, 0x5157);
+    if (io_uring_submit_and_wait(ring, 1) != 1)
+        return false;
+    struct io_uring_cqe *cqe = NULL;
+    if (io_uring_peek_cqe(ring, &cqe) != 0 || cqe == NULL)
+        return false;
+    bool ok = cqe->res == 0 && io_uring_cqe_get_data64(cqe) == 0x5157;
+    io_uring_cqe_seen(ring, cqe);
+    return ok;
+}
+
 static void probe_uring(void)
 {
     struct io_uring ring;
@@ -362,7 +383,7 @@ static void probe_uring(void)
             reg.ring_entries = 8;
             reg.bgid = 0;
             if (io_uring_register_buf_ring(&ring, &reg, 0) == 0) {
-                uring_ok = true;
+                uring_ok = probe_enter(&ring);
                 io_uring_unregister_buf_ring(&ring, 0);
             }
             munmap(mem, 4096);

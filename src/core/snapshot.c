@@ -11,46 +11,50 @@
 static int canned_build(rw_canned *cn, int status, const rw_kv *headers, size_t nheaders,
                         const char *body, size_t body_len)
 {
-    size_t head_cap = 256 + body_len;
+    size_t cap = 256 + body_len;
     for (size_t i = 0; i < nheaders; i++)
-        head_cap += strlen(headers[i].name) + strlen(headers[i].value) + 4;
-    char *ka = malloc(head_cap);
-    char *cl = malloc(head_cap + 32);
-    if (ka == NULL || cl == NULL) {
-        free(ka);
-        free(cl);
+        cap += strlen(headers[i].name) + strlen(headers[i].value) + 4;
+    char *head = malloc(cap);
+    if (head == NULL)
         return -ENOMEM;
-    }
-    size_t n = (size_t)snprintf(ka, head_cap, "HTTP/1.1 %d %s\r\n", status, rw_http_reason(status));
+    size_t n = (size_t)snprintf(head, cap, "HTTP/1.1 %d %s\r\n", status, rw_http_reason(status));
     bool has_ct = false;
     for (size_t i = 0; i < nheaders; i++) {
-        n += (size_t)snprintf(ka + n, head_cap - n, "%s: %s\r\n", headers[i].name, headers[i].value);
+        n += (size_t)snprintf(head + n, cap - n, "%s: %s\r\n", headers[i].name, headers[i].value);
         if (strcasecmp(headers[i].name, "content-type") == 0)
             has_ct = true;
     }
     if (!has_ct && body_len > 0)
-        n += (size_t)snprintf(ka + n, head_cap - n, "Content-Type: text/plain\r\n");
-    n += (size_t)snprintf(ka + n, head_cap - n, "Content-Length: %zu\r\n", body_len);
-    /* The close variant is the same head plus one header. */
-    memcpy(cl, ka, n);
-    size_t m = n + (size_t)sprintf(cl + n, "Connection: close\r\n\r\n");
-    memcpy(ka + n, "\r\n", 2);
-    n += 2;
-    cn->keepalive_head_len = (uint32_t)n;
-    cn->close_head_len = (uint32_t)m;
-    memcpy(ka + n, body, body_len);
-    memcpy(cl + m, body, body_len);
-    cn->keepalive = ka;
-    cn->keepalive_len = (uint32_t)(n + body_len);
-    cn->close = cl;
-    cn->close_len = (uint32_t)(m + body_len);
+        n += (size_t)snprintf(head + n, cap - n, "Content-Type: text/plain\r\n");
+    n += (size_t)snprintf(head + n, cap - n, "Content-Length: %zu\r\n", body_len);
+    cn->status = status;
+    /* Each persistence mode: the same head plus its Connection line. */
+    for (int m = 0; m < RW_PERSIST__COUNT; m++) {
+        rw_str line = rw_http_persist_line(m);
+        size_t hl = n + line.len + 2;
+        char *t = malloc(hl + body_len);
+        if (t == NULL) {
+            free(head);
+            return -ENOMEM;
+        }
+        memcpy(t, head, n);
+        memcpy(t + n, line.p, line.len);
+        memcpy(t + n + line.len, "\r\n", 2);
+        memcpy(t + hl, body, body_len);
+        cn->text[m] = t;
+        cn->head_len[m] = (uint32_t)hl;
+        cn->len[m] = (uint32_t)(hl + body_len);
+    }
+    free(head);
     return 0;
 }
 
 static void canned_free(rw_canned *cn)
 {
-    free(cn->keepalive);
-    free(cn->close);
+    for (int m = 0; m < RW_PERSIST__COUNT; m++) {
+        free(cn->text[m]);
+        cn->text[m] = NULL;
+    }
 }
 
 rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, size_t errlen)
@@ -81,8 +85,10 @@ rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, siz
                                  {(char *)"Cache-Control", (char *)"no-store"}};
     static const char ok[] = "{\"status\":\"ok\"}\n";
     static const char starting[] = "{\"status\":\"starting\"}\n";
+    static const char stopping[] = "{\"status\":\"shutting_down\"}\n";
     if (canned_build(&s->health, 200, json, 2, ok, sizeof(ok) - 1) != 0 ||
-        canned_build(&s->not_ready, 503, json, 2, starting, sizeof(starting) - 1) != 0)
+        canned_build(&s->not_ready, 503, json, 2, starting, sizeof(starting) - 1) != 0 ||
+        canned_build(&s->stopping, 503, json, 2, stopping, sizeof(stopping) - 1) != 0)
         goto fail_oom;
     rw_http_limits_default(&s->limits);
     s->limits.max_header_bytes = cfg->http.max_header_bytes;
@@ -104,6 +110,7 @@ fail:
     }
     canned_free(&s->health);
     canned_free(&s->not_ready);
+    canned_free(&s->stopping);
     rw_router_free(s->router);
     free(s);
     return NULL;
@@ -123,6 +130,7 @@ void rw_snapshot_unref(rw_snapshot *s)
     free(s->canned);
     canned_free(&s->health);
     canned_free(&s->not_ready);
+    canned_free(&s->stopping);
     rw_router_free(s->router);
     rw_filters_release(s->filters, s->cfg); /* freed with the config by the control thread */
     free(s);

@@ -17,6 +17,8 @@ struct rw_server {
     rw_worker *workers;
     int nworkers;
     bool started;
+    atomic_bool unready;      /* shutting down: /ready answers 503 (control thread writes) */
+    _Atomic uint32_t nconns;  /* client connections of all workers, against opts.max_conns */
 };
 
 static void worker_adopt(rw_worker *w, rw_snapshot *snap)
@@ -92,13 +94,52 @@ static void accept_retry_cb(rw_timer *t)
     }
 }
 
+/* Takes one of the process's max_conns slots; false when all are taken. One
+ * atomic counter for every worker (once per connection, not per request), so
+ * the cap is exact whatever the worker count. */
+static bool conn_slot_take(rw_server *s)
+{
+    uint32_t n = atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed);
+    if (n < s->opts.max_conns)
+        return true;
+    atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+    return false;
+}
+
+void rw__worker_conn_closed(rw_worker *w)
+{
+    w->nconns--;
+    w->stats.active_conns--;
+    atomic_fetch_sub_explicit(&w->server->nconns, 1, memory_order_relaxed);
+}
+
+/* Refuses a new connection over max_conns: closed at once (a client learns
+ * quickly rather than waiting in a queue), counted, and logged at most once
+ * a second per worker. */
+static void refuse_max_conns(rw_worker *w, int fd)
+{
+    close(fd);
+    w->stats.conns_rejected_max++;
+    uint64_t now = rw_loop_now(w->loop);
+    if (w->reject_logged_ms == 0 || now - w->reject_logged_ms >= 1000) {
+        rw_log_warn("connection refused: max_conns %u reached (%llu refused so far by this worker)",
+                    w->server->opts.max_conns, (unsigned long long)w->stats.conns_rejected_max);
+        w->reject_logged_ms = now;
+    }
+}
+
 static void on_accept(rw_op *op, int res)
 {
     rw_worker *w = op->data;
     if (res >= 0) {
-        if (w->draining || w->nconns >= w->max_conns) {
-            close(res); /* over the cap: refuse quickly rather than queue */
+        if (w->draining) {
+            close(res);
+        } else if (!conn_slot_take(w->server)) {
+            refuse_max_conns(w, res);
         } else {
+            w->nconns++;
+            w->stats.accepted++;
+            w->stats.active_conns++;
             rw__conn_accepted(w, res);
         }
         if (op->flags & RW_OPF_MORE)
@@ -188,9 +229,6 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
     w->cpu = cpu;
     w->wake_fd = -1;
     w->nlisten = s->opts.nlisten;
-    w->max_conns = s->opts.max_conns / (uint32_t)s->nworkers;
-    if (w->max_conns == 0)
-        w->max_conns = 1;
     /* Never smaller than a loop buffer: a partial head moves from one into it. */
     w->hbuf_cap = (uint32_t)RW_MAX(snap->cfg->http.max_header_bytes + 2048, 32768);
     rw_timer_init(&w->accept_retry, accept_retry_cb);
@@ -369,10 +407,36 @@ bool rw_server_failed(rw_server *s)
 
 bool rw_server_ready(rw_server *s)
 {
+    if (atomic_load_explicit(&s->unready, memory_order_acquire))
+        return false;
     for (int i = 0; i < s->nworkers; i++)
         if (!atomic_load_explicit(&s->workers[i].running, memory_order_acquire))
             return false;
     return true;
+}
+
+void rw_server_set_unready(rw_server *s)
+{
+    atomic_store_explicit(&s->unready, true, memory_order_release);
+}
+
+bool rw_server_shutting(rw_server *s)
+{
+    return atomic_load_explicit(&s->unready, memory_order_acquire);
+}
+
+void rw_server_force(rw_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        atomic_store_explicit(&s->workers[i].drain, true, memory_order_release);
+        atomic_store_explicit(&s->workers[i].force, true, memory_order_release);
+        wake(&s->workers[i]);
+    }
+}
+
+int rw_server_backend(const rw_server *s)
+{
+    return s->opts.backend;
 }
 
 void rw_server_set_seed(rw_server *s, uint64_t seed)
@@ -419,11 +483,7 @@ void rw_server_free(rw_server *s)
     if (s == NULL)
         return;
     if (s->started) {
-        for (int i = 0; i < s->nworkers; i++) {
-            atomic_store_explicit(&s->workers[i].drain, true, memory_order_release);
-            atomic_store_explicit(&s->workers[i].force, true, memory_order_release);
-            wake(&s->workers[i]);
-        }
+        rw_server_force(s);
         for (int i = 0; i < s->nworkers; i++)
             pthread_join(s->workers[i].thread, NULL);
     }

@@ -77,7 +77,7 @@ struct rw_worker {
     rw_wstate *retiring;  /* older states with users left */
     uint32_t nconns;      /* client connections */
     uint32_t nupconns;    /* upstream connections */
-    uint32_t max_conns;
+    uint64_t reject_logged_ms; /* last "max_conns reached" log line */
     uint64_t reqid_seed;
     rw_worker_stats stats;
     uint64_t reqid_counter;
@@ -154,7 +154,7 @@ struct rw_upconn {
     rw_input in;
     rw_input held;        /* a client's input a pending upstream send still reads */
     rw_exchange *ex;
-    struct iovec iov[2];  /* rw__upconn_send takes at most 2 */
+    struct iovec iov[3];  /* rw__upconn_send takes at most 3: head, body, end of a chunked body */
     int iovcnt;
     rw_upconn *next, *prev; /* idle list */
 };
@@ -222,7 +222,9 @@ struct rw_exchange {
     rw_exchange *next;    /* free list */
 };
 
-/* proxy.c */
+/* worker.c: a client connection closed (gives back its max_conns slot). */
+void rw__worker_conn_closed(rw_worker *w);
+/* proxy.c: takes over an accepted client connection (already counted). */
 void rw__conn_accepted(rw_worker *w, int fd);
 void rw__worker_close_idle(rw_worker *w);
 void rw__worker_close_all(rw_worker *w);

@@ -81,18 +81,20 @@ void rw_chunked_init(rw_chunked *c)
     c->trailer_bytes = 0;
 }
 
-ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done)
+/* The scanner; *keep (when wanted) gets how many of the scanned bytes come
+ * before the trailer section. */
+static ssize_t scan(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep)
 {
-    bool unused;
-    if (!done)
-        done = &unused;
     *done = false;
     if (c->state == CS_DONE) {
         *done = true;
+        *keep = 0;
         return 0;
     }
     if (c->state == CS_ERROR)
         return -1;
+    /* Until the last-chunk line ends, every byte is kept. */
+    *keep = c->state >= CS_TR_START ? 0 : SIZE_MAX;
 
     size_t i = 0;
     while (i < len) {
@@ -211,6 +213,8 @@ ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done)
                 goto fail;
             c->line_len = 0;
             c->state = c->remaining ? CS_DATA : CS_TR_START;
+            if (c->state == CS_TR_START)
+                *keep = i; /* the trailer section starts after this LF */
             break;
         case CS_DATA_CR:
             if (ch != '\r')
@@ -254,14 +258,30 @@ ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done)
                 goto fail;
             c->state = CS_DONE;
             *done = true;
+            if (*keep > i)
+                *keep = i;
             return (ssize_t)i;
         default:
             goto fail;
         }
     }
+    if (*keep > len)
+        *keep = len;
     return (ssize_t)len;
 
 fail:
     c->state = CS_ERROR;
     return -1;
+}
+
+ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done)
+{
+    bool unused;
+    size_t keep;
+    return scan(c, buf, len, done != NULL ? done : &unused, &keep);
+}
+
+ssize_t rw_chunked_scan_drop_trailers(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep)
+{
+    return scan(c, buf, len, done, keep);
 }

@@ -1,5 +1,6 @@
 /* status.c - standard reason phrases (RFC 9110 section 15, plus RFC 6585 and
- * a few registered extras). The returned strings are static. */
+ * a few registered extras) and the Connection line of each persistence mode.
+ * The returned strings are static. */
 #include "ringway/http.h"
 
 const char *rw_http_reason(int status)
@@ -70,4 +71,16 @@ const char *rw_http_reason(int status)
     default: return "Unknown";
     }
     /* clang-format on */
+}
+
+rw_str rw_http_persist_line(int mode)
+{
+    switch (mode) {
+    case RW_PERSIST_KEEP_10:
+        return RW_STR("Connection: keep-alive\r\n");
+    case RW_PERSIST_CLOSE:
+        return RW_STR("Connection: close\r\n");
+    default:
+        return RW_STR("");
+    }
 }

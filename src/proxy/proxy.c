@@ -203,8 +203,7 @@ static void c_maybe_free(rw_conn *c)
         w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    w->nconns--;
-    w->stats.active_conns--;
+    rw__worker_conn_closed(w);
     c->next = w->free_conns;
     w->free_conns = c;
 }
@@ -304,21 +303,29 @@ static void on_c_write(rw_op *op, int res)
 
 /* ---- responses produced by ringway itself ---- */
 
+/* The persistence of the response to ex (the one rule, rw_http_persist):
+ * marks the connection to close when the response says so. */
+static int ex_persist(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    int mode = rw_http_persist(ex->keep_alive && !c->close_after && !c->w->draining, ex->minor);
+    if (mode == RW_PERSIST_CLOSE)
+        c->close_after = true;
+    return mode;
+}
+
 static void send_canned(rw_exchange *ex, const rw_canned *cn)
 {
     rw_conn *c = ex->c;
-    bool close = c->close_after || !ex->keep_alive;
-    bool head = ex->method == RW_METHOD_HEAD;
+    int mode = ex_persist(ex);
     struct iovec iov;
-    iov.iov_base = close ? cn->close : cn->keepalive;
-    iov.iov_len = close ? (head ? cn->close_head_len : cn->close_len)
-                        : (head ? cn->keepalive_head_len : cn->keepalive_len);
-    if (close)
-        c->close_after = true;
+    iov.iov_base = cn->text[mode];
+    iov.iov_len = ex->method == RW_METHOD_HEAD ? cn->head_len[mode] : cn->len[mode];
     ex->resp_head_sent = true;
     ex->resp_done = true;
     ex->req_done = ex->req_body == RW_BODY_NONE;
-    count_status(c->w, atoi(cn->keepalive + 9));
+    ex->status = cn->status;
+    count_status(c->w, cn->status);
     c->sending = SENT_FINAL;
     c_send(c, &iov, 1);
 }
@@ -355,17 +362,17 @@ static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const 
     if (!ex->req_done && ex->req_body != RW_BODY_NONE)
         c->close_after = true;
     if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
-        status == 501 || status == 505 || !ex->keep_alive)
+        status == 501 || status == 505)
         c->close_after = true;
+    rw_str conn = rw_http_persist_line(ex_persist(ex));
     char body[256];
     int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%.*s\"}\n", msg,
                         status, (int)ex->reqid_len, ex->reqid);
     int n = snprintf(ex->errbuf, sizeof(ex->errbuf),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Cache-Control: no-store\r\nX-Request-Id: %.*s\r\n%.*s%s\r\n%s",
+                     "Cache-Control: no-store\r\nX-Request-Id: %.*s\r\n%.*s%.*s\r\n%s",
                      status, rw_http_reason(status), blen, (int)ex->reqid_len, ex->reqid, (int)extra_len,
-                     extra ? extra : "", c->close_after ? "Connection: close\r\n" : "",
-                     ex->method == RW_METHOD_HEAD ? "" : body);
+                     extra ? extra : "", (int)conn.len, conn.p, ex->method == RW_METHOD_HEAD ? "" : body);
     if (n < 0 || n >= (int)sizeof(ex->errbuf))
         n = (int)sizeof(ex->errbuf) - 1;
     ex->resp_head_sent = true;
@@ -837,8 +844,9 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     }
     if (plen == 6 && memcmp(path, "/ready", 6) == 0 && (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        send_canned(ex, w->draining ? &snap->not_ready
-                       : rw_server_ready(w->server) ? &snap->health : &snap->not_ready);
+        send_canned(ex, w->draining || rw_server_shutting(w->server) ? &snap->stopping
+                       : rw_server_ready(w->server)                     ? &snap->health
+                                                                        : &snap->not_ready);
         return;
     }
     rw_str host = rq->host;
@@ -935,9 +943,14 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
 }
 
 /* How many of the available input bytes belong to the request body; updates
- * the body state. Returns -1 for malformed chunked framing. */
-static ssize_t req_body_portion(rw_exchange *ex, const char *p, size_t avail)
+ * the body state. *fwd gets how many of them go upstream: a chunked body's
+ * trailer section is dropped (an upstream that merges trailers into headers
+ * would otherwise trust fields the client made up: framing, Host, identity);
+ * its end is written by the caller once req_done. Returns -1 for malformed
+ * chunked framing. */
+static ssize_t req_body_portion(rw_exchange *ex, const char *p, size_t avail, size_t *fwd)
 {
+    *fwd = 0;
     if (ex->req_done || avail == 0)
         return 0;
     if (ex->req_body == RW_BODY_LENGTH) {
@@ -946,10 +959,11 @@ static ssize_t req_body_portion(rw_exchange *ex, const char *p, size_t avail)
         ex->req_total += n;
         if (ex->req_left == 0)
             ex->req_done = true;
+        *fwd = n;
         return (ssize_t)n;
     }
     bool done = false;
-    ssize_t n = rw_chunked_scan(&ex->req_chunk, p, avail, &done);
+    ssize_t n = rw_chunked_scan_drop_trailers(&ex->req_chunk, p, avail, &done, fwd);
     if (n < 0)
         return -1;
     ex->req_total += (uint64_t)n;
@@ -962,7 +976,7 @@ static ssize_t req_body_portion(rw_exchange *ex, const char *p, size_t avail)
 static void ex_send_body_piece(rw_exchange *ex, bool with_head)
 {
     rw_conn *c = ex->c;
-    struct iovec iov[2];
+    struct iovec iov[3];
     int n = 0;
     if (with_head) {
         iov[n].iov_base = ex->out;
@@ -970,7 +984,9 @@ static void ex_send_body_piece(rw_exchange *ex, bool with_head)
         n++;
     }
     uint32_t avail = c->in.len - c->in.off;
-    ssize_t body = req_body_portion(ex, c->in.data + c->in.off, avail);
+    bool was_done = ex->req_done;
+    size_t fwd;
+    ssize_t body = req_body_portion(ex, c->in.data + c->in.off, avail, &fwd);
     if (body < 0) {
         ex_send_error(ex, 400, "bad chunked request body");
         return;
@@ -980,15 +996,21 @@ static void ex_send_body_piece(rw_exchange *ex, bool with_head)
         ex_send_error(ex, 413, "content too large");
         return;
     }
-    if (body > 0) {
+    if (fwd > 0) {
         iov[n].iov_base = c->in.data + c->in.off;
-        iov[n].iov_len = (size_t)body;
+        iov[n].iov_len = fwd;
+        n++;
+    }
+    if (!was_done && ex->req_done && ex->req_body == RW_BODY_CHUNKED) {
+        static char crlf[] = "\r\n"; /* the end of a chunked body, its trailers dropped */
+        iov[n].iov_base = crlf;
+        iov[n].iov_len = 2;
         n++;
     }
     rw_upconn *u = ex->up;
     ex->req_inflight = (uint32_t)body; /* consumed when the send completes */
     ex->req_held = false;
-    if (body > 0 && (uint32_t)body == avail && u->held.data == NULL && !ex->req_done) {
+    if (fwd > 0 && (uint32_t)body == avail && u->held.data == NULL && !ex->req_done) {
         /* The send takes every buffered byte: it owns the buffer until it
          * completes, and the client's next bytes are read into a fresh one
          * meanwhile, so a body streams without stopping at every buffer. */
@@ -1202,12 +1224,9 @@ static bool build_response_head(rw_exchange *ex)
         ex->out_len = o.len;
         return o.ok;
     }
-    if (ex->resp_body == RW_BODY_UNTIL_CLOSE || !ex->req_done || !ex->keep_alive)
+    if (ex->resp_body == RW_BODY_UNTIL_CLOSE || !ex->req_done)
         c->close_after = true;
-    if (c->close_after)
-        OUT_LIT(&o, "Connection: close\r\n");
-    else if (ex->minor == 0)
-        OUT_LIT(&o, "Connection: keep-alive\r\n");
+    OUT_STR(&o, rw_http_persist_line(ex_persist(ex)));
     OUT_LIT(&o, "\r\n");
     ex->out_len = o.len;
     return o.ok;
@@ -1290,6 +1309,18 @@ static size_t dechunk_inplace(rw_exchange *ex, char *p, size_t n)
     return out;
 }
 
+/* The whole response has arrived from the upstream: no upstream deadline
+ * applies any more (sending it to the client has its own). Without this, a
+ * first-byte or total timer armed earlier could fire while the last bytes
+ * are on their way to the client, which would then get the response and
+ * have it counted (and logged) as an upstream timeout. */
+static void ex_resp_received(rw_exchange *ex)
+{
+    if (ex->up != NULL)
+        rw__upconn_timeout(ex->up, 0);
+    rw_timer_cancel(timers(ex->c->w), &ex->total_timer);
+}
+
 /* Sends what the upstream input holds of the response to the client:
  * the head first (once), then body bytes. */
 static void ex_forward_response(rw_exchange *ex)
@@ -1349,6 +1380,8 @@ static void ex_forward_response(rw_exchange *ex)
         c_close(c);
         return;
     }
+    if (ex->resp_done)
+        ex_resp_received(ex);
     if (body > 0 && ex->method != RW_METHOD_HEAD) {
         size_t len = ex->dechunk ? dechunk_inplace(ex, u->in.data + u->in.off, (size_t)body) : (size_t)body;
         if (len > 0) {
@@ -1365,6 +1398,7 @@ static void ex_forward_response(rw_exchange *ex)
             ex_finish(ex);
             return;
         }
+        rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms); /* waiting on the upstream */
         rw__upconn_recv(u);
         return;
     }
@@ -1381,7 +1415,10 @@ static void ex_forward_response(rw_exchange *ex)
     c->sending = SENT_RESPONSE;
     c_send(c, iov, n);
     if (!ex->resp_done) {
-        rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms);
+        /* The upstream's clock runs only while we wait for its bytes: reading
+         * ahead, yes; waiting for a slow client to take this piece, no (the
+         * client's send timeout covers that). */
+        rw__upconn_timeout(u, ex->resp_held ? ex->svc_cfg->first_byte_timeout_ms : 0);
         if (ex->resp_held)
             rw__upconn_recv(u);
     }
@@ -1408,6 +1445,7 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
     if (res <= 0) {
         if (ex->resp_head_done && ex->resp_body == RW_BODY_UNTIL_CLOSE && res == 0) {
             ex->resp_done = true;
+            ex_resp_received(ex);
             if (!(c->wr.flags & RW_OPF_PENDING))
                 ex_forward_response(ex);
             return;
@@ -1426,6 +1464,8 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
     if (ex->resp_head_done) {
         if (!(c->wr.flags & RW_OPF_PENDING))
             ex_forward_response(ex);
+        else
+            rw__upconn_timeout(u, 0); /* the bytes are in: now we wait for the client */
         return;
     }
     for (;;) {
@@ -1607,6 +1647,7 @@ void rw__conn_accepted(rw_worker *w, int fd)
     rw_conn *c = conn_get(w);
     if (c == NULL) {
         close(fd);
+        rw__worker_conn_closed(w);
         return;
     }
     memset(c, 0, sizeof(*c));
@@ -1628,9 +1669,6 @@ void rw__conn_accepted(rw_worker *w, int fd)
     if (w->conns != NULL)
         w->conns->prev = c;
     w->conns = c;
-    w->nconns++;
-    w->stats.accepted++;
-    w->stats.active_conns++;
     c_timer(c, cfg_of(w)->http.client_header_timeout_ms);
     c_read_head(c);
 }
@@ -1654,6 +1692,12 @@ void rw__worker_close_all(rw_worker *w)
     rw_conn *c = w->conns;
     while (c != NULL) {
         rw_conn *next = c->next;
+        if (c->state == RW_C_BUSY && c->ex != NULL) {
+            if (c->ex->tunnel)
+                w->stats.cut_tunnels++;
+            else
+                w->stats.cut_requests++;
+        }
         c_close(c);
         c = next;
     }

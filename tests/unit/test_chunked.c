@@ -375,3 +375,68 @@ Test(chunked, size_across_calls)
     cr_assert_eq(rw_chunked_scan(&c, "\n", 1, &done), 1);
     cr_expect_eq(c.remaining, 16);
 }
+
+/* ---- rw_chunked_scan_drop_trailers: what a forwarder keeps ---- */
+
+/* Feeds raw split at every point into two pieces and returns what would be
+ * forwarded (kept bytes, plus "\r\n" once done). */
+static char *forwarded(const char *raw, size_t cut)
+{
+    size_t n = strlen(raw);
+    char *out = calloc(1, n + 3);
+    cr_assert_not_null(out);
+    size_t olen = 0;
+    rw_chunked c;
+    rw_chunked_init(&c);
+    const size_t ends[2] = {cut, n};
+    size_t off = 0;
+    bool done = false;
+    for (int i = 0; i < 2 && !done; i++) {
+        size_t keep = 99;
+        ssize_t rc = rw_chunked_scan_drop_trailers(&c, raw + off, ends[i] - off, &done, &keep);
+        cr_assert_geq(rc, 0, "%s cut at %zu", raw, cut);
+        cr_assert_leq(keep, (size_t)rc, "keep past the scanned bytes");
+        memcpy(out + olen, raw + off, keep);
+        olen += keep;
+        off += (size_t)rc;
+    }
+    cr_assert(done, "%s cut at %zu: not done", raw, cut);
+    memcpy(out + olen, "\r\n", 2);
+    return out;
+}
+
+Test(chunked, drop_trailers_keeps_data_and_ends_cleanly)
+{
+    static const struct {
+        const char *raw, *want;
+    } v[] = {
+        {"5\r\nhello\r\n0\r\n\r\n", "5\r\nhello\r\n0\r\n\r\n"},
+        {"5\r\nhello\r\n0\r\nX-Consumer-ID: evil\r\nContent-Length: 9\r\n\r\n", "5\r\nhello\r\n0\r\n\r\n"},
+        {"3;ext=1\r\nabc\r\n00;x\r\nHost: h\r\n\r\n", "3;ext=1\r\nabc\r\n00;x\r\n\r\n"},
+        {"0\r\nA: b\r\n\r\n", "0\r\n\r\n"},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        size_t n = strlen(v[i].raw);
+        for (size_t cut = 0; cut <= n; cut++) {
+            char *got = forwarded(v[i].raw, cut);
+            cr_assert_str_eq(got, v[i].want, "vector %zu cut at %zu", i, cut);
+            free(got);
+        }
+    }
+}
+
+Test(chunked, drop_trailers_after_done_keeps_nothing)
+{
+    rw_chunked c;
+    rw_chunked_init(&c);
+    bool done = false;
+    size_t keep = 7;
+    const char *raw = "0\r\n\r\nGET / HTTP/1.1\r\n";
+    ssize_t rc = rw_chunked_scan_drop_trailers(&c, raw, strlen(raw), &done, &keep);
+    cr_assert_eq(rc, 5);
+    cr_assert_eq(keep, 3);
+    cr_assert(done);
+    rc = rw_chunked_scan_drop_trailers(&c, raw + 5, strlen(raw) - 5, &done, &keep);
+    cr_assert_eq(rc, 0);
+    cr_assert_eq(keep, 0);
+}

@@ -970,3 +970,32 @@ Test(request, speed)
     double ns = ((double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec)) / n;
     cr_log_info("parse_request: %.0f ns for %zu bytes", ns, len);
 }
+
+/* ---- the persistence rule ---- */
+
+Test(persist, one_rule_for_every_response)
+{
+    cr_assert_eq(rw_http_persist(true, 1), RW_PERSIST_KEEP);
+    cr_assert_eq(rw_http_persist(true, 0), RW_PERSIST_KEEP_10);
+    cr_assert_eq(rw_http_persist(false, 1), RW_PERSIST_CLOSE);
+    cr_assert_eq(rw_http_persist(false, 0), RW_PERSIST_CLOSE);
+    cr_assert_eq(rw_http_persist_line(RW_PERSIST_KEEP).len, 0);
+    cr_assert(rw_str_eq(rw_http_persist_line(RW_PERSIST_KEEP_10), "Connection: keep-alive\r\n"));
+    cr_assert(rw_str_eq(rw_http_persist_line(RW_PERSIST_CLOSE), "Connection: close\r\n"));
+    /* what the parser says a request allows, for each version and header */
+    static const struct {
+        const char *req;
+        int mode;
+    } v[] = {
+        {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", RW_PERSIST_KEEP},
+        {"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", RW_PERSIST_CLOSE},
+        {"GET / HTTP/1.0\r\n\r\n", RW_PERSIST_CLOSE},
+        {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", RW_PERSIST_KEEP_10},
+        {"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", RW_PERSIST_KEEP_10},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        rw_http_request rq;
+        cr_assert_gt(rw_http_parse_request(v[i].req, strlen(v[i].req), NULL, &rq), 0);
+        cr_assert_eq(rw_http_persist(rq.keep_alive, rq.minor), v[i].mode, "%s", v[i].req);
+    }
+}

@@ -14,6 +14,8 @@
  *                    headers with their CRLFs, then the blank line), then the
  *                    request body (chunked request bodies are decoded)
  *   /echo-body       200, body = the request body only
+ *   /trailers        200, body = the trailer lines of the chunked request body
+ *                    (each with its CRLF; empty when there were none)
  *   /sum             200, body = {"bytes":N,"fnv1a":"<16 hex>"} of the request body
  *   /bytes/N         N bytes of the pattern (rw_pattern below), Content-Length
  *   /chunked/N       N pattern bytes, chunked in ~4k chunks, with a trailer
@@ -100,6 +102,8 @@ typedef struct conn {
     bool counted; /* counted in g_connections */
     char *buf;    /* received, not yet consumed bytes: buf[off..len) */
     size_t off, len, cap;
+    char trailers[8192]; /* the last chunked request body's trailer lines, CRLF-joined */
+    size_t trailers_len;
 } conn;
 
 typedef struct request {
@@ -300,6 +304,7 @@ static void sink_sum(void *ctx, const char *p, size_t n)
 /* Reads the request body (Content-Length or chunked, decoded) into sink. */
 static int read_body(conn *c, const request *rq, sink_fn sink, void *ctx)
 {
+    c->trailers_len = 0;
     if (rq->chunked) {
         for (;;) {
             char *line = read_line(c);
@@ -324,11 +329,17 @@ static int read_body(conn *c, const request *rq, sink_fn sink, void *ctx)
             if (bad)
                 return -1;
         }
-        for (;;) { /* trailers up to the empty line */
+        for (;;) { /* trailers up to the empty line (kept for /trailers) */
             char *line = read_line(c);
             if (!line)
                 return -1;
             bool empty = line[0] == '\0';
+            size_t ll = strlen(line);
+            if (!empty && c->trailers_len + ll + 2 < sizeof(c->trailers)) {
+                memcpy(c->trailers + c->trailers_len, line, ll);
+                memcpy(c->trailers + c->trailers_len + ll, "\r\n", 2);
+                c->trailers_len += ll + 2;
+            }
             free(line);
             if (empty)
                 return 0;
@@ -757,6 +768,8 @@ static int serve(conn *c, request *rq)
                          atomic_load(&g_connections), atomic_load(&g_requests), atomic_load(&g_completed),
                          atomic_load(&g_accepted), atomic_load(&g_tunnel_bytes));
         rc = send_simple(c, rq, 200, "application/json", js, (size_t)n);
+    } else if (path_is(rq->path, "/trailers", NULL)) {
+        rc = send_simple(c, rq, 200, "text/plain", c->trailers, c->trailers_len);
     } else if (path_is(rq->path, "/echo-body", NULL) || path_is(rq->path, "/continue", NULL)) {
         rc = send_simple(c, rq, 200, "application/octet-stream", body.p ? body.p : "", body.len);
     } else if (path_is(rq->path, "/echo", NULL)) {
