@@ -204,4 +204,11 @@ ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done);
  * the body with "\r\n" itself. done and keep must not be NULL. */
 ssize_t rw_chunked_scan_drop_trailers(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep);
 
+/* Decodes buf[0..len) in place as the next bytes of a chunked body, with the
+ * same validation as rw_chunked_scan: the chunk data found is moved to the
+ * front of buf and *data_len says how much there is (framing, extensions and
+ * trailers are dropped). Returns the bytes consumed (as rw_chunked_scan) or
+ * -1 for malformed framing. done may be NULL. */
+ssize_t rw_chunked_decode(rw_chunked *c, char *buf, size_t len, bool *done, size_t *data_len);
+
 #endif

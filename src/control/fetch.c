@@ -1,8 +1,9 @@
 /* fetch.c - a small blocking HTTP/1.1 GET client for the control side (JWKS
  * documents): URL parsing, getaddrinfo, a non-blocking connect and TLS
- * handshake (BoringSSL) driven by poll against one overall deadline, and a
- * strict response parser (status 200 only; Content-Length, chunked or
- * close-delimited bodies, capped at max_bytes).
+ * handshake (BoringSSL) driven by poll against one overall deadline; the
+ * response is parsed with src/http, the proxy's own strict parser and chunked
+ * decoder (status 200 only; Content-Length, chunked or close-delimited
+ * bodies, capped at max_bytes).
  *
  * Limits, by design: getaddrinfo cannot be bounded by the deadline (it blocks
  * for as long as the resolver takes; the rest of the fetch then gets what is
@@ -33,11 +34,12 @@
 
 #include "ringway/common.h"
 #include "ringway/fetch.h"
+#include "ringway/http.h"
 
 #define FETCH_MAX_HOST 255       /* DNS names are at most 253 characters */
 #define FETCH_MAX_PATH 4096      /* request target */
-#define FETCH_MAX_LINE 8192      /* status line, one header line, one chunk-size line */
-#define FETCH_MAX_HEAD 65536     /* status line + headers (and chunked trailers) */
+#define FETCH_MAX_LINE 8192      /* the status line */
+#define FETCH_MAX_HEAD 65536     /* status line + headers */
 #define FETCH_READ_CHUNK 16384   /* bytes asked of one read */
 #define FETCH_DEFAULT_TIMEOUT_MS 5000u /* timeout_ms 0 means this */
 
@@ -497,38 +499,6 @@ static int rd_fill(reader *r)
     return n > 0 ? 1 : 0;
 }
 
-/* The next CRLF-terminated line (without the CRLF) in *line and *n, valid until
- * the next read. 0, or -1 with the reason set. */
-static int rd_line(reader *r, const char *what, char **line, size_t *n)
-{
-    for (;;) {
-        char *start = r->buf + r->off;
-        size_t avail = r->len - r->off;
-        char *nl = avail > 0 ? memchr(start, '\n', avail) : NULL;
-        if (nl != NULL) {
-            if (nl == start || nl[-1] != '\r') {
-                snprintf(r->c->err, r->c->errlen, "malformed response: bare LF in %s", what);
-                return -1;
-            }
-            *line = start;
-            *n = (size_t)(nl - 1 - start);
-            r->off += (size_t)(nl + 1 - start);
-            return 0;
-        }
-        if (avail > FETCH_MAX_LINE) {
-            snprintf(r->c->err, r->c->errlen, "malformed response: %s longer than %d bytes", what, FETCH_MAX_LINE);
-            return -1;
-        }
-        int f = rd_fill(r);
-        if (f < 0)
-            return -1;
-        if (f == 0) {
-            snprintf(r->c->err, r->c->errlen, "connection closed in the %s", what);
-            return -1;
-        }
-    }
-}
-
 static int body_add(body *b, conn *c, const char *p, size_t n)
 {
     if (n > b->max - b->len) {
@@ -579,174 +549,93 @@ static int read_exact(reader *r, body *b, uint64_t n, const char *what)
     return 0;
 }
 
-/* ---- response ---- */
+/* ---- response: parsed with src/http (the one HTTP/1 codec) ---- */
 
-static bool ieq(const char *a, size_t alen, const char *b)
-{
-    return alen == strlen(b) && strncasecmp(a, b, alen) == 0;
-}
-
-static void trim(const char **p, size_t *n)
-{
-    while (*n > 0 && (**p == ' ' || **p == '\t')) {
-        (*p)++;
-        (*n)--;
-    }
-    while (*n > 0 && ((*p)[*n - 1] == ' ' || (*p)[*n - 1] == '\t'))
-        (*n)--;
-}
-
-/* Parses an unsigned decimal (Content-Length) or hex (chunk size) number that
- * covers the whole of [p, p + n); -1 when malformed or over 2^62. */
-static int parse_num(const char *p, size_t n, int base, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        int d;
-        char ch = p[i];
-        if (ch >= '0' && ch <= '9')
-            d = ch - '0';
-        else if (base == 16 && ch >= 'a' && ch <= 'f')
-            d = ch - 'a' + 10;
-        else if (base == 16 && ch >= 'A' && ch <= 'F')
-            d = ch - 'A' + 10;
-        else
-            return -1;
-        if (v > (UINT64_C(1) << 62) / (uint64_t)base)
-            return -1;
-        v = v * (uint64_t)base + (uint64_t)d;
-    }
-    *out = v;
-    return 0;
-}
-
-enum framing { BODY_EOF, BODY_LENGTH, BODY_CHUNKED };
-
-static int read_head(reader *r, enum framing *fr, uint64_t *clen)
+/* Reads until a whole response head is buffered and parses it; skips 1xx
+ * interim responses. 0 with *resp filled (slices into the reader's buffer,
+ * valid until the next read), or -1 with the reason set. */
+static int read_head(reader *r, rw_http_response *resp)
 {
     conn *c = r->c;
-    char *line;
-    size_t n, total;
-    if (rd_line(r, "status line", &line, &n) != 0)
-        return -1;
-    total = n + 2;
-    /* HTTP/1.x SP 3DIGIT [SP reason] */
-    if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[7] < '0' || line[7] > '9' || line[8] != ' ' ||
-        line[9] < '1' || line[9] > '9' || line[10] < '0' || line[10] > '9' || line[11] < '0' || line[11] > '9' ||
-        (n > 12 && line[12] != ' ')) {
-        snprintf(c->err, c->errlen, "malformed response: bad status line");
-        return -1;
-    }
-    int status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-    if (status != 200) {
-        snprintf(c->err, c->errlen, "HTTP status %d", status);
-        return -1;
-    }
-    bool have_len = false, chunked = false;
+    rw_http_limits lim;
+    rw_http_limits_default(&lim);
+    lim.max_header_bytes = FETCH_MAX_HEAD;
+    lim.max_request_line = FETCH_MAX_LINE;
     for (;;) {
-        if (rd_line(r, "response headers", &line, &n) != 0)
+        ssize_t n = rw_http_parse_response(r->buf + r->off, r->len - r->off, &lim, RW_METHOD_GET, resp);
+        if (n > 0 && resp->status >= 100 && resp->status < 200 && resp->status != 101) {
+            r->off += (size_t)n; /* interim: the real answer follows */
+            continue;
+        }
+        if (n > 0) {
+            r->off += (size_t)n;
+            return 0;
+        }
+        if (n < 0) {
+            snprintf(c->err, c->errlen, "malformed response: the head is not valid HTTP/1.1 (status line, a "
+                                        "header line, Content-Length or Transfer-Encoding; at most %d bytes)",
+                     FETCH_MAX_HEAD);
             return -1;
-        total += n + 2;
-        if (total > FETCH_MAX_HEAD) {
+        }
+        if (r->len - r->off > FETCH_MAX_HEAD) {
             snprintf(c->err, c->errlen, "malformed response: headers longer than %d bytes", FETCH_MAX_HEAD);
             return -1;
         }
-        if (n == 0)
-            break;
-        const char *colon = memchr(line, ':', n);
-        if (line[0] == ' ' || line[0] == '\t' || colon == NULL || colon == line) {
-            snprintf(c->err, c->errlen, "malformed response: bad header line");
+        bool nothing = r->len == r->off;
+        int f = rd_fill(r);
+        if (f < 0)
+            return -1;
+        if (f == 0) {
+            snprintf(c->err, c->errlen, "connection closed in the %s", nothing ? "status line" : "response headers");
             return -1;
         }
-        size_t nlen = (size_t)(colon - line);
-        for (size_t i = 0; i < nlen; i++) {
-            if ((unsigned char)line[i] <= 0x20 || line[i] == 0x7f) {
-                snprintf(c->err, c->errlen, "malformed response: bad header name");
-                return -1;
-            }
-        }
-        const char *v = colon + 1;
-        size_t vlen = n - nlen - 1;
-        trim(&v, &vlen);
-        if (ieq(line, nlen, "content-length")) {
-            uint64_t l;
-            if (parse_num(v, vlen, 10, &l) != 0 || (have_len && l != *clen)) {
-                snprintf(c->err, c->errlen, "malformed response: bad Content-Length");
-                return -1;
-            }
-            *clen = l;
-            have_len = true;
-        } else if (ieq(line, nlen, "transfer-encoding")) {
-            if (chunked || !ieq(v, vlen, "chunked")) {
-                snprintf(c->err, c->errlen, "unsupported Transfer-Encoding: %.*s", (int)(vlen > 64 ? 64 : vlen), v);
-                return -1;
-            }
-            chunked = true;
-        }
     }
-    /* Transfer-Encoding overrides Content-Length (RFC 9112 6.3). */
-    *fr = chunked ? BODY_CHUNKED : have_len ? BODY_LENGTH : BODY_EOF;
-    return 0;
 }
 
+/* A chunked body, decoded in the reader's buffer as it arrives. */
 static int read_chunked(reader *r, body *b)
 {
-    conn *c = r->c;
-    char *line;
-    size_t n, trailer = 0;
+    rw_chunked ch;
+    rw_chunked_init(&ch);
     for (;;) {
-        if (rd_line(r, "chunk size", &line, &n) != 0)
-            return -1;
-        size_t digits = 0;
-        while (digits < n && line[digits] != ';' && line[digits] != ' ' && line[digits] != '\t')
-            digits++;
-        uint64_t size;
-        if (parse_num(line, digits, 16, &size) != 0) {
-            snprintf(c->err, c->errlen, "malformed response: bad chunk size");
-            return -1;
+        if (r->off < r->len) {
+            bool done = false;
+            size_t data = 0;
+            ssize_t n = rw_chunked_decode(&ch, r->buf + r->off, r->len - r->off, &done, &data);
+            if (n < 0) {
+                snprintf(r->c->err, r->c->errlen, "malformed response: bad chunked body");
+                return -1;
+            }
+            if (body_add(b, r->c, r->buf + r->off, data) != 0)
+                return -1;
+            r->off += (size_t)n;
+            if (done)
+                return 0;
         }
-        if (size == 0)
-            break;
-        if (size > b->max - b->len) {
-            snprintf(c->err, c->errlen, "body larger than %zu bytes", b->max);
+        int f = rd_fill(r);
+        if (f < 0)
             return -1;
-        }
-        if (read_exact(r, b, size, "chunked body") != 0)
-            return -1;
-        if (rd_line(r, "chunked body", &line, &n) != 0)
-            return -1;
-        if (n != 0) {
-            snprintf(c->err, c->errlen, "malformed response: chunk not followed by CRLF");
-            return -1;
-        }
-    }
-    for (;;) { /* trailers, ignored */
-        if (rd_line(r, "chunked trailers", &line, &n) != 0)
-            return -1;
-        if (n == 0)
-            return 0;
-        trailer += n + 2;
-        if (trailer > FETCH_MAX_HEAD) {
-            snprintf(c->err, c->errlen, "malformed response: trailers longer than %d bytes", FETCH_MAX_HEAD);
+        if (f == 0) {
+            snprintf(r->c->err, r->c->errlen, "connection closed in the chunked body");
             return -1;
         }
     }
 }
 
-static int read_body(reader *r, body *b, enum framing fr, uint64_t clen)
+static int read_body(reader *r, body *b, const rw_http_response *resp)
 {
-    switch (fr) {
-    case BODY_LENGTH:
-        if (clen > b->max) {
+    switch (resp->body) {
+    case RW_BODY_NONE:
+        return 0;
+    case RW_BODY_LENGTH:
+        if (resp->content_length > b->max) {
             snprintf(r->c->err, r->c->errlen, "body larger than %zu bytes", b->max);
             return -1;
         }
-        return read_exact(r, b, clen, "body");
-    case BODY_CHUNKED:
+        return read_exact(r, b, resp->content_length, "body");
+    case RW_BODY_CHUNKED:
         return read_chunked(r, b);
-    case BODY_EOF:
+    default: /* until the server closes */
         for (;;) {
             if (r->off < r->len) {
                 if (body_add(b, r->c, r->buf + r->off, r->len - r->off) != 0)
@@ -758,7 +647,6 @@ static int read_body(reader *r, body *b, enum framing fr, uint64_t clen)
                 return f;
         }
     }
-    return -1;
 }
 
 /* ---- the fetch ---- */
@@ -808,9 +696,14 @@ int rw_fetch_url(const char *url_s, const char *ca_file, uint32_t timeout_ms, si
     if (conn_write_all(&c, req, (size_t)n) != 0)
         goto done;
     c.phase = "reading response";
-    enum framing fr;
-    uint64_t clen = 0;
-    if (read_head(&r, &fr, &clen) != 0 || read_body(&r, &b, fr, clen) != 0)
+    static __thread rw_http_response resp; /* big (its header table): not on the stack */
+    if (read_head(&r, &resp) != 0)
+        goto done;
+    if (resp.status != 200) {
+        snprintf(err, errlen, "HTTP status %d", resp.status);
+        goto done;
+    }
+    if (read_body(&r, &b, &resp) != 0)
         goto done;
     if (b.p == NULL) { /* an empty body still gets its NUL */
         b.p = malloc(1);

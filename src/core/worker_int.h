@@ -192,8 +192,6 @@ struct rw_exchange {
     bool tunnel;          /* 101 relayed: bytes flow both ways until a close */
     bool c_eof, u_eof;    /* tunnel half-closes seen */
     bool dechunk;         /* HTTP/1.0 client, chunked response: send the data only */
-    uint8_t dc_state;     /* de-chunking state (proxy.c) */
-    uint64_t dc_left;
     int req_body;
     uint64_t req_left;    /* RW_BODY_LENGTH: bytes still to forward */
     uint64_t req_total;

@@ -1,5 +1,7 @@
 /* chunked.c - validating scanner for a chunked body (RFC 9112 7.1) that the
- * proxy forwards unchanged. It keeps no pointer into the data: all state is in
+ * proxy forwards unchanged, and the decoder built on it (the one chunked
+ * parser: the proxy's de-chunking for HTTP/1.0 clients and the JWKS fetcher
+ * use it too). It keeps no pointer into the data: all state is in
  * the small rw_chunked struct owned by the caller, so input may be split at any
  * byte. Chunk data is skipped in bulk; only size lines, CRLFs and trailers are
  * looked at byte by byte.
@@ -81,9 +83,11 @@ void rw_chunked_init(rw_chunked *c)
     c->trailer_bytes = 0;
 }
 
-/* The scanner; *keep (when wanted) gets how many of the scanned bytes come
- * before the trailer section. */
-static ssize_t scan(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep)
+/* The scanner; *keep gets how many of the scanned bytes come before the
+ * trailer section. With wbuf (== buf, writable), chunk data is also moved to
+ * the front of it as it is seen, *dlen counting the data bytes: decoding in
+ * the same pass as validating. */
+static ssize_t scan(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep, char *wbuf, size_t *dlen)
 {
     *done = false;
     if (c->state == CS_DONE) {
@@ -101,6 +105,10 @@ static ssize_t scan(rw_chunked *c, const char *buf, size_t len, bool *done, size
         int st = c->state;
         if (st == CS_DATA) {
             uint64_t n = RW_MIN(c->remaining, (uint64_t)(len - i));
+            if (wbuf != NULL) {
+                memmove(wbuf + *dlen, wbuf + i, (size_t)n);
+                *dlen += (size_t)n;
+            }
             i += (size_t)n;
             c->remaining -= n;
             if (c->remaining == 0)
@@ -278,10 +286,18 @@ ssize_t rw_chunked_scan(rw_chunked *c, const char *buf, size_t len, bool *done)
 {
     bool unused;
     size_t keep;
-    return scan(c, buf, len, done != NULL ? done : &unused, &keep);
+    return scan(c, buf, len, done != NULL ? done : &unused, &keep, NULL, NULL);
 }
 
 ssize_t rw_chunked_scan_drop_trailers(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep)
 {
-    return scan(c, buf, len, done, keep);
+    return scan(c, buf, len, done, keep, NULL, NULL);
+}
+
+ssize_t rw_chunked_decode(rw_chunked *c, char *buf, size_t len, bool *done, size_t *data_len)
+{
+    bool unused;
+    size_t keep;
+    *data_len = 0;
+    return scan(c, buf, len, done != NULL ? done : &unused, &keep, buf, data_len);
 }

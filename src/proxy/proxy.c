@@ -1202,8 +1202,6 @@ static bool build_response_head(rw_exchange *ex)
     out_put(&o, ex->rl_hdrs, ex->rl_len);
     if (ex->resp_body == RW_BODY_CHUNKED && ex->minor == 0) {
         ex->dechunk = true; /* an HTTP/1.0 client: data only, delimited by close */
-        ex->dc_state = 0;
-        ex->dc_left = 0;
         c->close_after = true;
     } else if (ex->resp_body == RW_BODY_CHUNKED) {
         OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
@@ -1232,9 +1230,13 @@ static bool build_response_head(rw_exchange *ex)
     return o.ok;
 }
 
-/* How many of the upstream's available bytes belong to the response body. */
-static ssize_t resp_body_portion(rw_exchange *ex, const char *p, size_t avail)
+/* How many of the upstream's available bytes belong to the response body;
+ * *fwd gets how many bytes at p go to the client: all of them, or for an
+ * HTTP/1.0 client of a chunked response the decoded data (moved to the
+ * front of p by rw_chunked_decode). Returns -1 for malformed chunked framing. */
+static ssize_t resp_body_portion(rw_exchange *ex, char *p, size_t avail, size_t *fwd)
 {
+    *fwd = 0;
     if (ex->resp_done)
         return 0;
     switch (ex->resp_body) {
@@ -1246,67 +1248,26 @@ static ssize_t resp_body_portion(rw_exchange *ex, const char *p, size_t avail)
         ex->resp_left -= n;
         if (ex->resp_left == 0)
             ex->resp_done = true;
+        *fwd = n;
         return (ssize_t)n;
     }
     case RW_BODY_CHUNKED: {
         bool done = false;
-        ssize_t n = avail ? rw_chunked_scan(&ex->resp_chunk, p, avail, &done) : 0;
+        ssize_t n = 0;
+        if (avail > 0 && ex->dechunk) {
+            n = rw_chunked_decode(&ex->resp_chunk, p, avail, &done, fwd);
+        } else if (avail > 0) {
+            n = rw_chunked_scan(&ex->resp_chunk, p, avail, &done);
+            *fwd = n > 0 ? (size_t)n : 0;
+        }
         if (done)
             ex->resp_done = true;
         return n;
     }
     default:
+        *fwd = avail;
         return (ssize_t)avail;
     }
-}
-
-/* Compacts p[0..n) (chunked framing already validated by rw_chunked_scan) to
- * its data bytes, in place; the state carries across calls. Returns the data
- * length now at p. */
-static size_t dechunk_inplace(rw_exchange *ex, char *p, size_t n)
-{
-    enum { SIZE = 0, EXT, DATA, DATA_END, TRAILERS };
-    size_t out = 0, i = 0;
-    while (i < n) {
-        char ch = p[i];
-        switch (ex->dc_state) {
-        case SIZE:
-            if (ch >= '0' && ch <= '9')
-                ex->dc_left = ex->dc_left * 16 + (uint64_t)(ch - '0');
-            else if ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'f')
-                ex->dc_left = ex->dc_left * 16 + (uint64_t)((ch | 0x20) - 'a' + 10);
-            else
-                ex->dc_state = EXT; /* ';', whitespace or CR: skip to the LF */
-            if (ch == '\n')
-                ex->dc_state = ex->dc_left ? DATA : TRAILERS;
-            i++;
-            break;
-        case EXT:
-            if (ch == '\n')
-                ex->dc_state = ex->dc_left ? DATA : TRAILERS;
-            i++;
-            break;
-        case DATA: {
-            size_t k = (size_t)RW_MIN((uint64_t)(n - i), ex->dc_left);
-            memmove(p + out, p + i, k);
-            out += k;
-            i += k;
-            ex->dc_left -= k;
-            if (ex->dc_left == 0)
-                ex->dc_state = DATA_END;
-            break;
-        }
-        case DATA_END:
-            if (ch == '\n')
-                ex->dc_state = SIZE;
-            i++;
-            break;
-        default: /* trailers and the final CRLF: dropped */
-            i = n;
-            break;
-        }
-    }
-    return out;
 }
 
 /* The whole response has arrived from the upstream: no upstream deadline
@@ -1374,7 +1335,8 @@ static void ex_forward_response(rw_exchange *ex)
         }
     }
     uint32_t avail = u->in.len - u->in.off;
-    ssize_t body = resp_body_portion(ex, u->in.data + u->in.off, avail);
+    size_t len;
+    ssize_t body = resp_body_portion(ex, u->in.data + u->in.off, avail, &len);
     if (body < 0) {
         rw_log_warn("upstream %s sent a malformed chunked body", ex->svc_cfg->name);
         c_close(c);
@@ -1383,7 +1345,6 @@ static void ex_forward_response(rw_exchange *ex)
     if (ex->resp_done)
         ex_resp_received(ex);
     if (body > 0 && ex->method != RW_METHOD_HEAD) {
-        size_t len = ex->dechunk ? dechunk_inplace(ex, u->in.data + u->in.off, (size_t)body) : (size_t)body;
         if (len > 0) {
             iov[n].iov_base = u->in.data + u->in.off;
             iov[n].iov_len = len;

@@ -1,7 +1,11 @@
-/* fuzz_chunked.c - libFuzzer driver for rw_chunked_scan.
+/* fuzz_chunked.c - libFuzzer driver for rw_chunked_scan and the code built on
+ * it (rw_chunked_decode, rw_chunked_scan_drop_trailers).
  * Input: byte 0 picks a split point, the rest is a chunked body. The body is
  * scanned in one piece, in two pieces, and byte by byte; all three must agree
- * on error / end and on how many bytes belong to the body. */
+ * on error / end and on how many bytes belong to the body. Decoding in two
+ * pieces must agree with scanning, and with dropped trailers re-scan to the
+ * same data; what a trailer-dropping forwarder sends must be a valid chunked
+ * body that decodes to the same data. */
 #include "fuzz_common.h"
 
 struct result {
@@ -80,6 +84,62 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct result c = scan_bytes(p, n);
     FUZZ_CHECK(a.consumed == b.consumed && a.done == b.done);
     FUZZ_CHECK(a.consumed == c.consumed && a.done == c.done);
+    /* decode in two pieces (each an exact-size copy): same verdict, data no larger */
+    {
+        rw_chunked dc;
+        rw_chunked_init(&dc);
+        rw_chunked tc;
+        rw_chunked_init(&tc);
+        char *data = malloc(n + 1), *fwd = malloc(n + 3);
+        FUZZ_CHECK(data != NULL && fwd != NULL);
+        size_t dlen = 0, flen = 0, off = 0, consumed = 0;
+        bool done = false, err = false;
+        const size_t ends[2] = {k, n};
+        for (int i = 0; i < 2 && !done && !err; i++) {
+            size_t len = ends[i] - off;
+            char *b = fuzz_copy(p + off, len);
+            size_t got = 99;
+            bool d = false;
+            ssize_t rc = rw_chunked_decode(&dc, b, len, &d, &got);
+            char *t = fuzz_copy(p + off, len);
+            size_t keep = 99;
+            bool td = false;
+            ssize_t trc = rw_chunked_scan_drop_trailers(&tc, t, len, &td, &keep);
+            FUZZ_CHECK(rc == trc && d == td);
+            if (rc < 0) {
+                err = true;
+            } else {
+                FUZZ_CHECK(got <= (size_t)rc && keep <= (size_t)rc);
+                memcpy(data + dlen, b, got);
+                dlen += got;
+                memcpy(fwd + flen, t, keep);
+                flen += keep;
+                consumed += (size_t)rc;
+                done = d;
+            }
+            free(b);
+            free(t);
+            off = ends[i];
+        }
+        FUZZ_CHECK(err == (a.consumed < 0));
+        if (!err)
+            FUZZ_CHECK(consumed == (size_t)a.consumed && done == a.done);
+        if (done) {
+            /* the forwarded body, ended without trailers, decodes to the same data */
+            memcpy(fwd + flen, "\r\n", 2);
+            flen += 2;
+            rw_chunked rc2;
+            rw_chunked_init(&rc2);
+            size_t again = 0;
+            bool d2 = false;
+            char *copy = fuzz_copy((const uint8_t *)fwd, flen);
+            FUZZ_CHECK(rw_chunked_decode(&rc2, copy, flen, &d2, &again) == (ssize_t)flen && d2);
+            FUZZ_CHECK(again == dlen && memcmp(copy, data, dlen) == 0);
+            free(copy);
+        }
+        free(data);
+        free(fwd);
+    }
     if (a.done) {
         /* the body ends with CRLF CRLF or, with trailers, a CRLF after a field line */
         FUZZ_CHECK(a.consumed >= 5 && memcmp(p + a.consumed - 2, "\r\n", 2) == 0);

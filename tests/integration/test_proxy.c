@@ -303,6 +303,12 @@ H_TEST(proxy, http10_client)
     cr_assert_neq(r.framing, H_FRAME_CHUNKED, "chunked response sent to an HTTP/1.0 client");
     cr_assert_eq(r.body_len, 20000);
     cr_assert_eq(r.body_fnv, h_pattern_fnv(20000));
+    /* ... decoded across many receive buffers */
+    c = h_connect(p->port);
+    h_sends(c, "GET /chunked/3145731 HTTP/1.0\r\nHost: x\r\n\r\n");
+    cr_assert_eq(h_read_response(c, &r, H_RESP_DISCARD), H_OK);
+    cr_assert_eq(r.body_len, 3145731);
+    cr_assert_eq(r.body_fnv, h_pattern_fnv(3145731));
 
     /* a 1.0 request with a body */
     c = h_connect(p->port);

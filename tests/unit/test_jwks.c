@@ -426,8 +426,8 @@ Test(fetch, default_path_and_query_only)
 Test(fetch, chunked_in_small_pieces)
 {
     srv *s = srv_alloc();
-    srv_up(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 999\r\n\r\n"
-               "5;ext=1\r\nhello\r\n6\r\n world\r\nA \r\n0123456789\r\n0\r\nX-Trailer: y\r\n\r\n");
+    srv_up(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "5;ext=1\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: y\r\n\r\n");
     srv_mode(s, false, false, false, 3);
     result r = fetch_port(s->port, "/", MAXB);
     expect_ok(&r, "hello world0123456789");
@@ -515,22 +515,26 @@ Test(fetch, malformed_responses)
         const char *resp;
         const char *err;
     } cases[] = {
-        {"HTTP/2 200 OK\r\n\r\n", "bad status line"},
-        {"HTTP/1.1 20 OK\r\n\r\n", "bad status line"},
-        {"HTTP/1.1 200OK\r\n\r\n", "bad status line"},
-        {"ICY 200 OK\r\n\r\n", "bad status line"},
-        {"HTTP/1.1 200 OK\n\n", "bare LF"},
-        {"HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n", "bad header line"},
-        {"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "bad header line"},
-        {"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "bad header name"},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n", "bad Content-Length"},
-        {"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", "bad Content-Length"},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "unsupported Transfer-Encoding"},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", "bad chunk size"},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", "bad chunk size"},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "chunk not followed by CRLF"},
+        /* the head goes through the proxy's parser: one verdict for it */
+        {"HTTP/2 200 OK\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 20 OK\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 200OK\r\n\r\n", "malformed response"},
+        {"ICY 200 OK\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 200 OK\n\n", "malformed response"},
+        {"HTTP/1.1 200 OK\r\nA: b\r\n folded\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", "malformed response"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "malformed response"},
+        /* both framings: a smuggling shape the proxy refuses, so the fetcher does too */
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n0\r\n\r\n", "malformed response"},
+        /* the body goes through its chunked decoder */
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunked body"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", "bad chunked body"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", "bad chunked body"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "bad chunked body"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", "connection closed"},
         {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "connection closed in the body (95 bytes missing)"},
         {"HTTP/1.1 200 OK\r\nContent", "connection closed in the response headers"},
@@ -560,12 +564,12 @@ Test(fetch, oversized_head)
     srv *s = srv_alloc();
     srv_up(s, resp);
     result r = fetch_port(s->port, "/", MAXB);
-    expect_err(&r, "headers longer than");
+    expect_err(&r, "malformed response");
     /* one endless line */
     memset(resp + 17, 'a', n - 17);
     srv_set_str(s, resp);
     r = fetch_port(s->port, "/", MAXB);
-    expect_err(&r, "longer than 8192 bytes");
+    expect_err(&r, "malformed response");
     free(resp);
 }
 
