@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the whole test suite:
+#   0. every C file is clang-formatted (scripts/format.sh --check);
 #   1. unit tests (Criterion);
 #   2. integration tests against the real binary, on io_uring and on epoll;
 #   3. the same again in an ASan+UBSan build;
@@ -12,6 +13,9 @@ cd "$(dirname "$0")/.."
 passed=0
 failed=0
 failures=()
+
+echo "== format (clang-format-14, .clang-format)"
+if ./scripts/format.sh --check; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("format"); fi
 
 run_suites() { # build-dir label suites...
     local dir=$1 label=$2

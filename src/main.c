@@ -15,6 +15,7 @@
 #include "ringway/rlsync.h"
 #include "ringway/loop.h"
 #include "ringway/net.h"
+#include "ringway/proxy.h"
 #include "ringway/worker.h"
 
 static void usage(FILE *out)
@@ -291,7 +292,12 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
     rw_server_opts so = {
+        .handler = &rw_proxy_handler,
+        .seed = seed,
         .nworkers = nworkers,
         .pin = pin,
         .steering = steering,
@@ -308,10 +314,6 @@ int main(int argc, char **argv)
         rw_snapshot_unref(snap);
         return 1;
     }
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-        seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
-    rw_server_set_seed(server, seed);
     int rc = rw_server_start(server);
     if (rc != 0) {
         rw_log_error("cannot start workers: %s", strerror(-rc));

@@ -35,6 +35,15 @@ static inline uint64_t rw_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* The value of one hex digit (either case), or -1. */
+static inline int rw_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 /* splitmix64's finaliser: spreads a 64-bit value (often a hash with weak low
  * bits) over all bits, for table indexes. */
 static inline uint64_t rw_mix64(uint64_t x)

@@ -173,6 +173,9 @@ static inline int rw_http_persist(bool keep, int minor)
  * empty for RW_PERSIST_KEEP. Static storage. */
 rw_str rw_http_persist_line(int mode);
 
+/* The first of headers[0..n) named name (case-insensitive), or NULL. */
+const rw_http_header *rw_http_find_header(const rw_http_header *headers, size_t n, const char *name);
+
 /* Returns the standard reason phrase for status (a static string), or "Unknown". */
 const char *rw_http_reason(int status);
 

@@ -1,7 +1,8 @@
 /* worker.h - the per-core worker threads and the config snapshots they run.
  *
  * Ownership: the server owns the workers; each worker owns its loop, its
- * listening sockets, its connections and its per-snapshot upstream state.
+ * listening sockets and its handler's state (the proxy's connections and
+ * per-snapshot upstream state, see rw_worker_handler).
  * Snapshots are shared read-only between threads and reference-counted: the
  * control thread holds one reference on the current snapshot, each worker one
  * on every snapshot it still serves requests with. The last release frees it. */
@@ -75,8 +76,59 @@ enum rw_steering {
     RW_STEER_CPU,      /* a reuseport BPF program: the worker on the CPU that took the SYN */
 };
 
+struct rw_filters_stats;
+
+/* What runs on a worker's client connections (the proxy, src/proxy/): the
+ * worker calls it through this table and knows nothing else of it. Every
+ * call is made on the worker's own thread, except create and destroy (made
+ * by the thread that creates and frees the server, while the worker is not
+ * running) and filter_stats (the control thread: relaxed reads only). */
+typedef struct rw_worker_handler {
+    /* Creates the per-worker state for the first snapshot (the handler takes
+     * a reference of its own); NULL with a message in err. */
+    void *(*create)(rw_worker *w, rw_snapshot *snap, char *err, size_t errlen);
+    /* Switches to a newer snapshot; takes over the caller's reference (and
+     * drops it when it cannot switch). */
+    void (*adopt)(void *st, rw_snapshot *snap);
+    /* Takes over an accepted client connection (already counted against
+     * max_conns: rw_worker_conn_closed gives the slot back). */
+    void (*accepted)(void *st, int fd);
+    /* The drain began: close idle connections, end the others after their
+     * response. */
+    void (*close_idle)(void *st);
+    /* The drain deadline passed: close everything now, counting what is cut
+     * (stats cut_requests, cut_tunnels). */
+    void (*close_all)(void *st);
+    /* True when no client or upstream connection is left. */
+    bool (*finished)(void *st);
+    /* Adds the per-worker access-filter counters into out. */
+    void (*filter_stats)(void *st, struct rw_filters_stats *out);
+    /* Frees the per-worker state (its connections are closed by then). */
+    void (*destroy)(void *st);
+} rw_worker_handler;
+
+/* ---- what a handler may use of its worker (worker's thread) ---- */
+
+/* The worker's event loop. */
+rw_loop *rw_worker_loop(rw_worker *w);
+/* The worker's counters: written by its own thread only. */
+rw_worker_stats *rw_worker_counters(rw_worker *w);
+/* The server the worker belongs to (for rw_server_ready and the like). */
+rw_server *rw_worker_server(rw_worker *w);
+/* The worker's index, 0..nworkers-1. */
+int rw_worker_id(const rw_worker *w);
+/* A per-worker random seed (request ids). */
+uint64_t rw_worker_seed(const rw_worker *w);
+/* True once the worker began draining. */
+bool rw_worker_draining(const rw_worker *w);
+/* A client connection the handler took over has closed: gives its
+ * max_conns slot back. */
+void rw_worker_conn_closed(rw_worker *w);
+
 /* Process-wide settings that cannot change on reload. */
 typedef struct rw_server_opts {
+    const rw_worker_handler *handler; /* what the workers run (the proxy) */
+    uint64_t seed;        /* random seed for request ids */
     int nworkers;
     bool pin;
     int steering;         /* enum rw_steering */
@@ -119,11 +171,8 @@ void rw_server_free(rw_server *s);
 void rw_server_worker_stats(rw_server *s, int i, rw_worker_stats *out);
 /* Sums the workers' counters into out. */
 void rw_server_stats(rw_server *s, rw_worker_stats *out);
-struct rw_filters_stats;
 /* Adds every worker's access-filter counters into out (relaxed reads). */
 void rw_server_filter_stats(rw_server *s, struct rw_filters_stats *out);
-/* Seeds request-id generation (call before rw_server_start). */
-void rw_server_set_seed(rw_server *s, uint64_t seed);
 /* Number of workers. */
 int rw_server_nworkers(const rw_server *s);
 

@@ -696,14 +696,6 @@ static int check_field_value(loader *l, const yaml_node_t *n, const char *where,
     return 0;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Brings an exact/prefix/strip path to the form requests are matched in (see
  * path.h): escapes of unreserved characters decoded, other escapes in upper
  * case. Paths with "//", "." or ".." segments could never match a normalised
@@ -720,7 +712,7 @@ static int normalise_path(loader *l, const yaml_node_t *n, const char *where, ch
             return fail(l, n, "%s: path '%s' contains a character that must be percent-encoded",
                         where, s);
         if (c == '%') {
-            int hi = hexval((unsigned char)r[1]), lo = hi < 0 ? -1 : hexval((unsigned char)r[2]);
+            int hi = rw_hexval((unsigned char)r[1]), lo = hi < 0 ? -1 : rw_hexval((unsigned char)r[2]);
             if (hi < 0 || lo < 0)
                 return fail(l, n, "%s: path '%s' has an invalid percent-escape", where, s);
             int v = hi * 16 + lo;
@@ -1897,7 +1889,7 @@ static int check_key(loader *l, const yaml_node_t *n, const char *where, char *k
             return fail(l, n, "%s: a sha256: key needs 64 hex digits, got %zu characters", where,
                         len);
         for (char *p = hex; *p; p++) {
-            if (hexval((unsigned char)*p) < 0)
+            if (rw_hexval((unsigned char)*p) < 0)
                 return fail(l, n, "%s: a sha256: key needs 64 hex digits", where);
             *p = (char)tolower((unsigned char)*p);
         }

@@ -87,17 +87,6 @@
 /* ------------------------------------------------------------------------ */
 /* URL parsing */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes src[0..n) into dst (size cap); 0 or -1 with a reason. */
 static int pct_decode(const char *src, size_t n, char *dst, size_t cap, const char *what, char *err,
                       size_t errlen)
@@ -110,7 +99,7 @@ static int pct_decode(const char *src, size_t n, char *dst, size_t cap, const ch
                 snprintf(err, errlen, "redis url: truncated %%-escape in the %s", what);
                 return -1;
             }
-            int h = hexval(src[i + 1]), l = hexval(src[i + 2]);
+            int h = rw_hexval(src[i + 1]), l = rw_hexval(src[i + 2]);
             if (h < 0 || l < 0) {
                 snprintf(err, errlen, "redis url: bad %%-escape in the %s", what);
                 return -1;
@@ -140,7 +129,7 @@ static bool host_char(char c)
 
 static bool v6_char(char c)
 {
-    return hexval(c) >= 0 || c == ':' || c == '.' || c == '%' || host_char(c);
+    return rw_hexval(c) >= 0 || c == ':' || c == '.' || c == '%' || host_char(c);
 }
 
 int rw_redis_url_parse(const char *url, rw_redis_url *out, char *err, size_t errlen)

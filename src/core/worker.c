@@ -1,5 +1,7 @@
 /* worker.c - worker threads: pinning, listeners, the loop, snapshot
- * switching at the top of a turn, draining, and the server around them. */
+ * hand-over at the top of a turn, draining, the process-wide connection cap,
+ * and the server around them. What runs on the connections is the
+ * worker's handler (rw_worker_handler: the proxy). */
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -8,7 +10,6 @@
 #include <unistd.h>
 
 #include "worker_int.h"
-#include "ringway/filters.h"
 #include "ringway/log.h"
 #include "ringway/net.h"
 
@@ -20,28 +21,6 @@ struct rw_server {
     atomic_bool unready;      /* shutting down: /ready answers 503 (control thread writes) */
     _Atomic uint32_t nconns;  /* client connections of all workers, against opts.max_conns */
 };
-
-static void worker_adopt(rw_worker *w, rw_snapshot *snap)
-{
-    rw_wstate *ws = NULL;
-    if (rw__wstate_new(w, snap, &ws) != 0) {
-        rw_log_error("cannot build upstream state for config generation %llu: out of memory; keeping the old one",
-                     (unsigned long long)snap->generation);
-        rw_snapshot_unref(snap);
-        return;
-    }
-    rw_wstate *old = w->ws;
-    w->ws = ws;
-    if (old != NULL)
-        rw_filter_worker_switch(w->fw, old->snap->filters, snap->filters, rw_loop_now(w->loop));
-    if (old != NULL) {
-        rw__wstate_close_idle(w, old);
-        old->next = w->retiring;
-        w->retiring = old;
-        rw__wstate_put(w, old); /* drops the worker's own use; freed when unused */
-    }
-    rw_log_debug("now serving config generation %llu", (unsigned long long)snap->generation);
-}
 
 static void stop_listening(rw_worker *w)
 {
@@ -65,15 +44,17 @@ static void turn_hook(rw_loop *l, void *arg)
     (void)l;
     rw_snapshot *snap = atomic_exchange_explicit(&w->next_snap, NULL, memory_order_acq_rel);
     if (snap != NULL)
-        worker_adopt(w, snap);
+        w->h->adopt(w->hs, snap);
     if (!w->draining && atomic_load_explicit(&w->drain, memory_order_acquire)) {
         w->draining = true;
         stop_listening(w);
-        rw__worker_close_idle(w);
+        w->h->close_idle(w->hs);
     }
-    if (w->draining && atomic_load_explicit(&w->force, memory_order_acquire) && w->nconns > 0)
-        rw__worker_close_all(w);
-    if (w->draining && w->nconns == 0 && w->nupconns == 0) {
+    if (w->draining && !w->forced && atomic_load_explicit(&w->force, memory_order_acquire)) {
+        w->forced = true;
+        w->h->close_all(w->hs);
+    }
+    if (w->draining && w->h->finished(w->hs)) {
         atomic_store_explicit(&w->done, true, memory_order_release);
         bool listeners_closed = true;
         for (size_t i = 0; i < w->nlisten; i++)
@@ -106,7 +87,7 @@ static bool conn_slot_take(rw_server *s)
     return false;
 }
 
-void rw__worker_conn_closed(rw_worker *w)
+void rw_worker_conn_closed(rw_worker *w)
 {
     w->nconns--;
     w->stats.active_conns--;
@@ -140,7 +121,7 @@ static void on_accept(rw_op *op, int res)
             w->nconns++;
             w->stats.accepted++;
             w->stats.active_conns++;
-            rw__conn_accepted(w, res);
+            w->h->accepted(w->hs, res);
         }
         if (op->flags & RW_OPF_MORE)
             return;
@@ -229,8 +210,8 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
     w->cpu = cpu;
     w->wake_fd = -1;
     w->nlisten = s->opts.nlisten;
-    /* Never smaller than a loop buffer: a partial head moves from one into it. */
-    w->hbuf_cap = (uint32_t)RW_MAX(snap->cfg->http.max_header_bytes + 2048, 32768);
+    w->seed = s->opts.seed + ((uint64_t)id << 40);
+    w->h = s->opts.handler;
     rw_timer_init(&w->accept_retry, accept_retry_cb);
     w->listen_fds = malloc(sizeof(int) * w->nlisten);
     w->accept_ops = calloc(w->nlisten, sizeof(rw_op));
@@ -266,18 +247,8 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         return -1;
     }
-    w->fw = rw_filter_worker_new(snap->cfg->rate_limit_shard_keys);
-    if (w->fw == NULL) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    rw_snapshot_ref(snap);
-    if (rw__wstate_new(w, snap, &w->ws) != 0) {
-        rw_snapshot_unref(snap);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    return 0;
+    w->hs = w->h->create(w, snap, err, errlen);
+    return w->hs != NULL ? 0 : -1;
 }
 
 /* --reuseport-steering cpu: one program per listen address, attached through
@@ -439,10 +410,34 @@ int rw_server_backend(const rw_server *s)
     return s->opts.backend;
 }
 
-void rw_server_set_seed(rw_server *s, uint64_t seed)
+rw_loop *rw_worker_loop(rw_worker *w)
 {
-    for (int i = 0; i < s->nworkers; i++)
-        s->workers[i].reqid_seed = seed + ((uint64_t)i << 40);
+    return w->loop;
+}
+
+rw_worker_stats *rw_worker_counters(rw_worker *w)
+{
+    return &w->stats;
+}
+
+rw_server *rw_worker_server(rw_worker *w)
+{
+    return w->server;
+}
+
+int rw_worker_id(const rw_worker *w)
+{
+    return w->id;
+}
+
+uint64_t rw_worker_seed(const rw_worker *w)
+{
+    return w->seed;
+}
+
+bool rw_worker_draining(const rw_worker *w)
+{
+    return w->draining;
 }
 
 int rw_server_nworkers(const rw_server *s)
@@ -471,11 +466,11 @@ void rw_server_stats(rw_server *s, rw_worker_stats *out)
     }
 }
 
-void rw_server_filter_stats(rw_server *s, rw_filters_stats *out)
+void rw_server_filter_stats(rw_server *s, struct rw_filters_stats *out)
 {
     for (int i = 0; i < s->nworkers; i++)
-        if (s->workers[i].fw != NULL)
-            rw_filter_worker_stats(s->workers[i].fw, out);
+        if (s->workers[i].hs != NULL)
+            s->workers[i].h->filter_stats(s->workers[i].hs, out);
 }
 
 void rw_server_free(rw_server *s)
@@ -493,37 +488,17 @@ void rw_server_free(rw_server *s)
             for (size_t k = 0; k < w->nlisten; k++)
                 if (w->listen_fds[k] >= 0)
                     close(w->listen_fds[k]);
-        rw_filter_worker_free(w->fw, w->loop != NULL ? rw_loop_now(w->loop) : 0); /* before its tables can go */
-        w->fw = NULL;
         rw_snapshot *pending = atomic_exchange(&w->next_snap, NULL);
         if (pending != NULL)
             rw_snapshot_unref(pending);
-        if (w->ws != NULL) {
-            rw__wstate_close_idle(w, w->ws);
-            rw__wstate_put(w, w->ws);
-            w->ws = NULL;
-        }
+        if (w->hs != NULL)
+            w->h->destroy(w->hs);
+        w->hs = NULL;
         rw_loop_free(w->loop);
         if (w->wake_fd >= 0)
             close(w->wake_fd);
         free(w->listen_fds);
         free(w->accept_ops);
-        w->free_conns = NULL; /* their memory is in the slabs */
-        while (w->conn_slabs != NULL) {
-            rw_conn_slab *sl = w->conn_slabs;
-            w->conn_slabs = sl->next;
-            free(sl);
-        }
-        while (w->free_exchanges != NULL) {
-            rw_exchange *e = w->free_exchanges;
-            w->free_exchanges = e->next;
-            free(e);
-        }
-        while (w->free_hbufs != NULL) {
-            rw_hbuf *h = w->free_hbufs;
-            w->free_hbufs = h->next;
-            free(h);
-        }
     }
     free(s->workers);
     free(s);

@@ -1,59 +1,15 @@
-/* worker_int.h - private: a worker's state and the proxy's connection
- * objects. Everything here belongs to exactly one worker thread, except the
- * atomics marked as written by the control thread. */
+/* worker_int.h - private to src/core: a worker's state. Everything here
+ * belongs to exactly one worker thread, except the atomics marked as
+ * written by the control thread. What runs on the worker's connections
+ * (the proxy) is behind rw_worker_handler: core knows nothing of it. */
 #ifndef RINGWAY_WORKER_INT_H
 #define RINGWAY_WORKER_INT_H
 
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include "ringway/filters.h"
-#include "ringway/lb.h"
 #include "ringway/timer.h"
 #include "ringway/worker.h"
-
-typedef struct rw_conn rw_conn;
-typedef struct rw_exchange rw_exchange;
-typedef struct rw_upconn rw_upconn;
-
-/* A head buffer: used only when a message head does not arrive in one read. */
-typedef struct rw_hbuf {
-    struct rw_hbuf *next; /* free list link */
-    uint32_t cap;
-    char data[];
-} rw_hbuf;
-
-/* Bytes received and not yet consumed, held in a loop buffer or a head buffer. */
-typedef struct rw_input {
-    char *data;
-    uint32_t len;         /* valid bytes from data */
-    uint32_t off;         /* consumed bytes */
-    int32_t buf_id;       /* loop buffer id, -1 when none */
-    rw_hbuf *hb;          /* head buffer, NULL when none */
-} rw_input;
-
-/* One instance's connection pool inside one worker. */
-typedef struct rw_upool {
-    rw_upconn *idle;      /* most recently used first */
-    uint32_t nidle;
-    uint32_t nconns;      /* open (connecting, busy or idle), against max_conns */
-    rw_exchange *wait_head, *wait_tail; /* exchanges waiting for a connection slot */
-} rw_upool;
-
-typedef struct rw_svc_state {
-    rw_lb lb;
-    rw_upool *pools;      /* one per instance */
-    uint32_t *active;     /* requests in flight per instance (least_conn, p2c) */
-    uint8_t *excluded;    /* scratch for rw_lb_pick */
-} rw_svc_state;
-
-/* A worker's view of one snapshot: LB state and upstream pools. */
-typedef struct rw_wstate {
-    rw_snapshot *snap;
-    rw_svc_state *svcs;   /* one per service */
-    uint32_t users;       /* exchanges and upstream conns using this state */
-    struct rw_wstate *next; /* retiring list */
-} rw_wstate;
 
 struct rw_worker {
     rw_server *server;
@@ -73,202 +29,14 @@ struct rw_worker {
     atomic_bool failed;               /* the loop died: the process must exit */
     atomic_bool force;                /* drain timed out: close everything now */
     bool draining;
-    rw_wstate *ws;        /* current */
-    rw_wstate *retiring;  /* older states with users left */
-    uint32_t nconns;      /* client connections */
-    uint32_t nupconns;    /* upstream connections */
+    bool forced;                      /* close_all was called */
+    uint32_t nconns;      /* client connections the handler holds (max_conns slots) */
     uint64_t reject_logged_ms; /* last "max_conns reached" log line */
-    uint64_t reqid_seed;
+    uint64_t seed;
     rw_worker_stats stats;
-    uint64_t reqid_counter;
-    rw_conn *free_conns;
-    struct rw_conn_slab *conn_slabs; /* every conn's memory, freed with the worker */
-    rw_exchange *free_exchanges;
-    rw_hbuf *free_hbufs;
-    uint32_t hbuf_cap;
-    rw_conn *conns;       /* all live client connections (for drain) */
-    struct rw_filter_worker *fw; /* access filters' state: rate-limit shard, token cache */
-    rw_filter_result fres;       /* the last request's filter outcome (read while building its head) */
+    const rw_worker_handler *h;
+    void *hs;             /* the handler's per-worker state */
     rw_timer accept_retry;
 };
-
-enum rw_conn_state {
-    RW_C_IDLE = 0,        /* keep-alive, waiting for a request */
-    RW_C_HEAD,            /* reading a request head */
-    RW_C_BUSY,            /* an exchange runs */
-    RW_C_LINGER,          /* final response sent, draining input before close */
-    RW_C_CLOSING,
-};
-
-/* A client connection: owned by its worker, on w->conns while open and on
- * w->free_conns after (its memory is one slot of a worker's conn slab). Kept
- * small, since every idle keep-alive connection costs one: fields are ordered
- * so that there are no padding holes. */
-struct rw_conn {
-    rw_worker *w;
-    int fd;
-    uint8_t state;
-    uint8_t pending;      /* ops in flight */
-    bool close_after;     /* close once the current response is sent */
-    uint8_t sending;      /* what the pending client write carries (proxy.c) */
-    rw_op rd, wr;
-    rw_timer timer;
-    rw_input in;
-    rw_input held;        /* an upstream's input a pending client send still reads */
-    rw_exchange *ex;
-    struct iovec iov[2];  /* sends of canned and error responses (c_send takes at most 2) */
-    int iovcnt;
-    uint32_t requests;
-    rw_conn *next, *prev; /* worker's live list / free list */
-    uint8_t peer_len;
-    char peer[INET6_ADDRSTRLEN]; /* numeric client address, for X-Forwarded-For and hashing */
-};
-
-/* Client connections are carved from slabs of RW_CONN_SLAB (one malloc
- * header per slab instead of one per connection); a slab is never freed
- * before its worker is (rw_server_free). */
-#define RW_CONN_SLAB 64
-typedef struct rw_conn_slab {
-    struct rw_conn_slab *next;
-    rw_conn conns[RW_CONN_SLAB];
-} rw_conn_slab;
-
-enum rw_up_state {
-    RW_U_CONNECTING = 0,
-    RW_U_ACTIVE,
-    RW_U_IDLE,
-    RW_U_CLOSING,
-};
-
-struct rw_upconn {
-    rw_worker *w;
-    rw_wstate *ws;
-    int svc, inst;
-    int fd;
-    uint8_t state;
-    uint8_t pending;
-    bool reused;          /* served a request before this one */
-    bool got_bytes;       /* response bytes arrived for the current request */
-    rw_op rd, wr;
-    rw_timer timer;
-    rw_input in;
-    rw_input held;        /* a client's input a pending upstream send still reads */
-    rw_exchange *ex;
-    struct iovec iov[3];  /* rw__upconn_send takes at most 3: head, body, end of a chunked body */
-    int iovcnt;
-    rw_upconn *next, *prev; /* idle list */
-};
-
-struct rw_exchange {
-    rw_conn *c;
-    rw_wstate *ws;
-    int route;
-    const rw_route_cfg *rt;
-    const rw_service_cfg *svc_cfg;
-    int svc, inst;
-    rw_upconn *up;
-    uint8_t tries;
-    uint8_t tried[2];     /* instances tried, to avoid on retry */
-    bool want_fresh;      /* retrying: do not take a pooled connection */
-    bool counted;         /* holds one svcs[svc].active[inst] */
-    uint64_t hash;        /* load-balancing key, computed while the head is readable */
-    int err_status;       /* an error to send once the pending 100-continue is out */
-    const char *err_msg;
-    char errbuf[896];     /* ringway's own error responses (ex->out may be in flight upstream) */
-    char rl_hdrs[112];    /* RateLimit-* lines for the response (filters with headers: true) */
-    uint8_t rl_len;
-    uint32_t host_off, host_len; /* the Host value inside out, patched on retry */
-    int method;
-    int minor;
-    bool keep_alive;      /* client connection persists after this exchange */
-    bool expect_continue;
-    bool head_sent_up;    /* request head fully written upstream */
-    bool req_done;        /* request body fully forwarded */
-    bool req_abandoned;   /* response finished first: stop forwarding the body */
-    bool resp_head_done;  /* response head parsed */
-    bool resp_head_sent;  /* started answering the client */
-    bool resp_done;       /* response body fully received from upstream */
-    bool upgrade;         /* the client asked for a protocol upgrade */
-    bool tunnel;          /* 101 relayed: bytes flow both ways until a close */
-    bool c_eof, u_eof;    /* tunnel half-closes seen */
-    bool dechunk;         /* HTTP/1.0 client, chunked response: send the data only */
-    int req_body;
-    uint64_t req_left;    /* RW_BODY_LENGTH: bytes still to forward */
-    uint64_t req_total;
-    uint32_t req_inflight;  /* client input bytes being sent upstream */
-    uint32_t resp_inflight; /* upstream input bytes being sent to the client */
-    /* The send in flight owns the whole buffer it reads (moved to up->held /
-     * c->held), so the source reads ahead into a fresh one meanwhile. */
-    bool req_held, resp_held;
-    rw_chunked req_chunk;
-    int resp_body;
-    uint64_t resp_left;
-    rw_chunked resp_chunk;
-    int status;
-    uint64_t start_ms;
-    rw_timer total_timer;
-    rw_timer queue_timer; /* waiting for a connection slot (timeouts.queue) */
-    bool queued;
-    rw_exchange *qnext, *qprev; /* the pool's wait queue */
-    char reqid[24];
-    uint8_t reqid_len;
-    uint32_t out_len;
-    uint32_t out_cap;
-    char *out;            /* head buffer for the rewritten request / response head */
-    rw_http_request req;  /* parsed request; slices point into c->in */
-    rw_http_response resp;
-    rw_exchange *next;    /* free list */
-};
-
-/* worker.c: a client connection closed (gives back its max_conns slot). */
-void rw__worker_conn_closed(rw_worker *w);
-/* proxy.c: takes over an accepted client connection (already counted). */
-void rw__conn_accepted(rw_worker *w, int fd);
-void rw__worker_close_idle(rw_worker *w);
-void rw__worker_close_all(rw_worker *w);
-/* upstream.c */
-int rw__wstate_new(rw_worker *w, rw_snapshot *snap, rw_wstate **out);
-void rw__wstate_put(rw_worker *w, rw_wstate *ws);
-void rw__wstate_close_idle(rw_worker *w, rw_wstate *ws);
-/* Gets a pooled or new upstream connection for ex (instance ex->inst) and
- * starts the exchange on it (rw__ex_upstream_ready is called when writable). */
-void rw__upconn_acquire(rw_exchange *ex);
-void rw__upconn_release(rw_upconn *u, bool reusable);
-void rw__upconn_send(rw_upconn *u, struct iovec *iov, int iovcnt);
-void rw__upconn_recv(rw_upconn *u);
-void rw__upconn_timeout(rw_upconn *u, uint32_t ms);
-void rw__upconn_close(rw_upconn *u);
-/* Takes ex off its pool's wait queue (if it is on it). */
-void rw__upconn_dequeue(rw_exchange *ex);
-/* Moves unconsumed input into a head buffer so more can be appended; -1 on ENOMEM. */
-int rw__input_to_hbuf(rw_worker *w, rw_input *in);
-/* Marks n input bytes consumed; releases the buffers once all are. */
-void rw__input_consume(rw_worker *w, rw_input *in, uint32_t n);
-/* Arms a receive that appends to in (head buffer) or fills a fresh loop buffer. */
-void rw__input_recv(rw_loop *l, rw_op *op, int fd, rw_input *in);
-/* Takes a receive completion's bytes into in. */
-void rw__input_take(rw_input *in, rw_op *op, int res);
-/* Moves all of *from (buffers included) into *to, which must be empty; *from
- * is left empty. */
-void rw__input_move(rw_input *to, rw_input *from);
-/* proxy.c callbacks from upstream.c */
-void rw__ex_upstream_ready(rw_exchange *ex);
-/* How an upstream attempt failed, for the retry decision. */
-enum rw_upfail {
-    RW_UPFAIL_CONNECT = 1, /* no connection: nothing was sent */
-    RW_UPFAIL_STALE,       /* a reused connection failed before any response byte */
-    RW_UPFAIL_OTHER,       /* anything else: never retried */
-};
-void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how);
-/* ex waited too long for a connection slot: answers 503 (which takes it off the queue). */
-void rw__ex_queue_timeout(rw_exchange *ex);
-void rw__ex_upstream_sent(rw_exchange *ex, int res);
-void rw__ex_upstream_data(rw_exchange *ex, int res);
-/* An upgraded connection went idle past its timeout: close both sides. */
-void rw__ex_tunnel_idle(rw_exchange *ex);
-/* buffers */
-rw_hbuf *rw__hbuf_get(rw_worker *w);
-void rw__hbuf_put(rw_worker *w, rw_hbuf *hb);
-void rw__input_release(rw_worker *w, rw_input *in);
 
 #endif

@@ -220,11 +220,6 @@ static size_t pow2_at_least(size_t n)
     return p;
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 static uint64_t digest_hash(const uint8_t *d)
 {
     uint64_t h;
@@ -251,7 +246,7 @@ static int build_key_index(rw_filters *f)
             uint8_t d[SHA256_DIGEST_LENGTH];
             if (strncmp(key, "sha256:", 7) == 0) {
                 for (int b = 0; b < SHA256_DIGEST_LENGTH; b++)
-                    d[b] = (uint8_t)(hexval(key[7 + 2 * b]) << 4 | hexval(key[8 + 2 * b]));
+                    d[b] = (uint8_t)(rw_hexval(key[7 + 2 * b]) << 4 | rw_hexval(key[8 + 2 * b]));
             } else {
                 SHA256((const uint8_t *)key, strlen(key), d);
             }

@@ -720,3 +720,11 @@ bool rw_http_is_hop_by_hop(rw_str name, const rw_http_header *headers, size_t nh
     }
     return false;
 }
+
+const rw_http_header *rw_http_find_header(const rw_http_header *headers, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rw_str_ieq(headers[i].name, name))
+            return &headers[i];
+    return NULL;
+}

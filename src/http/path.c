@@ -7,15 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
+#include "ringway/common.h"
 
 static bool unreserved(unsigned c)
 {
@@ -47,7 +39,7 @@ ssize_t rw_path_normalize(const char *in, size_t len, char *out, size_t cap)
             }
             if (len - i < 3)
                 return -1;
-            int hi = hexval((unsigned char)in[i + 1]), lo = hexval((unsigned char)in[i + 2]);
+            int hi = rw_hexval((unsigned char)in[i + 1]), lo = rw_hexval((unsigned char)in[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             unsigned v = (unsigned)(hi << 4 | lo);

@@ -9,10 +9,11 @@
 #include <unistd.h>
 #include <time.h>
 
-#include "../core/worker_int.h"
+#include "proxy_int.h"
 #include "ringway/log.h"
 #include "ringway/net.h"
 #include "ringway/path.h"
+#include "ringway/proxy.h"
 
 #define RW_LINGER_MS 2000
 #define RW_PATH_MAX 8192
@@ -25,59 +26,34 @@ static void ex_send_error(rw_exchange *ex, int status, const char *msg);
 static void ex_forward_response(rw_exchange *ex);
 static void ex_try_forward_head(rw_exchange *ex);
 static void ex_finish(rw_exchange *ex);
+static void ex_upstream_ready(rw_exchange *ex);
+static void ex_upstream_sent(rw_exchange *ex, int res);
+static void ex_upstream_data(rw_exchange *ex, int res);
+static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how);
+static void ex_queue_timeout(rw_exchange *ex);
+static const rw_upowner ex_owner;
 
 /* ---- small helpers ---- */
 
-static inline rw_timers *timers(rw_worker *w)
+static inline rw_timers *timers(rw_pworker *w)
 {
     return rw_loop_timers(w->loop);
 }
 
-static inline uint64_t now_ms(rw_worker *w)
+static inline uint64_t now_ms(rw_pworker *w)
 {
     return rw_loop_now(w->loop);
 }
 
-static inline const rw_config *cfg_of(rw_worker *w)
+static inline const rw_config *cfg_of(rw_pworker *w)
 {
     return w->ws->snap->cfg;
 }
 
-static void count_status(rw_worker *w, int status)
+static void count_status(rw_pworker *w, int status)
 {
     int cls = status / 100;
-    w->stats.responses[(cls >= 1 && cls <= 5) ? cls : 0]++;
-}
-
-/* Appends to a bounded output buffer; sets *ok false on overflow. */
-typedef struct outbuf {
-    char *p;
-    uint32_t len, cap;
-    bool ok;
-} outbuf;
-
-static inline void out_put(outbuf *o, const char *s, size_t n)
-{
-    if (RW_UNLIKELY(o->len + n > o->cap)) {
-        o->ok = false;
-        return;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += (uint32_t)n;
-}
-
-#define OUT_LIT(o, lit) out_put((o), (lit), sizeof(lit) - 1)
-#define OUT_STR(o, s) out_put((o), (s).p, (s).len)
-
-static void out_uint(outbuf *o, uint64_t v)
-{
-    char tmp[24];
-    int i = (int)sizeof(tmp);
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    out_put(o, tmp + i, sizeof(tmp) - (size_t)i);
+    w->stats->responses[(cls >= 1 && cls <= 5) ? cls : 0]++;
 }
 
 static const char hexdig[] = "0123456789abcdef";
@@ -86,7 +62,7 @@ static const char hexdig[] = "0123456789abcdef";
 
 static rw_exchange *ex_get(rw_conn *c)
 {
-    rw_worker *w = c->w;
+    rw_pworker *w = c->w;
     rw_exchange *ex = w->free_exchanges;
     if (ex != NULL) {
         w->free_exchanges = ex->next;
@@ -100,25 +76,27 @@ static rw_exchange *ex_get(rw_conn *c)
     ex->out = (char *)(ex + 1);
     ex->out_cap = w->hbuf_cap;
     ex->c = c;
-    ex->inst = -1;
-    ex->svc = -1;
+    ex->ur.owner = &ex_owner;
+    ex->ur.w = c->w;
+    ex->ur.inst = -1;
+    ex->ur.svc = -1;
     ex->route = -1;
     rw_timer_init(&ex->total_timer, NULL);
-    rw_timer_init(&ex->queue_timer, NULL);
+    rw_timer_init(&ex->ur.queue_timer, NULL);
     return ex;
 }
 
 static void ex_put(rw_exchange *ex)
 {
-    rw_worker *w = ex->c->w;
+    rw_pworker *w = ex->c->w;
     rw_timer_cancel(timers(w), &ex->total_timer);
-    rw__upconn_dequeue(ex);
-    if (ex->ws != NULL) {
-        if (ex->counted && ex->ws->svcs[ex->svc].active[ex->inst] > 0)
-            ex->ws->svcs[ex->svc].active[ex->inst]--;
-        ex->counted = false;
-        rw__wstate_put(w, ex->ws);
-        ex->ws = NULL;
+    rw__upconn_dequeue(&ex->ur);
+    if (ex->ur.ws != NULL) {
+        if (ex->ur.counted && ex->ur.ws->svcs[ex->ur.svc].active[ex->ur.inst] > 0)
+            ex->ur.ws->svcs[ex->ur.svc].active[ex->ur.inst]--;
+        ex->ur.counted = false;
+        rw__wstate_put(w, ex->ur.ws);
+        ex->ur.ws = NULL;
     }
     ex->c->ex = NULL;
     ex->next = w->free_exchanges;
@@ -144,7 +122,7 @@ static void make_reqid(rw_exchange *ex, bool parsed)
             }
         }
     }
-    rw_worker *w = ex->c->w;
+    rw_pworker *w = ex->c->w;
     uint64_t v = w->reqid_seed + (++w->reqid_counter);
     for (int i = 15; i >= 0; i--) {
         ex->reqid[i] = hexdig[v & 15];
@@ -190,20 +168,21 @@ static void c_maybe_free(rw_conn *c)
 {
     if (c->state != RW_C_CLOSING || c->pending > 0)
         return;
-    rw_worker *w = c->w;
+    rw_pworker *w = c->w;
     rw_timer_cancel(timers(w), &c->timer);
     if (c->ex != NULL)
         ex_put(c->ex); /* only now: our cancelled sends may have read from it */
     rw__input_release(w, &c->in);
     rw__input_release(w, &c->held);
-    rw_loop_close(w->loop, c->fd);
+    rw_tr_close(w->loop, &c->tr);
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
         w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    rw__worker_conn_closed(w);
+    w->nconns--;
+    rw_worker_conn_closed(w->core);
     c->next = w->free_conns;
     w->free_conns = c;
 }
@@ -215,9 +194,9 @@ static void c_close(rw_conn *c)
     c->state = RW_C_CLOSING;
     if (c->ex != NULL) {
         rw_exchange *ex = c->ex;
-        rw_upconn *u = ex->up;
+        rw_upconn *u = ex->ur.up;
         rw_timer_cancel(timers(c->w), &ex->total_timer);
-        rw__upconn_dequeue(ex);
+        rw__upconn_dequeue(&ex->ur);
         if (u != NULL) {
             if (ex->req_inflight > 0 && !ex->req_held && u->held.data == NULL) {
                 /* The upstream send in flight reads our input: it keeps it. */
@@ -225,7 +204,7 @@ static void c_close(rw_conn *c)
                 ex->req_inflight = 0;
             }
             rw__upconn_close(u);
-            ex->up = NULL;
+            ex->ur.up = NULL;
         }
     }
     rw_timer_cancel(timers(c->w), &c->timer);
@@ -243,13 +222,13 @@ static void c_linger(rw_conn *c)
     if (c->ex != NULL)
         ex_put(c->ex);
     c->state = RW_C_LINGER;
-    shutdown(c->fd, SHUT_WR);
+    rw_tr_shutdown_wr(&c->tr);
     if (!(c->rd.flags & RW_OPF_PENDING))
         rw__input_release(c->w, &c->in); /* else released when that read completes */
     c_timer(c, RW_LINGER_MS);
     if (!(c->rd.flags & RW_OPF_PENDING)) {
         c->pending++;
-        rw_loop_recv(c->w->loop, &c->rd, c->fd);
+        rw_tr_recv(c->w->loop, &c->tr, &c->rd);
     }
 }
 
@@ -262,7 +241,7 @@ static void c_send(rw_conn *c, struct iovec *iov, int iovcnt)
     c->iovcnt = k;
     c->pending++;
     c_timer(c, cfg_of(c->w)->http.send_timeout_ms);
-    rw_loop_send(c->w->loop, &c->wr, c->fd, c->iov, c->iovcnt);
+    rw_tr_send(c->w->loop, &c->tr, &c->wr, c->iov, c->iovcnt);
 }
 
 /* What the client write that just finished was for. */
@@ -290,7 +269,7 @@ static void on_c_write(rw_op *op, int res)
     if (rw_iov_advance(c->iov, &c->iovcnt, (size_t)res)) { /* short send: the rest */
         c->pending++;
         c_timer(c, cfg_of(c->w)->http.send_timeout_ms);
-        rw_loop_send(c->w->loop, &c->wr, c->fd, c->iov, c->iovcnt);
+        rw_tr_send(c->w->loop, &c->tr, &c->wr, c->iov, c->iovcnt);
         return;
     }
     if (c->held.data != NULL)
@@ -345,10 +324,10 @@ static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const 
         c_close(c); /* too late for a status: cut the connection */
         return;
     }
-    rw__upconn_dequeue(ex);
-    if (ex->up != NULL) {
-        rw__upconn_close(ex->up);
-        ex->up = NULL;
+    rw__upconn_dequeue(&ex->ur);
+    if (ex->ur.up != NULL) {
+        rw__upconn_close(ex->ur.up);
+        ex->ur.up = NULL;
     }
     if (c->wr.flags & RW_OPF_PENDING) {
         /* Only our 100-continue can be in flight: answer when it is out. */
@@ -405,7 +384,7 @@ static void c_sent(rw_conn *c)
         ex_forward_response(ex);
         return;
     case SENT_TUNNEL_HEAD:
-        if (ex != NULL && ex->up != NULL)
+        if (ex != NULL && ex->ur.up != NULL)
             tunnel_start(ex);
         return;
     case SENT_FINAL:
@@ -422,7 +401,7 @@ static void on_c_read(rw_op *op, int res);
 static void c_read_head(rw_conn *c)
 {
     c->pending++;
-    rw__input_recv(c->w->loop, &c->rd, c->fd, &c->in);
+    rw__input_recv(c->w->loop, &c->rd, &c->tr, &c->in);
 }
 
 static void ex_client_body(rw_exchange *ex);
@@ -430,7 +409,7 @@ static void ex_client_body(rw_exchange *ex);
 static void on_c_read(rw_op *op, int res)
 {
     rw_conn *c = op->data;
-    rw_worker *w = c->w;
+    rw_pworker *w = c->w;
     c->pending--;
     if (c->state == RW_C_CLOSING || c->state == RW_C_LINGER) {
         if (res > 0 && op->kind == RW_OP_RECV)
@@ -439,7 +418,7 @@ static void on_c_read(rw_op *op, int res)
             rw__input_release(w, &c->in); /* no read is pending now */
         if (c->state == RW_C_LINGER && res > 0) {
             c->pending++;
-            rw_loop_recv(w->loop, &c->rd, c->fd); /* keep discarding until EOF or the timer */
+            rw_tr_recv(w->loop, &c->tr, &c->rd); /* keep discarding until EOF or the timer */
             return;
         }
         if (c->state == RW_C_LINGER) {
@@ -449,9 +428,9 @@ static void on_c_read(rw_op *op, int res)
         c_maybe_free(c);
         return;
     }
-    if (res == 0 && c->ex != NULL && c->ex->tunnel && c->ex->up != NULL) {
+    if (res == 0 && c->ex != NULL && c->ex->tunnel && c->ex->ur.up != NULL) {
         c->ex->c_eof = true; /* half-close: pass it on, keep the other way open */
-        shutdown(c->ex->up->fd, SHUT_WR);
+        rw_tr_shutdown_wr(&c->ex->ur.up->tr);
         tunnel_close_if_done(c->ex);
         return;
     }
@@ -478,7 +457,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len);
 
 static void c_process_head(rw_conn *c)
 {
-    rw_worker *w = c->w;
+    rw_pworker *w = c->w;
     if (c->ex == NULL) {
         c->ex = ex_get(c);
         if (c->ex == NULL) {
@@ -508,7 +487,7 @@ static void c_process_head(rw_conn *c)
         return;
     }
     if (r < 0) {
-        w->stats.bad_requests++;
+        w->stats->bad_requests++;
         ex->method = RW_METHOD_GET;
         ex->req_done = true;
         c->state = RW_C_BUSY;
@@ -530,192 +509,38 @@ static void c_process_head(rw_conn *c)
 
 /* ---- upstream request head ---- */
 
-/* The field names a message's Connection header(s) list beyond the fixed
- * hop-by-hop set, gathered once per message rather than once per field. */
-typedef struct conn_tokens {
-    rw_str tok[8];
-    int n;
-    bool overflow;        /* more than fit: ask rw_http_is_hop_by_hop */
-} conn_tokens;
-
-static void conn_tokens_collect(conn_tokens *ct, const rw_http_header *hs, size_t n)
-{
-    ct->n = 0;
-    ct->overflow = false;
-    for (size_t i = 0; i < n; i++) {
-        if (hs[i].name.len != 10 || !rw_str_ieq(hs[i].name, "connection"))
-            continue;
-        const char *p = hs[i].value.p, *end = p + hs[i].value.len;
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
-                p++;
-            const char *t = p;
-            while (p < end && *p != ',')
-                p++;
-            const char *e = p;
-            while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
-                e--;
-            rw_str tok = {t, (size_t)(e - t)};
-            if (tok.len == 0 || rw_str_ieq(tok, "close") || rw_http_is_fixed_hop_by_hop(tok))
-                continue; /* keep-alive, upgrade, ...: already hop-by-hop */
-            if (ct->n == (int)RW_ARRAY_LEN(ct->tok)) {
-                ct->overflow = true;
-                return;
-            }
-            ct->tok[ct->n++] = tok;
-        }
-    }
-}
-
-static bool is_hop(rw_str name, const conn_tokens *ct, const rw_http_header *hs, size_t n)
-{
-    if (rw_http_is_fixed_hop_by_hop(name))
-        return true;
-    if (ct->overflow)
-        return rw_http_is_hop_by_hop(name, hs, n);
-    for (int i = 0; i < ct->n; i++) {
-        if (rw_str_ieq_str(name, ct->tok[i]))
-            /* A Connection token never strips framing or routing fields. */
-            return !rw_str_ieq(name, "content-length") && !rw_str_ieq(name, "host");
-    }
-    return false;
-}
-
-static const rw_http_header *find_header(const rw_http_header *hs, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (rw_str_ieq(hs[i].name, name))
-            return &hs[i];
-    return NULL;
-}
-
-static bool is_skipped_request_header(rw_str name)
-{
-    switch (name.len) {
-    case 4:
-        return rw_str_ieq(name, "host");
-    case 6:
-        return rw_str_ieq(name, "expect");
-    case 14: /* re-emitted from the parsed value: "005" or "5, 5" never pass through */
-        return rw_str_ieq(name, "content-length");
-    case 12:
-        return rw_str_ieq(name, "x-request-id");
-    case 13: /* identity headers only ringway sets (filters) */
-        return rw_str_ieq_dash(name, RW_STR("x-consumer-id"));
-    case 19:
-        return rw_str_ieq_dash(name, RW_STR("x-consumer-username"));
-    case 9: /* RFC 7239: we do not vouch for what the client claims */
-        return rw_str_ieq(name, "forwarded") || rw_str_ieq(name, "x-real-ip");
-    case 15:
-        return rw_str_ieq(name, "x-forwarded-for");
-    case 16:
-        return rw_str_ieq(name, "x-forwarded-host") || rw_str_ieq(name, "x-forwarded-port");
-    case 17:
-        return rw_str_ieq(name, "x-forwarded-proto") || rw_str_ieq_dash(name, RW_STR("x-consumer-groups"));
-    case 18:
-        return rw_str_ieq(name, "x-forwarded-prefix");
-    default:
-        return false;
-    }
-}
-
+/* Writes the upstream request head into ex->out (heads.c). */
 static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, const rw_filters *flt,
                                const rw_filter_result *fres)
 {
     rw_conn *c = ex->c;
-    const rw_http_request *rq = &ex->req;
-    outbuf o = {ex->out, 0, ex->out_cap, true};
-    OUT_STR(&o, rq->method_str);
-    OUT_LIT(&o, " ");
-    if (o.ok) {
-        rw_str q = fres != NULL && fres->query_set ? fres->query : rq->query;
-        ssize_t t = rw_route_upstream_target(ex->rt, path, plen, q, o.p + o.len, o.cap - o.len);
-        if (t < 0)
-            return false;
-        o.len += (uint32_t)t;
-    }
-    /* We speak HTTP/1.1 upstream whatever the client speaks (RFC 9110 2.5);
-     * a chunked answer to an HTTP/1.0 client is de-chunked on the way back. */
-    OUT_LIT(&o, " HTTP/1.1\r\nHost: ");
-    ex->host_off = o.len;
-    if (ex->rt->preserve_host && rq->host.len > 0) {
-        OUT_STR(&o, rq->host);
-    } else {
-        const rw_instance_cfg *inst = &ex->svc_cfg->instances[ex->inst];
-        out_put(&o, inst->address, strlen(inst->address)); /* host:port as configured */
-    }
-    ex->host_len = o.len - ex->host_off;
-    OUT_LIT(&o, "\r\n");
-    const rw_http_header *xff = NULL;
-    conn_tokens ct = {.n = 0};
-    if (rq->flags & RW_HF_CONN_OTHER) /* else Connection names nothing beyond the fixed set */
-        conn_tokens_collect(&ct, rq->headers, rq->nheaders);
-    for (size_t i = 0; i < rq->nheaders; i++) {
-        const rw_http_header *h = &rq->headers[i];
-        if (is_skipped_request_header(h->name)) {
-            if (h->name.len == 15 && xff == NULL)
-                xff = h;
-            continue;
-        }
-        if (is_hop(h->name, &ct, rq->headers, rq->nheaders))
-            continue;
-        if (fres != NULL && rw_filters_strip(flt, ex->route, h->name))
-            continue; /* identity headers are ours to set; hidden credentials */
-        OUT_STR(&o, h->name);
-        OUT_LIT(&o, ": ");
-        OUT_STR(&o, h->value);
-        OUT_LIT(&o, "\r\n");
-    }
-    for (uint32_t i = 0; fres != NULL && i < fres->nadd; i++) {
-        OUT_STR(&o, fres->add[i].name);
-        OUT_LIT(&o, ": ");
-        OUT_STR(&o, fres->add[i].value);
-        OUT_LIT(&o, "\r\n");
-    }
-    OUT_LIT(&o, "X-Forwarded-For: ");
-    if (xff != NULL) {
-        /* Every X-Forwarded-For line, in order, then the peer. */
-        for (size_t i = 0; i < rq->nheaders; i++) {
-            const rw_http_header *h = &rq->headers[i];
-            if (h->name.len == 15 && rw_str_ieq(h->name, "x-forwarded-for")) {
-                OUT_STR(&o, h->value);
-                OUT_LIT(&o, ", ");
-            }
-        }
-    }
-    out_put(&o, c->peer, c->peer_len);
-    OUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
-    if (rq->host.len > 0) {
-        OUT_LIT(&o, "X-Forwarded-Host: ");
-        OUT_STR(&o, rq->host);
-        OUT_LIT(&o, "\r\n");
-    }
-    OUT_LIT(&o, "Via: 1.1 ringway\r\nX-Request-Id: ");
-    out_put(&o, ex->reqid, ex->reqid_len);
-    OUT_LIT(&o, "\r\n");
-    if (ex->req_body == RW_BODY_CHUNKED) {
-        OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
-    } else if (rq->flags & RW_HF_HAS_CL) {
-        OUT_LIT(&o, "Content-Length: ");
-        out_uint(&o, rq->content_length);
-        OUT_LIT(&o, "\r\n");
-    }
-    if (ex->upgrade) {
-        /* Upgrade is hop-by-hop: pass the client's wish on explicitly. */
-        OUT_LIT(&o, "Connection: upgrade\r\nUpgrade: ");
-        OUT_STR(&o, find_header(rq->headers, rq->nheaders, "upgrade")->value);
-        OUT_LIT(&o, "\r\n");
-    }
-    OUT_LIT(&o, "\r\n");
-    ex->out_len = o.len;
-    return o.ok;
+    const char *addr = ex->ur.svc_cfg->instances[ex->ur.inst].address;
+    rw_reqhead in = {
+        .rq = &ex->req,
+        .rt = ex->rt,
+        .path = path,
+        .path_len = plen,
+        .upstream_host = {addr, strlen(addr)},
+        .peer = {c->peer, c->peer_len},
+        .reqid = {ex->reqid, ex->reqid_len},
+        .body = ex->req_body,
+        .upgrade = ex->upgrade,
+        .flt = flt,
+        .route = ex->route,
+        .fres = fres,
+    };
+    ssize_t n = rw_proxy_request_head(&in, ex->out, ex->out_cap, &ex->host_off, &ex->host_len);
+    if (n < 0)
+        return false;
+    ex->out_len = (uint32_t)n;
+    return true;
 }
 
 /* ---- routing and dispatch ---- */
 
 static uint64_t hash_key(rw_exchange *ex)
 {
-    const rw_service_cfg *sc = ex->svc_cfg;
+    const rw_service_cfg *sc = ex->ur.svc_cfg;
     rw_conn *c = ex->c;
     if (sc->lb != RW_LB_HASH)
         return 0;
@@ -750,8 +575,8 @@ static uint64_t hash_key(rw_exchange *ex)
 
 static bool ex_pick(rw_exchange *ex)
 {
-    rw_svc_state *ss = &ex->ws->svcs[ex->svc];
-    uint32_t n = (uint32_t)ex->svc_cfg->ninstances;
+    rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
+    uint32_t n = (uint32_t)ex->ur.svc_cfg->ninstances;
     for (int i = 0; i < ex->tries && i < 2; i++)
         if (ex->tried[i] < n && n > 1)
             ss->excluded[ex->tried[i]] = 1;
@@ -761,7 +586,7 @@ static bool ex_pick(rw_exchange *ex)
             ss->excluded[ex->tried[i]] = 0;
     if (inst < 0)
         return false;
-    ex->inst = inst;
+    ex->ur.inst = inst;
     if (ex->tries < 2)
         ex->tried[ex->tries] = (uint8_t)RW_MIN(inst, 255);
     ex->tries++;
@@ -771,11 +596,11 @@ static bool ex_pick(rw_exchange *ex)
 static void on_total_timeout(rw_timer *t)
 {
     rw_exchange *ex = RW_CONTAINER_OF(t, rw_exchange, total_timer);
-    if (ex->queued) { /* still waiting for a connection slot */
-        rw__ex_queue_timeout(ex);
+    if (ex->ur.queued) { /* still waiting for a connection slot */
+        ex_queue_timeout(ex);
         return;
     }
-    ex->c->w->stats.upstream_timeouts++;
+    ex->c->w->stats->upstream_timeouts++;
     ex_send_error(ex, 504, "upstream timed out");
 }
 
@@ -785,19 +610,19 @@ static void on_total_timeout(rw_timer *t)
 static void ex_acquire(rw_exchange *ex)
 {
     rw_conn *c = ex->c;
-    rw__upconn_acquire(ex);
-    if (ex->queued && c->in.len == c->in.off && !(c->rd.flags & RW_OPF_PENDING))
+    rw__upconn_acquire(&ex->ur);
+    if (ex->ur.queued && c->in.len == c->in.off && !(c->rd.flags & RW_OPF_PENDING))
         c_read_head(c);
 }
 
 static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
 {
-    rw_worker *w = c->w;
+    rw_pworker *w = c->w;
     const rw_http_request *rq = &ex->req;
     c->state = RW_C_BUSY;
     c->requests++;
     c_timer(c, 0);
-    w->stats.requests++;
+    w->stats->requests++;
     ex->start_ms = now_ms(w);
     ex->method = rq->method;
     ex->minor = rq->minor;
@@ -811,10 +636,10 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     ex->expect_continue = (rq->flags & RW_HF_EXPECT_CONTINUE) != 0;
     /* Only WebSocket: other upgrades (h2c above all) would hand the client a
      * raw channel past routing and header rules. Theirs is simply dropped. */
-    const rw_http_header *uph = find_header(rq->headers, rq->nheaders, "upgrade");
+    const rw_http_header *uph = rw_http_find_header(rq->headers, rq->nheaders, "upgrade");
     ex->upgrade = (rq->flags & RW_HF_CONN_UPGRADE) && rq->minor == 1 && ex->req_done && uph != NULL &&
                   rw_str_ieq(uph->value, "websocket");
-    ex->ws = w->ws;
+    ex->ur.ws = w->ws;
     w->ws->users++;
     make_reqid(ex, true); /* before any error path releases the head's buffer */
     const rw_snapshot *snap = w->ws->snap;
@@ -913,8 +738,8 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         send_canned(ex, &snap->canned[route]);
         return;
     }
-    ex->svc = ex->rt->service_index;
-    ex->svc_cfg = &cfg->services[ex->svc];
+    ex->ur.svc = ex->rt->service_index;
+    ex->ur.svc_cfg = &cfg->services[ex->ur.svc];
     ex->hash = hash_key(ex); /* the head's buffer is gone by the time a retry picks */
     if (!ex_pick(ex)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
@@ -928,9 +753,9 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     }
     /* The head is rewritten into ex->out: its bytes in the input are done. */
     rw__input_consume(w, &c->in, (uint32_t)head_len);
-    if (ex->svc_cfg->total_timeout_ms > 0) {
+    if (ex->ur.svc_cfg->total_timeout_ms > 0) {
         rw_timer_init(&ex->total_timer, on_total_timeout);
-        rw_timer_set(timers(w), &ex->total_timer, now_ms(w) + ex->svc_cfg->total_timeout_ms);
+        rw_timer_set(timers(w), &ex->total_timer, now_ms(w) + ex->ur.svc_cfg->total_timeout_ms);
     }
     if (ex->expect_continue && ex->minor == 1 && !ex->req_done && c->in.len == c->in.off) {
         /* We answer 100-continue ourselves (Expect is not forwarded). */
@@ -1007,7 +832,7 @@ static void ex_send_body_piece(rw_exchange *ex, bool with_head)
         iov[n].iov_len = 2;
         n++;
     }
-    rw_upconn *u = ex->up;
+    rw_upconn *u = ex->ur.up;
     ex->req_inflight = (uint32_t)body; /* consumed when the send completes */
     ex->req_held = false;
     if (fwd > 0 && (uint32_t)body == avail && u->held.data == NULL && !ex->req_done) {
@@ -1018,26 +843,26 @@ static void ex_send_body_piece(rw_exchange *ex, bool with_head)
         ex->req_held = true;
     }
     rw__upconn_send(u, iov, n);
-    if (ex->req_held && ex->up != NULL && !(c->rd.flags & RW_OPF_PENDING)) {
+    if (ex->req_held && ex->ur.up != NULL && !(c->rd.flags & RW_OPF_PENDING)) {
         if (!(c->wr.flags & RW_OPF_PENDING))
             c_timer(c, cfg_of(c->w)->http.client_body_timeout_ms);
         c_read_head(c);
     }
 }
 
-void rw__ex_upstream_ready(rw_exchange *ex)
+static void ex_upstream_ready(rw_exchange *ex)
 {
     ex->head_sent_up = false;
     ex_send_body_piece(ex, true);
-    if (ex->up != NULL)
-        rw__upconn_timeout(ex->up, ex->svc_cfg->first_byte_timeout_ms);
+    if (ex->ur.up != NULL)
+        rw__upconn_timeout(ex->ur.up, ex->ur.svc_cfg->first_byte_timeout_ms);
 }
 
-void rw__ex_upstream_sent(rw_exchange *ex, int res)
+static void ex_upstream_sent(rw_exchange *ex, int res)
 {
     (void)res;
     rw_conn *c = ex->c;
-    rw_worker *w = c->w;
+    rw_pworker *w = c->w;
     uint32_t consumed = ex->req_inflight;
     ex->req_inflight = 0;
     bool first = !ex->head_sent_up;
@@ -1060,7 +885,7 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
         /* The response was waiting for our head to go. Keep the body going
          * first (an upstream may answer while it still reads, e.g. an echo):
          * forwarding the head may finish and free the exchange. */
-        if (!ex->req_done && !ex->req_abandoned && ex->up != NULL) {
+        if (!ex->req_done && !ex->req_abandoned && ex->ur.up != NULL) {
             if (c->in.len > c->in.off)
                 ex_send_body_piece(ex, false);
             else if (!(c->rd.flags & RW_OPF_PENDING))
@@ -1069,8 +894,8 @@ void rw__ex_upstream_sent(rw_exchange *ex, int res)
         ex_try_forward_head(ex);
         return;
     }
-    if (!ex->req_done && ex->up != NULL)
-        rw__upconn_timeout(ex->up, ex->svc_cfg->first_byte_timeout_ms); /* progress: restart the clock */
+    if (!ex->req_done && ex->ur.up != NULL)
+        rw__upconn_timeout(ex->ur.up, ex->ur.svc_cfg->first_byte_timeout_ms); /* progress: restart the clock */
     if (ex->req_done || ex->req_abandoned)
         return;
     if (c->in.len > c->in.off) {
@@ -1093,7 +918,7 @@ static void ex_client_body(rw_exchange *ex)
     }
     /* Not connected yet, or the previous piece is still going out: the
      * bytes wait in c->in until that send completes. */
-    if (ex->up == NULL || (ex->up->wr.flags & RW_OPF_PENDING))
+    if (ex->ur.up == NULL || (ex->ur.up->wr.flags & RW_OPF_PENDING))
         return;
     ex_send_body_piece(ex, false);
 }
@@ -1103,7 +928,7 @@ static bool retarget_host(rw_exchange *ex)
 {
     if (ex->rt->preserve_host)
         return true;
-    const char *addr = ex->svc_cfg->instances[ex->inst].address;
+    const char *addr = ex->ur.svc_cfg->instances[ex->ur.inst].address;
     uint32_t alen = (uint32_t)strlen(addr);
     if (ex->out_len - ex->host_len + alen > ex->out_cap)
         return false;
@@ -1115,18 +940,18 @@ static bool retarget_host(rw_exchange *ex)
     return true;
 }
 
-void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
+static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
 {
     rw_conn *c = ex->c;
-    rw_worker *w = c->w;
+    rw_pworker *w = c->w;
     if (timeout)
-        w->stats.upstream_timeouts++;
+        w->stats->upstream_timeouts++;
     else
-        w->stats.upstream_errors++;
-    rw_svc_state *ss = &ex->ws->svcs[ex->svc];
-    if (ex->counted && ss->active[ex->inst] > 0)
-        ss->active[ex->inst]--;
-    ex->counted = false;
+        w->stats->upstream_errors++;
+    rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
+    if (ex->ur.counted && ss->active[ex->ur.inst] > 0)
+        ss->active[ex->ur.inst]--;
+    ex->ur.counted = false;
     /* Retry once, and only what cannot have reached the application twice
      * with a body we no longer hold: a connect failure (nothing was sent: try
      * another instance) or the keep-alive race on a reused connection (no
@@ -1139,29 +964,29 @@ void rw__ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
                   ex->method == RW_METHOD_DELETE || ex->method == RW_METHOD_OPTIONS ||
                   ex->method == RW_METHOD_TRACE)));
     if (may) {
-        int prev = ex->inst;
+        int prev = ex->ur.inst;
         bool ok = how == RW_UPFAIL_STALE ? (ex->tries++, true) : ex_pick(ex);
-        if (ok && (ex->inst == prev || retarget_host(ex))) {
-            rw_log_debug("retrying %s after: %s", ex->svc_cfg->name, timeout ? "timeout" : strerror(err));
+        if (ok && (ex->ur.inst == prev || retarget_host(ex))) {
+            rw_log_debug("retrying %s after: %s", ex->ur.svc_cfg->name, timeout ? "timeout" : strerror(err));
             /* A stale pooled connection: a fresh one, same instance. A
              * connect failure: the other instance's pool, cap and queue. */
-            ex->want_fresh = how == RW_UPFAIL_STALE;
+            ex->ur.want_fresh = how == RW_UPFAIL_STALE;
             ex->head_sent_up = false;
             ex_acquire(ex);
             return;
         }
     }
-    rw_log_warn("upstream %s (%s) failed: %s", ex->svc_cfg->name, ex->svc_cfg->instances[ex->inst].address,
+    rw_log_warn("upstream %s (%s) failed: %s", ex->ur.svc_cfg->name, ex->ur.svc_cfg->instances[ex->ur.inst].address,
                 timeout ? "timed out" : strerror(err));
     ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
 }
 
-void rw__ex_queue_timeout(rw_exchange *ex)
+static void ex_queue_timeout(rw_exchange *ex)
 {
-    rw_worker *w = ex->c->w;
-    w->stats.upstream_queue_timeouts++;
-    rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)", ex->svc_cfg->name,
-                ex->svc_cfg->instances[ex->inst].address, ex->svc_cfg->max_conns);
+    rw_pworker *w = ex->c->w;
+    w->stats->upstream_queue_timeouts++;
+    rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)", ex->ur.svc_cfg->name,
+                ex->ur.svc_cfg->instances[ex->ur.inst].address, ex->ur.svc_cfg->max_conns);
     ex_send_error(ex, 503, "upstream connection limit reached");
 }
 
@@ -1175,59 +1000,30 @@ static void ex_try_forward_head(rw_exchange *ex)
         ex_forward_response(ex);
 }
 
+/* Writes the response head for the client into ex->out (heads.c) and takes
+ * its decisions: persistence, de-chunking for an HTTP/1.0 client. */
 static bool build_response_head(rw_exchange *ex)
 {
     rw_conn *c = ex->c;
-    const rw_http_response *rs = &ex->resp;
-    outbuf o = {ex->out, 0, ex->out_cap, true};
-    OUT_LIT(&o, "HTTP/1.1 ");
-    out_uint(&o, (uint64_t)rs->status);
-    OUT_LIT(&o, " ");
-    OUT_STR(&o, rs->reason);
-    OUT_LIT(&o, "\r\n");
-    conn_tokens ct = {.n = 0};
-    if (rs->flags & RW_HF_CONN_OTHER)
-        conn_tokens_collect(&ct, rs->headers, rs->nheaders);
-    for (size_t i = 0; i < rs->nheaders; i++) {
-        const rw_http_header *h = &rs->headers[i];
-        if (is_hop(h->name, &ct, rs->headers, rs->nheaders) ||
-            (h->name.len == 14 && rw_str_ieq(h->name, "content-length")))
-            continue;
-        OUT_STR(&o, h->name);
-        OUT_LIT(&o, ": ");
-        OUT_STR(&o, h->value);
-        OUT_LIT(&o, "\r\n");
-    }
-    OUT_LIT(&o, "Via: 1.1 ringway\r\n");
-    out_put(&o, ex->rl_hdrs, ex->rl_len);
-    if (ex->resp_body == RW_BODY_CHUNKED && ex->minor == 0) {
-        ex->dechunk = true; /* an HTTP/1.0 client: data only, delimited by close */
+    rw_resphead in = {
+        .rs = &ex->resp,
+        .extra = {ex->rl_hdrs, ex->rl_len},
+        .minor = ex->minor,
+        .body = ex->resp_body,
+        .tunnel = ex->tunnel,
+        .keep = ex->keep_alive && !c->close_after && !c->w->draining,
+        .req_done = ex->req_done,
+    };
+    int persist;
+    bool dechunk;
+    ssize_t n = rw_proxy_response_head(&in, ex->out, ex->out_cap, &persist, &dechunk);
+    if (n < 0)
+        return false;
+    ex->out_len = (uint32_t)n;
+    ex->dechunk = dechunk;
+    if (persist == RW_PERSIST_CLOSE)
         c->close_after = true;
-    } else if (ex->resp_body == RW_BODY_CHUNKED) {
-        OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
-    } else if (rs->flags & RW_HF_HAS_CL) {
-        OUT_LIT(&o, "Content-Length: "); /* the parsed value, one canonical line */
-        out_uint(&o, rs->content_length);
-        OUT_LIT(&o, "\r\n");
-    }
-    if (ex->tunnel) {
-        const rw_http_header *up = find_header(rs->headers, rs->nheaders, "upgrade");
-        OUT_LIT(&o, "Connection: upgrade\r\n");
-        if (up != NULL) {
-            OUT_LIT(&o, "Upgrade: ");
-            OUT_STR(&o, up->value);
-            OUT_LIT(&o, "\r\n");
-        }
-        OUT_LIT(&o, "\r\n");
-        ex->out_len = o.len;
-        return o.ok;
-    }
-    if (ex->resp_body == RW_BODY_UNTIL_CLOSE || !ex->req_done)
-        c->close_after = true;
-    OUT_STR(&o, rw_http_persist_line(ex_persist(ex)));
-    OUT_LIT(&o, "\r\n");
-    ex->out_len = o.len;
-    return o.ok;
+    return true;
 }
 
 /* How many of the upstream's available bytes belong to the response body;
@@ -1277,8 +1073,8 @@ static ssize_t resp_body_portion(rw_exchange *ex, char *p, size_t avail, size_t 
  * have it counted (and logged) as an upstream timeout. */
 static void ex_resp_received(rw_exchange *ex)
 {
-    if (ex->up != NULL)
-        rw__upconn_timeout(ex->up, 0);
+    if (ex->ur.up != NULL)
+        rw__upconn_timeout(ex->ur.up, 0);
     rw_timer_cancel(timers(ex->c->w), &ex->total_timer);
 }
 
@@ -1287,7 +1083,7 @@ static void ex_resp_received(rw_exchange *ex)
 static void ex_forward_response(rw_exchange *ex)
 {
     rw_conn *c = ex->c;
-    rw_upconn *u = ex->up;
+    rw_upconn *u = ex->ur.up;
     if (u == NULL)
         return;
     /* Finished sending the previous piece: consume it from the upstream input
@@ -1300,7 +1096,7 @@ static void ex_forward_response(rw_exchange *ex)
     }
     if (ex->tunnel && ex->resp_head_sent) {
         if (ex->u_eof && u->in.len == u->in.off) {
-            shutdown(c->fd, SHUT_WR); /* upstream finished: pass the half-close on */
+            rw_tr_shutdown_wr(&c->tr); /* upstream finished: pass the half-close on */
             tunnel_close_if_done(ex);
             return;
         }
@@ -1338,7 +1134,7 @@ static void ex_forward_response(rw_exchange *ex)
     size_t len;
     ssize_t body = resp_body_portion(ex, u->in.data + u->in.off, avail, &len);
     if (body < 0) {
-        rw_log_warn("upstream %s sent a malformed chunked body", ex->svc_cfg->name);
+        rw_log_warn("upstream %s sent a malformed chunked body", ex->ur.svc_cfg->name);
         c_close(c);
         return;
     }
@@ -1359,7 +1155,7 @@ static void ex_forward_response(rw_exchange *ex)
             ex_finish(ex);
             return;
         }
-        rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms); /* waiting on the upstream */
+        rw__upconn_timeout(u, ex->ur.svc_cfg->first_byte_timeout_ms); /* waiting on the upstream */
         rw__upconn_recv(u);
         return;
     }
@@ -1379,21 +1175,21 @@ static void ex_forward_response(rw_exchange *ex)
         /* The upstream's clock runs only while we wait for its bytes: reading
          * ahead, yes; waiting for a slow client to take this piece, no (the
          * client's send timeout covers that). */
-        rw__upconn_timeout(u, ex->resp_held ? ex->svc_cfg->first_byte_timeout_ms : 0);
+        rw__upconn_timeout(u, ex->resp_held ? ex->ur.svc_cfg->first_byte_timeout_ms : 0);
         if (ex->resp_held)
             rw__upconn_recv(u);
     }
 }
 
-void rw__ex_upstream_data(rw_exchange *ex, int res)
+static void ex_upstream_data(rw_exchange *ex, int res)
 {
     rw_conn *c = ex->c;
-    rw_upconn *u = ex->up;
+    rw_upconn *u = ex->ur.up;
     if (ex->tunnel && ex->resp_head_sent) {
         if (res <= 0) {
             ex->u_eof = true;
             if (res < 0 || (c->wr.flags & RW_OPF_PENDING) == 0)
-                shutdown(c->fd, SHUT_WR);
+                rw_tr_shutdown_wr(&c->tr);
             if (res < 0)
                 c_close(c);
             else
@@ -1412,14 +1208,14 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
             return;
         }
         if (ex->resp_head_sent) {
-            rw_log_warn("upstream %s closed mid-response", ex->svc_cfg->name);
+            rw_log_warn("upstream %s closed mid-response", ex->ur.svc_cfg->name);
             c_close(c);
             return;
         }
         int how = u->reused && !u->got_bytes ? RW_UPFAIL_STALE : RW_UPFAIL_OTHER;
         rw__upconn_close(u);
-        ex->up = NULL;
-        rw__ex_upstream_failed(ex, res == 0 ? ECONNRESET : -res, false, how);
+        ex->ur.up = NULL;
+        ex_upstream_failed(ex, res == 0 ? ECONNRESET : -res, false, how);
         return;
     }
     if (ex->resp_head_done) {
@@ -1431,7 +1227,7 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
     }
     for (;;) {
         ssize_t r = rw_http_parse_response(u->in.data + u->in.off, u->in.len - u->in.off,
-                                           &ex->ws->snap->limits, ex->method, &ex->resp);
+                                           &ex->ur.ws->snap->limits, ex->method, &ex->resp);
         if (r == RW_HTTP_INCOMPLETE) {
             if (rw__input_to_hbuf(c->w, &u->in) != 0 || u->in.len >= u->in.hb->cap) {
                 ex_send_error(ex, 502, "upstream response head too large");
@@ -1441,16 +1237,16 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
             return;
         }
         if (r < 0) {
-            rw_log_warn("upstream %s sent an invalid response", ex->svc_cfg->name);
+            rw_log_warn("upstream %s sent an invalid response", ex->ur.svc_cfg->name);
             rw__upconn_close(u);
-            ex->up = NULL;
+            ex->ur.up = NULL;
             ex_send_error(ex, 502, "invalid upstream response");
             return;
         }
         if (ex->resp.status >= 100 && ex->resp.status < 200) {
             /* Interim responses: we answered 100-continue ourselves; drop them. */
             if (ex->resp.status == 101) {
-                const rw_http_header *ru = find_header(ex->resp.headers, ex->resp.nheaders, "upgrade");
+                const rw_http_header *ru = rw_http_find_header(ex->resp.headers, ex->resp.nheaders, "upgrade");
                 if (ex->upgrade && ru != NULL && rw_str_ieq(ru->value, "websocket")) {
                     ex->tunnel = true; /* relay the 101, then bytes both ways */
                     rw__input_consume(c->w, &u->in, (uint32_t)r);
@@ -1458,7 +1254,7 @@ void rw__ex_upstream_data(rw_exchange *ex, int res)
                 }
                 rw__input_consume(c->w, &u->in, (uint32_t)r);
                 rw__upconn_close(u);
-                ex->up = NULL;
+                ex->ur.up = NULL;
                 ex_send_error(ex, 502, "unexpected protocol switch");
                 return;
             }
@@ -1493,13 +1289,13 @@ static void tunnel_close_if_done(rw_exchange *ex)
 static void tunnel_c2u(rw_exchange *ex)
 {
     rw_conn *c = ex->c;
-    rw_upconn *u = ex->up;
+    rw_upconn *u = ex->ur.up;
     uint32_t avail = c->in.len - c->in.off;
     if (u == NULL || avail == 0 || (u->wr.flags & RW_OPF_PENDING))
         return;
     struct iovec iov = {c->in.data + c->in.off, avail};
     ex->req_inflight = avail;
-    rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms);
+    rw__upconn_timeout(u, ex->ur.svc_cfg->first_byte_timeout_ms);
     rw__upconn_send(u, &iov, 1);
 }
 
@@ -1507,21 +1303,17 @@ static void tunnel_c2u(rw_exchange *ex)
 static void tunnel_u2c(rw_exchange *ex)
 {
     rw_conn *c = ex->c;
-    rw_upconn *u = ex->up;
+    rw_upconn *u = ex->ur.up;
     uint32_t avail = u->in.len - u->in.off;
     if (avail == 0 || (c->wr.flags & RW_OPF_PENDING))
         return;
     struct iovec iov = {u->in.data + u->in.off, avail};
     ex->resp_inflight = avail;
     c->sending = SENT_RESPONSE;
-    rw__upconn_timeout(u, ex->svc_cfg->first_byte_timeout_ms);
+    rw__upconn_timeout(u, ex->ur.svc_cfg->first_byte_timeout_ms);
     c_send(c, &iov, 1);
 }
 
-void rw__ex_tunnel_idle(rw_exchange *ex)
-{
-    c_close(ex->c); /* closes the upstream side too */
-}
 
 static void tunnel_start(rw_exchange *ex)
 {
@@ -1532,17 +1324,17 @@ static void tunnel_start(rw_exchange *ex)
         tunnel_c2u(ex); /* bytes the client sent right behind its request */
     else if (!(c->rd.flags & RW_OPF_PENDING))
         c_read_head(c);
-    if (ex->up->in.len > ex->up->in.off)
+    if (ex->ur.up->in.len > ex->ur.up->in.off)
         tunnel_u2c(ex);
     else
-        rw__upconn_recv(ex->up);
+        rw__upconn_recv(ex->ur.up);
 }
 
 /* The whole response went to the client. */
 static void ex_finish(rw_exchange *ex)
 {
     rw_conn *c = ex->c;
-    rw_upconn *u = ex->up;
+    rw_upconn *u = ex->ur.up;
     if (!ex->req_done) {
         ex->req_abandoned = true; /* upstream answered before the body ended */
         c->close_after = true;
@@ -1550,12 +1342,12 @@ static void ex_finish(rw_exchange *ex)
     if (u != NULL) {
         bool reusable = ex->resp.keep_alive && ex->req_done && ex->resp_body != RW_BODY_UNTIL_CLOSE &&
                         u->in.len == u->in.off;
-        rw_svc_state *ss = &ex->ws->svcs[ex->svc];
-        if (ex->counted && ss->active[ex->inst] > 0)
-            ss->active[ex->inst]--;
-        ex->counted = false;
+        rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
+        if (ex->ur.counted && ss->active[ex->ur.inst] > 0)
+            ss->active[ex->ur.inst]--;
+        ex->ur.counted = false;
         rw__upconn_release(u, reusable);
-        ex->up = NULL;
+        ex->ur.up = NULL;
     }
     c_request_done(c);
 }
@@ -1563,7 +1355,7 @@ static void ex_finish(rw_exchange *ex)
 /* The response to the current request has been written. */
 static void c_request_done(rw_conn *c)
 {
-    rw_worker *w = c->w;
+    rw_pworker *w = c->w;
     if (c->ex != NULL)
         ex_put(c->ex);
     if (c->close_after || w->draining) {
@@ -1585,7 +1377,7 @@ static void c_request_done(rw_conn *c)
 
 /* Takes a connection from the free list, refilling it with a new slab when
  * it is empty; NULL when out of memory. */
-static rw_conn *conn_get(rw_worker *w)
+static rw_conn *conn_get(rw_pworker *w)
 {
     if (RW_UNLIKELY(w->free_conns == NULL)) {
         rw_conn_slab *sl = malloc(sizeof(*sl));
@@ -1603,17 +1395,18 @@ static rw_conn *conn_get(rw_worker *w)
     return c;
 }
 
-void rw__conn_accepted(rw_worker *w, int fd)
+void rw__conn_accepted(rw_pworker *w, int fd)
 {
     rw_conn *c = conn_get(w);
     if (c == NULL) {
         close(fd);
-        rw__worker_conn_closed(w);
+        rw_worker_conn_closed(w->core);
         return;
     }
+    w->nconns++;
     memset(c, 0, sizeof(*c));
     c->w = w;
-    c->fd = fd;
+    rw_transport_plain(&c->tr, fd);
     c->state = RW_C_IDLE;
     c->in.buf_id = -1;
     c->held.buf_id = -1;
@@ -1634,7 +1427,7 @@ void rw__conn_accepted(rw_worker *w, int fd)
     c_read_head(c);
 }
 
-void rw__worker_close_idle(rw_worker *w)
+void rw__worker_close_idle(rw_pworker *w)
 {
     rw_conn *c = w->conns;
     while (c != NULL) {
@@ -1648,19 +1441,80 @@ void rw__worker_close_idle(rw_worker *w)
     rw__wstate_close_idle(w, w->ws);
 }
 
-void rw__worker_close_all(rw_worker *w)
+void rw__worker_close_all(rw_pworker *w)
 {
     rw_conn *c = w->conns;
     while (c != NULL) {
         rw_conn *next = c->next;
         if (c->state == RW_C_BUSY && c->ex != NULL) {
             if (c->ex->tunnel)
-                w->stats.cut_tunnels++;
+                w->stats->cut_tunnels++;
             else
-                w->stats.cut_requests++;
+                w->stats->cut_requests++;
         }
         c_close(c);
         c = next;
     }
     rw__wstate_close_idle(w, w->ws);
 }
+
+/* ---- the upstream client's owner interface (rw_upowner) ---- */
+
+#define EX_OF(r) RW_CONTAINER_OF((r), rw_exchange, ur)
+
+static void up_ready(rw_upreq *r)
+{
+    ex_upstream_ready(EX_OF(r));
+}
+
+static void up_sent(rw_upreq *r, int res)
+{
+    ex_upstream_sent(EX_OF(r), res);
+}
+
+static void up_data(rw_upreq *r, int res)
+{
+    ex_upstream_data(EX_OF(r), res);
+}
+
+static void up_failed(rw_upreq *r, int err, bool timeout, int how)
+{
+    ex_upstream_failed(EX_OF(r), err, timeout, how);
+}
+
+static void up_queue_timeout(rw_upreq *r)
+{
+    ex_queue_timeout(EX_OF(r));
+}
+
+static bool up_timer(rw_upreq *r)
+{
+    rw_exchange *ex = EX_OF(r);
+    if (!ex->tunnel || !ex->resp_head_sent)
+        return false; /* a real upstream timeout */
+    /* An idle WebSocket tunnel: a normal end, not an upstream failure. */
+    rw_log_debug("closing an idle tunnel");
+    c_close(ex->c); /* closes the upstream side too */
+    return true;
+}
+
+static void up_closing(rw_upreq *r, rw_input *in)
+{
+    rw_exchange *ex = EX_OF(r);
+    if (ex->resp_inflight > 0 && !ex->resp_held && ex->c->held.data == NULL) {
+        /* The client send in flight reads from the upstream's input: the
+         * client keeps it until that send completes. */
+        rw__input_move(&ex->c->held, in);
+        ex->resp_inflight = 0;
+    }
+}
+
+static const rw_upowner ex_owner = {
+    .ready = up_ready,
+    .sent = up_sent,
+    .data = up_data,
+    .failed = up_failed,
+    .queue_timeout = up_queue_timeout,
+    .timer = up_timer,
+    .closing = up_closing,
+};

@@ -516,16 +516,6 @@ static bool header_match(const r_kv *kv, const rw_route_input *in)
     return false;
 }
 
-static inline int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Decodes the query-component byte at s[*i] ('+' -> ' ', %XX -> byte). */
 static inline unsigned char qdec(const char *s, size_t len, size_t *i)
 {
@@ -535,8 +525,8 @@ static inline unsigned char qdec(const char *s, size_t len, size_t *i)
         return ' ';
     }
     if (c == '%' && *i + 2 < len) {
-        int hi = hexval((unsigned char)s[*i + 1]);
-        int lo = hexval((unsigned char)s[*i + 2]);
+        int hi = rw_hexval((unsigned char)s[*i + 1]);
+        int lo = rw_hexval((unsigned char)s[*i + 2]);
         if (hi >= 0 && lo >= 0) {
             *i += 3;
             return (unsigned char)(hi << 4 | lo);

@@ -1,5 +1,8 @@
-/* upstream.c - per-worker upstream state: load-balancer state and keep-alive
- * pools per instance, connection set-up, idle close detection and reuse.
+/* upstream.c - the upstream client: per-worker load-balancer state and
+ * keep-alive pools per instance, connection set-up, idle close detection,
+ * reuse and the wait queue. It knows a request only as an rw_upreq and calls
+ * its owner back through rw_upowner (ready, sent, data, failed, queue
+ * timeout, timer, closing): nothing here names an exchange.
  *
  * A pool holds at most max_conns open connections (per instance, per
  * worker). An exchange that finds none idle and the pool full waits in the
@@ -19,13 +22,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../core/worker_int.h"
+#include "proxy_int.h"
 #include "ringway/log.h"
 #include "ringway/net.h"
 
 /* ---- input buffers (shared with proxy.c) ---- */
 
-rw_hbuf *rw__hbuf_get(rw_worker *w)
+rw_hbuf *rw__hbuf_get(rw_pworker *w)
 {
     rw_hbuf *hb = w->free_hbufs;
     if (hb != NULL) {
@@ -38,13 +41,13 @@ rw_hbuf *rw__hbuf_get(rw_worker *w)
     return hb;
 }
 
-void rw__hbuf_put(rw_worker *w, rw_hbuf *hb)
+void rw__hbuf_put(rw_pworker *w, rw_hbuf *hb)
 {
     hb->next = w->free_hbufs;
     w->free_hbufs = hb;
 }
 
-void rw__input_release(rw_worker *w, rw_input *in)
+void rw__input_release(rw_pworker *w, rw_input *in)
 {
     if (in->buf_id >= 0)
         rw_loop_buf_release(w->loop, (uint32_t)in->buf_id);
@@ -56,7 +59,7 @@ void rw__input_release(rw_worker *w, rw_input *in)
     in->hb = NULL;
 }
 
-int rw__input_to_hbuf(rw_worker *w, rw_input *in)
+int rw__input_to_hbuf(rw_pworker *w, rw_input *in)
 {
     uint32_t avail = in->len - in->off;
     if (in->hb != NULL) {
@@ -85,19 +88,19 @@ int rw__input_to_hbuf(rw_worker *w, rw_input *in)
     return 0;
 }
 
-void rw__input_consume(rw_worker *w, rw_input *in, uint32_t n)
+void rw__input_consume(rw_pworker *w, rw_input *in, uint32_t n)
 {
     in->off += n;
     if (in->off >= in->len)
         rw__input_release(w, in);
 }
 
-void rw__input_recv(rw_loop *l, rw_op *op, int fd, rw_input *in)
+void rw__input_recv(rw_loop *l, rw_op *op, rw_transport *t, rw_input *in)
 {
     if (in->hb != NULL)
-        rw_loop_recv_into(l, op, fd, in->data + in->len, in->hb->cap - in->len);
+        rw_tr_recv_into(l, t, op, in->data + in->len, in->hb->cap - in->len);
     else
-        rw_loop_recv(l, op, fd);
+        rw_tr_recv(l, t, op);
 }
 
 void rw__input_take(rw_input *in, rw_op *op, int res)
@@ -125,7 +128,7 @@ void rw__input_move(rw_input *to, rw_input *from)
 
 /* ---- per-snapshot state ---- */
 
-int rw__wstate_new(rw_worker *w, rw_snapshot *snap, rw_wstate **out)
+int rw__wstate_new(rw_pworker *w, rw_snapshot *snap, rw_wstate **out)
 {
     const rw_config *cfg = snap->cfg;
     rw_wstate *ws = calloc(1, sizeof(*ws));
@@ -178,7 +181,7 @@ fail:
     return -ENOMEM;
 }
 
-void rw__wstate_put(rw_worker *w, rw_wstate *ws)
+void rw__wstate_put(rw_pworker *w, rw_wstate *ws)
 {
     if (--ws->users > 0)
         return;
@@ -200,7 +203,7 @@ void rw__wstate_put(rw_worker *w, rw_wstate *ws)
     free(ws);
 }
 
-void rw__wstate_close_idle(rw_worker *w, rw_wstate *ws)
+void rw__wstate_close_idle(rw_pworker *w, rw_wstate *ws)
 {
     (void)w;
     const rw_config *cfg = ws->snap->cfg;
@@ -236,13 +239,12 @@ static void upconn_maybe_free(rw_upconn *u)
 {
     if (u->state != RW_U_CLOSING || u->pending > 0)
         return;
-    rw_worker *w = u->w;
+    rw_pworker *w = u->w;
     rw_timer_cancel(rw_loop_timers(w->loop), &u->timer);
     rw__input_release(w, &u->in);
     rw__input_release(w, &u->held);
-    if (u->fd >= 0) {
-        rw_loop_close(w->loop, u->fd);
-    }
+    if (u->tr.fd >= 0)
+        rw_tr_close(w->loop, &u->tr);
     w->nupconns--;
     rw__wstate_put(w, u->ws);
     free(u);
@@ -258,14 +260,9 @@ void rw__upconn_close(rw_upconn *u)
     rw_wstate *ws = u->ws;
     int svc = u->svc, inst = u->inst;
     ws->svcs[svc].pools[inst].nconns--;
-    rw_exchange *ex = u->ex;
-    if (ex != NULL && ex->resp_inflight > 0 && !ex->resp_held && ex->c->held.data == NULL) {
-        /* The client send in flight reads from our input: the client keeps it
-         * until that send completes. */
-        rw__input_move(&ex->c->held, &u->in);
-        ex->resp_inflight = 0;
-    }
-    u->ex = NULL;
+    if (u->req != NULL)
+        u->req->owner->closing(u->req, &u->in); /* a send of the owner's may read our input */
+    u->req = NULL;
     rw_timer_cancel(rw_loop_timers(u->w->loop), &u->timer);
     if (u->rd.flags & RW_OPF_PENDING)
         rw_loop_cancel(u->w->loop, &u->rd);
@@ -277,29 +274,25 @@ void rw__upconn_close(rw_upconn *u)
     upconn_maybe_free(u);
 }
 
-/* Fails the exchange that u serves (if any) and closes u. */
+/* Fails the request that u serves (if any) and closes u. */
 static void upconn_fail(rw_upconn *u, int err, bool timeout)
 {
-    rw_exchange *ex = u->ex;
+    rw_upreq *r = u->req;
     int how = u->state == RW_U_CONNECTING ? RW_UPFAIL_CONNECT
             : (u->reused && !u->got_bytes && !timeout) ? RW_UPFAIL_STALE
                                                         : RW_UPFAIL_OTHER;
     rw__upconn_close(u);
-    if (ex != NULL) {
-        ex->up = NULL;
-        rw__ex_upstream_failed(ex, err, timeout, how);
+    if (r != NULL) {
+        r->up = NULL;
+        r->owner->failed(r, err, timeout, how);
     }
 }
 
 static void on_up_timer(rw_timer *t)
 {
     rw_upconn *u = RW_CONTAINER_OF(t, rw_upconn, timer);
-    if (u->ex != NULL && u->ex->tunnel && u->ex->resp_head_sent) {
-        /* An idle WebSocket tunnel: a normal end, not an upstream failure. */
-        rw_log_debug("closing an idle tunnel");
-        rw__ex_tunnel_idle(u->ex);
-        return;
-    }
+    if (u->req != NULL && u->state == RW_U_ACTIVE && u->req->owner->timer(u->req))
+        return; /* the owner's business (an idle tunnel), not an upstream failure */
     if (u->state == RW_U_IDLE) {
         rw__upconn_close(u);
         return;
@@ -341,11 +334,11 @@ static void on_up_read(rw_op *op, int res)
         rw__input_take(&u->in, op, res);
         u->got_bytes = true;
     }
-    if (u->ex == NULL) {
+    if (u->req == NULL) {
         rw__upconn_close(u);
         return;
     }
-    rw__ex_upstream_data(u->ex, res);
+    u->req->owner->data(u->req, res);
 }
 
 void rw__upconn_recv(rw_upconn *u)
@@ -353,7 +346,7 @@ void rw__upconn_recv(rw_upconn *u)
     if (u->rd.flags & RW_OPF_PENDING)
         return;
     u->pending++;
-    rw__input_recv(u->w->loop, &u->rd, u->fd, &u->in);
+    rw__input_recv(u->w->loop, &u->rd, &u->tr, &u->in);
 }
 
 static void on_up_write(rw_op *op, int res)
@@ -374,8 +367,8 @@ static void on_up_write(rw_op *op, int res)
         u->state = RW_U_ACTIVE;
         rw__upconn_timeout(u, 0);
         rw__upconn_recv(u);
-        if (u->ex != NULL)
-            rw__ex_upstream_ready(u->ex);
+        if (u->req != NULL)
+            u->req->owner->ready(u->req);
         else
             rw__upconn_close(u);
         return;
@@ -386,13 +379,13 @@ static void on_up_write(rw_op *op, int res)
     }
     if (rw_iov_advance(u->iov, &u->iovcnt, (size_t)res)) { /* short send: the rest */
         u->pending++;
-        rw_loop_send(u->w->loop, &u->wr, u->fd, u->iov, u->iovcnt);
+        rw_tr_send(u->w->loop, &u->tr, &u->wr, u->iov, u->iovcnt);
         return;
     }
     if (u->held.data != NULL)
         rw__input_release(u->w, &u->held); /* the send that read it is complete */
-    if (u->ex != NULL)
-        rw__ex_upstream_sent(u->ex, 0);
+    if (u->req != NULL)
+        u->req->owner->sent(u->req, 0);
 }
 
 void rw__upconn_send(rw_upconn *u, struct iovec *iov, int iovcnt)
@@ -403,124 +396,125 @@ void rw__upconn_send(rw_upconn *u, struct iovec *iov, int iovcnt)
             u->iov[k++] = iov[i];
     u->iovcnt = k;
     if (k == 0) {
-        rw__ex_upstream_sent(u->ex, 0);
+        u->req->owner->sent(u->req, 0);
         return;
     }
     u->pending++;
-    rw_loop_send(u->w->loop, &u->wr, u->fd, u->iov, u->iovcnt);
+    rw_tr_send(u->w->loop, &u->tr, &u->wr, u->iov, u->iovcnt);
 }
 
 /* ---- the wait queue ---- */
 
 static void on_queue_timer(rw_timer *t)
 {
-    rw__ex_queue_timeout(RW_CONTAINER_OF(t, rw_exchange, queue_timer));
+    rw_upreq *r = RW_CONTAINER_OF(t, rw_upreq, queue_timer);
+    r->owner->queue_timeout(r);
 }
 
-/* Queues ex at the tail, or at the head (a retry that already waited its turn). */
-static void enqueue(rw_exchange *ex, rw_upool *p, bool front)
+/* Queues r at the tail, or at the head (a retry that already waited its turn). */
+static void enqueue(rw_upreq *r, rw_upool *p, bool front)
 {
-    rw_worker *w = ex->c->w;
-    ex->queued = true;
-    ex->qprev = front ? NULL : p->wait_tail;
-    ex->qnext = front ? p->wait_head : NULL;
-    if (ex->qprev != NULL)
-        ex->qprev->qnext = ex;
+    rw_pworker *w = r->w;
+    r->queued = true;
+    r->qprev = front ? NULL : p->wait_tail;
+    r->qnext = front ? p->wait_head : NULL;
+    if (r->qprev != NULL)
+        r->qprev->qnext = r;
     else
-        p->wait_head = ex;
-    if (ex->qnext != NULL)
-        ex->qnext->qprev = ex;
+        p->wait_head = r;
+    if (r->qnext != NULL)
+        r->qnext->qprev = r;
     else
-        p->wait_tail = ex;
-    uint32_t ms = ex->svc_cfg->queue_timeout_ms ? ex->svc_cfg->queue_timeout_ms : ex->svc_cfg->connect_timeout_ms;
-    rw_timer_init(&ex->queue_timer, on_queue_timer);
-    rw_timer_set(rw_loop_timers(w->loop), &ex->queue_timer, rw_loop_now(w->loop) + ms);
-    w->stats.upstream_queued++;
+        p->wait_tail = r;
+    uint32_t ms = r->svc_cfg->queue_timeout_ms ? r->svc_cfg->queue_timeout_ms : r->svc_cfg->connect_timeout_ms;
+    rw_timer_init(&r->queue_timer, on_queue_timer);
+    rw_timer_set(rw_loop_timers(w->loop), &r->queue_timer, rw_loop_now(w->loop) + ms);
+    w->stats->upstream_queued++;
 }
 
-void rw__upconn_dequeue(rw_exchange *ex)
+void rw__upconn_dequeue(rw_upreq *r)
 {
-    if (!ex->queued)
+    if (!r->queued)
         return;
-    rw_upool *p = &ex->ws->svcs[ex->svc].pools[ex->inst];
-    if (ex->qprev != NULL)
-        ex->qprev->qnext = ex->qnext;
+    rw_upool *p = &r->ws->svcs[r->svc].pools[r->inst];
+    if (r->qprev != NULL)
+        r->qprev->qnext = r->qnext;
     else
-        p->wait_head = ex->qnext;
-    if (ex->qnext != NULL)
-        ex->qnext->qprev = ex->qprev;
+        p->wait_head = r->qnext;
+    if (r->qnext != NULL)
+        r->qnext->qprev = r->qprev;
     else
-        p->wait_tail = ex->qprev;
-    ex->qnext = ex->qprev = NULL;
-    ex->queued = false;
-    rw_timer_cancel(rw_loop_timers(ex->c->w->loop), &ex->queue_timer);
+        p->wait_tail = r->qprev;
+    r->qnext = r->qprev = NULL;
+    r->queued = false;
+    rw_timer_cancel(rw_loop_timers(r->w->loop), &r->queue_timer);
 }
 
-/* Gives u (just finished with a response, or idle) to ex and starts ex's
+/* Gives u (just finished with a response, or idle) to r and starts r's
  * request on it. */
-static void hand_over(rw_upconn *u, rw_exchange *ex)
+static void hand_over(rw_upconn *u, rw_upreq *r)
 {
     u->state = RW_U_ACTIVE;
-    u->ex = ex;
+    u->req = r;
     u->reused = true;
     u->got_bytes = false;
-    ex->up = u;
+    r->up = u;
     rw__upconn_timeout(u, 0);
-    u->w->stats.upstream_reuses++;
+    u->w->stats->upstream_reuses++;
     rw__upconn_recv(u); /* no-op for an idle one: its receive is armed */
-    rw__ex_upstream_ready(ex);
+    r->owner->ready(r);
 }
 
-static void open_conn(rw_exchange *ex);
+static void open_conn(rw_upreq *r);
 
 static void pool_kick(rw_wstate *ws, int svc, int inst)
 {
     rw_upool *p = &ws->svcs[svc].pools[inst];
     while (p->wait_head != NULL) {
-        rw_exchange *ex = p->wait_head;
-        uint32_t cap = ex->svc_cfg->max_conns;
+        rw_upreq *r = p->wait_head;
+        uint32_t cap = r->svc_cfg->max_conns;
         if (cap > 0 && p->nconns >= cap)
             return;
-        rw__upconn_dequeue(ex);
-        open_conn(ex);
+        rw__upconn_dequeue(r);
+        open_conn(r);
     }
 }
 
-void rw__upconn_acquire(rw_exchange *ex)
+void rw__upconn_acquire(rw_upreq *r)
 {
-    rw_wstate *ws = ex->ws;
-    rw_upool *p = &ws->svcs[ex->svc].pools[ex->inst];
-    ws->svcs[ex->svc].active[ex->inst]++;
-    ex->counted = true;
-    if (p->idle != NULL && !ex->want_fresh) {
+    rw_wstate *ws = r->ws;
+    rw_upool *p = &ws->svcs[r->svc].pools[r->inst];
+    ws->svcs[r->svc].active[r->inst]++;
+    r->counted = true;
+    if (p->idle != NULL && !r->want_fresh) {
         rw_upconn *u = p->idle;
         idle_unlink(u);
-        hand_over(u, ex);
+        hand_over(u, r);
         return;
     }
     /* Everything waits its turn behind earlier waiters; a retry after a stale
      * pooled connection (want_fresh) goes first: it had its turn. A handed-
      * over connection just finished a response, so it is not stale. */
-    uint32_t cap = ex->svc_cfg->max_conns;
-    if (cap > 0 && (p->nconns >= cap || (p->wait_head != NULL && !ex->want_fresh))) {
-        enqueue(ex, p, ex->want_fresh);
+    uint32_t cap = r->svc_cfg->max_conns;
+    if (cap > 0 && (p->nconns >= cap || (p->wait_head != NULL && !r->want_fresh))) {
+        enqueue(r, p, r->want_fresh);
         return;
     }
-    open_conn(ex);
+    open_conn(r);
 }
 
-static void open_conn(rw_exchange *ex)
+static void open_conn(rw_upreq *r)
 {
-    rw_worker *w = ex->c->w;
-    rw_wstate *ws = ex->ws;
-    const rw_instance_cfg *inst = &ex->svc_cfg->instances[ex->inst];
+    rw_pworker *w = r->w;
+    rw_wstate *ws = r->ws;
+    const rw_instance_cfg *inst = &r->svc_cfg->instances[r->inst];
     rw_upconn *u = calloc(1, sizeof(*u));
     int fd = u != NULL ? rw_net_upstream_socket(inst->addr.ss.ss_family) : -ENOMEM;
     if (fd < 0) {
         free(u);
         rw_log_error("cannot open a socket to %s: %s", inst->address, strerror(-fd));
-        ex->up = NULL;
-        rw__ex_upstream_failed(ex, -fd, false, RW_UPFAIL_OTHER);
+        r->up = NULL;
+        r->owner->failed(r, -fd, false, RW_UPFAIL_OTHER);
         return;
     }
     u->w = w;
@@ -528,32 +522,32 @@ static void open_conn(rw_exchange *ex)
     u->held.buf_id = -1;
     ws->users++;
     w->nupconns++;
-    ws->svcs[ex->svc].pools[ex->inst].nconns++;
-    u->svc = ex->svc;
-    u->inst = ex->inst;
-    u->fd = fd;
+    ws->svcs[r->svc].pools[r->inst].nconns++;
+    u->svc = r->svc;
+    u->inst = r->inst;
+    rw_transport_plain(&u->tr, fd);
     u->in.buf_id = -1;
     u->state = RW_U_CONNECTING;
-    u->ex = ex;
+    u->req = r;
     u->rd.cb = on_up_read;
     u->rd.data = u;
     u->wr.cb = on_up_write;
     u->wr.data = u;
     rw_timer_init(&u->timer, on_up_timer);
-    ex->up = u;
-    w->stats.upstream_connects++;
-    rw__upconn_timeout(u, ex->svc_cfg->connect_timeout_ms);
+    r->up = u;
+    w->stats->upstream_connects++;
+    rw__upconn_timeout(u, r->svc_cfg->connect_timeout_ms);
     u->pending++;
     rw_loop_connect(w->loop, &u->wr, fd, (const struct sockaddr *)&inst->addr.ss, inst->addr.len);
 }
 
 void rw__upconn_release(rw_upconn *u, bool reusable)
 {
-    rw_worker *w = u->w;
+    rw_pworker *w = u->w;
     rw_wstate *ws = u->ws;
     const rw_service_cfg *sc = &ws->snap->cfg->services[u->svc];
     rw_upool *p = &ws->svcs[u->svc].pools[u->inst];
-    u->ex = NULL;
+    u->req = NULL;
     if (!reusable || w->draining || ws != w->ws || p->nidle >= sc->keepalive_max_idle ||
         u->in.len > u->in.off || (u->wr.flags & RW_OPF_PENDING)) {
         rw__upconn_close(u);
@@ -562,7 +556,7 @@ void rw__upconn_release(rw_upconn *u, bool reusable)
     rw__input_release(w, &u->in);
     if (p->wait_head != NULL) {
         /* Someone waits for a slot: it gets this connection now. */
-        rw_exchange *next = p->wait_head;
+        rw_upreq *next = p->wait_head;
         rw__upconn_dequeue(next);
         hand_over(u, next);
         return;

@@ -560,6 +560,25 @@ bool h_proxy_log_contains(const h_proxy *p, const char *needle)
     return strstr(h_proxy_log(p), needle) != NULL;
 }
 
+int h_proxy_log_count(const h_proxy *p, const char *needle)
+{
+    int n = 0;
+    for (const char *at = h_proxy_log(p); (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    return n;
+}
+
+bool h_proxy_wait_log(const h_proxy *p, const char *needle, int count, int timeout_ms)
+{
+    int64_t deadline = h_now_ms() + timeout_ms;
+    do {
+        if (h_proxy_log_count(p, needle) >= count)
+            return true;
+        h_sleep_ms(10);
+    } while (h_now_ms() < deadline);
+    return false;
+}
+
 char *h_proxy_log_errors(const h_proxy *p)
 {
     char *log = h_proxy_log(p);

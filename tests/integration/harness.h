@@ -155,6 +155,12 @@ bool h_wait_status(int port, const char *path, int want_status, int timeout_ms);
 /* The log (stderr) so far; owned by the test. */
 char *h_proxy_log(const h_proxy *p);
 bool h_proxy_log_contains(const h_proxy *p, const char *needle);
+/* How many times needle occurs in the log so far. */
+int h_proxy_log_count(const h_proxy *p, const char *needle);
+/* Polls the log until needle occurs at least count times; false on timeout.
+ * Use it to wait for what a signal did ("reloaded", "reload failed") rather
+ * than sleeping. */
+bool h_proxy_wait_log(const h_proxy *p, const char *needle, int count, int timeout_ms);
 /* The log's error-level lines joined (owned), or NULL when there are none. */
 char *h_proxy_log_errors(const h_proxy *p);
 /* Reads a field ("VmRSS", "VmHWM", "Threads") of /proc/PID/status, in kB or count. */

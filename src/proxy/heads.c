@@ -1,0 +1,268 @@
+/* heads.c - the message heads the proxy writes, as pure functions of what
+ * was parsed and decided: the request head sent upstream and the response
+ * head sent to the client (rw_proxy_request_head, rw_proxy_response_head).
+ * No I/O, no connection state: unit-tested on their own
+ * (tests/unit/test_heads.c). */
+#include "ringway/filters.h"
+#include "ringway/http.h"
+#include "ringway/proxy.h"
+
+/* Appends to a bounded output buffer; sets ok false on overflow. */
+typedef struct outbuf {
+    char *p;
+    uint32_t len, cap;
+    bool ok;
+} outbuf;
+
+static inline void out_put(outbuf *o, const char *s, size_t n)
+{
+    if (RW_UNLIKELY(o->len + n > o->cap)) {
+        o->ok = false;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += (uint32_t)n;
+}
+
+#define OUT_LIT(o, lit) out_put((o), (lit), sizeof(lit) - 1)
+#define OUT_STR(o, s) out_put((o), (s).p, (s).len)
+
+static void out_uint(outbuf *o, uint64_t v)
+{
+    char tmp[24];
+    int i = (int)sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    out_put(o, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+/* The field names a message's Connection header(s) list beyond the fixed
+ * hop-by-hop set, gathered once per message rather than once per field. */
+typedef struct conn_tokens {
+    rw_str tok[8];
+    int n;
+    bool overflow;        /* more than fit: ask rw_http_is_hop_by_hop */
+} conn_tokens;
+
+static void conn_tokens_collect(conn_tokens *ct, const rw_http_header *hs, size_t n)
+{
+    ct->n = 0;
+    ct->overflow = false;
+    for (size_t i = 0; i < n; i++) {
+        if (hs[i].name.len != 10 || !rw_str_ieq(hs[i].name, "connection"))
+            continue;
+        const char *p = hs[i].value.p, *end = p + hs[i].value.len;
+        while (p < end) {
+            while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+                p++;
+            const char *t = p;
+            while (p < end && *p != ',')
+                p++;
+            const char *e = p;
+            while (e > t && (e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            rw_str tok = {t, (size_t)(e - t)};
+            if (tok.len == 0 || rw_str_ieq(tok, "close") || rw_http_is_fixed_hop_by_hop(tok))
+                continue; /* keep-alive, upgrade, ...: already hop-by-hop */
+            if (ct->n == (int)RW_ARRAY_LEN(ct->tok)) {
+                ct->overflow = true;
+                return;
+            }
+            ct->tok[ct->n++] = tok;
+        }
+    }
+}
+
+static bool is_hop(rw_str name, const conn_tokens *ct, const rw_http_header *hs, size_t n)
+{
+    if (rw_http_is_fixed_hop_by_hop(name))
+        return true;
+    if (ct->overflow)
+        return rw_http_is_hop_by_hop(name, hs, n);
+    for (int i = 0; i < ct->n; i++) {
+        if (rw_str_ieq_str(name, ct->tok[i]))
+            /* A Connection token never strips framing or routing fields. */
+            return !rw_str_ieq(name, "content-length") && !rw_str_ieq(name, "host");
+    }
+    return false;
+}
+
+static bool is_skipped_request_header(rw_str name)
+{
+    switch (name.len) {
+    case 4:
+        return rw_str_ieq(name, "host");
+    case 6:
+        return rw_str_ieq(name, "expect");
+    case 14: /* re-emitted from the parsed value: "005" or "5, 5" never pass through */
+        return rw_str_ieq(name, "content-length");
+    case 12:
+        return rw_str_ieq(name, "x-request-id");
+    case 13: /* identity headers only ringway sets (filters) */
+        return rw_str_ieq_dash(name, RW_STR("x-consumer-id"));
+    case 19:
+        return rw_str_ieq_dash(name, RW_STR("x-consumer-username"));
+    case 9: /* RFC 7239: we do not vouch for what the client claims */
+        return rw_str_ieq(name, "forwarded") || rw_str_ieq(name, "x-real-ip");
+    case 15:
+        return rw_str_ieq(name, "x-forwarded-for");
+    case 16:
+        return rw_str_ieq(name, "x-forwarded-host") || rw_str_ieq(name, "x-forwarded-port");
+    case 17:
+        return rw_str_ieq(name, "x-forwarded-proto") || rw_str_ieq_dash(name, RW_STR("x-consumer-groups"));
+    case 18:
+        return rw_str_ieq(name, "x-forwarded-prefix");
+    default:
+        return false;
+    }
+}
+
+ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint32_t *host_off, uint32_t *host_len)
+{
+    const rw_http_request *rq = in->rq;
+    const rw_filter_result *fres = in->fres;
+    outbuf o = {out, 0, (uint32_t)RW_MIN(cap, (size_t)UINT32_MAX), true};
+    OUT_STR(&o, rq->method_str);
+    OUT_LIT(&o, " ");
+    if (o.ok) {
+        rw_str q = fres != NULL && fres->query_set ? fres->query : rq->query;
+        ssize_t t = rw_route_upstream_target(in->rt, in->path, in->path_len, q, o.p + o.len, o.cap - o.len);
+        if (t < 0)
+            return -1;
+        o.len += (uint32_t)t;
+    }
+    /* We speak HTTP/1.1 upstream whatever the client speaks (RFC 9110 2.5);
+     * a chunked answer to an HTTP/1.0 client is de-chunked on the way back. */
+    OUT_LIT(&o, " HTTP/1.1\r\nHost: ");
+    *host_off = o.len;
+    if (in->rt->preserve_host && rq->host.len > 0)
+        OUT_STR(&o, rq->host);
+    else
+        OUT_STR(&o, in->upstream_host); /* host:port as configured */
+    *host_len = o.len - *host_off;
+    OUT_LIT(&o, "\r\n");
+    const rw_http_header *xff = NULL;
+    conn_tokens ct = {.n = 0};
+    if (rq->flags & RW_HF_CONN_OTHER) /* else Connection names nothing beyond the fixed set */
+        conn_tokens_collect(&ct, rq->headers, rq->nheaders);
+    for (size_t i = 0; i < rq->nheaders; i++) {
+        const rw_http_header *h = &rq->headers[i];
+        if (is_skipped_request_header(h->name)) {
+            if (h->name.len == 15 && xff == NULL)
+                xff = h;
+            continue;
+        }
+        if (is_hop(h->name, &ct, rq->headers, rq->nheaders))
+            continue;
+        if (fres != NULL && rw_filters_strip(in->flt, in->route, h->name))
+            continue; /* identity headers are ours to set; hidden credentials */
+        OUT_STR(&o, h->name);
+        OUT_LIT(&o, ": ");
+        OUT_STR(&o, h->value);
+        OUT_LIT(&o, "\r\n");
+    }
+    for (uint32_t i = 0; fres != NULL && i < fres->nadd; i++) {
+        OUT_STR(&o, fres->add[i].name);
+        OUT_LIT(&o, ": ");
+        OUT_STR(&o, fres->add[i].value);
+        OUT_LIT(&o, "\r\n");
+    }
+    OUT_LIT(&o, "X-Forwarded-For: ");
+    if (xff != NULL) {
+        /* Every X-Forwarded-For line, in order, then the peer. */
+        for (size_t i = 0; i < rq->nheaders; i++) {
+            const rw_http_header *h = &rq->headers[i];
+            if (h->name.len == 15 && rw_str_ieq(h->name, "x-forwarded-for")) {
+                OUT_STR(&o, h->value);
+                OUT_LIT(&o, ", ");
+            }
+        }
+    }
+    OUT_STR(&o, in->peer);
+    OUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (rq->host.len > 0) {
+        OUT_LIT(&o, "X-Forwarded-Host: ");
+        OUT_STR(&o, rq->host);
+        OUT_LIT(&o, "\r\n");
+    }
+    OUT_LIT(&o, "Via: 1.1 ringway\r\nX-Request-Id: ");
+    OUT_STR(&o, in->reqid);
+    OUT_LIT(&o, "\r\n");
+    if (in->body == RW_BODY_CHUNKED) {
+        OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (rq->flags & RW_HF_HAS_CL) {
+        OUT_LIT(&o, "Content-Length: ");
+        out_uint(&o, rq->content_length);
+        OUT_LIT(&o, "\r\n");
+    }
+    if (in->upgrade) {
+        /* Upgrade is hop-by-hop: pass the client's wish on explicitly. */
+        const rw_http_header *up = rw_http_find_header(rq->headers, rq->nheaders, "upgrade");
+        OUT_LIT(&o, "Connection: upgrade\r\nUpgrade: ");
+        if (up != NULL)
+            OUT_STR(&o, up->value);
+        OUT_LIT(&o, "\r\n");
+    }
+    OUT_LIT(&o, "\r\n");
+    return o.ok ? (ssize_t)o.len : -1;
+}
+
+ssize_t rw_proxy_response_head(const rw_resphead *in, char *out, size_t cap, int *persist, bool *dechunk)
+{
+    const rw_http_response *rs = in->rs;
+    outbuf o = {out, 0, (uint32_t)RW_MIN(cap, (size_t)UINT32_MAX), true};
+    *dechunk = false;
+    OUT_LIT(&o, "HTTP/1.1 ");
+    out_uint(&o, (uint64_t)rs->status);
+    OUT_LIT(&o, " ");
+    OUT_STR(&o, rs->reason);
+    OUT_LIT(&o, "\r\n");
+    conn_tokens ct = {.n = 0};
+    if (rs->flags & RW_HF_CONN_OTHER)
+        conn_tokens_collect(&ct, rs->headers, rs->nheaders);
+    for (size_t i = 0; i < rs->nheaders; i++) {
+        const rw_http_header *h = &rs->headers[i];
+        if (is_hop(h->name, &ct, rs->headers, rs->nheaders) ||
+            (h->name.len == 14 && rw_str_ieq(h->name, "content-length")))
+            continue;
+        OUT_STR(&o, h->name);
+        OUT_LIT(&o, ": ");
+        OUT_STR(&o, h->value);
+        OUT_LIT(&o, "\r\n");
+    }
+    OUT_LIT(&o, "Via: 1.1 ringway\r\n");
+    OUT_STR(&o, in->extra);
+    bool keep = in->keep;
+    if (in->body == RW_BODY_CHUNKED && in->minor == 0) {
+        *dechunk = true; /* an HTTP/1.0 client: data only, delimited by close */
+        keep = false;
+    } else if (in->body == RW_BODY_CHUNKED) {
+        OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (rs->flags & RW_HF_HAS_CL) {
+        OUT_LIT(&o, "Content-Length: "); /* the parsed value, one canonical line */
+        out_uint(&o, rs->content_length);
+        OUT_LIT(&o, "\r\n");
+    }
+    if (in->tunnel) {
+        const rw_http_header *up = rw_http_find_header(rs->headers, rs->nheaders, "upgrade");
+        OUT_LIT(&o, "Connection: upgrade\r\n");
+        if (up != NULL) {
+            OUT_LIT(&o, "Upgrade: ");
+            OUT_STR(&o, up->value);
+            OUT_LIT(&o, "\r\n");
+        }
+        OUT_LIT(&o, "\r\n");
+        *persist = RW_PERSIST_KEEP; /* the connection becomes the tunnel */
+        return o.ok ? (ssize_t)o.len : -1;
+    }
+    /* A body delimited by the upstream's close, or a request body the
+     * upstream did not wait for, leaves the client connection unusable. */
+    if (in->body == RW_BODY_UNTIL_CLOSE || !in->req_done)
+        keep = false;
+    *persist = rw_http_persist(keep, in->minor);
+    OUT_STR(&o, rw_http_persist_line(*persist));
+    OUT_LIT(&o, "\r\n");
+    return o.ok ? (ssize_t)o.len : -1;
+}

@@ -1,0 +1,289 @@
+/* proxy_int.h - private to src/proxy: the proxy's per-worker state and its
+ * connection objects (client connections, exchanges, upstream connections,
+ * input buffers). Everything here belongs to exactly one worker thread. */
+#ifndef RINGWAY_PROXY_INT_H
+#define RINGWAY_PROXY_INT_H
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "ringway/filters.h"
+#include "ringway/lb.h"
+#include "ringway/timer.h"
+#include "ringway/transport.h"
+#include "ringway/worker.h"
+
+typedef struct rw_conn rw_conn;
+typedef struct rw_exchange rw_exchange;
+typedef struct rw_upconn rw_upconn;
+typedef struct rw_pworker rw_pworker;
+typedef struct rw_upreq rw_upreq;
+
+/* A head buffer: used only when a message head does not arrive in one read. */
+typedef struct rw_hbuf {
+    struct rw_hbuf *next; /* free list link */
+    uint32_t cap;
+    char data[];
+} rw_hbuf;
+
+/* Bytes received and not yet consumed, held in a loop buffer or a head buffer. */
+typedef struct rw_input {
+    char *data;
+    uint32_t len;         /* valid bytes from data */
+    uint32_t off;         /* consumed bytes */
+    int32_t buf_id;       /* loop buffer id, -1 when none */
+    rw_hbuf *hb;          /* head buffer, NULL when none */
+} rw_input;
+
+/* One instance's connection pool inside one worker. */
+typedef struct rw_upool {
+    rw_upconn *idle;      /* most recently used first */
+    uint32_t nidle;
+    uint32_t nconns;      /* open (connecting, busy or idle), against max_conns */
+    rw_upreq *wait_head, *wait_tail; /* requests waiting for a connection slot */
+} rw_upool;
+
+typedef struct rw_svc_state {
+    rw_lb lb;
+    rw_upool *pools;      /* one per instance */
+    uint32_t *active;     /* requests in flight per instance (least_conn, p2c) */
+    uint8_t *excluded;    /* scratch for rw_lb_pick */
+} rw_svc_state;
+
+/* A worker's view of one snapshot: LB state and upstream pools. */
+typedef struct rw_wstate {
+    rw_snapshot *snap;
+    rw_svc_state *svcs;   /* one per service */
+    uint32_t users;       /* exchanges and upstream conns using this state */
+    struct rw_wstate *next; /* retiring list */
+} rw_wstate;
+
+
+/* A worker's proxy state (the rw_worker_handler state of rw_proxy_handler):
+ * everything here belongs to that worker's thread. */
+struct rw_pworker {
+    rw_worker *core;
+    rw_loop *loop;
+    rw_worker_stats *stats; /* the worker's counters */
+    rw_server *server;
+    int id;
+    bool draining;        /* close_idle was called */
+    rw_wstate *ws;        /* current */
+    rw_wstate *retiring;  /* older states with users left */
+    uint32_t nconns;      /* client connections */
+    uint32_t nupconns;    /* upstream connections */
+    uint64_t reqid_seed;
+    uint64_t reqid_counter;
+    rw_conn *free_conns;
+    struct rw_conn_slab *conn_slabs; /* every conn's memory, freed with the worker */
+    rw_exchange *free_exchanges;
+    rw_hbuf *free_hbufs;
+    uint32_t hbuf_cap;
+    rw_conn *conns;       /* all live client connections (for drain) */
+    struct rw_filter_worker *fw; /* access filters' state: rate-limit shard, token cache */
+    rw_filter_result fres;       /* the last request's filter outcome (read while building its head) */
+};
+
+enum rw_conn_state {
+    RW_C_IDLE = 0,        /* keep-alive, waiting for a request */
+    RW_C_HEAD,            /* reading a request head */
+    RW_C_BUSY,            /* an exchange runs */
+    RW_C_LINGER,          /* final response sent, draining input before close */
+    RW_C_CLOSING,
+};
+
+/* A client connection: owned by its worker, on w->conns while open and on
+ * w->free_conns after (its memory is one slot of a worker's conn slab). Kept
+ * small, since every idle keep-alive connection costs one: fields are ordered
+ * so that there are no padding holes. */
+struct rw_conn {
+    rw_pworker *w;
+    rw_transport tr;      /* the socket and what travels on it */
+    uint8_t state;
+    uint8_t pending;      /* ops in flight */
+    bool close_after;     /* close once the current response is sent */
+    uint8_t sending;      /* what the pending client write carries (proxy.c) */
+    rw_op rd, wr;
+    rw_timer timer;
+    rw_input in;
+    rw_input held;        /* an upstream's input a pending client send still reads */
+    rw_exchange *ex;
+    struct iovec iov[2];  /* sends of canned and error responses (c_send takes at most 2) */
+    int iovcnt;
+    uint32_t requests;
+    rw_conn *next, *prev; /* worker's live list / free list */
+    uint8_t peer_len;
+    char peer[INET6_ADDRSTRLEN]; /* numeric client address, for X-Forwarded-For and hashing */
+};
+
+/* Client connections are carved from slabs of RW_CONN_SLAB (one malloc
+ * header per slab instead of one per connection); a slab is never freed
+ * before its worker is (rw_server_free). */
+#define RW_CONN_SLAB 64
+typedef struct rw_conn_slab {
+    struct rw_conn_slab *next;
+    rw_conn conns[RW_CONN_SLAB];
+} rw_conn_slab;
+
+/* How an upstream attempt failed, for the retry decision. */
+enum rw_upfail {
+    RW_UPFAIL_CONNECT = 1, /* no connection: nothing was sent */
+    RW_UPFAIL_STALE,       /* a reused connection failed before any response byte */
+    RW_UPFAIL_OTHER,       /* anything else: never retried */
+};
+
+/* The upstream client's owner interface (the way h2o's HTTP client calls its
+ * owner back): upstream.c knows a request only as an rw_upreq and reports
+ * everything through these callbacks; the proxy's exchange embeds the
+ * rw_upreq and implements them. */
+typedef struct rw_upowner {
+    /* A connection is the request's (r->up): send the request. */
+    void (*ready)(rw_upreq *r);
+    /* The last rw__upconn_send completed (res: bytes, or 0 for an empty send). */
+    void (*sent)(rw_upreq *r, int res);
+    /* Response bytes arrived in r->up->in (res > 0), or EOF (0) or an error (< 0). */
+    void (*data)(rw_upreq *r, int res);
+    /* The attempt failed (r->up is already gone); how: enum rw_upfail. */
+    void (*failed)(rw_upreq *r, int err, bool timeout, int how);
+    /* The request waited timeouts.queue for a connection slot. */
+    void (*queue_timeout)(rw_upreq *r);
+    /* The connection's timer fired while it served r: true when the owner
+     * dealt with it (an idle tunnel), false to fail the attempt as a timeout. */
+    bool (*timer)(rw_upreq *r);
+    /* r's connection is closing while a send of the owner's may still read
+     * its input: the owner may move the buffers out of in. */
+    void (*closing)(rw_upreq *r, rw_input *in);
+} rw_upowner;
+
+/* A request as the upstream client sees it: which instance, its pool, its
+ * place in the pool's wait queue. Embedded by its owner. */
+struct rw_upreq {
+    const rw_upowner *owner;
+    rw_pworker *w;
+    rw_wstate *ws;        /* the snapshot state it routed with (counted in ws->users) */
+    const rw_service_cfg *svc_cfg;
+    int svc, inst;
+    rw_upconn *up;        /* the connection serving it, or NULL */
+    bool want_fresh;      /* retrying: do not take a pooled connection */
+    bool counted;         /* holds one svcs[svc].active[inst] */
+    bool queued;          /* waiting in the pool's queue */
+    rw_upreq *qnext, *qprev; /* the pool's wait queue */
+    rw_timer queue_timer; /* waiting for a connection slot (timeouts.queue) */
+};
+
+enum rw_up_state {
+    RW_U_CONNECTING = 0,
+    RW_U_ACTIVE,
+    RW_U_IDLE,
+    RW_U_CLOSING,
+};
+
+struct rw_upconn {
+    rw_pworker *w;
+    rw_wstate *ws;
+    int svc, inst;
+    rw_transport tr;      /* the socket and what travels on it (fd -1: none) */
+    uint8_t state;
+    uint8_t pending;
+    bool reused;          /* served a request before this one */
+    bool got_bytes;       /* response bytes arrived for the current request */
+    rw_op rd, wr;
+    rw_timer timer;
+    rw_input in;
+    rw_input held;        /* a client's input a pending upstream send still reads */
+    rw_upreq *req;        /* the request it serves, or NULL */
+    struct iovec iov[3];  /* rw__upconn_send takes at most 3: head, body, end of a chunked body */
+    int iovcnt;
+    rw_upconn *next, *prev; /* idle list */
+};
+
+struct rw_exchange {
+    rw_conn *c;
+    rw_upreq ur;          /* its upstream side (svc, inst, connection, queue) */
+    int route;
+    const rw_route_cfg *rt;
+    uint8_t tries;
+    uint8_t tried[2];     /* instances tried, to avoid on retry */
+    uint64_t hash;        /* load-balancing key, computed while the head is readable */
+    int err_status;       /* an error to send once the pending 100-continue is out */
+    const char *err_msg;
+    char errbuf[896];     /* ringway's own error responses (ex->out may be in flight upstream) */
+    char rl_hdrs[112];    /* RateLimit-* lines for the response (filters with headers: true) */
+    uint8_t rl_len;
+    uint32_t host_off, host_len; /* the Host value inside out, patched on retry */
+    int method;
+    int minor;
+    bool keep_alive;      /* client connection persists after this exchange */
+    bool expect_continue;
+    bool head_sent_up;    /* request head fully written upstream */
+    bool req_done;        /* request body fully forwarded */
+    bool req_abandoned;   /* response finished first: stop forwarding the body */
+    bool resp_head_done;  /* response head parsed */
+    bool resp_head_sent;  /* started answering the client */
+    bool resp_done;       /* response body fully received from upstream */
+    bool upgrade;         /* the client asked for a protocol upgrade */
+    bool tunnel;          /* 101 relayed: bytes flow both ways until a close */
+    bool c_eof, u_eof;    /* tunnel half-closes seen */
+    bool dechunk;         /* HTTP/1.0 client, chunked response: send the data only */
+    int req_body;
+    uint64_t req_left;    /* RW_BODY_LENGTH: bytes still to forward */
+    uint64_t req_total;
+    uint32_t req_inflight;  /* client input bytes being sent upstream */
+    uint32_t resp_inflight; /* upstream input bytes being sent to the client */
+    /* The send in flight owns the whole buffer it reads (moved to up->held /
+     * c->held), so the source reads ahead into a fresh one meanwhile. */
+    bool req_held, resp_held;
+    rw_chunked req_chunk;
+    int resp_body;
+    uint64_t resp_left;
+    rw_chunked resp_chunk;
+    int status;
+    uint64_t start_ms;
+    rw_timer total_timer;
+    char reqid[24];
+    uint8_t reqid_len;
+    uint32_t out_len;
+    uint32_t out_cap;
+    char *out;            /* head buffer for the rewritten request / response head */
+    rw_http_request req;  /* parsed request; slices point into c->in */
+    rw_http_response resp;
+    rw_exchange *next;    /* free list */
+};
+
+/* proxy.c: takes over an accepted client connection (already counted). */
+void rw__conn_accepted(rw_pworker *w, int fd);
+void rw__worker_close_idle(rw_pworker *w);
+void rw__worker_close_all(rw_pworker *w);
+/* upstream.c: pools, connections and the wait queue, for rw_upreq owners */
+int rw__wstate_new(rw_pworker *w, rw_snapshot *snap, rw_wstate **out);
+void rw__wstate_put(rw_pworker *w, rw_wstate *ws);
+void rw__wstate_close_idle(rw_pworker *w, rw_wstate *ws);
+/* Gets a pooled or new connection to instance r->inst for r, or queues r
+ * for one (max_conns); r->owner->ready is called once it has one. */
+void rw__upconn_acquire(rw_upreq *r);
+/* r is done with its connection: back to the pool (or to the first waiter)
+ * when reusable, else closed. */
+void rw__upconn_release(rw_upconn *u, bool reusable);
+void rw__upconn_send(rw_upconn *u, struct iovec *iov, int iovcnt);
+void rw__upconn_recv(rw_upconn *u);
+void rw__upconn_timeout(rw_upconn *u, uint32_t ms);
+void rw__upconn_close(rw_upconn *u);
+/* Takes r off its pool's wait queue (if it is on it). */
+void rw__upconn_dequeue(rw_upreq *r);
+/* Moves unconsumed input into a head buffer so more can be appended; -1 on ENOMEM. */
+int rw__input_to_hbuf(rw_pworker *w, rw_input *in);
+/* Marks n input bytes consumed; releases the buffers once all are. */
+void rw__input_consume(rw_pworker *w, rw_input *in, uint32_t n);
+/* Arms a receive that appends to in (head buffer) or fills a fresh loop buffer. */
+void rw__input_recv(rw_loop *l, rw_op *op, rw_transport *t, rw_input *in);
+/* Takes a receive completion's bytes into in. */
+void rw__input_take(rw_input *in, rw_op *op, int res);
+/* Moves all of *from (buffers included) into *to, which must be empty; *from
+ * is left empty. */
+void rw__input_move(rw_input *to, rw_input *from);
+/* buffers */
+rw_hbuf *rw__hbuf_get(rw_pworker *w);
+void rw__hbuf_put(rw_pworker *w, rw_hbuf *hb);
+void rw__input_release(rw_pworker *w, rw_input *in);
+
+#endif
