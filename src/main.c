@@ -20,45 +20,54 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: ringway [OPTION]...\n"
-            "An HTTP/1.1 API gateway: one pinned worker per core, io_uring or epoll.\n"
-            "\n"
-            "  -c, --config FILE         YAML configuration (default: the embedded default,\n"
-            "                            which answers on / and /health)\n"
-            "  -l, --listen ADDR:PORT    listen address; repeatable; IPv4 (0.0.0.0:8080),\n"
-            "                            IPv6 ([::]:8080) or :PORT; replaces the file's list\n"
-            "  -w, --workers N           worker threads (default: CPUs in the affinity mask)\n"
-            "      --no-pin              do not pin workers to CPUs\n"
-            "      --reuseport-steering MODE\n"
-            "                            hash | cpu: how the kernel spreads new connections\n"
-            "                            over workers (default hash: a 4-tuple hash; cpu: the\n"
-            "                            worker pinned to the CPU that took the SYN)\n"
-            "      --io MODE             auto | uring | epoll (default auto: io_uring when\n"
-            "                            the kernel allows it, else epoll)\n"
-            "      --admin ADDR:PORT     admin API listener (/status, /metrics, POST /reload)\n"
-            "      --max-conns N         client connection cap for the process\n"
-            "      --shutdown-delay DUR  on SIGTERM, answer /ready 503 but keep serving this\n"
-            "                            long before closing the listeners (0s; set it to\n"
-            "                            the time a load balancer needs to stop sending)\n"
-            "      --drain-timeout DUR   how long SIGTERM waits for in-flight requests (30s)\n"
-            "      --log-level LEVEL     error | warn | info | debug (default info)\n"
-            "      --redis URL           redis://[user:password@]host:port/db: share global\n"
-            "                            rate limits across nodes (replaces redis.url)\n"
-            "      --sync-interval DUR   how often global limits sync with Redis (100ms)\n"
-            "  -t, --check-config        validate the configuration and exit (0 = valid)\n"
-            "  -V, --version             print the version and exit\n"
-            "  -h, --help                print this help and exit\n"
-            "\n"
-            "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT: /ready 503, the\n"
-            "shutdown delay, then drain and exit (a second one skips the delay).\n"
-            "Exit status: 0 drained, 1 error, 2 bad command line, 3 the drain timeout\n"
-            "cut requests in flight.\n"
-            "Flags override the config file. Durations: 250ms, 10s, 5m, 1h.\n");
+    fprintf(out, "Usage: ringway [OPTION]...\n"
+                 "An HTTP/1.1 API gateway: one pinned worker per core, io_uring or epoll.\n"
+                 "\n"
+                 "  -c, --config FILE         YAML configuration (default: the embedded default,\n"
+                 "                            which answers on / and /health)\n"
+                 "  -l, --listen ADDR:PORT    listen address; repeatable; IPv4 (0.0.0.0:8080),\n"
+                 "                            IPv6 ([::]:8080) or :PORT; replaces the file's list\n"
+                 "  -w, --workers N           worker threads (default: CPUs in the affinity mask)\n"
+                 "      --no-pin              do not pin workers to CPUs\n"
+                 "      --reuseport-steering MODE\n"
+                 "                            hash | cpu: how the kernel spreads new connections\n"
+                 "                            over workers (default hash: a 4-tuple hash; cpu: the\n"
+                 "                            worker pinned to the CPU that took the SYN)\n"
+                 "      --io MODE             auto | uring | epoll (default auto: io_uring when\n"
+                 "                            the kernel allows it, else epoll)\n"
+                 "      --admin ADDR:PORT     admin API listener (/status, /metrics, POST /reload)\n"
+                 "      --max-conns N         client connection cap for the process\n"
+                 "      --shutdown-delay DUR  on SIGTERM, answer /ready 503 but keep serving this\n"
+                 "                            long before closing the listeners (0s; set it to\n"
+                 "                            the time a load balancer needs to stop sending)\n"
+                 "      --drain-timeout DUR   how long SIGTERM waits for in-flight requests (30s)\n"
+                 "      --log-level LEVEL     error | warn | info | debug (default info)\n"
+                 "      --redis URL           redis://[user:password@]host:port/db: share global\n"
+                 "                            rate limits across nodes (replaces redis.url)\n"
+                 "      --sync-interval DUR   how often global limits sync with Redis (100ms)\n"
+                 "  -t, --check-config        validate the configuration and exit (0 = valid)\n"
+                 "  -V, --version             print the version and exit\n"
+                 "  -h, --help                print this help and exit\n"
+                 "\n"
+                 "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT: /ready 503, the\n"
+                 "shutdown delay, then drain and exit (a second one skips the delay).\n"
+                 "Exit status: 0 drained, 1 error, 2 bad command line, 3 the drain timeout\n"
+                 "cut requests in flight.\n"
+                 "Flags override the config file. Durations: 250ms, 10s, 5m, 1h.\n");
 }
 
-enum { OPT_NO_PIN = 1000, OPT_IO, OPT_ADMIN, OPT_MAX_CONNS, OPT_DRAIN, OPT_LOG_LEVEL, OPT_REDIS, OPT_SYNC_INTERVAL,
-       OPT_STEERING, OPT_SHUTDOWN_DELAY };
+enum {
+    OPT_NO_PIN = 1000,
+    OPT_IO,
+    OPT_ADMIN,
+    OPT_MAX_CONNS,
+    OPT_DRAIN,
+    OPT_LOG_LEVEL,
+    OPT_REDIS,
+    OPT_SYNC_INTERVAL,
+    OPT_STEERING,
+    OPT_SHUTDOWN_DELAY
+};
 
 static const struct option long_opts[] = {
     {"config", required_argument, NULL, 'c'},
@@ -184,7 +193,8 @@ int main(int argc, char **argv)
         case OPT_SHUTDOWN_DELAY: {
             uint64_t ms;
             if (rw_parse_duration_ms(optarg, &ms) != 0 || ms > 3600000ull) {
-                fprintf(stderr, "ringway: --shutdown-delay %s: expected a duration up to 1h, like 5s\n", optarg);
+                fprintf(stderr, "ringway: --shutdown-delay %s: expected a duration up to 1h, like 5s\n",
+                        optarg);
                 return 2;
             }
             ov.shutdown_delay_ms = (long)ms;
@@ -194,8 +204,8 @@ int main(int argc, char **argv)
             char why[256];
             rw_redis_url u;
             if (rw_redis_url_parse(optarg, &u, why, sizeof(why)) != 0) {
-                fprintf(stderr, "ringway: --redis %s: %s (expected redis://[user:password@]host:port/db)\n", optarg,
-                        why);
+                fprintf(stderr, "ringway: --redis %s: %s (expected redis://[user:password@]host:port/db)\n",
+                        optarg, why);
                 return 2;
             }
             ov.redis_url = optarg;
@@ -204,7 +214,9 @@ int main(int argc, char **argv)
         case OPT_SYNC_INTERVAL: {
             uint64_t ms;
             if (rw_parse_duration_ms(optarg, &ms) != 0 || ms < 1 || ms > 60000) {
-                fprintf(stderr, "ringway: --sync-interval %s: expected a duration from 1ms to 60s (a bare number is ms)\n",
+                fprintf(stderr,
+                        "ringway: --sync-interval %s: expected a duration from 1ms to 60s (a bare number is "
+                        "ms)\n",
                         optarg);
                 return 2;
             }
@@ -325,12 +337,11 @@ int main(int argc, char **argv)
     size_t off = 0;
     for (size_t i = 0; i < cfg->nlisten && off < sizeof(addrs) - 1; i++)
         off += (size_t)snprintf(addrs + off, sizeof(addrs) - off, "%s%s", i ? " " : "", cfg->listen[i].text);
-    rw_log_info("ringway %s: %d workers (%s) on %s (%s%s%s), config %s; listening on %s%s%s", RW_VERSION, nworkers,
-                cpus.why,
-                backend == RW_BACKEND_URING ? "io_uring" : "epoll", pin ? "pinned" : "not pinned",
-                cfg->io == RW_IO_AUTO ? ", auto" : "", steering == RW_STEER_CPU ? ", reuseport cpu steering" : "",
-                cfg->source, addrs, cfg->has_admin ? "; admin on " : "",
-                cfg->has_admin ? cfg->admin.text : "");
+    rw_log_info("ringway %s: %d workers (%s) on %s (%s%s%s), config %s; listening on %s%s%s", RW_VERSION,
+                nworkers, cpus.why, backend == RW_BACKEND_URING ? "io_uring" : "epoll",
+                pin ? "pinned" : "not pinned", cfg->io == RW_IO_AUTO ? ", auto" : "",
+                steering == RW_STEER_CPU ? ", reuseport cpu steering" : "", cfg->source, addrs,
+                cfg->has_admin ? "; admin on " : "", cfg->has_admin ? cfg->admin.text : "");
     rw_control_opts co = {
         .server = server,
         .snap = snap,

@@ -8,14 +8,14 @@
 #include <stdint.h>
 
 typedef struct rw_cidr {
-    uint8_t family;       /* 4 or 6 */
-    uint8_t bits;         /* prefix length */
-    uint8_t addr[16];     /* network address (host bits cleared); IPv4 in the first 4 bytes */
+    uint8_t family;   /* 4 or 6 */
+    uint8_t bits;     /* prefix length */
+    uint8_t addr[16]; /* network address (host bits cleared); IPv4 in the first 4 bytes */
 } rw_cidr;
 
 /* A parsed client address. IPv4-mapped IPv6 (::ffff:a.b.c.d) is stored as IPv4. */
 typedef struct rw_ipaddr {
-    uint8_t family;       /* 4 or 6; 0 = unparsable */
+    uint8_t family; /* 4 or 6; 0 = unparsable */
     uint8_t addr[16];
 } rw_ipaddr;
 

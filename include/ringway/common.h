@@ -21,7 +21,7 @@ typedef struct rw_str {
 #define RW_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define RW_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RW_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define RW_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define RW_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Status vocabulary: 0 is success, negative errno values are failures. */
 enum { RW_OK = 0 };

@@ -41,77 +41,77 @@ enum rw_rl_key {
     RW_RLK_CONSUMER = 1u << 0, /* consumer id; client IP when no consumer was identified */
     RW_RLK_CRED = 1u << 1,     /* the API key or token presented; client IP when none */
     RW_RLK_IP = 1u << 2,
-    RW_RLK_HEADER = 1u << 3,   /* a header's value (empty when absent) */
+    RW_RLK_HEADER = 1u << 3, /* a header's value (empty when absent) */
     RW_RLK_ROUTE = 1u << 4,
 };
 enum rw_rl_scope { RW_RL_LOCAL = 0, RW_RL_GLOBAL };
 
 typedef struct rw_jwt_key_cfg {
-    int alg;              /* enum rw_jwt_alg */
-    char *kid;            /* NULL: matches tokens of its alg with or without kid */
-    char *secret;         /* HS*: the secret bytes (secret, secret_env, secret_file, base64 decoded) */
+    int alg;      /* enum rw_jwt_alg */
+    char *kid;    /* NULL: matches tokens of its alg with or without kid */
+    char *secret; /* HS*: the secret bytes (secret, secret_env, secret_file, base64 decoded) */
     size_t secret_len;
-    char *pem;            /* RS/PS/ES/EdDSA: PEM text (pem or pem_file) */
+    char *pem; /* RS/PS/ES/EdDSA: PEM text (pem or pem_file) */
     int line;
 } rw_jwt_key_cfg;
 
 typedef struct rw_jwt_cfg {
-    int from;             /* enum rw_cred_from, default bearer (Authorization: Bearer) */
-    char *from_name;      /* header, query parameter or cookie name */
+    int from;        /* enum rw_cred_from, default bearer (Authorization: Bearer) */
+    char *from_name; /* header, query parameter or cookie name */
     rw_jwt_key_cfg *keys;
     size_t nkeys;
     char *jwks_file;
     char *jwks_url;
     char *jwks_ca_file;
-    uint32_t jwks_refresh_ms;  /* default 300000 */
+    uint32_t jwks_refresh_ms; /* default 300000 */
     char *issuer;
     char **audiences;
     size_t naudiences;
     char **required_claims;
     size_t nrequired;
-    uint32_t leeway_s;         /* default 0 */
-    uint32_t max_age_s;        /* 0: not checked */
-    bool require_exp;          /* default true */
-    rw_kv *claims_to_headers;  /* claim -> header; default sub -> X-User-ID */
+    uint32_t leeway_s;        /* default 0 */
+    uint32_t max_age_s;       /* 0: not checked */
+    bool require_exp;         /* default true */
+    rw_kv *claims_to_headers; /* claim -> header; default sub -> X-User-ID */
     size_t nclaims;
-    char *consumer_claim;      /* claim naming a consumer (by id, then name), or NULL */
-    bool hide_credentials;     /* drop the token's header/parameter before forwarding */
-    uint32_t cache_entries;    /* verified-token cache per worker, default 4096; 0 = off */
+    char *consumer_claim;   /* claim naming a consumer (by id, then name), or NULL */
+    bool hide_credentials;  /* drop the token's header/parameter before forwarding */
+    uint32_t cache_entries; /* verified-token cache per worker, default 4096; 0 = off */
 } rw_jwt_cfg;
 
 typedef struct rw_key_auth_cfg {
-    int from;             /* RW_FROM_HEADER (default) or RW_FROM_QUERY */
-    char *name;           /* default "X-API-Key" (header) or "apikey" (query) */
+    int from;   /* RW_FROM_HEADER (default) or RW_FROM_QUERY */
+    char *name; /* default "X-API-Key" (header) or "apikey" (query) */
     bool hide_credentials;
 } rw_key_auth_cfg;
 
 typedef struct rw_acl_cfg {
-    char **allow_groups;  /* the consumer must be in one of them (none: not checked) */
+    char **allow_groups; /* the consumer must be in one of them (none: not checked) */
     size_t nallow_groups;
-    char **deny_groups;   /* refused when the consumer is in one of them */
+    char **deny_groups; /* refused when the consumer is in one of them */
     size_t ndeny_groups;
-    rw_cidr *allow_ips;   /* the client address must be in one (none: not checked) */
+    rw_cidr *allow_ips; /* the client address must be in one (none: not checked) */
     size_t nallow_ips;
     rw_cidr *deny_ips;
     size_t ndeny_ips;
 } rw_acl_cfg;
 
 typedef struct rw_rate_limit_cfg {
-    char *name;           /* table name: shared state survives reloads under it */
-    uint32_t key;         /* enum rw_rl_key bits */
-    char *header;         /* with RW_RLK_HEADER */
-    double rate;          /* tokens per second */
+    char *name;   /* table name: shared state survives reloads under it */
+    uint32_t key; /* enum rw_rl_key bits */
+    char *header; /* with RW_RLK_HEADER */
+    double rate;  /* tokens per second */
     bool unlimited;
-    uint32_t burst;       /* default: the N of "N/period" (at least 1) */
-    uint32_t window_ms;   /* the period of the rate as written (1000, 60000, 3600000) */
-    bool tier;            /* take rate (and burst = N per period) from the consumer's tier */
-    int scope;            /* enum rw_rl_scope */
-    uint32_t max_keys;    /* buckets kept per limit, default 65536 */
-    bool headers;         /* RateLimit-* on allowed responses too (default false) */
+    uint32_t burst;     /* default: the N of "N/period" (at least 1) */
+    uint32_t window_ms; /* the period of the rate as written (1000, 60000, 3600000) */
+    bool tier;          /* take rate (and burst = N per period) from the consumer's tier */
+    int scope;          /* enum rw_rl_scope */
+    uint32_t max_keys;  /* buckets kept per limit, default 65536 */
+    bool headers;       /* RateLimit-* on allowed responses too (default false) */
 } rw_rate_limit_cfg;
 
 typedef struct rw_filter_cfg {
-    int kind;             /* enum rw_filter_kind */
+    int kind; /* enum rw_filter_kind */
     int line;
     union {
         rw_jwt_cfg jwt;
@@ -122,19 +122,19 @@ typedef struct rw_filter_cfg {
 } rw_filter_cfg;
 
 typedef struct rw_instance_cfg {
-    char *address;        /* "host:port" as written */
-    char *host;           /* host part (name or literal), used for the Host header */
+    char *address; /* "host:port" as written */
+    char *host;    /* host part (name or literal), used for the Host header */
     uint16_t port;
-    uint32_t weight;      /* >= 1, default 1 */
-    rw_sockaddr addr;     /* resolved at load time (first address) */
+    uint32_t weight;  /* >= 1, default 1 */
+    rw_sockaddr addr; /* resolved at load time (first address) */
     int line;
 } rw_instance_cfg;
 
 typedef struct rw_service_cfg {
     char *name;
-    int lb;               /* enum rw_lb_policy, default round_robin */
-    int hash_on;          /* enum rw_hash_on, with lb: hash (default ip) */
-    char *hash_key;       /* header or cookie name for hash_on header:/cookie: */
+    int lb;                         /* enum rw_lb_policy, default round_robin */
+    int hash_on;                    /* enum rw_hash_on, with lb: hash (default ip) */
+    char *hash_key;                 /* header or cookie name for hash_on header:/cookie: */
     uint32_t connect_timeout_ms;    /* default 5000 */
     uint32_t first_byte_timeout_ms; /* default 60000: request sent -> response head */
     uint32_t total_timeout_ms;      /* default 0 = none: whole exchange */
@@ -150,9 +150,9 @@ typedef struct rw_service_cfg {
 } rw_service_cfg;
 
 typedef struct rw_path_cfg {
-    int kind;             /* enum rw_path_kind */
+    int kind; /* enum rw_path_kind */
     char *value;
-    regex_t *re;          /* compiled (REG_EXTENDED) when kind == RW_PATH_REGEX */
+    regex_t *re; /* compiled (REG_EXTENDED) when kind == RW_PATH_REGEX */
 } rw_path_cfg;
 
 /* A header or query-parameter predicate. YAML: `Name: "v"` (exact),
@@ -160,36 +160,36 @@ typedef struct rw_path_cfg {
 typedef struct rw_kv_match {
     char *name;
     char *value;
-    int kind;             /* enum rw_value_kind */
+    int kind; /* enum rw_value_kind */
     regex_t *re;
 } rw_kv_match;
 
 typedef struct rw_respond_cfg {
-    int status;           /* 200..599 (1xx is refused at load) */
+    int status; /* 200..599 (1xx is refused at load) */
     rw_kv *headers;
     size_t nheaders;
-    char *body;           /* may contain NUL bytes: use body_len */
+    char *body; /* may contain NUL bytes: use body_len */
     size_t body_len;
 } rw_respond_cfg;
 
 typedef struct rw_route_cfg {
     char *name;
-    char **hosts;         /* exact ("api.example.com") or leading wildcard ("*.example.com"); lower-cased */
+    char **hosts; /* exact ("api.example.com") or leading wildcard ("*.example.com"); lower-cased */
     size_t nhosts;
-    uint32_t methods;     /* bit (1u << enum rw_http_method); 0 = any */
-    rw_path_cfg *paths;   /* none = every path */
+    uint32_t methods;   /* bit (1u << enum rw_http_method); 0 = any */
+    rw_path_cfg *paths; /* none = every path */
     size_t npaths;
     rw_kv_match *headers;
     size_t nheaders;
     rw_kv_match *query;
     size_t nquery;
-    char *strip_path;     /* prefix removed before forwarding, or NULL */
-    char *rewrite_from;   /* regex source, or NULL */
+    char *strip_path;   /* prefix removed before forwarding, or NULL */
+    char *rewrite_from; /* regex source, or NULL */
     regex_t *rewrite_re;
-    char *rewrite_to;     /* replacement with $1..$9 */
-    bool preserve_host;   /* forward the client's Host (default false: the instance's host:port) */
-    char *service;        /* service name, NULL for respond routes */
-    int service_index;    /* index into rw_config.services, -1 for respond routes */
+    char *rewrite_to;   /* replacement with $1..$9 */
+    bool preserve_host; /* forward the client's Host (default false: the instance's host:port) */
+    char *service;      /* service name, NULL for respond routes */
+    int service_index;  /* index into rw_config.services, -1 for respond routes */
     bool has_respond;
     rw_respond_cfg respond;
     rw_filter_cfg *filters; /* as written; effective list = global + service + route */
@@ -209,40 +209,40 @@ typedef struct rw_http_cfg {
 } rw_http_cfg;
 
 typedef struct rw_redis_cfg {
-    char *url;            /* NULL when no redis section */
+    char *url;                 /* NULL when no redis section */
     uint32_t sync_interval_ms; /* default 100 */
-    int on_failure;       /* enum rw_redis_failure */
+    int on_failure;            /* enum rw_redis_failure */
 } rw_redis_cfg;
 
 typedef struct rw_tier_cfg {
     char *name;
-    double rate_per_sec;  /* tokens per second */
+    double rate_per_sec; /* tokens per second */
     bool unlimited;
-    uint32_t window_ms;   /* the period written ("N/min": 60000): N is also the burst */
+    uint32_t window_ms; /* the period written ("N/min": 60000): N is also the burst */
 } rw_tier_cfg;
 
 typedef struct rw_consumer_cfg {
     char *name;
-    char *id;             /* defaults to name */
+    char *id; /* defaults to name */
     char **groups;
     size_t ngroups;
-    char *tier;           /* NULL or a name in tiers */
-    int tier_index;       /* index into rw_config.tiers, -1 when tier is NULL */
-    char **keys;          /* plain or "sha256:<64 hex>" */
+    char *tier;     /* NULL or a name in tiers */
+    int tier_index; /* index into rw_config.tiers, -1 when tier is NULL */
+    char **keys;    /* plain or "sha256:<64 hex>" */
     size_t nkeys;
     int line;
 } rw_consumer_cfg;
 
 typedef struct rw_config {
-    char *source;         /* file path or "<embedded>" */
+    char *source; /* file path or "<embedded>" */
     rw_sockaddr *listen;
     size_t nlisten;
     bool has_admin;
     rw_sockaddr admin;
-    uint32_t workers;     /* 0 = auto (CPUs in the affinity mask) */
-    int io;               /* enum rw_io_mode */
-    uint32_t max_conns;   /* process-wide client connection cap, default 65536 */
-    uint32_t drain_timeout_ms; /* default 30000 */
+    uint32_t workers;           /* 0 = auto (CPUs in the affinity mask) */
+    int io;                     /* enum rw_io_mode */
+    uint32_t max_conns;         /* process-wide client connection cap, default 65536 */
+    uint32_t drain_timeout_ms;  /* default 30000 */
     uint32_t shutdown_delay_ms; /* SIGTERM: /ready 503 while still serving this long, then drain; default 0 */
     rw_http_cfg http;
     rw_redis_cfg redis;
@@ -259,7 +259,7 @@ typedef struct rw_config {
     rw_cidr *trusted_proxies; /* peers whose X-Forwarded-For names the client */
     size_t ntrusted_proxies;
     uint32_t rate_limit_shard_keys; /* per-worker LRU cap of rate-limit keys, default 16384 */
-    void *arena;          /* private: owns all the memory above */
+    void *arena;                    /* private: owns all the memory above */
 } rw_config;
 
 /* The YAML compiled into the binary, used when no --config is given. */
@@ -270,8 +270,8 @@ extern const char rw_config_embedded_default[];
 int rw_config_load_file(const char *path, rw_config **out, char *err, size_t errlen);
 
 /* Same as rw_config_load_file for an in-memory document; name is used in errors. */
-int rw_config_load_string(const char *yaml, size_t len, const char *name, rw_config **out,
-                          char *err, size_t errlen);
+int rw_config_load_string(const char *yaml, size_t len, const char *name, rw_config **out, char *err,
+                          size_t errlen);
 
 /* Frees a config and everything it owns; NULL is allowed. */
 void rw_config_free(rw_config *cfg);

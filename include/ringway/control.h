@@ -16,16 +16,16 @@
 /* Command-line settings that override the config file (set fields only). */
 typedef struct rw_overrides {
     rw_sockaddr listen[RW_MAX_LISTEN];
-    size_t nlisten;       /* 0: keep the file's */
-    long workers;         /* -1: keep */
-    int io;               /* -1: keep */
+    size_t nlisten; /* 0: keep the file's */
+    long workers;   /* -1: keep */
+    int io;         /* -1: keep */
     bool has_admin;
     rw_sockaddr admin;
-    long max_conns;       /* -1: keep */
-    long drain_timeout_ms;/* -1: keep */
-    long shutdown_delay_ms;/* -1: keep */
-    const char *redis_url;/* NULL: keep (--redis) */
-    long sync_interval_ms;/* -1: keep */
+    long max_conns;         /* -1: keep */
+    long drain_timeout_ms;  /* -1: keep */
+    long shutdown_delay_ms; /* -1: keep */
+    const char *redis_url;  /* NULL: keep (--redis) */
+    long sync_interval_ms;  /* -1: keep */
 } rw_overrides;
 
 /* Sets every field of o to "not given". */
@@ -40,10 +40,10 @@ rw_config *rw_control_load(const char *config_path, const rw_overrides *o, char 
 
 typedef struct rw_control_opts {
     rw_server *server;
-    rw_snapshot *snap;    /* current snapshot: the control thread holds this reference */
+    rw_snapshot *snap;       /* current snapshot: the control thread holds this reference */
     const char *config_path; /* NULL: embedded default (reload re-reads nothing) */
     const rw_overrides *overrides;
-    int admin_fd;         /* listening admin socket, or -1 */
+    int admin_fd; /* listening admin socket, or -1 */
 } rw_control_opts;
 
 /* Starts, restarts or stops the Redis sync of global rate limits to match

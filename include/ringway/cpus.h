@@ -8,10 +8,10 @@
 #include <stddef.h>
 
 typedef struct rw_cpu_budget {
-    int affinity;      /* CPUs in the affinity mask (at least 1) */
-    double quota;      /* the tightest cgroup quota on the way to the root, in CPUs; 0: none */
-    int workers;       /* min(affinity, ceil(quota)), at least 1 */
-    char why[192];     /* how workers was chosen, for the start-up line */
+    int affinity;  /* CPUs in the affinity mask (at least 1) */
+    double quota;  /* the tightest cgroup quota on the way to the root, in CPUs; 0: none */
+    int workers;   /* min(affinity, ceil(quota)), at least 1 */
+    char why[192]; /* how workers was chosen, for the start-up line */
 } rw_cpu_budget;
 
 /* Reads the cgroup CPU quota of the cgroup listed in proc_cgroup (the text of

@@ -24,7 +24,7 @@
 typedef struct rw_filters rw_filters;
 typedef struct rw_filter_worker rw_filter_worker;
 
-#define RW_FILTER_MAX_ADD 16   /* headers a request can gain (claims, consumer) */
+#define RW_FILTER_MAX_ADD 16 /* headers a request can gain (claims, consumer) */
 
 /* A header to add to the upstream request; bytes owned by the worker state or
  * the snapshot, valid until the next rw_filters_run on that worker. */
@@ -36,24 +36,24 @@ typedef struct rw_filter_hdr {
 /* What the request carries into the filters. */
 typedef struct rw_filter_input {
     const rw_http_request *rq;
-    const char *peer;     /* numeric peer address */
+    const char *peer; /* numeric peer address */
     size_t peer_len;
     int route;
-    uint64_t now_ms;      /* monotonic */
-    int64_t now_s;        /* Unix time */
+    uint64_t now_ms; /* monotonic */
+    int64_t now_s;   /* Unix time */
 } rw_filter_input;
 
 /* The outcome: pass (status 0) with headers to add/strip, or a refusal. */
 typedef struct rw_filter_result {
-    int status;           /* 0, 401, 403, 429 or 503 */
-    const char *error;    /* short reason for the JSON body ("token expired") */
-    char extra[320];      /* extra response header lines (each "Name: value\r\n") */
-    uint32_t extra_len;   /* for a refusal: WWW-Authenticate, Retry-After, RateLimit-*;
-                             for a pass: RateLimit-* of limits with headers: true */
+    int status;         /* 0, 401, 403, 429 or 503 */
+    const char *error;  /* short reason for the JSON body ("token expired") */
+    char extra[320];    /* extra response header lines (each "Name: value\r\n") */
+    uint32_t extra_len; /* for a refusal: WWW-Authenticate, Retry-After, RateLimit-*;
+                           for a pass: RateLimit-* of limits with headers: true */
     rw_filter_hdr add[RW_FILTER_MAX_ADD];
     uint32_t nadd;
-    int consumer;         /* index into cfg->consumers, -1 when none */
-    bool query_set;       /* forward query instead of the request's (a hidden credential removed) */
+    int consumer;   /* index into cfg->consumers, -1 when none */
+    bool query_set; /* forward query instead of the request's (a hidden credential removed) */
     rw_str query;
 } rw_filter_result;
 
@@ -78,7 +78,8 @@ bool rw_filters_route_active(const rw_filters *f, int route);
 bool rw_filters_strip(const rw_filters *f, int route, rw_str name);
 
 /* Runs the route's filters. Returns out->status (0: pass). */
-int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_input *in, rw_filter_result *out);
+int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_input *in,
+                   rw_filter_result *out);
 
 /* Per-worker state: rate-limit shard, verified-token cache, scratch. */
 rw_filter_worker *rw_filter_worker_new(uint32_t shard_keys);
@@ -86,7 +87,8 @@ rw_filter_worker *rw_filter_worker_new(uint32_t shard_keys);
 void rw_filter_worker_free(rw_filter_worker *fw, uint64_t now_ms);
 /* Called when a worker moves from snapshot filters old to cur: forgets the
  * rate-limit tables cur no longer has. */
-void rw_filter_worker_switch(rw_filter_worker *fw, const rw_filters *old, const rw_filters *cur, uint64_t now_ms);
+void rw_filter_worker_switch(rw_filter_worker *fw, const rw_filters *old, const rw_filters *cur,
+                             uint64_t now_ms);
 
 /* Counters summed over workers are read through rw_worker_stats; these are
  * per process. */

@@ -34,8 +34,15 @@
 
 enum rw_http_method {
     RW_METHOD_OTHER = 0, /* a syntactically valid token we do not know: answered 501 by the parser */
-    RW_METHOD_GET, RW_METHOD_HEAD, RW_METHOD_POST, RW_METHOD_PUT, RW_METHOD_DELETE,
-    RW_METHOD_CONNECT, RW_METHOD_OPTIONS, RW_METHOD_TRACE, RW_METHOD_PATCH,
+    RW_METHOD_GET,
+    RW_METHOD_HEAD,
+    RW_METHOD_POST,
+    RW_METHOD_PUT,
+    RW_METHOD_DELETE,
+    RW_METHOD_CONNECT,
+    RW_METHOD_OPTIONS,
+    RW_METHOD_TRACE,
+    RW_METHOD_PATCH,
     RW_METHOD__COUNT
 };
 
@@ -48,8 +55,8 @@ enum rw_http_body {
 };
 
 typedef struct rw_http_header {
-    rw_str name;   /* as received (case preserved) */
-    rw_str value;  /* leading/trailing OWS removed */
+    rw_str name;  /* as received (case preserved) */
+    rw_str value; /* leading/trailing OWS removed */
 } rw_http_header;
 
 /* Flags set on a parsed head for headers the proxy treats specially. */
@@ -59,9 +66,9 @@ enum {
     RW_HF_CONN_UPGRADE = 1u << 2,    /* Connection: upgrade */
     RW_HF_EXPECT_CONTINUE = 1u << 3, /* Expect: 100-continue */
     RW_HF_HAS_HOST = 1u << 4,
-    RW_HF_HAS_TE = 1u << 5,          /* Transfer-Encoding present */
-    RW_HF_HAS_CL = 1u << 6,          /* Content-Length present */
-    RW_HF_CONN_OTHER = 1u << 7,      /* Connection names a token other than close/keep-alive/upgrade */
+    RW_HF_HAS_TE = 1u << 5,     /* Transfer-Encoding present */
+    RW_HF_HAS_CL = 1u << 6,     /* Content-Length present */
+    RW_HF_CONN_OTHER = 1u << 7, /* Connection names a token other than close/keep-alive/upgrade */
 };
 
 /* Limits applied while parsing; exceeding one yields the matching status. */
@@ -76,34 +83,35 @@ void rw_http_limits_default(rw_http_limits *lim);
 
 /* A parsed request head. All slices borrow from the parsed buffer. */
 typedef struct rw_http_request {
-    int method;            /* enum rw_http_method */
+    int method; /* enum rw_http_method */
     rw_str method_str;
-    rw_str target;         /* request-target as sent (origin-form, absolute-form, authority-form or "*") */
-    rw_str path;           /* path part of the target (for absolute-form: after the authority), not
-                              normalised; a static "/" for an absolute-form target without a path
-                              ("http://h?q"), "*" for asterisk-form, empty for CONNECT (authority-form) */
-    rw_str query;          /* after '?', without it; len 0 if none */
-    int minor;             /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
-    rw_str host;           /* Host header value (or authority of absolute-/authority-form, which wins
-                              over Host per RFC 9112 3.2.2); len 0 when HTTP/1.0 sends no Host */
-    uint32_t flags;        /* RW_HF_* */
-    int body;              /* enum rw_http_body: NONE, LENGTH (also for "Content-Length: 0") or CHUNKED */
+    rw_str target;           /* request-target as sent (origin-form, absolute-form, authority-form or "*") */
+    rw_str path;             /* path part of the target (for absolute-form: after the authority), not
+                                normalised; a static "/" for an absolute-form target without a path
+                                ("http://h?q"), "*" for asterisk-form, empty for CONNECT (authority-form) */
+    rw_str query;            /* after '?', without it; len 0 if none */
+    int minor;               /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    rw_str host;             /* Host header value (or authority of absolute-/authority-form, which wins
+                                over Host per RFC 9112 3.2.2); len 0 when HTTP/1.0 sends no Host */
+    uint32_t flags;          /* RW_HF_* */
+    int body;                /* enum rw_http_body: NONE, LENGTH (also for "Content-Length: 0") or CHUNKED */
     uint64_t content_length; /* valid when flags has RW_HF_HAS_CL */
-    bool keep_alive;       /* connection may persist after this exchange (version + Connection) */
-    size_t head_len;       /* bytes of the head including the final CRLFCRLF */
+    bool keep_alive;         /* connection may persist after this exchange (version + Connection) */
+    size_t head_len;         /* bytes of the head including the final CRLFCRLF */
     size_t nheaders;
     rw_http_header headers[RW_HTTP_MAX_HEADERS];
 } rw_http_request;
 
 /* A parsed response head. */
 typedef struct rw_http_response {
-    int status;            /* 100..599 (other codes are rejected with -502) */
+    int status; /* 100..599 (other codes are rejected with -502) */
     rw_str reason;
     int minor;
     uint32_t flags;
-    int body;              /* enum rw_http_body, computed with the request method (HEAD, CONNECT) and status (1xx, 204, 304) */
+    int body; /* enum rw_http_body, computed with the request method (HEAD, CONNECT) and status (1xx, 204,
+                 304) */
     uint64_t content_length; /* valid when flags has RW_HF_HAS_CL (also for HEAD / 304, where body is NONE) */
-    bool keep_alive;       /* upstream connection may be reused after the body */
+    bool keep_alive;         /* upstream connection may be reused after the body */
     size_t head_len;
     size_t nheaders;
     rw_http_header headers[RW_HTTP_MAX_HEADERS];
@@ -124,16 +132,15 @@ enum {
  * and counted in head_len. lim may be NULL for the defaults. The request-line
  * limit excludes its CRLF; max_header_bytes covers head_len. On failure only
  * method/method_str (for -501) are meaningful in *req. */
-ssize_t rw_http_parse_request(const char *buf, size_t len, const rw_http_limits *lim,
-                              rw_http_request *req);
+ssize_t rw_http_parse_request(const char *buf, size_t len, const rw_http_limits *lim, rw_http_request *req);
 
 /* Parses a response head; req_method is the method of the request it answers.
  * Returns head length (> 0), RW_HTTP_INCOMPLETE, or -502 for an invalid response
  * (syntax, framing or an exceeded limit). Status line: "HTTP/1.0" or "HTTP/1.1",
  * SP, 3 digits, then SP and an optional reason, or nothing. 1xx responses are
  * returned like any other (body NONE): parse again after them. lim may be NULL. */
-ssize_t rw_http_parse_response(const char *buf, size_t len, const rw_http_limits *lim,
-                               int req_method, rw_http_response *resp);
+ssize_t rw_http_parse_response(const char *buf, size_t len, const rw_http_limits *lim, int req_method,
+                               rw_http_response *resp);
 
 /* Returns true when name is a hop-by-hop header that a proxy must not forward
  * (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
@@ -155,9 +162,9 @@ bool rw_http_is_fixed_hop_by_hop(rw_str name);
  * when it asked for keep-alive and is told "Connection: keep-alive", else it
  * waits for a close that must come. */
 enum rw_persist {
-    RW_PERSIST_KEEP = 0,  /* HTTP/1.1 keep-alive: no Connection line */
-    RW_PERSIST_KEEP_10,   /* HTTP/1.0 keep-alive: "Connection: keep-alive" */
-    RW_PERSIST_CLOSE,     /* "Connection: close", then the connection closes */
+    RW_PERSIST_KEEP = 0, /* HTTP/1.1 keep-alive: no Connection line */
+    RW_PERSIST_KEEP_10,  /* HTTP/1.0 keep-alive: "Connection: keep-alive" */
+    RW_PERSIST_CLOSE,    /* "Connection: close", then the connection closes */
     RW_PERSIST__COUNT
 };
 
@@ -184,8 +191,8 @@ const char *rw_http_reason(int status);
  * any byte. A zero-filled struct is a valid initial state. */
 typedef struct rw_chunked {
     int state;
-    uint64_t remaining;    /* bytes left in the current chunk's data */
-    uint32_t line_len;     /* bytes seen of the current size/trailer line */
+    uint64_t remaining; /* bytes left in the current chunk's data */
+    uint32_t line_len;  /* bytes seen of the current size/trailer line */
     uint32_t trailer_bytes;
 } rw_chunked;
 

@@ -14,11 +14,11 @@
 typedef struct rw_jwks rw_jwks;
 
 typedef struct rw_jwks_opts {
-    const char *file;      /* a JWKS file (re-read when its mtime/size change), or NULL */
-    const char *url;       /* an http(s) JWKS URL, or NULL */
-    const char *ca_file;   /* CA bundle for https (NULL: system store) */
-    uint32_t refresh_ms;   /* URL refresh period (default 300000); files are checked every second */
-    uint32_t timeout_ms;   /* per fetch (default 5000) */
+    const char *file;          /* a JWKS file (re-read when its mtime/size change), or NULL */
+    const char *url;           /* an http(s) JWKS URL, or NULL */
+    const char *ca_file;       /* CA bundle for https (NULL: system store) */
+    uint32_t refresh_ms;       /* URL refresh period (default 300000); files are checked every second */
+    uint32_t timeout_ms;       /* per fetch (default 5000) */
     const rw_jwt_keyset *base; /* static keys copied into every set (may be NULL); not kept */
 } rw_jwks_opts;
 

@@ -7,14 +7,14 @@
 #include <stdint.h>
 
 typedef struct rw_lb {
-    int policy;           /* enum rw_lb_policy */
-    uint32_t n;           /* instance count */
-    uint32_t *weights;    /* owned copy */
-    int64_t *current;     /* smooth weighted round-robin state, owned */
-    uint64_t *ring_hash;  /* consistent-hash ring points, sorted, owned */
-    uint32_t *ring_inst;  /* instance of each ring point, owned */
+    int policy;          /* enum rw_lb_policy */
+    uint32_t n;          /* instance count */
+    uint32_t *weights;   /* owned copy */
+    int64_t *current;    /* smooth weighted round-robin state, owned */
+    uint64_t *ring_hash; /* consistent-hash ring points, sorted, owned */
+    uint32_t *ring_inst; /* instance of each ring point, owned */
     size_t ring_len;
-    uint64_t rng;         /* xorshift state for p2c */
+    uint64_t rng; /* xorshift state for p2c */
 } rw_lb;
 
 /* Sets up lb for n instances with their weights (copied); allocates.
@@ -25,8 +25,8 @@ int rw_lb_init(rw_lb *lb, int policy, const uint32_t *weights, uint32_t n, uint6
  * derived from names[i] (e.g. its "host:port") instead of its index, so that
  * keys stay put when discovery reorders, adds or removes instances. names may
  * be NULL (index-based, as rw_lb_init); ignored by the other policies. */
-int rw_lb_init_named(rw_lb *lb, int policy, const uint32_t *weights, const char *const *names,
-                     uint32_t n, uint64_t seed);
+int rw_lb_init_named(rw_lb *lb, int policy, const uint32_t *weights, const char *const *names, uint32_t n,
+                     uint64_t seed);
 
 /* Frees what rw_lb_init allocated. */
 void rw_lb_free(rw_lb *lb);

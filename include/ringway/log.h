@@ -17,8 +17,20 @@ void rw_log_set_thread(int worker_id);
 void rw_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define rw_log_error(...) rw_log(RW_LOG_ERROR, __VA_ARGS__)
-#define rw_log_warn(...) do { if (rw_log_threshold >= RW_LOG_WARN) rw_log(RW_LOG_WARN, __VA_ARGS__); } while (0)
-#define rw_log_info(...) do { if (rw_log_threshold >= RW_LOG_INFO) rw_log(RW_LOG_INFO, __VA_ARGS__); } while (0)
-#define rw_log_debug(...) do { if (rw_log_threshold >= RW_LOG_DEBUG) rw_log(RW_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define rw_log_warn(...)                                                                                     \
+    do {                                                                                                     \
+        if (rw_log_threshold >= RW_LOG_WARN)                                                                 \
+            rw_log(RW_LOG_WARN, __VA_ARGS__);                                                                \
+    } while (0)
+#define rw_log_info(...)                                                                                     \
+    do {                                                                                                     \
+        if (rw_log_threshold >= RW_LOG_INFO)                                                                 \
+            rw_log(RW_LOG_INFO, __VA_ARGS__);                                                                \
+    } while (0)
+#define rw_log_debug(...)                                                                                    \
+    do {                                                                                                     \
+        if (rw_log_threshold >= RW_LOG_DEBUG)                                                                \
+            rw_log(RW_LOG_DEBUG, __VA_ARGS__);                                                               \
+    } while (0)
 
 #endif

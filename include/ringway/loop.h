@@ -25,11 +25,11 @@ typedef void (*rw_op_cb)(rw_op *op, int res);
 
 enum rw_op_kind {
     RW_OP_NONE = 0,
-    RW_OP_ACCEPT,   /* multishot accept on a listening socket; res = new fd */
-    RW_OP_RECV,     /* receive into a loop buffer; res = bytes (0 = EOF) */
-    RW_OP_RECV_INTO,/* receive into caller memory (op->dst, op->dst_len) */
-    RW_OP_SEND,     /* sendmsg of op->iov[0..iovcnt); res = bytes sent (may be short) */
-    RW_OP_CONNECT,  /* connect a non-blocking socket; res = 0 */
+    RW_OP_ACCEPT,       /* multishot accept on a listening socket; res = new fd */
+    RW_OP_RECV,         /* receive into a loop buffer; res = bytes (0 = EOF) */
+    RW_OP_RECV_INTO,    /* receive into caller memory (op->dst, op->dst_len) */
+    RW_OP_SEND,         /* sendmsg of op->iov[0..iovcnt); res = bytes sent (may be short) */
+    RW_OP_CONNECT,      /* connect a non-blocking socket; res = 0 */
     RW_OP_READ_EVENTFD, /* read 8 bytes from an eventfd (wakeups) */
 };
 
@@ -47,12 +47,12 @@ enum {
  * submitting another kind overwrites it. */
 struct rw_op {
     rw_op_cb cb;
-    void *data;           /* caller's context */
+    void *data; /* caller's context */
     int fd;
     uint8_t kind;
     uint8_t flags;
-    uint16_t gen;         /* bumped on every submit; stale completions are dropped */
-    rw_op *next;          /* private to the backend: run queue / starved list link */
+    uint16_t gen; /* bumped on every submit; stale completions are dropped */
+    rw_op *next;  /* private to the backend: run queue / starved list link */
     union {
         /* RW_OP_RECV result: the loop buffer holding res bytes, owned by the
          * caller until rw_loop_buf_release(loop, buf_id); NULL when none. */
@@ -71,17 +71,17 @@ struct rw_op {
             const struct sockaddr *addr;
             socklen_t addrlen;
         };
-        uint64_t evbuf;   /* RW_OP_READ_EVENTFD: read target, private to the backend */
+        uint64_t evbuf; /* RW_OP_READ_EVENTFD: read target, private to the backend */
     };
 };
 
 enum rw_io_backend { RW_BACKEND_URING = 1, RW_BACKEND_EPOLL = 2 };
 
 typedef struct rw_loop_opts {
-    int backend;          /* RW_BACKEND_URING or RW_BACKEND_EPOLL */
-    uint32_t ring_entries;/* SQ size, default 4096 */
-    uint32_t buf_count;   /* receive buffers (power of two), default 1024 */
-    uint32_t buf_size;    /* bytes each, default 32768 */
+    int backend;           /* RW_BACKEND_URING or RW_BACKEND_EPOLL */
+    uint32_t ring_entries; /* SQ size, default 4096 */
+    uint32_t buf_count;    /* receive buffers (power of two), default 1024 */
+    uint32_t buf_size;     /* bytes each, default 32768 */
 } rw_loop_opts;
 
 /* Creates a loop; returns NULL and sets errno on failure (e.g. io_uring refused). */

@@ -16,16 +16,16 @@ extern const rw_worker_handler rw_proxy_handler;
 
 /* What the upstream request head is made of. Everything is borrowed. */
 typedef struct rw_reqhead {
-    const rw_http_request *rq;    /* the client's request */
-    const rw_route_cfg *rt;       /* its route (target rewriting, preserve_host) */
-    const char *path;             /* the normalised path */
+    const rw_http_request *rq; /* the client's request */
+    const rw_route_cfg *rt;    /* its route (target rewriting, preserve_host) */
+    const char *path;          /* the normalised path */
     size_t path_len;
-    rw_str upstream_host;         /* the instance's host:port, the Host unless preserve_host */
-    rw_str peer;                  /* the client's address, appended to X-Forwarded-For */
-    rw_str reqid;                 /* X-Request-Id */
-    int body;                     /* enum rw_http_body of the forwarded request body */
-    bool upgrade;                 /* pass a WebSocket upgrade on */
-    const rw_filters *flt;        /* with fres: identity headers stripped and added */
+    rw_str upstream_host;  /* the instance's host:port, the Host unless preserve_host */
+    rw_str peer;           /* the client's address, appended to X-Forwarded-For */
+    rw_str reqid;          /* X-Request-Id */
+    int body;              /* enum rw_http_body of the forwarded request body */
+    bool upgrade;          /* pass a WebSocket upgrade on */
+    const rw_filters *flt; /* with fres: identity headers stripped and added */
     int route;
     const rw_filter_result *fres; /* NULL when no filter ran */
 } rw_reqhead;
@@ -36,17 +36,18 @@ typedef struct rw_reqhead {
  * X-Request-Id, the framing line. Returns its length, or -1 when it does
  * not fit; *host_off and *host_len locate the Host value (a retry on another
  * instance rewrites it). */
-ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint32_t *host_off, uint32_t *host_len);
+ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint32_t *host_off,
+                              uint32_t *host_len);
 
 /* What the client's response head is made of. Everything is borrowed. */
 typedef struct rw_resphead {
-    const rw_http_response *rs;   /* the upstream's response */
-    rw_str extra;                 /* header lines to add (RateLimit-*), each with its CRLF */
-    int minor;                    /* the client's HTTP minor version */
-    int body;                     /* enum rw_http_body of the response (UNTIL_CLOSE for a tunnel) */
-    bool tunnel;                  /* a 101 for a WebSocket: Connection: upgrade */
-    bool keep;                    /* the client connection may persist (request and state allow it) */
-    bool req_done;                /* the request body was read in full */
+    const rw_http_response *rs; /* the upstream's response */
+    rw_str extra;               /* header lines to add (RateLimit-*), each with its CRLF */
+    int minor;                  /* the client's HTTP minor version */
+    int body;                   /* enum rw_http_body of the response (UNTIL_CLOSE for a tunnel) */
+    bool tunnel;                /* a 101 for a WebSocket: Connection: upgrade */
+    bool keep;                  /* the client connection may persist (request and state allow it) */
+    bool req_done;              /* the request body was read in full */
 } rw_resphead;
 
 /* Writes the response head for the client into out[0..cap) and decides:

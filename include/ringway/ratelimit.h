@@ -24,16 +24,16 @@
 
 /* A bucket's shape: refill rate and capacity. */
 typedef struct rw_rl_params {
-    double rate;          /* tokens per second, > 0 */
-    uint32_t burst;       /* bucket capacity in tokens, >= 1 */
+    double rate;    /* tokens per second, > 0 */
+    uint32_t burst; /* bucket capacity in tokens, >= 1 */
 } rw_rl_params;
 
 /* The outcome of one check, for the 429 and RateLimit-* headers. */
 typedef struct rw_rl_decision {
     bool allowed;
-    uint32_t limit;       /* burst (the most a client can send at once) */
-    uint32_t remaining;   /* tokens left after this request (estimate, >= 0) */
-    uint32_t reset_s;     /* seconds until the bucket is full again (ceil) */
+    uint32_t limit;         /* burst (the most a client can send at once) */
+    uint32_t remaining;     /* tokens left after this request (estimate, >= 0) */
+    uint32_t reset_s;       /* seconds until the bucket is full again (ceil) */
     uint32_t retry_after_s; /* when refused: seconds until one token is available (>= 1) */
 } rw_rl_decision;
 
@@ -61,7 +61,8 @@ void rw_rl_table_give_back(rw_rl_table *t, uint64_t key, uint32_t n, uint64_t no
  * the last call, or was used within active_ns, calls fn with the key, the
  * consumption since the last call (reset to 0) and the bucket's rate. */
 typedef void (*rw_rl_collect_fn)(void *arg, uint64_t key, uint64_t consumed);
-size_t rw_rl_table_collect(rw_rl_table *t, uint64_t now_ns, uint64_t active_ns, rw_rl_collect_fn fn, void *arg);
+size_t rw_rl_table_collect(rw_rl_table *t, uint64_t now_ns, uint64_t active_ns, rw_rl_collect_fn fn,
+                           void *arg);
 /* Charges n tokens consumed elsewhere (other nodes) to key's bucket, if the key
  * is present; never creates a bucket. */
 void rw_rl_table_debit(rw_rl_table *t, uint64_t key, uint64_t n, uint64_t now_ns);

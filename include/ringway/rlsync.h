@@ -18,19 +18,19 @@ typedef struct rw_rl_sync rw_rl_sync;
 /* The parts of redis://[user:password@]host:port/db (also rediss:// refused). */
 typedef struct rw_redis_url {
     char host[256];
-    uint16_t port;        /* default 6379 */
-    char user[128];       /* "" when absent */
-    char password[256];   /* "" when absent */
-    int db;               /* default 0 */
+    uint16_t port;      /* default 6379 */
+    char user[128];     /* "" when absent */
+    char password[256]; /* "" when absent */
+    int db;             /* default 0 */
 } rw_redis_url;
 
 /* Parses a Redis URL; 0, or -1 with a reason in err. */
 int rw_redis_url_parse(const char *url, rw_redis_url *out, char *err, size_t errlen);
 
 typedef struct rw_rl_sync_opts {
-    const char *url;         /* redis://... */
-    uint32_t interval_ms;    /* default 100 */
-    const char *key_prefix;  /* default "ringway:rl:" */
+    const char *url;        /* redis://... */
+    uint32_t interval_ms;   /* default 100 */
+    const char *key_prefix; /* default "ringway:rl:" */
 } rw_rl_sync_opts;
 
 /* Starts the sync thread (the first connection is made by the thread; Redis
@@ -48,10 +48,10 @@ void rw_rl_sync_remove(rw_rl_sync *s, rw_rl_table *t);
 bool rw_rl_sync_up(const rw_rl_sync *s);
 
 typedef struct rw_rl_sync_stats {
-    uint64_t rounds;         /* completed sync round trips */
-    uint64_t failures;       /* failed connects or round trips */
-    uint64_t keys_synced;    /* key updates sent */
-    uint64_t last_round_us;  /* duration of the last round trip */
+    uint64_t rounds;        /* completed sync round trips */
+    uint64_t failures;      /* failed connects or round trips */
+    uint64_t keys_synced;   /* key updates sent */
+    uint64_t last_round_us; /* duration of the last round trip */
     bool up;
 } rw_rl_sync_stats;
 /* Copies the counters (any thread). */

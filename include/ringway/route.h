@@ -13,11 +13,11 @@ typedef struct rw_router rw_router;
 
 /* What a request offers to the matcher. */
 typedef struct rw_route_input {
-    int method;                    /* enum rw_http_method */
-    rw_str host;                   /* Host without port; compared case-insensitively */
-    const char *path;              /* normalised path, NUL-terminated */
+    int method;       /* enum rw_http_method */
+    rw_str host;      /* Host without port; compared case-insensitively */
+    const char *path; /* normalised path, NUL-terminated */
     size_t path_len;
-    rw_str query;                  /* raw query without '?' */
+    rw_str query; /* raw query without '?' */
     const rw_http_header *headers;
     size_t nheaders;
 } rw_route_input;
@@ -65,7 +65,7 @@ int rw_router_match(const rw_router *r, const rw_route_input *in);
  * path that rewrite_re matches with rewrite_to, where $0..$9 are the match and
  * its groups (unmatched group: empty) and $$ is '$'; a path it does not match
  * is left unchanged. */
-ssize_t rw_route_upstream_target(const rw_route_cfg *rt, const char *path, size_t path_len,
-                                 rw_str query, char *out, size_t cap);
+ssize_t rw_route_upstream_target(const rw_route_cfg *rt, const char *path, size_t path_len, rw_str query,
+                                 char *out, size_t cap);
 
 #endif

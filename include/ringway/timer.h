@@ -19,14 +19,14 @@ struct rw_timer {
 };
 
 typedef struct rw_timers {
-    rw_timer *slots;       /* RW_TIMER_SLOTS list heads (sentinels), allocated by init */
-    uint64_t now;          /* last time passed to run/init */
-    uint64_t cursor;       /* next tick to process */
-    uint32_t count;        /* armed timers */
-    uint64_t hint;         /* no armed timer expires before this (a lower bound) */
+    rw_timer *slots; /* RW_TIMER_SLOTS list heads (sentinels), allocated by init */
+    uint64_t now;    /* last time passed to run/init */
+    uint64_t cursor; /* next tick to process */
+    uint32_t count;  /* armed timers */
+    uint64_t hint;   /* no armed timer expires before this (a lower bound) */
 } rw_timers;
 
-#define RW_TIMER_SLOTS 4096u   /* slots of RW_TIMER_TICK_MS each */
+#define RW_TIMER_SLOTS 4096u /* slots of RW_TIMER_TICK_MS each */
 #define RW_TIMER_TICK_MS 4u
 
 /* Sets up an empty wheel at time now_ms; returns 0 or -ENOMEM. */
@@ -40,7 +40,10 @@ void rw_timer_set(rw_timers *w, rw_timer *t, uint64_t expires_ms);
 /* Disarms t if armed; safe to call on an unarmed timer. */
 void rw_timer_cancel(rw_timers *w, rw_timer *t);
 /* Returns whether t is armed. */
-static inline bool rw_timer_armed(const rw_timer *t) { return t->next != NULL; }
+static inline bool rw_timer_armed(const rw_timer *t)
+{
+    return t->next != NULL;
+}
 /* Milliseconds until the earliest armed timer may fire, capped at max_ms (0 if due),
  * relative to the time of the last run. Exact to the millisecond: a loop that
  * sleeps this long and then runs the wheel fires the timer on time. Scans at

@@ -28,8 +28,8 @@ enum rw_transport_kind {
 
 typedef struct rw_transport {
     int fd;
-    uint8_t kind;     /* enum rw_transport_kind */
-    void *session;    /* the kind's per-connection state (NULL for plain) */
+    uint8_t kind;  /* enum rw_transport_kind */
+    void *session; /* the kind's per-connection state (NULL for plain) */
 } rw_transport;
 
 /* A transport kind other than plain: the same calls as below, for its

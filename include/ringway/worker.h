@@ -23,19 +23,19 @@
  * persistence mode (enum rw_persist): the head differs only in its
  * Connection line. */
 typedef struct rw_canned {
-    char *text[RW_PERSIST__COUNT];      /* full response with body */
+    char *text[RW_PERSIST__COUNT]; /* full response with body */
     uint32_t len[RW_PERSIST__COUNT];
     uint32_t head_len[RW_PERSIST__COUNT]; /* for HEAD requests: head only */
     int status;
 } rw_canned;
 
 typedef struct rw_snapshot {
-    rw_config *cfg;       /* owned */
-    rw_router *router;    /* owned */
-    rw_canned *canned;    /* one per route (respond routes filled), owned */
-    rw_canned health;     /* GET /health, /ready */
-    rw_canned not_ready;  /* /ready before all workers run */
-    rw_canned stopping;   /* /ready once shutdown began */
+    rw_config *cfg;      /* owned */
+    rw_router *router;   /* owned */
+    rw_canned *canned;   /* one per route (respond routes filled), owned */
+    rw_canned health;    /* GET /health, /ready */
+    rw_canned not_ready; /* /ready before all workers run */
+    rw_canned stopping;  /* /ready once shutdown began */
     rw_http_limits limits;
     struct rw_filters *filters; /* owned: released to the control thread's collector */
     atomic_int refs;
@@ -54,17 +54,17 @@ typedef struct rw_worker_stats {
     uint64_t accepted;
     uint64_t active_conns;
     uint64_t requests;
-    uint64_t responses[6];      /* by status class: [1]=1xx .. [5]=5xx, [0] other */
+    uint64_t responses[6]; /* by status class: [1]=1xx .. [5]=5xx, [0] other */
     uint64_t upstream_connects;
     uint64_t upstream_reuses;
     uint64_t upstream_errors;
     uint64_t upstream_timeouts;
     uint64_t bad_requests;
-    uint64_t upstream_queued;          /* requests that waited for a connection slot (max_conns) */
-    uint64_t upstream_queue_timeouts;  /* ... and got 503 after timeouts.queue */
-    uint64_t conns_rejected_max;       /* client connections refused: max_conns reached */
-    uint64_t cut_requests;             /* requests still in flight when the drain deadline closed them */
-    uint64_t cut_tunnels;              /* upgraded connections (WebSocket) closed at the drain deadline */
+    uint64_t upstream_queued;         /* requests that waited for a connection slot (max_conns) */
+    uint64_t upstream_queue_timeouts; /* ... and got 503 after timeouts.queue */
+    uint64_t conns_rejected_max;      /* client connections refused: max_conns reached */
+    uint64_t cut_requests;            /* requests still in flight when the drain deadline closed them */
+    uint64_t cut_tunnels;             /* upgraded connections (WebSocket) closed at the drain deadline */
 } rw_worker_stats;
 
 typedef struct rw_server rw_server;
@@ -128,12 +128,12 @@ void rw_worker_conn_closed(rw_worker *w);
 /* Process-wide settings that cannot change on reload. */
 typedef struct rw_server_opts {
     const rw_worker_handler *handler; /* what the workers run (the proxy) */
-    uint64_t seed;        /* random seed for request ids */
+    uint64_t seed;                    /* random seed for request ids */
     int nworkers;
     bool pin;
-    int steering;         /* enum rw_steering */
-    int backend;          /* RW_BACKEND_URING or RW_BACKEND_EPOLL, resolved */
-    uint32_t max_conns;   /* client connections, process-wide (one counter for all workers) */
+    int steering;       /* enum rw_steering */
+    int backend;        /* RW_BACKEND_URING or RW_BACKEND_EPOLL, resolved */
+    uint32_t max_conns; /* client connections, process-wide (one counter for all workers) */
     const rw_sockaddr *listen;
     size_t nlisten;
 } rw_server_opts;

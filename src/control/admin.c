@@ -46,7 +46,9 @@ void rw__admin_init(rw_admin *a, rw_control_opts *ctl, int fd)
 
 static const char *state_name(const rw_admin *a)
 {
-    return a->state == RW_ADMIN_DRAINING ? "draining" : a->state == RW_ADMIN_SHUTTING ? "shutting_down" : "running";
+    return a->state == RW_ADMIN_DRAINING   ? "draining"
+           : a->state == RW_ADMIN_SHUTTING ? "shutting_down"
+                                           : "running";
 }
 
 static size_t status_json(rw_admin *a, char *buf, size_t cap)
@@ -64,16 +66,17 @@ static size_t status_json(rw_admin *a, char *buf, size_t cap)
         "\"bad_requests\":%llu,\"connections_rejected\":{\"max_conns\":%llu},"
         "\"upstream\":{\"connects\":%llu,\"reuses\":%llu,\"errors\":%llu,\"timeouts\":%llu}}\n",
         RW_VERSION, RW_COMMIT, snap->cfg->source, (unsigned long long)snap->generation,
-        rw_server_nworkers(a->ctl->server), rw_server_backend(a->ctl->server) == RW_BACKEND_URING ? "io_uring" : "epoll",
-        state_name(a), rw_server_ready(a->ctl->server) ? "true" : "false", (long long)(time(NULL) - a->started),
+        rw_server_nworkers(a->ctl->server),
+        rw_server_backend(a->ctl->server) == RW_BACKEND_URING ? "io_uring" : "epoll", state_name(a),
+        rw_server_ready(a->ctl->server) ? "true" : "false", (long long)(time(NULL) - a->started),
         snap->cfg->nroutes, snap->cfg->nservices, (unsigned long long)st.accepted,
         (unsigned long long)st.active_conns, (unsigned long long)st.requests,
         (unsigned long long)st.responses[1], (unsigned long long)st.responses[2],
         (unsigned long long)st.responses[3], (unsigned long long)st.responses[4],
         (unsigned long long)st.responses[5], (unsigned long long)st.bad_requests,
-        (unsigned long long)st.conns_rejected_max,
-        (unsigned long long)st.upstream_connects, (unsigned long long)st.upstream_reuses,
-        (unsigned long long)st.upstream_errors, (unsigned long long)st.upstream_timeouts);
+        (unsigned long long)st.conns_rejected_max, (unsigned long long)st.upstream_connects,
+        (unsigned long long)st.upstream_reuses, (unsigned long long)st.upstream_errors,
+        (unsigned long long)st.upstream_timeouts);
 }
 
 /* Appends "per_worker":[...] before the closing brace of a status document:
@@ -88,9 +91,10 @@ static size_t status_per_worker(rw_admin *a, char *buf, size_t n, size_t cap)
     for (int i = 0; i < nw && n < cap; i++) {
         rw_worker_stats ws;
         rw_server_worker_stats(a->ctl->server, i, &ws);
-        n += (size_t)snprintf(buf + n, cap - n, "%s{\"id\":%d,\"accepted\":%llu,\"active\":%llu,\"requests\":%llu}",
-                              i ? "," : "", i, (unsigned long long)ws.accepted, (unsigned long long)ws.active_conns,
-                              (unsigned long long)ws.requests);
+        n += (size_t)snprintf(buf + n, cap - n,
+                              "%s{\"id\":%d,\"accepted\":%llu,\"active\":%llu,\"requests\":%llu}",
+                              i ? "," : "", i, (unsigned long long)ws.accepted,
+                              (unsigned long long)ws.active_conns, (unsigned long long)ws.requests);
     }
     if (n < cap)
         n += (size_t)snprintf(buf + n, cap - n, "]}\n");
@@ -111,8 +115,10 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
         "# HELP ringway_connections_rejected_total Client connections refused, by reason.\n"
         "# TYPE ringway_connections_rejected_total counter\n"
         "ringway_connections_rejected_total{reason=\"max_conns\"} %llu\n"
-        "# HELP ringway_admin_connections_evicted_total Admin connections closed to make room (connection cap).\n"
-        "# TYPE ringway_admin_connections_evicted_total counter\nringway_admin_connections_evicted_total %llu\n"
+        "# HELP ringway_admin_connections_evicted_total Admin connections closed to make room (connection "
+        "cap).\n"
+        "# TYPE ringway_admin_connections_evicted_total counter\nringway_admin_connections_evicted_total "
+        "%llu\n"
         "# HELP ringway_connections_accepted_total Client connections accepted.\n"
         "# TYPE ringway_connections_accepted_total counter\nringway_connections_accepted_total %llu\n"
         "# HELP ringway_connections_active Client connections open now.\n"
@@ -142,10 +148,13 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             "# TYPE ringway_upstream_errors_total counter\nringway_upstream_errors_total %llu\n"
             "# HELP ringway_upstream_timeouts_total Upstream timeouts.\n"
             "# TYPE ringway_upstream_timeouts_total counter\nringway_upstream_timeouts_total %llu\n"
-            "# HELP ringway_upstream_queued_total Requests that waited for an upstream connection slot (max_conns).\n"
+            "# HELP ringway_upstream_queued_total Requests that waited for an upstream connection slot "
+            "(max_conns).\n"
             "# TYPE ringway_upstream_queued_total counter\nringway_upstream_queued_total %llu\n"
-            "# HELP ringway_upstream_queue_timeouts_total Requests answered 503 after waiting timeouts.queue for a slot.\n"
-            "# TYPE ringway_upstream_queue_timeouts_total counter\nringway_upstream_queue_timeouts_total %llu\n"
+            "# HELP ringway_upstream_queue_timeouts_total Requests answered 503 after waiting timeouts.queue "
+            "for a slot.\n"
+            "# TYPE ringway_upstream_queue_timeouts_total counter\nringway_upstream_queue_timeouts_total "
+            "%llu\n"
             "# HELP ringway_config_generation Generation of the running configuration.\n"
             "# TYPE ringway_config_generation gauge\nringway_config_generation %llu\n",
             (unsigned long long)st.upstream_connects, (unsigned long long)st.upstream_reuses,
@@ -164,16 +173,19 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
         "# TYPE ringway_jwt_cache_hits_total counter\nringway_jwt_cache_hits_total %llu\n"
         "# HELP ringway_auth_rejected_total Requests refused by authentication (401).\n"
         "# TYPE ringway_auth_rejected_total counter\n"
-        "ringway_auth_rejected_total{filter=\"jwt\"} %llu\nringway_auth_rejected_total{filter=\"key_auth\"} %llu\n"
+        "ringway_auth_rejected_total{filter=\"jwt\"} %llu\nringway_auth_rejected_total{filter=\"key_auth\"} "
+        "%llu\n"
         "# HELP ringway_acl_denied_total Requests refused by an ACL (403).\n"
         "# TYPE ringway_acl_denied_total counter\nringway_acl_denied_total %llu\n"
         "# HELP ringway_ratelimit_limited_total Requests refused by a rate limit (429).\n"
         "# TYPE ringway_ratelimit_limited_total counter\nringway_ratelimit_limited_total %llu\n"
         "# HELP ringway_ratelimit_redis_fallback_total Global-limit decisions taken while Redis was down.\n"
-        "# TYPE ringway_ratelimit_redis_fallback_total counter\nringway_ratelimit_redis_fallback_total %llu\n",
+        "# TYPE ringway_ratelimit_redis_fallback_total counter\nringway_ratelimit_redis_fallback_total "
+        "%llu\n",
         (unsigned long long)fs.jwt_verified, (unsigned long long)fs.jwt_cache_hits,
-        (unsigned long long)fs.jwt_rejected, (unsigned long long)fs.key_rejected, (unsigned long long)fs.acl_denied,
-        (unsigned long long)fs.rl_limited, (unsigned long long)fs.rl_redis_fallback);
+        (unsigned long long)fs.jwt_rejected, (unsigned long long)fs.key_rejected,
+        (unsigned long long)fs.acl_denied, (unsigned long long)fs.rl_limited,
+        (unsigned long long)fs.rl_redis_fallback);
     rw_rl_sync_stats rs;
     if (n < cap && rw_control_redis_stats(&rs))
         n += (size_t)snprintf(
@@ -185,12 +197,12 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             "# HELP ringway_redis_sync_failures_total Failed Redis connects or round trips.\n"
             "# TYPE ringway_redis_sync_failures_total counter\nringway_redis_sync_failures_total %llu\n"
             "# HELP ringway_redis_sync_last_round_seconds Duration of the last sync round trip.\n"
-            "# TYPE ringway_redis_sync_last_round_seconds gauge\nringway_redis_sync_last_round_seconds %.6f\n",
+            "# TYPE ringway_redis_sync_last_round_seconds gauge\nringway_redis_sync_last_round_seconds "
+            "%.6f\n",
             rs.up ? 1 : 0, (unsigned long long)rs.rounds, (unsigned long long)rs.failures,
             (double)rs.last_round_us / 1e6);
     return n < cap ? n : cap;
 }
-
 
 /* ---- responses ---- */
 
@@ -208,9 +220,10 @@ static void respond(rw_admin_conn *c, const rw_http_request *rq, bool keep, int 
         c->writing = false;
         return;
     }
-    int n = snprintf(out, cap,
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s%.*s\r\n",
-                     status, rw_http_reason(status), ctype, blen, extra != NULL ? extra : "", (int)conn.len, conn.p);
+    int n = snprintf(
+        out, cap,
+        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s%.*s\r\n",
+        status, rw_http_reason(status), ctype, blen, extra != NULL ? extra : "", (int)conn.len, conn.p);
     size_t len = (size_t)n;
     if (!head_only) {
         memcpy(out + len, body, blen);
@@ -254,13 +267,14 @@ static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool
         respond_json(c, rq, keep, 200, "{\"status\":\"ok\"}\n", head, now);
     } else if (get && strcmp(path, "/ready") == 0) {
         bool ready = rw_server_ready(a->ctl->server);
-        const char *why = a->state != RW_ADMIN_RUNNING ? "{\"status\":\"shutting_down\"}\n"
-                                                       : "{\"status\":\"starting\"}\n";
+        const char *why =
+            a->state != RW_ADMIN_RUNNING ? "{\"status\":\"shutting_down\"}\n" : "{\"status\":\"starting\"}\n";
         respond_json(c, rq, keep, ready ? 200 : 503, ready ? "{\"status\":\"ok\"}\n" : why, head, now);
     } else if (rq->method == RW_METHOD_POST && strcmp(path, "/reload") == 0) {
         char msg[1280];
-        int rc = a->state != RW_ADMIN_RUNNING ? (snprintf(msg, sizeof(msg), "shutting down: not reloading"), -1)
-                                              : rw__control_reload(a->ctl, msg, sizeof(msg));
+        int rc = a->state != RW_ADMIN_RUNNING
+                     ? (snprintf(msg, sizeof(msg), "shutting down: not reloading"), -1)
+                     : rw__control_reload(a->ctl, msg, sizeof(msg));
         int n = snprintf(body, sizeof(body), "{\"ok\":%s,\"message\":\"", rc == 0 ? "true" : "false");
         for (const char *m = msg; *m && n < (int)sizeof(body) - 8; m++) {
             if (*m == '"' || *m == '\\')
@@ -268,8 +282,11 @@ static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool
             body[n++] = (*m >= 0x20) ? *m : ' ';
         }
         n += snprintf(body + n, sizeof(body) - (size_t)n, "\"}\n");
-        respond(c, rq, keep, rc == 0 ? 200 : a->state != RW_ADMIN_RUNNING ? 503 : 400, "application/json", NULL,
-                body, (size_t)n, false, now);
+        respond(c, rq, keep,
+                rc == 0                        ? 200
+                : a->state != RW_ADMIN_RUNNING ? 503
+                                               : 400,
+                "application/json", NULL, body, (size_t)n, false, now);
     } else if (known) {
         const char *allow = strcmp(path, "/reload") == 0 ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n";
         static const char msg[] = "{\"error\":\"method not allowed\"}\n";
@@ -303,13 +320,15 @@ static void conn_parse(rw_admin *a, rw_admin_conn *c, uint64_t now)
     ssize_t r = rw_http_parse_request(c->in, c->in_len, NULL, &rq);
     if (r == RW_HTTP_INCOMPLETE) {
         if (c->in_len >= sizeof(c->in))
-            respond_json(c, NULL, false, 431, "{\"error\":\"request header fields too large\"}\n", false, now);
+            respond_json(c, NULL, false, 431, "{\"error\":\"request header fields too large\"}\n", false,
+                         now);
         return;
     }
     if (r < 0) {
         int st = (int)-r;
-        respond_json(c, NULL, false, st, st == 501 ? "{\"error\":\"not implemented\"}\n" : "{\"error\":\"bad request\"}\n",
-                     false, now);
+        respond_json(c, NULL, false, st,
+                     st == 501 ? "{\"error\":\"not implemented\"}\n" : "{\"error\":\"bad request\"}\n", false,
+                     now);
         return;
     }
     /* Request bodies mean nothing here: one that is announced makes the

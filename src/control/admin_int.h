@@ -15,29 +15,29 @@
 /* What the process is doing, as /status and /ready tell it. */
 enum rw_admin_state {
     RW_ADMIN_RUNNING = 0,
-    RW_ADMIN_SHUTTING,   /* SIGTERM seen, --shutdown-delay running: /ready 503, still serving */
-    RW_ADMIN_DRAINING,   /* listeners closed, in-flight requests finishing */
+    RW_ADMIN_SHUTTING, /* SIGTERM seen, --shutdown-delay running: /ready 503, still serving */
+    RW_ADMIN_DRAINING, /* listeners closed, in-flight requests finishing */
 };
 
 /* One admin client connection. */
 typedef struct rw_admin_conn {
-    int fd;               /* -1: slot free */
-    bool writing;         /* a response is going out */
-    bool close_after;     /* close once it is out */
+    int fd;           /* -1: slot free */
+    bool writing;     /* a response is going out */
+    bool close_after; /* close once it is out */
     uint32_t in_len;
-    uint64_t deadline;    /* monotonic ms */
-    uint64_t since;       /* when this slot's current head started (eviction order) */
-    char *out;            /* the response being written (malloc'd) */
+    uint64_t deadline; /* monotonic ms */
+    uint64_t since;    /* when this slot's current head started (eviction order) */
+    char *out;         /* the response being written (malloc'd) */
     size_t out_len, out_off;
     char in[RW_ADMIN_IN_CAP];
 } rw_admin_conn;
 
 typedef struct rw_admin {
     rw_control_opts *ctl;
-    int fd;               /* listening socket, -1 when none */
+    int fd; /* listening socket, -1 when none */
     time_t started;
-    int state;            /* enum rw_admin_state, set by the control loop */
-    uint64_t evicted;     /* connections closed to make room (cap reached) */
+    int state;        /* enum rw_admin_state, set by the control loop */
+    uint64_t evicted; /* connections closed to make room (cap reached) */
     rw_admin_conn conns[RW_ADMIN_MAX_CONNS];
 } rw_admin;
 

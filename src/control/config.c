@@ -48,7 +48,7 @@ typedef struct arena_regex {
 } arena_regex;
 
 typedef struct rw_arena {
-    arena_chunk *chunks;  /* head is the chunk small allocations bump in */
+    arena_chunk *chunks; /* head is the chunk small allocations bump in */
     arena_regex *regexes;
 } rw_arena;
 
@@ -193,15 +193,15 @@ static void strset_free(strset *s)
 /* ------------------------------------------------------------------------ */
 /* Loader context, errors and node helpers. */
 
-#define WORK_MAX 2000000u     /* nodes visited; bounds alias fan-out */
-#define MAX_LIST 100000u      /* entries in any one list or mapping */
+#define WORK_MAX 2000000u /* nodes visited; bounds alias fan-out */
+#define MAX_LIST 100000u  /* entries in any one list or mapping */
 #define MAX_REGEX_LEN 4096
 #define MAX_BODY (1u << 20)
 #define MAX_NAME_LEN 128
 #define MAX_FILE_SIZE (16u << 20)
 
 typedef struct loader {
-    const char *name;     /* file name for messages */
+    const char *name; /* file name for messages */
     yaml_document_t *doc;
     rw_arena *arena;
     rw_config *cfg;
@@ -213,15 +213,13 @@ typedef struct loader {
 
 #define SEQ_LEN(n) ((size_t)((n)->data.sequence.items.top - (n)->data.sequence.items.start))
 #define MAP_LEN(n) ((size_t)((n)->data.mapping.pairs.top - (n)->data.mapping.pairs.start))
-#define MAP_EACH(n, pr)                                                                            \
-    for (yaml_node_pair_t *pr = (n)->data.mapping.pairs.start; pr < (n)->data.mapping.pairs.top; \
-         pr++)
+#define MAP_EACH(n, pr)                                                                                      \
+    for (yaml_node_pair_t *pr = (n)->data.mapping.pairs.start; pr < (n)->data.mapping.pairs.top; pr++)
 
 static const char *const method_names[RW_METHOD__COUNT] = {
-    [RW_METHOD_GET] = "GET",         [RW_METHOD_HEAD] = "HEAD",   [RW_METHOD_POST] = "POST",
-    [RW_METHOD_PUT] = "PUT",         [RW_METHOD_DELETE] = "DELETE",
-    [RW_METHOD_CONNECT] = "CONNECT", [RW_METHOD_OPTIONS] = "OPTIONS",
-    [RW_METHOD_TRACE] = "TRACE",     [RW_METHOD_PATCH] = "PATCH",
+    [RW_METHOD_GET] = "GET",         [RW_METHOD_HEAD] = "HEAD",     [RW_METHOD_POST] = "POST",
+    [RW_METHOD_PUT] = "PUT",         [RW_METHOD_DELETE] = "DELETE", [RW_METHOD_CONNECT] = "CONNECT",
+    [RW_METHOD_OPTIONS] = "OPTIONS", [RW_METHOD_TRACE] = "TRACE",   [RW_METHOD_PATCH] = "PATCH",
 };
 
 static void errorv(loader *l, size_t line, const char *fmt, va_list ap)
@@ -236,8 +234,7 @@ static void errorv(loader *l, size_t line, const char *fmt, va_list ap)
         vsnprintf(l->err + n, l->errlen - (size_t)n, fmt, ap);
 }
 
-__attribute__((format(printf, 3, 4)))
-static int fail_line(loader *l, size_t line, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail_line(loader *l, size_t line, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -251,8 +248,7 @@ static size_t line_of(const yaml_node_t *n)
     return n ? n->start_mark.line + 1 : 1;
 }
 
-__attribute__((format(printf, 3, 4)))
-static int fail(loader *l, const yaml_node_t *n, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(loader *l, const yaml_node_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -267,8 +263,7 @@ static int oom(loader *l, const yaml_node_t *n)
 }
 
 /* Formats a path like "routes[3].paths[0]" into buf. */
-__attribute__((format(printf, 3, 4)))
-static const char *wheref(char *buf, size_t cap, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static const char *wheref(char *buf, size_t cap, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -323,8 +318,9 @@ static const char *describe(const yaml_node_t *n, char *buf, size_t cap)
 static int want(loader *l, const yaml_node_t *n, yaml_node_type_t type, const char *where)
 {
     char b[64];
-    const char *what = type == YAML_MAPPING_NODE ? "a mapping"
-                       : type == YAML_SEQUENCE_NODE ? "a list" : "a string";
+    const char *what = type == YAML_MAPPING_NODE    ? "a mapping"
+                       : type == YAML_SEQUENCE_NODE ? "a list"
+                                                    : "a string";
 
     if (n->type == type && (type != YAML_SCALAR_NODE || !is_null(n)))
         return 0;
@@ -396,8 +392,7 @@ static int check_name(loader *l, const yaml_node_t *n, const char *where, const 
         return fail(l, n, "%s: a name must have 1 to %d characters", where, MAX_NAME_LEN);
     for (size_t i = 0; i < len; i++) {
         if (!name_char((unsigned char)s[i]))
-            return fail(l, n, "%s: invalid name '%s' (use letters, digits, '-', '_' and '.')",
-                        where, s);
+            return fail(l, n, "%s: invalid name '%s' (use letters, digits, '-', '_' and '.')", where, s);
     }
     return 0;
 }
@@ -409,8 +404,8 @@ static int get_name(loader *l, const yaml_node_t *n, const char *where, char **o
     return *out ? check_name(l, n, where, *out) : 0;
 }
 
-static int get_uint(loader *l, const yaml_node_t *n, const char *where, uint64_t min,
-                    uint64_t max, uint64_t *out)
+static int get_uint(loader *l, const yaml_node_t *n, const char *where, uint64_t min, uint64_t max,
+                    uint64_t *out)
 {
     const char *s = "";
     uint64_t v = 0;
@@ -428,16 +423,16 @@ static int get_uint(loader *l, const yaml_node_t *n, const char *where, uint64_t
         v = v * 10 + (uint64_t)(*p - '0');
     }
     if (v < min || v > max)
-        return fail(l, n, "%s: %s is out of range (%llu..%llu)", where, s,
-                    (unsigned long long)min, (unsigned long long)max);
+        return fail(l, n, "%s: %s is out of range (%llu..%llu)", where, s, (unsigned long long)min,
+                    (unsigned long long)max);
     *out = v;
     return 0;
 bad:
     return fail(l, n, "%s: expected a whole number, got %s", where, describe(n, b, sizeof(b)));
 }
 
-static int get_u32(loader *l, const yaml_node_t *n, const char *where, uint32_t min,
-                   uint32_t max, uint32_t *out)
+static int get_u32(loader *l, const yaml_node_t *n, const char *where, uint32_t min, uint32_t max,
+                   uint32_t *out)
 {
     uint64_t v = *out;
     if (get_uint(l, n, where, min, max, &v))
@@ -465,8 +460,7 @@ static int get_bool(loader *l, const yaml_node_t *n, const char *where, bool *ou
 }
 
 /* A duration in milliseconds that must fit uint32_t and be at least min_ms. */
-static int get_ms(loader *l, const yaml_node_t *n, const char *where, uint32_t min_ms,
-                  uint32_t *out)
+static int get_ms(loader *l, const yaml_node_t *n, const char *where, uint32_t min_ms, uint32_t *out)
 {
     const char *s = "";
     uint64_t v;
@@ -485,8 +479,8 @@ static int get_ms(loader *l, const yaml_node_t *n, const char *where, uint32_t m
     return 0;
 }
 
-static int get_size(loader *l, const yaml_node_t *n, const char *where, uint64_t min,
-                    uint64_t max, uint64_t *out)
+static int get_size(loader *l, const yaml_node_t *n, const char *where, uint64_t min, uint64_t max,
+                    uint64_t *out)
 {
     const char *s = "";
     uint64_t v;
@@ -582,8 +576,7 @@ static int unknown_key(loader *l, const yaml_node_t *k, const char *where, const
 {
     if (*where == '\0')
         return fail(l, k, "unknown key '%s' at top level (expected %s)", scalar_text(k), expected);
-    return fail(l, k, "%s: unknown key '%s' in %s (expected %s)", where, scalar_text(k), ctx,
-                expected);
+    return fail(l, k, "%s: unknown key '%s' in %s (expected %s)", where, scalar_text(k), ctx, expected);
 }
 
 /* A list of strings may also be written as one string: "x" means ["x"]. */
@@ -608,8 +601,7 @@ static yaml_node_t *list_item(loader *l, yaml_node_t *n, size_t i)
     return n->type == YAML_SEQUENCE_NODE ? node_at(l, n->data.sequence.items.start[i]) : n;
 }
 
-static const char *item_where(char *buf, size_t cap, const yaml_node_t *list, const char *where,
-                              size_t i)
+static const char *item_where(char *buf, size_t cap, const yaml_node_t *list, const char *where, size_t i)
 {
     if (list->type != YAML_SEQUENCE_NODE)
         return wheref(buf, cap, "%s", where);
@@ -644,8 +636,7 @@ static int get_str_list(loader *l, yaml_node_t *n, const char *where, char ***ou
     return 0;
 }
 
-static int compile_regex(loader *l, const yaml_node_t *n, const char *where, const char *src,
-                         regex_t **out)
+static int compile_regex(loader *l, const yaml_node_t *n, const char *where, const char *src, regex_t **out)
 {
     if (strlen(src) > MAX_REGEX_LEN)
         return fail(l, n, "%s: regex is too long (at most %d characters)", where, MAX_REGEX_LEN);
@@ -674,8 +665,7 @@ static bool is_tchar(int c)
     return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static int check_token(loader *l, const yaml_node_t *n, const char *where, const char *what,
-                       const char *s)
+static int check_token(loader *l, const yaml_node_t *n, const char *where, const char *what, const char *s)
 {
     if (*s == '\0')
         return fail(l, n, "%s: %s must not be empty", where, what);
@@ -709,8 +699,7 @@ static int normalise_path(loader *l, const yaml_node_t *n, const char *where, ch
     for (char *r = s; *r;) {
         unsigned char c = (unsigned char)*r;
         if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#')
-            return fail(l, n, "%s: path '%s' contains a character that must be percent-encoded",
-                        where, s);
+            return fail(l, n, "%s: path '%s' contains a character that must be percent-encoded", where, s);
         if (c == '%') {
             int hi = rw_hexval((unsigned char)r[1]), lo = hi < 0 ? -1 : rw_hexval((unsigned char)r[2]);
             if (hi < 0 || lo < 0)
@@ -739,9 +728,7 @@ static int normalise_path(loader *l, const yaml_node_t *n, const char *where, ch
         bool last = seg[len] == '\0';
         if ((len == 0 && !last) || (len == 1 && seg[0] == '.') ||
             (len == 2 && seg[0] == '.' && seg[1] == '.'))
-            return fail(l, n,
-                        "%s: path '%s' is not normalised (no '//', '.' or '..' segments)",
-                        where, s);
+            return fail(l, n, "%s: path '%s' is not normalised (no '//', '.' or '..' segments)", where, s);
     }
     return 0;
 }
@@ -815,8 +802,7 @@ static int get_sockaddr(loader *l, const yaml_node_t *n, const char *where, rw_s
     if (str_of(l, n, where, &s))
         return -1;
     if (rw_parse_sockaddr(s, out) != 0)
-        return fail(l, n, "%s: invalid address '%s' (expected IP:PORT, [IPV6]:PORT or :PORT)",
-                    where, s);
+        return fail(l, n, "%s: invalid address '%s' (expected IP:PORT, [IPV6]:PORT or :PORT)", where, s);
     return 0;
 }
 
@@ -884,7 +870,8 @@ static int parse_http(loader *l, yaml_node_t *n)
         return 0;
     if (check_map(l, n, "http"))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         char w[64];
@@ -921,8 +908,7 @@ static int parse_http(loader *l, yaml_node_t *n)
         return fail(l, line_v ? line_v : n,
                     "http.max_request_line: %llu is larger than max_header_bytes (%llu), which "
                     "includes the request line",
-                    (unsigned long long)h->max_request_line,
-                    (unsigned long long)h->max_header_bytes);
+                    (unsigned long long)h->max_request_line, (unsigned long long)h->max_header_bytes);
     return 0;
 }
 
@@ -935,7 +921,8 @@ static int parse_redis(loader *l, yaml_node_t *n)
         return 0;
     if (check_map(l, n, "redis"))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         int rc;
@@ -945,8 +932,10 @@ static int parse_redis(loader *l, yaml_node_t *n)
                 char why[256];
                 rw_redis_url u;
                 if (strncmp(r->url, "redis://", 8) != 0)
-                    rc = fail(l, v, "redis.url: '%s' must start with redis:// (TLS and unix sockets are not "
-                              "supported)", r->url);
+                    rc = fail(l, v,
+                              "redis.url: '%s' must start with redis:// (TLS and unix sockets are not "
+                              "supported)",
+                              r->url);
                 else if (rw_redis_url_parse(r->url, &u, why, sizeof(why)) != 0)
                     rc = fail(l, v, "redis.url: %s", why);
             }
@@ -979,14 +968,16 @@ static int parse_tiers(loader *l, yaml_node_t *n)
     cfg->tiers = arena_array(l->arena, len, sizeof(*cfg->tiers));
     if (!cfg->tiers)
         return oom(l, n);
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         rw_tier_cfg *t = &cfg->tiers[cfg->ntiers];
         wheref(w, sizeof(w), "tiers.%s", scalar_text(k));
         if (get_name(l, k, w, &t->name) || check_map(l, v, w))
             return -1;
         const yaml_node_t *rate = NULL;
-        MAP_EACH(v, tp) {
+        MAP_EACH(v, tp)
+        {
             yaml_node_t *tk = node_at(l, tp->key);
             if (strcmp(scalar_text(tk), "rate") != 0)
                 return unknown_key(l, tk, w, "tier", "rate");
@@ -1001,8 +992,7 @@ static int parse_tiers(loader *l, yaml_node_t *n)
             return -1;
         t->window_ms = rate_window_ms(s);
         if (rw_parse_rate(s, &t->rate_per_sec, &t->unlimited) != 0)
-            return fail(l, rate, "%s: invalid rate '%s' (expected N/s, N/min, N/hour or unlimited)",
-                        rw, s);
+            return fail(l, rate, "%s: invalid rate '%s' (expected N/s, N/min, N/hour or unlimited)", rw, s);
         cfg->ntiers++;
     }
     return 0;
@@ -1026,8 +1016,8 @@ static int resolve_path(loader *l, const yaml_node_t *n, const char *where, cons
 }
 
 /* Reads a whole small file (a path from resolve_path) into the arena, NUL-terminated. */
-static int read_small_file(loader *l, const yaml_node_t *n, const char *where, const char *p,
-                           char **out, size_t *len_out)
+static int read_small_file(loader *l, const yaml_node_t *n, const char *where, const char *p, char **out,
+                           size_t *len_out)
 {
     int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -1065,10 +1055,30 @@ static int read_small_file(loader *l, const yaml_node_t *n, const char *where, c
 static bool reserved_header(const char *name)
 {
     static const char *const reserved[] = {
-        "host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
-        "proxy-connection", "expect", "via", "forwarded", "x-forwarded-for", "x-forwarded-proto",
-        "x-forwarded-host", "x-forwarded-port", "x-forwarded-prefix", "x-real-ip", "x-request-id",
-        "x-consumer-id", "x-consumer-username", "x-consumer-groups", "cookie", "authorization",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+        "expect",
+        "via",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-real-ip",
+        "x-request-id",
+        "x-consumer-id",
+        "x-consumer-username",
+        "x-consumer-groups",
+        "cookie",
+        "authorization",
     };
     for (size_t i = 0; i < RW_ARRAY_LEN(reserved); i++)
         if (strcasecmp(name, reserved[i]) == 0)
@@ -1077,8 +1087,8 @@ static bool reserved_header(const char *name)
 }
 
 /* "bearer", "header:NAME", "query:NAME", "cookie:NAME". */
-static int parse_cred_from(loader *l, const yaml_node_t *n, const char *where, bool bearer_ok,
-                           int *from, char **name)
+static int parse_cred_from(loader *l, const yaml_node_t *n, const char *where, bool bearer_ok, int *from,
+                           char **name)
 {
     const char *s = "";
     if (str_of(l, n, where, &s))
@@ -1103,7 +1113,8 @@ static int parse_cred_from(loader *l, const yaml_node_t *n, const char *where, b
         return (*name = dup_mem(l, n, s + pl, strlen(s + pl))) ? 0 : -1;
     }
     return fail(l, n, "%s: expected %s, got '%s'", where,
-                bearer_ok ? "bearer, header:NAME, query:NAME or cookie:NAME" : "header:NAME or query:NAME", s);
+                bearer_ok ? "bearer, header:NAME, query:NAME or cookie:NAME" : "header:NAME or query:NAME",
+                s);
 }
 
 static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_key_cfg *k)
@@ -1118,7 +1129,8 @@ static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_ke
     k->line = (int)line_of(n);
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *kk = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(kk);
         const char *s = "";
@@ -1127,8 +1139,10 @@ static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_ke
         if (!strcmp(key, "alg")) {
             alg_node = v;
             if ((rc = str_of(l, v, w, &s)) == 0 && (k->alg = rw_jwt_alg_parse(s, strlen(s))) == RW_JWT_NONE)
-                rc = fail(l, v, "%s: unsupported algorithm '%s' (HS256/384/512, RS256/384/512, PS256/384/512, "
-                          "ES256/384, EdDSA)", w, s);
+                rc = fail(l, v,
+                          "%s: unsupported algorithm '%s' (HS256/384/512, RS256/384/512, PS256/384/512, "
+                          "ES256/384, EdDSA)",
+                          w, s);
         } else if (!strcmp(key, "kid")) {
             rc = get_string(l, v, w, &k->kid);
         } else if (!strcmp(key, "secret")) {
@@ -1151,7 +1165,8 @@ static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_ke
             char *path = NULL;
             if ((rc = str_of(l, v, w, &s)) == 0 && (rc = resolve_path(l, v, w, s, &path)) == 0 &&
                 (rc = read_small_file(l, v, w, path, &k->secret, &k->secret_len)) == 0)
-                while (k->secret_len > 0 && (k->secret[k->secret_len - 1] == '\n' || k->secret[k->secret_len - 1] == '\r'))
+                while (k->secret_len > 0 &&
+                       (k->secret[k->secret_len - 1] == '\n' || k->secret[k->secret_len - 1] == '\r'))
                     k->secret[--k->secret_len] = '\0'; /* a trailing newline is never part of the secret */
         } else if (!strcmp(key, "secret_base64")) {
             rc = get_bool(l, v, w, &b64);
@@ -1191,8 +1206,9 @@ static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_ke
     rw_jwt_keyset *ks = rw_jwt_keyset_new();
     if (!ks)
         return oom(l, n);
-    int rc = k->secret ? rw_jwt_keyset_add_secret(ks, k->alg, k->kid, k->secret, k->secret_len, err, sizeof(err))
-                       : rw_jwt_keyset_add_pem(ks, k->alg, k->kid, k->pem, strlen(k->pem), err, sizeof(err));
+    int rc = k->secret
+                 ? rw_jwt_keyset_add_secret(ks, k->alg, k->kid, k->secret, k->secret_len, err, sizeof(err))
+                 : rw_jwt_keyset_add_pem(ks, k->alg, k->kid, k->pem, strlen(k->pem), err, sizeof(err));
     rw_jwt_keyset_free(ks);
     if (rc != 0)
         return fail(l, material, "%s: %s", where, err);
@@ -1201,9 +1217,10 @@ static int parse_jwt_key(loader *l, yaml_node_t *n, const char *where, rw_jwt_ke
 
 static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j)
 {
-    static const char keys[] = "from, keys, jwks_file, jwks_url, jwks_ca_file, jwks_refresh, issuer, audience, "
-                               "required_claims, leeway, max_age, require_exp, claims_to_headers, consumer_claim, "
-                               "hide_credentials, cache_entries";
+    static const char keys[] =
+        "from, keys, jwks_file, jwks_url, jwks_ca_file, jwks_refresh, issuer, audience, "
+        "required_claims, leeway, max_age, require_exp, claims_to_headers, consumer_claim, "
+        "hide_credentials, cache_entries";
     char w[400], iw[420];
     const yaml_node_t *c2h = NULL;
 
@@ -1213,7 +1230,8 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
     j->cache_entries = 4096;
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         uint32_t ms = 0;
@@ -1229,7 +1247,8 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
                 if (!(j->keys = arena_array(l->arena, j->nkeys ? j->nkeys : 1, sizeof(*j->keys))))
                     return oom(l, v);
                 for (size_t i = 0; i < j->nkeys && rc == 0; i++)
-                    rc = parse_jwt_key(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i), &j->keys[i]);
+                    rc = parse_jwt_key(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i),
+                                       &j->keys[i]);
             }
         } else if (!strcmp(key, "jwks_file")) {
             if ((rc = get_string(l, v, w, &j->jwks_file)) == 0 && j->jwks_file &&
@@ -1247,8 +1266,8 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
                 }
             }
         } else if (!strcmp(key, "jwks_url")) {
-            if ((rc = get_string(l, v, w, &j->jwks_url)) == 0 && j->jwks_url && strncmp(j->jwks_url, "https://", 8) &&
-                strncmp(j->jwks_url, "http://", 7))
+            if ((rc = get_string(l, v, w, &j->jwks_url)) == 0 && j->jwks_url &&
+                strncmp(j->jwks_url, "https://", 8) && strncmp(j->jwks_url, "http://", 7))
                 rc = fail(l, v, "%s: '%s' must start with https:// or http://", w, j->jwks_url);
         } else if (!strcmp(key, "jwks_ca_file")) {
             char *doc;
@@ -1256,8 +1275,7 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
             if ((rc = get_string(l, v, w, &j->jwks_ca_file)) == 0 && j->jwks_ca_file &&
                 (rc = resolve_path(l, v, w, j->jwks_ca_file, &j->jwks_ca_file)) == 0) /* readable now */
                 rc = read_small_file(l, v, w, j->jwks_ca_file, &doc, &len);
-        }
-        else if (!strcmp(key, "jwks_refresh"))
+        } else if (!strcmp(key, "jwks_refresh"))
             rc = get_ms(l, v, w, 1000, &j->jwks_refresh_ms);
         else if (!strcmp(key, "issuer"))
             rc = get_string(l, v, w, &j->issuer);
@@ -1280,9 +1298,11 @@ static int parse_jwt(loader *l, yaml_node_t *n, const char *where, rw_jwt_cfg *j
                 continue;
             }
             if ((rc = check_map(l, v, w)) == 0) {
-                if (!(j->claims_to_headers = arena_array(l->arena, MAP_LEN(v) ? MAP_LEN(v) : 1, sizeof(rw_kv))))
+                if (!(j->claims_to_headers =
+                          arena_array(l->arena, MAP_LEN(v) ? MAP_LEN(v) : 1, sizeof(rw_kv))))
                     return oom(l, v);
-                MAP_EACH(v, cp) {
+                MAP_EACH(v, cp)
+                {
                     yaml_node_t *ck = node_at(l, cp->key), *cv = node_at(l, cp->value);
                     rw_kv *kv = &j->claims_to_headers[j->nclaims];
                     wheref(iw, sizeof(iw), "%s.%s", w, scalar_text(ck));
@@ -1333,7 +1353,8 @@ static int parse_key_auth(loader *l, yaml_node_t *n, const char *where, rw_key_a
     if (n != NULL && !is_null(n) && check_map(l, n, where))
         return -1;
     if (n != NULL && !is_null(n)) {
-        MAP_EACH(n, pr) {
+        MAP_EACH(n, pr)
+        {
             yaml_node_t *kk = node_at(l, pr->key), *v = node_at(l, pr->value);
             const char *key = scalar_text(kk);
             int rc = 0;
@@ -1376,7 +1397,8 @@ static int get_cidr_list(loader *l, yaml_node_t *n, const char *where, rw_cidr *
         return oom(l, n);
     for (size_t i = 0; i < *count; i++)
         if (rw_cidr_parse(strs[i], &(*out)[i]) != 0)
-            return fail(l, list_item(l, n, i), "%s: '%s' is not an address or CIDR range (host bits must be 0)",
+            return fail(l, list_item(l, n, i),
+                        "%s: '%s' is not an address or CIDR range (host bits must be 0)",
                         item_where(iw, sizeof(iw), n, where, i), strs[i]);
     return 0;
 }
@@ -1387,7 +1409,8 @@ static int parse_acl(loader *l, yaml_node_t *n, const char *where, rw_acl_cfg *a
     char w[400];
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         int rc = 0;
@@ -1437,7 +1460,8 @@ static int parse_rate_limit(loader *l, yaml_node_t *n, const char *where, rw_rat
     r->max_keys = 65536;
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         const char *s = "";
@@ -1454,11 +1478,16 @@ static int parse_rate_limit(loader *l, yaml_node_t *n, const char *where, rw_rat
                 item_where(iw, sizeof(iw), v, w, i);
                 if ((rc = str_of(l, it, iw, &s)) != 0)
                     break;
-                uint32_t bit = !strcmp(s, "consumer") ? RW_RLK_CONSUMER : !strcmp(s, "key") ? RW_RLK_CRED
-                             : !strcmp(s, "ip") ? RW_RLK_IP : !strcmp(s, "route") ? RW_RLK_ROUTE
-                             : !strncmp(s, "header:", 7) && s[7] ? RW_RLK_HEADER : 0;
+                uint32_t bit = !strcmp(s, "consumer")              ? RW_RLK_CONSUMER
+                               : !strcmp(s, "key")                 ? RW_RLK_CRED
+                               : !strcmp(s, "ip")                  ? RW_RLK_IP
+                               : !strcmp(s, "route")               ? RW_RLK_ROUTE
+                               : !strncmp(s, "header:", 7) && s[7] ? RW_RLK_HEADER
+                                                                   : 0;
                 if (bit == 0)
-                    rc = fail(l, it, "%s: unknown key '%s' (expected consumer, key, ip, route or header:NAME)", iw, s);
+                    rc =
+                        fail(l, it, "%s: unknown key '%s' (expected consumer, key, ip, route or header:NAME)",
+                             iw, s);
                 else if (r->key & bit)
                     rc = fail(l, it, "%s: '%s' listed twice (one header: per limit)", iw, s);
                 else if (bit == RW_RLK_HEADER && !(r->header = dup_mem(l, it, s + 7, strlen(s + 7))))
@@ -1528,14 +1557,16 @@ static int parse_filters(loader *l, yaml_node_t *n, const char *where, rw_filter
             name = node_at(l, it->data.mapping.pairs.start[0].key);
             body = node_at(l, it->data.mapping.pairs.start[0].value);
         } else if (it->type != YAML_SCALAR_NODE || is_null(it)) {
-            return fail(l, it, "%s: expected a filter like {name: {settings}}, got %s", w, describe(it, b, sizeof(b)));
+            return fail(l, it, "%s: expected a filter like {name: {settings}}, got %s", w,
+                        describe(it, b, sizeof(b)));
         }
         const char *fname = scalar_text(name);
         rw_filter_cfg *f = &fs[i];
         f->line = (int)line_of(it);
         wheref(fw, sizeof(fw), "%s.%s", w, fname);
         int rc;
-        if (strcmp(fname, "key_auth") && strcmp(fname, "jwt") && strcmp(fname, "acl") && strcmp(fname, "rate_limit"))
+        if (strcmp(fname, "key_auth") && strcmp(fname, "jwt") && strcmp(fname, "acl") &&
+            strcmp(fname, "rate_limit"))
             return fail(l, name, "%s: unknown filter '%s' (expected %s)", w, fname, names);
         if (!strcmp(fname, "key_auth")) {
             f->kind = RW_FILTER_KEY_AUTH;
@@ -1567,7 +1598,8 @@ static int parse_filters(loader *l, yaml_node_t *n, const char *where, rw_filter
 }
 
 /* Names rate-limit tables that have none: "<scope>.rate_limit[<i>]". */
-static int name_rate_limits(loader *l, const yaml_node_t *n, rw_filter_cfg *fs, size_t count, const char *owner)
+static int name_rate_limits(loader *l, const yaml_node_t *n, rw_filter_cfg *fs, size_t count,
+                            const char *owner)
 {
     char buf[MAX_NAME_LEN + 64];
     for (size_t i = 0; i < count; i++) {
@@ -1585,8 +1617,7 @@ static int name_rate_limits(loader *l, const yaml_node_t *n, rw_filter_cfg *fs, 
 /* services */
 
 /* Splits "host:port" / "[v6]:port", validates and resolves it. */
-static int parse_instance_address(loader *l, const yaml_node_t *n, const char *where,
-                                  rw_instance_cfg *ins)
+static int parse_instance_address(loader *l, const yaml_node_t *n, const char *where, rw_instance_cfg *ins)
 {
     const char *s = "";
     const char *host, *port_s;
@@ -1650,8 +1681,7 @@ static int parse_instance_address(loader *l, const yaml_node_t *n, const char *w
         return fail(l, n, "%s: cannot resolve '%s': %s", where, ins->host,
                     rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
     }
-    if (res->ai_addrlen > sizeof(ins->addr.ss) ||
-        (res->ai_family != AF_INET && res->ai_family != AF_INET6)) {
+    if (res->ai_addrlen > sizeof(ins->addr.ss) || (res->ai_family != AF_INET && res->ai_family != AF_INET6)) {
         freeaddrinfo(res);
         return fail(l, n, "%s: '%s' resolved to an unsupported address family", where, ins->host);
     }
@@ -1678,7 +1708,8 @@ static int parse_instance(loader *l, yaml_node_t *n, const char *where, rw_insta
         return parse_instance_address(l, n, where, ins);
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         wheref(w, sizeof(w), "%s.%s", where, key);
@@ -1716,11 +1747,9 @@ static int parse_hash_on(loader *l, const yaml_node_t *n, const char *where, rw_
         svc->hash_on = RW_HASH_COOKIE;
         name = s + 7;
     } else {
-        return fail(l, n, "%s: unknown hash key '%s' (expected ip, header:NAME or cookie:NAME)",
-                    where, s);
+        return fail(l, n, "%s: unknown hash key '%s' (expected ip, header:NAME or cookie:NAME)", where, s);
     }
-    if (check_token(l, n, where, svc->hash_on == RW_HASH_HEADER ? "header name" : "cookie name",
-                    name))
+    if (check_token(l, n, where, svc->hash_on == RW_HASH_HEADER ? "header name" : "cookie name", name))
         return -1;
     svc->hash_key = dup_mem(l, n, name, strlen(name));
     return svc->hash_key ? 0 : -1;
@@ -1746,7 +1775,8 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
     if (check_map(l, n, where))
         return -1;
 
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         int rc = 0;
@@ -1762,7 +1792,8 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
             }
         } else if (!strcmp(key, "timeouts")) {
             if (!is_null(v) && (rc = check_map(l, v, w)) == 0) {
-                MAP_EACH(v, tp) {
+                MAP_EACH(v, tp)
+                {
                     yaml_node_t *tk = node_at(l, tp->key), *tv = node_at(l, tp->value);
                     const char *tkey = scalar_text(tk);
                     wheref(iw, sizeof(iw), "%s.%s", w, tkey);
@@ -1784,7 +1815,8 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
             rc = get_u32(l, v, w, 0, 1000000, &svc->max_conns);
         } else if (!strcmp(key, "keepalive")) {
             if (!is_null(v) && (rc = check_map(l, v, w)) == 0) {
-                MAP_EACH(v, kp) {
+                MAP_EACH(v, kp)
+                {
                     yaml_node_t *kk = node_at(l, kp->key), *kv = node_at(l, kp->value);
                     const char *kkey = scalar_text(kk);
                     wheref(iw, sizeof(iw), "%s.%s", w, kkey);
@@ -1818,8 +1850,8 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
                     if (svc->instances[j].addr.len == svc->instances[i].addr.len &&
                         !memcmp(&svc->instances[j].addr.ss, &svc->instances[i].addr.ss,
                                 svc->instances[i].addr.len))
-                        rc = fail(l, it, "%s: %s is already instance %zu (%s)", iw,
-                                  svc->instances[i].address, j, svc->instances[j].address);
+                        rc = fail(l, it, "%s: %s is already instance %zu (%s)", iw, svc->instances[i].address,
+                                  j, svc->instances[j].address);
                 }
             }
             svc->ninstances = len;
@@ -1840,8 +1872,8 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
     if (hash_on && svc->lb != RW_LB_HASH)
         return fail(l, hash_on, "%s.hash_on: only applies with lb: hash", where);
     if (!instances || is_null(instances) || svc->ninstances == 0)
-        return fail(l, instances && !is_null(instances) ? instances : n,
-                    "%s: needs at least one instance", where);
+        return fail(l, instances && !is_null(instances) ? instances : n, "%s: needs at least one instance",
+                    where);
     return 0;
 }
 
@@ -1870,8 +1902,7 @@ static int parse_services(loader *l, yaml_node_t *n, strset *names)
         if (put < 0)
             return oom(l, it);
         if (put == 0)
-            return fail(l, it, "%s: duplicate service name '%s' (also services[%d])", w, svc->name,
-                        old);
+            return fail(l, it, "%s: duplicate service name '%s' (also services[%d])", w, svc->name, old);
         cfg->nservices = i + 1;
     }
     return 0;
@@ -1886,8 +1917,7 @@ static int check_key(loader *l, const yaml_node_t *n, const char *where, char *k
         char *hex = key + 7;
         size_t len = strlen(hex);
         if (len != 64)
-            return fail(l, n, "%s: a sha256: key needs 64 hex digits, got %zu characters", where,
-                        len);
+            return fail(l, n, "%s: a sha256: key needs 64 hex digits, got %zu characters", where, len);
         for (char *p = hex; *p; p++) {
             if (rw_hexval((unsigned char)*p) < 0)
                 return fail(l, n, "%s: a sha256: key needs 64 hex digits", where);
@@ -1912,7 +1942,8 @@ static int parse_consumer(loader *l, yaml_node_t *n, const char *where, rw_consu
     c->line = (int)line_of(n);
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         int rc = 0;
@@ -1924,20 +1955,17 @@ static int parse_consumer(loader *l, yaml_node_t *n, const char *where, rw_consu
             for (const char *q = c->id; rc == 0 && q && *q; q++) /* forwarded as X-Consumer-ID */
                 if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f)
                     rc = fail(l, v, "%s: an id may contain only visible ASCII characters", w);
-        }
-        else if (!strcmp(key, "groups")) {
+        } else if (!strcmp(key, "groups")) {
             rc = get_str_list(l, v, w, &c->groups, &c->ngroups);
             for (size_t i = 0; i < c->ngroups && rc == 0; i++)
-                rc = check_name(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i),
-                                c->groups[i]);
+                rc = check_name(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i), c->groups[i]);
         } else if (!strcmp(key, "tier")) {
             rc = get_name(l, v, w, &c->tier);
             *tier_node = v;
         } else if (!strcmp(key, "keys")) {
             rc = get_str_list(l, v, w, &c->keys, &c->nkeys);
             for (size_t i = 0; i < c->nkeys && rc == 0; i++)
-                rc = check_key(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i),
-                               c->keys[i]);
+                rc = check_key(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i), c->keys[i]);
             *keys_node = v;
         } else {
             rc = unknown_key(l, k, where, "consumer", keys);
@@ -1983,8 +2011,7 @@ static int parse_consumers(loader *l, yaml_node_t *n)
             if (put < 0)
                 oom(l, it);
             else
-                fail(l, it, "%s: duplicate consumer name '%s' (also consumers[%d])", w, c->name,
-                     old);
+                fail(l, it, "%s: duplicate consumer name '%s' (also consumers[%d])", w, c->name, old);
             goto out;
         }
         if ((put = strset_put(&ids, c->id, (int)i, &old)) <= 0) {
@@ -2014,8 +2041,7 @@ static int parse_consumers(loader *l, yaml_node_t *n)
                 else if ((size_t)old == i)
                     fail(l, kn, "%s: key is listed twice", kiw);
                 else
-                    fail(l, kn, "%s: key is already used by consumer '%s'", kiw,
-                         cfg->consumers[old].name);
+                    fail(l, kn, "%s: key is already used by consumer '%s'", kiw, cfg->consumers[old].name);
                 goto out;
             }
         }
@@ -2083,8 +2109,8 @@ static int parse_paths(loader *l, yaml_node_t *n, const char *where, rw_route_cf
 }
 
 /* headers / query predicates: Name: "v" | {regex: ".."} | {present: true} */
-static int parse_kv_matches(loader *l, yaml_node_t *n, const char *where, bool is_header,
-                            rw_kv_match **out, size_t *count)
+static int parse_kv_matches(loader *l, yaml_node_t *n, const char *where, bool is_header, rw_kv_match **out,
+                            size_t *count)
 {
     char w[300], vw[320];
 
@@ -2097,7 +2123,8 @@ static int parse_kv_matches(loader *l, yaml_node_t *n, const char *where, bool i
     if (!arr)
         return oom(l, n);
     size_t i = 0;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         rw_kv_match *m = &arr[i++];
         wheref(w, sizeof(w), "%s.%s", where, scalar_text(k));
@@ -2129,8 +2156,7 @@ static int parse_kv_matches(loader *l, yaml_node_t *n, const char *where, bool i
                 if (!present)
                     return fail(l, mv, "%s: only 'present: true' is supported", vw);
             } else {
-                return unknown_key(l, mk, w, is_header ? "header match" : "query match",
-                                   "regex or present");
+                return unknown_key(l, mk, w, is_header ? "header match" : "query match", "regex or present");
             }
         } else {
             const char *s = "";
@@ -2156,7 +2182,8 @@ static int parse_respond(loader *l, yaml_node_t *n, const char *where, rw_respon
 
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         wheref(w, sizeof(w), "%s.%s", where, key);
@@ -2170,8 +2197,10 @@ static int parse_respond(loader *l, yaml_node_t *n, const char *where, rw_respon
             if (st < 100 || st > 599)
                 return fail(l, v, "%s: status %llu is outside 100..599", w, (unsigned long long)st);
             if (st < 200)
-                return fail(l, v, "%s: status %llu is informational; a respond route needs a final "
-                            "status (200..599)", w, (unsigned long long)st);
+                return fail(l, v,
+                            "%s: status %llu is informational; a respond route needs a final "
+                            "status (200..599)",
+                            w, (unsigned long long)st);
             r->status = (int)st;
             status = v;
         } else if (!strcmp(key, "headers")) {
@@ -2182,15 +2211,16 @@ static int parse_respond(loader *l, yaml_node_t *n, const char *where, rw_respon
             r->headers = arena_array(l->arena, MAP_LEN(v), sizeof(*r->headers));
             if (!r->headers)
                 return oom(l, v);
-            MAP_EACH(v, hp) {
+            MAP_EACH(v, hp)
+            {
                 yaml_node_t *hk = node_at(l, hp->key), *hv = node_at(l, hp->value);
                 rw_kv *h = &r->headers[r->nheaders];
                 const char *s = "";
                 wheref(hw, sizeof(hw), "%s.%s", w, scalar_text(hk));
                 if (get_string(l, hk, hw, &h->name) || check_token(l, hk, hw, "header name", h->name))
                     return -1;
-                if (!strcasecmp(h->name, "Content-Length") ||
-                    !strcasecmp(h->name, "Transfer-Encoding") || !strcasecmp(h->name, "Connection"))
+                if (!strcasecmp(h->name, "Content-Length") || !strcasecmp(h->name, "Transfer-Encoding") ||
+                    !strcasecmp(h->name, "Connection"))
                     return fail(l, hk, "%s: %s is set by ringway", hw, h->name);
                 if (str_of(l, hv, hw, &s) || check_field_value(l, hv, hw, s))
                     return -1;
@@ -2261,7 +2291,8 @@ static int parse_rewrite(loader *l, yaml_node_t *n, const char *where, rw_route_
 
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         wheref(w, sizeof(w), "%s.%s", where, key);
@@ -2288,8 +2319,8 @@ static int parse_rewrite(loader *l, yaml_node_t *n, const char *where, rw_route_
         } else if (p[0] == '$' && p[1] >= '0' && p[1] <= '9') {
             unsigned g = (unsigned)(p[1] - '0');
             if (g > rt->rewrite_re->re_nsub)
-                return fail(l, to, "%s.to: $%u does not name a group of the regex (it has %zu)",
-                            where, g, rt->rewrite_re->re_nsub);
+                return fail(l, to, "%s.to: $%u does not name a group of the regex (it has %zu)", where, g,
+                            rt->rewrite_re->re_nsub);
             p++;
         }
     }
@@ -2300,8 +2331,8 @@ static int parse_rewrite(loader *l, yaml_node_t *n, const char *where, rw_route_
     return 0;
 }
 
-static int parse_route(loader *l, yaml_node_t *n, size_t index, const char *where,
-                       rw_route_cfg *rt, const strset *services)
+static int parse_route(loader *l, yaml_node_t *n, size_t index, const char *where, rw_route_cfg *rt,
+                       const strset *services)
 {
     static const char keys[] = "name, hosts, methods, paths, headers, query, strip_path, "
                                "rewrite, preserve_host, service, respond, filters";
@@ -2312,7 +2343,8 @@ static int parse_route(loader *l, yaml_node_t *n, size_t index, const char *wher
     rt->line = (int)line_of(n);
     if (check_map(l, n, where))
         return -1;
-    MAP_EACH(n, pr) {
+    MAP_EACH(n, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
         const char *key = scalar_text(k);
         int rc = 0;
@@ -2324,8 +2356,7 @@ static int parse_route(loader *l, yaml_node_t *n, size_t index, const char *wher
             if (rc == 0 && !is_null(v) && rt->nhosts == 0)
                 rc = fail(l, v, "%s: must not be empty (leave it out to match every host)", w);
             for (size_t i = 0; i < rt->nhosts && rc == 0; i++)
-                rc = check_host(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i),
-                                rt->hosts[i]);
+                rc = check_host(l, list_item(l, v, i), item_where(iw, sizeof(iw), v, w, i), rt->hosts[i]);
         } else if (!strcmp(key, "methods"))
             rc = parse_methods(l, v, w, &rt->methods);
         else if (!strcmp(key, "paths"))
@@ -2341,8 +2372,10 @@ static int parse_route(loader *l, yaml_node_t *n, size_t index, const char *wher
                 rc = normalise_path(l, v, w, rt->strip_path);
                 size_t len = strlen(rt->strip_path);
                 if (rc == 0 && rt->strip_path[len - 1] == '/')
-                    rc = fail(l, v, "%s: '%s' must not end with '/' (the rest of the path keeps "
-                              "its leading '/')", w, rt->strip_path);
+                    rc = fail(l, v,
+                              "%s: '%s' must not end with '/' (the rest of the path keeps "
+                              "its leading '/')",
+                              w, rt->strip_path);
             }
         } else if (!strcmp(key, "rewrite")) {
             if (!is_null(v)) {
@@ -2441,13 +2474,30 @@ out:
 /* The document root. */
 
 enum {
-    K_LISTEN, K_ADMIN, K_WORKERS, K_IO, K_MAX_CONNS, K_DRAIN_TIMEOUT, K_SHUTDOWN_DELAY, K_HTTP, K_REDIS,
-    K_TIERS, K_SERVICES, K_CONSUMERS, K_ROUTES, K_FILTERS, K_TRUSTED, K_SHARD_KEYS, K__COUNT
+    K_LISTEN,
+    K_ADMIN,
+    K_WORKERS,
+    K_IO,
+    K_MAX_CONNS,
+    K_DRAIN_TIMEOUT,
+    K_SHUTDOWN_DELAY,
+    K_HTTP,
+    K_REDIS,
+    K_TIERS,
+    K_SERVICES,
+    K_CONSUMERS,
+    K_ROUTES,
+    K_FILTERS,
+    K_TRUSTED,
+    K_SHARD_KEYS,
+    K__COUNT
 };
 
 static const char *const top_keys[K__COUNT] = {
-    "listen", "admin", "workers", "io", "max_conns", "drain_timeout", "shutdown_delay", "http", "redis",
-    "tiers", "services", "consumers", "routes", "filters", "trusted_proxies", "rate_limit_shard_keys",
+    "listen",    "admin",         "workers",         "io",
+    "max_conns", "drain_timeout", "shutdown_delay",  "http",
+    "redis",     "tiers",         "services",        "consumers",
+    "routes",    "filters",       "trusted_proxies", "rate_limit_shard_keys",
 };
 
 static void set_defaults(rw_config *cfg)
@@ -2486,7 +2536,8 @@ static int parse_root(loader *l, yaml_node_t *root)
         strcat(expected, i ? ", " : "");
         strcat(expected, top_keys[i]);
     }
-    MAP_EACH(root, pr) {
+    MAP_EACH(root, pr)
+    {
         yaml_node_t *k = node_at(l, pr->key);
         size_t i = 0;
         while (i < K__COUNT && strcmp(top_keys[i], scalar_text(k)) != 0)
@@ -2541,11 +2592,11 @@ static int parse_root(loader *l, yaml_node_t *root)
         goto out;
     if (v[K_CONSUMERS] && parse_consumers(l, v[K_CONSUMERS]))
         goto out;
-    if (v[K_TRUSTED] && get_cidr_list(l, v[K_TRUSTED], "trusted_proxies", &cfg->trusted_proxies,
-                                      &cfg->ntrusted_proxies))
+    if (v[K_TRUSTED] &&
+        get_cidr_list(l, v[K_TRUSTED], "trusted_proxies", &cfg->trusted_proxies, &cfg->ntrusted_proxies))
         goto out;
-    if (v[K_SHARD_KEYS] && get_u32(l, v[K_SHARD_KEYS], "rate_limit_shard_keys", 64, 1u << 24,
-                                   &cfg->rate_limit_shard_keys))
+    if (v[K_SHARD_KEYS] &&
+        get_u32(l, v[K_SHARD_KEYS], "rate_limit_shard_keys", 64, 1u << 24, &cfg->rate_limit_shard_keys))
         goto out;
     if (v[K_FILTERS] && (parse_filters(l, v[K_FILTERS], "filters", &cfg->filters, &cfg->nfilters) ||
                          name_rate_limits(l, v[K_FILTERS], cfg->filters, cfg->nfilters, "global")))
@@ -2575,18 +2626,17 @@ static int yaml_failure(loader *l, const yaml_parser_t *p, const char *text, siz
     case YAML_MEMORY_ERROR:
         return fail_line(l, 1, "out of memory while parsing YAML");
     case YAML_READER_ERROR:
-        return fail_line(l, line_at_offset(text, len, p->problem_offset),
-                         "YAML syntax error: %s", problem);
+        return fail_line(l, line_at_offset(text, len, p->problem_offset), "YAML syntax error: %s", problem);
     default:
         if (p->context)
-            return fail_line(l, p->problem_mark.line + 1, "YAML syntax error: %s %s (line %zu)",
-                             problem, p->context, p->context_mark.line + 1);
+            return fail_line(l, p->problem_mark.line + 1, "YAML syntax error: %s %s (line %zu)", problem,
+                             p->context, p->context_mark.line + 1);
         return fail_line(l, p->problem_mark.line + 1, "YAML syntax error: %s", problem);
     }
 }
 
-int rw_config_load_string(const char *yaml, size_t len, const char *name, rw_config **out,
-                          char *err, size_t errlen)
+int rw_config_load_string(const char *yaml, size_t len, const char *name, rw_config **out, char *err,
+                          size_t errlen)
 {
     yaml_parser_t parser;
     yaml_document_t doc, extra;

@@ -60,10 +60,23 @@ int rw_parse_size(const char *s, uint64_t *out)
     if (!s || !out || !scan_u64(&s, &v))
         return -EINVAL;
     switch (*s) {
-    case 'k': case 'K': mult = 1ull << 10; s++; break;
-    case 'm': case 'M': mult = 1ull << 20; s++; break;
-    case 'g': case 'G': mult = 1ull << 30; s++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        mult = 1ull << 10;
+        s++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1ull << 20;
+        s++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1ull << 30;
+        s++;
+        break;
+    default:
+        break;
     }
     /* "16k", "16kb", "16KB" are all 16384; a lone "b" ("512b") too. */
     if (*s == 'b' || *s == 'B')
@@ -80,10 +93,8 @@ int rw_parse_rate(const char *s, double *per_sec, bool *unlimited)
         const char *unit;
         double secs;
     } units[] = {
-        {"s", 1}, {"sec", 1}, {"second", 1},
-        {"m", 60}, {"min", 60}, {"minute", 60},
-        {"h", 3600}, {"hour", 3600},
-        {"d", 86400}, {"day", 86400},
+        {"s", 1},       {"sec", 1},  {"second", 1},  {"m", 60},    {"min", 60},
+        {"minute", 60}, {"h", 3600}, {"hour", 3600}, {"d", 86400}, {"day", 86400},
     };
     uint64_t whole, frac = 0, scale = 1;
 

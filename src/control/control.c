@@ -210,9 +210,9 @@ int rw__control_reload(rw_control_opts *o, char *msg, size_t msglen)
 
 /* The stages of a shutdown, driven by rw_control_run. */
 typedef struct shutdown {
-    int stage;            /* enum rw_admin_state */
-    uint64_t delay_end;   /* RW_ADMIN_SHUTTING: when the listeners close */
-    uint64_t deadline;    /* RW_ADMIN_DRAINING: when what is left gets cut */
+    int stage;          /* enum rw_admin_state */
+    uint64_t delay_end; /* RW_ADMIN_SHUTTING: when the listeners close */
+    uint64_t deadline;  /* RW_ADMIN_DRAINING: when what is left gets cut */
 } shutdown_t;
 
 static void start_drain(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, uint64_t now)
@@ -220,7 +220,8 @@ static void start_drain(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, uin
     sd->stage = RW_ADMIN_DRAINING;
     admin->state = RW_ADMIN_DRAINING;
     sd->deadline = now + o->snap->cfg->drain_timeout_ms;
-    rw_log_info("draining: listeners closed, in-flight requests have up to %u ms", o->snap->cfg->drain_timeout_ms);
+    rw_log_info("draining: listeners closed, in-flight requests have up to %u ms",
+                o->snap->cfg->drain_timeout_ms);
     rw_server_drain(o->server);
 }
 
@@ -243,8 +244,8 @@ static void on_stop_signal(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, 
         sd->stage = RW_ADMIN_SHUTTING;
         admin->state = RW_ADMIN_SHUTTING;
         sd->delay_end = now + delay;
-        rw_log_info("%s: /ready answers 503; still serving for the shutdown delay (%u ms), then draining", name,
-                    delay);
+        rw_log_info("%s: /ready answers 503; still serving for the shutdown delay (%u ms), then draining",
+                    name, delay);
         return;
     }
     rw_log_info("%s: shutting down", name);
@@ -261,8 +262,9 @@ static int cut_and_exit(rw_control_opts *o)
     rw_worker_stats st;
     rw_server_stats(o->server, &st);
     if (st.cut_requests > 0) {
-        rw_log_warn("drain timeout: %llu requests were still in flight and were cut (%llu WebSocket tunnels closed)",
-                     (unsigned long long)st.cut_requests, (unsigned long long)st.cut_tunnels);
+        rw_log_warn(
+            "drain timeout: %llu requests were still in flight and were cut (%llu WebSocket tunnels closed)",
+            (unsigned long long)st.cut_requests, (unsigned long long)st.cut_tunnels);
         return RW_EXIT_DRAIN_CUT;
     }
     rw_log_warn("drain timeout: closed %llu WebSocket tunnels; no request was in flight",

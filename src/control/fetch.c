@@ -36,11 +36,11 @@
 #include "ringway/fetch.h"
 #include "ringway/http.h"
 
-#define FETCH_MAX_HOST 255       /* DNS names are at most 253 characters */
-#define FETCH_MAX_PATH 4096      /* request target */
-#define FETCH_MAX_LINE 8192      /* the status line */
-#define FETCH_MAX_HEAD 65536     /* status line + headers */
-#define FETCH_READ_CHUNK 16384   /* bytes asked of one read */
+#define FETCH_MAX_HOST 255             /* DNS names are at most 253 characters */
+#define FETCH_MAX_PATH 4096            /* request target */
+#define FETCH_MAX_LINE 8192            /* the status line */
+#define FETCH_MAX_HEAD 65536           /* status line + headers */
+#define FETCH_READ_CHUNK 16384         /* bytes asked of one read */
 #define FETCH_DEFAULT_TIMEOUT_MS 5000u /* timeout_ms 0 means this */
 
 /* A parsed URL; host has no brackets (an IPv6 literal is marked ipv6). */
@@ -62,7 +62,7 @@ typedef struct conn {
     SSL *ssl;
     uint64_t deadline_ms;
     uint32_t timeout_ms;
-    const char *phase;  /* what a timeout interrupted ("connect to h:p", "reading response") */
+    const char *phase; /* what a timeout interrupted ("connect to h:p", "reading response") */
     char *err;
     size_t errlen;
 } conn;
@@ -132,8 +132,8 @@ static int parse_url(const char *s, url *u, char *err, size_t errlen)
     }
     for (size_t i = 0; i < hlen; i++) {
         unsigned char ch = (unsigned char)host[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                  ch == '.' || ch == '_' || (u->ipv6 && ch == ':');
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '-' || ch == '.' || ch == '_' || (u->ipv6 && ch == ':');
         if (!ok) {
             snprintf(err, errlen, "URL %s: bad character in host", s);
             return -1;
@@ -262,7 +262,8 @@ static int connect_url(conn *c, const url *u)
 {
     char what[FETCH_MAX_HOST + 32];
     snprintf(what, sizeof(what), u->ipv6 ? "connect to [%s]:%s" : "connect to %s:%s", u->host, u->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | (u->ip_literal ? AI_NUMERICHOST : 0)};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(u->host, u->port, &hints, &res); /* not bounded by the deadline; see the top */
@@ -337,8 +338,8 @@ static int tls_step(conn *c, int ret, const char *op, bool is_read)
         ERR_clear_error();
         return wait_fd(c, se == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT) == 0 ? 0 : -1;
     }
-    if (is_read && (se == SSL_ERROR_ZERO_RETURN || (se == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 &&
-                                                    (ret == 0 || saved_errno == 0)))) {
+    if (is_read && (se == SSL_ERROR_ZERO_RETURN ||
+                    (se == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && (ret == 0 || saved_errno == 0)))) {
         ERR_clear_error();
         return -2; /* close_notify, or EOF without one (see the top of the file) */
     }
@@ -361,7 +362,8 @@ static int tls_start(conn *c, const url *u, const char *ca_file)
             uint32_t e = ERR_peek_last_error();
             if (e != 0)
                 ERR_error_string_n(e, eb, sizeof(eb));
-            snprintf(c->err, c->errlen, "TLS: cannot load CA file %s: %s", ca_file, eb[0] ? eb : "no certificates");
+            snprintf(c->err, c->errlen, "TLS: cannot load CA file %s: %s", ca_file,
+                     eb[0] ? eb : "no certificates");
             goto fail;
         }
     } else if (SSL_CTX_set_default_verify_paths(c->ctx) != 1) {
@@ -572,8 +574,9 @@ static int read_head(reader *r, rw_http_response *resp)
             return 0;
         }
         if (n < 0) {
-            snprintf(c->err, c->errlen, "malformed response: the head is not valid HTTP/1.1 (status line, a "
-                                        "header line, Content-Length or Transfer-Encoding; at most %d bytes)",
+            snprintf(c->err, c->errlen,
+                     "malformed response: the head is not valid HTTP/1.1 (status line, a "
+                     "header line, Content-Length or Transfer-Encoding; at most %d bytes)",
                      FETCH_MAX_HEAD);
             return -1;
         }
@@ -586,7 +589,8 @@ static int read_head(reader *r, rw_http_response *resp)
         if (f < 0)
             return -1;
         if (f == 0) {
-            snprintf(c->err, c->errlen, "connection closed in the %s", nothing ? "status line" : "response headers");
+            snprintf(c->err, c->errlen, "connection closed in the %s",
+                     nothing ? "status line" : "response headers");
             return -1;
         }
     }
@@ -651,8 +655,8 @@ static int read_body(reader *r, body *b, const rw_http_response *resp)
 
 /* ---- the fetch ---- */
 
-int rw_fetch_url(const char *url_s, const char *ca_file, uint32_t timeout_ms, size_t max_bytes, char **body_out,
-                 size_t *len, char *err, size_t errlen)
+int rw_fetch_url(const char *url_s, const char *ca_file, uint32_t timeout_ms, size_t max_bytes,
+                 char **body_out, size_t *len, char *err, size_t errlen)
 {
     *body_out = NULL;
     *len = 0;
@@ -672,7 +676,10 @@ int rw_fetch_url(const char *url_s, const char *ca_file, uint32_t timeout_ms, si
     bool pipe_was_pending = sigismember(&pending, SIGPIPE) == 1;
 
     int rc = -1;
-    conn c = {.fd = -1, .deadline_ms = rw_mono_ms() + timeout_ms, .timeout_ms = timeout_ms, .err = err,
+    conn c = {.fd = -1,
+              .deadline_ms = rw_mono_ms() + timeout_ms,
+              .timeout_ms = timeout_ms,
+              .err = err,
               .errlen = errlen};
     reader r = {.c = &c};
     body b = {.max = max_bytes};
@@ -683,11 +690,12 @@ int rw_fetch_url(const char *url_s, const char *ca_file, uint32_t timeout_ms, si
         goto done;
 
     bool default_port = u.portnum == (u.tls ? 443 : 80);
-    int n = asprintf(&req,
-                     "GET %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\nUser-Agent: ringway\r\nAccept: application/json\r\n"
-                     "Connection: close\r\n\r\n",
-                     u.path, u.ipv6 ? "[" : "", u.host, u.ipv6 ? "]" : "", default_port ? "" : ":",
-                     default_port ? "" : u.port);
+    int n =
+        asprintf(&req,
+                 "GET %s HTTP/1.1\r\nHost: %s%s%s%s%s\r\nUser-Agent: ringway\r\nAccept: application/json\r\n"
+                 "Connection: close\r\n\r\n",
+                 u.path, u.ipv6 ? "[" : "", u.host, u.ipv6 ? "]" : "", default_port ? "" : ":",
+                 default_port ? "" : u.port);
     if (n < 0) {
         req = NULL;
         snprintf(err, errlen, "out of memory");

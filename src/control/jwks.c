@@ -31,9 +31,9 @@
 #include "ringway/jwks.h"
 #include "ringway/log.h"
 
-#define RETIRE_MS 30000u          /* a replaced set lives this long */
-#define FILE_CHECK_MS 1000u       /* files are stat'ed this often */
-#define FIRST_RETRY_MS 5000u      /* URL retry after a failure (capped at refresh_ms), doubling */
+#define RETIRE_MS 30000u     /* a replaced set lives this long */
+#define FILE_CHECK_MS 1000u  /* files are stat'ed this often */
+#define FIRST_RETRY_MS 5000u /* URL retry after a failure (capped at refresh_ms), doubling */
 #define DEFAULT_REFRESH_MS 300000u
 #define DEFAULT_TIMEOUT_MS 5000u
 #define JWKS_MAX_BYTES (1u << 20) /* a JWKS document larger than this is refused */
@@ -64,18 +64,18 @@ struct rw_jwks {
     char *file, *url, *ca_file; /* copies; exactly one of file and url is set */
     const char *name;           /* file or url, for logs */
     uint32_t refresh_ms, timeout_ms;
-    rw_jwt_keyset *base;        /* a copy of the static keys, NULL if none */
+    rw_jwt_keyset *base; /* a copy of the static keys, NULL if none */
 
     /* Refresh state: the busy holder only. */
     file_id seen;
     bool have_seen;
-    bool ever_ok;           /* URL: fetched successfully at least once */
-    uint32_t backoff_ms;    /* URL: the delay after the next failure */
-    char last_fail[512];    /* the failure last logged ("" after a success) */
+    bool ever_ok;        /* URL: fetched successfully at least once */
+    uint32_t backoff_ms; /* URL: the delay after the next failure */
+    char last_fail[512]; /* the failure last logged ("" after a success) */
 
     /* Registry state: under reg.lock. */
-    uint64_t next_ms;       /* next check (monotonic) */
-    bool busy;              /* the thread is refreshing it, without the lock */
+    uint64_t next_ms; /* next check (monotonic) */
+    bool busy;        /* the thread is refreshing it, without the lock */
     bool linked;
     retired *retired_head, **retired_tail;
     rw_jwks *next;
@@ -83,8 +83,8 @@ struct rw_jwks {
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t wake;  /* the thread: a source was added, or stop (CLOCK_MONOTONIC) */
-    pthread_cond_t idle;  /* rw_jwks_free: a refresh finished */
+    pthread_cond_t wake; /* the thread: a source was added, or stop (CLOCK_MONOTONIC) */
+    pthread_cond_t idle; /* rw_jwks_free: a refresh finished */
     rw_jwks *sources;
     pthread_t thread;
     bool running;
@@ -110,7 +110,8 @@ static uint64_t min_u64(uint64_t a, uint64_t b)
 /* ---- building and publishing sets ---- */
 
 /* A new set: the base keys plus the document's. 0, or -1 with the reason. */
-static int build_set(const rw_jwks *j, const char *doc, size_t len, rw_jwt_keyset **out, char *err, size_t errlen)
+static int build_set(const rw_jwks *j, const char *doc, size_t len, rw_jwt_keyset **out, char *err,
+                     size_t errlen)
 {
     rw_jwt_keyset *ks = rw_jwt_keyset_new();
     if (ks == NULL || (j->base != NULL && rw_jwt_keyset_add_all(ks, j->base) != 0)) {
@@ -497,8 +498,9 @@ rw_jwks *rw_jwks_new(const rw_jwks_opts *o, char *err, size_t errlen)
         }
         atomic_fetch_add_explicit(&j->failures, 1, memory_order_relaxed);
         snprintf(j->last_fail, sizeof(j->last_fail), "%s", why);
-        rw_log_warn("jwks %s: initial fetch failed, starting with the static keys only (retrying every %u ms): %s",
-                    j->url, j->backoff_ms, why);
+        rw_log_warn(
+            "jwks %s: initial fetch failed, starting with the static keys only (retrying every %u ms): %s",
+            j->url, j->backoff_ms, why);
         j->next_ms = rw_mono_ms() + j->backoff_ms;
     }
     atomic_store_explicit(&j->current, ks, memory_order_release);

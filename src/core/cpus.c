@@ -99,8 +99,8 @@ double rw_cgroup_cpu_quota(const char *proc_cgroup, const char *root, char *why,
         if (v2) {
             snprintf(file, sizeof(file), "%s/cpu.max", dir);
             long long quota, period;
-            if (read_small(file, text, sizeof(text)) == 0 && sscanf(text, "%lld %lld", &quota, &period) == 2 &&
-                quota > 0 && period > 0) {
+            if (read_small(file, text, sizeof(text)) == 0 &&
+                sscanf(text, "%lld %lld", &quota, &period) == 2 && quota > 0 && period > 0) {
                 q = (double)quota / (double)period;
                 snprintf(desc, sizeof(desc), "cgroup v2 cpu.max %lld/%lld in %s", quota, period, rel);
             }
@@ -114,7 +114,8 @@ double rw_cgroup_cpu_quota(const char *proc_cgroup, const char *root, char *why,
                 period = atoll(text);
             if (quota > 0 && period > 0) {
                 q = (double)quota / (double)period;
-                snprintf(desc, sizeof(desc), "cgroup v1 cpu.cfs_quota_us %lld/%lld in %s", quota, period, rel);
+                snprintf(desc, sizeof(desc), "cgroup v1 cpu.cfs_quota_us %lld/%lld in %s", quota, period,
+                         rel);
             }
         }
         if (q > 0 && (best == 0 || q < best)) {
@@ -154,13 +155,14 @@ void rw_cpu_budget_get(rw_cpu_budget *b)
         qcpus++;
     if (qcpus > 0 && qcpus < b->workers) {
         b->workers = qcpus;
-        snprintf(b->why, sizeof(b->why), "auto: %d of %d CPUs, the %s allows %.2f", b->workers, b->affinity, qwhy,
-                 b->quota);
+        snprintf(b->why, sizeof(b->why), "auto: %d of %d CPUs, the %s allows %.2f", b->workers, b->affinity,
+                 qwhy, b->quota);
     } else if (qcpus > 0) {
-        snprintf(b->why, sizeof(b->why), "auto: %d CPUs in the affinity mask (%s allows %.2f)", b->affinity, qwhy,
-                 b->quota);
+        snprintf(b->why, sizeof(b->why), "auto: %d CPUs in the affinity mask (%s allows %.2f)", b->affinity,
+                 qwhy, b->quota);
     } else {
-        snprintf(b->why, sizeof(b->why), "auto: %d CPUs in the affinity mask, no cgroup CPU quota", b->affinity);
+        snprintf(b->why, sizeof(b->why), "auto: %d CPUs in the affinity mask, no cgroup CPU quota",
+                 b->affinity);
     }
     if (b->workers < 1)
         b->workers = 1;

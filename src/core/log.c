@@ -52,7 +52,10 @@ void rw_log(int level, const char *fmt, ...)
     else
         snprintf(tag, sizeof(tag), "main");
     n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ %s [%s] ", ts.tv_nsec / 1000000,
-                  level_names[level < 0 ? 0 : level > 3 ? 3 : level], tag);
+                  level_names[level < 0   ? 0
+                              : level > 3 ? 3
+                                          : level],
+                  tag);
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);

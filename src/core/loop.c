@@ -45,7 +45,7 @@ fail_timers:
     rw_timers_free(&l->timers);
 fail_bufs:
     munmap(l->bufs, (size_t)l->buf_count * l->buf_size);
-fail_loop: {
+fail_loop : {
     int saved = errno;
     free(l);
     errno = saved;

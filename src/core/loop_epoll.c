@@ -13,21 +13,21 @@
 #define RW_ACCEPT_BATCH 64
 
 typedef struct ep_fd {
-    rw_op *rd;            /* pending read-side op (accept, recv, eventfd) */
-    rw_op *wr;            /* pending write-side op (send, connect) */
+    rw_op *rd; /* pending read-side op (accept, recv, eventfd) */
+    rw_op *wr; /* pending write-side op (send, connect) */
     uint8_t registered;
-    uint8_t rd_ready;     /* no EAGAIN seen since the last edge */
+    uint8_t rd_ready; /* no EAGAIN seen since the last edge */
     uint8_t wr_ready;
     uint8_t connecting;
 } ep_fd;
 
 typedef struct ep_be {
     int epfd;
-    ep_fd *fds;           /* indexed by fd, grown on demand */
+    ep_fd *fds; /* indexed by fd, grown on demand */
     int nfds;
     rw_op *runq, *runq_tail; /* ops whose I/O should be attempted now */
-    rw_op *starved;       /* RECV ops waiting for a free buffer */
-    uint32_t *free_ids;   /* stack of free buffer ids */
+    rw_op *starved;          /* RECV ops waiting for a free buffer */
+    uint32_t *free_ids;      /* stack of free buffer ids */
     uint32_t nfree;
 } ep_be;
 

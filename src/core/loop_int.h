@@ -17,12 +17,12 @@ typedef struct rw_loop_backend_ops {
     const char *name;
     int (*init)(rw_loop *l, const rw_loop_opts *o); /* 0 or -errno */
     void (*fini)(rw_loop *l);
-    void (*submit)(rw_loop *l, rw_op *op);          /* queue op (flags/gen already set) */
+    void (*submit)(rw_loop *l, rw_op *op); /* queue op (flags/gen already set) */
     void (*cancel)(rw_loop *l, rw_op *op);
     void (*forget_fd)(rw_loop *l, int fd);
-    void (*close)(rw_loop *l, int fd);             /* close fd (maybe deferred to the flush) */
+    void (*close)(rw_loop *l, int fd); /* close fd (maybe deferred to the flush) */
     void (*buf_release)(rw_loop *l, uint32_t id);
-    int (*poll)(rw_loop *l, uint64_t timeout_ms);  /* flush, wait, dispatch; 0 or -errno */
+    int (*poll)(rw_loop *l, uint64_t timeout_ms); /* flush, wait, dispatch; 0 or -errno */
 } rw_loop_backend_ops;
 
 struct rw_loop {
@@ -33,10 +33,10 @@ struct rw_loop {
     bool stop;
     rw_loop_turn_cb turn_cb;
     void *turn_arg;
-    char *bufs;           /* buf_count * buf_size bytes, mmap'd, owned */
+    char *bufs; /* buf_count * buf_size bytes, mmap'd, owned */
     uint32_t buf_count;
     uint32_t buf_size;
-    void *be;             /* backend state, owned by the backend */
+    void *be; /* backend state, owned by the backend */
 };
 
 extern const rw_loop_backend_ops rw__loop_uring_ops;
@@ -56,7 +56,7 @@ static inline void rw__loop_complete(rw_op *op, int res, bool more)
     if (more) {
         op->flags |= RW_OPF_MORE;
     } else {
-        op->flags &= (uint8_t)~(RW_OPF_PENDING | RW_OPF_MORE | RW_OPF_CANCEL | RW_OPF_QUEUED);
+        op->flags &= (uint8_t) ~(RW_OPF_PENDING | RW_OPF_MORE | RW_OPF_CANCEL | RW_OPF_QUEUED);
     }
     op->cb(op, res);
 }

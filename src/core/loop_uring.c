@@ -18,10 +18,10 @@ typedef struct uring_be {
     struct io_uring_buf_ring *br; /* mmap'd, registered with the ring */
     size_t br_bytes;
     uint32_t br_mask;
-    rw_op *starved;               /* RECV ops that found the buffer ring empty */
-    rw_op *deferred;              /* completions to deliver at the next poll */
-    bool disabled;                /* created R_DISABLED: enabled by the first poll */
-    bool attached;                /* the driving thread registered the ring fd */
+    rw_op *starved;  /* RECV ops that found the buffer ring empty */
+    rw_op *deferred; /* completions to deliver at the next poll */
+    bool disabled;   /* created R_DISABLED: enabled by the first poll */
+    bool attached;   /* the driving thread registered the ring fd */
 } uring_be;
 
 /* Run by the thread that drives the ring, before its first io_uring_enter: it
@@ -304,9 +304,14 @@ static int uring_poll(rw_loop *l, uint64_t timeout_ms)
     /* Copy completions out and advance first, so callbacks that submit (and
      * may flush) never race the completion queue we are walking. */
     for (;;) {
-        struct { uint64_t token; int res; uint32_t flags; } batch[RW_CQE_BATCH];
+        struct {
+            uint64_t token;
+            int res;
+            uint32_t flags;
+        } batch[RW_CQE_BATCH];
         unsigned n = 0, head;
-        io_uring_for_each_cqe(&be->ring, head, cqe) {
+        io_uring_for_each_cqe(&be->ring, head, cqe)
+        {
             batch[n].token = cqe->user_data;
             batch[n].res = cqe->res;
             batch[n].flags = cqe->flags;
@@ -365,12 +370,11 @@ static void probe_uring(void)
     if (io_uring_queue_init(8, &ring, 0) < 0)
         return;
     struct io_uring_probe *p = io_uring_get_probe_ring(&ring);
-    bool ops_ok = p != NULL && io_uring_opcode_supported(p, IORING_OP_SENDMSG) &&
-                  io_uring_opcode_supported(p, IORING_OP_RECV) &&
-                  io_uring_opcode_supported(p, IORING_OP_ACCEPT) &&
-                  io_uring_opcode_supported(p, IORING_OP_CONNECT) &&
-                  io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL) &&
-                  io_uring_opcode_supported(p, IORING_OP_CLOSE);
+    bool ops_ok =
+        p != NULL && io_uring_opcode_supported(p, IORING_OP_SENDMSG) &&
+        io_uring_opcode_supported(p, IORING_OP_RECV) && io_uring_opcode_supported(p, IORING_OP_ACCEPT) &&
+        io_uring_opcode_supported(p, IORING_OP_CONNECT) &&
+        io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL) && io_uring_opcode_supported(p, IORING_OP_CLOSE);
     if (p != NULL)
         io_uring_free_probe(p);
     /* Provided-buffer rings need 5.19; multishot accept arrived with them. */

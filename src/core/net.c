@@ -35,7 +35,7 @@ int rw_net_listen(const rw_sockaddr *addr, int backlog, int reuseport)
     if (listen(fd, backlog) == -1)
         goto fail;
     return fd;
-fail: {
+fail : {
     int e = errno;
     close(fd);
     return -e;
@@ -82,7 +82,7 @@ int rw_net_cpu_steering_prog(const int *worker_cpu, int n, struct sock_filter *o
     do {                                                                                                     \
         if (len >= cap)                                                                                      \
             return -E2BIG;                                                                                   \
-        out[len++] = (struct sock_filter){(uint16_t)(c), (uint8_t)(t), (uint8_t)(f), (uint32_t)(kk)};       \
+        out[len++] = (struct sock_filter){(uint16_t)(c), (uint8_t)(t), (uint8_t)(f), (uint32_t)(kk)};        \
     } while (0)
     EMIT(BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_CPU));
     bool identity = true;

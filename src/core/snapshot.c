@@ -8,8 +8,8 @@
 #include "ringway/log.h"
 #include "ringway/worker.h"
 
-static int canned_build(rw_canned *cn, int status, const rw_kv *headers, size_t nheaders,
-                        const char *body, size_t body_len)
+static int canned_build(rw_canned *cn, int status, const rw_kv *headers, size_t nheaders, const char *body,
+                        size_t body_len)
 {
     size_t cap = 256 + body_len;
     for (size_t i = 0; i < nheaders; i++)

@@ -29,7 +29,10 @@ static inline void list_init(rw_timer *head)
     head->prev = head;
 }
 
-static inline bool list_empty(const rw_timer *head) { return head->next == head; }
+static inline bool list_empty(const rw_timer *head)
+{
+    return head->next == head;
+}
 
 static inline void list_add_tail(rw_timer *head, rw_timer *t)
 {

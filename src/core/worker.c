@@ -18,8 +18,8 @@ struct rw_server {
     rw_worker *workers;
     int nworkers;
     bool started;
-    atomic_bool unready;      /* shutting down: /ready answers 503 (control thread writes) */
-    _Atomic uint32_t nconns;  /* client connections of all workers, against opts.max_conns */
+    atomic_bool unready;     /* shutting down: /ready answers 503 (control thread writes) */
+    _Atomic uint32_t nconns; /* client connections of all workers, against opts.max_conns */
 };
 
 static void stop_listening(rw_worker *w)
@@ -203,7 +203,8 @@ static int allowed_cpus(int *cpus, int cap)
     return n;
 }
 
-static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot *snap, char *err, size_t errlen)
+static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot *snap, char *err,
+                       size_t errlen)
 {
     w->server = s;
     w->id = id;
@@ -273,7 +274,8 @@ static int attach_steering(rw_server *s, char *err, size_t errlen)
             continue; /* skipped address (no IPv6 here): nobody listens on it */
         rc = rw_net_attach_cpu_steering(s->workers[0].listen_fds[a], wcpu, s->nworkers);
         if (rc != 0)
-            snprintf(err, errlen, "--reuseport-steering cpu: cannot attach the reuseport BPF program to %s: %s",
+            snprintf(err, errlen,
+                     "--reuseport-steering cpu: cannot attach the reuseport BPF program to %s: %s",
                      s->opts.listen[a].text, strerror(-rc));
     }
     free(wcpu);

@@ -14,28 +14,28 @@
 struct rw_worker {
     rw_server *server;
     int id;
-    int cpu;              /* -1: not pinned */
+    int cpu; /* -1: not pinned */
     pthread_t thread;
     rw_loop *loop;
     int *listen_fds;
     rw_op *accept_ops;
     size_t nlisten;
-    int wake_fd;          /* eventfd the control thread writes */
+    int wake_fd; /* eventfd the control thread writes */
     rw_op wake_op;
     _Atomic(rw_snapshot *) next_snap; /* written by the control thread */
     atomic_bool drain;                /* written by the control thread */
     atomic_bool running;
-    atomic_bool done;                 /* drained: no connections left */
-    atomic_bool failed;               /* the loop died: the process must exit */
-    atomic_bool force;                /* drain timed out: close everything now */
+    atomic_bool done;   /* drained: no connections left */
+    atomic_bool failed; /* the loop died: the process must exit */
+    atomic_bool force;  /* drain timed out: close everything now */
     bool draining;
-    bool forced;                      /* close_all was called */
-    uint32_t nconns;      /* client connections the handler holds (max_conns slots) */
+    bool forced;               /* close_all was called */
+    uint32_t nconns;           /* client connections the handler holds (max_conns slots) */
     uint64_t reject_logged_ms; /* last "max_conns reached" log line */
     uint64_t seed;
     rw_worker_stats stats;
     const rw_worker_handler *h;
-    void *hs;             /* the handler's per-worker state */
+    void *hs; /* the handler's per-worker state */
     rw_timer accept_retry;
 };
 

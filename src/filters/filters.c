@@ -27,8 +27,8 @@ typedef struct rl_reg {
     rw_rl_table *t;
     uint32_t max_keys;
     uint32_t window_ms;
-    int refs;             /* rw_filters using it */
-    bool global;          /* registered with the sync thread */
+    int refs;    /* rw_filters using it */
+    bool global; /* registered with the sync thread */
     struct rl_reg *next;
 } rl_reg;
 
@@ -45,7 +45,8 @@ static rl_reg *reg_get(const rw_rate_limit_cfg *rc)
 {
     for (rl_reg *r = reg_list; r != NULL; r = r->next) {
         /* Same name, size and scope: the same buckets (a scope change starts afresh). */
-        if (strcmp(r->name, rc->name) == 0 && r->max_keys == rc->max_keys && r->global == (rc->scope == RW_RL_GLOBAL)) {
+        if (strcmp(r->name, rc->name) == 0 && r->max_keys == rc->max_keys &&
+            r->global == (rc->scope == RW_RL_GLOBAL)) {
             r->refs++;
             uint32_t window = rc->window_ms ? rc->window_ms : 1000;
             if (r->global && window != r->window_ms && cur_sync != NULL) {
@@ -58,7 +59,8 @@ static rl_reg *reg_get(const rw_rate_limit_cfg *rc)
         }
     }
     rl_reg *r = calloc(1, sizeof(*r));
-    if (r == NULL || (r->name = strdup(rc->name)) == NULL || (r->t = rw_rl_table_new(rc->name, rc->max_keys)) == NULL) {
+    if (r == NULL || (r->name = strdup(rc->name)) == NULL ||
+        (r->t = rw_rl_table_new(rc->name, rc->max_keys)) == NULL) {
         if (r != NULL)
             free(r->name);
         free(r);
@@ -98,7 +100,7 @@ void rw_filters_set_sync(rw_rl_sync *s, int on_failure)
  * same static keys: a reload keeps the last good set (and does not fetch it
  * again) even while the identity provider is down. Under reg_mu. */
 typedef struct jwks_reg {
-    char *id;             /* file|url|ca|refresh|static-key digest */
+    char *id; /* file|url|ca|refresh|static-key digest */
     rw_jwks *j;
     int refs;
     struct jwks_reg *next;
@@ -108,8 +110,8 @@ static jwks_reg *jwks_list;
 static rw_jwks *jwks_get(const rw_jwt_cfg *j, const rw_jwt_keyset *base, char *err, size_t errlen)
 {
     char id[8192];
-    snprintf(id, sizeof(id), "%s|%s|%s|%u|%016llx", j->jwks_file ? j->jwks_file : "", j->jwks_url ? j->jwks_url : "",
-             j->jwks_ca_file ? j->jwks_ca_file : "", j->jwks_refresh_ms,
+    snprintf(id, sizeof(id), "%s|%s|%s|%u|%016llx", j->jwks_file ? j->jwks_file : "",
+             j->jwks_url ? j->jwks_url : "", j->jwks_ca_file ? j->jwks_ca_file : "", j->jwks_refresh_ms,
              (unsigned long long)rw_jwt_keyset_digest(base));
     pthread_mutex_lock(&reg_mu);
     for (jwks_reg *r = jwks_list; r != NULL; r = r->next) {
@@ -168,8 +170,8 @@ typedef struct jwt_rt {
 
 typedef struct rl_rt {
     rl_reg *reg;
-    rw_rl_params base;        /* rate as written; rate 0: none */
-    rw_rl_params *tiers;      /* per tier (rate 0 = unlimited) */
+    rw_rl_params base;   /* rate as written; rate 0: none */
+    rw_rl_params *tiers; /* per tier (rate 0 = unlimited) */
 } rl_rt;
 
 typedef struct filter_rt {
@@ -181,16 +183,16 @@ typedef struct filter_rt {
 } filter_rt;
 
 typedef struct route_rt {
-    filter_rt **list;         /* global, service, route filters in that order */
+    filter_rt **list; /* global, service, route filters in that order */
     size_t n;
-    rw_str *strip;            /* request headers never forwarded on this route */
+    rw_str *strip; /* request headers never forwarded on this route */
     size_t nstrip;
     uint64_t name_hash;
 } route_rt;
 
 typedef struct key_slot {
     uint8_t digest[SHA256_DIGEST_LENGTH];
-    int consumer;             /* -1: empty */
+    int consumer; /* -1: empty */
 } key_slot;
 
 typedef struct name_slot {
@@ -203,13 +205,13 @@ struct rw_filters {
     filter_rt *all;
     size_t nall;
     route_rt *routes;
-    key_slot *keys;           /* SHA-256 of every API key -> consumer */
+    key_slot *keys; /* SHA-256 of every API key -> consumer */
     uint32_t keys_mask;
-    name_slot *names;         /* consumer ids, then names (for consumer_claim) */
+    name_slot *names; /* consumer ids, then names (for consumer_claim) */
     uint32_t names_mask;
-    char **consumer_groups;   /* "a, b" per consumer, for X-Consumer-Groups */
-    rw_config *owned_cfg;     /* freed with the filters (rw_filters_release) */
-    rw_filters *next;         /* graveyard link */
+    char **consumer_groups; /* "a, b" per consumer, for X-Consumer-Groups */
+    rw_config *owned_cfg;   /* freed with the filters (rw_filters_release) */
+    rw_filters *next;       /* graveyard link */
 };
 
 static size_t pow2_at_least(size_t n)
@@ -327,8 +329,10 @@ static int jwt_build(filter_rt *fr, char *err, size_t errlen)
     }
     for (size_t i = 0; i < j->nkeys; i++) {
         const rw_jwt_key_cfg *k = &j->keys[i];
-        int rc = k->secret ? rw_jwt_keyset_add_secret(jr->static_ks, k->alg, k->kid, k->secret, k->secret_len, why, sizeof(why))
-                           : rw_jwt_keyset_add_pem(jr->static_ks, k->alg, k->kid, k->pem, strlen(k->pem), why, sizeof(why));
+        int rc = k->secret ? rw_jwt_keyset_add_secret(jr->static_ks, k->alg, k->kid, k->secret, k->secret_len,
+                                                      why, sizeof(why))
+                           : rw_jwt_keyset_add_pem(jr->static_ks, k->alg, k->kid, k->pem, strlen(k->pem), why,
+                                                   sizeof(why));
         if (rc != 0) {
             snprintf(err, errlen, "line %d: jwt key: %s", k->line, why);
             return -1;
@@ -532,7 +536,8 @@ rw_filters *rw_filters_build(const rw_config *cfg, char *err, size_t errlen)
         rc = -1;
     }
     for (size_t r = 0, off = route_base; r < cfg->nroutes && rc == 0; r++) {
-        if (route_build(f, r, gl, cfg->nfilters, svc_start, svc_n, &f->all[off], cfg->routes[r].nfilters) != 0) {
+        if (route_build(f, r, gl, cfg->nfilters, svc_start, svc_n, &f->all[off], cfg->routes[r].nfilters) !=
+            0) {
             snprintf(err, errlen, "out of memory");
             rc = -1;
         }
@@ -561,7 +566,8 @@ void rw_filters_release(rw_filters *f, rw_config *cfg)
     rw_filters *head = atomic_load_explicit(&graveyard, memory_order_relaxed);
     do /* lock-free: a worker letting go of a snapshot never waits for the control thread */
         f->next = head;
-    while (!atomic_compare_exchange_weak_explicit(&graveyard, &head, f, memory_order_release, memory_order_relaxed));
+    while (!atomic_compare_exchange_weak_explicit(&graveyard, &head, f, memory_order_release,
+                                                  memory_order_relaxed));
 }
 
 void rw_filters_gc(void)
@@ -625,9 +631,9 @@ bool rw_filters_strip(const rw_filters *f, int route, rw_str name)
 
 /* ---- the worker side ---- */
 
-#define JWT_CACHE_SLOTS 1024u      /* direct-mapped, per worker */
+#define JWT_CACHE_SLOTS 1024u /* direct-mapped, per worker */
 #define JWT_CACHE_VALUES 400u
-#define JWT_CACHE_CLAIMS 12       /* claims_to_headers entries at most (config.c) */
+#define JWT_CACHE_CLAIMS 12 /* claims_to_headers entries at most (config.c) */
 #define SCRATCH_TOKEN (2 * RW_JWT_MAX_TOKEN)
 #define SCRATCH_VALUES 4096u
 
@@ -636,10 +642,10 @@ bool rw_filters_strip(const rw_filters *f, int route, rw_str name)
  * time) and reuses the header values and the consumer. */
 typedef struct jwt_cache_entry {
     uint8_t digest[SHA256_DIGEST_LENGTH];
-    uint64_t ks_id;           /* jwt_rt id and JWKS rotation that verified it: */
-    uint64_t ks_rot;          /* a reload or a key rotation misses */
-    rw_jwt_token times;       /* exp, nbf, iat (payload not kept) */
-    int32_t consumer;         /* from consumer_claim, -1 none */
+    uint64_t ks_id;                 /* jwt_rt id and JWKS rotation that verified it: */
+    uint64_t ks_rot;                /* a reload or a key rotation misses */
+    rw_jwt_token times;             /* exp, nbf, iat (payload not kept) */
+    int32_t consumer;               /* from consumer_claim, -1 none */
     int16_t vlen[JWT_CACHE_CLAIMS]; /* per claims_to_headers entry, -1 absent */
     bool valid;
     char values[JWT_CACHE_VALUES];
@@ -647,7 +653,7 @@ typedef struct jwt_cache_entry {
 
 struct rw_filter_worker {
     rw_rl_shard *shard;
-    jwt_cache_entry *cache;   /* allocated on the first verified token */
+    jwt_cache_entry *cache; /* allocated on the first verified token */
     rw_filters_stats stats;
     char token_scratch[SCRATCH_TOKEN];
     char values[SCRATCH_VALUES];
@@ -684,7 +690,8 @@ static bool has_table(const rw_filters *f, const rw_rl_table *t)
     return false;
 }
 
-void rw_filter_worker_switch(rw_filter_worker *fw, const rw_filters *old, const rw_filters *cur, uint64_t now_ms)
+void rw_filter_worker_switch(rw_filter_worker *fw, const rw_filters *old, const rw_filters *cur,
+                             uint64_t now_ms)
 {
     if (fw == NULL || old == NULL)
         return;
@@ -716,7 +723,7 @@ typedef struct run_ctx {
     bool ip_done;
     rw_ipaddr ip;
     rw_str ip_text;
-    rw_str cred;              /* API key or token presented (for key: key) */
+    rw_str cred; /* API key or token presented (for key: key) */
 } run_ctx;
 
 static void extra_add(rw_filter_result *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -905,7 +912,8 @@ static void add_header(run_ctx *x, const char *name, const char *value, size_t l
 {
     rw_filter_result *o = x->out;
     for (uint32_t i = 0; i < o->nadd; i++) { /* a later filter's value wins */
-        if (o->add[i].name.len == strlen(name) && strncasecmp(o->add[i].name.p, name, o->add[i].name.len) == 0) {
+        if (o->add[i].name.len == strlen(name) &&
+            strncasecmp(o->add[i].name.p, name, o->add[i].name.len) == 0) {
             o->add[i].value = (rw_str){value, len};
             return;
         }
@@ -1001,7 +1009,8 @@ static int run_key_auth(run_ctx *x, const rw_key_auth_cfg *k)
     uint8_t d[SHA256_DIGEST_LENGTH];
     SHA256((const uint8_t *)key.p, key.len, d);
     const rw_filters *f = x->f;
-    for (uint32_t s = (uint32_t)digest_hash(d) & f->keys_mask; f->keys[s].consumer >= 0; s = (s + 1) & f->keys_mask) {
+    for (uint32_t s = (uint32_t)digest_hash(d) & f->keys_mask; f->keys[s].consumer >= 0;
+         s = (s + 1) & f->keys_mask) {
         if (CRYPTO_memcmp(f->keys[s].digest, d, sizeof(d)) == 0) {
             x->out->consumer = f->keys[s].consumer;
             x->cred = key;
@@ -1024,7 +1033,8 @@ static int jwt_cache_hit(run_ctx *x, const filter_rt *fr, uint64_t rot, const ui
     const jwt_rt *jr = &fr->u.jwt;
     rw_filter_worker *fw = x->fw;
     jwt_cache_entry *e = &fw->cache[digest_hash(d) & (JWT_CACHE_SLOTS - 1)];
-    if (!e->valid || e->ks_id != jr->id || e->ks_rot != rot || CRYPTO_memcmp(e->digest, d, SHA256_DIGEST_LENGTH) != 0)
+    if (!e->valid || e->ks_id != jr->id || e->ks_rot != rot ||
+        CRYPTO_memcmp(e->digest, d, SHA256_DIGEST_LENGTH) != 0)
         return -1;
     int rc = rw_jwt_check_times(&jr->pol, &e->times, x->in->now_s);
     if (rc != RW_JWT_OK)
@@ -1081,8 +1091,10 @@ static void jwt_cache_store(rw_filter_worker *fw, const filter_rt *fr, uint64_t 
 static int jwt_refuse(run_ctx *x, int rc)
 {
     x->fw->stats.jwt_rejected++;
-    extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", error_description=\"%s\"\r\n",
-              rw_jwt_strerror(rc));
+    extra_add(
+        x->out,
+        "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", error_description=\"%s\"\r\n",
+        rw_jwt_strerror(rc));
     return refuse(x, 401, rw_jwt_strerror(rc));
 }
 
@@ -1128,7 +1140,8 @@ static int run_jwt(run_ctx *x, const filter_rt *fr)
             return jwt_refuse(x, rc);
     }
     rw_jwt_token t;
-    int rc = rw_jwt_verify(ks, &jr->pol, tok.p, tok.len, x->in->now_s, fw->token_scratch, sizeof(fw->token_scratch), &t);
+    int rc = rw_jwt_verify(ks, &jr->pol, tok.p, tok.len, x->in->now_s, fw->token_scratch,
+                           sizeof(fw->token_scratch), &t);
     if (rc != RW_JWT_OK)
         return jwt_refuse(x, rc);
     fw->stats.jwt_verified++;
@@ -1260,7 +1273,8 @@ static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best,
     if (r->scope == RW_RL_GLOBAL) {
         rw_rl_sync *s = atomic_load_explicit(&live_sync, memory_order_acquire);
         rw_rl_sync_stats st;
-        if (s != NULL && !rw_rl_sync_up(s) && (rw_rl_sync_get_stats(s, &st), st.rounds > 0 || st.failures > 0)) {
+        if (s != NULL && !rw_rl_sync_up(s) &&
+            (rw_rl_sync_get_stats(s, &st), st.rounds > 0 || st.failures > 0)) {
             /* down (not merely still connecting after a start or a reload) */
             int policy = atomic_load_explicit(&redis_policy, memory_order_relaxed);
             x->fw->stats.rl_redis_fallback++;
@@ -1276,8 +1290,10 @@ static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best,
     uint64_t key = rl_key(x, r);
     if (!rw_rl_check(x->fw->shard, rr->reg->t, key, p, x->in->now_ms * 1000000u, &d)) {
         x->fw->stats.rl_limited++;
-        extra_add(x->out, "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: %u\r\n",
-                  d.retry_after_s, d.limit, d.retry_after_s);
+        extra_add(
+            x->out,
+            "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: %u\r\n",
+            d.retry_after_s, d.limit, d.retry_after_s);
         return refuse(x, 429, "rate limit exceeded");
     }
     if (r->headers && (!*have_best || d.remaining < best->remaining)) {
@@ -1287,7 +1303,8 @@ static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best,
     return 0;
 }
 
-int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_input *in, rw_filter_result *out)
+int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_input *in,
+                   rw_filter_result *out)
 {
     const route_rt *rr = &f->routes[in->route];
     run_ctx x = {.fw = fw, .f = f, .in = in, .out = out};
@@ -1319,11 +1336,12 @@ int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_in
     rw_rl_decision best = {0};
     bool have_best = false;
     for (size_t i = 0; i < rr->n; i++)
-        if (rr->list[i]->cfg->kind == RW_FILTER_RATE_LIMIT && run_rate_limit(&x, rr->list[i], &best, &have_best))
+        if (rr->list[i]->cfg->kind == RW_FILTER_RATE_LIMIT &&
+            run_rate_limit(&x, rr->list[i], &best, &have_best))
             return out->status;
     if (have_best)
-        extra_add(out, "RateLimit-Limit: %u\r\nRateLimit-Remaining: %u\r\nRateLimit-Reset: %u\r\n", best.limit,
-                  best.remaining, best.reset_s);
+        extra_add(out, "RateLimit-Limit: %u\r\nRateLimit-Remaining: %u\r\nRateLimit-Reset: %u\r\n",
+                  best.limit, best.remaining, best.reset_s);
     if (out->consumer >= 0) {
         const rw_consumer_cfg *c = &f->cfg->consumers[out->consumer];
         add_header(&x, "X-Consumer-ID", c->id, strlen(c->id));

@@ -122,8 +122,7 @@ ssize_t rw_base64url_decode(const char *in, size_t len, void *out, size_t cap)
     uint8_t *o = out;
     size_t k = 0, i = 0;
     for (; i + 4 <= len; i += 4) { /* four characters, three bytes */
-        int a = b64v(u[i]), b = b64v(u[i + 1]), c = b64v(u[i + 2]),
-            d = b64v(u[i + 3]);
+        int a = b64v(u[i]), b = b64v(u[i + 1]), c = b64v(u[i + 2]), d = b64v(u[i + 3]);
         if ((a | b | c | d) < 0)
             return -1;
         uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
@@ -396,8 +395,12 @@ int rw_jwt_check_times(const rw_jwt_policy *pol, const rw_jwt_token *tok, int64_
 {
     static const rw_jwt_policy no_policy;
     struct times t = {
-        .exp = tok->exp, .nbf = tok->nbf, .iat = tok->iat,
-        .has_exp = tok->has_exp, .has_nbf = tok->has_nbf, .has_iat = tok->has_iat,
+        .exp = tok->exp,
+        .nbf = tok->nbf,
+        .iat = tok->iat,
+        .has_exp = tok->has_exp,
+        .has_nbf = tok->has_nbf,
+        .has_iat = tok->has_iat,
     };
     return check_times(pol ? pol : &no_policy, &t, now_s);
 }

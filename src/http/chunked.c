@@ -87,7 +87,8 @@ void rw_chunked_init(rw_chunked *c)
  * trailer section. With wbuf (== buf, writable), chunk data is also moved to
  * the front of it as it is seen, *dlen counting the data bytes: decoding in
  * the same pass as validating. */
-static ssize_t scan(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep, char *wbuf, size_t *dlen)
+static ssize_t scan(rw_chunked *c, const char *buf, size_t len, bool *done, size_t *keep, char *wbuf,
+                    size_t *dlen)
 {
     *done = false;
     if (c->state == CS_DONE) {

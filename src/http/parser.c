@@ -261,7 +261,7 @@ static int parse_field_line(struct head *h, const char *p, const char *eol, rw_h
     }
     for (; p < eol; p++)
         if (!(cc[(unsigned char)*p] & CC_VALUE))
-            return -400; /* CR, LF, NUL, DEL or another control */
+            return -400;  /* CR, LF, NUL, DEL or another control */
     const char *ve = eol; /* trim trailing OWS */
     while (ve > s && IS_WS(ve[-1]))
         ve--;

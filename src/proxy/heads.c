@@ -43,7 +43,7 @@ static void out_uint(outbuf *o, uint64_t v)
 typedef struct conn_tokens {
     rw_str tok[8];
     int n;
-    bool overflow;        /* more than fit: ask rw_http_is_hop_by_hop */
+    bool overflow; /* more than fit: ask rw_http_is_hop_by_hop */
 } conn_tokens;
 
 static void conn_tokens_collect(conn_tokens *ct, const rw_http_header *hs, size_t n)
@@ -119,7 +119,8 @@ static bool is_skipped_request_header(rw_str name)
     }
 }
 
-ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint32_t *host_off, uint32_t *host_len)
+ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint32_t *host_off,
+                              uint32_t *host_len)
 {
     const rw_http_request *rq = in->rq;
     const rw_filter_result *fres = in->fres;

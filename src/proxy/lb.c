@@ -181,8 +181,8 @@ static int build_ring(rw_lb *lb, const char *const *names)
     return 0;
 }
 
-int rw_lb_init_named(rw_lb *lb, int policy, const uint32_t *weights, const char *const *names,
-                     uint32_t n, uint64_t seed)
+int rw_lb_init_named(rw_lb *lb, int policy, const uint32_t *weights, const char *const *names, uint32_t n,
+                     uint64_t seed)
 {
     memset(lb, 0, sizeof *lb);
     if (n == 0 || policy < RW_LB_ROUND_ROBIN || policy > RW_LB_HASH)

@@ -310,7 +310,8 @@ static void send_canned(rw_exchange *ex, const rw_canned *cn)
 }
 
 /* An error response with extra header lines (each ending CRLF), or none. */
-static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
+static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra,
+                            size_t extra_len);
 
 static void ex_send_error(rw_exchange *ex, int status, const char *msg)
 {
@@ -340,8 +341,8 @@ static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const 
     /* An unread request body leaves the connection out of sync: close it. */
     if (!ex->req_done && ex->req_body != RW_BODY_NONE)
         c->close_after = true;
-    if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 ||
-        status == 501 || status == 505)
+    if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 501 ||
+        status == 505)
         c->close_after = true;
     rw_str conn = rw_http_persist_line(ex_persist(ex));
     char body[256];
@@ -492,12 +493,12 @@ static void c_process_head(rw_conn *c)
         ex->req_done = true;
         c->state = RW_C_BUSY;
         int status = (int)-r;
-        const char *msg = status == 414 ? "request target too long"
-                        : status == 431 ? "request header fields too large"
-                        : status == 413 ? "content too large"
-                        : status == 501 ? "not implemented"
-                        : status == 505 ? "http version not supported"
-                                        : "bad request";
+        const char *msg = status == 414   ? "request target too long"
+                          : status == 431 ? "request header fields too large"
+                          : status == 413 ? "content too large"
+                          : status == 501 ? "not implemented"
+                          : status == 505 ? "http version not supported"
+                                          : "bad request";
         c->close_after = true;
         ex->req.nheaders = 0; /* a failed parse leaves no headers worth reading */
         rw__input_release(w, &c->in);
@@ -626,7 +627,8 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     ex->start_ms = now_ms(w);
     ex->method = rq->method;
     ex->minor = rq->minor;
-    ex->keep_alive = rq->keep_alive && !w->draining && !c->close_after && cfg_of(w)->http.keepalive_timeout_ms > 0;
+    ex->keep_alive =
+        rq->keep_alive && !w->draining && !c->close_after && cfg_of(w)->http.keepalive_timeout_ms > 0;
     ex->req_body = rq->body;
     ex->req_left = rq->body == RW_BODY_LENGTH ? rq->content_length : 0;
     ex->req_done = rq->body == RW_BODY_NONE || (rq->body == RW_BODY_LENGTH && rq->content_length == 0);
@@ -652,7 +654,8 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         return;
     }
     char path[RW_PATH_MAX + 1];
-    ssize_t plen = rq->path.len <= RW_PATH_MAX ? rw_path_normalize(rq->path.p, rq->path.len, path, sizeof(path)) : -1;
+    ssize_t plen =
+        rq->path.len <= RW_PATH_MAX ? rw_path_normalize(rq->path.p, rq->path.len, path, sizeof(path)) : -1;
     if (plen < 0) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         ex_send_error(ex, 400, "bad request path");
@@ -662,16 +665,18 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
                      rq->content_length > cfg->http.max_body_bytes);
 
     /* Built-in probes come before routes. */
-    if (plen == 7 && memcmp(path, "/health", 7) == 0 && (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
+    if (plen == 7 && memcmp(path, "/health", 7) == 0 &&
+        (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         send_canned(ex, &snap->health);
         return;
     }
-    if (plen == 6 && memcmp(path, "/ready", 6) == 0 && (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
+    if (plen == 6 && memcmp(path, "/ready", 6) == 0 &&
+        (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         send_canned(ex, w->draining || rw_server_shutting(w->server) ? &snap->stopping
-                       : rw_server_ready(w->server)                     ? &snap->health
-                                                                        : &snap->not_ready);
+                        : rw_server_ready(w->server)                 ? &snap->health
+                                                                     : &snap->not_ready);
         return;
     }
     rw_str host = rq->host;
@@ -895,7 +900,8 @@ static void ex_upstream_sent(rw_exchange *ex, int res)
         return;
     }
     if (!ex->req_done && ex->ur.up != NULL)
-        rw__upconn_timeout(ex->ur.up, ex->ur.svc_cfg->first_byte_timeout_ms); /* progress: restart the clock */
+        rw__upconn_timeout(ex->ur.up,
+                           ex->ur.svc_cfg->first_byte_timeout_ms); /* progress: restart the clock */
     if (ex->req_done || ex->req_abandoned)
         return;
     if (c->in.len > c->in.off) {
@@ -960,9 +966,9 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
     bool may = ex->tries < 2 && !ex->resp_head_sent && ex->req_inflight == 0 &&
                ((how == RW_UPFAIL_CONNECT && !ex->head_sent_up) ||
                 (how == RW_UPFAIL_STALE && ex->req_body == RW_BODY_NONE &&
-                 (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD || ex->method == RW_METHOD_PUT ||
-                  ex->method == RW_METHOD_DELETE || ex->method == RW_METHOD_OPTIONS ||
-                  ex->method == RW_METHOD_TRACE)));
+                 (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD ||
+                  ex->method == RW_METHOD_PUT || ex->method == RW_METHOD_DELETE ||
+                  ex->method == RW_METHOD_OPTIONS || ex->method == RW_METHOD_TRACE)));
     if (may) {
         int prev = ex->ur.inst;
         bool ok = how == RW_UPFAIL_STALE ? (ex->tries++, true) : ex_pick(ex);
@@ -976,8 +982,8 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
             return;
         }
     }
-    rw_log_warn("upstream %s (%s) failed: %s", ex->ur.svc_cfg->name, ex->ur.svc_cfg->instances[ex->ur.inst].address,
-                timeout ? "timed out" : strerror(err));
+    rw_log_warn("upstream %s (%s) failed: %s", ex->ur.svc_cfg->name,
+                ex->ur.svc_cfg->instances[ex->ur.inst].address, timeout ? "timed out" : strerror(err));
     ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
 }
 
@@ -985,8 +991,9 @@ static void ex_queue_timeout(rw_exchange *ex)
 {
     rw_pworker *w = ex->c->w;
     w->stats->upstream_queue_timeouts++;
-    rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)", ex->ur.svc_cfg->name,
-                ex->ur.svc_cfg->instances[ex->ur.inst].address, ex->ur.svc_cfg->max_conns);
+    rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)",
+                ex->ur.svc_cfg->name, ex->ur.svc_cfg->instances[ex->ur.inst].address,
+                ex->ur.svc_cfg->max_conns);
     ex_send_error(ex, 503, "upstream connection limit reached");
 }
 
@@ -1246,7 +1253,8 @@ static void ex_upstream_data(rw_exchange *ex, int res)
         if (ex->resp.status >= 100 && ex->resp.status < 200) {
             /* Interim responses: we answered 100-continue ourselves; drop them. */
             if (ex->resp.status == 101) {
-                const rw_http_header *ru = rw_http_find_header(ex->resp.headers, ex->resp.nheaders, "upgrade");
+                const rw_http_header *ru =
+                    rw_http_find_header(ex->resp.headers, ex->resp.nheaders, "upgrade");
                 if (ex->upgrade && ru != NULL && rw_str_ieq(ru->value, "websocket")) {
                     ex->tunnel = true; /* relay the 101, then bytes both ways */
                     rw__input_consume(c->w, &u->in, (uint32_t)r);
@@ -1313,7 +1321,6 @@ static void tunnel_u2c(rw_exchange *ex)
     rw__upconn_timeout(u, ex->ur.svc_cfg->first_byte_timeout_ms);
     c_send(c, &iov, 1);
 }
-
 
 static void tunnel_start(rw_exchange *ex)
 {

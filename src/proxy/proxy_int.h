@@ -29,35 +29,34 @@ typedef struct rw_hbuf {
 /* Bytes received and not yet consumed, held in a loop buffer or a head buffer. */
 typedef struct rw_input {
     char *data;
-    uint32_t len;         /* valid bytes from data */
-    uint32_t off;         /* consumed bytes */
-    int32_t buf_id;       /* loop buffer id, -1 when none */
-    rw_hbuf *hb;          /* head buffer, NULL when none */
+    uint32_t len;   /* valid bytes from data */
+    uint32_t off;   /* consumed bytes */
+    int32_t buf_id; /* loop buffer id, -1 when none */
+    rw_hbuf *hb;    /* head buffer, NULL when none */
 } rw_input;
 
 /* One instance's connection pool inside one worker. */
 typedef struct rw_upool {
-    rw_upconn *idle;      /* most recently used first */
+    rw_upconn *idle; /* most recently used first */
     uint32_t nidle;
-    uint32_t nconns;      /* open (connecting, busy or idle), against max_conns */
+    uint32_t nconns;                 /* open (connecting, busy or idle), against max_conns */
     rw_upreq *wait_head, *wait_tail; /* requests waiting for a connection slot */
 } rw_upool;
 
 typedef struct rw_svc_state {
     rw_lb lb;
-    rw_upool *pools;      /* one per instance */
-    uint32_t *active;     /* requests in flight per instance (least_conn, p2c) */
-    uint8_t *excluded;    /* scratch for rw_lb_pick */
+    rw_upool *pools;   /* one per instance */
+    uint32_t *active;  /* requests in flight per instance (least_conn, p2c) */
+    uint8_t *excluded; /* scratch for rw_lb_pick */
 } rw_svc_state;
 
 /* A worker's view of one snapshot: LB state and upstream pools. */
 typedef struct rw_wstate {
     rw_snapshot *snap;
-    rw_svc_state *svcs;   /* one per service */
-    uint32_t users;       /* exchanges and upstream conns using this state */
+    rw_svc_state *svcs;     /* one per service */
+    uint32_t users;         /* exchanges and upstream conns using this state */
     struct rw_wstate *next; /* retiring list */
 } rw_wstate;
-
 
 /* A worker's proxy state (the rw_worker_handler state of rw_proxy_handler):
  * everything here belongs to that worker's thread. */
@@ -67,11 +66,11 @@ struct rw_pworker {
     rw_worker_stats *stats; /* the worker's counters */
     rw_server *server;
     int id;
-    bool draining;        /* close_idle was called */
-    rw_wstate *ws;        /* current */
-    rw_wstate *retiring;  /* older states with users left */
-    uint32_t nconns;      /* client connections */
-    uint32_t nupconns;    /* upstream connections */
+    bool draining;       /* close_idle was called */
+    rw_wstate *ws;       /* current */
+    rw_wstate *retiring; /* older states with users left */
+    uint32_t nconns;     /* client connections */
+    uint32_t nupconns;   /* upstream connections */
     uint64_t reqid_seed;
     uint64_t reqid_counter;
     rw_conn *free_conns;
@@ -79,16 +78,16 @@ struct rw_pworker {
     rw_exchange *free_exchanges;
     rw_hbuf *free_hbufs;
     uint32_t hbuf_cap;
-    rw_conn *conns;       /* all live client connections (for drain) */
+    rw_conn *conns;              /* all live client connections (for drain) */
     struct rw_filter_worker *fw; /* access filters' state: rate-limit shard, token cache */
     rw_filter_result fres;       /* the last request's filter outcome (read while building its head) */
 };
 
 enum rw_conn_state {
-    RW_C_IDLE = 0,        /* keep-alive, waiting for a request */
-    RW_C_HEAD,            /* reading a request head */
-    RW_C_BUSY,            /* an exchange runs */
-    RW_C_LINGER,          /* final response sent, draining input before close */
+    RW_C_IDLE = 0, /* keep-alive, waiting for a request */
+    RW_C_HEAD,     /* reading a request head */
+    RW_C_BUSY,     /* an exchange runs */
+    RW_C_LINGER,   /* final response sent, draining input before close */
     RW_C_CLOSING,
 };
 
@@ -98,17 +97,17 @@ enum rw_conn_state {
  * so that there are no padding holes. */
 struct rw_conn {
     rw_pworker *w;
-    rw_transport tr;      /* the socket and what travels on it */
+    rw_transport tr; /* the socket and what travels on it */
     uint8_t state;
-    uint8_t pending;      /* ops in flight */
-    bool close_after;     /* close once the current response is sent */
-    uint8_t sending;      /* what the pending client write carries (proxy.c) */
+    uint8_t pending;  /* ops in flight */
+    bool close_after; /* close once the current response is sent */
+    uint8_t sending;  /* what the pending client write carries (proxy.c) */
     rw_op rd, wr;
     rw_timer timer;
     rw_input in;
-    rw_input held;        /* an upstream's input a pending client send still reads */
+    rw_input held; /* an upstream's input a pending client send still reads */
     rw_exchange *ex;
-    struct iovec iov[2];  /* sends of canned and error responses (c_send takes at most 2) */
+    struct iovec iov[2]; /* sends of canned and error responses (c_send takes at most 2) */
     int iovcnt;
     uint32_t requests;
     rw_conn *next, *prev; /* worker's live list / free list */
@@ -160,15 +159,15 @@ typedef struct rw_upowner {
 struct rw_upreq {
     const rw_upowner *owner;
     rw_pworker *w;
-    rw_wstate *ws;        /* the snapshot state it routed with (counted in ws->users) */
+    rw_wstate *ws; /* the snapshot state it routed with (counted in ws->users) */
     const rw_service_cfg *svc_cfg;
     int svc, inst;
-    rw_upconn *up;        /* the connection serving it, or NULL */
-    bool want_fresh;      /* retrying: do not take a pooled connection */
-    bool counted;         /* holds one svcs[svc].active[inst] */
-    bool queued;          /* waiting in the pool's queue */
+    rw_upconn *up;           /* the connection serving it, or NULL */
+    bool want_fresh;         /* retrying: do not take a pooled connection */
+    bool counted;            /* holds one svcs[svc].active[inst] */
+    bool queued;             /* waiting in the pool's queue */
     rw_upreq *qnext, *qprev; /* the pool's wait queue */
-    rw_timer queue_timer; /* waiting for a connection slot (timeouts.queue) */
+    rw_timer queue_timer;    /* waiting for a connection slot (timeouts.queue) */
 };
 
 enum rw_up_state {
@@ -182,51 +181,51 @@ struct rw_upconn {
     rw_pworker *w;
     rw_wstate *ws;
     int svc, inst;
-    rw_transport tr;      /* the socket and what travels on it (fd -1: none) */
+    rw_transport tr; /* the socket and what travels on it (fd -1: none) */
     uint8_t state;
     uint8_t pending;
-    bool reused;          /* served a request before this one */
-    bool got_bytes;       /* response bytes arrived for the current request */
+    bool reused;    /* served a request before this one */
+    bool got_bytes; /* response bytes arrived for the current request */
     rw_op rd, wr;
     rw_timer timer;
     rw_input in;
-    rw_input held;        /* a client's input a pending upstream send still reads */
-    rw_upreq *req;        /* the request it serves, or NULL */
-    struct iovec iov[3];  /* rw__upconn_send takes at most 3: head, body, end of a chunked body */
+    rw_input held;       /* a client's input a pending upstream send still reads */
+    rw_upreq *req;       /* the request it serves, or NULL */
+    struct iovec iov[3]; /* rw__upconn_send takes at most 3: head, body, end of a chunked body */
     int iovcnt;
     rw_upconn *next, *prev; /* idle list */
 };
 
 struct rw_exchange {
     rw_conn *c;
-    rw_upreq ur;          /* its upstream side (svc, inst, connection, queue) */
+    rw_upreq ur; /* its upstream side (svc, inst, connection, queue) */
     int route;
     const rw_route_cfg *rt;
     uint8_t tries;
-    uint8_t tried[2];     /* instances tried, to avoid on retry */
-    uint64_t hash;        /* load-balancing key, computed while the head is readable */
-    int err_status;       /* an error to send once the pending 100-continue is out */
+    uint8_t tried[2]; /* instances tried, to avoid on retry */
+    uint64_t hash;    /* load-balancing key, computed while the head is readable */
+    int err_status;   /* an error to send once the pending 100-continue is out */
     const char *err_msg;
-    char errbuf[896];     /* ringway's own error responses (ex->out may be in flight upstream) */
-    char rl_hdrs[112];    /* RateLimit-* lines for the response (filters with headers: true) */
+    char errbuf[896];  /* ringway's own error responses (ex->out may be in flight upstream) */
+    char rl_hdrs[112]; /* RateLimit-* lines for the response (filters with headers: true) */
     uint8_t rl_len;
     uint32_t host_off, host_len; /* the Host value inside out, patched on retry */
     int method;
     int minor;
-    bool keep_alive;      /* client connection persists after this exchange */
+    bool keep_alive; /* client connection persists after this exchange */
     bool expect_continue;
-    bool head_sent_up;    /* request head fully written upstream */
-    bool req_done;        /* request body fully forwarded */
-    bool req_abandoned;   /* response finished first: stop forwarding the body */
-    bool resp_head_done;  /* response head parsed */
-    bool resp_head_sent;  /* started answering the client */
-    bool resp_done;       /* response body fully received from upstream */
-    bool upgrade;         /* the client asked for a protocol upgrade */
-    bool tunnel;          /* 101 relayed: bytes flow both ways until a close */
-    bool c_eof, u_eof;    /* tunnel half-closes seen */
-    bool dechunk;         /* HTTP/1.0 client, chunked response: send the data only */
+    bool head_sent_up;   /* request head fully written upstream */
+    bool req_done;       /* request body fully forwarded */
+    bool req_abandoned;  /* response finished first: stop forwarding the body */
+    bool resp_head_done; /* response head parsed */
+    bool resp_head_sent; /* started answering the client */
+    bool resp_done;      /* response body fully received from upstream */
+    bool upgrade;        /* the client asked for a protocol upgrade */
+    bool tunnel;         /* 101 relayed: bytes flow both ways until a close */
+    bool c_eof, u_eof;   /* tunnel half-closes seen */
+    bool dechunk;        /* HTTP/1.0 client, chunked response: send the data only */
     int req_body;
-    uint64_t req_left;    /* RW_BODY_LENGTH: bytes still to forward */
+    uint64_t req_left; /* RW_BODY_LENGTH: bytes still to forward */
     uint64_t req_total;
     uint32_t req_inflight;  /* client input bytes being sent upstream */
     uint32_t resp_inflight; /* upstream input bytes being sent to the client */
@@ -244,10 +243,10 @@ struct rw_exchange {
     uint8_t reqid_len;
     uint32_t out_len;
     uint32_t out_cap;
-    char *out;            /* head buffer for the rewritten request / response head */
-    rw_http_request req;  /* parsed request; slices point into c->in */
+    char *out;           /* head buffer for the rewritten request / response head */
+    rw_http_request req; /* parsed request; slices point into c->in */
     rw_http_response resp;
-    rw_exchange *next;    /* free list */
+    rw_exchange *next; /* free list */
 };
 
 /* proxy.c: takes over an accepted client connection (already counted). */

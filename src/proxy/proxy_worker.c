@@ -46,8 +46,9 @@ static void pw_adopt(void *st, rw_snapshot *snap)
     rw_pworker *w = st;
     rw_wstate *ws = NULL;
     if (rw__wstate_new(w, snap, &ws) != 0) {
-        rw_log_error("cannot build upstream state for config generation %llu: out of memory; keeping the old one",
-                     (unsigned long long)snap->generation);
+        rw_log_error(
+            "cannot build upstream state for config generation %llu: out of memory; keeping the old one",
+            (unsigned long long)snap->generation);
         rw_snapshot_unref(snap);
         return;
     }

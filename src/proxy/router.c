@@ -49,7 +49,7 @@
 enum { HOST_EXACT = 0, HOST_WILD, HOST_ANY };
 
 typedef struct r_host {
-    const char *s;   /* exact name, or the suffix ".example.com" of "*.example.com" */
+    const char *s; /* exact name, or the suffix ".example.com" of "*.example.com" */
     uint32_t len;
     uint32_t kind;
 } r_host;
@@ -59,7 +59,7 @@ typedef struct r_kv {
     size_t name_len;
     const char *value;
     size_t value_len;
-    int kind;        /* enum rw_value_kind */
+    int kind; /* enum rw_value_kind */
     const regex_t *re;
 } r_kv;
 
@@ -79,7 +79,7 @@ typedef struct r_list {
 } r_list;
 
 typedef struct r_exact {
-    const char *s;   /* NULL: empty slot */
+    const char *s; /* NULL: empty slot */
     size_t len;
     uint64_t hash;
     r_list list;
@@ -87,7 +87,7 @@ typedef struct r_exact {
 
 typedef struct r_node {
     uint32_t parent;
-    r_list lv[2];    /* [0]: prefixes with a trailing '/', [1]: without */
+    r_list lv[2]; /* [0]: prefixes with a trailing '/', [1]: without */
 } r_node;
 
 typedef struct r_edge {
@@ -95,7 +95,7 @@ typedef struct r_edge {
     const char *seg;
     uint32_t seg_len;
     uint32_t parent;
-    uint32_t child;  /* 0: empty slot (the root is never a child) */
+    uint32_t child; /* 0: empty slot (the root is never a child) */
 } r_edge;
 
 struct rw_router {
@@ -156,8 +156,7 @@ static r_exact *exact_find(const rw_router *r, const char *s, size_t len, uint64
     }
 }
 
-static uint32_t edge_find(const rw_router *r, uint32_t parent, const char *seg, size_t len,
-                          r_edge **slot)
+static uint32_t edge_find(const rw_router *r, uint32_t parent, const char *seg, size_t len, r_edge **slot)
 {
     uint64_t h = edge_hash(parent, seg, len);
     for (uint32_t i = (uint32_t)h & r->emask;; i = (i + 1) & r->emask) {
@@ -169,8 +168,7 @@ static uint32_t edge_find(const rw_router *r, uint32_t parent, const char *seg, 
             }
             return NO_NODE;
         }
-        if (e->hash == h && e->parent == parent && e->seg_len == len &&
-            memcmp(e->seg, seg, len) == 0)
+        if (e->hash == h && e->parent == parent && e->seg_len == len && memcmp(e->seg, seg, len) == 0)
             return e->child;
     }
 }
@@ -277,8 +275,7 @@ static int check_route(const rw_route_cfg *rt, char *err, size_t errlen)
                 (kv[j].kind == RW_VALUE_REGEX && kv[j].re == NULL) ||
                 (kv[j].kind != RW_VALUE_EXACT && kv[j].kind != RW_VALUE_REGEX &&
                  kv[j].kind != RW_VALUE_PRESENT)) {
-                snprintf(err, errlen, "route %s: invalid %s predicate %zu", name,
-                         q ? "query" : "header", j);
+                snprintf(err, errlen, "route %s: invalid %s predicate %zu", name, q ? "query" : "header", j);
                 return -1;
             }
         }
@@ -354,9 +351,8 @@ rw_router *rw_router_build(const rw_config *cfg, char *err, size_t errlen)
     r->emask = pow2_at_least(nsegs * 2) - 1;
     r->etab = calloc((size_t)r->emask + 1, sizeof *r->etab);
     r->nodes = calloc(nsegs + 1, sizeof *r->nodes);
-    if (r->routes == NULL || r->hosts == NULL || r->kvs == NULL || r->rx == NULL ||
-        r->rx_routes == NULL || r->pathless == NULL || r->xtab == NULL || r->etab == NULL ||
-        r->nodes == NULL)
+    if (r->routes == NULL || r->hosts == NULL || r->kvs == NULL || r->rx == NULL || r->rx_routes == NULL ||
+        r->pathless == NULL || r->xtab == NULL || r->etab == NULL || r->nodes == NULL)
         goto nomem;
     r->nexact = (uint32_t)nexact;
     r->nnodes = 1; /* the root */
@@ -478,8 +474,7 @@ static int host_score(const rw_router *r, const r_route *rr, rw_str host)
             break;
         case HOST_WILD:
             /* ".example.com" needs at least one character of label before it */
-            if (host.len > h->len &&
-                strncasecmp(host.p + host.len - h->len, h->s, h->len) == 0) {
+            if (host.len > h->len && strncasecmp(host.p + host.len - h->len, h->s, h->len) == 0) {
                 int s = 2 + (int)RW_MIN(h->len, 0xfff0u);
                 if (s > best)
                     best = s;
@@ -716,21 +711,21 @@ int rw_router_match(const rw_router *r, const rw_route_input *in)
 
 /* ---- upstream target ---------------------------------------------------- */
 
-ssize_t rw_route_upstream_target(const rw_route_cfg *rt, const char *path, size_t path_len,
-                                 rw_str query, char *out, size_t cap)
+ssize_t rw_route_upstream_target(const rw_route_cfg *rt, const char *path, size_t path_len, rw_str query,
+                                 char *out, size_t cap)
 {
     const char *p = path != NULL ? path : "";
     size_t n = path != NULL ? path_len : 0;
     size_t o = 0;
 
-#define PUT(src, len)                                                                              \
-    do {                                                                                           \
-        size_t l_ = (len);                                                                         \
-        if (l_ >= cap - o)                                                                         \
-            return -1;                                                                             \
-        if (l_ > 0)                                                                                \
-            memcpy(out + o, (src), l_);                                                            \
-        o += l_;                                                                                   \
+#define PUT(src, len)                                                                                        \
+    do {                                                                                                     \
+        size_t l_ = (len);                                                                                   \
+        if (l_ >= cap - o)                                                                                   \
+            return -1;                                                                                       \
+        if (l_ > 0)                                                                                          \
+            memcpy(out + o, (src), l_);                                                                      \
+        o += l_;                                                                                             \
     } while (0)
 
     if (cap == 0)

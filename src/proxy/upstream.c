@@ -148,7 +148,8 @@ int rw__wstate_new(rw_pworker *w, rw_snapshot *snap, rw_wstate **out)
         ss->pools = calloc(n, sizeof(rw_upool));
         ss->active = calloc(n, sizeof(uint32_t));
         ss->excluded = calloc(n, 1);
-        if (weights == NULL || names == NULL || ss->pools == NULL || ss->active == NULL || ss->excluded == NULL) {
+        if (weights == NULL || names == NULL || ss->pools == NULL || ss->active == NULL ||
+            ss->excluded == NULL) {
             free(weights);
             free(names);
             goto fail;
@@ -278,9 +279,9 @@ void rw__upconn_close(rw_upconn *u)
 static void upconn_fail(rw_upconn *u, int err, bool timeout)
 {
     rw_upreq *r = u->req;
-    int how = u->state == RW_U_CONNECTING ? RW_UPFAIL_CONNECT
-            : (u->reused && !u->got_bytes && !timeout) ? RW_UPFAIL_STALE
-                                                        : RW_UPFAIL_OTHER;
+    int how = u->state == RW_U_CONNECTING                ? RW_UPFAIL_CONNECT
+              : (u->reused && !u->got_bytes && !timeout) ? RW_UPFAIL_STALE
+                                                         : RW_UPFAIL_OTHER;
     rw__upconn_close(u);
     if (r != NULL) {
         r->up = NULL;
@@ -426,7 +427,8 @@ static void enqueue(rw_upreq *r, rw_upool *p, bool front)
         r->qnext->qprev = r;
     else
         p->wait_tail = r;
-    uint32_t ms = r->svc_cfg->queue_timeout_ms ? r->svc_cfg->queue_timeout_ms : r->svc_cfg->connect_timeout_ms;
+    uint32_t ms =
+        r->svc_cfg->queue_timeout_ms ? r->svc_cfg->queue_timeout_ms : r->svc_cfg->connect_timeout_ms;
     rw_timer_init(&r->queue_timer, on_queue_timer);
     rw_timer_set(rw_loop_timers(w->loop), &r->queue_timer, rw_loop_now(w->loop) + ms);
     w->stats->upstream_queued++;

@@ -32,8 +32,8 @@ H_TEST(headers, hop_by_hop_request_headers_dropped)
                        r.body);
     char *conn = h_echoed(r.body, "Connection");
     cr_expect(!h_list_has(conn, "X-Drop-Me"), "Connection forwarded as sent: %s", conn);
-    cr_expect_str_eq(h_echoed(r.body, "X-Keep-Me") ? h_echoed(r.body, "X-Keep-Me") : "(missing)", "Some  Value",
-                     "X-Keep-Me not kept as sent");
+    cr_expect_str_eq(h_echoed(r.body, "X-Keep-Me") ? h_echoed(r.body, "X-Keep-Me") : "(missing)",
+                     "Some  Value", "X-Keep-Me not kept as sent");
     cr_expect(strstr(r.body, "\r\nx-lower-case: kept\r\n") != NULL,
               "x-lower-case not kept as sent (name case or value):\n%s", r.body);
     cr_expect_str_eq(h_echoed(r.body, "Accept") ? h_echoed(r.body, "Accept") : "(missing)", "*/*");
@@ -75,9 +75,10 @@ H_TEST(headers, forwarded_headers_added)
     cr_assert_eq(r.status, 200);
     cr_expect_str_eq(h_echoed(r.body, "X-Forwarded-For") ? h_echoed(r.body, "X-Forwarded-For") : "(missing)",
                      "127.0.0.1", "\n%s", r.body);
-    cr_expect_str_eq(h_echoed(r.body, "X-Forwarded-Proto") ? h_echoed(r.body, "X-Forwarded-Proto") : "(missing)",
-                     "http");
-    cr_expect_str_eq(h_echoed(r.body, "X-Forwarded-Host") ? h_echoed(r.body, "X-Forwarded-Host") : "(missing)",
+    cr_expect_str_eq(
+        h_echoed(r.body, "X-Forwarded-Proto") ? h_echoed(r.body, "X-Forwarded-Proto") : "(missing)", "http");
+    cr_expect_str_eq(h_echoed(r.body, "X-Forwarded-Host") ? h_echoed(r.body, "X-Forwarded-Host")
+                                                          : "(missing)",
                      "api.example.test:8443");
     char *via = h_echoed(r.body, "Via");
     cr_expect(via && strstr(via, "1.1"), "Via missing or without the protocol version: %s",

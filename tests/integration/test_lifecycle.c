@@ -50,8 +50,10 @@ static void ab_keepalive(const char *url)
     cr_assert_eq(code, 0, "ab -k on %s failed (%d): %s %s", url, code, c->out, c->err);
     cr_assert(strstr(c->out, "Complete requests:      50") != NULL, "ab -k on %s:\n%s", url, c->out);
     cr_assert(strstr(c->out, "Failed requests:        0") != NULL, "ab -k on %s:\n%s", url, c->out);
-    cr_assert(strstr(c->out, "Keep-Alive requests:    50") != NULL, "ab -k on %s: not every response kept the "
-              "connection:\n%s", url, c->out);
+    cr_assert(strstr(c->out, "Keep-Alive requests:    50") != NULL,
+              "ab -k on %s: not every response kept the "
+              "connection:\n%s",
+              url, c->out);
 }
 
 H_TEST(lifecycle, http10_keepalive_on_every_response_kind)
@@ -139,7 +141,8 @@ H_TEST(lifecycle, request_trailers_never_reach_the_upstream)
     cr_assert_eq(h_read_response(c, &r, 0), H_OK);
     cr_assert_str_eq(r.body, "abcde");
     /* trailers split over many reads */
-    h_sends(c, "POST /trailers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-Con");
+    h_sends(c,
+            "POST /trailers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\nX-Con");
     h_sleep_ms(50);
     h_sends(c, "sumer-ID: c-evil\r\n");
     h_sleep_ms(50);
@@ -163,9 +166,9 @@ H_PTEST(int *, np, lifecycle, max_conns_exact_with_two_workers, .description = "
     int n = *np;
     int admin = h_free_port();
     h_proxy *p = h_proxy_start(&(h_proxy_opts){.config = h_fmt("admin: \"127.0.0.1:%d\"\n", admin),
-                                                .workers = 2,
-                                                .no_wait = true,
-                                                .args = {"--max-conns", h_fmt("%d", n)}});
+                                               .workers = 2,
+                                               .no_wait = true,
+                                               .args = {"--max-conns", h_fmt("%d", n)}});
     cr_assert(h_wait_status(admin, "/health", 200, 5000) || true);
     h_sleep_ms(300);
     h_conn *c[8];
@@ -183,7 +186,8 @@ H_PTEST(int *, np, lifecycle, max_conns_exact_with_two_workers, .description = "
     h_sleep_ms(200);
     h_conn *again = h_connect(p->port);
     h_resp r;
-    cr_assert_eq(h_request(again, "GET", "/health", NULL, NULL, 0, &r), H_OK, "a freed slot was not reusable");
+    cr_assert_eq(h_request(again, "GET", "/health", NULL, NULL, 0, &r), H_OK,
+                 "a freed slot was not reusable");
     h_get(admin, "/metrics", &r);
     cr_assert(strstr(r.body, "ringway_connections_rejected_total{reason=\"max_conns\"} 3") != NULL,
               "refusals not counted:\n%s", r.body);
@@ -207,7 +211,8 @@ H_TEST(lifecycle, io_auto_falls_back_when_enter_is_denied)
         h_get(admin, "/status", &r);
     kill(c->pid, SIGTERM);
     int code = h_cmd_wait(c, 5000);
-    cr_assert(up, "--io auto under a filter that denies io_uring_enter did not serve (exit %d):\n%s", code, c->err);
+    cr_assert(up, "--io auto under a filter that denies io_uring_enter did not serve (exit %d):\n%s", code,
+              c->err);
     cr_assert(strstr(r.body, "\"io\":\"epoll\"") != NULL, "/status does not say epoll:\n%s", r.body);
     cr_assert(strstr(c->err, "io_uring is not available") != NULL, "no word about the fallback:\n%s", c->err);
     cr_assert(strstr(c->err, "on epoll") != NULL, "the start-up line does not say epoll:\n%s", c->err);
@@ -228,10 +233,11 @@ H_TEST(lifecycle, build_info_names_the_backend)
     h_resp r;
     h_get(admin, "/metrics", &r);
     const char *io = strcmp(h_io(), "epoll") == 0 ? "epoll" : "io_uring";
-    cr_assert(strstr(r.body, h_fmt("io=\"%s\"} 1", io)) != NULL, "ringway_build_info lacks io=%s:\n%s", io, r.body);
+    cr_assert(strstr(r.body, h_fmt("io=\"%s\"} 1", io)) != NULL, "ringway_build_info lacks io=%s:\n%s", io,
+              r.body);
     cr_assert(strstr(r.body, "ringway_build_info{version=\"") != NULL, "%s", r.body);
-    cr_assert(h_proxy_log_contains(p, "workers (set: 1)"), "the start-up line does not say how workers was chosen:\n%s",
-              h_proxy_log(p));
+    cr_assert(h_proxy_log_contains(p, "workers (set: 1)"),
+              "the start-up line does not say how workers was chosen:\n%s", h_proxy_log(p));
 }
 
 /* ---- the admin port never blocks the control thread ---- */
@@ -239,8 +245,8 @@ H_TEST(lifecycle, build_info_names_the_backend)
 H_TEST(lifecycle, dribbling_admin_client_does_not_delay_sigterm)
 {
     int admin = h_free_port();
-    h_proxy *p = h_proxy_start(
-        &(h_proxy_opts){.config = h_fmt("admin: \"127.0.0.1:%d\"\nshutdown_delay: 3s\n", admin), .drain = "2s"});
+    h_proxy *p = h_proxy_start(&(h_proxy_opts){
+        .config = h_fmt("admin: \"127.0.0.1:%d\"\nshutdown_delay: 3s\n", admin), .drain = "2s"});
     /* three slow clients, one byte every 100 ms */
     h_conn *d[3];
     for (int i = 0; i < 3; i++)
@@ -309,18 +315,19 @@ H_TEST(lifecycle, shutdown_delay_serves_under_load_then_drains)
         cr_skip_test("wrk is not installed");
     h_upstream *u = h_upstream_start("u1", NULL);
     int admin = h_free_port();
-    h_proxy *p = h_proxy_start(&(h_proxy_opts){
-        .config = h_fmt("%sadmin: \"127.0.0.1:%d\"\n", h_basic_config(u, NULL, NULL), admin),
-        .workers = 2,
-        .drain = "5s",
-        .args = {"--shutdown-delay", "3s"}});
+    h_proxy *p = h_proxy_start(
+        &(h_proxy_opts){.config = h_fmt("%sadmin: \"127.0.0.1:%d\"\n", h_basic_config(u, NULL, NULL), admin),
+                        .workers = 2,
+                        .drain = "5s",
+                        .args = {"--shutdown-delay", "3s"}});
     h_cmd *w = h_cmd_start("wrk -t2 -c64 -d2s http://127.0.0.1:%d/x", p->port);
     h_sleep_ms(200);
     int64_t t0 = h_now_ms();
     h_proxy_signal(p, SIGTERM);
     bool ready503 = h_wait_status(admin, "/ready", 503, 1000);
     int64_t took = h_now_ms() - t0;
-    cr_assert(ready503 && took <= 100, "/ready answered 503 after %lld ms (want within 100)", (long long)took);
+    cr_assert(ready503 && took <= 100, "/ready answered 503 after %lld ms (want within 100)",
+              (long long)took);
     int code = h_cmd_wait(w, 10000);
     cr_assert_eq(code, 0, "wrk failed (%d): %s %s", code, w->out, w->err);
     cr_assert_null(strstr(w->out, "Socket errors:"), "socket errors during the shutdown delay:\n%s", w->out);
@@ -349,8 +356,8 @@ H_TEST(lifecycle, drain_deadline_cut_is_an_exit_status)
     int st = h_proxy_wait_exit(p, 4000);
     cr_assert_neq(st, -1, "ringway ignored the drain timeout");
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 3, "a drain cut short should exit 3, got status %d", st);
-    cr_assert(h_proxy_log_contains(p, "1 requests were still in flight"), "the log does not count the cut:\n%s",
-              h_proxy_log(p));
+    cr_assert(h_proxy_log_contains(p, "1 requests were still in flight"),
+              "the log does not count the cut:\n%s", h_proxy_log(p));
 }
 
 /* ---- a response ends one way ---- */
@@ -376,7 +383,9 @@ H_TEST(lifecycle, slow_client_is_not_an_upstream_timeout)
     cr_assert_eq(r.body_len, 33554432);
     cr_assert_eq(r.body_fnv, h_pattern_fnv(33554432));
     h_get(admin, "/metrics", &r);
-    cr_assert(strstr(r.body, "ringway_upstream_timeouts_total 0") != NULL, "a slow client counted as an upstream "
-              "timeout:\n%s", r.body);
+    cr_assert(strstr(r.body, "ringway_upstream_timeouts_total 0") != NULL,
+              "a slow client counted as an upstream "
+              "timeout:\n%s",
+              r.body);
     cr_assert(!h_proxy_log_contains(p, "timed out"), "%s", h_proxy_log(p));
 }

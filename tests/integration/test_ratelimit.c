@@ -125,7 +125,8 @@ H_TEST(ratelimit, refusal_carries_retry_after_and_ratelimit_headers)
     cr_assert_eq(h_request(c, "GET", "/x", NULL, NULL, 0, &r), H_OK);
     cr_assert_eq(r.status, 200);
     cr_expect_str_eq(h_hdr(&r, "RateLimit-Limit") ? h_hdr(&r, "RateLimit-Limit") : "-", "2", "%s", r.head);
-    cr_expect_str_eq(h_hdr(&r, "RateLimit-Remaining") ? h_hdr(&r, "RateLimit-Remaining") : "-", "1", "%s", r.head);
+    cr_expect_str_eq(h_hdr(&r, "RateLimit-Remaining") ? h_hdr(&r, "RateLimit-Remaining") : "-", "1", "%s",
+                     r.head);
     cr_expect_not_null(h_hdr(&r, "RateLimit-Reset"));
     h_resp_free(&r);
     cr_assert_eq(h_request(c, "GET", "/x", NULL, NULL, 0, &r), H_OK);
@@ -137,7 +138,8 @@ H_TEST(ratelimit, refusal_carries_retry_after_and_ratelimit_headers)
     cr_expect(retry >= 1 && retry <= 31, "Retry-After %ld (one token per 30 s)", retry);
     cr_expect_str_eq(h_hdr(&r, "RateLimit-Remaining") ? h_hdr(&r, "RateLimit-Remaining") : "-", "0");
     cr_expect_str_eq(h_hdr(&r, "Content-Type"), "application/json");
-    cr_expect(strstr(r.body, "\"error\":\"rate limit exceeded\"") && strstr(r.body, "\"request_id\""), "%s", r.body);
+    cr_expect(strstr(r.body, "\"error\":\"rate limit exceeded\"") && strstr(r.body, "\"request_id\""), "%s",
+              r.body);
     h_resp_free(&r);
     /* the connection stays usable */
     cr_assert_eq(h_request(c, "GET", "/x", NULL, NULL, 0, &r), H_OK);
@@ -164,7 +166,8 @@ H_TEST(ratelimit, spread_over_workers_within_two_percent)
 H_TEST(ratelimit, keys_separate_clients)
 {
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_run(config(u, NULL, "      - rate_limit: {key: \"header:X-Client\", rate: 3/min}\n"));
+    h_proxy *p =
+        h_proxy_run(config(u, NULL, "      - rate_limit: {key: \"header:X-Client\", rate: 3/min}\n"));
     h_conn *c = h_connect(p->port);
     int ok = 0, limited = 0;
     burst(c, 5, "X-Client: a\r\n", &ok, &limited);
@@ -224,8 +227,9 @@ H_TEST(ratelimit, key_flood_is_bounded)
     /* 20000 distinct keys into a 256-key table and shard: memory stays flat,
      * a hot key is still limited afterwards. */
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_run(config(u, "rate_limit_shard_keys: 256\n",
-                                    "      - rate_limit: {key: \"header:X-Client\", rate: 5/min, max_keys: 256}\n"));
+    h_proxy *p =
+        h_proxy_run(config(u, "rate_limit_shard_keys: 256\n",
+                           "      - rate_limit: {key: \"header:X-Client\", rate: 5/min, max_keys: 256}\n"));
     h_conn *c = h_connect(p->port);
     /* Warm up first: receives rotate through the loop's whole buffer ring,
      * whose pages count in RSS once touched. */
@@ -254,8 +258,9 @@ H_TEST(ratelimit, key_flood_is_bounded)
 
 static h_proxy *start_global(const h_upstream *u, const redis *rd, const char *policy, int interval_ms)
 {
-    char *cfg = config(u, h_fmt("redis:\n  url: \"redis://127.0.0.1:%d/0\"\n  on_failure: %s\n", rd->port, policy),
-                       "      - rate_limit: {name: shared, key: route, rate: 200/s, burst: 5, scope: global}\n");
+    char *cfg =
+        config(u, h_fmt("redis:\n  url: \"redis://127.0.0.1:%d/0\"\n  on_failure: %s\n", rd->port, policy),
+               "      - rate_limit: {name: shared, key: route, rate: 200/s, burst: 5, scope: global}\n");
     h_proxy_opts o = {.config = cfg, .workers = 2, .log_level = "warn"};
     o.args[0] = "--sync-interval";
     o.args[1] = h_fmt("%dms", interval_ms);
@@ -295,12 +300,15 @@ H_TEST(ratelimit, three_nodes_share_a_global_limit)
     double secs = (double)(h_now_ms() - t0) / 1000.0;
     double want = 200.0 * secs + 5;
     double floor = 200.0 * (secs - (double)idle_ms / 1000.0) + 5;
-    cr_log_info("3 nodes, one global limit: allowed %d, refused %d in %.2f s; limit %.0f (%+.2f%%); client stalls "
-                "%lld ms", ok, limited, secs, want, 100.0 * (ok - want) / want, (long long)idle_ms);
+    cr_log_info(
+        "3 nodes, one global limit: allowed %d, refused %d in %.2f s; limit %.0f (%+.2f%%); client stalls "
+        "%lld ms",
+        ok, limited, secs, want, 100.0 * (ok - want) / want, (long long)idle_ms);
     cr_expect(limited > 0, "the limit was never reached (%d allowed)", ok);
-    cr_expect(ok >= floor * 0.95 && ok <= want * 1.05,
-              "3 nodes allowed %d in %.2f s; the global limit is %.0f (±5%%; %.0f after %lld ms of client stalls)", ok,
-              secs, want, floor, (long long)idle_ms);
+    cr_expect(
+        ok >= floor * 0.95 && ok <= want * 1.05,
+        "3 nodes allowed %d in %.2f s; the global limit is %.0f (±5%%; %.0f after %lld ms of client stalls)",
+        ok, secs, want, floor, (long long)idle_ms);
     redis_stop(&rd);
 }
 
@@ -356,8 +364,8 @@ H_TEST(ratelimit, redis_down_then_back)
     double secs = (double)(h_now_ms() - t0) / 1000.0;
     double want = 200.0 * secs + 5;
     cr_log_info("after Redis came back: 2 nodes allowed %d in %.2f s; one limit is %.0f", ok, secs, want);
-    cr_expect(ok <= want * 1.15, "2 nodes allowed %d in %.2f s: accounting did not resume (limit %.0f)", ok, secs,
-              want);
+    cr_expect(ok <= want * 1.15, "2 nodes allowed %d in %.2f s: accounting did not resume (limit %.0f)", ok,
+              secs, want);
     cr_expect(ok >= want * 0.85, "2 nodes allowed only %d in %.2f s (limit %.0f)", ok, secs, want);
     redis_stop(&rd);
 }

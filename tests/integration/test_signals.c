@@ -72,7 +72,8 @@ H_TEST(signals, bad_reload_keeps_old_config, .description = "log says why")
     h_proxy *p = h_proxy_start(&(h_proxy_opts){.config = gen_config(u, 1), .expect_errors = true});
     h_proxy_write_config(p, "routes:\n  - name: broken\n    paths: [{exact: /x}\n");
     h_proxy_signal(p, SIGHUP);
-    cr_assert(h_proxy_wait_log(p, "reload failed", 1, 5000), "no word of the failed reload:\n%s", h_proxy_log(p));
+    cr_assert(h_proxy_wait_log(p, "reload failed", 1, 5000), "no word of the failed reload:\n%s",
+              h_proxy_log(p));
     cr_assert(p->running && h_proxy_wait_exit(p, 0) == -1, "ringway exited on a bad reload");
     h_resp r;
     h_get(p->port, "/v", &r);

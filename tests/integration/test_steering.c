@@ -83,7 +83,8 @@ H_TEST(steering, cpu_lands_on_the_workers_cpu)
     long got[2][8];
     run_steered(2, NULL, 10, got);
     for (int k = 0; k < 2; k++) {
-        cr_expect_eq(got[k][k], 10, "connections from CPU index %d: worker %d accepted %ld of 10 (other: %ld)", k, k,
+        cr_expect_eq(got[k][k], 10,
+                     "connections from CPU index %d: worker %d accepted %ld of 10 (other: %ld)", k, k,
                      got[k][k], got[k][1 - k]);
         cr_expect_eq(got[k][1 - k], 0, "connections from CPU index %d: worker %d accepted %ld", k, 1 - k,
                      got[k][1 - k]);
@@ -95,9 +96,11 @@ H_TEST(steering, cpu_with_more_workers_than_cpus)
     long got[2][8];
     run_steered(4, NULL, 16, got); /* workers 0, 2 on the first CPU; 1, 3 on the second */
     for (int k = 0; k < 2; k++) {
-        cr_expect_eq(got[k][k] + got[k][k + 2], 16, "connections from CPU index %d: workers %d and %d accepted %ld + %ld of 16",
-                     k, k, k + 2, got[k][k], got[k][k + 2]);
-        cr_expect_eq(got[k][1 - k] + got[k][3 - k], 0, "connections from CPU index %d reached the other CPU's workers", k);
+        cr_expect_eq(got[k][k] + got[k][k + 2], 16,
+                     "connections from CPU index %d: workers %d and %d accepted %ld + %ld of 16", k, k, k + 2,
+                     got[k][k], got[k][k + 2]);
+        cr_expect_eq(got[k][1 - k] + got[k][3 - k], 0,
+                     "connections from CPU index %d reached the other CPU's workers", k);
     }
 }
 

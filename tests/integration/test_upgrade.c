@@ -27,8 +27,7 @@
 
 #include "harness.h"
 
-#define UPGRADE_HEAD                                                                                         \
-    "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+#define UPGRADE_HEAD "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
 
 static char upper(char ch)
 {
@@ -199,15 +198,15 @@ static void tun_pump(tun *ts, int nt)
                     last = h_now_ms();
                 } else {
                     cr_assert(r == -1 && (errno == EAGAIN || errno == EINTR),
-                              "tunnel %d: closed after %zu of %zu echoed bytes (%zu sent): %s", i, t->got, t->n,
-                              t->sent, r == 0 ? "EOF" : strerror(errno));
+                              "tunnel %d: closed after %zu of %zu echoed bytes (%zu sent): %s", i, t->got,
+                              t->n, t->sent, r == 0 ? "EOF" : strerror(errno));
                 }
             }
         }
         if (h_now_ms() - last > 10000) {
             for (int i = 0; i < nt; i++)
-                cr_assert(ts[i].got == ts[i].n, "tunnel %d stalled: sent %zu of %zu, got back %zu", i, ts[i].sent,
-                          ts[i].n, ts[i].got);
+                cr_assert(ts[i].got == ts[i].n, "tunnel %d stalled: sent %zu of %zu, got back %zu", i,
+                          ts[i].sent, ts[i].n, ts[i].got);
         }
     }
     free(pf);
@@ -215,8 +214,8 @@ static void tun_pump(tun *ts, int nt)
         tun *t = &ts[i];
         for (size_t k = 0; k < t->n; k++)
             if (t->in[k] != upper(t->out[k]))
-                cr_assert_fail("tunnel %d: echo differs at byte %zu of %zu: got 0x%02x, want 0x%02x", i, k, t->n,
-                               (unsigned char)t->in[k], (unsigned char)upper(t->out[k]));
+                cr_assert_fail("tunnel %d: echo differs at byte %zu of %zu: got 0x%02x, want 0x%02x", i, k,
+                               t->n, (unsigned char)t->in[k], (unsigned char)upper(t->out[k]));
     }
 }
 
@@ -277,12 +276,14 @@ H_TEST(upgrade, upgrade_headers_forwarded)
                        NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 200, "status %d", r.status);
-    cr_assert(h_list_has(h_echoed(r.body, "Connection"), "upgrade"), "upstream did not get Connection: upgrade:\n%s",
-              r.body);
+    cr_assert(h_list_has(h_echoed(r.body, "Connection"), "upgrade"),
+              "upstream did not get Connection: upgrade:\n%s", r.body);
     cr_assert_str_eq(h_echoed(r.body, "Upgrade") ? h_echoed(r.body, "Upgrade") : "(missing)", "websocket",
                      "upstream did not get the Upgrade header:\n%s", r.body);
-    cr_assert_null(h_echoed(r.body, "X-Hop"), "a header named by Connection reached the upstream:\n%s", r.body);
-    cr_assert_str_eq(h_echoed(r.body, "Sec-WebSocket-Key") ? h_echoed(r.body, "Sec-WebSocket-Key") : "(missing)",
+    cr_assert_null(h_echoed(r.body, "X-Hop"), "a header named by Connection reached the upstream:\n%s",
+                   r.body);
+    cr_assert_str_eq(h_echoed(r.body, "Sec-WebSocket-Key") ? h_echoed(r.body, "Sec-WebSocket-Key")
+                                                           : "(missing)",
                      "dGhlIHNhbXBsZSBub25jZQ==");
     /* and the connection is still plain HTTP */
     rc = h_request(c, "GET", "/next", NULL, NULL, 0, &r);
@@ -368,8 +369,8 @@ H_TEST(upgrade, upstream_half_closes_first)
     cr_assert_eq(shutdown(c->fd, SHUT_WR), 0);
     /* both sides done: ringway lets go of the connection */
     long active;
-    cr_assert(wait_no_conns(admin, &active), "%ld connections still open 5 s after both sides of a tunnel closed",
-              active);
+    cr_assert(wait_no_conns(admin, &active),
+              "%ld connections still open 5 s after both sides of a tunnel closed", active);
 }
 
 H_TEST(upgrade, client_half_closes_before_the_101)
@@ -419,7 +420,8 @@ H_TEST(upgrade, head_in_pieces_then_tunnel)
     h_sends(c, "\r\nearly");
     h_resp r;
     cr_assert_eq(h_read_response(c, &r, 0), H_OK);
-    cr_assert_eq(r.status, 101, "an upgrade request head sent in pieces got %d:\n%s%s", r.status, r.head, r.body);
+    cr_assert_eq(r.status, 101, "an upgrade request head sent in pieces got %d:\n%s%s", r.status, r.head,
+                 r.body);
     char got[8];
     size_t k = read_raw(c, got, 5, 5000);
     cr_assert(k == 5 && memcmp(got, "EARLY", 5) == 0, "got [%.*s]", (int)k, got);
@@ -442,7 +444,8 @@ H_TEST(upgrade, upstream_bytes_right_behind_the_101)
     cr_assert_eq(r.status, 101);
     char got[16];
     size_t k = read_raw(c, got, 8, 5000);
-    cr_assert(k == 8 && memcmp(got, "welcome\n", 8) == 0, "the upstream's greeting came as [%.*s]", (int)k, got);
+    cr_assert(k == 8 && memcmp(got, "welcome\n", 8) == 0, "the upstream's greeting came as [%.*s]", (int)k,
+              got);
     tunnel_ping(c, "after greeting");
     tunnel_bye(c, "greeting tunnel");
 }
@@ -461,18 +464,21 @@ H_TEST(upgrade, non_101_answer_is_an_ordinary_response)
     cr_assert_eq(r.status, 200);
     cr_assert_eq(r.body_len, 0);
     cr_assert(!h_list_has(h_hdr(&r, "Connection"), "upgrade"), "a 200 said Connection: upgrade:\n%s", r.head);
-    cr_assert(!h_list_has(h_hdr(&r, "Connection"), "close"), "a 200 to an upgrade request closes:\n%s", r.head);
+    cr_assert(!h_list_has(h_hdr(&r, "Connection"), "close"), "a 200 to an upgrade request closes:\n%s",
+              r.head);
     rc = h_request(c, "GET", "/second", NULL, NULL, 0, &r);
     cr_assert_eq(rc, H_OK, "the connection did not survive a refused upgrade (%d)", rc);
     cr_assert_str_eq(r.body, "u1 GET /second\n");
 
     /* pipelined behind a refused upgrade */
-    cr_assert_eq(h_sends(c, "GET /status/204 HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
-                            "GET /piped HTTP/1.1\r\nHost: x\r\n\r\n"),
-                 H_OK);
+    cr_assert_eq(
+        h_sends(c, "GET /status/204 HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+                   "GET /piped HTTP/1.1\r\nHost: x\r\n\r\n"),
+        H_OK);
     cr_assert_eq(h_read_response(c, &r, 0), H_OK);
     cr_assert_eq(r.status, 204);
-    cr_assert_eq(h_read_response(c, &r, 0), H_OK, "no answer to a request pipelined behind a refused upgrade");
+    cr_assert_eq(h_read_response(c, &r, 0), H_OK,
+                 "no answer to a request pipelined behind a refused upgrade");
     cr_assert_str_eq(r.body, "u1 GET /piped\n");
 
     /* a 4xx with a body, then an upgrade on the same connection that succeeds */
@@ -536,9 +542,11 @@ H_TEST(upgrade, switch_to_another_protocol_is_a_502)
     h_proxy *p = h_start_basic(NULL, NULL, NULL);
     h_conn *c = h_connect(p->port);
     h_resp r;
-    int rc = h_request(c, "GET", "/upgrade?as=h2c", "Connection: upgrade\r\nUpgrade: websocket\r\n", NULL, 0, &r);
+    int rc =
+        h_request(c, "GET", "/upgrade?as=h2c", "Connection: upgrade\r\nUpgrade: websocket\r\n", NULL, 0, &r);
     cr_assert_eq(rc, H_OK, "no response (%d)", rc);
-    cr_assert_eq(r.status, 502, "a 101 to h2c for a websocket request was answered %d:\n%s", r.status, r.head);
+    cr_assert_eq(r.status, 502, "a 101 to h2c for a websocket request was answered %d:\n%s", r.status,
+                 r.head);
     h_get(p->port, "/after", &r);
     cr_assert_str_eq(r.body, "u1 GET /after\n");
 }
@@ -569,7 +577,8 @@ H_PTEST(token_case *, tc, upgrade, other_tokens_are_dropped)
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 200);
     cr_assert_null(h_echoed(r.body, "Upgrade"), "Upgrade: %s reached the upstream:\n%s", tc->upgrade, r.body);
-    cr_assert(!h_list_has(h_echoed(r.body, "Connection"), "upgrade"), "upstream got Connection: upgrade:\n%s", r.body);
+    cr_assert(!h_list_has(h_echoed(r.body, "Connection"), "upgrade"), "upstream got Connection: upgrade:\n%s",
+              r.body);
     cr_assert_null(h_echoed(r.body, "HTTP2-Settings"), "HTTP2-Settings reached the upstream:\n%s", r.body);
     rc = h_request(c, "GET", "/upgrade", hdrs, NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
@@ -587,8 +596,8 @@ H_TEST(upgrade, upgrade_header_alone_is_dropped)
     int rc = h_request(c, "GET", "/upgrade-head", "Upgrade: h2c\r\n", NULL, 0, &r);
     cr_assert_eq(rc, H_OK);
     cr_assert_eq(r.status, 200);
-    cr_assert_null(h_echoed(r.body, "Upgrade"), "Upgrade without Connection: upgrade reached the upstream:\n%s",
-                   r.body);
+    cr_assert_null(h_echoed(r.body, "Upgrade"),
+                   "Upgrade without Connection: upgrade reached the upstream:\n%s", r.body);
     cr_assert(!h_list_has(h_echoed(r.body, "Connection"), "upgrade"), "upstream got Connection: upgrade:\n%s",
               r.body);
     /* /echo too (the generic endpoint) */
@@ -619,7 +628,8 @@ H_TEST(upgrade, twenty_concurrent_tunnels)
         UPGRADE_HEAD,
         "GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
         "GET /upgrade HTTP/1.1\r\nhost: x\r\nconnection: UPGRADE\r\nupgrade: WebSocket\r\n\r\n",
-        "GET /upgrade HTTP/1.1\r\nHost: x\r\nUpgrade: WEBSOCKET\r\nConnection: TE ,upgrade\r\nTE: trailers\r\n\r\n",
+        "GET /upgrade HTTP/1.1\r\nHost: x\r\nUpgrade: WEBSOCKET\r\nConnection: TE ,upgrade\r\nTE: "
+        "trailers\r\n\r\n",
     };
     tun ts[NTUN];
     for (int i = 0; i < NTUN; i++)
@@ -655,8 +665,8 @@ H_TEST(upgrade, client_abort_frees_tunnels)
         h_close(cs[i]);
     }
     long active;
-    cr_assert(wait_no_conns(admin, &active), "%ld client connections still open 5 s after their clients went away",
-              active);
+    cr_assert(wait_no_conns(admin, &active),
+              "%ld client connections still open 5 s after their clients went away", active);
 }
 
 /* ---- (e) idle tunnel timeout --------------------------------------------- */
@@ -737,7 +747,8 @@ H_TEST(upgrade, sigterm_with_tunnel_open)
     int64_t took = h_now_ms() - t0;
     cr_assert_neq(st, -1, "ringway still running %lld ms after SIGTERM with a tunnel open (drain 1s)",
                   (long long)took);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "ringway exit status %d after SIGTERM with a tunnel open",
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "ringway exit status %d after SIGTERM with a tunnel open",
               WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
     cr_assert(h_wait_closed(c, 1000, NULL), "the tunnel stayed open after ringway exited");
 }

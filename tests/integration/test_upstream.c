@@ -289,7 +289,8 @@ H_TEST(upstream, max_conns_queues_instead_of_connecting)
     free(cs);
     h_stats st = h_upstream_stats(u);
     cr_expect_eq(st.requests, 8);
-    cr_expect_leq(st.connections, 2, "the upstream served on %ld connections with max_conns: 2", st.connections);
+    cr_expect_leq(st.connections, 2, "the upstream served on %ld connections with max_conns: 2",
+                  st.connections);
     cr_expect_geq(took, 4 * 300 - 50, "8 requests over 2 connections took only %lld ms", (long long)took);
 }
 

@@ -36,13 +36,27 @@ Test(config_units, durations)
         const char *in;
         uint64_t ms;
     } ok[] = {
-        {"0", 0},         {"250", 250},   {"250ms", 250},       {"10s", 10000},
-        {"5m", 300000},   {"5min", 300000}, {"1h", 3600000},    {"0s", 0},
-        {"18446744073709551615", UINT64_MAX},
+        {"0", 0},        {"250", 250},   {"250ms", 250},
+        {"10s", 10000},  {"5m", 300000}, {"5min", 300000},
+        {"1h", 3600000}, {"0s", 0},      {"18446744073709551615", UINT64_MAX},
     };
     static const char *const bad[] = {
-        "", "s", "ms", "10x", "10 s", " 10s", "10s ", "-1s", "+1s", "1.5s", "10S", "1hh",
-        "18446744073709551616", "18446744073709551615s", "5d", "0x10",
+        "",
+        "s",
+        "ms",
+        "10x",
+        "10 s",
+        " 10s",
+        "10s ",
+        "-1s",
+        "+1s",
+        "1.5s",
+        "10S",
+        "1hh",
+        "18446744073709551616",
+        "18446744073709551615s",
+        "5d",
+        "0x10",
     };
     for (size_t i = 0; i < RW_ARRAY_LEN(ok); i++) {
         uint64_t v = 12345;
@@ -64,13 +78,21 @@ Test(config_units, sizes)
         const char *in;
         uint64_t bytes;
     } ok[] = {
-        {"0", 0},          {"512", 512},         {"16k", 16384},       {"16K", 16384},
-        {"16kb", 16384},   {"10m", 10485760},    {"10M", 10485760},    {"1g", 1073741824},
-        {"2G", 2147483648ull}, {"512b", 512},
+        {"0", 0},          {"512", 512},      {"16k", 16384},     {"16K", 16384},        {"16kb", 16384},
+        {"10m", 10485760}, {"10M", 10485760}, {"1g", 1073741824}, {"2G", 2147483648ull}, {"512b", 512},
     };
     static const char *const bad[] = {
-        "", "k", "16x", "16 k", "-1", "1.5k", "16kk", "16kib", "99999999999999999999",
-        "17179869184g", "unlimited",
+        "",
+        "k",
+        "16x",
+        "16 k",
+        "-1",
+        "1.5k",
+        "16kk",
+        "16kib",
+        "99999999999999999999",
+        "17179869184g",
+        "unlimited",
     };
     for (size_t i = 0; i < RW_ARRAY_LEN(ok); i++) {
         uint64_t v = 7;
@@ -89,13 +111,12 @@ Test(config_units, rates)
         const char *in;
         double per_sec;
     } ok[] = {
-        {"10/s", 10},        {"10/sec", 10},      {"100/min", 100.0 / 60}, {"100/m", 100.0 / 60},
-        {"3600/hour", 1},    {"3600/h", 1},       {"0.5/s", 0.5},          {"86400/day", 1},
-        {"1/minute", 1.0 / 60},
+        {"10/s", 10},  {"10/sec", 10}, {"100/min", 100.0 / 60}, {"100/m", 100.0 / 60},  {"3600/hour", 1},
+        {"3600/h", 1}, {"0.5/s", 0.5}, {"86400/day", 1},        {"1/minute", 1.0 / 60},
     };
     static const char *const bad[] = {
-        "", "10", "10/", "/s", "0/s", "10/x", "10 /s", "-1/s", "1./s", ".5/s", "10/S",
-        "Unlimited", "unlimited ", "10/s/s",
+        "",     "10",   "10/",  "/s",   "0/s",       "10/x",       "10 /s",
+        "-1/s", "1./s", ".5/s", "10/S", "Unlimited", "unlimited ", "10/s/s",
     };
     for (size_t i = 0; i < RW_ARRAY_LEN(ok); i++) {
         double r = -1;
@@ -130,9 +151,25 @@ Test(config_units, sockaddrs)
         {"[::ffff:1.2.3.4]:1", AF_INET6, "[::ffff:1.2.3.4]:1", 1},
     };
     static const char *const bad[] = {
-        "", ":", "1.2.3.4", "1.2.3.4:", "1.2.3.4:0", "1.2.3.4:65536", "1.2.3.4:080a",
-        "1.2.3.4:-1", "1.2.3:80", "localhost:80", "::1:80", "[::1]", "[::1]80", "[]:80",
-        "[1.2.3.4]:80", "1.2.3.4 :80", "1.2.3.4:123456", "[fe80::1%eth0]:80", "*:80",
+        "",
+        ":",
+        "1.2.3.4",
+        "1.2.3.4:",
+        "1.2.3.4:0",
+        "1.2.3.4:65536",
+        "1.2.3.4:080a",
+        "1.2.3.4:-1",
+        "1.2.3:80",
+        "localhost:80",
+        "::1:80",
+        "[::1]",
+        "[::1]80",
+        "[]:80",
+        "[1.2.3.4]:80",
+        "1.2.3.4 :80",
+        "1.2.3.4:123456",
+        "[fe80::1%eth0]:80",
+        "*:80",
         "256.1.1.1:80",
     };
     for (size_t i = 0; i < RW_ARRAY_LEN(ok); i++) {
@@ -157,71 +194,71 @@ Test(config_units, sockaddrs)
 /* ---- a full configuration ------------------------------------------------ */
 
 static const char full_yaml[] =
-    "listen: [\"0.0.0.0:8080\", \"[::]:8080\"]\n"                      /* 1 */
+    "listen: [\"0.0.0.0:8080\", \"[::]:8080\"]\n" /* 1 */
     "admin: \"127.0.0.1:9901\"\n"
     "workers: auto\n"
     "io: epoll\n"
-    "max_conns: 20000\n"                                                /* 5 */
+    "max_conns: 20000\n" /* 5 */
     "drain_timeout: 15s\n"
     "\n"
     "http:\n"
     "  client_header_timeout: 10s\n"
-    "  client_body_timeout: 30s\n"                                      /* 10 */
+    "  client_body_timeout: 30s\n" /* 10 */
     "  keepalive_timeout: 75s\n"
     "  send_timeout: 20s\n"
     "  max_header_bytes: 16k\n"
     "  max_request_line: 4k\n"
-    "  max_body_bytes: 10m\n"                                           /* 15 */
+    "  max_body_bytes: 10m\n" /* 15 */
     "  max_headers: 64\n"
     "\n"
     "redis:\n"
     "  url: \"redis://redis:6379/0\"\n"
-    "  sync_interval: 100ms\n"                                          /* 20 */
+    "  sync_interval: 100ms\n" /* 20 */
     "  on_failure: deny\n"
     "\n"
     "services:\n"
     "  - name: orders\n"
-    "    lb: hash\n"                                                    /* 25 */
+    "    lb: hash\n" /* 25 */
     "    hash_on: \"header:X-User-ID\"\n"
     "    timeouts: {connect: 1s, first_byte: 5s, total: 30s}\n"
     "    keepalive: {max_idle: 32, idle_timeout: 90s}\n"
     "    instances:\n"
-    "      - {address: \"127.0.0.1:3001\", weight: 2}\n"                /* 30 */
+    "      - {address: \"127.0.0.1:3001\", weight: 2}\n" /* 30 */
     "      - {address: \"127.0.0.2:3001\"}\n"
     "  - name: payment\n"
     "    lb: least_conn\n"
     "    instances:\n"
-    "      - {address: \"localhost:3002\"}\n"                           /* 35 */
+    "      - {address: \"localhost:3002\"}\n" /* 35 */
     "  - name: auth\n"
     "    lb: p2c\n"
     "    instances: [\"[::1]:3003\"]\n"
     "\n"
-    "consumers:\n"                                                      /* 40 */
+    "consumers:\n" /* 40 */
     "  - name: default-app\n"
     "    id: c-001\n"
     "    groups: [apps]\n"
     "    tier: free\n"
-    "    keys: [\"app-key-12345\"]\n"                                   /* 45 */
+    "    keys: [\"app-key-12345\"]\n" /* 45 */
     "  - name: premium-app\n"
     "    tier: premium\n"
     "    keys: [\"sha256:4B2E9F0C7F6D5C3A2E1B0A99887766554433221100FFEEDDCCBBAA9988776655\"]\n"
     "\n"
-    "tiers:\n"                                                          /* 50 */
+    "tiers:\n" /* 50 */
     "  free:       {rate: 100/min}\n"
     "  paid:       {rate: 1000/min}\n"
     "  premium:    {rate: 10000/min}\n"
     "  enterprise: {rate: unlimited}\n"
-    "\n"                                                                /* 55 */
+    "\n" /* 55 */
     "routes:\n"
     "  - name: maintenance\n"
     "    paths: [{exact: /status.txt}]\n"
     "    respond: {status: 200, headers: {Content-Type: text/plain}, body: \"ok\\n\"}\n"
-    "\n"                                                                /* 60 */
+    "\n" /* 60 */
     "  - name: auth\n"
     "    methods: [POST]\n"
     "    paths: [{prefix: /api/auth/}]\n"
     "    service: auth\n"
-    "    strip_path: /api\n"                                            /* 65 */
+    "    strip_path: /api\n" /* 65 */
     "    filters: []\n"
     "\n"
     "  - name: orders\n"
@@ -231,17 +268,17 @@ static const char full_yaml[] =
     "    service: orders\n"
     "    rewrite: {from: \"^/api/orders(.*)$\", to: \"/orders$1\"}\n"
     "    preserve_host: true\n"
-    "\n"                                                                /* 75 */
+    "\n" /* 75 */
     "  - name: payment\n"
     "    paths: [{prefix: /api/payment/}]\n"
     "    headers:\n"
     "      X-Api-Version: \"2\"\n"
-    "      X-Trace: {regex: \"^[a-f0-9]+$\"}\n"                         /* 80 */
+    "      X-Trace: {regex: \"^[a-f0-9]+$\"}\n" /* 80 */
     "      Authorization: {present: true}\n"
     "    query: {debug: \"1\", v: {regex: \"^[0-9]$\"}, token: {present: true}}\n"
     "    service: payment\n"
     "\n"
-    "  - paths: [{prefix: /}]\n"                                        /* 85 */
+    "  - paths: [{prefix: /}]\n" /* 85 */
     "    respond:\n"
     "      status: 404\n"
     "      body: |\n"
@@ -311,7 +348,7 @@ Test(config_load, full_config)
     s = &cfg->services[1];
     cr_expect_str_eq(s->name, "payment");
     cr_expect_eq(s->lb, RW_LB_LEAST_CONN);
-    cr_expect_eq(s->connect_timeout_ms, 5000);       /* defaults */
+    cr_expect_eq(s->connect_timeout_ms, 5000); /* defaults */
     cr_expect_eq(s->first_byte_timeout_ms, 60000);
     cr_expect_eq(s->total_timeout_ms, 0);
     cr_expect_eq(s->keepalive_max_idle, 64);
@@ -354,8 +391,7 @@ Test(config_load, full_config)
     cr_expect_str_eq(c->id, "premium-app"); /* defaults to the name */
     cr_expect_eq(c->tier_index, 2);
     cr_expect_eq(c->ngroups, 0);
-    cr_expect_str_eq(c->keys[0],
-                     "sha256:4b2e9f0c7f6d5c3a2e1b0a99887766554433221100ffeeddccbbaa9988776655");
+    cr_expect_str_eq(c->keys[0], "sha256:4b2e9f0c7f6d5c3a2e1b0a99887766554433221100ffeeddccbbaa9988776655");
 
     cr_assert_eq(cfg->nroutes, 5);
     const rw_route_cfg *r = &cfg->routes[0];
@@ -394,9 +430,9 @@ Test(config_load, full_config)
     cr_assert_eq(r->nhosts, 2);
     cr_expect_str_eq(r->hosts[0], "api.example.com");
     cr_expect_str_eq(r->hosts[1], "*.example.org");
-    cr_expect_eq(r->methods, M(RW_METHOD_GET) | M(RW_METHOD_HEAD) | M(RW_METHOD_POST) |
-                                 M(RW_METHOD_PUT) | M(RW_METHOD_DELETE) | M(RW_METHOD_CONNECT) |
-                                 M(RW_METHOD_OPTIONS) | M(RW_METHOD_TRACE) | M(RW_METHOD_PATCH));
+    cr_expect_eq(r->methods, M(RW_METHOD_GET) | M(RW_METHOD_HEAD) | M(RW_METHOD_POST) | M(RW_METHOD_PUT) |
+                                 M(RW_METHOD_DELETE) | M(RW_METHOD_CONNECT) | M(RW_METHOD_OPTIONS) |
+                                 M(RW_METHOD_TRACE) | M(RW_METHOD_PATCH));
     cr_assert_eq(r->npaths, 3);
     cr_expect_str_eq(r->paths[0].value, "/api/orders");
     cr_expect_eq(r->paths[1].kind, RW_PATH_REGEX);
@@ -500,7 +536,8 @@ Test(config_load, shorthands_and_nulls)
     cr_expect_str_eq(cfg->routes[0].rewrite_to, "/x$0$$");
     rw_config_free(cfg);
 
-    cfg = load_ok("http: {max_body_bytes: 0}\nservices: [{name: a, lb: hash, instances: [\"127.0.0.1:1\"]}]\n");
+    cfg =
+        load_ok("http: {max_body_bytes: 0}\nservices: [{name: a, lb: hash, instances: [\"127.0.0.1:1\"]}]\n");
     cr_expect_eq(cfg->http.max_body_bytes, 0);
     cr_expect_eq(cfg->services[0].hash_on, RW_HASH_IP); /* lb: hash defaults to the client IP */
     cr_expect_null(cfg->services[0].hash_key);
@@ -599,9 +636,12 @@ static const struct broken {
     {"[a]: 1\n", "ringway.yaml:1: keys must be strings, got a list"},
     {"listn: \":80\"\n", "ringway.yaml:1: unknown key 'listn' at top level (expected listen, admin,"},
     /* top level values */
-    {"listen: \"1.2.3.4\"\n", "ringway.yaml:1: listen: invalid address '1.2.3.4' (expected IP:PORT, [IPV6]:PORT or :PORT)"},
-    {"listen:\n  - \":80\"\n  - \"localhost:80\"\n", "ringway.yaml:3: listen[1]: invalid address 'localhost:80'"},
-    {"listen: [\":80\", \"127.0.0.1:80\"]\n", "ringway.yaml:1: listen[1]: 127.0.0.1:80 overlaps listen address 0.0.0.0:80"},
+    {"listen: \"1.2.3.4\"\n",
+     "ringway.yaml:1: listen: invalid address '1.2.3.4' (expected IP:PORT, [IPV6]:PORT or :PORT)"},
+    {"listen:\n  - \":80\"\n  - \"localhost:80\"\n",
+     "ringway.yaml:3: listen[1]: invalid address 'localhost:80'"},
+    {"listen: [\":80\", \"127.0.0.1:80\"]\n",
+     "ringway.yaml:1: listen[1]: 127.0.0.1:80 overlaps listen address 0.0.0.0:80"},
     {"listen: []\n", "ringway.yaml:1: listen: needs at least one address"},
     {"listen: {a: b}\n", "ringway.yaml:1: listen: expected a list, got a mapping"},
     {"admin: \":8080\"\n", "ringway.yaml:1: admin: 0.0.0.0:8080 overlaps listen address 0.0.0.0:8080"},
@@ -611,130 +651,260 @@ static const struct broken {
     {"io: kqueue\n", "ringway.yaml:1: io: unknown io mode 'kqueue' (expected auto, uring, epoll)"},
     {"max_conns: -5\n", "ringway.yaml:1: max_conns: expected a whole number, got '-5'"},
     {"max_conns: [1]\n", "ringway.yaml:1: max_conns: expected a string, got a list"},
-    {"drain_timeout: 10 s\n", "ringway.yaml:1: drain_timeout: invalid duration '10 s' (expected e.g. 250ms, 10s, 5m, 1h)"},
+    {"drain_timeout: 10 s\n",
+     "ringway.yaml:1: drain_timeout: invalid duration '10 s' (expected e.g. 250ms, 10s, 5m, 1h)"},
     {"drain_timeout: 5000h\n", "ringway.yaml:1: drain_timeout: duration '5000h' is too long"},
     /* http */
     {"http:\n  max_headers: 101\n", "ringway.yaml:2: http.max_headers: 101 is out of range (1..100)"},
-    {"http:\n  max_header_bytes: lots\n", "ringway.yaml:2: http.max_header_bytes: invalid size 'lots' (expected e.g. 512, 16k, 10m, 1g)"},
-    {"http:\n  max_header_bytes: 2m\n", "ringway.yaml:2: http.max_header_bytes: size '2m' is out of range (1024..1048576 bytes)"},
-    {"http:\n  max_header_bytes: 4k\n  max_request_line: 8k\n", "ringway.yaml:3: http.max_request_line: 8192 is larger than max_header_bytes (4096)"},
-    {"http:\n  client_header_timeout: 0\n", "ringway.yaml:2: http.client_header_timeout: duration '0' is too short (at least 1ms)"},
+    {"http:\n  max_header_bytes: lots\n",
+     "ringway.yaml:2: http.max_header_bytes: invalid size 'lots' (expected e.g. 512, 16k, 10m, 1g)"},
+    {"http:\n  max_header_bytes: 2m\n",
+     "ringway.yaml:2: http.max_header_bytes: size '2m' is out of range (1024..1048576 bytes)"},
+    {"http:\n  max_header_bytes: 4k\n  max_request_line: 8k\n",
+     "ringway.yaml:3: http.max_request_line: 8192 is larger than max_header_bytes (4096)"},
+    {"http:\n  client_header_timeout: 0\n",
+     "ringway.yaml:2: http.client_header_timeout: duration '0' is too short (at least 1ms)"},
     {"http:\n  keepalive: 5s\n", "ringway.yaml:2: http: unknown key 'keepalive' in http"},
     {"http: 5\n", "ringway.yaml:1: http: expected a mapping, got '5'"},
     /* redis */
     {"redis:\n  sync_interval: 1s\n", "ringway.yaml:2: redis: url is required"},
-    {"redis: {url: \"http://x\"}\n", "ringway.yaml:1: redis.url: 'http://x' must start with redis:// (TLS and unix sockets are not supported)"},
-    {"redis: {url: \"redis://r\", on_failure: panic}\n", "ringway.yaml:1: redis.on_failure: unknown mode 'panic' (expected local, allow, deny)"},
+    {"redis: {url: \"http://x\"}\n", "ringway.yaml:1: redis.url: 'http://x' must start with redis:// (TLS "
+                                     "and unix sockets are not supported)"},
+    {"redis: {url: \"redis://r\", on_failure: panic}\n",
+     "ringway.yaml:1: redis.on_failure: unknown mode 'panic' (expected local, allow, deny)"},
     /* tiers and consumers */
-    {"tiers:\n  free: {rate: 10/fortnight}\n", "ringway.yaml:2: tiers.free.rate: invalid rate '10/fortnight' (expected N/s, N/min, N/hour or unlimited)"},
+    {"tiers:\n  free: {rate: 10/fortnight}\n", "ringway.yaml:2: tiers.free.rate: invalid rate '10/fortnight' "
+                                               "(expected N/s, N/min, N/hour or unlimited)"},
     {"tiers:\n  free: {}\n", "ringway.yaml:2: tiers.free: rate is required"},
     {"tiers:\n  free: {rate: 1/s, burst: 5}\n", "ringway.yaml:2: tiers.free: unknown key 'burst' in tier"},
     {"consumers:\n  - name: a\n    tier: gold\n", "ringway.yaml:3: consumers[0].tier: unknown tier 'gold'"},
-    {"consumers:\n  - {name: a, keys: [\"sha256:abc\"]}\n", "ringway.yaml:2: consumers[0].keys[0]: a sha256: key needs 64 hex digits, got 3 characters"},
-    {"consumers:\n  - {name: a, keys: [\"sha256:zz2e9f0c7f6d5c3a2e1b0a99887766554433221100ffeeddccbbaa9988776655\"]}\n", "ringway.yaml:2: consumers[0].keys[0]: a sha256: key needs 64 hex digits"},
-    {"consumers:\n  - {name: a, keys: [k1]}\n  - {name: b, keys: [k2, k1]}\n", "ringway.yaml:3: consumers[1].keys[1]: key is already used by consumer 'a'"},
-    {"consumers:\n  - {name: a}\n  - {name: a}\n", "ringway.yaml:3: consumers[1]: duplicate consumer name 'a' (also consumers[0])"},
-    {"consumers:\n  - {name: a, id: x}\n  - {name: b, id: x}\n", "ringway.yaml:3: consumers[1]: duplicate consumer id 'x' (also consumers[0])"},
+    {"consumers:\n  - {name: a, keys: [\"sha256:abc\"]}\n",
+     "ringway.yaml:2: consumers[0].keys[0]: a sha256: key needs 64 hex digits, got 3 characters"},
+    {"consumers:\n  - {name: a, keys: "
+     "[\"sha256:zz2e9f0c7f6d5c3a2e1b0a99887766554433221100ffeeddccbbaa9988776655\"]}\n",
+     "ringway.yaml:2: consumers[0].keys[0]: a sha256: key needs 64 hex digits"},
+    {"consumers:\n  - {name: a, keys: [k1]}\n  - {name: b, keys: [k2, k1]}\n",
+     "ringway.yaml:3: consumers[1].keys[1]: key is already used by consumer 'a'"},
+    {"consumers:\n  - {name: a}\n  - {name: a}\n",
+     "ringway.yaml:3: consumers[1]: duplicate consumer name 'a' (also consumers[0])"},
+    {"consumers:\n  - {name: a, id: x}\n  - {name: b, id: x}\n",
+     "ringway.yaml:3: consumers[1]: duplicate consumer id 'x' (also consumers[0])"},
     {"consumers:\n  - {id: x}\n", "ringway.yaml:2: consumers[0]: name is required"},
     {"consumers:\n  - {name: \"a b\"}\n", "ringway.yaml:2: consumers[0].name: invalid name 'a b'"},
-    {"consumers:\n  - {name: a, keys: [\"has space\"]}\n", "ringway.yaml:2: consumers[0].keys[0]: a key may contain only visible ASCII characters"},
+    {"consumers:\n  - {name: a, keys: [\"has space\"]}\n",
+     "ringway.yaml:2: consumers[0].keys[0]: a key may contain only visible ASCII characters"},
     /* services */
-    {"services:\n  - name: a\n    lb: fastest\n    instances: [\"127.0.0.1:1\"]\n", "ringway.yaml:3: services[0].lb: unknown policy 'fastest' (expected round_robin, least_conn, p2c, hash)"},
-    {"services:\n  - name: a\n    hash_on: ip\n    instances: [\"127.0.0.1:1\"]\n", "ringway.yaml:3: services[0].hash_on: only applies with lb: hash"},
-    {"services:\n  - name: a\n    lb: hash\n    hash_on: body\n", "ringway.yaml:4: services[0].hash_on: unknown hash key 'body' (expected ip, header:NAME or cookie:NAME)"},
-    {"services:\n  - name: a\n    lb: hash\n    hash_on: \"header:\"\n", "ringway.yaml:4: services[0].hash_on: header name must not be empty"},
-    {"services:\n  - name: a\n    lb: hash\n    hash_on: \"cookie:a b\"\n", "ringway.yaml:4: services[0].hash_on: invalid cookie name 'a b'"},
-    {"services:\n  - name: a\n    instances:\n      - {address: \"127.0.0.1:1\", weight: 0}\n", "ringway.yaml:4: services[0].instances[0].weight: 0 is out of range (1..1000)"},
-    {"services:\n  - name: a\n    instances:\n      - {address: \"127.0.0.1:1\", weight: 1001}\n", "ringway.yaml:4: services[0].instances[0].weight: 1001 is out of range (1..1000)"},
-    {"services:\n  - name: a\n    instances:\n      - address: \"no-such-host.invalid:80\"\n", "ringway.yaml:4: services[0].instances[0].address: cannot resolve 'no-such-host.invalid'"},
-    {"services:\n  - name: a\n    instances:\n      - \"127.0.0.1\"\n", "ringway.yaml:4: services[0].instances[0]: address '127.0.0.1' needs a port (host:port)"},
-    {"services:\n  - name: a\n    instances:\n      - \"127.0.0.1:0\"\n", "ringway.yaml:4: services[0].instances[0]: address '127.0.0.1:0' has an invalid port (expected 1..65535)"},
-    {"services:\n  - name: a\n    instances:\n      - \"::1:80\"\n", "ringway.yaml:4: services[0].instances[0]: address '::1:80': write an IPv6 address as [addr]:port"},
-    {"services:\n  - name: a\n    instances:\n      - \"[zz::1]:80\"\n", "ringway.yaml:4: services[0].instances[0]: cannot resolve 'zz::1'"},
-    {"services:\n  - name: a\n    instances:\n      - \"ex ample:80\"\n", "ringway.yaml:4: services[0].instances[0]: invalid address 'ex ample:80' (expected host:port or [ipv6]:port)"},
-    {"services:\n  - name: a\n    instances:\n      - {weight: 2}\n", "ringway.yaml:4: services[0].instances[0]: address is required"},
-    {"services:\n  - name: a\n    instances:\n      - {address: \"127.0.0.1:1\", port: 2}\n", "ringway.yaml:4: services[0].instances[0]: unknown key 'port' in instance (expected address, weight)"},
-    {"services:\n  - name: a\n    instances: [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n", "ringway.yaml:3: services[0].instances[1]: 127.0.0.1:1 is already instance 0 (127.0.0.1:1)"},
+    {"services:\n  - name: a\n    lb: fastest\n    instances: [\"127.0.0.1:1\"]\n",
+     "ringway.yaml:3: services[0].lb: unknown policy 'fastest' (expected round_robin, least_conn, p2c, "
+     "hash)"},
+    {"services:\n  - name: a\n    hash_on: ip\n    instances: [\"127.0.0.1:1\"]\n",
+     "ringway.yaml:3: services[0].hash_on: only applies with lb: hash"},
+    {"services:\n  - name: a\n    lb: hash\n    hash_on: body\n",
+     "ringway.yaml:4: services[0].hash_on: unknown hash key 'body' (expected ip, header:NAME or "
+     "cookie:NAME)"},
+    {"services:\n  - name: a\n    lb: hash\n    hash_on: \"header:\"\n",
+     "ringway.yaml:4: services[0].hash_on: header name must not be empty"},
+    {"services:\n  - name: a\n    lb: hash\n    hash_on: \"cookie:a b\"\n",
+     "ringway.yaml:4: services[0].hash_on: invalid cookie name 'a b'"},
+    {"services:\n  - name: a\n    instances:\n      - {address: \"127.0.0.1:1\", weight: 0}\n",
+     "ringway.yaml:4: services[0].instances[0].weight: 0 is out of range (1..1000)"},
+    {"services:\n  - name: a\n    instances:\n      - {address: \"127.0.0.1:1\", weight: 1001}\n",
+     "ringway.yaml:4: services[0].instances[0].weight: 1001 is out of range (1..1000)"},
+    {"services:\n  - name: a\n    instances:\n      - address: \"no-such-host.invalid:80\"\n",
+     "ringway.yaml:4: services[0].instances[0].address: cannot resolve 'no-such-host.invalid'"},
+    {"services:\n  - name: a\n    instances:\n      - \"127.0.0.1\"\n",
+     "ringway.yaml:4: services[0].instances[0]: address '127.0.0.1' needs a port (host:port)"},
+    {"services:\n  - name: a\n    instances:\n      - \"127.0.0.1:0\"\n",
+     "ringway.yaml:4: services[0].instances[0]: address '127.0.0.1:0' has an invalid port (expected "
+     "1..65535)"},
+    {"services:\n  - name: a\n    instances:\n      - \"::1:80\"\n",
+     "ringway.yaml:4: services[0].instances[0]: address '::1:80': write an IPv6 address as [addr]:port"},
+    {"services:\n  - name: a\n    instances:\n      - \"[zz::1]:80\"\n",
+     "ringway.yaml:4: services[0].instances[0]: cannot resolve 'zz::1'"},
+    {"services:\n  - name: a\n    instances:\n      - \"ex ample:80\"\n",
+     "ringway.yaml:4: services[0].instances[0]: invalid address 'ex ample:80' (expected host:port or "
+     "[ipv6]:port)"},
+    {"services:\n  - name: a\n    instances:\n      - {weight: 2}\n",
+     "ringway.yaml:4: services[0].instances[0]: address is required"},
+    {"services:\n  - name: a\n    instances:\n      - {address: \"127.0.0.1:1\", port: 2}\n",
+     "ringway.yaml:4: services[0].instances[0]: unknown key 'port' in instance (expected address, weight)"},
+    {"services:\n  - name: a\n    instances: [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n",
+     "ringway.yaml:3: services[0].instances[1]: 127.0.0.1:1 is already instance 0 (127.0.0.1:1)"},
     {"services:\n  - name: a\n", "ringway.yaml:2: services[0]: needs at least one instance"},
-    {"services:\n  - name: a\n    instances: []\n", "ringway.yaml:3: services[0]: needs at least one instance"},
+    {"services:\n  - name: a\n    instances: []\n",
+     "ringway.yaml:3: services[0]: needs at least one instance"},
     {"services:\n  - instances: [\"127.0.0.1:1\"]\n", "ringway.yaml:2: services[0]: name is required"},
-    {"services:\n  - {name: a, instances: [\"127.0.0.1:1\"]}\n  - {name: a, instances: [\"127.0.0.1:2\"]}\n", "ringway.yaml:3: services[1]: duplicate service name 'a' (also services[0])"},
-    {"services:\n  - name: a\n    timeouts: {connect: 0}\n", "ringway.yaml:3: services[0].timeouts.connect: duration '0' is too short (at least 1ms)"},
-    {"services:\n  - name: a\n    timeouts: {read: 1s}\n", "ringway.yaml:3: services[0].timeouts: unknown key 'read' in timeouts (expected connect, first_byte, total, queue)"},
-    {"services:\n  - name: a\n    keepalive: {max_idle: lots}\n", "ringway.yaml:3: services[0].keepalive.max_idle: expected a whole number, got 'lots'"},
-    {"services:\n  - name: a\n    max_conns: lots\n", "ringway.yaml:3: services[0].max_conns: expected a whole number, got 'lots'"},
-    {"services:\n  - name: a\n    max_conns: 1000001\n", "ringway.yaml:3: services[0].max_conns: 1000001 is out of range (0..1000000)"},
-    {"services:\n  - name: a\n    retries: 3\n", "ringway.yaml:3: services[0]: unknown key 'retries' in service"},
+    {"services:\n  - {name: a, instances: [\"127.0.0.1:1\"]}\n  - {name: a, instances: [\"127.0.0.1:2\"]}\n",
+     "ringway.yaml:3: services[1]: duplicate service name 'a' (also services[0])"},
+    {"services:\n  - name: a\n    timeouts: {connect: 0}\n",
+     "ringway.yaml:3: services[0].timeouts.connect: duration '0' is too short (at least 1ms)"},
+    {"services:\n  - name: a\n    timeouts: {read: 1s}\n",
+     "ringway.yaml:3: services[0].timeouts: unknown key 'read' in timeouts (expected connect, first_byte, "
+     "total, queue)"},
+    {"services:\n  - name: a\n    keepalive: {max_idle: lots}\n",
+     "ringway.yaml:3: services[0].keepalive.max_idle: expected a whole number, got 'lots'"},
+    {"services:\n  - name: a\n    max_conns: lots\n",
+     "ringway.yaml:3: services[0].max_conns: expected a whole number, got 'lots'"},
+    {"services:\n  - name: a\n    max_conns: 1000001\n",
+     "ringway.yaml:3: services[0].max_conns: 1000001 is out of range (0..1000000)"},
+    {"services:\n  - name: a\n    retries: 3\n",
+     "ringway.yaml:3: services[0]: unknown key 'retries' in service"},
     {"services: {a: 1}\n", "ringway.yaml:1: services: expected a list, got a mapping"},
     {"services:\n  - 5\n", "ringway.yaml:2: services[0]: expected a mapping, got '5'"},
     /* routes */
-    {"routes:\n  - name: a\n    pathz: [{exact: /}]\n", "ringway.yaml:3: routes[0]: unknown key 'pathz' in route"},
+    {"routes:\n  - name: a\n    pathz: [{exact: /}]\n",
+     "ringway.yaml:3: routes[0]: unknown key 'pathz' in route"},
     {"routes:\n  - name: a\n", "ringway.yaml:2: routes[0]: needs either service or respond"},
-    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    respond: {status: 200}\n", "ringway.yaml:3: routes[0]: has both service and respond (choose one)"},
-    {"routes:\n  - name: a\n    service: nope\n", "ringway.yaml:3: routes[0].service: unknown service 'nope'"},
-    {"routes:\n  - {name: a, respond: {status: 200}}\n  - {name: a, respond: {status: 200}}\n", "ringway.yaml:3: routes[1]: duplicate route name 'a' (also routes[0])"},
-    {"routes:\n  - {name: route-1, respond: {status: 200}}\n  - {respond: {status: 200}}\n", "ringway.yaml:3: routes[1]: duplicate route name 'route-1' (also routes[0])"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{regex: \"a(\"}]\n", "ringway.yaml:3: routes[0].paths[0].regex: invalid regex 'a(': "},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{regex: \"[z-a]\"}]\n", "ringway.yaml:3: routes[0].paths[0].regex: invalid regex '[z-a]': Invalid range end"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{prefix: api}]\n", "ringway.yaml:3: routes[0].paths[0].prefix: path 'api' must start with '/'"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: /a//b}]\n", "ringway.yaml:3: routes[0].paths[0].exact: path '/a//b' is not normalised"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: /a/../b}]\n", "ringway.yaml:3: routes[0].paths[0].exact: path '/a/../b' is not normalised"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a b\"}]\n", "ringway.yaml:3: routes[0].paths[0].exact: path '/a b' contains a character that must be percent-encoded"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a%zz\"}]\n", "ringway.yaml:3: routes[0].paths[0].exact: path '/a%zz' has an invalid percent-escape"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: /a, prefix: /b}]\n", "ringway.yaml:3: routes[0].paths[0]: expected exactly one of exact, prefix, regex"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [{glob: /a}]\n", "ringway.yaml:3: routes[0].paths[0]: unknown key 'glob' in path"},
-    {"routes:\n  - respond: {status: 200}\n    paths: [/a]\n", "ringway.yaml:3: routes[0].paths[0]: expected a mapping, got '/a'"},
-    {"routes:\n  - respond: {status: 200}\n    paths: []\n", "ringway.yaml:3: routes[0].paths: must not be empty"},
-    {"routes:\n  - respond: {status: 200}\n    methods: [GET, FETCH]\n", "ringway.yaml:3: routes[0].methods[1]: unknown method 'FETCH' (expected GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH)"},
-    {"routes:\n  - respond: {status: 200}\n    methods: [get]\n", "ringway.yaml:3: routes[0].methods[0]: unknown method 'get'"},
-    {"routes:\n  - respond: {status: 200}\n    hosts: [\"api.*.com\"]\n", "ringway.yaml:3: routes[0].hosts[0]: host 'api.*.com': a wildcard is only allowed as a leading '*.'"},
-    {"routes:\n  - respond: {status: 200}\n    hosts: [\"*\"]\n", "ringway.yaml:3: routes[0].hosts[0]: host '*': a wildcard is only allowed as a leading '*.'"},
-    {"routes:\n  - respond: {status: 200}\n    hosts: [\"api.example.com:8080\"]\n", "ringway.yaml:3: routes[0].hosts[0]: host 'api.example.com:8080' must not include a port"},
-    {"routes:\n  - respond: {status: 200}\n    hosts: [\"a..b\"]\n", "ringway.yaml:3: routes[0].hosts[0]: invalid host 'a..b'"},
-    {"routes:\n  - respond: {status: 200}\n    headers: {\"X A\": \"1\"}\n", "ringway.yaml:3: routes[0].headers.X A: invalid header name 'X A'"},
-    {"routes:\n  - respond: {status: 200}\n    headers: {X-A: {regex: \"(\"}}\n", "ringway.yaml:3: routes[0].headers.X-A.regex: invalid regex '(': "},
-    {"routes:\n  - respond: {status: 200}\n    headers: {X-A: {present: false}}\n", "ringway.yaml:3: routes[0].headers.X-A.present: only 'present: true' is supported"},
-    {"routes:\n  - respond: {status: 200}\n    headers: {X-A: {prefix: a}}\n", "ringway.yaml:3: routes[0].headers.X-A: unknown key 'prefix' in header match (expected regex or present)"},
-    {"routes:\n  - respond: {status: 200}\n    headers: {X-A: [a]}\n", "ringway.yaml:3: routes[0].headers.X-A: expected a string, got a list"},
-    {"routes:\n  - respond: {status: 200}\n    query: {\"\": \"1\"}\n", "ringway.yaml:3: routes[0].query: keys must not be empty"},
-    {"routes:\n  - respond: {status: 200}\n    query: {a: {present: yes}}\n", "ringway.yaml:3: routes[0].query.a.present: expected true or false, got 'yes'"},
-    {"routes:\n  - respond: {status: 42}\n", "ringway.yaml:2: routes[0].respond.status: status 42 is outside 100..599"},
-    {"routes:\n  - respond: {status: 600}\n", "ringway.yaml:2: routes[0].respond.status: status 600 is outside 100..599"},
-    {"routes:\n  - respond: {status: 101}\n", "ringway.yaml:2: routes[0].respond.status: status 101 is informational"},
-    {"routes:\n  - respond: {status: ok}\n", "ringway.yaml:2: routes[0].respond.status: expected a whole number, got 'ok'"},
+    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    respond: {status: "
+     "200}\n",
+     "ringway.yaml:3: routes[0]: has both service and respond (choose one)"},
+    {"routes:\n  - name: a\n    service: nope\n",
+     "ringway.yaml:3: routes[0].service: unknown service 'nope'"},
+    {"routes:\n  - {name: a, respond: {status: 200}}\n  - {name: a, respond: {status: 200}}\n",
+     "ringway.yaml:3: routes[1]: duplicate route name 'a' (also routes[0])"},
+    {"routes:\n  - {name: route-1, respond: {status: 200}}\n  - {respond: {status: 200}}\n",
+     "ringway.yaml:3: routes[1]: duplicate route name 'route-1' (also routes[0])"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{regex: \"a(\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].regex: invalid regex 'a(': "},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{regex: \"[z-a]\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].regex: invalid regex '[z-a]': Invalid range end"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{prefix: api}]\n",
+     "ringway.yaml:3: routes[0].paths[0].prefix: path 'api' must start with '/'"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: /a//b}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/a//b' is not normalised"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: /a/../b}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/a/../b' is not normalised"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a b\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/a b' contains a character that must be "
+     "percent-encoded"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a%zz\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/a%zz' has an invalid percent-escape"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: /a, prefix: /b}]\n",
+     "ringway.yaml:3: routes[0].paths[0]: expected exactly one of exact, prefix, regex"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{glob: /a}]\n",
+     "ringway.yaml:3: routes[0].paths[0]: unknown key 'glob' in path"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [/a]\n",
+     "ringway.yaml:3: routes[0].paths[0]: expected a mapping, got '/a'"},
+    {"routes:\n  - respond: {status: 200}\n    paths: []\n",
+     "ringway.yaml:3: routes[0].paths: must not be empty"},
+    {"routes:\n  - respond: {status: 200}\n    methods: [GET, FETCH]\n",
+     "ringway.yaml:3: routes[0].methods[1]: unknown method 'FETCH' (expected GET, HEAD, POST, PUT, DELETE, "
+     "CONNECT, OPTIONS, TRACE, PATCH)"},
+    {"routes:\n  - respond: {status: 200}\n    methods: [get]\n",
+     "ringway.yaml:3: routes[0].methods[0]: unknown method 'get'"},
+    {"routes:\n  - respond: {status: 200}\n    hosts: [\"api.*.com\"]\n",
+     "ringway.yaml:3: routes[0].hosts[0]: host 'api.*.com': a wildcard is only allowed as a leading '*.'"},
+    {"routes:\n  - respond: {status: 200}\n    hosts: [\"*\"]\n",
+     "ringway.yaml:3: routes[0].hosts[0]: host '*': a wildcard is only allowed as a leading '*.'"},
+    {"routes:\n  - respond: {status: 200}\n    hosts: [\"api.example.com:8080\"]\n",
+     "ringway.yaml:3: routes[0].hosts[0]: host 'api.example.com:8080' must not include a port"},
+    {"routes:\n  - respond: {status: 200}\n    hosts: [\"a..b\"]\n",
+     "ringway.yaml:3: routes[0].hosts[0]: invalid host 'a..b'"},
+    {"routes:\n  - respond: {status: 200}\n    headers: {\"X A\": \"1\"}\n",
+     "ringway.yaml:3: routes[0].headers.X A: invalid header name 'X A'"},
+    {"routes:\n  - respond: {status: 200}\n    headers: {X-A: {regex: \"(\"}}\n",
+     "ringway.yaml:3: routes[0].headers.X-A.regex: invalid regex '(': "},
+    {"routes:\n  - respond: {status: 200}\n    headers: {X-A: {present: false}}\n",
+     "ringway.yaml:3: routes[0].headers.X-A.present: only 'present: true' is supported"},
+    {"routes:\n  - respond: {status: 200}\n    headers: {X-A: {prefix: a}}\n",
+     "ringway.yaml:3: routes[0].headers.X-A: unknown key 'prefix' in header match (expected regex or "
+     "present)"},
+    {"routes:\n  - respond: {status: 200}\n    headers: {X-A: [a]}\n",
+     "ringway.yaml:3: routes[0].headers.X-A: expected a string, got a list"},
+    {"routes:\n  - respond: {status: 200}\n    query: {\"\": \"1\"}\n",
+     "ringway.yaml:3: routes[0].query: keys must not be empty"},
+    {"routes:\n  - respond: {status: 200}\n    query: {a: {present: yes}}\n",
+     "ringway.yaml:3: routes[0].query.a.present: expected true or false, got 'yes'"},
+    {"routes:\n  - respond: {status: 42}\n",
+     "ringway.yaml:2: routes[0].respond.status: status 42 is outside 100..599"},
+    {"routes:\n  - respond: {status: 600}\n",
+     "ringway.yaml:2: routes[0].respond.status: status 600 is outside 100..599"},
+    {"routes:\n  - respond: {status: 101}\n",
+     "ringway.yaml:2: routes[0].respond.status: status 101 is informational"},
+    {"routes:\n  - respond: {status: ok}\n",
+     "ringway.yaml:2: routes[0].respond.status: expected a whole number, got 'ok'"},
     {"routes:\n  - respond: {body: x}\n", "ringway.yaml:2: routes[0].respond: status is required"},
-    {"routes:\n  - respond:\n      status: 204\n      body: x\n", "ringway.yaml:4: routes[0].respond.body: a 204 response has no body"},
-    {"routes:\n  - respond: {status: 200, headers: {Content-Length: \"5\"}}\n", "ringway.yaml:2: routes[0].respond.headers.Content-Length: Content-Length is set by ringway"},
-    {"routes:\n  - respond: {status: 200, headers: {X-A: \"a\\r\\nb\"}}\n", "ringway.yaml:2: routes[0].respond.headers.X-A: header value contains a control character"},
-    {"routes:\n  - respond: {status: 200, code: 1}\n", "ringway.yaml:2: routes[0].respond: unknown key 'code' in respond (expected status, headers, body)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt:\n          issuer: x\n", "ringway.yaml:5: routes[0].filters[0].jwt: needs keys, jwks_file or jwks_url"},
-    {"routes:\n  - respond: {status: 200}\n    filters: [cors]\n", "ringway.yaml:3: routes[0].filters[0]: unknown filter 'cors' (expected key_auth, jwt, acl, rate_limit)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: HS256, secret: short}]}\n", "ringway.yaml:4: routes[0].filters[0].jwt.keys[0]: HS256 secret is 5 bytes; at least 32 required (RFC 7518 3.2)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: none, secret: x}]}\n", "ringway.yaml:4: routes[0].filters[0].jwt.keys[0].alg: unsupported algorithm 'none' (HS256/384/512, RS256/384/512, PS256/384/512, ES256/384, EdDSA)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: RS256, secret: abcdefabcdefabcdefabcdefabcdefabcdef}]}\n", "ringway.yaml:4: routes[0].filters[0].jwt.keys[0]: RS256 needs a public key (pem or pem_file)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: RS256, pem_file: /nonexistent.pem}]}\n", "ringway.yaml:4: routes[0].filters[0].jwt.keys[0].pem_file: cannot open /nonexistent.pem: No such file or directory"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - acl: {}\n", "ringway.yaml:4: routes[0].filters[0].acl: needs allow_groups, deny_groups, allow_ips or deny_ips"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - acl: {allow_ips: [10.0.0.1/8]}\n", "ringway.yaml:4: routes[0].filters[0].acl.allow_ips[0]: '10.0.0.1/8' is not an address or CIDR range (host bits must be 0)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {key: ip}\n", "ringway.yaml:4: routes[0].filters[0].rate_limit: needs rate (or tier: true)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/fortnight}\n", "ringway.yaml:4: routes[0].filters[0].rate_limit.rate: invalid rate '5/fortnight' (expected N/s, N/min, N/hour or unlimited)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/s, key: [ip, cookie]}\n", "ringway.yaml:4: routes[0].filters[0].rate_limit.key[1]: unknown key 'cookie' (expected consumer, key, ip, route or header:NAME)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/s, tier: true}\n", "ringway.yaml:4: routes[0].filters[0].rate_limit: tier: true needs a tiers section"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/s, scope: cluster}\n", "ringway.yaml:4: routes[0].filters[0].rate_limit.scope: unknown scope 'cluster' (expected local, global)"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - key_auth\n      - key_auth\n", "ringway.yaml:5: routes[0].filters[1]: a second key_auth filter in one list"},
-    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: HS256, secret: abcdefabcdefabcdefabcdefabcdefabcdef}], claims_to_headers: {sub: Transfer-Encoding}}\n", "ringway.yaml:4: routes[0].filters[0].jwt.claims_to_headers.sub: Transfer-Encoding is set by ringway or the HTTP framing, not by a claim"},
-    {"consumers:\n  - {name: a, id: \"c 1\"}\n", "ringway.yaml:2: consumers[0].id: an id may contain only visible ASCII characters"},
-    {"trusted_proxies: [300.1.1.1]\n", "ringway.yaml:1: trusted_proxies[0]: '300.1.1.1' is not an address or CIDR range (host bits must be 0)"},
-    {"routes:\n  - respond: {status: 200}\n    filters: {jwt: {}}\n", "ringway.yaml:3: routes[0].filters: expected a list, got a mapping"},
-    {"routes:\n  - respond: {status: 200}\n    strip_path: /api\n", "ringway.yaml:3: routes[0].strip_path: only applies to routes with a service"},
-    {"routes:\n  - respond: {status: 200}\n    preserve_host: true\n", "ringway.yaml:3: routes[0].preserve_host: only applies to routes with a service"},
-    {"routes:\n  - respond: {status: 200}\n    preserve_host: maybe\n", "ringway.yaml:3: routes[0].preserve_host: expected true or false, got 'maybe'"},
-    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    strip_path: /api/\n", "ringway.yaml:4: routes[0].strip_path: '/api/' must not end with '/'"},
-    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    rewrite: {from: \"^/a(.*)\", to: \"/b$$$2\"}\n", "ringway.yaml:4: routes[0].rewrite.to: $2 does not name a group of the regex (it has 1)"},
-    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    rewrite: {from: \"^/a(.*)\"}\n", "ringway.yaml:4: routes[0].rewrite: needs both from and to"},
-    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    rewrite: {from: \"^/a(.*)\", to: \"/b$2\"}\n", "ringway.yaml:4: routes[0].rewrite.to: $2 does not name a group of the regex (it has 1)"},
-    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    rewrite: {from: \"^/a(\", to: \"/b\"}\n", "ringway.yaml:4: routes[0].rewrite.from: invalid regex '^/a(': "},
-    {"routes:\n  - name: \"bad name\"\n    respond: {status: 200}\n", "ringway.yaml:2: routes[0].name: invalid name 'bad name'"},
-    {"routes:\n  - name: \"\"\n    respond: {status: 200}\n", "ringway.yaml:2: routes[0].name: must not be empty"},
+    {"routes:\n  - respond:\n      status: 204\n      body: x\n",
+     "ringway.yaml:4: routes[0].respond.body: a 204 response has no body"},
+    {"routes:\n  - respond: {status: 200, headers: {Content-Length: \"5\"}}\n",
+     "ringway.yaml:2: routes[0].respond.headers.Content-Length: Content-Length is set by ringway"},
+    {"routes:\n  - respond: {status: 200, headers: {X-A: \"a\\r\\nb\"}}\n",
+     "ringway.yaml:2: routes[0].respond.headers.X-A: header value contains a control character"},
+    {"routes:\n  - respond: {status: 200, code: 1}\n",
+     "ringway.yaml:2: routes[0].respond: unknown key 'code' in respond (expected status, headers, body)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt:\n          issuer: x\n",
+     "ringway.yaml:5: routes[0].filters[0].jwt: needs keys, jwks_file or jwks_url"},
+    {"routes:\n  - respond: {status: 200}\n    filters: [cors]\n",
+     "ringway.yaml:3: routes[0].filters[0]: unknown filter 'cors' (expected key_auth, jwt, acl, rate_limit)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: HS256, secret: "
+     "short}]}\n",
+     "ringway.yaml:4: routes[0].filters[0].jwt.keys[0]: HS256 secret is 5 bytes; at least 32 required (RFC "
+     "7518 3.2)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: none, secret: x}]}\n",
+     "ringway.yaml:4: routes[0].filters[0].jwt.keys[0].alg: unsupported algorithm 'none' (HS256/384/512, "
+     "RS256/384/512, PS256/384/512, ES256/384, EdDSA)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: RS256, secret: "
+     "abcdefabcdefabcdefabcdefabcdefabcdef}]}\n",
+     "ringway.yaml:4: routes[0].filters[0].jwt.keys[0]: RS256 needs a public key (pem or pem_file)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: RS256, pem_file: "
+     "/nonexistent.pem}]}\n",
+     "ringway.yaml:4: routes[0].filters[0].jwt.keys[0].pem_file: cannot open /nonexistent.pem: No such file "
+     "or directory"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - acl: {}\n",
+     "ringway.yaml:4: routes[0].filters[0].acl: needs allow_groups, deny_groups, allow_ips or deny_ips"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - acl: {allow_ips: [10.0.0.1/8]}\n",
+     "ringway.yaml:4: routes[0].filters[0].acl.allow_ips[0]: '10.0.0.1/8' is not an address or CIDR range "
+     "(host bits must be 0)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {key: ip}\n",
+     "ringway.yaml:4: routes[0].filters[0].rate_limit: needs rate (or tier: true)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/fortnight}\n",
+     "ringway.yaml:4: routes[0].filters[0].rate_limit.rate: invalid rate '5/fortnight' (expected N/s, N/min, "
+     "N/hour or unlimited)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/s, key: [ip, "
+     "cookie]}\n",
+     "ringway.yaml:4: routes[0].filters[0].rate_limit.key[1]: unknown key 'cookie' (expected consumer, key, "
+     "ip, route or header:NAME)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/s, tier: true}\n",
+     "ringway.yaml:4: routes[0].filters[0].rate_limit: tier: true needs a tiers section"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - rate_limit: {rate: 5/s, scope: cluster}\n",
+     "ringway.yaml:4: routes[0].filters[0].rate_limit.scope: unknown scope 'cluster' (expected local, "
+     "global)"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - key_auth\n      - key_auth\n",
+     "ringway.yaml:5: routes[0].filters[1]: a second key_auth filter in one list"},
+    {"routes:\n  - respond: {status: 200}\n    filters:\n      - jwt: {keys: [{alg: HS256, secret: "
+     "abcdefabcdefabcdefabcdefabcdefabcdef}], claims_to_headers: {sub: Transfer-Encoding}}\n",
+     "ringway.yaml:4: routes[0].filters[0].jwt.claims_to_headers.sub: Transfer-Encoding is set by ringway or "
+     "the HTTP framing, not by a claim"},
+    {"consumers:\n  - {name: a, id: \"c 1\"}\n",
+     "ringway.yaml:2: consumers[0].id: an id may contain only visible ASCII characters"},
+    {"trusted_proxies: [300.1.1.1]\n",
+     "ringway.yaml:1: trusted_proxies[0]: '300.1.1.1' is not an address or CIDR range (host bits must be 0)"},
+    {"routes:\n  - respond: {status: 200}\n    filters: {jwt: {}}\n",
+     "ringway.yaml:3: routes[0].filters: expected a list, got a mapping"},
+    {"routes:\n  - respond: {status: 200}\n    strip_path: /api\n",
+     "ringway.yaml:3: routes[0].strip_path: only applies to routes with a service"},
+    {"routes:\n  - respond: {status: 200}\n    preserve_host: true\n",
+     "ringway.yaml:3: routes[0].preserve_host: only applies to routes with a service"},
+    {"routes:\n  - respond: {status: 200}\n    preserve_host: maybe\n",
+     "ringway.yaml:3: routes[0].preserve_host: expected true or false, got 'maybe'"},
+    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    strip_path: /api/\n",
+     "ringway.yaml:4: routes[0].strip_path: '/api/' must not end with '/'"},
+    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    rewrite: {from: "
+     "\"^/a(.*)\", to: \"/b$$$2\"}\n",
+     "ringway.yaml:4: routes[0].rewrite.to: $2 does not name a group of the regex (it has 1)"},
+    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    rewrite: {from: "
+     "\"^/a(.*)\"}\n",
+     "ringway.yaml:4: routes[0].rewrite: needs both from and to"},
+    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    rewrite: {from: "
+     "\"^/a(.*)\", to: \"/b$2\"}\n",
+     "ringway.yaml:4: routes[0].rewrite.to: $2 does not name a group of the regex (it has 1)"},
+    {"services: [{name: s, instances: [\"127.0.0.1:1\"]}]\nroutes:\n  - service: s\n    rewrite: {from: "
+     "\"^/a(\", to: \"/b\"}\n",
+     "ringway.yaml:4: routes[0].rewrite.from: invalid regex '^/a(': "},
+    {"routes:\n  - name: \"bad name\"\n    respond: {status: 200}\n",
+     "ringway.yaml:2: routes[0].name: invalid name 'bad name'"},
+    {"routes:\n  - name: \"\"\n    respond: {status: 200}\n",
+     "ringway.yaml:2: routes[0].name: must not be empty"},
     {"routes:\n  - name: a\n    name: b\n", "ringway.yaml:3: routes[0]: duplicate key 'name'"},
     {"routes:\n  - name: \"a\\0b\"\n", "ringway.yaml:2: routes[0].name: contains a NUL byte"},
     {"routes: {}\n", "ringway.yaml:1: routes: expected a list, got a mapping"},
@@ -745,14 +915,14 @@ Test(config_errors, broken_table)
     for (size_t i = 0; i < RW_ARRAY_LEN(broken); i++) {
         rw_config *cfg = (rw_config *)1;
         char err[512] = "";
-        int rc = rw_config_load_string(broken[i].yaml, strlen(broken[i].yaml), "ringway.yaml",
-                                       &cfg, err, sizeof(err));
+        int rc = rw_config_load_string(broken[i].yaml, strlen(broken[i].yaml), "ringway.yaml", &cfg, err,
+                                       sizeof(err));
         cr_expect_eq(rc, -1, "case %zu should fail:\n%s", i, broken[i].yaml);
         cr_expect_null(cfg, "case %zu: *out must be NULL on failure", i);
         if (rc == 0)
             rw_config_free(cfg);
-        cr_expect(strstr(err, broken[i].want) == err,
-                  "case %zu:\n%s\nwant: %s\ngot:  %s", i, broken[i].yaml, broken[i].want, err);
+        cr_expect(strstr(err, broken[i].want) == err, "case %zu:\n%s\nwant: %s\ngot:  %s", i, broken[i].yaml,
+                  broken[i].want, err);
     }
 }
 
@@ -787,10 +957,9 @@ Test(config_errors, alias_fan_out_is_bounded)
     /* the same fan-out reached only through the schema: loads (duplicate names
      * stop it), or fails cleanly; never runs away */
     const char *rec = "routes: &a [{respond: {status: 200}, headers: {X-A: *a}}]\n";
-    cr_expect_eq(rw_config_load_string(rec, strlen(rec), "ringway.yaml", &cfg, err, sizeof(err)),
-                 -1);
-    cr_expect(strstr(err, "ringway.yaml:1: routes[0].headers.X-A: expected a string, got a list") ==
-                  err, "%s", err);
+    cr_expect_eq(rw_config_load_string(rec, strlen(rec), "ringway.yaml", &cfg, err, sizeof(err)), -1);
+    cr_expect(strstr(err, "ringway.yaml:1: routes[0].headers.X-A: expected a string, got a list") == err,
+              "%s", err);
 }
 
 /* ---- never crash -------------------------------------------------------- */
@@ -843,10 +1012,19 @@ Test(config_fuzz, mutated_documents)
             x ^= x << 17;
             size_t pos = (size_t)(x >> 8) % n;
             switch (x % 4) {
-            case 0: buf[pos] = alphabet[(x >> 32) % (sizeof(alphabet) - 1)]; break;
-            case 1: buf[pos] = (char)(x >> 40); break;
-            case 2: memmove(buf + pos, buf + pos + 1, n - pos - 1); n--; break;
-            default: buf[pos] = (char)('0' + (x >> 24) % 10); break;
+            case 0:
+                buf[pos] = alphabet[(x >> 32) % (sizeof(alphabet) - 1)];
+                break;
+            case 1:
+                buf[pos] = (char)(x >> 40);
+                break;
+            case 2:
+                memmove(buf + pos, buf + pos + 1, n - pos - 1);
+                n--;
+                break;
+            default:
+                buf[pos] = (char)('0' + (x >> 24) % 10);
+                break;
             }
         }
         load_any(buf, n);

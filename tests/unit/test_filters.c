@@ -21,10 +21,10 @@ static bool in(const char *cidr, const char *addr)
 
 Test(cidr, parse_good_and_bad)
 {
-    static const char *const good[] = {"10.0.0.0/8", "0.0.0.0/0", "192.168.1.7", "192.168.1.7/32", "::/0",
-                                       "2001:db8::/32", "::1", "fe80::/10", "100.64.0.0/10"};
-    static const char *const bad[] = {"10.0.0.1/8", "10.0.0.0/33", "::1/129", "10.0.0.0/", "10.0.0.0/-1",
-                                      "10.0.0/8",   "300.0.0.0/8", "abc",     "",          "10.0.0.0/8x",
+    static const char *const good[] = {"10.0.0.0/8",    "0.0.0.0/0", "192.168.1.7", "192.168.1.7/32", "::/0",
+                                       "2001:db8::/32", "::1",       "fe80::/10",   "100.64.0.0/10"};
+    static const char *const bad[] = {"10.0.0.1/8",     "10.0.0.0/33", "::1/129", "10.0.0.0/", "10.0.0.0/-1",
+                                      "10.0.0/8",       "300.0.0.0/8", "abc",     "",          "10.0.0.0/8x",
                                       "2001:db8::1/32", "1.2.3.4/0012"};
     rw_cidr c;
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
@@ -78,8 +78,8 @@ static int run(rw_filter_worker *fw, const rw_filters *f, const char *raw, const
 {
     static rw_http_request rq;
     parse(raw, &rq);
-    rw_filter_input in = {.rq = &rq, .peer = peer, .peer_len = strlen(peer), .route = 0, .now_ms = now_ms,
-                          .now_s = 1700000000};
+    rw_filter_input in = {
+        .rq = &rq, .peer = peer, .peer_len = strlen(peer), .route = 0, .now_ms = now_ms, .now_s = 1700000000};
     return rw_filters_run(fw, f, &in, out);
 }
 
@@ -87,7 +87,8 @@ static const char *added(const rw_filter_result *r, const char *name)
 {
     static char buf[256];
     for (uint32_t i = 0; i < r->nadd; i++)
-        if (r->add[i].name.len == strlen(name) && strncasecmp(r->add[i].name.p, name, r->add[i].name.len) == 0) {
+        if (r->add[i].name.len == strlen(name) &&
+            strncasecmp(r->add[i].name.p, name, r->add[i].name.len) == 0) {
             snprintf(buf, sizeof(buf), "%.*s", (int)r->add[i].value.len, r->add[i].value.p);
             return buf;
         }
@@ -115,7 +116,8 @@ Test(filters, key_auth_and_acl)
     rw_filter_worker *fw = rw_filter_worker_new(128);
     rw_filter_result r;
 
-    cr_expect_eq(run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: app-key-12345\r\n\r\n", "127.0.0.1", 1, &r), 0);
+    cr_expect_eq(
+        run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: app-key-12345\r\n\r\n", "127.0.0.1", 1, &r), 0);
     cr_expect_eq(r.consumer, 0);
     cr_expect_str_eq(added(&r, "X-Consumer-ID"), "c-001");
     cr_expect_str_eq(added(&r, "X-Consumer-Username"), "app1");
@@ -125,14 +127,16 @@ Test(filters, key_auth_and_acl)
     cr_expect_eq(run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", "127.0.0.1", 1, &r), 401);
     cr_expect_str_eq(r.error, "missing API key");
     cr_expect(strstr(r.extra, "WWW-Authenticate: Key") != NULL, "%s", r.extra);
-    cr_expect_eq(run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: app-key-1234\r\n\r\n", "127.0.0.1", 1, &r),
-                 401);
-    cr_expect_eq(run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: app-key-12345\r\n\r\n", "10.1.2.3", 1, &r),
-                 403, "deny_ips runs before authentication");
+    cr_expect_eq(
+        run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: app-key-1234\r\n\r\n", "127.0.0.1", 1, &r), 401);
+    cr_expect_eq(
+        run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: app-key-12345\r\n\r\n", "10.1.2.3", 1, &r), 403,
+        "deny_ips runs before authentication");
     cr_expect_str_eq(r.error, "address not allowed");
     /* a key stored as sha256: matches its plain value; app2 is not in "apps" */
-    cr_expect_eq(run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: app2-secret-key\r\n\r\n", "127.0.0.1", 1, &r),
-                 403);
+    cr_expect_eq(
+        run(fw, f, "GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: app2-secret-key\r\n\r\n", "127.0.0.1", 1, &r),
+        403);
     cr_expect_str_eq(r.error, "consumer not allowed");
     rw_filter_worker_free(fw, 1);
     rw_filters_release(f, cfg);

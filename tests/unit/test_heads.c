@@ -45,13 +45,15 @@ static const char *req_head(const char *raw, int body, bool upgrade, uint32_t *h
 Test(heads, request_drops_hop_by_hop_and_identity)
 {
     uint32_t off, len;
-    const char *h = req_head("GET /a?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n"
-                             "Keep-Alive: 5\r\nX-Consumer-ID: evil\r\nX-Forwarded-For: 1.1.1.1\r\nForwarded: for=x\r\n"
-                             "X-Request-Id: theirs\r\nTE: trailers\r\nAccept: */*\r\n\r\n",
-                             RW_BODY_NONE, false, &off, &len);
-    cr_assert_str_eq(h, "GET /a?x=1 HTTP/1.1\r\nHost: 10.0.0.1:80\r\nAccept: */*\r\n"
-                        "X-Forwarded-For: 1.1.1.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n"
-                        "Via: 1.1 ringway\r\nX-Request-Id: abc\r\n\r\n");
+    const char *h =
+        req_head("GET /a?x=1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n"
+                 "Keep-Alive: 5\r\nX-Consumer-ID: evil\r\nX-Forwarded-For: 1.1.1.1\r\nForwarded: for=x\r\n"
+                 "X-Request-Id: theirs\r\nTE: trailers\r\nAccept: */*\r\n\r\n",
+                 RW_BODY_NONE, false, &off, &len);
+    cr_assert_str_eq(
+        h, "GET /a?x=1 HTTP/1.1\r\nHost: 10.0.0.1:80\r\nAccept: */*\r\n"
+           "X-Forwarded-For: 1.1.1.1, 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n"
+           "Via: 1.1 ringway\r\nX-Request-Id: abc\r\n\r\n");
     cr_assert_eq(len, 11);
     cr_assert(memcmp(h + off, "10.0.0.1:80", 11) == 0);
 }
@@ -59,12 +61,12 @@ Test(heads, request_drops_hop_by_hop_and_identity)
 Test(heads, request_framing_is_rewritten)
 {
     uint32_t off, len;
-    const char *h = req_head("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 005\r\n\r\n", RW_BODY_LENGTH, false,
-                             &off, &len);
+    const char *h = req_head("POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 005\r\n\r\n", RW_BODY_LENGTH,
+                             false, &off, &len);
     cr_assert(strstr(h, "\r\nContent-Length: 5\r\n") != NULL, "%s", h);
     cr_assert_null(strstr(h, "005"), "%s", h);
-    h = req_head("POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", RW_BODY_CHUNKED, false, &off,
-                 &len);
+    h = req_head("POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", RW_BODY_CHUNKED, false,
+                 &off, &len);
     cr_assert(strstr(h, "\r\nTransfer-Encoding: chunked\r\n") != NULL, "%s", h);
     /* an HTTP/1.0 client's request still goes upstream as HTTP/1.1 */
     h = req_head("GET / HTTP/1.0\r\n\r\n", RW_BODY_NONE, false, &off, &len);
@@ -75,8 +77,9 @@ Test(heads, request_framing_is_rewritten)
 Test(heads, request_upgrade_is_passed_explicitly)
 {
     uint32_t off, len;
-    const char *h = req_head("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-                             RW_BODY_NONE, true, &off, &len);
+    const char *h =
+        req_head("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+                 RW_BODY_NONE, true, &off, &len);
     cr_assert(strstr(h, "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n") != NULL, "%s", h);
 }
 
@@ -84,8 +87,13 @@ Test(heads, request_that_does_not_fit)
 {
     static rw_route_cfg rt;
     parse_req("GET /a HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n");
-    rw_reqhead in = {.rq = &rq, .rt = &rt, .path = "/a", .path_len = 2, .upstream_host = RW_STR("u:1"),
-                     .peer = RW_STR("p"), .reqid = RW_STR("r")};
+    rw_reqhead in = {.rq = &rq,
+                     .rt = &rt,
+                     .path = "/a",
+                     .path_len = 2,
+                     .upstream_host = RW_STR("u:1"),
+                     .peer = RW_STR("p"),
+                     .reqid = RW_STR("r")};
     char out[64];
     uint32_t off, len;
     cr_assert_eq(rw_proxy_request_head(&in, out, sizeof(out), &off, &len), -1);
@@ -102,8 +110,13 @@ static const char *resp_head(const rw_resphead *in, int *persist, bool *dechunk)
 
 Test(heads, response_keeps_http11_connections_quietly)
 {
-    parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 02\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n", RW_METHOD_GET);
-    rw_resphead in = {.rs = &rs, .minor = 1, .body = rs.body, .keep = true, .req_done = true,
+    parse_resp("HTTP/1.1 200 OK\r\nContent-Length: 02\r\nConnection: keep-alive\r\nX-A: 1\r\n\r\n",
+               RW_METHOD_GET);
+    rw_resphead in = {.rs = &rs,
+                      .minor = 1,
+                      .body = rs.body,
+                      .keep = true,
+                      .req_done = true,
                       .extra = RW_STR("RateLimit-Remaining: 4\r\n")};
     int persist;
     bool dechunk;
@@ -153,8 +166,8 @@ Test(heads, response_101_for_a_tunnel)
     parse_resp("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                "Sec-WebSocket-Accept: x\r\n\r\n",
                RW_METHOD_GET);
-    rw_resphead in = {.rs = &rs, .minor = 1, .body = RW_BODY_UNTIL_CLOSE, .tunnel = true, .keep = true,
-                      .req_done = true};
+    rw_resphead in = {
+        .rs = &rs, .minor = 1, .body = RW_BODY_UNTIL_CLOSE, .tunnel = true, .keep = true, .req_done = true};
     int persist;
     bool dechunk;
     const char *h = resp_head(&in, &persist, &dechunk);

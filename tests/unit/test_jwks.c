@@ -55,14 +55,14 @@ typedef struct srv {
     pthread_t th;
     bool started;
     pthread_mutex_t mu;
-    char *resp;       /* mu: the response bytes */
-    size_t resp_len;  /* mu */
-    bool silent;      /* mu: read the request, never answer */
-    bool hold;        /* mu: after answering, keep the connection open until the client closes */
-    bool eager;       /* mu: answer after the first bytes, not after a request head */
-    size_t piece;     /* mu: write in pieces of this size (0: at once) */
-    char req[8192];   /* mu: the last request head */
-    int served;       /* mu: connections accepted */
+    char *resp;      /* mu: the response bytes */
+    size_t resp_len; /* mu */
+    bool silent;     /* mu: read the request, never answer */
+    bool hold;       /* mu: after answering, keep the connection open until the client closes */
+    bool eager;      /* mu: answer after the first bytes, not after a request head */
+    size_t piece;    /* mu: write in pieces of this size (0: at once) */
+    char req[8192];  /* mu: the last request head */
+    int served;      /* mu: connections accepted */
 } srv;
 
 /* Servers live here, not on a test's stack: the suite's fini stops them
@@ -108,7 +108,8 @@ static int srv_bind(srv *s, int family)
         return -1;
     }
     getsockname(s->lfd, (struct sockaddr *)&ss, &sl);
-    s->port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+    s->port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                       : ((struct sockaddr_in *)&ss)->sin_port);
     cr_assert_eq(pipe2(s->stop, O_CLOEXEC), 0);
     return 0;
 }
@@ -427,7 +428,7 @@ Test(fetch, chunked_in_small_pieces)
 {
     srv *s = srv_alloc();
     srv_up(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-               "5;ext=1\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: y\r\n\r\n");
+              "5;ext=1\r\nhello\r\n6\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: y\r\n\r\n");
     srv_mode(s, false, false, false, 3);
     result r = fetch_port(s->port, "/", MAXB);
     expect_ok(&r, "hello world0123456789");
@@ -496,7 +497,8 @@ Test(fetch, body_too_large_every_framing)
         "HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n0123456789a",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n6\r\n56789a\r\n0\r\n\r\n",
         "HTTP/1.1 200 OK\r\n\r\n0123456789a",
-        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n01234\r\n5\r\n56789\r\n1\r\na\r\n0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+        "chunked\r\n\r\n5\r\n01234\r\n5\r\n56789\r\n1\r\na\r\n0\r\n\r\n",
     };
     srv *s = srv_alloc();
     srv_up(s, NULL);
@@ -529,14 +531,16 @@ Test(fetch, malformed_responses)
         {"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", "malformed response"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "malformed response"},
         /* both framings: a smuggling shape the proxy refuses, so the fetcher does too */
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n0\r\n\r\n", "malformed response"},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n0\r\n\r\n",
+         "malformed response"},
         /* the body goes through its chunked decoder */
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunked body"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\n", "bad chunked body"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\n", "bad chunked body"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n", "bad chunked body"},
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n", "connection closed"},
-        {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", "connection closed in the body (95 bytes missing)"},
+        {"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+         "connection closed in the body (95 bytes missing)"},
         {"HTTP/1.1 200 OK\r\nContent", "connection closed in the response headers"},
         {"", "connection closed in the status line"},
     };
@@ -546,7 +550,8 @@ Test(fetch, malformed_responses)
         srv_set_str(s, cases[i].resp);
         result r = fetch_port(s->port, "/", MAXB);
         cr_assert_eq(r.rc, -1, "case %zu should fail", i);
-        cr_assert_not_null(strstr(r.err, cases[i].err), "case %zu: \"%s\" lacks \"%s\"", i, r.err, cases[i].err);
+        cr_assert_not_null(strstr(r.err, cases[i].err), "case %zu: \"%s\" lacks \"%s\"", i, r.err,
+                           cases[i].err);
     }
 }
 
@@ -614,10 +619,9 @@ Test(fetch, connection_refused)
 Test(fetch, bad_urls)
 {
     static const char *const urls[] = {
-        "ftp://127.0.0.1/",  "127.0.0.1/x",         "http://",           "http:///x",
-        "http://h:0/",       "http://h:65536/",     "http://h:12a/",     "http://h:/",
-        "http://[::1/",      "http://[zz]/",        "http://u@h/",       "http://h/a b",
-        "http://h\x01/",     "http://h:123456/",    "https://[::1]x/",
+        "ftp://127.0.0.1/", "127.0.0.1/x",   "http://",       "http:///x",        "http://h:0/",
+        "http://h:65536/",  "http://h:12a/", "http://h:/",    "http://[::1/",     "http://[zz]/",
+        "http://u@h/",      "http://h/a b",  "http://h\x01/", "http://h:123456/", "https://[::1]x/",
     };
     for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
         result r = fetch(urls[i], NULL, 1000, MAXB);
@@ -699,16 +703,16 @@ static uint16_t start_s_server(const char *name)
         dup2(null, 2);
         if (chdir(tmpdir) != 0)
             _exit(127);
-        execlp("openssl", "openssl", "s_server", "-WWW", "-quiet", "-accept", accept_arg, "-cert", cert, "-key",
-               key, (char *)NULL);
+        execlp("openssl", "openssl", "s_server", "-WWW", "-quiet", "-accept", accept_arg, "-cert", cert,
+               "-key", key, (char *)NULL);
         _exit(127);
     }
     children[nchildren++] = pid;
     uint64_t t0 = now_ms();
     for (;;) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        struct sockaddr_in a = {
+            .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
         close(fd);
         if (rc == 0)
@@ -859,7 +863,10 @@ static char *oct_jwks(const char *kid, const char *secret)
     }
     k[o] = '\0';
     char *doc;
-    cr_assert_gt(asprintf(&doc, "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"%s\",\"alg\":\"HS256\",\"k\":\"%s\"}]}", kid, k), 0);
+    cr_assert_gt(asprintf(&doc,
+                          "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"%s\",\"alg\":\"HS256\",\"k\":\"%s\"}]}", kid,
+                          k),
+                 0);
     return doc;
 }
 
@@ -875,12 +882,12 @@ static void write_jwks(const char *path, const char *kid, const char *secret)
 }
 
 /* Waits until cond holds (checked every 10 ms) or WAIT_MS pass. */
-#define WAIT_FOR(cond)                                                                                        \
-    do {                                                                                                      \
-        uint64_t t0_ = now_ms();                                                                              \
-        while (!(cond) && now_ms() - t0_ < WAIT_MS)                                                           \
-            sleep_ms(10);                                                                                     \
-        cr_assert(cond, "timed out waiting for " #cond);                                                      \
+#define WAIT_FOR(cond)                                                                                       \
+    do {                                                                                                     \
+        uint64_t t0_ = now_ms();                                                                             \
+        while (!(cond) && now_ms() - t0_ < WAIT_MS)                                                          \
+            sleep_ms(10);                                                                                    \
+        cr_assert(cond, "timed out waiting for " #cond);                                                     \
     } while (0)
 
 static rw_jwks *new_file_source(const char *path, const rw_jwt_keyset *base)
@@ -1001,8 +1008,8 @@ Test(jwks, base_keys_are_merged)
 {
     rw_jwt_keyset *base = rw_jwt_keyset_new();
     char err[256];
-    cr_assert_eq(rw_jwt_keyset_add_secret(base, RW_JWT_HS256, "static", "static-secret-0123456789abcdefghij", 34,
-                                          err, sizeof(err)),
+    cr_assert_eq(rw_jwt_keyset_add_secret(base, RW_JWT_HS256, "static", "static-secret-0123456789abcdefghij",
+                                          34, err, sizeof(err)),
                  0, "%s", err);
     const char *p = path_in_tmp("keys.json");
     write_jwks(p, "k1", SECRET1);
@@ -1073,8 +1080,8 @@ Test(jwks, url_down_at_start_then_up)
 {
     rw_jwt_keyset *base = rw_jwt_keyset_new();
     char err[512] = "";
-    cr_assert_eq(rw_jwt_keyset_add_secret(base, RW_JWT_HS256, "static", "static-secret-0123456789abcdefghij", 34,
-                                          err, sizeof(err)),
+    cr_assert_eq(rw_jwt_keyset_add_secret(base, RW_JWT_HS256, "static", "static-secret-0123456789abcdefghij",
+                                          34, err, sizeof(err)),
                  0, "%s", err);
     srv *s = srv_alloc();
     cr_assert_eq(srv_bind(s, AF_INET), 0); /* bound, not listening: refused */
@@ -1143,7 +1150,7 @@ Test(jwks, shutdown_is_prompt_and_restartable)
     uint64_t t0 = now_ms();
     rw_jwks_shutdown();
     cr_assert_lt(now_ms() - t0, 200);
-    rw_jwks_shutdown(); /* again: a no-op */
+    rw_jwks_shutdown();                    /* again: a no-op */
     rw_jwks *c = new_file_source(p, NULL); /* starts a new thread */
     write_jwks(p, "k2", SECRET2);
     WAIT_FOR(rw_jwks_rotations(c) == 1);

@@ -21,14 +21,20 @@
 #include "ringway/loop.h"
 #include "ringway/timer.h"
 
-#define WAIT_MS 3000u  /* deadline for something that should happen */
-#define QUIET_MS 100u  /* how long to watch for something that must not happen */
+#define WAIT_MS 3000u /* deadline for something that should happen */
+#define QUIET_MS 100u /* how long to watch for something that must not happen */
 
 /* Declares body(backend) and one Criterion test per backend. */
-#define LOOP_TEST(name)                                                              \
-    static void name##_body(int backend);                                            \
-    Test(loop_uring, name, .timeout = 10) { name##_body(RW_BACKEND_URING); }         \
-    Test(loop_epoll, name, .timeout = 10) { name##_body(RW_BACKEND_EPOLL); }         \
+#define LOOP_TEST(name)                                                                                      \
+    static void name##_body(int backend);                                                                    \
+    Test(loop_uring, name, .timeout = 10)                                                                    \
+    {                                                                                                        \
+        name##_body(RW_BACKEND_URING);                                                                       \
+    }                                                                                                        \
+    Test(loop_epoll, name, .timeout = 10)                                                                    \
+    {                                                                                                        \
+        name##_body(RW_BACKEND_EPOLL);                                                                       \
+    }                                                                                                        \
     static void name##_body(int backend)
 
 /* ---- loop and driving helpers ---- */
@@ -91,12 +97,12 @@ static void run_for(rw_loop *l, uint64_t ms)
 /* An op that records its callbacks. */
 typedef struct tracked {
     rw_op op;
-    int calls;        /* callbacks so far */
-    int finals;       /* callbacks without RW_OPF_MORE */
-    int res;          /* last result */
-    uint8_t flags;    /* op->flags during the last callback */
-    int want;         /* run_until target for calls */
-    char data[256];   /* copy of the received bytes (RW_OP_RECV) */
+    int calls;      /* callbacks so far */
+    int finals;     /* callbacks without RW_OPF_MORE */
+    int res;        /* last result */
+    uint8_t flags;  /* op->flags during the last callback */
+    int want;       /* run_until target for calls */
+    char data[256]; /* copy of the received bytes (RW_OP_RECV) */
 } tracked;
 
 static void tracked_cb(rw_op *op, int res)
@@ -275,7 +281,7 @@ typedef struct acceptor {
     tracked t;
     int fds[NCLIENTS + 4];
     int nfds;
-    int bad;          /* callbacks that broke the multishot contract */
+    int bad; /* callbacks that broke the multishot contract */
 } acceptor;
 
 static void accept_cb(rw_op *op, int res)
@@ -624,7 +630,10 @@ LOOP_TEST(send_multi_iovec)
     tracked_init(&t);
     char a[] = "GET ", b[] = "/index.html", c[] = " HTTP/1.1\r\n\r\n";
     struct iovec iov[4] = {
-        {a, strlen(a)}, {b, strlen(b)}, {NULL, 0}, {c, strlen(c)},
+        {a, strlen(a)},
+        {b, strlen(b)},
+        {NULL, 0},
+        {c, strlen(c)},
     };
     size_t total = strlen(a) + strlen(b) + strlen(c);
     rw_loop_send(l, &t.op, fd, iov, 4);
@@ -658,7 +667,7 @@ LOOP_TEST(send_multi_iovec)
 typedef struct drain {
     int fd;
     size_t got;
-    size_t bad;       /* bytes that did not match the pattern */
+    size_t bad; /* bytes that did not match the pattern */
 } drain;
 
 static uint8_t pattern(size_t i)
@@ -686,12 +695,12 @@ typedef struct sender {
     rw_loop *l;
     int fd;
     struct iovec iov[4];
-    int iovcnt;       /* iovecs left, starting at iov[first] */
+    int iovcnt; /* iovecs left, starting at iov[first] */
     int first;
     size_t left;
     size_t sent;
     int sends;
-    int shorts;       /* completions with fewer bytes than asked */
+    int shorts; /* completions with fewer bytes than asked */
     int error;
 } sender;
 
@@ -1215,7 +1224,7 @@ typedef struct wakee {
     tracked t;
     rw_loop *l;
     int efd;
-    uint64_t sum;     /* counter values read */
+    uint64_t sum; /* counter values read */
     int bad;
 } wakee;
 
@@ -1282,9 +1291,9 @@ typedef struct ttimer {
     rw_timer t;
     rw_loop *l;
     int fired;
-    uint64_t fired_at;      /* rw_loop_now() when it fired */
-    const int *turns;       /* a hook's turn counter, if any */
-    int fired_turn;         /* *turns when it fired */
+    uint64_t fired_at; /* rw_loop_now() when it fired */
+    const int *turns;  /* a hook's turn counter, if any */
+    int fired_turn;    /* *turns when it fired */
 } ttimer;
 
 static void ttimer_cb(rw_timer *t)
@@ -1438,8 +1447,8 @@ LOOP_TEST(turn_hook)
     cr_assert_eq(o.t.calls, 1);
     cr_assert_eq(o.t.res, 1);
     cr_assert_gt(h.turns, before);
-    cr_assert_eq(h.seen_turn, o.done_turn + 1, "completed after hook %d, first seen by hook %d",
-                 o.done_turn, h.seen_turn);
+    cr_assert_eq(h.seen_turn, o.done_turn + 1, "completed after hook %d, first seen by hook %d", o.done_turn,
+                 h.seen_turn);
     cr_assert_eq(h.clock_back, 0, "the coarse clock never goes back");
     rw_loop_set_turn_hook(l, NULL, NULL);
 
@@ -1455,7 +1464,7 @@ typedef struct reactor {
     tracked t;
     rw_loop *l;
     ttimer timer;
-    int stop;         /* stop the loop instead of arming the timer */
+    int stop; /* stop the loop instead of arming the timer */
 } reactor;
 
 static void reactor_cb(rw_op *op, int res)

@@ -270,9 +270,11 @@ Test(router, precedence_table)
         {RW_METHOD_GET, "", "/api/payment/charge", HDRS("x-api-version: 2"), "payment-v2"},
         {RW_METHOD_GET, "", "/api/payment/charge", HDRS("X-Api-Version: 3"), "payment"},
         {RW_METHOD_GET, "", "/api/payment/charge", HDRS("X-Api-Version: 22"), "payment"},
-        {RW_METHOD_GET, "", "/api/payment/charge", HDRS("X-Other: 1", "X-Api-Version: 3", "X-Api-Version: 2"), "payment-v2"},
+        {RW_METHOD_GET, "", "/api/payment/charge", HDRS("X-Other: 1", "X-Api-Version: 3", "X-Api-Version: 2"),
+         "payment-v2"},
         {RW_METHOD_GET, "", "/api/payment/charge", NULL, "payment"},
-        {RW_METHOD_GET, "", "/api/payment", HDRS("X-Api-Version: 2"), "payment"}, /* "/api/payment/" is a plain prefix */
+        {RW_METHOD_GET, "", "/api/payment", HDRS("X-Api-Version: 2"),
+         "payment"}, /* "/api/payment/" is a plain prefix */
         {RW_METHOD_GET, "", "/api/payment", NULL, "payment"},
         {RW_METHOD_GET, "", "/api/paymentx", HDRS("X-Api-Version: 2"), "api"},
         /* headers: regex and present */
@@ -322,8 +324,7 @@ Test(router, header_regex_value_not_nul_terminated)
     build();
     const char buf[] = "X-Tenantt42zz";
     rw_http_header h = {{buf, 8}, {buf + 8, 3}}; /* value "t42", followed by "zz" */
-    rw_route_input in = {.method = RW_METHOD_GET, .path = "/a", .path_len = 2, .headers = &h,
-                         .nheaders = 1};
+    rw_route_input in = {.method = RW_METHOD_GET, .path = "/a", .path_len = 2, .headers = &h, .nheaders = 1};
     cr_assert_eq(rw_router_match(router, &in), 0);
     h.value.len = 5; /* "t42zz" */
     cr_assert_eq(rw_router_match(router, &in), -1);
@@ -349,7 +350,8 @@ Test(router, trailing_slash_prefix)
     build();
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/api/x"), "api-slash");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/api/"), "api-slash");
-    cr_expect_str_eq(match(RW_METHOD_GET, "", "/api"), "root", "a trailing-slash prefix is a plain string prefix");
+    cr_expect_str_eq(match(RW_METHOD_GET, "", "/api"), "root",
+                     "a trailing-slash prefix is a plain string prefix");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/api/x/y/z"), "api-slash");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/apix"), "root");
     cr_expect_str_eq(match(RW_METHOD_GET, "", "/"), "root");

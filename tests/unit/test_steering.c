@@ -153,8 +153,8 @@ Test(steering, kernel_accepts_the_program)
         int n;
         const int *cpus;
     } cases[] = {
-        {1, (const int[]){0}},          {2, (const int[]){0, 1}},    {2, (const int[]){-1, -1}},
-        {2, (const int[]){2, 3}},       {5, (const int[]){4, 6, 4, 6, 4}}, {1024, big},
+        {1, (const int[]){0}},    {2, (const int[]){0, 1}},          {2, (const int[]){-1, -1}},
+        {2, (const int[]){2, 3}}, {5, (const int[]){4, 6, 4, 6, 4}}, {1024, big},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -165,7 +165,8 @@ Test(steering, kernel_accepts_the_program)
         cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
         cr_assert_eq(listen(fd, 4), 0);
         int rc = rw_net_attach_cpu_steering(fd, cases[i].cpus, cases[i].n);
-        cr_expect_eq(rc, 0, "case %zu (%d workers): SO_ATTACH_REUSEPORT_CBPF: %s", i, cases[i].n, strerror(-rc));
+        cr_expect_eq(rc, 0, "case %zu (%d workers): SO_ATTACH_REUSEPORT_CBPF: %s", i, cases[i].n,
+                     strerror(-rc));
         close(fd);
     }
 }

@@ -12,7 +12,7 @@ typedef struct ttimer {
     int id;
     int fired;
     uint64_t fired_at;
-    int rearm_left;     /* periodic: re-arm this many more times */
+    int rearm_left; /* periodic: re-arm this many more times */
     uint64_t period;
     struct ttimer *victim; /* cancel this one when firing */
     struct ttimer *arm;    /* arm this one at arm_at when firing */
@@ -54,7 +54,10 @@ static void setup(void)
     cr_assert_eq(rw_timers_init(&W, T0), 0);
 }
 
-static void teardown(void) { rw_timers_free(&W); }
+static void teardown(void)
+{
+    rw_timers_free(&W);
+}
 
 TestSuite(timer, .init = setup, .fini = teardown);
 

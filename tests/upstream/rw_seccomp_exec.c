@@ -37,7 +37,8 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--deny-register") == 0)
             deny[ndeny++] = __NR_io_uring_register;
         else {
-            fprintf(stderr, "usage: rw_seccomp_exec [--deny-setup] [--deny-enter] [--deny-register] -- CMD...\n");
+            fprintf(stderr,
+                    "usage: rw_seccomp_exec [--deny-setup] [--deny-enter] [--deny-register] -- CMD...\n");
             return 2;
         }
         if (ndeny > 3)
@@ -55,7 +56,8 @@ int main(int argc, char **argv)
     prog[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
     for (int k = 0; k < ndeny; k++) {
         prog[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)deny[k], 0, 1);
-        prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
+        prog[n++] =
+            (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
     }
     prog[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     struct sock_fprog fp = {.len = (unsigned short)n, .filter = prog};

@@ -790,7 +790,8 @@ static int serve(conn *c, request *rq)
             char as[256];
             if (!query_get(rq->query, "as", as, sizeof as))
                 snprintf(as, sizeof as, "%s", rq->upgrade);
-            if (sendf(c->fd, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n%s", as,
+            if (sendf(c->fd,
+                      "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n%s", as,
                       hello) == -1)
                 return 0;
             char shut[8];
