@@ -101,7 +101,7 @@ struct rw_conn {
     uint8_t state;
     uint8_t pending;  /* ops in flight */
     bool close_after; /* close once the current response is sent */
-    uint8_t sending;  /* what the pending client write carries (proxy.c) */
+    uint8_t sending;  /* what the pending client write carries (SENT_*) */
     rw_op rd, wr;
     rw_timer timer;
     rw_input in;
@@ -249,7 +249,7 @@ struct rw_exchange {
     rw_exchange *next; /* free list */
 };
 
-/* proxy.c: takes over an accepted client connection (already counted). */
+/* conn.c: takes over an accepted client connection (already counted). */
 void rw__conn_accepted(rw_pworker *w, int fd);
 void rw__worker_close_idle(rw_pworker *w);
 void rw__worker_close_all(rw_pworker *w);
@@ -280,6 +280,68 @@ void rw__input_take(rw_input *in, rw_op *op, int res);
 /* Moves all of *from (buffers included) into *to, which must be empty; *from
  * is left empty. */
 void rw__input_move(rw_input *to, rw_input *from);
+/* ---- small helpers shared by conn.c, exchange.c and tunnel.c ---- */
+
+static inline rw_timers *timers(rw_pworker *w)
+{
+    return rw_loop_timers(w->loop);
+}
+
+static inline uint64_t now_ms(rw_pworker *w)
+{
+    return rw_loop_now(w->loop);
+}
+
+static inline const rw_config *cfg_of(rw_pworker *w)
+{
+    return w->ws->snap->cfg;
+}
+
+static inline void count_status(rw_pworker *w, int status)
+{
+    int cls = status / 100;
+    w->stats->responses[(cls >= 1 && cls <= 5) ? cls : 0]++;
+}
+
+static const char hexdig[] = "0123456789abcdef";
+
+/* conn.c */
+enum { SENT_FINAL = 1, SENT_CONTINUE, SENT_RESPONSE, SENT_TUNNEL_HEAD }; /* what c->sending carries */
+void rw__c_close(rw_conn *c);
+/* Arms a read of the next request head (or more body bytes) into c->in. */
+void rw__c_read_head(rw_conn *c);
+/* Sends iov (at most 2 non-empty entries) to the client; c->sending says what for. */
+void rw__c_send(rw_conn *c, struct iovec *iov, int iovcnt);
+/* Sets the connection's one timer (0 cancels it). */
+void rw__c_timer(rw_conn *c, uint32_t ms);
+/* The response to the current request has been written. */
+void rw__c_request_done(rw_conn *c);
+/* The persistence of the response to ex (rw_http_persist); marks the
+ * connection to close when it says so. */
+int rw__ex_persist(rw_exchange *ex);
+/* Answers with a prebuilt response (its persistence variant). */
+void rw__send_canned(rw_exchange *ex, const rw_canned *cn);
+/* Answers with ringway's own JSON error; extra header lines (each with its CRLF) may be added. */
+void rw__ex_send_error(rw_exchange *ex, int status, const char *msg);
+void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
+/* exchange.c */
+rw_exchange *rw__ex_get(rw_conn *c);
+void rw__ex_put(rw_exchange *ex);
+/* Picks or mints the request id (parsed: the head may be read). */
+void rw__make_reqid(rw_exchange *ex, bool parsed);
+/* A request head of head_len bytes is parsed in ex->req: route and start it. */
+void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len);
+/* More request body bytes are in c->in. */
+void rw__ex_client_body(rw_exchange *ex);
+/* Starts answering once the response head is parsed and our head is out. */
+void rw__ex_try_forward_head(rw_exchange *ex);
+/* Sends what the upstream input holds of the response (the previous send is done). */
+void rw__ex_forward_response(rw_exchange *ex);
+/* tunnel.c */
+void rw__tunnel_start(rw_exchange *ex);
+void rw__tunnel_c2u(rw_exchange *ex);
+void rw__tunnel_u2c(rw_exchange *ex);
+void rw__tunnel_close_if_done(rw_exchange *ex);
 /* buffers */
 rw_hbuf *rw__hbuf_get(rw_pworker *w);
 void rw__hbuf_put(rw_pworker *w, rw_hbuf *hb);

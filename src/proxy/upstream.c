@@ -26,7 +26,7 @@
 #include "ringway/log.h"
 #include "ringway/net.h"
 
-/* ---- input buffers (shared with proxy.c) ---- */
+/* ---- input buffers (shared with conn.c and exchange.c) ---- */
 
 rw_hbuf *rw__hbuf_get(rw_pworker *w)
 {

@@ -1,7 +1,9 @@
-/* proxy.c - client connections and the request/response exchange:
- * read head -> parse -> normalise -> route -> upstream -> stream both bodies
- * -> keep-alive or close. Zero-copy where it can be: bodies are forwarded from
- * the receive buffer they arrived in; heads are rewritten into one buffer. */
+/* exchange.c - one request/response exchange: route, run the filters, pick
+ * an instance, write the upstream head, relay the request body, then parse
+ * and relay the response -> keep-alive or close. Zero-copy where it can be:
+ * bodies are forwarded from the receive buffer they arrived in; heads are
+ * rewritten into one buffer (heads.c). It owns the upstream client's
+ * requests (rw_upowner, at the end). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,16 +17,8 @@
 #include "ringway/path.h"
 #include "ringway/proxy.h"
 
-#define RW_LINGER_MS 2000
 #define RW_PATH_MAX 8192
 
-static void c_close(rw_conn *c);
-static void c_read_head(rw_conn *c);
-static void c_process_head(rw_conn *c);
-static void c_request_done(rw_conn *c);
-static void ex_send_error(rw_exchange *ex, int status, const char *msg);
-static void ex_forward_response(rw_exchange *ex);
-static void ex_try_forward_head(rw_exchange *ex);
 static void ex_finish(rw_exchange *ex);
 static void ex_upstream_ready(rw_exchange *ex);
 static void ex_upstream_sent(rw_exchange *ex, int res);
@@ -33,34 +27,9 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how);
 static void ex_queue_timeout(rw_exchange *ex);
 static const rw_upowner ex_owner;
 
-/* ---- small helpers ---- */
-
-static inline rw_timers *timers(rw_pworker *w)
-{
-    return rw_loop_timers(w->loop);
-}
-
-static inline uint64_t now_ms(rw_pworker *w)
-{
-    return rw_loop_now(w->loop);
-}
-
-static inline const rw_config *cfg_of(rw_pworker *w)
-{
-    return w->ws->snap->cfg;
-}
-
-static void count_status(rw_pworker *w, int status)
-{
-    int cls = status / 100;
-    w->stats->responses[(cls >= 1 && cls <= 5) ? cls : 0]++;
-}
-
-static const char hexdig[] = "0123456789abcdef";
-
 /* ---- exchanges ---- */
 
-static rw_exchange *ex_get(rw_conn *c)
+rw_exchange *rw__ex_get(rw_conn *c)
 {
     rw_pworker *w = c->w;
     rw_exchange *ex = w->free_exchanges;
@@ -86,7 +55,7 @@ static rw_exchange *ex_get(rw_conn *c)
     return ex;
 }
 
-static void ex_put(rw_exchange *ex)
+void rw__ex_put(rw_exchange *ex)
 {
     rw_pworker *w = ex->c->w;
     rw_timer_cancel(timers(w), &ex->total_timer);
@@ -103,7 +72,7 @@ static void ex_put(rw_exchange *ex)
     w->free_exchanges = ex;
 }
 
-static void make_reqid(rw_exchange *ex, bool parsed)
+void rw__make_reqid(rw_exchange *ex, bool parsed)
 {
     /* Reuse a sane client-supplied X-Request-Id; otherwise mint one. */
     for (size_t i = 0; parsed && i < ex->req.nheaders; i++) {
@@ -129,383 +98,6 @@ static void make_reqid(rw_exchange *ex, bool parsed)
         v >>= 4;
     }
     ex->reqid_len = 16;
-}
-
-/* ---- client connection I/O ---- */
-
-static void on_c_timer(rw_timer *t)
-{
-    rw_conn *c = RW_CONTAINER_OF(t, rw_conn, timer);
-    switch (c->state) {
-    case RW_C_HEAD:
-        if (c->ex != NULL && !(c->wr.flags & RW_OPF_PENDING)) {
-            /* From now on input is discarded, never parsed as a head. */
-            c->state = RW_C_BUSY;
-            c->ex->req_abandoned = true;
-            c->ex->req.nheaders = 0;
-            c->ex->method = RW_METHOD_GET;
-            c->close_after = true;
-            ex_send_error(c->ex, 408, "request header timeout");
-            return;
-        }
-        c_close(c);
-        return;
-    default:
-        c_close(c); /* keep-alive idle, body read, send or linger timeout */
-        return;
-    }
-}
-
-static void c_timer(rw_conn *c, uint32_t ms)
-{
-    if (ms == 0)
-        rw_timer_cancel(timers(c->w), &c->timer);
-    else
-        rw_timer_set(timers(c->w), &c->timer, now_ms(c->w) + ms);
-}
-
-static void c_maybe_free(rw_conn *c)
-{
-    if (c->state != RW_C_CLOSING || c->pending > 0)
-        return;
-    rw_pworker *w = c->w;
-    rw_timer_cancel(timers(w), &c->timer);
-    if (c->ex != NULL)
-        ex_put(c->ex); /* only now: our cancelled sends may have read from it */
-    rw__input_release(w, &c->in);
-    rw__input_release(w, &c->held);
-    rw_tr_close(w->loop, &c->tr);
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    w->nconns--;
-    rw_worker_conn_closed(w->core);
-    c->next = w->free_conns;
-    w->free_conns = c;
-}
-
-static void c_close(rw_conn *c)
-{
-    if (c->state == RW_C_CLOSING)
-        return;
-    c->state = RW_C_CLOSING;
-    if (c->ex != NULL) {
-        rw_exchange *ex = c->ex;
-        rw_upconn *u = ex->ur.up;
-        rw_timer_cancel(timers(c->w), &ex->total_timer);
-        rw__upconn_dequeue(&ex->ur);
-        if (u != NULL) {
-            if (ex->req_inflight > 0 && !ex->req_held && u->held.data == NULL) {
-                /* The upstream send in flight reads our input: it keeps it. */
-                rw__input_move(&u->held, &c->in);
-                ex->req_inflight = 0;
-            }
-            rw__upconn_close(u);
-            ex->ur.up = NULL;
-        }
-    }
-    rw_timer_cancel(timers(c->w), &c->timer);
-    if (c->rd.flags & RW_OPF_PENDING)
-        rw_loop_cancel(c->w->loop, &c->rd);
-    if (c->wr.flags & RW_OPF_PENDING)
-        rw_loop_cancel(c->w->loop, &c->wr);
-    c_maybe_free(c);
-}
-
-/* Final response sent on a connection we close: stop writing, drain what the
- * client still sends for a moment (so our response is not reset), then close. */
-static void c_linger(rw_conn *c)
-{
-    if (c->ex != NULL)
-        ex_put(c->ex);
-    c->state = RW_C_LINGER;
-    rw_tr_shutdown_wr(&c->tr);
-    if (!(c->rd.flags & RW_OPF_PENDING))
-        rw__input_release(c->w, &c->in); /* else released when that read completes */
-    c_timer(c, RW_LINGER_MS);
-    if (!(c->rd.flags & RW_OPF_PENDING)) {
-        c->pending++;
-        rw_tr_recv(c->w->loop, &c->tr, &c->rd);
-    }
-}
-
-static void c_send(rw_conn *c, struct iovec *iov, int iovcnt)
-{
-    int k = 0;
-    for (int i = 0; i < iovcnt && k < (int)RW_ARRAY_LEN(c->iov); i++)
-        if (iov[i].iov_len > 0)
-            c->iov[k++] = iov[i];
-    c->iovcnt = k;
-    c->pending++;
-    c_timer(c, cfg_of(c->w)->http.send_timeout_ms);
-    rw_tr_send(c->w->loop, &c->tr, &c->wr, c->iov, c->iovcnt);
-}
-
-/* What the client write that just finished was for. */
-enum { SENT_FINAL = 1, SENT_CONTINUE, SENT_RESPONSE, SENT_TUNNEL_HEAD };
-
-static void tunnel_start(rw_exchange *ex);
-static void tunnel_c2u(rw_exchange *ex);
-static void tunnel_u2c(rw_exchange *ex);
-static void tunnel_close_if_done(rw_exchange *ex);
-
-static void c_sent(rw_conn *c);
-
-static void on_c_write(rw_op *op, int res)
-{
-    rw_conn *c = op->data;
-    c->pending--;
-    if (c->state == RW_C_CLOSING) {
-        c_maybe_free(c);
-        return;
-    }
-    if (res < 0) {
-        c_close(c); /* client went away */
-        return;
-    }
-    if (rw_iov_advance(c->iov, &c->iovcnt, (size_t)res)) { /* short send: the rest */
-        c->pending++;
-        c_timer(c, cfg_of(c->w)->http.send_timeout_ms);
-        rw_tr_send(c->w->loop, &c->tr, &c->wr, c->iov, c->iovcnt);
-        return;
-    }
-    if (c->held.data != NULL)
-        rw__input_release(c->w, &c->held); /* the send that read it is complete */
-    /* A body read may still be waiting: it keeps its own deadline. */
-    bool body_read = (c->rd.flags & RW_OPF_PENDING) && c->ex != NULL && !c->ex->req_done;
-    c_timer(c, body_read ? cfg_of(c->w)->http.client_body_timeout_ms : 0);
-    c_sent(c);
-}
-
-/* ---- responses produced by ringway itself ---- */
-
-/* The persistence of the response to ex (the one rule, rw_http_persist):
- * marks the connection to close when the response says so. */
-static int ex_persist(rw_exchange *ex)
-{
-    rw_conn *c = ex->c;
-    int mode = rw_http_persist(ex->keep_alive && !c->close_after && !c->w->draining, ex->minor);
-    if (mode == RW_PERSIST_CLOSE)
-        c->close_after = true;
-    return mode;
-}
-
-static void send_canned(rw_exchange *ex, const rw_canned *cn)
-{
-    rw_conn *c = ex->c;
-    int mode = ex_persist(ex);
-    struct iovec iov;
-    iov.iov_base = cn->text[mode];
-    iov.iov_len = ex->method == RW_METHOD_HEAD ? cn->head_len[mode] : cn->len[mode];
-    ex->resp_head_sent = true;
-    ex->resp_done = true;
-    ex->req_done = ex->req_body == RW_BODY_NONE;
-    ex->status = cn->status;
-    count_status(c->w, cn->status);
-    c->sending = SENT_FINAL;
-    c_send(c, &iov, 1);
-}
-
-/* An error response with extra header lines (each ending CRLF), or none. */
-static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra,
-                            size_t extra_len);
-
-static void ex_send_error(rw_exchange *ex, int status, const char *msg)
-{
-    ex_send_error_x(ex, status, msg, NULL, 0);
-}
-
-static void ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len)
-{
-    rw_conn *c = ex->c;
-    if (ex->resp_head_sent) {
-        c_close(c); /* too late for a status: cut the connection */
-        return;
-    }
-    rw__upconn_dequeue(&ex->ur);
-    if (ex->ur.up != NULL) {
-        rw__upconn_close(ex->ur.up);
-        ex->ur.up = NULL;
-    }
-    if (c->wr.flags & RW_OPF_PENDING) {
-        /* Only our 100-continue can be in flight: answer when it is out. */
-        ex->err_status = status;
-        ex->err_msg = msg;
-        return;
-    }
-    if (ex->reqid_len == 0)
-        make_reqid(ex, false); /* the head may not have parsed: do not read it */
-    /* An unread request body leaves the connection out of sync: close it. */
-    if (!ex->req_done && ex->req_body != RW_BODY_NONE)
-        c->close_after = true;
-    if (status == 400 || status == 408 || status == 413 || status == 414 || status == 431 || status == 501 ||
-        status == 505)
-        c->close_after = true;
-    rw_str conn = rw_http_persist_line(ex_persist(ex));
-    char body[256];
-    int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%.*s\"}\n", msg,
-                        status, (int)ex->reqid_len, ex->reqid);
-    int n = snprintf(ex->errbuf, sizeof(ex->errbuf),
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Cache-Control: no-store\r\nX-Request-Id: %.*s\r\n%.*s%.*s\r\n%s",
-                     status, rw_http_reason(status), blen, (int)ex->reqid_len, ex->reqid, (int)extra_len,
-                     extra ? extra : "", (int)conn.len, conn.p, ex->method == RW_METHOD_HEAD ? "" : body);
-    if (n < 0 || n >= (int)sizeof(ex->errbuf))
-        n = (int)sizeof(ex->errbuf) - 1;
-    ex->resp_head_sent = true;
-    ex->resp_done = true;
-    ex->status = status;
-    count_status(c->w, status);
-    struct iovec iov = {ex->errbuf, (size_t)n};
-    c->sending = SENT_FINAL;
-    c_send(c, &iov, 1);
-}
-
-static void c_sent(rw_conn *c)
-{
-    rw_exchange *ex = c->ex;
-    switch (c->sending) {
-    case SENT_CONTINUE:
-        if (ex == NULL)
-            return;
-        if (ex->err_status != 0) {
-            int st = ex->err_status;
-            ex->err_status = 0;
-            ex_send_error(ex, st, ex->err_msg);
-            return;
-        }
-        ex_try_forward_head(ex);
-        return;
-    case SENT_RESPONSE:
-        if (ex == NULL)
-            return;
-        ex_forward_response(ex);
-        return;
-    case SENT_TUNNEL_HEAD:
-        if (ex != NULL && ex->ur.up != NULL)
-            tunnel_start(ex);
-        return;
-    case SENT_FINAL:
-    default:
-        c_request_done(c);
-        return;
-    }
-}
-
-/* ---- reading requests ---- */
-
-static void on_c_read(rw_op *op, int res);
-
-static void c_read_head(rw_conn *c)
-{
-    c->pending++;
-    rw__input_recv(c->w->loop, &c->rd, &c->tr, &c->in);
-}
-
-static void ex_client_body(rw_exchange *ex);
-
-static void on_c_read(rw_op *op, int res)
-{
-    rw_conn *c = op->data;
-    rw_pworker *w = c->w;
-    c->pending--;
-    if (c->state == RW_C_CLOSING || c->state == RW_C_LINGER) {
-        if (res > 0 && op->kind == RW_OP_RECV)
-            rw_loop_buf_release(w->loop, op->buf_id);
-        if (c->state == RW_C_LINGER)
-            rw__input_release(w, &c->in); /* no read is pending now */
-        if (c->state == RW_C_LINGER && res > 0) {
-            c->pending++;
-            rw_tr_recv(w->loop, &c->tr, &c->rd); /* keep discarding until EOF or the timer */
-            return;
-        }
-        if (c->state == RW_C_LINGER) {
-            c_close(c);
-            return;
-        }
-        c_maybe_free(c);
-        return;
-    }
-    if (res == 0 && c->ex != NULL && c->ex->tunnel && c->ex->ur.up != NULL) {
-        c->ex->c_eof = true; /* half-close: pass it on, keep the other way open */
-        rw_tr_shutdown_wr(&c->ex->ur.up->tr);
-        tunnel_close_if_done(c->ex);
-        return;
-    }
-    if (res <= 0) {
-        if (res < 0 && res != -ECONNRESET && res != -ECANCELED)
-            rw_log_debug("client read failed: %s", strerror(-res));
-        c_close(c);
-        return;
-    }
-    rw__input_take(&c->in, op, res);
-    if (c->state == RW_C_BUSY) {
-        if (c->ex != NULL && !c->ex->req_abandoned) {
-            ex_client_body(c->ex);
-        } else {
-            rw__input_release(w, &c->in); /* body of an abandoned request */
-            c->close_after = true;
-        }
-        return;
-    }
-    c_process_head(c);
-}
-
-static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len);
-
-static void c_process_head(rw_conn *c)
-{
-    rw_pworker *w = c->w;
-    if (c->ex == NULL) {
-        c->ex = ex_get(c);
-        if (c->ex == NULL) {
-            rw_log_error("out of memory for a request: closing the connection");
-            c_close(c);
-            return;
-        }
-    }
-    rw_exchange *ex = c->ex;
-    const rw_snapshot *snap = w->ws->snap;
-    ssize_t r = rw_http_parse_request(c->in.data + c->in.off, c->in.len - c->in.off, &snap->limits, &ex->req);
-    if (r == RW_HTTP_INCOMPLETE) {
-        if (c->state == RW_C_IDLE) {
-            c->state = RW_C_HEAD;
-            c_timer(c, cfg_of(w)->http.client_header_timeout_ms);
-        }
-        if (rw__input_to_hbuf(w, &c->in) != 0) {
-            c_close(c);
-            return;
-        }
-        if (c->in.len >= c->in.hb->cap) {
-            ex->method = RW_METHOD_GET;
-            ex_send_error(ex, 431, "request header fields too large");
-            return;
-        }
-        c_read_head(c);
-        return;
-    }
-    if (r < 0) {
-        w->stats->bad_requests++;
-        ex->method = RW_METHOD_GET;
-        ex->req_done = true;
-        c->state = RW_C_BUSY;
-        int status = (int)-r;
-        const char *msg = status == 414   ? "request target too long"
-                          : status == 431 ? "request header fields too large"
-                          : status == 413 ? "content too large"
-                          : status == 501 ? "not implemented"
-                          : status == 505 ? "http version not supported"
-                                          : "bad request";
-        c->close_after = true;
-        ex->req.nheaders = 0; /* a failed parse leaves no headers worth reading */
-        rw__input_release(w, &c->in);
-        ex_send_error(ex, status, msg);
-        return;
-    }
-    ex_start(c, ex, (size_t)r);
 }
 
 /* ---- upstream request head ---- */
@@ -602,7 +194,7 @@ static void on_total_timeout(rw_timer *t)
         return;
     }
     ex->c->w->stats->upstream_timeouts++;
-    ex_send_error(ex, 504, "upstream timed out");
+    rw__ex_send_error(ex, 504, "upstream timed out");
 }
 
 /* Gets ex an upstream connection. While it waits in the pool's queue nothing
@@ -613,16 +205,16 @@ static void ex_acquire(rw_exchange *ex)
     rw_conn *c = ex->c;
     rw__upconn_acquire(&ex->ur);
     if (ex->ur.queued && c->in.len == c->in.off && !(c->rd.flags & RW_OPF_PENDING))
-        c_read_head(c);
+        rw__c_read_head(c);
 }
 
-static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
+void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
 {
     rw_pworker *w = c->w;
     const rw_http_request *rq = &ex->req;
     c->state = RW_C_BUSY;
     c->requests++;
-    c_timer(c, 0);
+    rw__c_timer(c, 0);
     w->stats->requests++;
     ex->start_ms = now_ms(w);
     ex->method = rq->method;
@@ -643,13 +235,13 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
                   rw_str_ieq(uph->value, "websocket");
     ex->ur.ws = w->ws;
     w->ws->users++;
-    make_reqid(ex, true); /* before any error path releases the head's buffer */
+    rw__make_reqid(ex, true); /* before any error path releases the head's buffer */
     const rw_snapshot *snap = w->ws->snap;
     const rw_config *cfg = snap->cfg;
 
     if (rq->method == RW_METHOD_CONNECT || rq->path.len == 0 || rq->path.p[0] != '/') {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        ex_send_error(ex, rq->method == RW_METHOD_CONNECT ? 501 : 400,
+        rw__ex_send_error(ex, rq->method == RW_METHOD_CONNECT ? 501 : 400,
                       rq->method == RW_METHOD_CONNECT ? "not implemented" : "bad request target");
         return;
     }
@@ -658,7 +250,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         rq->path.len <= RW_PATH_MAX ? rw_path_normalize(rq->path.p, rq->path.len, path, sizeof(path)) : -1;
     if (plen < 0) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        ex_send_error(ex, 400, "bad request path");
+        rw__ex_send_error(ex, 400, "bad request path");
         return;
     }
     bool body_ok = !(cfg->http.max_body_bytes > 0 && rq->body == RW_BODY_LENGTH &&
@@ -668,13 +260,13 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     if (plen == 7 && memcmp(path, "/health", 7) == 0 &&
         (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        send_canned(ex, &snap->health);
+        rw__send_canned(ex, &snap->health);
         return;
     }
     if (plen == 6 && memcmp(path, "/ready", 6) == 0 &&
         (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        send_canned(ex, w->draining || rw_server_shutting(w->server) ? &snap->stopping
+        rw__send_canned(ex, w->draining || rw_server_shutting(w->server) ? &snap->stopping
                         : rw_server_ready(w->server)                 ? &snap->health
                                                                      : &snap->not_ready);
         return;
@@ -702,7 +294,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     int route = rw_router_match(snap->router, &in);
     if (route < 0) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        ex_send_error(ex, 404, "no route");
+        rw__ex_send_error(ex, 404, "no route");
         return;
     }
     ex->route = route;
@@ -722,7 +314,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         rw_filter_result *fr = &w->fres;
         if (rw_filters_run(w->fw, flt, &fin, fr) != 0) {
             rw__input_consume(w, &c->in, (uint32_t)head_len);
-            ex_send_error_x(ex, fr->status, fr->error, fr->extra, fr->extra_len);
+            rw__ex_send_error_x(ex, fr->status, fr->error, fr->extra, fr->extra_len);
             return;
         }
         if (fr->extra_len > 0 && fr->extra_len <= sizeof(ex->rl_hdrs)) {
@@ -733,14 +325,14 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     }
     if (!body_ok) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        ex_send_error(ex, 413, "content too large");
+        rw__ex_send_error(ex, 413, "content too large");
         return;
     }
     if (ex->rt->has_respond) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         if (ex->req_body != RW_BODY_NONE)
             c->close_after = true; /* we do not read bodies for fixed responses */
-        send_canned(ex, &snap->canned[route]);
+        rw__send_canned(ex, &snap->canned[route]);
         return;
     }
     ex->ur.svc = ex->rt->service_index;
@@ -748,12 +340,12 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     ex->hash = hash_key(ex); /* the head's buffer is gone by the time a retry picks */
     if (!ex_pick(ex)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        ex_send_error(ex, 502, "no upstream available");
+        rw__ex_send_error(ex, 502, "no upstream available");
         return;
     }
     if (!build_request_head(ex, path, (size_t)plen, flt, fres)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        ex_send_error(ex, 431, "request header fields too large");
+        rw__ex_send_error(ex, 431, "request header fields too large");
         return;
     }
     /* The head is rewritten into ex->out: its bytes in the input are done. */
@@ -767,7 +359,7 @@ static void ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         static char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         struct iovec iov = {cont, sizeof(cont) - 1};
         c->sending = SENT_CONTINUE;
-        c_send(c, &iov, 1);
+        rw__c_send(c, &iov, 1);
     }
     ex_acquire(ex);
 }
@@ -818,12 +410,12 @@ static void ex_send_body_piece(rw_exchange *ex, bool with_head)
     size_t fwd;
     ssize_t body = req_body_portion(ex, c->in.data + c->in.off, avail, &fwd);
     if (body < 0) {
-        ex_send_error(ex, 400, "bad chunked request body");
+        rw__ex_send_error(ex, 400, "bad chunked request body");
         return;
     }
     uint64_t maxb = cfg_of(c->w)->http.max_body_bytes;
     if (maxb > 0 && ex->req_total > maxb) {
-        ex_send_error(ex, 413, "content too large");
+        rw__ex_send_error(ex, 413, "content too large");
         return;
     }
     if (fwd > 0) {
@@ -850,8 +442,8 @@ static void ex_send_body_piece(rw_exchange *ex, bool with_head)
     rw__upconn_send(u, iov, n);
     if (ex->req_held && ex->ur.up != NULL && !(c->rd.flags & RW_OPF_PENDING)) {
         if (!(c->wr.flags & RW_OPF_PENDING))
-            c_timer(c, cfg_of(c->w)->http.client_body_timeout_ms);
-        c_read_head(c);
+            rw__c_timer(c, cfg_of(c->w)->http.client_body_timeout_ms);
+        rw__c_read_head(c);
     }
 }
 
@@ -876,14 +468,14 @@ static void ex_upstream_sent(rw_exchange *ex, int res)
         rw__input_consume(w, &c->in, consumed);
     ex->req_held = false; /* the upstream released the buffer it held */
     if (ex->tunnel && first && !ex->resp_head_sent) {
-        ex_try_forward_head(ex); /* the 101 was parsed before our head's send completed */
+        rw__ex_try_forward_head(ex); /* the 101 was parsed before our head's send completed */
         return;
     }
     if (ex->tunnel) {
         if (c->in.len > c->in.off)
-            tunnel_c2u(ex);
+            rw__tunnel_c2u(ex);
         else if (!ex->c_eof && !(c->rd.flags & RW_OPF_PENDING))
-            c_read_head(c);
+            rw__c_read_head(c);
         return;
     }
     if (first && ex->resp_head_done && !ex->resp_head_sent) {
@@ -894,9 +486,9 @@ static void ex_upstream_sent(rw_exchange *ex, int res)
             if (c->in.len > c->in.off)
                 ex_send_body_piece(ex, false);
             else if (!(c->rd.flags & RW_OPF_PENDING))
-                c_read_head(c);
+                rw__c_read_head(c);
         }
-        ex_try_forward_head(ex);
+        rw__ex_try_forward_head(ex);
         return;
     }
     if (!ex->req_done && ex->ur.up != NULL)
@@ -910,16 +502,16 @@ static void ex_upstream_sent(rw_exchange *ex, int res)
     }
     if (c->rd.flags & RW_OPF_PENDING)
         return; /* the read-ahead is still waiting for the client */
-    c_timer(c, cfg_of(w)->http.client_body_timeout_ms);
-    c_read_head(c); /* reads more body bytes into a fresh buffer */
+    rw__c_timer(c, cfg_of(w)->http.client_body_timeout_ms);
+    rw__c_read_head(c); /* reads more body bytes into a fresh buffer */
 }
 
-static void ex_client_body(rw_exchange *ex)
+void rw__ex_client_body(rw_exchange *ex)
 {
     if (!(ex->c->wr.flags & RW_OPF_PENDING))
-        c_timer(ex->c, 0); /* else the send timer stays */
+        rw__c_timer(ex->c, 0); /* else the send timer stays */
     if (ex->tunnel) {
-        tunnel_c2u(ex);
+        rw__tunnel_c2u(ex);
         return;
     }
     /* Not connected yet, or the previous piece is still going out: the
@@ -984,7 +576,7 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
     }
     rw_log_warn("upstream %s (%s) failed: %s", ex->ur.svc_cfg->name,
                 ex->ur.svc_cfg->instances[ex->ur.inst].address, timeout ? "timed out" : strerror(err));
-    ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
+    rw__ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
 }
 
 static void ex_queue_timeout(rw_exchange *ex)
@@ -994,17 +586,17 @@ static void ex_queue_timeout(rw_exchange *ex)
     rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)",
                 ex->ur.svc_cfg->name, ex->ur.svc_cfg->instances[ex->ur.inst].address,
                 ex->ur.svc_cfg->max_conns);
-    ex_send_error(ex, 503, "upstream connection limit reached");
+    rw__ex_send_error(ex, 503, "upstream connection limit reached");
 }
 
 /* ---- responses ---- */
 
 /* Starts answering the client once the response head is parsed, our request
  * head is out (ex->out is free again) and no other client write is pending. */
-static void ex_try_forward_head(rw_exchange *ex)
+void rw__ex_try_forward_head(rw_exchange *ex)
 {
     if (ex->resp_head_done && !ex->resp_head_sent && ex->head_sent_up && !(ex->c->wr.flags & RW_OPF_PENDING))
-        ex_forward_response(ex);
+        rw__ex_forward_response(ex);
 }
 
 /* Writes the response head for the client into ex->out (heads.c) and takes
@@ -1087,7 +679,7 @@ static void ex_resp_received(rw_exchange *ex)
 
 /* Sends what the upstream input holds of the response to the client:
  * the head first (once), then body bytes. */
-static void ex_forward_response(rw_exchange *ex)
+void rw__ex_forward_response(rw_exchange *ex)
 {
     rw_conn *c = ex->c;
     rw_upconn *u = ex->ur.up;
@@ -1104,11 +696,11 @@ static void ex_forward_response(rw_exchange *ex)
     if (ex->tunnel && ex->resp_head_sent) {
         if (ex->u_eof && u->in.len == u->in.off) {
             rw_tr_shutdown_wr(&c->tr); /* upstream finished: pass the half-close on */
-            tunnel_close_if_done(ex);
+            rw__tunnel_close_if_done(ex);
             return;
         }
         if (u->in.len > u->in.off)
-            tunnel_u2c(ex);
+            rw__tunnel_u2c(ex);
         else
             rw__upconn_recv(u);
         return;
@@ -1122,7 +714,7 @@ static void ex_forward_response(rw_exchange *ex)
     bool with_body = false;
     if (!ex->resp_head_sent) {
         if (!build_response_head(ex)) {
-            ex_send_error(ex, 502, "upstream response head too large");
+            rw__ex_send_error(ex, 502, "upstream response head too large");
             return;
         }
         iov[n].iov_base = ex->out;
@@ -1133,7 +725,7 @@ static void ex_forward_response(rw_exchange *ex)
         count_status(c->w, ex->status);
         if (ex->tunnel) {
             c->sending = SENT_TUNNEL_HEAD;
-            c_send(c, iov, n);
+            rw__c_send(c, iov, n);
             return;
         }
     }
@@ -1142,7 +734,7 @@ static void ex_forward_response(rw_exchange *ex)
     ssize_t body = resp_body_portion(ex, u->in.data + u->in.off, avail, &len);
     if (body < 0) {
         rw_log_warn("upstream %s sent a malformed chunked body", ex->ur.svc_cfg->name);
-        c_close(c);
+        rw__c_close(c);
         return;
     }
     if (ex->resp_done)
@@ -1177,7 +769,7 @@ static void ex_forward_response(rw_exchange *ex)
         ex->resp_held = true;
     }
     c->sending = SENT_RESPONSE;
-    c_send(c, iov, n);
+    rw__c_send(c, iov, n);
     if (!ex->resp_done) {
         /* The upstream's clock runs only while we wait for its bytes: reading
          * ahead, yes; waiting for a slow client to take this piece, no (the
@@ -1198,12 +790,12 @@ static void ex_upstream_data(rw_exchange *ex, int res)
             if (res < 0 || (c->wr.flags & RW_OPF_PENDING) == 0)
                 rw_tr_shutdown_wr(&c->tr);
             if (res < 0)
-                c_close(c);
+                rw__c_close(c);
             else
-                tunnel_close_if_done(ex);
+                rw__tunnel_close_if_done(ex);
             return;
         }
-        tunnel_u2c(ex);
+        rw__tunnel_u2c(ex);
         return;
     }
     if (res <= 0) {
@@ -1211,12 +803,12 @@ static void ex_upstream_data(rw_exchange *ex, int res)
             ex->resp_done = true;
             ex_resp_received(ex);
             if (!(c->wr.flags & RW_OPF_PENDING))
-                ex_forward_response(ex);
+                rw__ex_forward_response(ex);
             return;
         }
         if (ex->resp_head_sent) {
             rw_log_warn("upstream %s closed mid-response", ex->ur.svc_cfg->name);
-            c_close(c);
+            rw__c_close(c);
             return;
         }
         int how = u->reused && !u->got_bytes ? RW_UPFAIL_STALE : RW_UPFAIL_OTHER;
@@ -1227,7 +819,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
     }
     if (ex->resp_head_done) {
         if (!(c->wr.flags & RW_OPF_PENDING))
-            ex_forward_response(ex);
+            rw__ex_forward_response(ex);
         else
             rw__upconn_timeout(u, 0); /* the bytes are in: now we wait for the client */
         return;
@@ -1237,7 +829,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
                                            &ex->ur.ws->snap->limits, ex->method, &ex->resp);
         if (r == RW_HTTP_INCOMPLETE) {
             if (rw__input_to_hbuf(c->w, &u->in) != 0 || u->in.len >= u->in.hb->cap) {
-                ex_send_error(ex, 502, "upstream response head too large");
+                rw__ex_send_error(ex, 502, "upstream response head too large");
                 return;
             }
             rw__upconn_recv(u);
@@ -1247,7 +839,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
             rw_log_warn("upstream %s sent an invalid response", ex->ur.svc_cfg->name);
             rw__upconn_close(u);
             ex->ur.up = NULL;
-            ex_send_error(ex, 502, "invalid upstream response");
+            rw__ex_send_error(ex, 502, "invalid upstream response");
             return;
         }
         if (ex->resp.status >= 100 && ex->resp.status < 200) {
@@ -1263,7 +855,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
                 rw__input_consume(c->w, &u->in, (uint32_t)r);
                 rw__upconn_close(u);
                 ex->ur.up = NULL;
-                ex_send_error(ex, 502, "unexpected protocol switch");
+                rw__ex_send_error(ex, 502, "unexpected protocol switch");
                 return;
             }
             rw__input_consume(c->w, &u->in, (uint32_t)r);
@@ -1282,59 +874,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
     rw_chunked_init(&ex->resp_chunk);
     if (ex->resp_body == RW_BODY_LENGTH && ex->resp_left == 0)
         ex->resp_body = RW_BODY_NONE;
-    ex_try_forward_head(ex); /* or later, when our head (or the 100-continue) is out */
-}
-
-/* ---- upgraded connections: a byte tunnel in both directions ---- */
-
-static void tunnel_close_if_done(rw_exchange *ex)
-{
-    if (ex->c_eof && ex->u_eof)
-        c_close(ex->c);
-}
-
-/* Client bytes (in c->in) go upstream; called when they arrive. */
-static void tunnel_c2u(rw_exchange *ex)
-{
-    rw_conn *c = ex->c;
-    rw_upconn *u = ex->ur.up;
-    uint32_t avail = c->in.len - c->in.off;
-    if (u == NULL || avail == 0 || (u->wr.flags & RW_OPF_PENDING))
-        return;
-    struct iovec iov = {c->in.data + c->in.off, avail};
-    ex->req_inflight = avail;
-    rw__upconn_timeout(u, ex->ur.svc_cfg->first_byte_timeout_ms);
-    rw__upconn_send(u, &iov, 1);
-}
-
-/* Upstream bytes (in u->in) go to the client. */
-static void tunnel_u2c(rw_exchange *ex)
-{
-    rw_conn *c = ex->c;
-    rw_upconn *u = ex->ur.up;
-    uint32_t avail = u->in.len - u->in.off;
-    if (avail == 0 || (c->wr.flags & RW_OPF_PENDING))
-        return;
-    struct iovec iov = {u->in.data + u->in.off, avail};
-    ex->resp_inflight = avail;
-    c->sending = SENT_RESPONSE;
-    rw__upconn_timeout(u, ex->ur.svc_cfg->first_byte_timeout_ms);
-    c_send(c, &iov, 1);
-}
-
-static void tunnel_start(rw_exchange *ex)
-{
-    rw_conn *c = ex->c;
-    c_timer(c, 0);
-    rw_timer_cancel(timers(c->w), &ex->total_timer); /* tunnels live until idle */
-    if (c->in.len > c->in.off)
-        tunnel_c2u(ex); /* bytes the client sent right behind its request */
-    else if (!(c->rd.flags & RW_OPF_PENDING))
-        c_read_head(c);
-    if (ex->ur.up->in.len > ex->ur.up->in.off)
-        tunnel_u2c(ex);
-    else
-        rw__upconn_recv(ex->ur.up);
+    rw__ex_try_forward_head(ex); /* or later, when our head (or the 100-continue) is out */
 }
 
 /* The whole response went to the client. */
@@ -1356,113 +896,7 @@ static void ex_finish(rw_exchange *ex)
         rw__upconn_release(u, reusable);
         ex->ur.up = NULL;
     }
-    c_request_done(c);
-}
-
-/* The response to the current request has been written. */
-static void c_request_done(rw_conn *c)
-{
-    rw_pworker *w = c->w;
-    if (c->ex != NULL)
-        ex_put(c->ex);
-    if (c->close_after || w->draining) {
-        c_linger(c);
-        return;
-    }
-    c->state = RW_C_IDLE;
-    if (c->in.len > c->in.off) {
-        c_process_head(c); /* a pipelined request is already here */
-        return;
-    }
-    rw__input_release(w, &c->in);
-    c_timer(c, cfg_of(w)->http.keepalive_timeout_ms);
-    if (!(c->rd.flags & RW_OPF_PENDING))
-        c_read_head(c);
-}
-
-/* ---- accept ---- */
-
-/* Takes a connection from the free list, refilling it with a new slab when
- * it is empty; NULL when out of memory. */
-static rw_conn *conn_get(rw_pworker *w)
-{
-    if (RW_UNLIKELY(w->free_conns == NULL)) {
-        rw_conn_slab *sl = malloc(sizeof(*sl));
-        if (sl == NULL)
-            return NULL;
-        sl->next = w->conn_slabs;
-        w->conn_slabs = sl;
-        for (size_t i = RW_CONN_SLAB; i-- > 0;) { /* lowest address first out */
-            sl->conns[i].next = w->free_conns;
-            w->free_conns = &sl->conns[i];
-        }
-    }
-    rw_conn *c = w->free_conns;
-    w->free_conns = c->next;
-    return c;
-}
-
-void rw__conn_accepted(rw_pworker *w, int fd)
-{
-    rw_conn *c = conn_get(w);
-    if (c == NULL) {
-        close(fd);
-        rw_worker_conn_closed(w->core);
-        return;
-    }
-    w->nconns++;
-    memset(c, 0, sizeof(*c));
-    c->w = w;
-    rw_transport_plain(&c->tr, fd);
-    c->state = RW_C_IDLE;
-    c->in.buf_id = -1;
-    c->held.buf_id = -1;
-    c->rd.cb = on_c_read;
-    c->rd.data = c;
-    c->wr.cb = on_c_write;
-    c->wr.data = c;
-    rw_timer_init(&c->timer, on_c_timer);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-        c->peer_len = (uint8_t)rw_net_addr_text(&ss, c->peer, sizeof(c->peer));
-    c->next = w->conns;
-    if (w->conns != NULL)
-        w->conns->prev = c;
-    w->conns = c;
-    c_timer(c, cfg_of(w)->http.client_header_timeout_ms);
-    c_read_head(c);
-}
-
-void rw__worker_close_idle(rw_pworker *w)
-{
-    rw_conn *c = w->conns;
-    while (c != NULL) {
-        rw_conn *next = c->next;
-        if (c->state == RW_C_IDLE)
-            c_close(c);
-        else
-            c->close_after = true;
-        c = next;
-    }
-    rw__wstate_close_idle(w, w->ws);
-}
-
-void rw__worker_close_all(rw_pworker *w)
-{
-    rw_conn *c = w->conns;
-    while (c != NULL) {
-        rw_conn *next = c->next;
-        if (c->state == RW_C_BUSY && c->ex != NULL) {
-            if (c->ex->tunnel)
-                w->stats->cut_tunnels++;
-            else
-                w->stats->cut_requests++;
-        }
-        c_close(c);
-        c = next;
-    }
-    rw__wstate_close_idle(w, w->ws);
+    rw__c_request_done(c);
 }
 
 /* ---- the upstream client's owner interface (rw_upowner) ---- */
@@ -1501,7 +935,7 @@ static bool up_timer(rw_upreq *r)
         return false; /* a real upstream timeout */
     /* An idle WebSocket tunnel: a normal end, not an upstream failure. */
     rw_log_debug("closing an idle tunnel");
-    c_close(ex->c); /* closes the upstream side too */
+    rw__c_close(ex->c); /* closes the upstream side too */
     return true;
 }
 
@@ -1525,3 +959,4 @@ static const rw_upowner ex_owner = {
     .timer = up_timer,
     .closing = up_closing,
 };
+
