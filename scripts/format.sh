@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cf=$(command -v clang-format-14 || command -v clang-format || true)
 [ -n "$cf" ] || { echo "format.sh: clang-format-14 is not installed (scripts/install-deps.sh --test)" >&2; exit 1; }
-mapfile -t files < <(git ls-files 'src/*.c' 'src/*.h' 'include/*.h' 'tests/*.c' 'tests/*.h')
+mapfile -t files < <(git ls-files --cached --others --exclude-standard 'src/*.c' 'src/*.h' 'include/*.h' 'tests/*.c' 'tests/*.h')
 if [ "${1:-}" = "--check" ]; then
     bad=()
     for f in "${files[@]}"; do

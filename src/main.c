@@ -41,6 +41,8 @@ static void usage(FILE *out)
                  "                            long before closing the listeners (0s; set it to\n"
                  "                            the time a load balancer needs to stop sending)\n"
                  "      --drain-timeout DUR   how long SIGTERM waits for in-flight requests (30s)\n"
+                 "      --watch-config        reload when the config file changes (also a\n"
+                 "                            Kubernetes ConfigMap mount's symlink swap)\n"
                  "      --log-level LEVEL     error | warn | info | debug (default info)\n"
                  "      --redis URL           redis://[user:password@]host:port/db: share global\n"
                  "                            rate limits across nodes (replaces redis.url)\n"
@@ -66,7 +68,8 @@ enum {
     OPT_REDIS,
     OPT_SYNC_INTERVAL,
     OPT_STEERING,
-    OPT_SHUTDOWN_DELAY
+    OPT_SHUTDOWN_DELAY,
+    OPT_WATCH_CONFIG
 };
 
 static const struct option long_opts[] = {
@@ -80,6 +83,7 @@ static const struct option long_opts[] = {
     {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
     {"drain-timeout", required_argument, NULL, OPT_DRAIN},
     {"shutdown-delay", required_argument, NULL, OPT_SHUTDOWN_DELAY},
+    {"watch-config", no_argument, NULL, OPT_WATCH_CONFIG},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"redis", required_argument, NULL, OPT_REDIS},
     {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL},
@@ -116,7 +120,7 @@ static void raise_nofile(uint32_t want)
 int main(int argc, char **argv)
 {
     const char *config_path = NULL;
-    bool check_only = false, pin = true;
+    bool check_only = false, pin = true, watch_config = false;
     int steering = RW_STEER_HASH;
     rw_overrides ov;
     rw_overrides_init(&ov);
@@ -190,6 +194,9 @@ int main(int argc, char **argv)
             ov.drain_timeout_ms = (long)ms;
             break;
         }
+        case OPT_WATCH_CONFIG:
+            watch_config = true;
+            break;
         case OPT_SHUTDOWN_DELAY: {
             uint64_t ms;
             if (rw_parse_duration_ms(optarg, &ms) != 0 || ms > 3600000ull) {
@@ -348,6 +355,7 @@ int main(int argc, char **argv)
         .config_path = config_path,
         .overrides = &ov,
         .admin_fd = admin_fd,
+        .watch_config = watch_config,
     };
     rw_control_redis_apply(cfg);
     int status = rw_control_run(&co);

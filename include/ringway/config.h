@@ -244,6 +244,7 @@ typedef struct rw_config {
     uint32_t max_conns;         /* process-wide client connection cap, default 65536 */
     uint32_t drain_timeout_ms;  /* default 30000 */
     uint32_t shutdown_delay_ms; /* SIGTERM: /ready 503 while still serving this long, then drain; default 0 */
+    bool watch_config;          /* reload when the config file changes (also --watch-config) */
     rw_http_cfg http;
     rw_redis_cfg redis;
     rw_service_cfg *services;

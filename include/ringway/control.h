@@ -43,7 +43,8 @@ typedef struct rw_control_opts {
     rw_snapshot *snap;       /* current snapshot: the control thread holds this reference */
     const char *config_path; /* NULL: embedded default (reload re-reads nothing) */
     const rw_overrides *overrides;
-    int admin_fd; /* listening admin socket, or -1 */
+    int admin_fd;      /* listening admin socket, or -1 */
+    bool watch_config; /* --watch-config: reload when the file changes (or the file's watch_config) */
 } rw_control_opts;
 
 /* Starts, restarts or stops the Redis sync of global rate limits to match

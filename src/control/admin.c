@@ -134,6 +134,9 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
         (unsigned long long)st.conns_rejected_max, (unsigned long long)a->evicted,
         (unsigned long long)st.accepted, (unsigned long long)st.active_conns, (unsigned long long)st.requests,
         (unsigned long long)st.bad_requests);
+    uint64_t rl_ok, rl_failed;
+    time_t rl_last;
+    rw__control_reload_stats(&rl_ok, &rl_failed, &rl_last);
     for (int i = 1; i <= 5 && n < cap; i++)
         n += (size_t)snprintf(buf + n, cap - n, "ringway_responses_total{class=\"%dxx\"} %llu\n", i,
                               (unsigned long long)st.responses[i]);
@@ -155,11 +158,21 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             "for a slot.\n"
             "# TYPE ringway_upstream_queue_timeouts_total counter\nringway_upstream_queue_timeouts_total "
             "%llu\n"
+            "# HELP ringway_config_reloads_total Config reloads (SIGHUP, POST /reload, a watched file), by "
+            "result.\n"
+            "# TYPE ringway_config_reloads_total counter\nringway_config_reloads_total{result=\"success\"} "
+            "%llu\n"
+            "ringway_config_reloads_total{result=\"error\"} %llu\n"
+            "# HELP ringway_config_last_reload_success_timestamp_seconds When the running config was "
+            "loaded.\n"
+            "# TYPE ringway_config_last_reload_success_timestamp_seconds gauge\n"
+            "ringway_config_last_reload_success_timestamp_seconds %lld\n"
             "# HELP ringway_config_generation Generation of the running configuration.\n"
             "# TYPE ringway_config_generation gauge\nringway_config_generation %llu\n",
             (unsigned long long)st.upstream_connects, (unsigned long long)st.upstream_reuses,
             (unsigned long long)st.upstream_errors, (unsigned long long)st.upstream_timeouts,
             (unsigned long long)st.upstream_queued, (unsigned long long)st.upstream_queue_timeouts,
+            (unsigned long long)rl_ok, (unsigned long long)rl_failed, (long long)rl_last,
             (unsigned long long)a->ctl->snap->generation);
     if (n >= cap)
         return cap;

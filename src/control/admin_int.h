@@ -53,7 +53,11 @@ void rw__admin_events(rw_admin *a, const struct pollfd *pfd, int n, uint64_t now
 int rw__admin_next_timeout(const rw_admin *a, uint64_t now);
 /* Closes every admin connection (the listener stays the caller's). */
 void rw__admin_close_all(rw_admin *a);
-/* Reloads the config (SIGHUP and POST /reload); 0 or -1, message in msg. */
+/* Reloads the config (SIGHUP, POST /reload, a watched file's change); 0 or
+ * -1, message in msg. Counted (rw__control_reload_stats). */
 int rw__control_reload(rw_control_opts *o, char *msg, size_t msglen);
+/* Reloads that worked and that failed, and when the config was last loaded
+ * successfully (start-up included), for /metrics. */
+void rw__control_reload_stats(uint64_t *ok, uint64_t *failed, time_t *last_ok);
 
 #endif

@@ -2481,6 +2481,7 @@ enum {
     K_MAX_CONNS,
     K_DRAIN_TIMEOUT,
     K_SHUTDOWN_DELAY,
+    K_WATCH_CONFIG,
     K_HTTP,
     K_REDIS,
     K_TIERS,
@@ -2494,10 +2495,23 @@ enum {
 };
 
 static const char *const top_keys[K__COUNT] = {
-    "listen",    "admin",         "workers",         "io",
-    "max_conns", "drain_timeout", "shutdown_delay",  "http",
-    "redis",     "tiers",         "services",        "consumers",
-    "routes",    "filters",       "trusted_proxies", "rate_limit_shard_keys",
+    "listen",
+    "admin",
+    "workers",
+    "io",
+    "max_conns",
+    "drain_timeout",
+    "shutdown_delay",
+    "watch_config",
+    "http",
+    "redis",
+    "tiers",
+    "services",
+    "consumers",
+    "routes",
+    "filters",
+    "trusted_proxies",
+    "rate_limit_shard_keys",
 };
 
 static void set_defaults(rw_config *cfg)
@@ -2581,6 +2595,8 @@ static int parse_root(loader *l, yaml_node_t *root)
     if (v[K_DRAIN_TIMEOUT] && get_ms(l, v[K_DRAIN_TIMEOUT], "drain_timeout", 0, &cfg->drain_timeout_ms))
         goto out;
     if (v[K_SHUTDOWN_DELAY] && get_ms(l, v[K_SHUTDOWN_DELAY], "shutdown_delay", 0, &cfg->shutdown_delay_ms))
+        goto out;
+    if (v[K_WATCH_CONFIG] && get_bool(l, v[K_WATCH_CONFIG], "watch_config", &cfg->watch_config))
         goto out;
     if (v[K_HTTP] && parse_http(l, v[K_HTTP]))
         goto out;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "admin_int.h"
+#include "watch.h"
 #include "ringway/control.h"
 #include "ringway/filters.h"
 #include "ringway/jwks.h"
@@ -173,7 +174,31 @@ static bool same_listeners(const rw_config *a, const rw_config *b)
     return true;
 }
 
+static uint64_t reloads_ok, reloads_failed;
+static time_t last_load_ok;
+
+void rw__control_reload_stats(uint64_t *ok, uint64_t *failed, time_t *last_ok)
+{
+    *ok = reloads_ok;
+    *failed = reloads_failed;
+    *last_ok = last_load_ok;
+}
+
+static int control_reload(rw_control_opts *o, char *msg, size_t msglen);
+
 int rw__control_reload(rw_control_opts *o, char *msg, size_t msglen)
+{
+    int rc = control_reload(o, msg, msglen);
+    if (rc == 0) {
+        reloads_ok++;
+        last_load_ok = time(NULL);
+    } else {
+        reloads_failed++;
+    }
+    return rc;
+}
+
+static int control_reload(rw_control_opts *o, char *msg, size_t msglen)
 {
     if (o->config_path == NULL) {
         snprintf(msg, msglen, "reload: running on the embedded default config; nothing to reload");
@@ -272,6 +297,30 @@ static int cut_and_exit(rw_control_opts *o)
     return 0;
 }
 
+/* Starts or stops following the config file, as --watch-config and the
+ * running config's watch_config say. */
+static void watch_update(rw_control_opts *o, rw_watch *w, bool *watching)
+{
+    bool want = o->watch_config || o->snap->cfg->watch_config;
+    if (want && o->config_path == NULL) {
+        if (!*watching && o->watch_config)
+            rw_log_warn("--watch-config: running on the embedded default config; nothing to watch");
+        return;
+    }
+    if (want && !*watching) {
+        if (rw_watch_init(w, o->config_path, rw_mono_ms()) == 0) {
+            *watching = true;
+            rw_log_info("watching %s: a change is reloaded", o->config_path);
+        } else {
+            rw_log_warn("watch_config: cannot watch %s", o->config_path);
+        }
+    } else if (!want && *watching) {
+        rw_watch_free(w);
+        *watching = false;
+        rw_log_info("no longer watching %s", o->config_path);
+    }
+}
+
 int rw_control_run(rw_control_opts *o)
 {
     sigset_t set;
@@ -286,13 +335,18 @@ int rw_control_run(rw_control_opts *o)
     }
     static rw_admin admin; /* big (its connections' buffers): not on the stack */
     rw__admin_init(&admin, o, o->admin_fd);
+    last_load_ok = time(NULL);
+    static rw_watch watch;
+    bool watching = false;
+    watch_update(o, &watch, &watching);
     shutdown_t sd = {.stage = RW_ADMIN_RUNNING};
     int status = 0;
-    struct pollfd pfd[1 + 1 + RW_ADMIN_MAX_CONNS];
+    struct pollfd pfd[2 + 1 + RW_ADMIN_MAX_CONNS];
     for (;;) {
         uint64_t now = rw_mono_ms();
         pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
-        int nadmin = rw__admin_pollfds(&admin, pfd + 1, (int)RW_ARRAY_LEN(pfd) - 1);
+        pfd[1] = (struct pollfd){.fd = watching ? rw_watch_fd(&watch) : -1, .events = POLLIN};
+        int nadmin = rw__admin_pollfds(&admin, pfd + 2, (int)RW_ARRAY_LEN(pfd) - 2);
         /* Wake for the next admin deadline, the end of the shutdown delay,
          * drain progress, and otherwise once a second (collector, health). */
         int timeout = sd.stage == RW_ADMIN_DRAINING ? 50 : 1000;
@@ -301,7 +355,9 @@ int rw_control_run(rw_control_opts *o)
         int at = rw__admin_next_timeout(&admin, now);
         if (at >= 0 && at < timeout)
             timeout = at;
-        int n = poll(pfd, (nfds_t)(1 + nadmin), timeout);
+        if (watching && rw_watch_timeout(&watch, now) < timeout)
+            timeout = rw_watch_timeout(&watch, now);
+        int n = poll(pfd, (nfds_t)(2 + nadmin), timeout);
         if (n == -1 && errno != EINTR) {
             rw_log_error("poll: %s", strerror(errno));
             status = 1;
@@ -319,12 +375,21 @@ int rw_control_run(rw_control_opts *o)
                     char msg[1280];
                     rw_log_info("SIGHUP: reloading configuration");
                     rw__control_reload(o, msg, sizeof(msg));
+                    watch_update(o, &watch, &watching);
                 } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                     on_stop_signal(o, &sd, &admin, (int)si.ssi_signo, now);
                 }
             }
         }
-        rw__admin_events(&admin, pfd + 1, n > 0 ? nadmin : 0, now);
+        if (watching && n > 0 && (pfd[1].revents & POLLIN))
+            rw_watch_events(&watch, now);
+        if (watching && sd.stage == RW_ADMIN_RUNNING && rw_watch_changed(&watch, now)) {
+            char msg[1280];
+            rw_log_info("%s changed: reloading", o->config_path);
+            rw__control_reload(o, msg, sizeof(msg));
+            watch_update(o, &watch, &watching);
+        }
+        rw__admin_events(&admin, pfd + 2, n > 0 ? nadmin : 0, now);
         rw_filters_gc(); /* configs and tables the workers have let go of */
         retire_sync_tick(false);
         if (rw_server_failed(o->server)) {
@@ -346,6 +411,8 @@ int rw_control_run(rw_control_opts *o)
         }
     }
     rw__admin_close_all(&admin);
+    if (watching)
+        rw_watch_free(&watch);
     close(sfd);
     return status;
 }

@@ -134,8 +134,6 @@ void rw__c_send(rw_conn *c, struct iovec *iov, int iovcnt)
     rw_tr_send(c->w->loop, &c->tr, &c->wr, c->iov, c->iovcnt);
 }
 
-
-
 static void c_sent(rw_conn *c);
 
 static void on_c_write(rw_op *op, int res)
@@ -194,8 +192,7 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn)
 }
 
 /* An error response with extra header lines (each ending CRLF), or none. */
-void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra,
-                            size_t extra_len);
+void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
 
 void rw__ex_send_error(rw_exchange *ex, int status, const char *msg)
 {
@@ -289,7 +286,6 @@ void rw__c_read_head(rw_conn *c)
     rw__input_recv(c->w->loop, &c->rd, &c->tr, &c->in);
 }
 
-
 static void on_c_read(rw_op *op, int res)
 {
     rw_conn *c = op->data;
@@ -336,7 +332,6 @@ static void on_c_read(rw_op *op, int res)
     }
     c_process_head(c);
 }
-
 
 static void c_process_head(rw_conn *c)
 {
@@ -495,4 +490,3 @@ void rw__worker_close_all(rw_pworker *w)
     }
     rw__wstate_close_idle(w, w->ws);
 }
-

@@ -242,7 +242,7 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     if (rq->method == RW_METHOD_CONNECT || rq->path.len == 0 || rq->path.p[0] != '/') {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         rw__ex_send_error(ex, rq->method == RW_METHOD_CONNECT ? 501 : 400,
-                      rq->method == RW_METHOD_CONNECT ? "not implemented" : "bad request target");
+                          rq->method == RW_METHOD_CONNECT ? "not implemented" : "bad request target");
         return;
     }
     char path[RW_PATH_MAX + 1];
@@ -267,8 +267,8 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         rw__send_canned(ex, w->draining || rw_server_shutting(w->server) ? &snap->stopping
-                        : rw_server_ready(w->server)                 ? &snap->health
-                                                                     : &snap->not_ready);
+                            : rw_server_ready(w->server)                 ? &snap->health
+                                                                         : &snap->not_ready);
         return;
     }
     rw_str host = rq->host;
@@ -959,4 +959,3 @@ static const rw_upowner ex_owner = {
     .timer = up_timer,
     .closing = up_closing,
 };
-

@@ -57,4 +57,3 @@ void rw__tunnel_start(rw_exchange *ex)
     else
         rw__upconn_recv(ex->ur.up);
 }
-

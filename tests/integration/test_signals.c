@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -189,4 +191,93 @@ H_TEST(signals, drain_timeout_bounds_shutdown)
     cr_assert(took >= 800, "exited after %lld ms, before the drain timeout, with a request in flight",
               (long long)took);
     cr_assert(WIFEXITED(st), "ringway died of a signal: %d", st);
+}
+
+/* ---- --watch-config: the file is followed, as a ConfigMap mount changes ---- */
+
+/* Lays out a Kubernetes ConfigMap mount: DIR/..VERSION/ringway.yaml, the
+ * "..data" link naming the current version, and ringway.yaml -> ..data/. A
+ * new version is swapped in the way the kubelet does: a new directory, a
+ * "..data_tmp" link to it, renamed over "..data". */
+static void cm_publish(const char *dir, int version, const char *yaml)
+{
+    char *vdir = h_fmt("%s/..v%d", dir, version);
+    cr_assert_eq(mkdir(vdir, 0755), 0);
+    FILE *f = fopen(h_fmt("%s/ringway.yaml", vdir), "w");
+    cr_assert_not_null(f);
+    fputs(yaml, f);
+    fclose(f);
+    char *tmp = h_fmt("%s/..data_tmp", dir);
+    unlink(tmp);
+    cr_assert_eq(symlink(h_fmt("..v%d", version), tmp), 0);
+    cr_assert_eq(rename(tmp, h_fmt("%s/..data", dir)), 0);
+    if (version == 1)
+        cr_assert_eq(symlink("..data/ringway.yaml", h_fmt("%s/ringway.yaml", dir)), 0);
+}
+
+H_TEST(signals, watch_config_follows_a_configmap_swap)
+{
+    h_cmd *probe;
+    if (h_run(&probe, 5000, "command -v wrk") != 0)
+        cr_skip_test("wrk is not installed");
+    h_upstream *u = h_upstream_start("u1", NULL);
+    char *dir = h_fmt("%s/cm", h_tmpdir());
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    int admin = h_free_port();
+    char *adm = h_fmt("admin: \"127.0.0.1:%d\"\n", admin);
+    cm_publish(dir, 1, h_fmt("%s%s", adm, gen_config(u, 1)));
+    h_proxy *p =
+        h_proxy_start(&(h_proxy_opts){.workers = 2,
+                                      .expect_errors = true,
+                                      .args = {"--config", h_fmt("%s/ringway.yaml", dir), "--watch-config"}});
+    h_resp r;
+    h_get(p->port, "/v", &r);
+    cr_assert_str_eq(r.body, "gen 1");
+    h_cmd *w = h_cmd_start("wrk -t2 -c64 -d3s http://127.0.0.1:%d/v", p->port);
+    h_sleep_ms(500);
+    int64_t t0 = h_now_ms();
+    cm_publish(dir, 2, h_fmt("%s%s", adm, gen_config(u, 2)));
+    cr_assert(wait_body(p->port, "/v", "gen 2", 5000), "the swapped config never took");
+    int64_t took = h_now_ms() - t0;
+    cr_assert(took <= 2000, "the swapped config took %lld ms", (long long)took);
+    int code = h_cmd_wait(w, 15000);
+    cr_assert_eq(code, 0, "wrk failed (%d): %s %s", code, w->out, w->err);
+    cr_assert_null(strstr(w->out, "Socket errors:"), "socket errors across the swap:\n%s", w->out);
+    cr_assert_eq(wrk_field(w->out, "Non-2xx or 3xx responses:"), 0, "non-2xx across the swap:\n%s", w->out);
+
+    /* a broken version changes nothing, and says so */
+    cm_publish(dir, 3, "routes:\n  - name: broken\n    paths: [{exact: /x}\n");
+    cr_assert(h_proxy_wait_log(p, "reload failed", 1, 3000), "a broken swap was not refused:\n%s",
+              h_proxy_log(p));
+    h_get(p->port, "/v", &r);
+    cr_assert_str_eq(r.body, "gen 2");
+    h_get(admin, "/metrics", &r);
+    cr_assert(strstr(r.body, "ringway_config_reloads_total{result=\"error\"} 1\n") != NULL, "%s", r.body);
+    cr_assert(strstr(r.body, "ringway_config_reloads_total{result=\"success\"} 1\n") != NULL, "%s", r.body);
+
+    /* the same file content again is no reload */
+    cm_publish(dir, 4, "routes:\n  - name: broken\n    paths: [{exact: /x}\n");
+    h_sleep_ms(1500);
+    cr_assert_eq(h_proxy_log_count(p, "reload failed"), 1, "an unchanged file was reloaded");
+    /* and a good one is taken again */
+    cm_publish(dir, 5, h_fmt("%s%s", adm, gen_config(u, 5)));
+    cr_assert(wait_body(p->port, "/v", "gen 5", 3000), "a good version after a broken one was not loaded");
+}
+
+H_TEST(signals, watch_config_key_follows_an_edited_file)
+{
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt("watch_config: true\n%s", gen_config(u, 1)));
+    h_proxy_write_config(p, h_fmt("watch_config: true\n%s", gen_config(u, 2)));
+    cr_assert(wait_body(p->port, "/v", "gen 2", 3000),
+              "an edited file with watch_config: true was not reloaded");
+    /* turning it off stops the watching */
+    h_proxy_write_config(p, gen_config(u, 3));
+    cr_assert(wait_body(p->port, "/v", "gen 3", 3000));
+    cr_assert(h_proxy_wait_log(p, "no longer watching", 1, 2000), "%s", h_proxy_log(p));
+    h_proxy_write_config(p, gen_config(u, 4));
+    h_sleep_ms(1500);
+    h_resp r;
+    h_get(p->port, "/v", &r);
+    cr_assert_str_eq(r.body, "gen 3", "the file is still watched after watch_config: false");
 }

@@ -1,0 +1,43 @@
+/* watch.h - private to src/control: notices that the config file changed,
+ * for --watch-config. inotify on the file's directory (which also sees a
+ * Kubernetes ConfigMap or Secret mount swap its "..data" symlink), a
+ * debounce, and a content hash so that only a real change reloads; a stat
+ * poll every RW_WATCH_POLL_MS is the safety net where inotify is missing or
+ * out of watches. Owned and driven by the control thread. */
+#ifndef RINGWAY_WATCH_H
+#define RINGWAY_WATCH_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+
+#define RW_WATCH_DEBOUNCE_MS 200
+#define RW_WATCH_POLL_MS 1000
+
+typedef struct rw_watch {
+    int ifd;             /* inotify, -1 when unavailable (polling only) */
+    char path[PATH_MAX]; /* the config file as given */
+    char base[NAME_MAX + 1];
+    uint64_t hash;    /* FNV-1a of the content last seen (0: unreadable) */
+    struct stat st;   /* what path resolved to last time */
+    uint64_t due_ms;  /* a change was signalled: look at it then (0: none) */
+    uint64_t poll_ms; /* next stat poll */
+} rw_watch;
+
+/* Starts watching path (hashing its current content); 0, or -1 when the
+ * path is unusable. Without inotify it still works, by polling. */
+int rw_watch_init(rw_watch *w, const char *path, uint64_t now_ms);
+/* The fd to poll for events, or -1. */
+int rw_watch_fd(const rw_watch *w);
+/* Reads the pending inotify events (call when the fd is readable). */
+void rw_watch_events(rw_watch *w, uint64_t now_ms);
+/* Milliseconds until rw_watch_changed has something to look at. */
+int rw_watch_timeout(const rw_watch *w, uint64_t now_ms);
+/* True once when the file's content differs from the last seen (after the
+ * debounce); remembers the new content. */
+bool rw_watch_changed(rw_watch *w, uint64_t now_ms);
+/* Stops watching. */
+void rw_watch_free(rw_watch *w);
+
+#endif
