@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -388,4 +389,33 @@ H_TEST(lifecycle, slow_client_is_not_an_upstream_timeout)
               "timeout:\n%s",
               r.body);
     cr_assert(!h_proxy_log_contains(p, "timed out"), "%s", h_proxy_log(p));
+}
+
+/* ---- workers: auto under a real cgroup CPU quota ---- */
+
+H_TEST(lifecycle, workers_auto_follows_the_cgroup_quota)
+{
+    /* A cgroup v1 "cpu" hierarchy we may write (root, as CI runs); elsewhere
+     * the fake trees of tests/unit/test_cpus.c cover the arithmetic. */
+    char *cg = h_fmt("/sys/fs/cgroup/cpu/rwtest-%d", (int)getpid());
+    if (mkdir(cg, 0755) != 0)
+        cr_skip_test("cannot create a cgroup v1 cpu group here (%s)", cg);
+    h_cmd *c;
+    FILE *f = fopen(h_fmt("%s/cpu.cfs_quota_us", cg), "w");
+    bool ok = f != NULL && fputs("50000", f) >= 0;
+    if (f != NULL)
+        ok = fclose(f) == 0 && ok;
+    int code = -1;
+    if (ok)
+        code = h_run(&c, 10000,
+                     "echo $$ > '%s/tasks' && exec timeout --preserve-status -s TERM 1 '%s' --listen "
+                     "127.0.0.1:%d --admin 127.0.0.1:%d",
+                     cg, h_binary(), h_free_port(), h_free_port());
+    rmdir(cg);
+    if (!ok)
+        cr_skip_test("cannot set a CPU quota on %s", cg);
+    cr_assert_eq(code, 0, "exit %d: %s", code, c->err);
+    cr_assert(strstr(c->err, "1 workers (auto: 1 of ") != NULL &&
+                  strstr(c->err, "cpu.cfs_quota_us 50000/") != NULL,
+              "a 0.5-CPU quota did not give one worker:\n%s", c->err);
 }
