@@ -16,6 +16,8 @@ typedef struct outbuf {
 
 static inline void out_put(outbuf *o, const char *s, size_t n)
 {
+    if (n == 0)
+        return; /* s may be NULL then (an empty rw_str) */
     if (RW_UNLIKELY(o->len + n > o->cap)) {
         o->ok = false;
         return;
