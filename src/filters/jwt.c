@@ -26,14 +26,6 @@
 #include "json.h"
 
 /* clang-format off */
-static const char *const alg_names[RW_JWT_ALG_COUNT] = {
-    [RW_JWT_NONE] = "none",
-    [RW_JWT_HS256] = "HS256", [RW_JWT_HS384] = "HS384", [RW_JWT_HS512] = "HS512",
-    [RW_JWT_RS256] = "RS256", [RW_JWT_RS384] = "RS384", [RW_JWT_RS512] = "RS512",
-    [RW_JWT_PS256] = "PS256", [RW_JWT_PS384] = "PS384", [RW_JWT_PS512] = "PS512",
-    [RW_JWT_ES256] = "ES256", [RW_JWT_ES384] = "ES384",
-    [RW_JWT_EDDSA] = "EdDSA",
-};
 
 static const char *const err_text[] = {
     [RW_JWT_OK] = "ok",
@@ -50,23 +42,6 @@ static const char *const err_text[] = {
     [RW_JWT_ECLAIM] = "required claim missing",
 };
 /* clang-format on */
-
-int rw_jwt_alg_parse(const char *name, size_t len)
-{
-    if (!name)
-        return RW_JWT_NONE;
-    for (int a = RW_JWT_NONE + 1; a < RW_JWT_ALG_COUNT; a++)
-        if (strlen(alg_names[a]) == len && memcmp(alg_names[a], name, len) == 0)
-            return a;
-    return RW_JWT_NONE;
-}
-
-const char *rw_jwt_alg_name(int alg)
-{
-    if (alg < RW_JWT_NONE || alg >= RW_JWT_ALG_COUNT)
-        return "unknown";
-    return alg_names[alg];
-}
 
 const char *rw_jwt_strerror(int err)
 {

@@ -46,7 +46,9 @@
 
 enum family { FAM_NONE = 0, FAM_HMAC, FAM_RSA, FAM_PSS, FAM_EC, FAM_ED25519 };
 
+/* The one table of algorithms: name, key family, digest, curve, sizes. */
 struct alg_info {
+    const char *name; /* as in a JOSE header ("none" for RW_JWT_NONE) */
     int family;
     const EVP_MD *(*md)(void);
     int curve;   /* FAM_EC: the curve's NID */
@@ -55,20 +57,38 @@ struct alg_info {
 
 /* clang-format off */
 static const struct alg_info alg_info[RW_JWT_ALG_COUNT] = {
-    [RW_JWT_HS256] = {FAM_HMAC, EVP_sha256, 0, 32},
-    [RW_JWT_HS384] = {FAM_HMAC, EVP_sha384, 0, 48},
-    [RW_JWT_HS512] = {FAM_HMAC, EVP_sha512, 0, 64},
-    [RW_JWT_RS256] = {FAM_RSA, EVP_sha256, 0, 0},
-    [RW_JWT_RS384] = {FAM_RSA, EVP_sha384, 0, 0},
-    [RW_JWT_RS512] = {FAM_RSA, EVP_sha512, 0, 0},
-    [RW_JWT_PS256] = {FAM_PSS, EVP_sha256, 0, 0},
-    [RW_JWT_PS384] = {FAM_PSS, EVP_sha384, 0, 0},
-    [RW_JWT_PS512] = {FAM_PSS, EVP_sha512, 0, 0},
-    [RW_JWT_ES256] = {FAM_EC, EVP_sha256, NID_X9_62_prime256v1, 32},
-    [RW_JWT_ES384] = {FAM_EC, EVP_sha384, NID_secp384r1, 48},
-    [RW_JWT_EDDSA] = {FAM_ED25519, NULL, 0, 0},
+    [RW_JWT_NONE] = {"none", FAM_NONE, NULL, 0, 0},
+    [RW_JWT_HS256] = {"HS256", FAM_HMAC, EVP_sha256, 0, 32},
+    [RW_JWT_HS384] = {"HS384", FAM_HMAC, EVP_sha384, 0, 48},
+    [RW_JWT_HS512] = {"HS512", FAM_HMAC, EVP_sha512, 0, 64},
+    [RW_JWT_RS256] = {"RS256", FAM_RSA, EVP_sha256, 0, 0},
+    [RW_JWT_RS384] = {"RS384", FAM_RSA, EVP_sha384, 0, 0},
+    [RW_JWT_RS512] = {"RS512", FAM_RSA, EVP_sha512, 0, 0},
+    [RW_JWT_PS256] = {"PS256", FAM_PSS, EVP_sha256, 0, 0},
+    [RW_JWT_PS384] = {"PS384", FAM_PSS, EVP_sha384, 0, 0},
+    [RW_JWT_PS512] = {"PS512", FAM_PSS, EVP_sha512, 0, 0},
+    [RW_JWT_ES256] = {"ES256", FAM_EC, EVP_sha256, NID_X9_62_prime256v1, 32},
+    [RW_JWT_ES384] = {"ES384", FAM_EC, EVP_sha384, NID_secp384r1, 48},
+    [RW_JWT_EDDSA] = {"EdDSA", FAM_ED25519, NULL, 0, 0},
 };
 /* clang-format on */
+
+int rw_jwt_alg_parse(const char *name, size_t len)
+{
+    if (!name)
+        return RW_JWT_NONE;
+    for (int a = RW_JWT_NONE + 1; a < RW_JWT_ALG_COUNT; a++)
+        if (strlen(alg_info[a].name) == len && memcmp(alg_info[a].name, name, len) == 0)
+            return a;
+    return RW_JWT_NONE;
+}
+
+const char *rw_jwt_alg_name(int alg)
+{
+    if (alg < RW_JWT_NONE || alg >= RW_JWT_ALG_COUNT)
+        return "unknown";
+    return alg_info[alg].name;
+}
 
 /* One verification key; immutable once built, shared by reference count. */
 struct rw_jwt_key {
