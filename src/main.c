@@ -12,7 +12,7 @@
 #include "ringway/control.h"
 #include "ringway/cpus.h"
 #include "ringway/log.h"
-#include "ringway/rlsync.h"
+#include "ringway/rl_global.h"
 #include "ringway/loop.h"
 #include "ringway/net.h"
 #include "ringway/proxy.h"
@@ -357,7 +357,7 @@ int main(int argc, char **argv)
         .admin_fd = admin_fd,
         .watch_config = watch_config,
     };
-    rw_control_redis_apply(cfg);
+    rw_rl_global_apply(cfg);
     int status = rw_control_run(&co);
     rw_server_free(server);
     rw_snapshot_unref(co.snap);

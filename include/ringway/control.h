@@ -47,12 +47,6 @@ typedef struct rw_control_opts {
     bool watch_config; /* --watch-config: reload when the file changes (or the file's watch_config) */
 } rw_control_opts;
 
-/* Starts, restarts or stops the Redis sync of global rate limits to match
- * cfg->redis (called at start-up and after each reload; control thread). */
-void rw_control_redis_apply(const rw_config *cfg);
-struct rw_rl_sync_stats;
-/* Copies the Redis sync's counters; false when no Redis is configured. */
-bool rw_control_redis_stats(struct rw_rl_sync_stats *out);
 /* Stops the Redis sync and frees what filters left behind (process exit). */
 void rw_control_shutdown(void);
 

@@ -67,9 +67,6 @@ void rw_filters_release(rw_filters *f, rw_config *cfg);
 void rw_filters_free(rw_filters *f);
 /* Frees released filters and rate-limit tables nothing uses any more (control thread). */
 void rw_filters_gc(void);
-/* Uses s (or NULL: none) to sync global limits from now on; moves every
- * global table to it. on_failure is an enum rw_redis_failure. Control thread. */
-void rw_filters_set_sync(rw_rl_sync *s, int on_failure);
 
 /* True when the route has any filter. */
 bool rw_filters_route_active(const rw_filters *f, int route);

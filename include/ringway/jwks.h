@@ -33,6 +33,19 @@ rw_jwks *rw_jwks_new(const rw_jwks_opts *o, char *err, size_t errlen);
 const rw_jwt_keyset *rw_jwks_current(const rw_jwks *j);
 /* Unregisters and frees a source (blocks while a refresh of it is running). */
 void rw_jwks_free(rw_jwks *j);
+
+/* The source for these options, shared by every snapshot that names the same
+ * file, URL, CA, period and static keys: a reload keeps the last good set
+ * (and does not fetch it again), even while the identity provider is down.
+ * Takes a reference; creates the source (rw_jwks_new) on first use. Control
+ * side. NULL with the reason in err. */
+rw_jwks *rw_jwks_acquire(const rw_jwks_opts *o, char *err, size_t errlen);
+/* Drops a reference taken by rw_jwks_acquire; the source is freed by the
+ * next rw_jwks_collect once nobody holds it. */
+void rw_jwks_release(rw_jwks *j);
+/* Frees the shared sources nobody holds any more (control thread: it may
+ * wait for a fetch in progress). */
+void rw_jwks_collect(void);
 /* Counters for metrics: successful refreshes that changed keys, failures. */
 uint64_t rw_jwks_rotations(const rw_jwks *j);
 uint64_t rw_jwks_failures(const rw_jwks *j);

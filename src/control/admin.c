@@ -20,7 +20,7 @@
 
 #include "admin_int.h"
 #include "ringway/filters.h"
-#include "ringway/rlsync.h"
+#include "ringway/rl_global.h"
 #include "ringway/log.h"
 #include "rw_version.h"
 
@@ -200,7 +200,7 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
         (unsigned long long)fs.acl_denied, (unsigned long long)fs.rl_limited,
         (unsigned long long)fs.rl_redis_fallback);
     rw_rl_sync_stats rs;
-    if (n < cap && rw_control_redis_stats(&rs))
+    if (n < cap && rw_rl_global_stats(&rs))
         n += (size_t)snprintf(
             buf + n, cap - n,
             "# HELP ringway_redis_up Whether the Redis sync of global limits works (1) or not (0).\n"

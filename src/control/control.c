@@ -15,7 +15,7 @@
 #include "ringway/filters.h"
 #include "ringway/jwks.h"
 #include "ringway/log.h"
-#include "ringway/rlsync.h"
+#include "ringway/rl_global.h"
 
 void rw_overrides_init(rw_overrides *o)
 {
@@ -56,85 +56,9 @@ void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
         cfg->redis.sync_interval_ms = (uint32_t)o->sync_interval_ms;
 }
 
-static rw_rl_sync *redis_sync;
-/* A replaced sync stops 2 s later: a worker may have loaded its pointer just
- * before the swap and still be about to read its "up" flag. */
-static rw_rl_sync *retired_sync;
-static struct timespec retired_at;
-
-static void retire_sync_tick(bool force)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if (retired_sync != NULL && (force || now.tv_sec - retired_at.tv_sec >= 2)) {
-        rw_rl_sync_stop(retired_sync);
-        retired_sync = NULL;
-    }
-}
-static char *redis_url;
-static uint32_t redis_interval;
-
-static bool has_global(const rw_filter_cfg *fs, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (fs[i].kind == RW_FILTER_RATE_LIMIT && fs[i].u.rate_limit.scope == RW_RL_GLOBAL)
-            return true;
-    return false;
-}
-
-void rw_control_redis_apply(const rw_config *cfg)
-{
-    const char *url = cfg->redis.url;
-    bool any_global = has_global(cfg->filters, cfg->nfilters);
-    for (size_t i = 0; i < cfg->nroutes; i++)
-        any_global |= has_global(cfg->routes[i].filters, cfg->routes[i].nfilters);
-    for (size_t i = 0; i < cfg->nservices; i++)
-        any_global |= has_global(cfg->services[i].filters, cfg->services[i].nfilters);
-    if (url == NULL && any_global)
-        rw_log_warn("global rate limits without redis: they are enforced per node");
-    bool same = (url == NULL && redis_sync == NULL) ||
-                (url != NULL && redis_url != NULL && strcmp(url, redis_url) == 0 &&
-                 cfg->redis.sync_interval_ms == redis_interval);
-    if (same) {
-        rw_filters_set_sync(redis_sync, cfg->redis.on_failure); /* the policy may have changed */
-        return;
-    }
-    rw_rl_sync *old = redis_sync, *s = NULL;
-    if (url != NULL) {
-        char err[512];
-        rw_rl_sync_opts so = {.url = url, .interval_ms = cfg->redis.sync_interval_ms, .key_prefix = NULL};
-        s = rw_rl_sync_start(&so, err, sizeof(err));
-        if (s == NULL)
-            rw_log_error("redis: %s; global limits are enforced per node", err);
-        else
-            rw_log_info("redis: syncing global rate limits every %u ms", cfg->redis.sync_interval_ms);
-    }
-    rw_filters_set_sync(s, cfg->redis.on_failure);
-    retire_sync_tick(true); /* an older one has had its grace by now */
-    retired_sync = old;
-    clock_gettime(CLOCK_MONOTONIC, &retired_at);
-    free(redis_url);
-    redis_url = s != NULL ? strdup(url) : NULL;
-    redis_interval = cfg->redis.sync_interval_ms;
-    redis_sync = s;
-}
-
-bool rw_control_redis_stats(rw_rl_sync_stats *out)
-{
-    if (redis_sync == NULL)
-        return false;
-    rw_rl_sync_get_stats(redis_sync, out);
-    return true;
-}
-
 void rw_control_shutdown(void)
 {
-    rw_filters_set_sync(NULL, RW_REDIS_LOCAL);
-    retire_sync_tick(true); /* workers are gone */
-    rw_rl_sync_stop(redis_sync);
-    redis_sync = NULL;
-    free(redis_url);
-    redis_url = NULL;
+    rw_rl_global_stop();
     rw_filters_gc();
     rw_jwks_shutdown();
 }
@@ -226,7 +150,7 @@ static int control_reload(rw_control_opts *o, char *msg, size_t msglen)
     rw_server_publish(o->server, snap);
     rw_snapshot_unref(o->snap);
     o->snap = snap;
-    rw_control_redis_apply(cfg);
+    rw_rl_global_apply(cfg);
     snprintf(msg, msglen, "reloaded %s (generation %llu): %zu routes, %zu services", o->config_path,
              (unsigned long long)snap->generation, cfg->nroutes, cfg->nservices);
     rw_log_info("%s", msg);
@@ -391,7 +315,6 @@ int rw_control_run(rw_control_opts *o)
         }
         rw__admin_events(&admin, pfd + 2, n > 0 ? nadmin : 0, now);
         rw_filters_gc(); /* configs and tables the workers have let go of */
-        retire_sync_tick(false);
         if (rw_server_failed(o->server)) {
             rw_log_error("a worker stopped unexpectedly: exiting");
             status = 1;

@@ -19,145 +19,9 @@
 #include "ringway/lb.h"
 #include "ringway/log.h"
 #include "ringway/ratelimit.h"
+#include "ringway/rl_global.h"
 
-/* ---- the registry of rate-limit tables (control side, behind a mutex) ---- */
-
-typedef struct rl_reg {
-    char *name;
-    rw_rl_table *t;
-    uint32_t max_keys;
-    uint32_t window_ms;
-    int refs;    /* rw_filters using it */
-    bool global; /* registered with the sync thread */
-    struct rl_reg *next;
-} rl_reg;
-
-static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
-static rl_reg *reg_list;
 static _Atomic(rw_filters *) graveyard; /* pushed by any thread, emptied by the control thread */
-static rw_rl_sync *cur_sync;
-static _Atomic(rw_rl_sync *) live_sync; /* what workers read */
-static atomic_int redis_policy;
-
-/* Takes a reference on the table called name, creating it when absent or when
- * its size no longer matches. Caller holds reg_mu. */
-static rl_reg *reg_get(const rw_rate_limit_cfg *rc)
-{
-    for (rl_reg *r = reg_list; r != NULL; r = r->next) {
-        /* Same name, size and scope: the same buckets (a scope change starts afresh). */
-        if (strcmp(r->name, rc->name) == 0 && r->max_keys == rc->max_keys &&
-            r->global == (rc->scope == RW_RL_GLOBAL)) {
-            r->refs++;
-            uint32_t window = rc->window_ms ? rc->window_ms : 1000;
-            if (r->global && window != r->window_ms && cur_sync != NULL) {
-                rw_rl_sync_remove(cur_sync, r->t); /* the Redis keys' lifetime follows the period */
-                if (rw_rl_sync_add(cur_sync, r->t, window) != 0)
-                    rw_log_warn("rate limit %s: cannot register with the Redis sync: out of memory", r->name);
-            }
-            r->window_ms = window;
-            return r;
-        }
-    }
-    rl_reg *r = calloc(1, sizeof(*r));
-    if (r == NULL || (r->name = strdup(rc->name)) == NULL ||
-        (r->t = rw_rl_table_new(rc->name, rc->max_keys)) == NULL) {
-        if (r != NULL)
-            free(r->name);
-        free(r);
-        return NULL;
-    }
-    r->max_keys = rc->max_keys;
-    r->window_ms = rc->window_ms ? rc->window_ms : 1000;
-    r->refs = 1;
-    r->global = rc->scope == RW_RL_GLOBAL;
-    if (r->global && cur_sync != NULL && rw_rl_sync_add(cur_sync, r->t, r->window_ms) != 0)
-        rw_log_warn("rate limit %s: cannot register with the Redis sync: out of memory", r->name);
-    r->next = reg_list;
-    reg_list = r;
-    return r;
-}
-
-void rw_filters_set_sync(rw_rl_sync *s, int on_failure)
-{
-    pthread_mutex_lock(&reg_mu);
-    atomic_store_explicit(&redis_policy, on_failure, memory_order_relaxed);
-    if (s != cur_sync) {
-        for (rl_reg *r = reg_list; r != NULL; r = r->next) {
-            if (!r->global)
-                continue;
-            if (cur_sync != NULL)
-                rw_rl_sync_remove(cur_sync, r->t);
-            if (s != NULL && rw_rl_sync_add(s, r->t, r->window_ms) != 0)
-                rw_log_warn("rate limit %s: cannot register with the Redis sync: out of memory", r->name);
-        }
-        cur_sync = s;
-        atomic_store_explicit(&live_sync, s, memory_order_release);
-    }
-    pthread_mutex_unlock(&reg_mu);
-}
-
-/* JWKS sources shared by every snapshot that names the same source with the
- * same static keys: a reload keeps the last good set (and does not fetch it
- * again) even while the identity provider is down. Under reg_mu. */
-typedef struct jwks_reg {
-    char *id; /* file|url|ca|refresh|static-key digest */
-    rw_jwks *j;
-    int refs;
-    struct jwks_reg *next;
-} jwks_reg;
-static jwks_reg *jwks_list;
-
-static rw_jwks *jwks_get(const rw_jwt_cfg *j, const rw_jwt_keyset *base, char *err, size_t errlen)
-{
-    char id[8192];
-    snprintf(id, sizeof(id), "%s|%s|%s|%u|%016llx", j->jwks_file ? j->jwks_file : "",
-             j->jwks_url ? j->jwks_url : "", j->jwks_ca_file ? j->jwks_ca_file : "", j->jwks_refresh_ms,
-             (unsigned long long)rw_jwt_keyset_digest(base));
-    pthread_mutex_lock(&reg_mu);
-    for (jwks_reg *r = jwks_list; r != NULL; r = r->next) {
-        if (strcmp(r->id, id) == 0) {
-            r->refs++;
-            pthread_mutex_unlock(&reg_mu);
-            return r->j;
-        }
-    }
-    pthread_mutex_unlock(&reg_mu);
-    rw_jwks_opts o = {
-        .file = j->jwks_file,
-        .url = j->jwks_url,
-        .ca_file = j->jwks_ca_file,
-        .refresh_ms = j->jwks_refresh_ms,
-        .timeout_ms = 5000,
-        .base = base,
-    };
-    jwks_reg *r = calloc(1, sizeof(*r));
-    if (r == NULL || (r->id = strdup(id)) == NULL) {
-        free(r);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    r->j = rw_jwks_new(&o, err, errlen); /* the first load: outside the lock */
-    if (r->j == NULL) {
-        free(r->id);
-        free(r);
-        return NULL;
-    }
-    r->refs = 1;
-    pthread_mutex_lock(&reg_mu);
-    r->next = jwks_list;
-    jwks_list = r;
-    pthread_mutex_unlock(&reg_mu);
-    return r->j;
-}
-
-static void jwks_put(rw_jwks *j)
-{
-    pthread_mutex_lock(&reg_mu);
-    for (jwks_reg *r = jwks_list; r != NULL; r = r->next)
-        if (r->j == j)
-            r->refs--;
-    pthread_mutex_unlock(&reg_mu);
-}
 
 /* ---- compiled filters ---- */
 
@@ -169,7 +33,7 @@ typedef struct jwt_rt {
 } jwt_rt;
 
 typedef struct rl_rt {
-    rl_reg *reg;
+    rw_rl_entry *reg;
     rw_rl_params base;   /* rate as written; rate 0: none */
     rw_rl_params *tiers; /* per tier (rate 0 = unlimited) */
 } rl_rt;
@@ -339,7 +203,15 @@ static int jwt_build(filter_rt *fr, char *err, size_t errlen)
         }
     }
     if (j->jwks_file || j->jwks_url) {
-        jr->jwks = jwks_get(j, jr->static_ks, why, sizeof(why));
+        rw_jwks_opts o = {
+            .file = j->jwks_file,
+            .url = j->jwks_url,
+            .ca_file = j->jwks_ca_file,
+            .refresh_ms = j->jwks_refresh_ms,
+            .timeout_ms = 5000,
+            .base = jr->static_ks,
+        };
+        jr->jwks = rw_jwks_acquire(&o, why, sizeof(why));
         if (jr->jwks == NULL) {
             snprintf(err, errlen, "line %d: jwt: %s", fr->cfg->line, why);
             return -1;
@@ -379,9 +251,7 @@ static int rl_build(rw_filters *f, filter_rt *fr, char *err, size_t errlen)
             rr->tiers[i].burst = b < 1 ? 1 : b > 1e9 ? 1000000000u : (uint32_t)(b + 0.5);
         }
     }
-    pthread_mutex_lock(&reg_mu);
-    rr->reg = reg_get(r);
-    pthread_mutex_unlock(&reg_mu);
+    rr->reg = rw_rl_global_acquire(r);
     if (rr->reg == NULL)
         goto oom;
     return 0;
@@ -396,15 +266,12 @@ static void filter_rt_free(filter_rt *fr)
         return;
     if (fr->cfg->kind == RW_FILTER_JWT) {
         if (fr->u.jwt.jwks != NULL)
-            jwks_put(fr->u.jwt.jwks);
+            rw_jwks_release(fr->u.jwt.jwks);
         rw_jwt_keyset_free(fr->u.jwt.static_ks);
     } else if (fr->cfg->kind == RW_FILTER_RATE_LIMIT) {
         free(fr->u.rl.tiers);
-        if (fr->u.rl.reg != NULL) {
-            pthread_mutex_lock(&reg_mu);
-            fr->u.rl.reg->refs--;
-            pthread_mutex_unlock(&reg_mu);
-        }
+        if (fr->u.rl.reg != NULL)
+            rw_rl_global_release(fr->u.rl.reg);
     }
 }
 
@@ -578,41 +445,8 @@ void rw_filters_gc(void)
         rw_filters_free(dead);
         dead = next;
     }
-    jwks_reg *unused = NULL;
-    pthread_mutex_lock(&reg_mu);
-    for (jwks_reg **pp = &jwks_list; *pp != NULL;) {
-        jwks_reg *r = *pp;
-        if (r->refs > 0) {
-            pp = &r->next;
-            continue;
-        }
-        *pp = r->next;
-        r->next = unused;
-        unused = r;
-    }
-    pthread_mutex_unlock(&reg_mu);
-    while (unused != NULL) { /* may wait for a fetch in progress: outside the lock */
-        jwks_reg *next = unused->next;
-        rw_jwks_free(unused->j);
-        free(unused->id);
-        free(unused);
-        unused = next;
-    }
-    pthread_mutex_lock(&reg_mu);
-    for (rl_reg **pp = &reg_list; *pp != NULL;) {
-        rl_reg *r = *pp;
-        if (r->refs > 0) {
-            pp = &r->next;
-            continue;
-        }
-        *pp = r->next;
-        if (r->global && cur_sync != NULL)
-            rw_rl_sync_remove(cur_sync, r->t);
-        rw_rl_table_free(r->t);
-        free(r->name);
-        free(r);
-    }
-    pthread_mutex_unlock(&reg_mu);
+    rw_jwks_collect();
+    rw_rl_global_collect();
 }
 
 bool rw_filters_route_active(const rw_filters *f, int route)
@@ -685,7 +519,7 @@ void rw_filter_worker_free(rw_filter_worker *fw, uint64_t now_ms)
 static bool has_table(const rw_filters *f, const rw_rl_table *t)
 {
     for (size_t i = 0; f != NULL && i < f->nall; i++)
-        if (f->all[i].cfg->kind == RW_FILTER_RATE_LIMIT && f->all[i].u.rl.reg->t == t)
+        if (f->all[i].cfg->kind == RW_FILTER_RATE_LIMIT && rw_rl_entry_table(f->all[i].u.rl.reg) == t)
             return true;
     return false;
 }
@@ -697,8 +531,8 @@ void rw_filter_worker_switch(rw_filter_worker *fw, const rw_filters *old, const 
         return;
     for (size_t i = 0; i < old->nall; i++) {
         const filter_rt *fr = &old->all[i];
-        if (fr->cfg->kind == RW_FILTER_RATE_LIMIT && !has_table(cur, fr->u.rl.reg->t))
-            rw_rl_shard_forget(fw->shard, fr->u.rl.reg->t, now_ms * 1000000u);
+        if (fr->cfg->kind == RW_FILTER_RATE_LIMIT && !has_table(cur, rw_rl_entry_table(fr->u.rl.reg)))
+            rw_rl_shard_forget(fw->shard, rw_rl_entry_table(fr->u.rl.reg), now_ms * 1000000u);
     }
 }
 
@@ -1271,12 +1105,12 @@ static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best,
     if (p->rate <= 0)
         return 0; /* unlimited, or tier-only without a tier */
     if (r->scope == RW_RL_GLOBAL) {
-        rw_rl_sync *s = atomic_load_explicit(&live_sync, memory_order_acquire);
+        rw_rl_sync *s = rw_rl_global_sync();
         rw_rl_sync_stats st;
         if (s != NULL && !rw_rl_sync_up(s) &&
             (rw_rl_sync_get_stats(s, &st), st.rounds > 0 || st.failures > 0)) {
             /* down (not merely still connecting after a start or a reload) */
-            int policy = atomic_load_explicit(&redis_policy, memory_order_relaxed);
+            int policy = rw_rl_global_policy();
             x->fw->stats.rl_redis_fallback++;
             if (policy == RW_REDIS_ALLOW)
                 return 0;
@@ -1288,7 +1122,7 @@ static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best,
     }
     rw_rl_decision d;
     uint64_t key = rl_key(x, r);
-    if (!rw_rl_check(x->fw->shard, rr->reg->t, key, p, x->in->now_ms * 1000000u, &d)) {
+    if (!rw_rl_check(x->fw->shard, rw_rl_entry_table(rr->reg), key, p, x->in->now_ms * 1000000u, &d)) {
         x->fw->stats.rl_limited++;
         extra_add(
             x->out,

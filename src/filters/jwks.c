@@ -560,6 +560,86 @@ void rw_jwks_free(rw_jwks *j)
     jwks_destroy(j);
 }
 
+/* ---- sources shared across snapshots ---- */
+
+typedef struct shared {
+    char *id; /* file|url|ca|refresh|static-key digest */
+    rw_jwks *j;
+    int refs;
+    struct shared *next;
+} shared;
+
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static shared *shared_list;
+
+rw_jwks *rw_jwks_acquire(const rw_jwks_opts *o, char *err, size_t errlen)
+{
+    char id[8192];
+    snprintf(id, sizeof(id), "%s|%s|%s|%u|%016llx", o->file ? o->file : "", o->url ? o->url : "",
+             o->ca_file ? o->ca_file : "", o->refresh_ms,
+             (unsigned long long)(o->base != NULL ? rw_jwt_keyset_digest(o->base) : 0));
+    pthread_mutex_lock(&shared_mu);
+    for (shared *r = shared_list; r != NULL; r = r->next) {
+        if (strcmp(r->id, id) == 0) {
+            r->refs++;
+            pthread_mutex_unlock(&shared_mu);
+            return r->j;
+        }
+    }
+    pthread_mutex_unlock(&shared_mu);
+    shared *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->id = strdup(id)) == NULL) {
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->j = rw_jwks_new(o, err, errlen); /* the first load: outside the lock */
+    if (r->j == NULL) {
+        free(r->id);
+        free(r);
+        return NULL;
+    }
+    r->refs = 1;
+    pthread_mutex_lock(&shared_mu);
+    r->next = shared_list;
+    shared_list = r;
+    pthread_mutex_unlock(&shared_mu);
+    return r->j;
+}
+
+void rw_jwks_release(rw_jwks *j)
+{
+    pthread_mutex_lock(&shared_mu);
+    for (shared *r = shared_list; r != NULL; r = r->next)
+        if (r->j == j)
+            r->refs--;
+    pthread_mutex_unlock(&shared_mu);
+}
+
+void rw_jwks_collect(void)
+{
+    shared *unused = NULL;
+    pthread_mutex_lock(&shared_mu);
+    for (shared **pp = &shared_list; *pp != NULL;) {
+        shared *r = *pp;
+        if (r->refs > 0) {
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        r->next = unused;
+        unused = r;
+    }
+    pthread_mutex_unlock(&shared_mu);
+    while (unused != NULL) { /* may wait for a fetch in progress: outside the lock */
+        shared *next = unused->next;
+        rw_jwks_free(unused->j);
+        free(unused->id);
+        free(unused);
+        unused = next;
+    }
+}
+
 void rw_jwks_shutdown(void)
 {
     pthread_mutex_lock(&reg.lock);
