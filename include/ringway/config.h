@@ -197,6 +197,12 @@ typedef struct rw_route_cfg {
     int line;
 } rw_route_cfg;
 
+/* The request id: read from clients, sent upstream, returned on every response. */
+typedef struct rw_request_id_cfg {
+    char *header; /* its header name (default "X-Request-Id"; static or arena) */
+    bool enabled; /* false: none is kept, made, sent or returned */
+} rw_request_id_cfg;
+
 typedef struct rw_http_cfg {
     uint32_t client_header_timeout_ms; /* default 10000 */
     uint32_t client_body_timeout_ms;   /* default 60000: max gap between body reads */
@@ -245,6 +251,8 @@ typedef struct rw_config {
     uint32_t drain_timeout_ms;  /* default 30000 */
     uint32_t shutdown_delay_ms; /* SIGTERM: /ready 503 while still serving this long, then drain; default 0 */
     bool watch_config;          /* reload when the config file changes (also --watch-config) */
+    rw_request_id_cfg request_id;
+    bool trace_context; /* W3C traceparent: continue the client's trace or start one (default true) */
     rw_http_cfg http;
     rw_redis_cfg redis;
     rw_service_cfg *services;

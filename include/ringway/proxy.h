@@ -14,6 +14,21 @@ extern const rw_worker_handler rw_proxy_handler;
 
 /* ---- the heads the proxy writes (heads.c): pure functions ---- */
 
+#define RW_REQID_MAX 128      /* a client's request id is kept up to this length */
+#define RW_TRACEPARENT_LEN 55 /* "00-" 32 hex "-" 16 hex "-" 2 hex */
+
+/* True when v may be kept as a request id: 1..RW_REQID_MAX characters from
+ * [A-Za-z0-9._:-] (UUIDs, ULIDs, most tracing ids). */
+bool rw_reqid_valid(rw_str v);
+
+/* Parses a W3C traceparent (Trace Context level 1): version 00 exactly, or a
+ * later version's first four fields; lower-case hex only; neither the trace
+ * id nor the parent id all zeros; version ff invalid. On success fills
+ * trace_id (16 bytes) and flags. */
+bool rw_traceparent_parse(rw_str v, uint8_t trace_id[16], uint8_t *flags);
+/* Writes "00-TRACE-SPAN-FLAGS" (RW_TRACEPARENT_LEN bytes, no NUL) into out. */
+void rw_traceparent_format(const uint8_t trace_id[16], uint64_t span, uint8_t flags, char *out);
+
 /* What the upstream request head is made of. Everything is borrowed. */
 typedef struct rw_reqhead {
     const rw_http_request *rq; /* the client's request */
@@ -22,7 +37,10 @@ typedef struct rw_reqhead {
     size_t path_len;
     rw_str upstream_host;  /* the instance's host:port, the Host unless preserve_host */
     rw_str peer;           /* the client's address, appended to X-Forwarded-For */
-    rw_str reqid;          /* X-Request-Id */
+    rw_str reqid_header;   /* the request id's header name (empty: ids are off) */
+    rw_str reqid;          /* its value */
+    rw_str traceparent;    /* traceparent to send (empty: trace_context off) */
+    bool drop_tracestate;  /* the client's trace was restarted: its tracestate goes too */
     int body;              /* enum rw_http_body of the forwarded request body */
     bool upgrade;          /* pass a WebSocket upgrade on */
     const rw_filters *flt; /* with fres: identity headers stripped and added */
@@ -32,8 +50,8 @@ typedef struct rw_reqhead {
 
 /* Writes the request head for the upstream into out[0..cap): method and
  * target, Host, the client's end-to-end headers (hop-by-hop, framing and
- * identity fields dropped), the filters' headers, X-Forwarded-*, Via,
- * X-Request-Id, the framing line. Returns its length, or -1 when it does
+ * identity fields dropped), the filters' headers, X-Forwarded-*, Via, the
+ * request id, traceparent, the framing line. Returns its length, or -1 when it does
  * not fit; *host_off and *host_len locate the Host value (a retry on another
  * instance rewrites it). */
 ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint32_t *host_off,
@@ -43,6 +61,8 @@ ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint3
 typedef struct rw_resphead {
     const rw_http_response *rs; /* the upstream's response */
     rw_str extra;               /* header lines to add (RateLimit-*), each with its CRLF */
+    rw_str reqid_header;        /* the request id's header name (empty: not returned) */
+    rw_str reqid;               /* its value (replaces an upstream's field of that name) */
     int minor;                  /* the client's HTTP minor version */
     int body;                   /* enum rw_http_body of the response (UNTIL_CLOSE for a tunnel) */
     bool tunnel;                /* a 101 for a WebSocket: Connection: upgrade */

@@ -2491,6 +2491,8 @@ enum {
     K_FILTERS,
     K_TRUSTED,
     K_SHARD_KEYS,
+    K_REQUEST_ID,
+    K_TRACE_CONTEXT,
     K__COUNT
 };
 
@@ -2512,10 +2514,50 @@ static const char *const top_keys[K__COUNT] = {
     "filters",
     "trusted_proxies",
     "rate_limit_shard_keys",
+    "request_id",
+    "trace_context",
 };
+
+/* request_id: {header: NAME, enabled: BOOL} */
+static int parse_request_id(loader *l, yaml_node_t *n)
+{
+    rw_request_id_cfg *r = &l->cfg->request_id;
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, "request_id"))
+        return -1;
+    MAP_EACH(n, pr)
+    {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc;
+        if (!strcmp(key, "header")) {
+            char *h = NULL;
+            rc = get_string(l, v, "request_id.header", &h);
+            if (rc == 0 && h != NULL) {
+                rc = check_token(l, v, "request_id.header", "header name", h);
+                if (rc == 0 && (strlen(h) > 64 || rw_http_is_fixed_hop_by_hop((rw_str){h, strlen(h)}) ||
+                                !strcasecmp(h, "host") || !strcasecmp(h, "content-length")))
+                    rc = fail(l, v, "request_id.header: '%s' cannot carry the request id", h);
+                if (rc == 0)
+                    r->header = h;
+            }
+        } else if (!strcmp(key, "enabled")) {
+            rc = get_bool(l, v, "request_id.enabled", &r->enabled);
+        } else {
+            rc = unknown_key(l, k, "request_id", "request_id", "header, enabled");
+        }
+        if (rc)
+            return -1;
+    }
+    return 0;
+}
 
 static void set_defaults(rw_config *cfg)
 {
+    cfg->request_id.header = (char *)"X-Request-Id";
+    cfg->request_id.enabled = true;
+    cfg->trace_context = true;
     cfg->workers = 0;
     cfg->io = RW_IO_AUTO;
     cfg->max_conns = 65536;
@@ -2597,6 +2639,10 @@ static int parse_root(loader *l, yaml_node_t *root)
     if (v[K_SHUTDOWN_DELAY] && get_ms(l, v[K_SHUTDOWN_DELAY], "shutdown_delay", 0, &cfg->shutdown_delay_ms))
         goto out;
     if (v[K_WATCH_CONFIG] && get_bool(l, v[K_WATCH_CONFIG], "watch_config", &cfg->watch_config))
+        goto out;
+    if (v[K_REQUEST_ID] && parse_request_id(l, v[K_REQUEST_ID]))
+        goto out;
+    if (v[K_TRACE_CONTEXT] && get_bool(l, v[K_TRACE_CONTEXT], "trace_context", &cfg->trace_context))
         goto out;
     if (v[K_HTTP] && parse_http(l, v[K_HTTP]))
         goto out;

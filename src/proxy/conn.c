@@ -179,16 +179,30 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn)
 {
     rw_conn *c = ex->c;
     int mode = rw__ex_persist(ex);
-    struct iovec iov;
-    iov.iov_base = cn->text[mode];
-    iov.iov_len = ex->method == RW_METHOD_HEAD ? cn->head_len[mode] : cn->len[mode];
+    bool head = ex->method == RW_METHOD_HEAD;
+    const rw_request_id_cfg *rc = &cfg_of(c->w)->request_id;
+    struct iovec iov[3];
+    int n = 0;
+    if (rc->enabled) {
+        /* The prebuilt head, then the request id and the blank line, then the body. */
+        uint32_t end = cn->head_len[mode] - 2;
+        iov[n++] = (struct iovec){cn->text[mode], end};
+        int k = snprintf(ex->errbuf, sizeof(ex->errbuf), "%s: %.*s\r\n\r\n", rc->header, (int)ex->reqid_len,
+                         ex->reqid);
+        iov[n++] = (struct iovec){ex->errbuf, (size_t)k};
+        if (!head)
+            iov[n++] =
+                (struct iovec){cn->text[mode] + cn->head_len[mode], cn->len[mode] - cn->head_len[mode]};
+    } else {
+        iov[n++] = (struct iovec){cn->text[mode], head ? cn->head_len[mode] : cn->len[mode]};
+    }
     ex->resp_head_sent = true;
     ex->resp_done = true;
     ex->req_done = ex->req_body == RW_BODY_NONE;
     ex->status = cn->status;
     count_status(c->w, cn->status);
     c->sending = SENT_FINAL;
-    rw__c_send(c, &iov, 1);
+    rw__c_send(c, iov, n);
 }
 
 /* An error response with extra header lines (each ending CRLF), or none. */
@@ -229,11 +243,14 @@ void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const cha
     char body[256];
     int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%.*s\"}\n", msg,
                         status, (int)ex->reqid_len, ex->reqid);
-    int n = snprintf(ex->errbuf, sizeof(ex->errbuf),
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Cache-Control: no-store\r\nX-Request-Id: %.*s\r\n%.*s%.*s\r\n%s",
-                     status, rw_http_reason(status), blen, (int)ex->reqid_len, ex->reqid, (int)extra_len,
-                     extra ? extra : "", (int)conn.len, conn.p, ex->method == RW_METHOD_HEAD ? "" : body);
+    const rw_request_id_cfg *rc = &cfg_of(c->w)->request_id;
+    int n =
+        snprintf(ex->errbuf, sizeof(ex->errbuf),
+                 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                 "Cache-Control: no-store\r\n%s%s%.*s%s%.*s%.*s\r\n%s",
+                 status, rw_http_reason(status), blen, rc->enabled ? rc->header : "", rc->enabled ? ": " : "",
+                 rc->enabled ? (int)ex->reqid_len : 0, ex->reqid, rc->enabled ? "\r\n" : "", (int)extra_len,
+                 extra ? extra : "", (int)conn.len, conn.p, ex->method == RW_METHOD_HEAD ? "" : body);
     if (n < 0 || n >= (int)sizeof(ex->errbuf))
         n = (int)sizeof(ex->errbuf) - 1;
     ex->resp_head_sent = true;

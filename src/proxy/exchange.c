@@ -74,21 +74,15 @@ void rw__ex_put(rw_exchange *ex)
 
 void rw__make_reqid(rw_exchange *ex, bool parsed)
 {
-    /* Reuse a sane client-supplied X-Request-Id; otherwise mint one. */
-    for (size_t i = 0; parsed && i < ex->req.nheaders; i++) {
+    /* Keep a sane client-supplied id (request_id.header); otherwise mint one. */
+    const rw_request_id_cfg *rc = &cfg_of(ex->c->w)->request_id;
+    size_t hlen = strlen(rc->header);
+    for (size_t i = 0; parsed && rc->enabled && i < ex->req.nheaders; i++) {
         const rw_http_header *h = &ex->req.headers[i];
-        if (rw_str_ieq(h->name, "x-request-id") && h->value.len > 0 && h->value.len < sizeof(ex->reqid)) {
-            bool sane = true;
-            for (size_t k = 0; k < h->value.len && sane; k++) {
-                char ch = h->value.p[k];
-                sane = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-                       ch == '-' || ch == '_' || ch == '.';
-            }
-            if (sane) {
-                memcpy(ex->reqid, h->value.p, h->value.len);
-                ex->reqid_len = (uint8_t)h->value.len;
-                return;
-            }
+        if (h->name.len == hlen && rw_str_ieq(h->name, rc->header) && rw_reqid_valid(h->value)) {
+            memcpy(ex->reqid, h->value.p, h->value.len);
+            ex->reqid_len = (uint8_t)h->value.len;
+            return;
         }
     }
     rw_pworker *w = ex->c->w;
@@ -98,6 +92,26 @@ void rw__make_reqid(rw_exchange *ex, bool parsed)
         v >>= 4;
     }
     ex->reqid_len = 16;
+}
+
+/* The traceparent to send upstream: the client's trace continued with a new
+ * parent id (ours for this hop), or a new trace (sampled) when it sent none
+ * or an invalid one. */
+static void make_traceparent(rw_exchange *ex)
+{
+    rw_pworker *w = ex->c->w;
+    uint8_t trace[16], flags = 0x01;
+    const rw_http_header *h = rw_http_find_header(ex->req.headers, ex->req.nheaders, "traceparent");
+    ex->tp_restarted = h == NULL || !rw_traceparent_parse(h->value, trace, &flags);
+    if (ex->tp_restarted) {
+        uint64_t a = pw_rand(w), b = pw_rand(w);
+        memcpy(trace, &a, 8);
+        memcpy(trace + 8, &b, 8);
+        flags = 0x01;
+    }
+    uint64_t span = pw_rand(w);
+    rw_traceparent_format(trace, span ? span : 1, flags, ex->tp);
+    ex->tp_len = RW_TRACEPARENT_LEN;
 }
 
 /* ---- upstream request head ---- */
@@ -115,7 +129,13 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, c
         .path_len = plen,
         .upstream_host = {addr, strlen(addr)},
         .peer = {c->peer, c->peer_len},
+        .reqid_header =
+            ex->rt != NULL && cfg_of(c->w)->request_id.enabled
+                ? (rw_str){cfg_of(c->w)->request_id.header, strlen(cfg_of(c->w)->request_id.header)}
+                : (rw_str){NULL, 0},
         .reqid = {ex->reqid, ex->reqid_len},
+        .traceparent = {ex->tp, ex->tp_len},
+        .drop_tracestate = ex->tp_len > 0 && ex->tp_restarted,
         .body = ex->req_body,
         .upgrade = ex->upgrade,
         .flt = flt,
@@ -236,6 +256,7 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     ex->ur.ws = w->ws;
     w->ws->users++;
     rw__make_reqid(ex, true); /* before any error path releases the head's buffer */
+    ex->tp_len = 0;
     const rw_snapshot *snap = w->ws->snap;
     const rw_config *cfg = snap->cfg;
 
@@ -343,6 +364,8 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         rw__ex_send_error(ex, 502, "no upstream available");
         return;
     }
+    if (cfg->trace_context)
+        make_traceparent(ex);
     if (!build_request_head(ex, path, (size_t)plen, flt, fres)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         rw__ex_send_error(ex, 431, "request header fields too large");
@@ -607,6 +630,10 @@ static bool build_response_head(rw_exchange *ex)
     rw_resphead in = {
         .rs = &ex->resp,
         .extra = {ex->rl_hdrs, ex->rl_len},
+        .reqid_header = cfg_of(c->w)->request_id.enabled ? (rw_str){cfg_of(c->w)->request_id.header,
+                                                                    strlen(cfg_of(c->w)->request_id.header)}
+                                                         : (rw_str){NULL, 0},
+        .reqid = {ex->reqid, ex->reqid_len},
         .minor = ex->minor,
         .body = ex->resp_body,
         .tunnel = ex->tunnel,

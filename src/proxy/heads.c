@@ -100,8 +100,6 @@ static bool is_skipped_request_header(rw_str name)
         return rw_str_ieq(name, "expect");
     case 14: /* re-emitted from the parsed value: "005" or "5, 5" never pass through */
         return rw_str_ieq(name, "content-length");
-    case 12:
-        return rw_str_ieq(name, "x-request-id");
     case 13: /* identity headers only ringway sets (filters) */
         return rw_str_ieq_dash(name, RW_STR("x-consumer-id"));
     case 19:
@@ -152,6 +150,12 @@ ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint3
         conn_tokens_collect(&ct, rq->headers, rq->nheaders);
     for (size_t i = 0; i < rq->nheaders; i++) {
         const rw_http_header *h = &rq->headers[i];
+        if (in->reqid_header.len > 0 && rw_str_ieq_str(h->name, in->reqid_header))
+            continue; /* ours to set */
+        if (h->name.len == 11 && in->traceparent.len > 0 && rw_str_ieq(h->name, "traceparent"))
+            continue; /* ours to set: a new parent id */
+        if (h->name.len == 10 && in->drop_tracestate && rw_str_ieq(h->name, "tracestate"))
+            continue; /* belongs to the trace that was not continued */
         if (is_skipped_request_header(h->name)) {
             if (h->name.len == 15 && xff == NULL)
                 xff = h;
@@ -190,9 +194,18 @@ ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint3
         OUT_STR(&o, rq->host);
         OUT_LIT(&o, "\r\n");
     }
-    OUT_LIT(&o, "Via: 1.1 ringway\r\nX-Request-Id: ");
-    OUT_STR(&o, in->reqid);
-    OUT_LIT(&o, "\r\n");
+    OUT_LIT(&o, "Via: 1.1 ringway\r\n");
+    if (in->reqid_header.len > 0) {
+        OUT_STR(&o, in->reqid_header);
+        OUT_LIT(&o, ": ");
+        OUT_STR(&o, in->reqid);
+        OUT_LIT(&o, "\r\n");
+    }
+    if (in->traceparent.len > 0) {
+        OUT_LIT(&o, "traceparent: ");
+        OUT_STR(&o, in->traceparent);
+        OUT_LIT(&o, "\r\n");
+    }
     if (in->body == RW_BODY_CHUNKED) {
         OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
     } else if (rq->flags & RW_HF_HAS_CL) {
@@ -228,7 +241,8 @@ ssize_t rw_proxy_response_head(const rw_resphead *in, char *out, size_t cap, int
     for (size_t i = 0; i < rs->nheaders; i++) {
         const rw_http_header *h = &rs->headers[i];
         if (is_hop(h->name, &ct, rs->headers, rs->nheaders) ||
-            (h->name.len == 14 && rw_str_ieq(h->name, "content-length")))
+            (h->name.len == 14 && rw_str_ieq(h->name, "content-length")) ||
+            (in->reqid_header.len > 0 && rw_str_ieq_str(h->name, in->reqid_header)))
             continue;
         OUT_STR(&o, h->name);
         OUT_LIT(&o, ": ");
@@ -236,6 +250,12 @@ ssize_t rw_proxy_response_head(const rw_resphead *in, char *out, size_t cap, int
         OUT_LIT(&o, "\r\n");
     }
     OUT_LIT(&o, "Via: 1.1 ringway\r\n");
+    if (in->reqid_header.len > 0) {
+        OUT_STR(&o, in->reqid_header);
+        OUT_LIT(&o, ": ");
+        OUT_STR(&o, in->reqid);
+        OUT_LIT(&o, "\r\n");
+    }
     OUT_STR(&o, in->extra);
     bool keep = in->keep;
     if (in->body == RW_BODY_CHUNKED && in->minor == 0) {
@@ -268,4 +288,72 @@ ssize_t rw_proxy_response_head(const rw_resphead *in, char *out, size_t cap, int
     OUT_STR(&o, rw_http_persist_line(*persist));
     OUT_LIT(&o, "\r\n");
     return o.ok ? (ssize_t)o.len : -1;
+}
+
+/* ---- request ids and trace context ---- */
+
+bool rw_reqid_valid(rw_str v)
+{
+    if (v.len == 0 || v.len > RW_REQID_MAX)
+        return false;
+    for (size_t i = 0; i < v.len; i++) {
+        char ch = v.p[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
+              ch == '_' || ch == '.' || ch == ':'))
+            return false;
+    }
+    return true;
+}
+
+/* n lower-case hex digits at p into out (n / 2 bytes); false on anything else. */
+static bool lower_hex(const char *p, size_t n, uint8_t *out)
+{
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = rw_hexval(p[i]), lo = rw_hexval(p[i + 1]);
+        if (hi < 0 || lo < 0 || (p[i] >= 'A' && p[i] <= 'F') || (p[i + 1] >= 'A' && p[i + 1] <= 'F'))
+            return false;
+        out[i / 2] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+bool rw_traceparent_parse(rw_str v, uint8_t trace_id[16], uint8_t *flags)
+{
+    uint8_t version, parent[8];
+    if (v.len < RW_TRACEPARENT_LEN || v.p[2] != '-' || v.p[35] != '-' || v.p[52] != '-')
+        return false;
+    if (!lower_hex(v.p, 2, &version) || version == 0xff)
+        return false;
+    if (version == 0 && v.len != RW_TRACEPARENT_LEN)
+        return false;
+    if (version > 0 && v.len > RW_TRACEPARENT_LEN && v.p[RW_TRACEPARENT_LEN] != '-')
+        return false; /* a later version may add fields, after a dash */
+    if (!lower_hex(v.p + 3, 32, trace_id) || !lower_hex(v.p + 36, 16, parent) ||
+        !lower_hex(v.p + 53, 2, flags))
+        return false;
+    return !all_zero(trace_id, 16) && !all_zero(parent, 8);
+}
+
+void rw_traceparent_format(const uint8_t trace_id[16], uint64_t span, uint8_t flags, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "00-", 3);
+    for (int i = 0; i < 16; i++) {
+        out[3 + 2 * i] = hex[trace_id[i] >> 4];
+        out[4 + 2 * i] = hex[trace_id[i] & 15];
+    }
+    out[35] = '-';
+    for (int i = 0; i < 16; i++)
+        out[36 + i] = hex[(span >> (60 - 4 * i)) & 15];
+    out[52] = '-';
+    out[53] = hex[flags >> 4];
+    out[54] = hex[flags & 15];
 }

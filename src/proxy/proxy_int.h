@@ -9,6 +9,7 @@
 
 #include "ringway/filters.h"
 #include "ringway/lb.h"
+#include "ringway/proxy.h"
 #include "ringway/timer.h"
 #include "ringway/transport.h"
 #include "ringway/worker.h"
@@ -73,6 +74,7 @@ struct rw_pworker {
     uint32_t nupconns;   /* upstream connections */
     uint64_t reqid_seed;
     uint64_t reqid_counter;
+    uint64_t rng; /* splitmix64 state: trace and span ids */
     rw_conn *free_conns;
     struct rw_conn_slab *conn_slabs; /* every conn's memory, freed with the worker */
     rw_exchange *free_exchanges;
@@ -107,7 +109,7 @@ struct rw_conn {
     rw_input in;
     rw_input held; /* an upstream's input a pending client send still reads */
     rw_exchange *ex;
-    struct iovec iov[2]; /* sends of canned and error responses (c_send takes at most 2) */
+    struct iovec iov[3]; /* sends of canned and error responses (rw__c_send takes at most 3) */
     int iovcnt;
     uint32_t requests;
     rw_conn *next, *prev; /* worker's live list / free list */
@@ -239,8 +241,11 @@ struct rw_exchange {
     int status;
     uint64_t start_ms;
     rw_timer total_timer;
-    char reqid[24];
+    char reqid[RW_REQID_MAX + 1]; /* the request id (a sane client one, or minted) */
     uint8_t reqid_len;
+    uint8_t tp_len;    /* 0, or RW_TRACEPARENT_LEN: traceparent sent upstream (trace_context) */
+    bool tp_restarted; /* the client's traceparent was missing or invalid: tracestate dropped */
+    char tp[RW_TRACEPARENT_LEN];
     uint32_t out_len;
     uint32_t out_cap;
     char *out;           /* head buffer for the rewritten request / response head */
@@ -282,6 +287,13 @@ void rw__input_take(rw_input *in, rw_op *op, int res);
 void rw__input_move(rw_input *to, rw_input *from);
 /* ---- small helpers shared by conn.c, exchange.c and tunnel.c ---- */
 
+/* 64 random-looking bits for ids (splitmix64; not for secrets). */
+static inline uint64_t pw_rand(rw_pworker *w)
+{
+    w->rng += 0x9E3779B97F4A7C15ull;
+    return rw_mix64(w->rng);
+}
+
 static inline rw_timers *timers(rw_pworker *w)
 {
     return rw_loop_timers(w->loop);
@@ -310,7 +322,7 @@ enum { SENT_FINAL = 1, SENT_CONTINUE, SENT_RESPONSE, SENT_TUNNEL_HEAD }; /* what
 void rw__c_close(rw_conn *c);
 /* Arms a read of the next request head (or more body bytes) into c->in. */
 void rw__c_read_head(rw_conn *c);
-/* Sends iov (at most 2 non-empty entries) to the client; c->sending says what for. */
+/* Sends iov (at most 3 non-empty entries) to the client; c->sending says what for. */
 void rw__c_send(rw_conn *c, struct iovec *iov, int iovcnt);
 /* Sets the connection's one timer (0 cancels it). */
 void rw__c_timer(rw_conn *c, uint32_t ms);

@@ -1,6 +1,7 @@
 /* test_headers.c - proxy header semantics: hop-by-hop headers dropped both
  * ways, X-Forwarded-* and Via added, everything else kept as sent, status and
  * reason passed through. */
+#include <signal.h>
 #include <string.h>
 #include <strings.h>
 
@@ -154,4 +155,123 @@ H_TEST(headers, status_and_reason_pass_through)
         cr_expect_str_eq(h_hdr(&r, "X-Upstream") ? h_hdr(&r, "X-Upstream") : "(missing)", "u1",
                          "GET %s was not answered by the upstream", cases[i].target);
     }
+}
+
+/* ---- request ids and W3C trace context ---- */
+
+static const char *UUID = "550e8400-e29b-41d4-a716-446655440000";
+
+H_TEST(headers, request_id_kept_end_to_end_and_returned_everywhere)
+{
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_proxy *p = h_proxy_run(h_fmt("services:\n  - name: svc\n    instances: [{address: \"127.0.0.1:%d\"}]\n"
+                                   "routes:\n  - name: fixed\n    paths: [{exact: /fixed}]\n"
+                                   "    respond: {status: 200, body: \"fixed\"}\n"
+                                   "  - name: all\n    paths: [{prefix: /api/}]\n    strip_path: /api\n    service: svc\n",
+                                   u->port));
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    const char *hdr = h_fmt("X-Request-Id: %s\r\n", UUID);
+    /* proxied: the upstream sees it and the client gets it back */
+    cr_assert_eq(h_request(c, "GET", "/api/echo", hdr, NULL, 0, &r), H_OK);
+    cr_assert_str_eq(h_echoed(r.body, "X-Request-Id"), UUID);
+    cr_assert_eq(h_echoed_count(r.body, "X-Request-Id"), 1);
+    cr_assert_str_eq(h_hdr(&r, "X-Request-Id"), UUID);
+    cr_assert_eq(h_hdr_count(&r, "X-Request-Id"), 1);
+    /* ringway's own answers: canned, built-in, errors */
+    static const char *const own[] = {"/fixed", "/health", "/ready", "/nope"};
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+        cr_assert_eq(h_request(c, "GET", own[i], hdr, NULL, 0, &r), H_OK, "%s", own[i]);
+        cr_assert_str_eq(h_hdr(&r, "X-Request-Id") ? h_hdr(&r, "X-Request-Id") : "(none)", UUID, "%s: %s",
+                         own[i], r.head);
+    }
+    cr_assert_eq(h_request(c, "HEAD", "/fixed", hdr, NULL, 0, &r), H_OK);
+    cr_assert_str_eq(h_hdr(&r, "X-Request-Id"), UUID);
+    cr_assert_eq(r.body_len, 0);
+    cr_assert_eq(h_request(c, "GET", "/fixed", NULL, NULL, 0, &r), H_OK);
+    cr_assert_str_eq(r.body, "fixed", "the canned body after the id line");
+    /* 128 characters are kept; 129, or a bad character, replaced */
+    char *id128 = h_repeat(128, 'a');
+    cr_assert_eq(h_request(c, "GET", "/api/x", h_fmt("X-Request-Id: %s\r\n", id128), NULL, 0, &r), H_OK);
+    cr_assert_str_eq(h_hdr(&r, "X-Request-Id"), id128);
+    static const char *const bad[] = {"X-Request-Id: has space\r\n", "X-Request-Id: a/b\r\n"};
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_eq(h_request(c, "GET", "/api/echo", bad[i], NULL, 0, &r), H_OK);
+        const char *got = h_hdr(&r, "X-Request-Id");
+        cr_assert(got != NULL && strlen(got) == 16, "%s replaced by %s", bad[i], got ? got : "(none)");
+        cr_assert_str_eq(h_echoed(r.body, "X-Request-Id"), got, "the upstream saw another id");
+    }
+    cr_assert_eq(
+        h_request(c, "GET", "/api/x", h_fmt("X-Request-Id: %s\r\n", h_repeat(129, 'b')), NULL, 0, &r), H_OK);
+    cr_assert_eq(strlen(h_hdr(&r, "X-Request-Id")), 16);
+}
+
+H_TEST(headers, request_id_header_configurable_and_off)
+{
+    h_upstream *u;
+    h_proxy *p = h_start_basic(&u, NULL, NULL);
+    h_proxy_write_config(p,
+                         h_fmt("request_id: {header: X-Correlation-Id}\n%s", h_basic_config(u, NULL, NULL)));
+    h_proxy_signal(p, SIGHUP);
+    cr_assert(h_proxy_wait_log(p, "reloaded ", 1, 5000));
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    cr_assert_eq(
+        h_request(c, "GET", "/echo", "X-Correlation-Id: corr-1\r\nX-Request-Id: other\r\n", NULL, 0, &r),
+        H_OK);
+    cr_assert_str_eq(h_hdr(&r, "X-Correlation-Id"), "corr-1");
+    cr_assert_str_eq(h_echoed(r.body, "X-Correlation-Id"), "corr-1");
+    cr_assert_str_eq(h_echoed(r.body, "X-Request-Id"), "other", "another header passes unchanged");
+    h_proxy_write_config(p, h_fmt("request_id: {enabled: false}\n%s", h_basic_config(u, NULL, NULL)));
+    h_proxy_signal(p, SIGHUP);
+    cr_assert(h_proxy_wait_log(p, "reloaded ", 2, 5000));
+    cr_assert_eq(h_request(c, "GET", "/echo", NULL, NULL, 0, &r), H_OK);
+    cr_assert_null(h_hdr(&r, "X-Request-Id"));
+    cr_assert_null(h_echoed(r.body, "X-Request-Id"));
+    cr_assert_eq(h_request(c, "GET", "/health", NULL, NULL, 0, &r), H_OK);
+    cr_assert_null(h_hdr(&r, "X-Request-Id"));
+}
+
+H_TEST(headers, traceparent_continued_or_started)
+{
+    h_proxy *p = h_start_basic(NULL, NULL, NULL);
+    h_conn *c = h_connect(p->port);
+    h_resp r;
+    const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    cr_assert_eq(
+        h_request(c, "GET", "/echo", h_fmt("traceparent: %s\r\ntracestate: vendor=1\r\n", tp), NULL, 0, &r),
+        H_OK);
+    char *sent = h_echoed(r.body, "traceparent");
+    cr_assert_not_null(sent, "%s", r.body);
+    cr_assert_eq(strlen(sent), 55);
+    cr_assert(strncmp(sent, "00-4bf92f3577b34da6a3ce929d0e0e4736-", 36) == 0, "the trace id changed: %s",
+              sent);
+    cr_assert(strcmp(sent + 36, "00f067aa0ba902b7-01") != 0, "the parent id was not replaced: %s", sent);
+    cr_assert(strcmp(sent + 52, "-01") == 0, "the flags changed: %s", sent);
+    cr_assert_str_eq(h_echoed(r.body, "tracestate"), "vendor=1");
+    cr_assert_eq(h_echoed_count(r.body, "traceparent"), 1);
+    /* none, or an invalid one: a new trace, and the old tracestate goes */
+    static const char *const starts[] = {
+        "", "traceparent: 00-XYZ-00f067aa0ba902b7-01\r\ntracestate: vendor=1\r\n"};
+    char *first = NULL;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(h_request(c, "GET", "/echo", *starts[i] ? starts[i] : NULL, NULL, 0, &r), H_OK);
+        sent = h_echoed(r.body, "traceparent");
+        cr_assert(sent != NULL && strlen(sent) == 55 && strncmp(sent, "00-", 3) == 0 &&
+                      strcmp(sent + 52, "-01") == 0,
+                  "no valid new traceparent: %s", sent ? sent : "(none)");
+        cr_assert_null(h_echoed(r.body, "tracestate"), "%s", r.body);
+        if (first != NULL)
+            cr_assert(strncmp(first, sent, 35) != 0, "two requests started the same trace");
+        first = sent;
+    }
+    /* trace_context: false passes the client's header untouched */
+    h_upstream *u;
+    h_proxy *q = h_start_basic(&u, NULL, NULL);
+    h_proxy_write_config(q, h_fmt("trace_context: false\n%s", h_basic_config(u, NULL, NULL)));
+    h_proxy_signal(q, SIGHUP);
+    cr_assert(h_proxy_wait_log(q, "reloaded ", 1, 5000));
+    h_conn *c2 = h_connect(q->port);
+    cr_assert_eq(h_request(c2, "GET", "/echo", "traceparent: whatever\r\n", NULL, 0, &r), H_OK);
+    cr_assert_str_eq(h_echoed(r.body, "traceparent"), "whatever");
 }

@@ -32,6 +32,7 @@ static const char *req_head(const char *raw, int body, bool upgrade, uint32_t *h
         .path_len = rq.path.len,
         .upstream_host = RW_STR("10.0.0.1:80"),
         .peer = RW_STR("127.0.0.1"),
+        .reqid_header = RW_STR("X-Request-Id"),
         .reqid = RW_STR("abc"),
         .body = body,
         .upgrade = upgrade,
@@ -173,4 +174,106 @@ Test(heads, response_101_for_a_tunnel)
     const char *h = resp_head(&in, &persist, &dechunk);
     cr_assert_str_eq(h, "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\nVia: 1.1 ringway\r\n"
                         "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+}
+
+/* ---- request ids and trace context ---- */
+
+Test(heads, request_id_rules)
+{
+    cr_assert(rw_reqid_valid(RW_STR("550e8400-e29b-41d4-a716-446655440000")));
+    cr_assert(rw_reqid_valid(RW_STR("01ARZ3NDEKTSV4RRFFQ69G5FAV")));
+    cr_assert(rw_reqid_valid(RW_STR("svc:a.b_c-9")));
+    cr_assert(!rw_reqid_valid(RW_STR("")));
+    cr_assert(!rw_reqid_valid(RW_STR("has space")));
+    cr_assert(!rw_reqid_valid(RW_STR("quote\"")));
+    cr_assert(!rw_reqid_valid(RW_STR("a/b")));
+    char long_id[130];
+    memset(long_id, 'a', sizeof(long_id));
+    cr_assert(rw_reqid_valid((rw_str){long_id, 128}));
+    cr_assert(!rw_reqid_valid((rw_str){long_id, 129}));
+}
+
+Test(heads, traceparent_parse_and_format)
+{
+    uint8_t t[16], flags;
+    const char *good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    cr_assert(rw_traceparent_parse((rw_str){good, strlen(good)}, t, &flags));
+    cr_assert_eq(t[0], 0x4b);
+    cr_assert_eq(t[15], 0x36);
+    cr_assert_eq(flags, 1);
+    char out[RW_TRACEPARENT_LEN + 1] = {0};
+    rw_traceparent_format(t, 0x1122334455667788ull, flags, out);
+    cr_assert_str_eq(out, "00-4bf92f3577b34da6a3ce929d0e0e4736-1122334455667788-01");
+    static const char *const bad[] = {
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",   /* upper case */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",   /* zero trace id */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",   /* zero parent id */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   /* version ff */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x", /* version 00 with more */
+        "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",    /* short */
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",   /* separator */
+        "",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert(!rw_traceparent_parse((rw_str){bad[i], strlen(bad[i])}, t, &flags), "%s", bad[i]);
+    /* a later version: its first fields are read */
+    const char *v1 = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra";
+    cr_assert(rw_traceparent_parse((rw_str){v1, strlen(v1)}, t, &flags));
+    cr_assert_eq(flags, 0);
+}
+
+Test(heads, request_carries_our_ids_not_the_clients)
+{
+    static rw_route_cfg rt;
+    static char out[4096];
+    parse_req("GET / HTTP/1.1\r\nHost: h\r\nX-Correlation-Id: theirs\r\ntraceparent: junk\r\n"
+              "tracestate: a=1\r\nX-Request-Id: other\r\n\r\n");
+    rw_reqhead in = {.rq = &rq,
+                     .rt = &rt,
+                     .path = "/",
+                     .path_len = 1,
+                     .upstream_host = RW_STR("u:1"),
+                     .peer = RW_STR("p"),
+                     .reqid_header = RW_STR("X-Correlation-Id"),
+                     .reqid = RW_STR("ours"),
+                     .traceparent = RW_STR("00-4bf92f3577b34da6a3ce929d0e0e4736-1122334455667788-01"),
+                     .drop_tracestate = true};
+    uint32_t off, len;
+    ssize_t n = rw_proxy_request_head(&in, out, sizeof(out), &off, &len);
+    cr_assert_gt(n, 0);
+    out[n] = '\0';
+    cr_assert(strstr(out, "\r\nX-Correlation-Id: ours\r\n") != NULL, "%s", out);
+    cr_assert_null(strstr(out, "theirs"), "%s", out);
+    cr_assert(strstr(out, "\r\nX-Request-Id: other\r\n") != NULL, "another header passes: %s", out);
+    cr_assert(strstr(out, "\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-1122334455667788-01\r\n") !=
+                  NULL,
+              "%s", out);
+    cr_assert_null(strstr(out, "junk"), "%s", out);
+    cr_assert_null(strstr(out, "tracestate"), "a restarted trace drops tracestate: %s", out);
+    /* ids off: nothing added, the client's header passes as any other */
+    in.reqid_header = (rw_str){NULL, 0};
+    in.traceparent = (rw_str){NULL, 0};
+    in.drop_tracestate = false;
+    n = rw_proxy_request_head(&in, out, sizeof(out), &off, &len);
+    out[n] = '\0';
+    cr_assert(strstr(out, "X-Correlation-Id: theirs\r\n") != NULL, "%s", out);
+    cr_assert(strstr(out, "traceparent: junk\r\n") != NULL, "%s", out);
+    cr_assert(strstr(out, "tracestate: a=1\r\n") != NULL, "%s", out);
+}
+
+Test(heads, response_returns_the_request_id)
+{
+    parse_resp("HTTP/1.1 200 OK\r\nX-Request-Id: upstream-made\r\nContent-Length: 0\r\n\r\n", RW_METHOD_GET);
+    rw_resphead in = {.rs = &rs,
+                      .minor = 1,
+                      .body = rs.body,
+                      .keep = true,
+                      .req_done = true,
+                      .reqid_header = RW_STR("X-Request-Id"),
+                      .reqid = RW_STR("ours")};
+    int persist;
+    bool dechunk;
+    const char *h = resp_head(&in, &persist, &dechunk);
+    cr_assert(strstr(h, "\r\nX-Request-Id: ours\r\n") != NULL, "%s", h);
+    cr_assert_null(strstr(h, "upstream-made"), "%s", h);
 }
