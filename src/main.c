@@ -314,6 +314,18 @@ int main(int argc, char **argv)
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
         seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
+    int metrics_fd = -1;
+    if (cfg->has_metrics_listen) {
+        metrics_fd = rw_net_listen(&cfg->metrics_listen, 64, 0);
+        if (metrics_fd < 0) {
+            rw_log_error("cannot listen on metrics_listen %s: %s", cfg->metrics_listen.text,
+                         strerror(-metrics_fd));
+            if (admin_fd >= 0)
+                close(admin_fd);
+            rw_snapshot_unref(snap);
+            return 1;
+        }
+    }
     rw_server_opts so = {
         .handler = &rw_proxy_handler,
         .seed = seed,
@@ -355,6 +367,7 @@ int main(int argc, char **argv)
         .config_path = config_path,
         .overrides = &ov,
         .admin_fd = admin_fd,
+        .metrics_fd = metrics_fd,
         .watch_config = watch_config,
     };
     rw_rl_global_apply(cfg);
@@ -364,6 +377,8 @@ int main(int argc, char **argv)
     rw_control_shutdown();
     if (admin_fd >= 0)
         close(admin_fd);
+    if (metrics_fd >= 0)
+        close(metrics_fd);
     rw_log_info("stopped");
     return status;
 }

@@ -245,6 +245,10 @@ typedef struct rw_config {
     size_t nlisten;
     bool has_admin;
     rw_sockaddr admin;
+    char *admin_token_env; /* admin.token_env: the variable holding the bearer token for POST /reload */
+    char *admin_token;     /* its value at load (NULL: none); mutating admin requests need it */
+    bool has_metrics_listen;
+    rw_sockaddr metrics_listen; /* a read-only admin listener (/metrics, /status, /health, /ready) */
     uint32_t workers;           /* 0 = auto (CPUs in the affinity mask) */
     int io;                     /* enum rw_io_mode */
     uint32_t max_conns;         /* process-wide client connection cap, default 65536 */

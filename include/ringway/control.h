@@ -44,6 +44,7 @@ typedef struct rw_control_opts {
     const char *config_path; /* NULL: embedded default (reload re-reads nothing) */
     const rw_overrides *overrides;
     int admin_fd;      /* listening admin socket, or -1 */
+    int metrics_fd;    /* the read-only admin listener (metrics_listen), or -1 */
     bool watch_config; /* --watch-config: reload when the file changes (or the file's watch_config) */
 } rw_control_opts;
 

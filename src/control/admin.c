@@ -17,6 +17,11 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+
+#include <openssl/mem.h>
 
 #include "admin_int.h"
 #include "ringway/filters.h"
@@ -29,19 +34,75 @@
 #define ADMIN_IDLE_MS 30000
 #define ADMIN_BODY_CAP (256 * 1024)
 
-void rw__admin_init(rw_admin *a, rw_control_opts *ctl, int fd)
+static void set_nonblock(int fd)
+{
+    int fl = fd >= 0 ? fcntl(fd, F_GETFL) : -1;
+    if (fl != -1)
+        fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+/* True when the listening socket fd is bound to 127.0.0.0/8 or ::1 (or a
+ * v4-mapped loopback address). */
+static bool bound_to_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return false;
+    if (ss.ss_family == AF_INET)
+        return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+    if (ss.ss_family == AF_INET6) {
+        const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+void rw__admin_init(rw_admin *a, rw_control_opts *ctl, int fd, int mfd)
 {
     memset(a, 0, sizeof(*a));
     a->ctl = ctl;
     a->fd = fd;
+    a->mfd = mfd;
     a->started = time(NULL);
-    if (fd >= 0) {
-        int fl = fcntl(fd, F_GETFL);
-        if (fl != -1)
-            fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-    }
+    set_nonblock(fd);
+    set_nonblock(mfd);
+    a->loopback = bound_to_loopback(fd);
+    if (fd >= 0 && !a->loopback && ctl->snap->cfg->admin_token == NULL)
+        rw_log_warn(
+            "the admin port %s is not on loopback and has no token (admin.token_env): POST /reload is "
+            "refused there; read-only endpoints answer anyone who reaches it (or use metrics_listen)",
+            ctl->snap->cfg->admin.text);
     for (int i = 0; i < RW_ADMIN_MAX_CONNS; i++)
         a->conns[i].fd = -1;
+}
+
+/* May this request change state (POST /reload)? 0 when it may, else the
+ * status to refuse it with (message in *why). With a token configured the
+ * request must carry it as a bearer token (compared in constant time),
+ * wherever the port listens; without one, only a loopback admin port takes
+ * changes. */
+static int authorize_change(const rw_admin *a, const rw_admin_conn *c, const rw_http_request *rq,
+                            const char **why)
+{
+    const char *token = a->ctl->snap->cfg->admin_token;
+    if (c->read_only) {
+        *why = "{\"error\":\"read-only listener\"}\n";
+        return 403;
+    }
+    if (token == NULL) {
+        if (a->loopback)
+            return 0;
+        *why = "{\"error\":\"this admin port is not on loopback: set admin.token_env to allow changes\"}\n";
+        return 403;
+    }
+    const rw_http_header *h = rw_http_find_header(rq->headers, rq->nheaders, "authorization");
+    size_t tl = strlen(token);
+    if (h != NULL && h->value.len == 7 + tl && strncasecmp(h->value.p, "bearer ", 7) == 0 &&
+        CRYPTO_memcmp(h->value.p + 7, token, tl) == 0)
+        return 0;
+    *why = "{\"error\":\"a bearer token is required\"}\n";
+    return 401;
 }
 
 static const char *state_name(const rw_admin *a)
@@ -267,6 +328,8 @@ static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool
     path[plen] = '\0';
     bool get = rq->method == RW_METHOD_GET || rq->method == RW_METHOD_HEAD;
     bool head = rq->method == RW_METHOD_HEAD;
+    int st;
+    const char *why;
     bool known = strcmp(path, "/status") == 0 || strcmp(path, "/") == 0 || strcmp(path, "/metrics") == 0 ||
                  strcmp(path, "/health") == 0 || strcmp(path, "/ready") == 0 || strcmp(path, "/reload") == 0;
     if (get && (strcmp(path, "/status") == 0 || strcmp(path, "/") == 0)) {
@@ -280,9 +343,14 @@ static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool
         respond_json(c, rq, keep, 200, "{\"status\":\"ok\"}\n", head, now);
     } else if (get && strcmp(path, "/ready") == 0) {
         bool ready = rw_server_ready(a->ctl->server);
-        const char *why =
+        const char *no =
             a->state != RW_ADMIN_RUNNING ? "{\"status\":\"shutting_down\"}\n" : "{\"status\":\"starting\"}\n";
-        respond_json(c, rq, keep, ready ? 200 : 503, ready ? "{\"status\":\"ok\"}\n" : why, head, now);
+        respond_json(c, rq, keep, ready ? 200 : 503, ready ? "{\"status\":\"ok\"}\n" : no, head, now);
+    } else if (rq->method == RW_METHOD_POST && strcmp(path, "/reload") == 0 &&
+               (st = authorize_change(a, c, rq, &why)) != 0) {
+        respond(c, rq, keep, st, "application/json",
+                st == 401 ? "WWW-Authenticate: Bearer realm=\"ringway-admin\"\r\n" : NULL, why, strlen(why),
+                false, now);
     } else if (rq->method == RW_METHOD_POST && strcmp(path, "/reload") == 0) {
         char msg[1280];
         int rc = a->state != RW_ADMIN_RUNNING
@@ -425,10 +493,10 @@ static rw_admin_conn *conn_slot(rw_admin *a)
     return victim;
 }
 
-static void admin_accept(rw_admin *a, uint64_t now)
+static void admin_accept(rw_admin *a, int lfd, bool read_only, uint64_t now)
 {
     for (int k = 0; k < 16; k++) {
-        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1)
             return;
         rw_admin_conn *c = conn_slot(a);
@@ -437,6 +505,7 @@ static void admin_accept(rw_admin *a, uint64_t now)
             continue;
         }
         c->fd = fd;
+        c->read_only = read_only;
         c->in_len = 0;
         c->writing = false;
         c->close_after = false;
@@ -450,6 +519,8 @@ int rw__admin_pollfds(rw_admin *a, struct pollfd *pfd, int cap)
     int n = 0;
     if (a->fd >= 0 && n < cap)
         pfd[n++] = (struct pollfd){.fd = a->fd, .events = POLLIN};
+    if (a->mfd >= 0 && n < cap)
+        pfd[n++] = (struct pollfd){.fd = a->mfd, .events = POLLIN};
     for (int i = 0; i < RW_ADMIN_MAX_CONNS && n < cap; i++) {
         rw_admin_conn *c = &a->conns[i];
         if (c->fd >= 0)
@@ -463,8 +534,8 @@ void rw__admin_events(rw_admin *a, const struct pollfd *pfd, int n, uint64_t now
     for (int k = 0; k < n; k++) {
         if (pfd[k].revents == 0)
             continue;
-        if (pfd[k].fd == a->fd) {
-            admin_accept(a, now);
+        if (pfd[k].fd == a->fd || pfd[k].fd == a->mfd) {
+            admin_accept(a, pfd[k].fd, pfd[k].fd == a->mfd, now);
             continue;
         }
         for (int i = 0; i < RW_ADMIN_MAX_CONNS; i++) {

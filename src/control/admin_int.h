@@ -24,6 +24,7 @@ typedef struct rw_admin_conn {
     int fd;           /* -1: slot free */
     bool writing;     /* a response is going out */
     bool close_after; /* close once it is out */
+    bool read_only;   /* came in on metrics_listen: GET/HEAD of read-only endpoints only */
     uint32_t in_len;
     uint64_t deadline; /* monotonic ms */
     uint64_t since;    /* when this slot's current head started (eviction order) */
@@ -34,15 +35,18 @@ typedef struct rw_admin_conn {
 
 typedef struct rw_admin {
     rw_control_opts *ctl;
-    int fd; /* listening socket, -1 when none */
+    int fd;        /* listening socket, -1 when none */
+    int mfd;       /* the read-only listener (metrics_listen), -1 when none */
+    bool loopback; /* fd is bound to a loopback address */
     time_t started;
     int state;        /* enum rw_admin_state, set by the control loop */
     uint64_t evicted; /* connections closed to make room (cap reached) */
     rw_admin_conn conns[RW_ADMIN_MAX_CONNS];
 } rw_admin;
 
-/* Sets up a (the listener is made non-blocking; fd may be -1). */
-void rw__admin_init(rw_admin *a, rw_control_opts *ctl, int fd);
+/* Sets up a: the admin listener fd and the read-only one mfd (either may be
+ * -1; both are made non-blocking and stay the caller's). */
+void rw__admin_init(rw_admin *a, rw_control_opts *ctl, int fd, int mfd);
 /* Fills pfd (room for cap entries) with the listener and the connections;
  * returns how many it used. */
 int rw__admin_pollfds(rw_admin *a, struct pollfd *pfd, int cap);

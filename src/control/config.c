@@ -2493,6 +2493,7 @@ enum {
     K_SHARD_KEYS,
     K_REQUEST_ID,
     K_TRACE_CONTEXT,
+    K_METRICS_LISTEN,
     K__COUNT
 };
 
@@ -2516,7 +2517,45 @@ static const char *const top_keys[K__COUNT] = {
     "rate_limit_shard_keys",
     "request_id",
     "trace_context",
+    "metrics_listen",
 };
+
+/* admin: "ADDR:PORT", or {address: "ADDR:PORT", token_env: NAME}. */
+static int parse_admin(loader *l, yaml_node_t *n)
+{
+    rw_config *cfg = l->cfg;
+    if (n->type == YAML_SCALAR_NODE)
+        return get_sockaddr(l, n, "admin", &cfg->admin);
+    if (check_map(l, n, "admin"))
+        return -1;
+    yaml_node_t *addr = NULL;
+    MAP_EACH(n, pr)
+    {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc = 0;
+        if (!strcmp(key, "address")) {
+            addr = v;
+        } else if (!strcmp(key, "token_env")) {
+            rc = get_string(l, v, "admin.token_env", &cfg->admin_token_env);
+            if (rc == 0 && cfg->admin_token_env != NULL) {
+                const char *t = getenv(cfg->admin_token_env);
+                if (t == NULL || strlen(t) < 16)
+                    rc = fail(l, v, "admin.token_env: $%s %s (at least 16 characters)", cfg->admin_token_env,
+                              t == NULL ? "is not set" : "is too short");
+                else if ((cfg->admin_token = dup_mem(l, v, t, strlen(t))) == NULL)
+                    rc = -1;
+            }
+        } else {
+            rc = unknown_key(l, k, "admin", "admin", "address, token_env");
+        }
+        if (rc)
+            return -1;
+    }
+    if (addr == NULL)
+        return fail(l, n, "admin: address is required");
+    return get_sockaddr(l, addr, "admin.address", &cfg->admin);
+}
 
 /* request_id: {header: NAME, enabled: BOOL} */
 static int parse_request_id(loader *l, yaml_node_t *n)
@@ -2617,13 +2656,26 @@ static int parse_root(loader *l, yaml_node_t *root)
         cfg->nlisten = 1;
     }
     if (v[K_ADMIN] && !is_null(v[K_ADMIN])) {
-        if (get_sockaddr(l, v[K_ADMIN], "admin", &cfg->admin))
+        if (parse_admin(l, v[K_ADMIN]))
             goto out;
         cfg->has_admin = true;
         for (size_t i = 0; i < cfg->nlisten; i++) {
             if (addr_conflict(&cfg->admin, &cfg->listen[i])) {
                 fail(l, v[K_ADMIN], "admin: %s overlaps listen address %s", cfg->admin.text,
                      cfg->listen[i].text);
+                goto out;
+            }
+        }
+    }
+    if (v[K_METRICS_LISTEN] && !is_null(v[K_METRICS_LISTEN])) {
+        if (get_sockaddr(l, v[K_METRICS_LISTEN], "metrics_listen", &cfg->metrics_listen))
+            goto out;
+        cfg->has_metrics_listen = true;
+        for (size_t i = 0; i < cfg->nlisten; i++) {
+            if (addr_conflict(&cfg->metrics_listen, &cfg->listen[i]) ||
+                (cfg->has_admin && addr_conflict(&cfg->metrics_listen, &cfg->admin))) {
+                fail(l, v[K_METRICS_LISTEN], "metrics_listen: %s overlaps a listen or admin address",
+                     cfg->metrics_listen.text);
                 goto out;
             }
         }

@@ -258,14 +258,14 @@ int rw_control_run(rw_control_opts *o)
         return 1;
     }
     static rw_admin admin; /* big (its connections' buffers): not on the stack */
-    rw__admin_init(&admin, o, o->admin_fd);
+    rw__admin_init(&admin, o, o->admin_fd, o->metrics_fd);
     last_load_ok = time(NULL);
     static rw_watch watch;
     bool watching = false;
     watch_update(o, &watch, &watching);
     shutdown_t sd = {.stage = RW_ADMIN_RUNNING};
     int status = 0;
-    struct pollfd pfd[2 + 1 + RW_ADMIN_MAX_CONNS];
+    struct pollfd pfd[2 + 2 + RW_ADMIN_MAX_CONNS];
     for (;;) {
         uint64_t now = rw_mono_ms();
         pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};

@@ -164,11 +164,12 @@ static const char *UUID = "550e8400-e29b-41d4-a716-446655440000";
 H_TEST(headers, request_id_kept_end_to_end_and_returned_everywhere)
 {
     h_upstream *u = h_upstream_start("u1", NULL);
-    h_proxy *p = h_proxy_run(h_fmt("services:\n  - name: svc\n    instances: [{address: \"127.0.0.1:%d\"}]\n"
-                                   "routes:\n  - name: fixed\n    paths: [{exact: /fixed}]\n"
-                                   "    respond: {status: 200, body: \"fixed\"}\n"
-                                   "  - name: all\n    paths: [{prefix: /api/}]\n    strip_path: /api\n    service: svc\n",
-                                   u->port));
+    h_proxy *p = h_proxy_run(
+        h_fmt("services:\n  - name: svc\n    instances: [{address: \"127.0.0.1:%d\"}]\n"
+              "routes:\n  - name: fixed\n    paths: [{exact: /fixed}]\n"
+              "    respond: {status: 200, body: \"fixed\"}\n"
+              "  - name: all\n    paths: [{prefix: /api/}]\n    strip_path: /api\n    service: svc\n",
+              u->port));
     h_conn *c = h_connect(p->port);
     h_resp r;
     const char *hdr = h_fmt("X-Request-Id: %s\r\n", UUID);

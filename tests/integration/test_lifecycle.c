@@ -419,3 +419,81 @@ H_TEST(lifecycle, workers_auto_follows_the_cgroup_quota)
                   strstr(c->err, "cpu.cfs_quota_us 50000/") != NULL,
               "a 0.5-CPU quota did not give one worker:\n%s", c->err);
 }
+
+/* ---- a safe admin port ---- */
+
+/* POST /reload on port with an optional Authorization value; returns the status. */
+static int post_reload(int port, const char *auth)
+{
+    h_conn *c = h_connect(port);
+    h_resp r;
+    int rc = h_request(c, "POST", "/reload", auth ? h_fmt("Authorization: %s\r\n", auth) : NULL, NULL, 0, &r);
+    cr_assert_eq(rc, H_OK);
+    if (r.status == 401)
+        cr_assert(h_hdr(&r, "WWW-Authenticate") != NULL, "a 401 without WWW-Authenticate");
+    h_close(c);
+    return r.status;
+}
+
+H_TEST(lifecycle, admin_changes_need_a_token_off_loopback)
+{
+    int admin = h_free_port();
+    /* a wildcard admin address without a token: reads yes, changes no, and a warning */
+    h_proxy *p = h_proxy_run(h_fmt("admin: \"0.0.0.0:%d\"\n", admin));
+    cr_assert(h_proxy_log_contains(p, "not on loopback and has no token"), "%s", h_proxy_log(p));
+    h_resp r;
+    h_get(admin, "/metrics", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(post_reload(admin, NULL), 403);
+    h_proxy_stop(p, 0);
+
+    /* with a token: only the right bearer token reloads, loopback or not */
+    setenv("RW_TEST_ADMIN_TOKEN", "s3cret-token-0123456789", 1);
+    int admin2 = h_free_port();
+    h_proxy *q =
+        h_proxy_run(h_fmt("admin: {address: \"0.0.0.0:%d\", token_env: RW_TEST_ADMIN_TOKEN}\n", admin2));
+    cr_assert(!h_proxy_log_contains(q, "has no token"), "%s", h_proxy_log(q));
+    cr_assert_eq(post_reload(admin2, NULL), 401);
+    cr_assert_eq(post_reload(admin2, "Bearer wrong-token-0123456789"), 401);
+    cr_assert_eq(post_reload(admin2, "Basic czNjcmV0"), 401);
+    cr_assert_eq(post_reload(admin2, "Bearer s3cret-token-0123456789"), 200);
+    cr_assert_eq(post_reload(admin2, "bearer s3cret-token-0123456789"), 200);
+    h_proxy_stop(q, 0);
+    int admin3 = h_free_port();
+    h_proxy *l =
+        h_proxy_run(h_fmt("admin: {address: \"127.0.0.1:%d\", token_env: RW_TEST_ADMIN_TOKEN}\n", admin3));
+    cr_assert_eq(post_reload(admin3, NULL), 401, "a configured token is required on loopback too");
+    (void)l;
+    /* a loopback admin port without a token takes changes (as before) */
+    int admin4 = h_free_port();
+    h_proxy *m = h_proxy_run(h_fmt("admin: \"127.0.0.1:%d\"\n", admin4));
+    cr_assert_eq(post_reload(admin4, NULL), 200);
+    (void)m;
+}
+
+H_TEST(lifecycle, admin_token_env_must_be_set)
+{
+    unsetenv("RW_TEST_NO_SUCH_TOKEN");
+    char *path =
+        h_write_file("t.yaml", "admin: {address: \"127.0.0.1:9\", token_env: RW_TEST_NO_SUCH_TOKEN}\n");
+    h_cmd *c;
+    int code = h_run(&c, 5000, "'%s' --check-config --config '%s'", h_binary(), path);
+    cr_assert_eq(code, 1, "%s", c->err);
+    cr_assert(strstr(c->err, "admin.token_env: $RW_TEST_NO_SUCH_TOKEN is not set") != NULL, "%s", c->err);
+}
+
+H_TEST(lifecycle, metrics_listen_is_read_only)
+{
+    int admin = h_free_port(), metrics = h_free_port();
+    h_proxy *p =
+        h_proxy_run(h_fmt("admin: \"127.0.0.1:%d\"\nmetrics_listen: \"0.0.0.0:%d\"\n", admin, metrics));
+    (void)p;
+    h_resp r;
+    static const char *const ro[] = {"/metrics", "/status", "/health", "/ready"};
+    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++) {
+        h_get(metrics, ro[i], &r);
+        cr_assert_eq(r.status, 200, "%s on metrics_listen: %d", ro[i], r.status);
+    }
+    cr_assert_eq(post_reload(metrics, NULL), 403);
+    cr_assert_eq(post_reload(admin, NULL), 200);
+}
