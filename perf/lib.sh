@@ -47,7 +47,7 @@ split_cpus() {
 
 # build_ringway DIR: a release build in DIR (set up if needed); sets RINGWAY.
 build_ringway() {
-    [ -x "$1/ringway" ] || { meson setup "$1" --buildtype=release >/dev/null && ninja -C "$1" >/dev/null; }
+    [ -x "$1/ringway" ] || { meson setup "$1" --buildtype=release -Db_lto=true >/dev/null && ninja -C "$1" >/dev/null; }
     ninja -C "$1" >/dev/null
     RINGWAY=$PWD/$1/ringway
 }

@@ -153,7 +153,7 @@ for t in nginx wrk python3 curl; do command -v $t >/dev/null || die "$t is requi
 log "building release ringway in build-perf"
 cd "$ROOT" || exit 1
 if [ ! -f build-perf/build.ninja ]; then
-    meson setup build-perf --buildtype=release -Dtests=false >/dev/null || die "meson setup build-perf failed"
+    meson setup build-perf --buildtype=release -Db_lto=true -Dtests=false >/dev/null || die "meson setup build-perf failed"
 fi
 ninja -C build-perf >/dev/null || die "ninja -C build-perf failed"
 RINGWAY="$ROOT/build-perf/ringway"
@@ -162,7 +162,7 @@ if want instructions || want hotspots; then
     # The same release build with -g (identical code, GCC's -g does not change
     # code generation), so callgrind_annotate can name file:function.
     if [ ! -f build-perf-g/build.ninja ]; then
-        meson setup build-perf-g --buildtype=release -Dtests=false -Dc_args=-g >/dev/null || die "meson setup build-perf-g failed"
+        meson setup build-perf-g --buildtype=release -Db_lto=true -Dtests=false -Dc_args=-g >/dev/null || die "meson setup build-perf-g failed"
     fi
     ninja -C build-perf-g >/dev/null || die "ninja -C build-perf-g failed"
     RINGWAY_G="$ROOT/build-perf-g/ringway"

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
 if [ ! -f build/build.ninja ]; then
-    meson setup build --buildtype=release -Dtests=false >/dev/null
+    meson setup build --buildtype=release -Db_lto=true -Dtests=false >/dev/null
 fi
 ninja -C build ringway >/dev/null
 exec ./build/ringway "$@"

@@ -62,17 +62,30 @@ static inline bool rw_str_eq(rw_str a, const char *s)
     return a.len == n && memcmp(a.p, s, n) == 0;
 }
 
+/* True when a[0..n) and b[0..n) are equal ignoring ASCII case (inline: the
+ * names compared on a request's path are short, and a call to strncasecmp
+ * costs more than the comparison). */
+static inline bool rw_ascii_ieq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x != y && ((x | 0x20) != (y | 0x20) || (unsigned)((x | 0x20) - 'a') > 25))
+            return false;
+    }
+    return true;
+}
+
 /* Returns true when the slice equals s ignoring ASCII case. */
 static inline bool rw_str_ieq(rw_str a, const char *s)
 {
     size_t n = strlen(s);
-    return a.len == n && strncasecmp(a.p, s, n) == 0;
+    return a.len == n && rw_ascii_ieq(a.p, s, n);
 }
 
 /* Returns true when slices a and b are equal ignoring ASCII case. */
 static inline bool rw_str_ieq_str(rw_str a, rw_str b)
 {
-    return a.len == b.len && strncasecmp(a.p, b.p, a.len) == 0;
+    return a.len == b.len && rw_ascii_ieq(a.p, b.p, a.len);
 }
 
 /* Header names equal ignoring case, with '_' counting as '-': CGI-style

@@ -199,8 +199,9 @@ typedef struct rw_route_cfg {
 
 /* The request id: read from clients, sent upstream, returned on every response. */
 typedef struct rw_request_id_cfg {
-    char *header; /* its header name (default "X-Request-Id"; static or arena) */
-    bool enabled; /* false: none is kept, made, sent or returned */
+    char *header;      /* its header name (default "X-Request-Id"; static or arena) */
+    size_t header_len; /* strlen(header) */
+    bool enabled;      /* false: none is kept, made, sent or returned */
 } rw_request_id_cfg;
 
 typedef struct rw_http_cfg {

@@ -2578,8 +2578,10 @@ static int parse_request_id(loader *l, yaml_node_t *n)
                 if (rc == 0 && (strlen(h) > 64 || rw_http_is_fixed_hop_by_hop((rw_str){h, strlen(h)}) ||
                                 !strcasecmp(h, "host") || !strcasecmp(h, "content-length")))
                     rc = fail(l, v, "request_id.header: '%s' cannot carry the request id", h);
-                if (rc == 0)
+                if (rc == 0) {
                     r->header = h;
+                    r->header_len = strlen(h);
+                }
             }
         } else if (!strcmp(key, "enabled")) {
             rc = get_bool(l, v, "request_id.enabled", &r->enabled);
@@ -2595,6 +2597,7 @@ static int parse_request_id(loader *l, yaml_node_t *n)
 static void set_defaults(rw_config *cfg)
 {
     cfg->request_id.header = (char *)"X-Request-Id";
+    cfg->request_id.header_len = 12;
     cfg->request_id.enabled = true;
     cfg->trace_context = true;
     cfg->workers = 0;

@@ -74,17 +74,24 @@ void rw__ex_put(rw_exchange *ex)
 
 void rw__make_reqid(rw_exchange *ex, bool parsed)
 {
-    /* Keep a sane client-supplied id (request_id.header); otherwise mint one. */
+    /* Keep a sane client-supplied id (request_id.header); otherwise mint one.
+     * The same pass notes the client's traceparent (make_traceparent). */
     const rw_request_id_cfg *rc = &cfg_of(ex->c->w)->request_id;
-    size_t hlen = strlen(rc->header);
-    for (size_t i = 0; parsed && rc->enabled && i < ex->req.nheaders; i++) {
+    bool want_id = rc->enabled;
+    ex->tp_hdr = -1;
+    for (size_t i = 0; parsed && i < ex->req.nheaders; i++) {
         const rw_http_header *h = &ex->req.headers[i];
-        if (h->name.len == hlen && rw_str_ieq(h->name, rc->header) && rw_reqid_valid(h->value)) {
+        if (h->name.len == 11 && ex->tp_hdr < 0 && rw_str_ieq(h->name, "traceparent"))
+            ex->tp_hdr = (int16_t)i;
+        else if (want_id && h->name.len == rc->header_len &&
+                 strncasecmp(h->name.p, rc->header, rc->header_len) == 0 && rw_reqid_valid(h->value)) {
             memcpy(ex->reqid, h->value.p, h->value.len);
             ex->reqid_len = (uint8_t)h->value.len;
-            return;
+            want_id = false;
         }
     }
+    if (ex->reqid_len > 0)
+        return;
     rw_pworker *w = ex->c->w;
     uint64_t v = w->reqid_seed + (++w->reqid_counter);
     for (int i = 15; i >= 0; i--) {
@@ -101,7 +108,7 @@ static void make_traceparent(rw_exchange *ex)
 {
     rw_pworker *w = ex->c->w;
     uint8_t trace[16], flags = 0x01;
-    const rw_http_header *h = rw_http_find_header(ex->req.headers, ex->req.nheaders, "traceparent");
+    const rw_http_header *h = ex->tp_hdr >= 0 ? &ex->req.headers[ex->tp_hdr] : NULL;
     ex->tp_restarted = h == NULL || !rw_traceparent_parse(h->value, trace, &flags);
     if (ex->tp_restarted) {
         uint64_t a = pw_rand(w), b = pw_rand(w);

@@ -342,18 +342,28 @@ bool rw_traceparent_parse(rw_str v, uint8_t trace_id[16], uint8_t *flags)
     return !all_zero(trace_id, 16) && !all_zero(parent, 8);
 }
 
+/* Two lower-case hex digits per byte value. */
+#define H4(b)                                                                                                \
+    {                                                                                                        \
+        "0123456789abcdef"[(b) >> 4], "0123456789abcdef"[(b)&15]                                             \
+    }
+#define R16(h)                                                                                               \
+    H4(h + 0), H4(h + 1), H4(h + 2), H4(h + 3), H4(h + 4), H4(h + 5), H4(h + 6), H4(h + 7), H4(h + 8),       \
+        H4(h + 9), H4(h + 10), H4(h + 11), H4(h + 12), H4(h + 13), H4(h + 14), H4(h + 15)
+static const char hex2[256][2] = {R16(0x00), R16(0x10), R16(0x20), R16(0x30), R16(0x40), R16(0x50),
+                                  R16(0x60), R16(0x70), R16(0x80), R16(0x90), R16(0xa0), R16(0xb0),
+                                  R16(0xc0), R16(0xd0), R16(0xe0), R16(0xf0)};
+#undef R16
+#undef H4
+
 void rw_traceparent_format(const uint8_t trace_id[16], uint64_t span, uint8_t flags, char *out)
 {
-    static const char hex[] = "0123456789abcdef";
     memcpy(out, "00-", 3);
-    for (int i = 0; i < 16; i++) {
-        out[3 + 2 * i] = hex[trace_id[i] >> 4];
-        out[4 + 2 * i] = hex[trace_id[i] & 15];
-    }
-    out[35] = '-';
     for (int i = 0; i < 16; i++)
-        out[36 + i] = hex[(span >> (60 - 4 * i)) & 15];
+        memcpy(out + 3 + 2 * i, hex2[trace_id[i]], 2);
+    out[35] = '-';
+    for (int i = 0; i < 8; i++)
+        memcpy(out + 36 + 2 * i, hex2[(span >> (56 - 8 * i)) & 0xff], 2);
     out[52] = '-';
-    out[53] = hex[flags >> 4];
-    out[54] = hex[flags & 15];
+    memcpy(out + 53, hex2[flags], 2);
 }

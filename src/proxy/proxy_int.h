@@ -245,6 +245,7 @@ struct rw_exchange {
     uint8_t reqid_len;
     uint8_t tp_len;    /* 0, or RW_TRACEPARENT_LEN: traceparent sent upstream (trace_context) */
     bool tp_restarted; /* the client's traceparent was missing or invalid: tracestate dropped */
+    int16_t tp_hdr;    /* index of the client's traceparent header, -1: none */
     char tp[RW_TRACEPARENT_LEN];
     uint32_t out_len;
     uint32_t out_cap;
