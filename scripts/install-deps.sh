@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(gcc pkg-config meson ninja-build liburing-dev android-libboringssl-dev libhiredis-dev
             libyaml-dev liburcu-dev libcriterion-dev)
-test_pkgs=(curl wrk apache2-utils nginx-light python3 clang-14 clang-format-14 libclang-rt-14-dev redis-server python3-jwt python3-cryptography openssl)
+test_pkgs=(curl wrk apache2-utils prometheus nginx-light python3 clang-14 clang-format-14 libclang-rt-14-dev redis-server python3-jwt python3-cryptography openssl)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
@@ -27,7 +27,9 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # nginx-light starts a service on :80 on install; tests run their own instances.
-# redis-server does the same on :6379; tests start their own.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx redis-server >/dev/null 2>&1 || true; fi
+# redis-server does the same on :6379, prometheus (for promtool) on :9090;
+# tests start their own or need none.
+if command -v systemctl >/dev/null 2>&1; then systemctl disable --now nginx redis-server prometheus >/dev/null 2>&1 || true; fi
 pkill -x redis-server >/dev/null 2>&1 || true
+pkill -x prometheus >/dev/null 2>&1 || true
 echo "install-deps: installed ${missing[*]}"

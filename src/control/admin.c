@@ -13,8 +13,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -162,6 +164,63 @@ static size_t status_per_worker(rw_admin *a, char *buf, size_t n, size_t cap)
     return n < cap ? n : cap;
 }
 
+/* The standard process_* series (Prometheus client conventions), read from
+ * /proc at scrape time: start time, CPU, memory, file descriptors. */
+static size_t process_metrics(char *buf, size_t cap)
+{
+    static long ticks, page;
+    if (ticks == 0) {
+        ticks = sysconf(_SC_CLK_TCK);
+        page = sysconf(_SC_PAGESIZE);
+    }
+    unsigned long long utime = 0, stime = 0, start = 0, vsize = 0;
+    long long rss = 0;
+    char stat[1024];
+    FILE *f = fopen("/proc/self/stat", "re");
+    size_t len = f != NULL ? fread(stat, 1, sizeof(stat) - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    stat[len] = '\0';
+    const char *p = strrchr(stat, ')'); /* the command name may hold spaces */
+    if (p == NULL ||
+        sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu %lld",
+               &utime, &stime, &start, &vsize, &rss) != 5)
+        return 0;
+    double boot = 0;
+    f = fopen("/proc/stat", "re");
+    char line[256];
+    while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "btime %lf", &boot) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    long fds = 0;
+    DIR *d = opendir("/proc/self/fd");
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
+        fds += e->d_name[0] != '.';
+    if (d != NULL)
+        closedir(d);
+    struct rlimit rl;
+    long long maxfds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (long long)rl.rlim_cur : -1;
+    return (size_t)snprintf(
+        buf, cap,
+        "# HELP process_cpu_seconds_total User and system CPU time spent, in seconds.\n"
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.2f\n"
+        "# HELP process_start_time_seconds Start time of the process since the Unix epoch, in seconds.\n"
+        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.2f\n"
+        "# HELP process_resident_memory_bytes Resident memory size, in bytes.\n"
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %lld\n"
+        "# HELP process_virtual_memory_bytes Virtual memory size, in bytes.\n"
+        "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes %llu\n"
+        "# HELP process_open_fds Open file descriptors.\n"
+        "# TYPE process_open_fds gauge\nprocess_open_fds %ld\n"
+        "# HELP process_max_fds The open file descriptor limit.\n"
+        "# TYPE process_max_fds gauge\nprocess_max_fds %lld\n",
+        (double)(utime + stime) / (double)ticks, boot + (double)start / (double)ticks, rss * page, vsize, fds,
+        maxfds);
+}
+
 static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
 {
     rw_worker_stats st;
@@ -275,6 +334,8 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             "%.6f\n",
             rs.up ? 1 : 0, (unsigned long long)rs.rounds, (unsigned long long)rs.failures,
             (double)rs.last_round_us / 1e6);
+    if (n < cap)
+        n += process_metrics(buf + n, cap - n);
     return n < cap ? n : cap;
 }
 

@@ -497,3 +497,27 @@ H_TEST(lifecycle, metrics_listen_is_read_only)
     cr_assert_eq(post_reload(metrics, NULL), 403);
     cr_assert_eq(post_reload(admin, NULL), 200);
 }
+
+H_TEST(lifecycle, metrics_are_promtool_clean)
+{
+    int admin = h_free_port();
+    h_proxy *p = h_proxy_run(h_fmt("admin: \"127.0.0.1:%d\"\n", admin));
+    h_resp r;
+    h_get(p->port, "/health", &r);
+    h_get(admin, "/metrics", &r);
+    static const char *const want[] = {"process_cpu_seconds_total ",
+                                       "process_start_time_seconds ",
+                                       "process_resident_memory_bytes ",
+                                       "process_open_fds ",
+                                       "ringway_config_reloads_total{result=\"success\"} 0\n",
+                                       "ringway_state{state=\"running\"} 1\n"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_assert(strstr(r.body, want[i]) != NULL, "/metrics lacks %s:\n%s", want[i], r.body);
+    h_cmd *probe;
+    if (h_run(&probe, 5000, "command -v promtool") != 0)
+        cr_skip_test("promtool (Debian package prometheus) is not installed");
+    char *file = h_write_file("metrics.txt", r.body);
+    h_cmd *c;
+    int code = h_run(&c, 10000, "promtool check metrics < '%s'", file);
+    cr_assert_eq(code, 0, "promtool check metrics: %s%s", c->out, c->err);
+}
