@@ -29,6 +29,15 @@ static inline void out_put(outbuf *o, const char *s, size_t n)
 #define OUT_LIT(o, lit) out_put((o), (lit), sizeof(lit) - 1)
 #define OUT_STR(o, s) out_put((o), (s).p, (s).len)
 
+/* "name: value" and its CRLF. */
+static inline void out_field(outbuf *o, rw_str name, rw_str value)
+{
+    out_put(o, name.p, name.len);
+    out_put(o, ": ", 2);
+    out_put(o, value.p, value.len);
+    out_put(o, "\r\n", 2);
+}
+
 static void out_uint(outbuf *o, uint64_t v)
 {
     char tmp[24];
@@ -165,16 +174,10 @@ ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint3
             continue;
         if (fres != NULL && rw_filters_strip(in->flt, in->route, h->name))
             continue; /* identity headers are ours to set; hidden credentials */
-        OUT_STR(&o, h->name);
-        OUT_LIT(&o, ": ");
-        OUT_STR(&o, h->value);
-        OUT_LIT(&o, "\r\n");
+        out_field(&o, h->name, h->value);
     }
     for (uint32_t i = 0; fres != NULL && i < fres->nadd; i++) {
-        OUT_STR(&o, fres->add[i].name);
-        OUT_LIT(&o, ": ");
-        OUT_STR(&o, fres->add[i].value);
-        OUT_LIT(&o, "\r\n");
+        out_field(&o, fres->add[i].name, fres->add[i].value);
     }
     OUT_LIT(&o, "X-Forwarded-For: ");
     if (xff != NULL) {
@@ -189,23 +192,13 @@ ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint3
     }
     OUT_STR(&o, in->peer);
     OUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
-    if (rq->host.len > 0) {
-        OUT_LIT(&o, "X-Forwarded-Host: ");
-        OUT_STR(&o, rq->host);
-        OUT_LIT(&o, "\r\n");
-    }
+    if (rq->host.len > 0)
+        out_field(&o, RW_STR("X-Forwarded-Host"), rq->host);
     OUT_LIT(&o, "Via: 1.1 ringway\r\n");
-    if (in->reqid_header.len > 0) {
-        OUT_STR(&o, in->reqid_header);
-        OUT_LIT(&o, ": ");
-        OUT_STR(&o, in->reqid);
-        OUT_LIT(&o, "\r\n");
-    }
-    if (in->traceparent.len > 0) {
-        OUT_LIT(&o, "traceparent: ");
-        OUT_STR(&o, in->traceparent);
-        OUT_LIT(&o, "\r\n");
-    }
+    if (in->reqid_header.len > 0)
+        out_field(&o, in->reqid_header, in->reqid);
+    if (in->traceparent.len > 0)
+        out_field(&o, RW_STR("traceparent"), in->traceparent);
     if (in->body == RW_BODY_CHUNKED) {
         OUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
     } else if (rq->flags & RW_HF_HAS_CL) {
@@ -244,18 +237,11 @@ ssize_t rw_proxy_response_head(const rw_resphead *in, char *out, size_t cap, int
             (h->name.len == 14 && rw_str_ieq(h->name, "content-length")) ||
             (in->reqid_header.len > 0 && rw_str_ieq_str(h->name, in->reqid_header)))
             continue;
-        OUT_STR(&o, h->name);
-        OUT_LIT(&o, ": ");
-        OUT_STR(&o, h->value);
-        OUT_LIT(&o, "\r\n");
+        out_field(&o, h->name, h->value);
     }
     OUT_LIT(&o, "Via: 1.1 ringway\r\n");
-    if (in->reqid_header.len > 0) {
-        OUT_STR(&o, in->reqid_header);
-        OUT_LIT(&o, ": ");
-        OUT_STR(&o, in->reqid);
-        OUT_LIT(&o, "\r\n");
-    }
+    if (in->reqid_header.len > 0)
+        out_field(&o, in->reqid_header, in->reqid);
     OUT_STR(&o, in->extra);
     bool keep = in->keep;
     if (in->body == RW_BODY_CHUNKED && in->minor == 0) {
@@ -271,11 +257,8 @@ ssize_t rw_proxy_response_head(const rw_resphead *in, char *out, size_t cap, int
     if (in->tunnel) {
         const rw_http_header *up = rw_http_find_header(rs->headers, rs->nheaders, "upgrade");
         OUT_LIT(&o, "Connection: upgrade\r\n");
-        if (up != NULL) {
-            OUT_LIT(&o, "Upgrade: ");
-            OUT_STR(&o, up->value);
-            OUT_LIT(&o, "\r\n");
-        }
+        if (up != NULL)
+            out_field(&o, RW_STR("Upgrade"), up->value);
         OUT_LIT(&o, "\r\n");
         *persist = RW_PERSIST_KEEP; /* the connection becomes the tunnel */
         return o.ok ? (ssize_t)o.len : -1;
