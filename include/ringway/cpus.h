@@ -19,8 +19,8 @@ typedef struct rw_cpu_budget {
  * /sys/fs/cgroup): cgroup v2 when root holds cgroup.controllers, else the v1
  * "cpu" hierarchy. Walks from the process's cgroup up to root and keeps the
  * smallest quota. Returns the quota in CPUs, 0 when there is none, and
- * describes it in why ("" when none). Never fails: unreadable files mean no
- * quota. */
+ * describes it in why (whylen > 0; "" when none). Never fails: unreadable
+ * files mean no quota. */
 double rw_cgroup_cpu_quota(const char *proc_cgroup, const char *root, char *why, size_t whylen);
 
 /* Fills b for this process (sched_getaffinity, /proc/self/cgroup,

@@ -119,8 +119,6 @@ rw_server *rw_worker_server(rw_worker *w);
 int rw_worker_id(const rw_worker *w);
 /* A per-worker random seed (request ids). */
 uint64_t rw_worker_seed(const rw_worker *w);
-/* True once the worker began draining. */
-bool rw_worker_draining(const rw_worker *w);
 /* A client connection the handler took over has closed: gives its
  * max_conns slot back. */
 void rw_worker_conn_closed(rw_worker *w);

@@ -34,7 +34,6 @@
 #define ADMIN_HEAD_MS 5000
 #define ADMIN_WRITE_MS 10000
 #define ADMIN_IDLE_MS 30000
-#define ADMIN_BODY_CAP (256 * 1024)
 
 static void set_nonblock(int fd)
 {

@@ -157,16 +157,15 @@ static int control_reload(rw_control_opts *o, char *msg, size_t msglen)
     return 0;
 }
 
-/* The stages of a shutdown, driven by rw_control_run. */
+/* The deadlines of a shutdown; its stage is admin.state (what /status and
+ * /ready report), driven by rw_control_run. */
 typedef struct shutdown {
-    int stage;          /* enum rw_admin_state */
     uint64_t delay_end; /* RW_ADMIN_SHUTTING: when the listeners close */
     uint64_t deadline;  /* RW_ADMIN_DRAINING: when what is left gets cut */
 } shutdown_t;
 
 static void start_drain(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, uint64_t now)
 {
-    sd->stage = RW_ADMIN_DRAINING;
     admin->state = RW_ADMIN_DRAINING;
     sd->deadline = now + o->snap->cfg->drain_timeout_ms;
     rw_log_info("draining: listeners closed, in-flight requests have up to %u ms",
@@ -177,20 +176,19 @@ static void start_drain(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, uin
 static void on_stop_signal(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, int signo, uint64_t now)
 {
     const char *name = signo == SIGTERM ? "SIGTERM" : "SIGINT";
-    if (sd->stage == RW_ADMIN_DRAINING) {
+    if (admin->state == RW_ADMIN_DRAINING) {
         rw_log_warn("%s during the drain: exiting now", name);
         sd->deadline = now;
         return;
     }
     rw_server_set_unready(o->server); /* /ready answers 503 from here on */
     uint32_t delay = o->snap->cfg->shutdown_delay_ms;
-    if (sd->stage == RW_ADMIN_SHUTTING) {
+    if (admin->state == RW_ADMIN_SHUTTING) {
         rw_log_info("%s during the shutdown delay: draining now", name);
         start_drain(o, sd, admin, now);
         return;
     }
     if (delay > 0) {
-        sd->stage = RW_ADMIN_SHUTTING;
         admin->state = RW_ADMIN_SHUTTING;
         sd->delay_end = now + delay;
         rw_log_info("%s: /ready answers 503; still serving for the shutdown delay (%u ms), then draining",
@@ -263,7 +261,7 @@ int rw_control_run(rw_control_opts *o)
     static rw_watch watch;
     bool watching = false;
     watch_update(o, &watch, &watching);
-    shutdown_t sd = {.stage = RW_ADMIN_RUNNING};
+    shutdown_t sd = {0};
     int status = 0;
     struct pollfd pfd[2 + 2 + RW_ADMIN_MAX_CONNS];
     for (;;) {
@@ -273,8 +271,8 @@ int rw_control_run(rw_control_opts *o)
         int nadmin = rw__admin_pollfds(&admin, pfd + 2, (int)RW_ARRAY_LEN(pfd) - 2);
         /* Wake for the next admin deadline, the end of the shutdown delay,
          * drain progress, and otherwise once a second (collector, health). */
-        int timeout = sd.stage == RW_ADMIN_DRAINING ? 50 : 1000;
-        if (sd.stage == RW_ADMIN_SHUTTING)
+        int timeout = admin.state == RW_ADMIN_DRAINING ? 50 : 1000;
+        if (admin.state == RW_ADMIN_SHUTTING)
             timeout = (int)RW_MIN((uint64_t)timeout, sd.delay_end > now ? sd.delay_end - now : 0);
         int at = rw__admin_next_timeout(&admin, now);
         if (at >= 0 && at < timeout)
@@ -292,7 +290,7 @@ int rw_control_run(rw_control_opts *o)
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
                 if (si.ssi_signo == SIGHUP) {
-                    if (sd.stage != RW_ADMIN_RUNNING) {
+                    if (admin.state != RW_ADMIN_RUNNING) {
                         rw_log_info("SIGHUP while shutting down: not reloading");
                         continue;
                     }
@@ -307,7 +305,7 @@ int rw_control_run(rw_control_opts *o)
         }
         if (watching && n > 0 && (pfd[1].revents & POLLIN))
             rw_watch_events(&watch, now);
-        if (watching && sd.stage == RW_ADMIN_RUNNING && rw_watch_changed(&watch, now)) {
+        if (watching && admin.state == RW_ADMIN_RUNNING && rw_watch_changed(&watch, now)) {
             char msg[1280];
             rw_log_info("%s changed: reloading", o->config_path);
             rw__control_reload(o, msg, sizeof(msg));
@@ -320,9 +318,9 @@ int rw_control_run(rw_control_opts *o)
             status = 1;
             break;
         }
-        if (sd.stage == RW_ADMIN_SHUTTING && now >= sd.delay_end)
+        if (admin.state == RW_ADMIN_SHUTTING && now >= sd.delay_end)
             start_drain(o, &sd, &admin, now);
-        if (sd.stage == RW_ADMIN_DRAINING) {
+        if (admin.state == RW_ADMIN_DRAINING) {
             if (rw_server_drained(o->server)) {
                 rw_log_info("drained: all connections finished");
                 break;

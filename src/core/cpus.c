@@ -66,15 +66,16 @@ double rw_cgroup_cpu_quota(const char *proc_cgroup, const char *root, char *why,
 {
     char rel[1024], base[1280], dir[2560], file[2600], text[128];
     bool v2;
+    why[0] = '\0';
     snprintf(file, sizeof(file), "%s/cgroup.controllers", root);
     v2 = access(file, R_OK) == 0;
     if (v2) {
         if (cgroup_path(proc_cgroup, "", rel, sizeof(rel)) != 0)
-            return why[0] = '\0', 0;
+            return 0;
         snprintf(base, sizeof(base), "%s", root);
     } else {
         if (cgroup_path(proc_cgroup, "cpu", rel, sizeof(rel)) != 0)
-            return why[0] = '\0', 0;
+            return 0;
         size_t k = 0;
         for (; k < sizeof(v1_dirs) / sizeof(v1_dirs[0]); k++) {
             snprintf(base, sizeof(base), "%s/%s", root, v1_dirs[k]);
@@ -82,11 +83,9 @@ double rw_cgroup_cpu_quota(const char *proc_cgroup, const char *root, char *why,
                 break;
         }
         if (k == sizeof(v1_dirs) / sizeof(v1_dirs[0]))
-            return why[0] = '\0', 0;
+            return 0;
     }
     double best = 0;
-    if (why != NULL && whylen > 0)
-        why[0] = '\0';
     /* From the process's cgroup up to the mount's root (inside a cgroup
      * namespace the root is the container's own cgroup). */
     for (;;) {
@@ -120,8 +119,7 @@ double rw_cgroup_cpu_quota(const char *proc_cgroup, const char *root, char *why,
         }
         if (q > 0 && (best == 0 || q < best)) {
             best = q;
-            if (why != NULL)
-                snprintf(why, whylen, "%s", desc);
+            snprintf(why, whylen, "%s", desc);
         }
         if (strcmp(rel, "/") == 0 || rel[0] == '\0')
             break;

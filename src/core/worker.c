@@ -89,7 +89,6 @@ static bool conn_slot_take(rw_server *s)
 
 void rw_worker_conn_closed(rw_worker *w)
 {
-    w->nconns--;
     w->stats.active_conns--;
     atomic_fetch_sub_explicit(&w->server->nconns, 1, memory_order_relaxed);
 }
@@ -118,7 +117,6 @@ static void on_accept(rw_op *op, int res)
         } else if (!conn_slot_take(w->server)) {
             refuse_max_conns(w, res);
         } else {
-            w->nconns++;
             w->stats.accepted++;
             w->stats.active_conns++;
             w->h->accepted(w->hs, res);
@@ -435,11 +433,6 @@ int rw_worker_id(const rw_worker *w)
 uint64_t rw_worker_seed(const rw_worker *w)
 {
     return w->seed;
-}
-
-bool rw_worker_draining(const rw_worker *w)
-{
-    return w->draining;
 }
 
 int rw_server_nworkers(const rw_server *s)

@@ -30,7 +30,6 @@ struct rw_worker {
     atomic_bool force;  /* drain timed out: close everything now */
     bool draining;
     bool forced;               /* close_all was called */
-    uint32_t nconns;           /* client connections the handler holds (max_conns slots) */
     uint64_t reject_logged_ms; /* last "max_conns reached" log line */
     uint64_t seed;
     rw_worker_stats stats;

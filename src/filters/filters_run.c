@@ -186,14 +186,6 @@ static void client_ip(run_ctx *x)
     }
 }
 
-static const rw_http_header *header(const rw_http_request *rq, const char *name, size_t len)
-{
-    for (size_t i = 0; i < rq->nheaders; i++)
-        if (rq->headers[i].name.len == len && strncasecmp(rq->headers[i].name.p, name, len) == 0)
-            return &rq->headers[i];
-    return NULL;
-}
-
 /* The only header called name: NULL when absent, *dup set when repeated. */
 static const rw_http_header *single_header(const rw_http_request *rq, const char *name, bool *dup)
 {
@@ -637,7 +629,7 @@ static uint64_t rl_key(run_ctx *x, const rw_rate_limit_cfg *r)
         h = mix(h, 6 ^ rw_hash64(x->ip.addr, sizeof(x->ip.addr)) ^ x->ip.family);
     }
     if (r->key & RW_RLK_HEADER) {
-        const rw_http_header *hd = header(x->in->rq, r->header, strlen(r->header));
+        const rw_http_header *hd = rw_http_find_header(x->in->rq->headers, x->in->rq->nheaders, r->header);
         h = mix(h, 4 ^ (hd ? rw_hash64(hd->value.p, hd->value.len) : 0));
     }
     if (r->key & RW_RLK_ROUTE)

@@ -175,21 +175,30 @@ int rw__ex_persist(rw_exchange *ex)
     return mode;
 }
 
+/* "Header: id" and its CRLF into buf (empty when request ids are off);
+ * returns the length. */
+static int reqid_line(rw_exchange *ex, char *buf, size_t cap)
+{
+    rw_str h = reqid_header(ex->c->w);
+    if (h.len == 0)
+        return 0;
+    return snprintf(buf, cap, "%.*s: %.*s\r\n", (int)h.len, h.p, (int)ex->reqid_len, ex->reqid);
+}
+
 void rw__send_canned(rw_exchange *ex, const rw_canned *cn)
 {
     rw_conn *c = ex->c;
     int mode = rw__ex_persist(ex);
     bool head = ex->method == RW_METHOD_HEAD;
-    const rw_request_id_cfg *rc = &cfg_of(c->w)->request_id;
     struct iovec iov[3];
     int n = 0;
-    if (rc->enabled) {
+    int k = reqid_line(ex, ex->errbuf, sizeof(ex->errbuf) - 2);
+    if (k > 0) {
         /* The prebuilt head, then the request id and the blank line, then the body. */
         uint32_t end = cn->head_len[mode] - 2;
         iov[n++] = (struct iovec){cn->text[mode], end};
-        int k = snprintf(ex->errbuf, sizeof(ex->errbuf), "%s: %.*s\r\n\r\n", rc->header, (int)ex->reqid_len,
-                         ex->reqid);
-        iov[n++] = (struct iovec){ex->errbuf, (size_t)k};
+        memcpy(ex->errbuf + k, "\r\n", 2);
+        iov[n++] = (struct iovec){ex->errbuf, (size_t)k + 2};
         if (!head)
             iov[n++] =
                 (struct iovec){cn->text[mode] + cn->head_len[mode], cn->len[mode] - cn->head_len[mode]};
@@ -204,9 +213,6 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn)
     c->sending = SENT_FINAL;
     rw__c_send(c, iov, n);
 }
-
-/* An error response with extra header lines (each ending CRLF), or none. */
-void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
 
 void rw__ex_send_error(rw_exchange *ex, int status, const char *msg)
 {
@@ -243,14 +249,13 @@ void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const cha
     char body[256];
     int blen = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d,\"request_id\":\"%.*s\"}\n", msg,
                         status, (int)ex->reqid_len, ex->reqid);
-    const rw_request_id_cfg *rc = &cfg_of(c->w)->request_id;
-    int n =
-        snprintf(ex->errbuf, sizeof(ex->errbuf),
-                 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                 "Cache-Control: no-store\r\n%s%s%.*s%s%.*s%.*s\r\n%s",
-                 status, rw_http_reason(status), blen, rc->enabled ? rc->header : "", rc->enabled ? ": " : "",
-                 rc->enabled ? (int)ex->reqid_len : 0, ex->reqid, rc->enabled ? "\r\n" : "", (int)extra_len,
-                 extra ? extra : "", (int)conn.len, conn.p, ex->method == RW_METHOD_HEAD ? "" : body);
+    char idl[RW_REQID_MAX + 80];
+    int il = reqid_line(ex, idl, sizeof(idl));
+    int n = snprintf(ex->errbuf, sizeof(ex->errbuf),
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     "Cache-Control: no-store\r\n%.*s%.*s%.*s\r\n%s",
+                     status, rw_http_reason(status), blen, il, idl, (int)extra_len, extra ? extra : "",
+                     (int)conn.len, conn.p, ex->method == RW_METHOD_HEAD ? "" : body);
     if (n < 0 || n >= (int)sizeof(ex->errbuf))
         n = (int)sizeof(ex->errbuf) - 1;
     ex->resp_head_sent = true;

@@ -136,10 +136,7 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, c
         .path_len = plen,
         .upstream_host = {addr, strlen(addr)},
         .peer = {c->peer, c->peer_len},
-        .reqid_header =
-            ex->rt != NULL && cfg_of(c->w)->request_id.enabled
-                ? (rw_str){cfg_of(c->w)->request_id.header, strlen(cfg_of(c->w)->request_id.header)}
-                : (rw_str){NULL, 0},
+        .reqid_header = reqid_header(c->w),
         .reqid = {ex->reqid, ex->reqid_len},
         .traceparent = {ex->tp, ex->tp_len},
         .drop_tracestate = ex->tp_len > 0 && ex->tp_restarted,
@@ -637,9 +634,7 @@ static bool build_response_head(rw_exchange *ex)
     rw_resphead in = {
         .rs = &ex->resp,
         .extra = {ex->rl_hdrs, ex->rl_len},
-        .reqid_header = cfg_of(c->w)->request_id.enabled ? (rw_str){cfg_of(c->w)->request_id.header,
-                                                                    strlen(cfg_of(c->w)->request_id.header)}
-                                                         : (rw_str){NULL, 0},
+        .reqid_header = reqid_header(c->w),
         .reqid = {ex->reqid, ex->reqid_len},
         .minor = ex->minor,
         .body = ex->resp_body,

@@ -310,6 +310,13 @@ static inline const rw_config *cfg_of(rw_pworker *w)
     return w->ws->snap->cfg;
 }
 
+/* The request id's header name, or an empty slice when ids are off. */
+static inline rw_str reqid_header(rw_pworker *w)
+{
+    const rw_request_id_cfg *rc = &cfg_of(w)->request_id;
+    return rc->enabled ? (rw_str){rc->header, rc->header_len} : (rw_str){NULL, 0};
+}
+
 static inline void count_status(rw_pworker *w, int status)
 {
     int cls = status / 100;
