@@ -12,6 +12,7 @@
 #include "ringway/control.h"
 #include "ringway/cpus.h"
 #include "ringway/log.h"
+#include "ringway/health.h"
 #include "ringway/rl_global.h"
 #include "ringway/loop.h"
 #include "ringway/net.h"
@@ -371,6 +372,7 @@ int main(int argc, char **argv)
         .watch_config = watch_config,
     };
     rw_rl_global_apply(cfg);
+    rw_health_apply(snap);
     int status = rw_control_run(&co);
     rw_server_free(server);
     rw_snapshot_unref(co.snap);

@@ -130,6 +130,49 @@ typedef struct rw_instance_cfg {
     int line;
 } rw_instance_cfg;
 
+enum rw_hc_type { RW_HC_HTTP = 0, RW_HC_TCP };
+
+#define RW_HC_MAX_EXPECT 8
+
+/* Active health checks of a service's instances (health_check:), run once
+ * per node by the health thread. */
+typedef struct rw_health_check_cfg {
+    bool enabled;
+    int type;             /* enum rw_hc_type, default http */
+    char *path;           /* http: request target, default "/" */
+    char *method;         /* http: GET (default) or HEAD */
+    char *host;           /* http: Host header, default the instance's host:port */
+    uint32_t interval_ms; /* default 5000 */
+    uint32_t timeout_ms;  /* default 1000, less than the interval */
+    uint32_t healthy;     /* consecutive passes that make an instance healthy, default 2 */
+    uint32_t unhealthy;   /* consecutive failures that make it unhealthy, default 3 */
+    uint32_t jitter_pct;  /* each interval is spread by up to this share, default 10 */
+    uint16_t expect_lo[RW_HC_MAX_EXPECT], expect_hi[RW_HC_MAX_EXPECT]; /* default 200-399 */
+    uint32_t nexpect;
+} rw_health_check_cfg;
+
+/* What counts as an instance failing (outlier.on and retries.on). */
+enum {
+    RW_FAILON_CONNECT = 1u << 0, /* connect_failure: no connection */
+    RW_FAILON_RESET = 1u << 1,   /* reset: the connection broke or closed before a full response head */
+    RW_FAILON_TIMEOUT = 1u << 2, /* timeout: connect or first byte */
+    RW_FAILON_5XX = 1u << 3,     /* 5xx: any 5xx status (outlier only) */
+    RW_FAILON_502 = 1u << 4,     /* 502, 503, 504 (retries only) */
+    RW_FAILON_503 = 1u << 5,
+    RW_FAILON_504 = 1u << 6,
+};
+
+/* Passive outlier detection (outlier:): consecutive failures eject an
+ * instance node-wide for a while. */
+typedef struct rw_outlier_cfg {
+    bool enabled;
+    uint32_t consecutive_failures; /* default 5 */
+    uint32_t base_ejection_ms;     /* default 30000; the n-th ejection in a row lasts n times this */
+    uint32_t max_ejection_ms;      /* default 300000 */
+    uint32_t max_ejected_percent;  /* default 50 (at least one instance of two or more) */
+    uint32_t on;                   /* RW_FAILON_* bits, default connect_failure, reset, timeout, 5xx */
+} rw_outlier_cfg;
+
 typedef struct rw_service_cfg {
     char *name;
     int lb;                         /* enum rw_lb_policy, default round_robin */
@@ -146,6 +189,8 @@ typedef struct rw_service_cfg {
     size_t ninstances;
     rw_filter_cfg *filters; /* applied to every route of the service */
     size_t nfilters;
+    rw_health_check_cfg health_check;
+    rw_outlier_cfg outlier;
     int line;
 } rw_service_cfg;
 

@@ -38,6 +38,8 @@ typedef struct rw_snapshot {
     rw_canned stopping;  /* /ready once shutdown began */
     rw_http_limits limits;
     struct rw_filters *filters; /* owned: released to the control thread's collector */
+    struct rw_svc_health
+        *upstate; /* one per service: node-wide instance state (upstate.h), references owned */
     atomic_int refs;
     uint64_t generation;
 } rw_snapshot;

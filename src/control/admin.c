@@ -27,6 +27,7 @@
 
 #include "admin_int.h"
 #include "ringway/filters.h"
+#include "ringway/health.h"
 #include "ringway/rl_global.h"
 #include "ringway/log.h"
 #include "rw_version.h"
@@ -139,6 +140,19 @@ static size_t status_json(rw_admin *a, char *buf, size_t cap)
         (unsigned long long)st.conns_rejected_max, (unsigned long long)st.upstream_connects,
         (unsigned long long)st.upstream_reuses, (unsigned long long)st.upstream_errors,
         (unsigned long long)st.upstream_timeouts);
+}
+
+/* Appends the "upstreams" member (health.h) before the closing brace. */
+static size_t status_upstreams(rw_admin *a, char *buf, size_t n, size_t cap)
+{
+    if (n < 3 || n >= cap)
+        return n;
+    n -= 2; /* drop "}\n" */
+    buf[n++] = ',';
+    n += rw_health_status_json(a->ctl->snap, buf + n, cap - n);
+    if (n < cap)
+        n += (size_t)snprintf(buf + n, cap - n, "}\n");
+    return n < cap ? n : cap;
 }
 
 /* Appends "per_worker":[...] before the closing brace of a status document:
@@ -333,6 +347,8 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             "%.6f\n",
             rs.up ? 1 : 0, (unsigned long long)rs.rounds, (unsigned long long)rs.failures,
             (double)rs.last_round_us / 1e6);
+    if (n + 1 < cap)
+        n += rw_health_metrics(a->ctl->snap, buf + n, cap - n);
     if (n < cap)
         n += process_metrics(buf + n, cap - n);
     return n < cap ? n : cap;
@@ -381,7 +397,7 @@ static void respond_json(rw_admin_conn *c, const rw_http_request *rq, bool keep,
 /* Answers one parsed request into c's output. */
 static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool keep, uint64_t now)
 {
-    static char body[65536];
+    static char body[1 << 20]; /* pages are touched only as far as a document goes */
     char path[256];
     size_t plen = rq->path.len < sizeof(path) ? rq->path.len : sizeof(path) - 1;
     memcpy(path, rq->path.p, plen);
@@ -394,6 +410,7 @@ static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool
                  strcmp(path, "/health") == 0 || strcmp(path, "/ready") == 0 || strcmp(path, "/reload") == 0;
     if (get && (strcmp(path, "/status") == 0 || strcmp(path, "/") == 0)) {
         size_t n = status_json(a, body, sizeof(body));
+        n = status_upstreams(a, body, n, sizeof(body));
         n = status_per_worker(a, body, n, sizeof(body));
         respond(c, rq, keep, 200, "application/json", NULL, body, n, head, now);
     } else if (get && strcmp(path, "/metrics") == 0) {

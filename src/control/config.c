@@ -1755,9 +1755,220 @@ static int parse_hash_on(loader *l, const yaml_node_t *n, const char *where, rw_
     return svc->hash_key ? 0 : -1;
 }
 
+/* One status or range of expect: 200, "200-399" or "2xx". */
+static int parse_expect_item(loader *l, const yaml_node_t *n, const char *where, uint16_t *lo, uint16_t *hi)
+{
+    const char *s = "";
+    unsigned a = 0, b = 0;
+    int used = 0;
+
+    if (str_of(l, n, where, &s))
+        return -1;
+    if (strlen(s) == 3 && s[0] >= '1' && s[0] <= '5' && s[1] == 'x' && s[2] == 'x') {
+        a = (unsigned)(s[0] - '0') * 100;
+        b = a + 99;
+    } else if (sscanf(s, "%3u-%3u%n", &a, &b, &used) == 2 && s[used] == '\0') {
+        /* a range */
+    } else if (sscanf(s, "%3u%n", &a, &used) == 1 && s[used] == '\0') {
+        b = a;
+    } else {
+        return fail(l, n, "%s: invalid status '%s' (expected e.g. 200, 200-399 or 2xx)", where, s);
+    }
+    if (a < 100 || b > 599 || a > b)
+        return fail(l, n, "%s: status range '%s' is outside 100-599 or reversed", where, s);
+    *lo = (uint16_t)a;
+    *hi = (uint16_t)b;
+    return 0;
+}
+
+static int parse_health_check(loader *l, yaml_node_t *n, const char *where, rw_health_check_cfg *hc)
+{
+    static const char keys[] =
+        "enabled, type, path, method, host, interval, timeout, healthy, unhealthy, expect, jitter";
+    static const char *const types[] = {"http", "tcp"};
+    char w[320];
+    const yaml_node_t *timeout = NULL;
+
+    hc->enabled = true;
+    hc->type = RW_HC_HTTP;
+    hc->interval_ms = 5000;
+    hc->timeout_ms = 1000;
+    hc->healthy = 2;
+    hc->unhealthy = 3;
+    hc->jitter_pct = 10;
+    hc->expect_lo[0] = 200;
+    hc->expect_hi[0] = 399;
+    hc->nexpect = 1;
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr)
+    {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "enabled")) {
+            rc = get_bool(l, v, w, &hc->enabled);
+        } else if (!strcmp(key, "type")) {
+            rc = get_choice(l, v, w, "type", types, RW_ARRAY_LEN(types), &hc->type);
+        } else if (!strcmp(key, "path")) {
+            rc = get_string(l, v, w, &hc->path);
+            if (rc == 0 && hc->path != NULL && hc->path[0] != '/')
+                rc = fail(l, v, "%s: must start with '/'", w);
+            for (const char *c = hc->path; rc == 0 && c != NULL && *c; c++)
+                if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+                    rc = fail(l, v, "%s: control characters and spaces are not allowed", w);
+        } else if (!strcmp(key, "method")) {
+            static const char *const methods[] = {"GET", "HEAD"};
+            int m = 0;
+            rc = get_choice(l, v, w, "method", methods, RW_ARRAY_LEN(methods), &m);
+            hc->method = (char *)methods[m];
+        } else if (!strcmp(key, "host")) {
+            rc = get_string(l, v, w, &hc->host);
+            if (rc == 0 && hc->host != NULL)
+                rc = check_field_value(l, v, w, hc->host);
+        } else if (!strcmp(key, "interval")) {
+            rc = get_ms(l, v, w, 100, &hc->interval_ms);
+        } else if (!strcmp(key, "timeout")) {
+            timeout = v;
+            rc = get_ms(l, v, w, 10, &hc->timeout_ms);
+        } else if (!strcmp(key, "healthy")) {
+            rc = get_u32(l, v, w, 1, 100, &hc->healthy);
+        } else if (!strcmp(key, "unhealthy")) {
+            rc = get_u32(l, v, w, 1, 100, &hc->unhealthy);
+        } else if (!strcmp(key, "jitter")) {
+            const char *s = "";
+            unsigned pct = 0;
+            int used = 0;
+            rc = str_of(l, v, w, &s);
+            if (rc == 0 && (sscanf(s, "%3u%%%n", &pct, &used) != 1 || s[used] != '\0' || pct > 50))
+                rc = fail(l, v, "%s: invalid jitter '%s' (expected a share like 10%%, at most 50%%)", w, s);
+            hc->jitter_pct = pct;
+        } else if (!strcmp(key, "expect")) {
+            if ((rc = check_list(l, v, w, true)) != 0)
+                return -1;
+            size_t len = list_len(v);
+            if (len == 0 || len > RW_HC_MAX_EXPECT)
+                return fail(l, v, "%s: expected 1 to %d statuses or ranges", w, RW_HC_MAX_EXPECT);
+            for (size_t i = 0; i < len && rc == 0; i++) {
+                char iw[340];
+                yaml_node_t *it = list_item(l, v, i);
+                wheref(iw, sizeof(iw), "%s[%zu]", w, i);
+                if (!it)
+                    return fail(l, v, "%s: missing entry", iw);
+                rc = parse_expect_item(l, it, iw, &hc->expect_lo[i], &hc->expect_hi[i]);
+            }
+            hc->nexpect = (uint32_t)len;
+        } else {
+            rc = unknown_key(l, k, where, "health_check", keys);
+        }
+        if (rc)
+            return -1;
+    }
+    if (hc->timeout_ms >= hc->interval_ms)
+        return fail(l, timeout ? timeout : n, "%s.timeout: must be shorter than the interval (%ums)", where,
+                    hc->interval_ms);
+    return 0;
+}
+
+/* The failure kinds of outlier.on / retries.on; allowed: RW_FAILON_* bits. */
+static int parse_fail_on(loader *l, yaml_node_t *n, const char *where, uint32_t allowed, uint32_t *out)
+{
+    static const struct {
+        const char *name;
+        uint32_t bit;
+    } kinds[] = {{"connect_failure", RW_FAILON_CONNECT},
+                 {"reset", RW_FAILON_RESET},
+                 {"timeout", RW_FAILON_TIMEOUT},
+                 {"5xx", RW_FAILON_5XX},
+                 {"502", RW_FAILON_502},
+                 {"503", RW_FAILON_503},
+                 {"504", RW_FAILON_504}};
+    char iw[340], expected[120] = "";
+    size_t off = 0;
+
+    for (size_t j = 0; j < RW_ARRAY_LEN(kinds); j++)
+        if ((allowed & kinds[j].bit) && off < sizeof(expected))
+            off += (size_t)snprintf(expected + off, sizeof(expected) - off, "%s%s", off ? ", " : "",
+                                    kinds[j].name);
+    if (is_null(n))
+        return 0;
+    if (check_list(l, n, where, true))
+        return -1;
+    uint32_t bits = 0;
+    for (size_t i = 0; i < list_len(n); i++) {
+        yaml_node_t *it = list_item(l, n, i);
+        const char *s = "";
+        wheref(iw, sizeof(iw), "%s[%zu]", where, i);
+        if (!it)
+            return fail(l, n, "%s: missing entry", iw);
+        if (str_of(l, it, iw, &s))
+            return -1;
+        size_t j = 0;
+        while (j < RW_ARRAY_LEN(kinds) && (strcmp(s, kinds[j].name) != 0 || !(allowed & kinds[j].bit)))
+            j++;
+        if (j == RW_ARRAY_LEN(kinds))
+            return fail(l, it, "%s: unknown failure '%s' (expected %s)", iw, s, expected);
+        bits |= kinds[j].bit;
+    }
+    *out = bits;
+    return 0;
+}
+
+static int parse_outlier(loader *l, yaml_node_t *n, const char *where, rw_outlier_cfg *o)
+{
+    static const char keys[] =
+        "enabled, consecutive_failures, base_ejection, max_ejection, max_ejected_percent, on";
+    char w[320];
+    const yaml_node_t *max = NULL;
+
+    o->enabled = true;
+    o->consecutive_failures = 5;
+    o->base_ejection_ms = 30000;
+    o->max_ejection_ms = 300000;
+    o->max_ejected_percent = 50;
+    o->on = RW_FAILON_CONNECT | RW_FAILON_RESET | RW_FAILON_TIMEOUT | RW_FAILON_5XX;
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr)
+    {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "enabled"))
+            rc = get_bool(l, v, w, &o->enabled);
+        else if (!strcmp(key, "consecutive_failures"))
+            rc = get_u32(l, v, w, 1, 10000, &o->consecutive_failures);
+        else if (!strcmp(key, "base_ejection"))
+            rc = get_ms(l, v, w, 100, &o->base_ejection_ms);
+        else if (!strcmp(key, "max_ejection")) {
+            max = v;
+            rc = get_ms(l, v, w, 100, &o->max_ejection_ms);
+        } else if (!strcmp(key, "max_ejected_percent"))
+            rc = get_u32(l, v, w, 0, 100, &o->max_ejected_percent);
+        else if (!strcmp(key, "on"))
+            rc = parse_fail_on(
+                l, v, w, RW_FAILON_CONNECT | RW_FAILON_RESET | RW_FAILON_TIMEOUT | RW_FAILON_5XX, &o->on);
+        else
+            rc = unknown_key(l, k, where, "outlier", keys);
+        if (rc)
+            return -1;
+    }
+    if (o->max_ejection_ms < o->base_ejection_ms)
+        return fail(l, max ? max : n, "%s.max_ejection: must be at least base_ejection (%ums)", where,
+                    o->base_ejection_ms);
+    return 0;
+}
+
 static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_service_cfg *svc)
 {
-    static const char keys[] = "name, lb, hash_on, timeouts, max_conns, keepalive, instances, filters";
+    static const char keys[] =
+        "name, lb, hash_on, timeouts, max_conns, keepalive, instances, health_check, outlier, filters";
     static const char *const policies[] = {"round_robin", "least_conn", "p2c", "hash"};
     char w[300], iw[320];
     const yaml_node_t *hash_on = NULL, *instances = NULL;
@@ -1855,6 +2066,10 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
                 }
             }
             svc->ninstances = len;
+        } else if (!strcmp(key, "health_check")) {
+            rc = parse_health_check(l, v, w, &svc->health_check);
+        } else if (!strcmp(key, "outlier")) {
+            rc = parse_outlier(l, v, w, &svc->outlier);
         } else if (!strcmp(key, "filters")) {
             rc = parse_filters(l, v, w, &svc->filters, &svc->nfilters);
         } else {

@@ -15,6 +15,7 @@
 #include "ringway/filters.h"
 #include "ringway/jwks.h"
 #include "ringway/log.h"
+#include "ringway/health.h"
 #include "ringway/rl_global.h"
 
 void rw_overrides_init(rw_overrides *o)
@@ -58,6 +59,7 @@ void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
 
 void rw_control_shutdown(void)
 {
+    rw_health_stop();
     rw_rl_global_stop();
     rw_filters_gc();
     rw_jwks_shutdown();
@@ -151,6 +153,7 @@ static int control_reload(rw_control_opts *o, char *msg, size_t msglen)
     rw_snapshot_unref(o->snap);
     o->snap = snap;
     rw_rl_global_apply(cfg);
+    rw_health_apply(snap);
     snprintf(msg, msglen, "reloaded %s (generation %llu): %zu routes, %zu services", o->config_path,
              (unsigned long long)snap->generation, cfg->nroutes, cfg->nservices);
     rw_log_info("%s", msg);

@@ -6,6 +6,7 @@
 
 #include "ringway/filters.h"
 #include "ringway/log.h"
+#include "ringway/upstate.h"
 #include "ringway/worker.h"
 
 static int canned_build(rw_canned *cn, int status, const rw_kv *headers, size_t nheaders, const char *body,
@@ -70,6 +71,12 @@ rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, siz
     s->filters = rw_filters_build(cfg, err, errlen);
     if (s->filters == NULL)
         goto fail;
+    s->upstate = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*s->upstate));
+    if (s->upstate == NULL || rw_upstate_acquire(cfg, s->upstate) != 0) {
+        free(s->upstate);
+        s->upstate = NULL;
+        goto fail_oom;
+    }
     s->canned = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(rw_canned));
     if (s->canned == NULL)
         goto fail_oom;
@@ -103,6 +110,10 @@ fail_oom:
     snprintf(err, errlen, "out of memory");
 fail:
     rw_filters_free(s->filters); /* never published: the caller still owns cfg */
+    if (s->upstate != NULL) {
+        rw_upstate_release(s->upstate, cfg->nservices);
+        free(s->upstate);
+    }
     if (s->canned != NULL) {
         for (size_t i = 0; i < cfg->nroutes; i++)
             canned_free(&s->canned[i]);
@@ -132,6 +143,8 @@ void rw_snapshot_unref(rw_snapshot *s)
     canned_free(&s->not_ready);
     canned_free(&s->stopping);
     rw_router_free(s->router);
+    rw_upstate_release(s->upstate, s->cfg->nservices);
+    free(s->upstate);
     rw_filters_release(s->filters, s->cfg); /* freed with the config by the control thread */
     free(s);
 }

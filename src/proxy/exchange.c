@@ -16,6 +16,7 @@
 #include "ringway/net.h"
 #include "ringway/path.h"
 #include "ringway/proxy.h"
+#include "ringway/upstate.h"
 
 #define RW_PATH_MAX 8192
 
@@ -190,17 +191,61 @@ static uint64_t hash_key(rw_exchange *ex)
     return rw_hash64(c->peer, c->peer_len); /* no key: fall back to the client address */
 }
 
+/* Re-reads which instances are out of rotation when the node-wide state
+ * moved (its version) or an ejection this worker knows of ended. */
+static void svc_refresh(rw_svc_state *ss, const rw_svc_health *h, uint64_t now)
+{
+    uint32_t v = atomic_load_explicit(&h->svc->version, memory_order_acquire);
+    if (v == ss->seen_version && now < ss->recheck_at)
+        return;
+    ss->seen_version = v;
+    ss->recheck_at = UINT64_MAX;
+    ss->ndown = 0;
+    for (uint32_t k = 0; k < h->n; k++) {
+        uint64_t until = atomic_load_explicit(&h->inst[k]->eject_until, memory_order_relaxed);
+        bool down = rw_inst_down(h->inst[k], now);
+        ss->down[k] = down;
+        ss->ndown += down;
+        if (until > now && until < ss->recheck_at)
+            ss->recheck_at = until;
+    }
+}
+
+/* Marks the instances this exchange already tried (when there are others). */
+static void mark_tried(rw_exchange *ex, uint8_t *excluded, uint32_t n, uint8_t v)
+{
+    for (int i = 0; i < ex->tries && i < 2; i++)
+        if (ex->tried[i] < n && n > 1)
+            excluded[ex->tried[i]] = v;
+}
+
+/* Picks an instance: among those in rotation, or, when none of them is left
+ * (every instance unhealthy or ejected), among all of them: the panic rule,
+ * since sending to a maybe-dead instance beats refusing every request. */
 static bool ex_pick(rw_exchange *ex)
 {
     rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
+    const rw_svc_health *h = &ex->ur.ws->snap->upstate[ex->ur.svc];
     uint32_t n = (uint32_t)ex->ur.svc_cfg->ninstances;
-    for (int i = 0; i < ex->tries && i < 2; i++)
-        if (ex->tried[i] < n && n > 1)
-            ss->excluded[ex->tried[i]] = 1;
-    int inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, ex->hash);
-    for (int i = 0; i < ex->tries && i < 2; i++)
-        if (ex->tried[i] < n)
-            ss->excluded[ex->tried[i]] = 0;
+    svc_refresh(ss, h, rw_loop_now(ex->c->w->loop));
+    int inst;
+    if (ss->ndown == 0) {
+        mark_tried(ex, ss->excluded, n, 1);
+        inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, ex->hash);
+        mark_tried(ex, ss->excluded, n, 0);
+    } else {
+        memcpy(ss->excluded, ss->down, n);
+        mark_tried(ex, ss->excluded, n, 1);
+        inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, ex->hash);
+        memset(ss->excluded, 0, n);
+        if (inst < 0) {
+            mark_tried(ex, ss->excluded, n, 1);
+            inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, ex->hash);
+            mark_tried(ex, ss->excluded, n, 0);
+            if (inst >= 0)
+                atomic_fetch_add_explicit(&h->svc->panics, 1, memory_order_relaxed);
+        }
+    }
     if (inst < 0)
         return false;
     ex->ur.inst = inst;
@@ -208,6 +253,16 @@ static bool ex_pick(rw_exchange *ex)
         ex->tried[ex->tries] = (uint8_t)RW_MIN(inst, 255);
     ex->tries++;
     return true;
+}
+
+/* Tells outlier detection how the attempt on the current instance ended. */
+static void ex_outcome(rw_exchange *ex, uint32_t kind)
+{
+    const rw_outlier_cfg *oc = &ex->ur.svc_cfg->outlier;
+    if (!oc->enabled)
+        return;
+    rw_upstate_outcome(&ex->ur.ws->snap->upstate[ex->ur.svc], (uint32_t)ex->ur.inst, oc, (oc->on & kind) != 0,
+                       rw_loop_now(ex->c->w->loop));
 }
 
 static void on_total_timeout(rw_timer *t)
@@ -577,6 +632,12 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
     if (ex->ur.counted && ss->active[ex->ur.inst] > 0)
         ss->active[ex->ur.inst]--;
     ex->ur.counted = false;
+    /* A reused connection closing before any response byte is the keep-alive
+     * race, not the instance failing. */
+    if (how != RW_UPFAIL_STALE)
+        ex_outcome(ex, timeout                    ? RW_FAILON_TIMEOUT
+                       : how == RW_UPFAIL_CONNECT ? RW_FAILON_CONNECT
+                                                  : RW_FAILON_RESET);
     /* Retry once, and only what cannot have reached the application twice
      * with a body we no longer hold: a connect failure (nothing was sent: try
      * another instance) or the keep-alive race on a reused connection (no
@@ -865,6 +926,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
             return;
         }
         if (r < 0) {
+            ex_outcome(ex, RW_FAILON_RESET);
             rw_log_warn("upstream %s sent an invalid response", ex->ur.svc_cfg->name);
             rw__upconn_close(u);
             ex->ur.up = NULL;
@@ -898,6 +960,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
         break;
     }
     ex->resp_head_done = true;
+    ex_outcome(ex, ex->resp.status >= 500 ? RW_FAILON_5XX : 0);
     ex->resp_body = ex->tunnel ? RW_BODY_UNTIL_CLOSE : ex->resp.body;
     ex->resp_left = ex->resp.content_length;
     rw_chunked_init(&ex->resp_chunk);

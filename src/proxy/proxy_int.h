@@ -48,7 +48,14 @@ typedef struct rw_svc_state {
     rw_lb lb;
     rw_upool *pools;   /* one per instance */
     uint32_t *active;  /* requests in flight per instance (least_conn, p2c) */
-    uint8_t *excluded; /* scratch for rw_lb_pick */
+    uint8_t *excluded; /* scratch for rw_lb_pick, all zero between picks */
+    /* This worker's copy of which instances are out of rotation (unhealthy
+     * or ejected), re-read from the node-wide state (upstate.h) only when
+     * its version moves or a known ejection ends (recheck_at). */
+    uint8_t *down;
+    uint32_t ndown;
+    uint32_t seen_version;
+    uint64_t recheck_at;
 } rw_svc_state;
 
 /* A worker's view of one snapshot: LB state and upstream pools. */

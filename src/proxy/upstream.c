@@ -148,8 +148,10 @@ int rw__wstate_new(rw_pworker *w, rw_snapshot *snap, rw_wstate **out)
         ss->pools = calloc(n, sizeof(rw_upool));
         ss->active = calloc(n, sizeof(uint32_t));
         ss->excluded = calloc(n, 1);
+        ss->down = calloc(n, 1);
+        ss->recheck_at = 0; /* read the node-wide state at the first pick */
         if (weights == NULL || names == NULL || ss->pools == NULL || ss->active == NULL ||
-            ss->excluded == NULL) {
+            ss->excluded == NULL || ss->down == NULL) {
             free(weights);
             free(names);
             goto fail;
@@ -176,6 +178,7 @@ fail:
         free(ws->svcs[i].pools);
         free(ws->svcs[i].active);
         free(ws->svcs[i].excluded);
+        free(ws->svcs[i].down);
     }
     free(ws->svcs);
     free(ws);
@@ -198,6 +201,7 @@ void rw__wstate_put(rw_pworker *w, rw_wstate *ws)
         free(ws->svcs[i].pools);
         free(ws->svcs[i].active);
         free(ws->svcs[i].excluded);
+        free(ws->svcs[i].down);
     }
     free(ws->svcs);
     rw_snapshot_unref(ws->snap);

@@ -447,29 +447,25 @@ void h_done(void)
 
 /* ---- rw_upstream -------------------------------------------------------- */
 
-h_upstream *h_upstream_start(const char *name, ...)
+/* Spawns rw_upstream for u (u->name) listening on listen, with extra args;
+ * sets u->pid and u->port. */
+static void upstream_spawn(h_upstream *u, const char *listen, char **extra, int nextra)
 {
     const char *bin = upstream_binary();
     char *argv[32];
     int n = 0;
     argv[n++] = (char *)bin;
     argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
+    argv[n++] = (char *)listen;
     argv[n++] = "--name";
-    argv[n++] = (char *)name;
-    va_list ap;
-    va_start(ap, name);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) != NULL && n < 30)
-        argv[n++] = (char *)a;
-    va_end(ap);
+    argv[n++] = u->name;
+    for (int i = 0; i < nextra && n < 30; i++)
+        argv[n++] = extra[i];
     argv[n] = NULL;
 
     int pfd[2];
     cr_assert(pipe2(pfd, O_CLOEXEC) == 0, "pipe: %s", strerror(errno));
-    char *err_path = h_fmt("%s/upstream-%s.log", G.tmpdir, name);
-    h_upstream *u = h_zalloc(sizeof *u);
-    snprintf(u->name, sizeof u->name, "%s", name);
+    char *err_path = h_fmt("%s/upstream-%s.log", G.tmpdir, u->name);
     u->pid = spawn(argv, pfd[1], NULL, err_path, false);
     close(pfd[1]);
 
@@ -479,15 +475,36 @@ h_upstream *h_upstream_start(const char *name, ...)
     while (got < sizeof line - 1 && (got == 0 || line[got - 1] != '\n')) {
         struct pollfd p = {.fd = pfd[0], .events = POLLIN};
         int left = (int)(deadline - h_now_ms());
-        cr_assert(left > 0 && poll(&p, 1, left) == 1, "rw_upstream %s did not print its port", name);
+        cr_assert(left > 0 && poll(&p, 1, left) == 1, "rw_upstream %s did not print its port", u->name);
         ssize_t r = read(pfd[0], line + got, sizeof line - 1 - got);
-        cr_assert(r > 0, "rw_upstream %s exited before printing its port", name);
+        cr_assert(r > 0, "rw_upstream %s exited before printing its port", u->name);
         got += (size_t)r;
     }
     line[got] = '\0';
     close(pfd[0]);
     cr_assert(sscanf(line, "PORT %d", &u->port) == 1 && u->port > 0, "rw_upstream said: %s", line);
+}
+
+h_upstream *h_upstream_start(const char *name, ...)
+{
+    char *extra[24];
+    int n = 0;
+    va_list ap;
+    va_start(ap, name);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) != NULL && n < 24)
+        extra[n++] = (char *)a;
+    va_end(ap);
+    h_upstream *u = h_zalloc(sizeof *u);
+    snprintf(u->name, sizeof u->name, "%s", name);
+    upstream_spawn(u, "127.0.0.1:0", extra, n);
     return u;
+}
+
+void h_upstream_restart(h_upstream *u)
+{
+    cr_assert(u->pid <= 0, "h_upstream_restart: %s is still running", u->name);
+    upstream_spawn(u, h_fmt("127.0.0.1:%d", u->port), NULL, 0);
 }
 
 static int raw_get(int port, const char *target, h_resp *r)
@@ -511,6 +528,7 @@ h_stats h_upstream_stats(const h_upstream *u)
         .requests = h_json_long(r.body, "requests"),
         .completed = h_json_long(r.body, "completed"),
         .accepted = h_json_long(r.body, "accepted"),
+        .health = h_json_long(r.body, "health"),
     };
     h_resp_free(&r);
     return s;

@@ -99,11 +99,14 @@ typedef struct h_stats {
     long requests;    /* requests other than /stats (counted when the head is read) */
     long completed;   /* of those, the ones whose body was read in full */
     long accepted;    /* every accepted connection */
+    long health;      /* GET /healthz requests (health probes) */
 } h_stats;
 
 /* Starts rw_upstream --name NAME on an ephemeral port; more argv may follow,
  * NULL-terminated (e.g. "--idle-timeout", "200", NULL). Asserts on failure. */
 h_upstream *h_upstream_start(const char *name, ...) __attribute__((sentinel));
+/* Starts a killed upstream again on its port, with its name (no extra args). */
+void h_upstream_restart(h_upstream *u);
 /* Reads the upstream's counters (directly, not through the proxy). */
 h_stats h_upstream_stats(const h_upstream *u);
 void h_upstream_reset(const h_upstream *u);

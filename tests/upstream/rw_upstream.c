@@ -8,6 +8,8 @@
  * Usage: rw_upstream --listen 127.0.0.1:PORT [--name NAME] [--idle-timeout MS]
  *   PORT 0 picks an ephemeral port; "PORT <n>" is printed on stdout once listening.
  *   --idle-timeout MS closes a keep-alive connection that stays idle for MS.
+ *   --status N answers every request but /stats* and /healthz* with status N
+ *   and an empty body (a broken instance for outlier tests).
  *
  * Endpoints (by path prefix; the query is ignored unless said otherwise):
  *   /echo            200, body = the request head as received (request line and
@@ -30,13 +32,16 @@
  *   /half            send a partial response head, then close
  *   /truncate/N      promise N pattern bytes (Content-Length), send N/2, close
  *   /stats           {"connections":C,"requests":R,"completed":B,"accepted":A,
- *                    "tunnel_bytes":T}:
+ *                    "tunnel_bytes":T,"health":H}:
  *                    C counts the connections that carried at least one request
  *                    other than /stats*, R those requests (counted once the head
  *                    is read), B those whose body was read in full, A every
  *                    accepted connection, T the bytes received on /upgrade
  *                    tunnels
  *   /stats/reset     zeroes the counters
+ *   /healthz         200 "ok", or 503 "failing" after /healthz/fail (until
+ *                    /healthz/ok); counted in /stats "health", not in the
+ *                    other counters
  *   /continue        like /echo-body (every endpoint answers Expect: 100-continue
  *                    with "100 Continue" before reading the body)
  *   /upgrade         with Connection: upgrade (a token, any case) and Upgrade: P:
@@ -88,6 +93,9 @@ static atomic_long g_requests;
 static atomic_long g_completed;
 static atomic_long g_serial;
 static atomic_long g_tunnel_bytes;
+static int g_status;             /* --status N: every other request gets N */
+static atomic_long g_health;     /* GET /healthz requests (health probes) */
+static atomic_int g_health_fail; /* /healthz answers 503 while set */
 
 /* The deterministic body pattern: byte i of every generated body. The
  * integration harness has the same function (h_pattern_byte). */
@@ -722,7 +730,8 @@ static int serve(conn *c, request *rq)
 {
     const char *rest = NULL;
     bool stats = path_is(rq->path, "/stats", NULL);
-    if (!stats) {
+    bool healthz = path_is(rq->path, "/healthz", NULL);
+    if (!stats && !healthz) {
         atomic_fetch_add(&g_requests, 1);
         if (!c->counted) {
             c->counted = true;
@@ -749,24 +758,37 @@ static int serve(conn *c, request *rq)
         free(body.p);
         return 0;
     }
-    if (!stats)
+    if (!stats && !healthz)
         atomic_fetch_add(&g_completed, 1);
 
     int rc = 0;
-    if (stats) {
+    if (healthz) {
+        if (strcmp(rq->path, "/healthz/fail") == 0 || strcmp(rq->path, "/healthz/ok") == 0) {
+            atomic_store(&g_health_fail, rq->path[9] == 'f');
+            rc = send_simple(c, rq, 200, "text/plain", "set\n", 4);
+        } else {
+            atomic_fetch_add(&g_health, 1);
+            bool fail = atomic_load(&g_health_fail);
+            rc =
+                send_simple(c, rq, fail ? 503 : 200, "text/plain", fail ? "failing\n" : "ok\n", fail ? 8 : 3);
+        }
+    } else if (g_status > 0 && !stats) {
+        rc = send_head_start(c, rq, g_status, NULL, "Content-Length: 0\r\n");
+    } else if (stats) {
         if (path_is(rq->path, "/stats/reset", NULL)) {
             atomic_store(&g_connections, 0);
             atomic_store(&g_requests, 0);
             atomic_store(&g_completed, 0);
             atomic_store(&g_accepted, 0);
             atomic_store(&g_tunnel_bytes, 0);
+            atomic_store(&g_health, 0);
         }
         char js[256];
         int n = snprintf(js, sizeof js,
                          "{\"connections\": %ld, \"requests\": %ld, \"completed\": %ld, "
-                         "\"accepted\": %ld, \"tunnel_bytes\": %ld}\n",
+                         "\"accepted\": %ld, \"tunnel_bytes\": %ld, \"health\": %ld}\n",
                          atomic_load(&g_connections), atomic_load(&g_requests), atomic_load(&g_completed),
-                         atomic_load(&g_accepted), atomic_load(&g_tunnel_bytes));
+                         atomic_load(&g_accepted), atomic_load(&g_tunnel_bytes), atomic_load(&g_health));
         rc = send_simple(c, rq, 200, "application/json", js, (size_t)n);
     } else if (path_is(rq->path, "/trailers", NULL)) {
         rc = send_simple(c, rq, 200, "text/plain", c->trailers, c->trailers_len);
@@ -963,7 +985,7 @@ static void on_term(int sig)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: rw_upstream --listen ADDR:PORT [--name NAME] [--idle-timeout MS]\n");
+    fprintf(stderr, "usage: rw_upstream --listen ADDR:PORT [--name NAME] [--idle-timeout MS] [--status N]\n");
     exit(2);
 }
 
@@ -977,6 +999,8 @@ int main(int argc, char **argv)
             g_name = argv[++i];
         else if (strcmp(argv[i], "--idle-timeout") == 0 && i + 1 < argc)
             g_idle_timeout_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--status") == 0 && i + 1 < argc)
+            g_status = atoi(argv[++i]);
         else
             usage();
     }
