@@ -173,6 +173,19 @@ typedef struct rw_outlier_cfg {
     uint32_t on;                   /* RW_FAILON_* bits, default connect_failure, reset, timeout, 5xx */
 } rw_outlier_cfg;
 
+#define RW_MAX_ATTEMPTS 10
+
+/* Retries (retries:): which failed attempts are tried again, how often, how
+ * soon, and the budget that keeps retries from multiplying an outage. */
+typedef struct rw_retries_cfg {
+    uint32_t attempts;   /* tries in all, the first included: default 2, at most RW_MAX_ATTEMPTS */
+    uint32_t on;         /* RW_FAILON_* bits, default connect_failure */
+    uint32_t backoff_ms; /* base of the jittered exponential wait before a retry, default 0 (at once) */
+    uint32_t budget_pct; /* retries in flight at most this share of the service's requests, default 20 */
+    uint32_t budget_min; /* ... but always this many, default 3 (per worker) */
+    bool non_idempotent; /* retry_non_idempotent: also POST, PATCH (bodiless ones) after a send */
+} rw_retries_cfg;
+
 typedef struct rw_service_cfg {
     char *name;
     int lb;                         /* enum rw_lb_policy, default round_robin */
@@ -191,6 +204,8 @@ typedef struct rw_service_cfg {
     size_t nfilters;
     rw_health_check_cfg health_check;
     rw_outlier_cfg outlier;
+    rw_retries_cfg retries;
+    uint32_t max_requests; /* requests in flight or queued per instance per worker; 0 = no cap (default) */
     int line;
 } rw_service_cfg;
 

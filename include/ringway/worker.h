@@ -67,6 +67,9 @@ typedef struct rw_worker_stats {
     uint64_t conns_rejected_max;      /* client connections refused: max_conns reached */
     uint64_t cut_requests;            /* requests still in flight when the drain deadline closed them */
     uint64_t cut_tunnels;             /* upgraded connections (WebSocket) closed at the drain deadline */
+    uint64_t upstream_retries;        /* attempts after the first (retries:) */
+    uint64_t upstream_retry_budget_exhausted; /* retries not made: the retry budget was spent */
+    uint64_t upstream_overflow;               /* requests answered 503: every instance at max_requests */
 } rw_worker_stats;
 
 typedef struct rw_server rw_server;

@@ -127,7 +127,8 @@ static size_t status_json(rw_admin *a, char *buf, size_t cap)
         "\"connections\":{\"accepted\":%llu,\"active\":%llu},"
         "\"requests\":%llu,\"responses\":{\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu},"
         "\"bad_requests\":%llu,\"connections_rejected\":{\"max_conns\":%llu},"
-        "\"upstream\":{\"connects\":%llu,\"reuses\":%llu,\"errors\":%llu,\"timeouts\":%llu}}\n",
+        "\"upstream\":{\"connects\":%llu,\"reuses\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
+        "\"retries\":%llu,\"retry_budget_exhausted\":%llu,\"overflow\":%llu}}\n",
         RW_VERSION, RW_COMMIT, snap->cfg->source, (unsigned long long)snap->generation,
         rw_server_nworkers(a->ctl->server),
         rw_server_backend(a->ctl->server) == RW_BACKEND_URING ? "io_uring" : "epoll", state_name(a),
@@ -139,7 +140,8 @@ static size_t status_json(rw_admin *a, char *buf, size_t cap)
         (unsigned long long)st.responses[5], (unsigned long long)st.bad_requests,
         (unsigned long long)st.conns_rejected_max, (unsigned long long)st.upstream_connects,
         (unsigned long long)st.upstream_reuses, (unsigned long long)st.upstream_errors,
-        (unsigned long long)st.upstream_timeouts);
+        (unsigned long long)st.upstream_timeouts, (unsigned long long)st.upstream_retries,
+        (unsigned long long)st.upstream_retry_budget_exhausted, (unsigned long long)st.upstream_overflow);
 }
 
 /* Appends the "upstreams" member (health.h) before the closing brace. */
@@ -291,6 +293,15 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             "for a slot.\n"
             "# TYPE ringway_upstream_queue_timeouts_total counter\nringway_upstream_queue_timeouts_total "
             "%llu\n"
+            "# HELP ringway_upstream_retries_total Upstream attempts after the first (retries).\n"
+            "# TYPE ringway_upstream_retries_total counter\nringway_upstream_retries_total %llu\n"
+            "# HELP ringway_upstream_retry_budget_exhausted_total Retries not made because the retry budget "
+            "was spent.\n"
+            "# TYPE ringway_upstream_retry_budget_exhausted_total counter\n"
+            "ringway_upstream_retry_budget_exhausted_total %llu\n"
+            "# HELP ringway_upstream_overflow_total Requests answered 503 because every instance was at "
+            "max_requests.\n"
+            "# TYPE ringway_upstream_overflow_total counter\nringway_upstream_overflow_total %llu\n"
             "# HELP ringway_config_reloads_total Config reloads (SIGHUP, POST /reload, a watched file), by "
             "result.\n"
             "# TYPE ringway_config_reloads_total counter\nringway_config_reloads_total{result=\"success\"} "
@@ -305,8 +316,9 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             (unsigned long long)st.upstream_connects, (unsigned long long)st.upstream_reuses,
             (unsigned long long)st.upstream_errors, (unsigned long long)st.upstream_timeouts,
             (unsigned long long)st.upstream_queued, (unsigned long long)st.upstream_queue_timeouts,
-            (unsigned long long)rl_ok, (unsigned long long)rl_failed, (long long)rl_last,
-            (unsigned long long)a->ctl->snap->generation);
+            (unsigned long long)st.upstream_retries, (unsigned long long)st.upstream_retry_budget_exhausted,
+            (unsigned long long)st.upstream_overflow, (unsigned long long)rl_ok,
+            (unsigned long long)rl_failed, (long long)rl_last, (unsigned long long)a->ctl->snap->generation);
     if (n >= cap)
         return cap;
     rw_filters_stats fs = {0};

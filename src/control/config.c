@@ -1965,10 +1965,58 @@ static int parse_outlier(loader *l, yaml_node_t *n, const char *where, rw_outlie
     return 0;
 }
 
+static int parse_retries(loader *l, yaml_node_t *n, const char *where, rw_retries_cfg *rc)
+{
+    static const char keys[] = "attempts, on, backoff, budget, budget_min, retry_non_idempotent";
+    char w[320];
+
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr)
+    {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc_ = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "attempts")) {
+            rc_ = get_u32(l, v, w, 1, RW_MAX_ATTEMPTS, &rc->attempts);
+        } else if (!strcmp(key, "on")) {
+            rc_ = parse_fail_on(l, v, w,
+                                RW_FAILON_CONNECT | RW_FAILON_RESET | RW_FAILON_TIMEOUT | RW_FAILON_502 |
+                                    RW_FAILON_503 | RW_FAILON_504,
+                                &rc->on);
+        } else if (!strcmp(key, "backoff")) {
+            rc_ = get_ms(l, v, w, 0, &rc->backoff_ms);
+            if (rc_ == 0 && rc->backoff_ms > 60000)
+                rc_ = fail(l, v, "%s: at most 60s", w);
+        } else if (!strcmp(key, "budget")) {
+            const char *s = "";
+            unsigned pct = 0;
+            int used = 0;
+            rc_ = str_of(l, v, w, &s);
+            if (rc_ == 0 && (sscanf(s, "%3u%%%n", &pct, &used) != 1 || s[used] != '\0' || pct > 100))
+                rc_ = fail(l, v, "%s: invalid budget '%s' (expected a share like 20%%)", w, s);
+            rc->budget_pct = pct;
+        } else if (!strcmp(key, "budget_min")) {
+            rc_ = get_u32(l, v, w, 0, 100000, &rc->budget_min);
+        } else if (!strcmp(key, "retry_non_idempotent")) {
+            rc_ = get_bool(l, v, w, &rc->non_idempotent);
+        } else {
+            rc_ = unknown_key(l, k, where, "retries", keys);
+        }
+        if (rc_)
+            return -1;
+    }
+    return 0;
+}
+
 static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_service_cfg *svc)
 {
     static const char keys[] =
-        "name, lb, hash_on, timeouts, max_conns, keepalive, instances, health_check, outlier, filters";
+        "name, lb, hash_on, timeouts, max_conns, max_requests, keepalive, instances, health_check, outlier, "
+        "retries, filters";
     static const char *const policies[] = {"round_robin", "least_conn", "p2c", "hash"};
     char w[300], iw[320];
     const yaml_node_t *hash_on = NULL, *instances = NULL;
@@ -1982,6 +2030,10 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
     svc->max_conns = 1024;
     svc->keepalive_max_idle = 64;
     svc->keepalive_idle_timeout_ms = 60000;
+    svc->retries.attempts = 2;
+    svc->retries.on = RW_FAILON_CONNECT;
+    svc->retries.budget_pct = 20;
+    svc->retries.budget_min = 3;
     svc->line = (int)line_of(n);
     if (check_map(l, n, where))
         return -1;
@@ -2070,6 +2122,10 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
             rc = parse_health_check(l, v, w, &svc->health_check);
         } else if (!strcmp(key, "outlier")) {
             rc = parse_outlier(l, v, w, &svc->outlier);
+        } else if (!strcmp(key, "retries")) {
+            rc = parse_retries(l, v, w, &svc->retries);
+        } else if (!strcmp(key, "max_requests")) {
+            rc = get_u32(l, v, w, 0, 10000000, &svc->max_requests);
         } else if (!strcmp(key, "filters")) {
             rc = parse_filters(l, v, w, &svc->filters, &svc->nfilters);
         } else {

@@ -52,6 +52,7 @@ rw_exchange *rw__ex_get(rw_conn *c)
     ex->ur.svc = -1;
     ex->route = -1;
     rw_timer_init(&ex->total_timer, NULL);
+    rw_timer_init(&ex->retry_timer, NULL);
     rw_timer_init(&ex->ur.queue_timer, NULL);
     return ex;
 }
@@ -60,8 +61,15 @@ void rw__ex_put(rw_exchange *ex)
 {
     rw_pworker *w = ex->c->w;
     rw_timer_cancel(timers(w), &ex->total_timer);
+    rw_timer_cancel(timers(w), &ex->retry_timer);
     rw__upconn_dequeue(&ex->ur);
     if (ex->ur.ws != NULL) {
+        rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
+        if (ex->counted_svc)
+            ss->requests--;
+        if (ex->retrying)
+            ss->retrying--;
+        ex->counted_svc = ex->retrying = false;
         if (ex->ur.counted && ex->ur.ws->svcs[ex->ur.svc].active[ex->ur.inst] > 0)
             ex->ur.ws->svcs[ex->ur.svc].active[ex->ur.inst]--;
         ex->ur.counted = false;
@@ -211,48 +219,61 @@ static void svc_refresh(rw_svc_state *ss, const rw_svc_health *h, uint64_t now)
     }
 }
 
-/* Marks the instances this exchange already tried (when there are others). */
+/* Sets (v = 1) or clears the instances this exchange already tried. */
 static void mark_tried(rw_exchange *ex, uint8_t *excluded, uint32_t n, uint8_t v)
 {
-    for (int i = 0; i < ex->tries && i < 2; i++)
-        if (ex->tried[i] < n && n > 1)
+    for (int i = 0; i < ex->tries && i < RW_MAX_ATTEMPTS; i++)
+        if (ex->tried[i] < n)
             excluded[ex->tried[i]] = v;
 }
 
-/* Picks an instance: among those in rotation, or, when none of them is left
- * (every instance unhealthy or ejected), among all of them: the panic rule,
- * since sending to a maybe-dead instance beats refusing every request. */
-static bool ex_pick(rw_exchange *ex)
+enum { PICK_NONE = 0, PICK_OK = 1, PICK_OVERFLOW = 2 };
+
+/* Picks an instance, preferring in turn: one in rotation not yet tried; one
+ * in rotation; then, when none is in rotation (every instance unhealthy or
+ * ejected), any not yet tried, then any: the panic rule, since sending to a
+ * maybe-dead instance beats refusing every request. Instances at
+ * max_requests are never picked (PICK_OVERFLOW when that leaves none). The
+ * common case (nothing down, no cap, first try) is one rw_lb_pick. */
+static int ex_pick(rw_exchange *ex)
 {
     rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
     const rw_svc_health *h = &ex->ur.ws->snap->upstate[ex->ur.svc];
-    uint32_t n = (uint32_t)ex->ur.svc_cfg->ninstances;
+    const rw_service_cfg *sc = ex->ur.svc_cfg;
+    uint32_t n = (uint32_t)sc->ninstances, cap = sc->max_requests;
+    uint8_t *x = ss->excluded; /* all zero between picks */
     svc_refresh(ss, h, rw_loop_now(ex->c->w->loop));
-    int inst;
-    if (ss->ndown == 0) {
-        mark_tried(ex, ss->excluded, n, 1);
-        inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, ex->hash);
-        mark_tried(ex, ss->excluded, n, 0);
-    } else {
-        memcpy(ss->excluded, ss->down, n);
-        mark_tried(ex, ss->excluded, n, 1);
-        inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, ex->hash);
-        memset(ss->excluded, 0, n);
-        if (inst < 0) {
-            mark_tried(ex, ss->excluded, n, 1);
-            inst = rw_lb_pick(&ss->lb, ss->active, ss->excluded, ex->hash);
-            mark_tried(ex, ss->excluded, n, 0);
-            if (inst >= 0)
-                atomic_fetch_add_explicit(&h->svc->panics, 1, memory_order_relaxed);
+    int inst = -1;
+    bool capped = false;
+    for (int pass = 0; pass < 4 && inst < 0; pass++) {
+        bool use_down = pass < 2, use_tried = pass == 0 || pass == 2;
+        if ((use_tried && ex->tries == 0) || (!use_down && ss->ndown == 0))
+            continue; /* the same as another pass */
+        bool full = (use_down && ss->ndown > 0) || cap > 0;
+        if (full) {
+            for (uint32_t k = 0; k < n; k++) {
+                bool at_cap = cap > 0 && ss->active[k] >= cap;
+                capped |= at_cap;
+                x[k] = (use_down && ss->down[k]) || at_cap;
+            }
         }
+        if (use_tried)
+            mark_tried(ex, x, n, 1);
+        inst = rw_lb_pick(&ss->lb, ss->active, x, ex->hash);
+        if (full)
+            memset(x, 0, n);
+        else if (use_tried)
+            mark_tried(ex, x, n, 0);
+        if (inst >= 0 && !use_down)
+            atomic_fetch_add_explicit(&h->svc->panics, 1, memory_order_relaxed);
     }
     if (inst < 0)
-        return false;
+        return capped ? PICK_OVERFLOW : PICK_NONE;
     ex->ur.inst = inst;
-    if (ex->tries < 2)
+    if (ex->tries < RW_MAX_ATTEMPTS)
         ex->tried[ex->tries] = (uint8_t)RW_MIN(inst, 255);
     ex->tries++;
-    return true;
+    return PICK_OK;
 }
 
 /* Tells outlier detection how the attempt on the current instance ended. */
@@ -418,11 +439,19 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     ex->ur.svc = ex->rt->service_index;
     ex->ur.svc_cfg = &cfg->services[ex->ur.svc];
     ex->hash = hash_key(ex); /* the head's buffer is gone by the time a retry picks */
-    if (!ex_pick(ex)) {
+    int picked = ex_pick(ex);
+    if (picked != PICK_OK) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        rw__ex_send_error(ex, 502, "no upstream available");
+        if (picked == PICK_OVERFLOW) {
+            w->stats->upstream_overflow++;
+            rw__ex_send_error(ex, 503, "upstream overloaded (max_requests)");
+        } else {
+            rw__ex_send_error(ex, 502, "no upstream available");
+        }
         return;
     }
+    ex->ur.ws->svcs[ex->ur.svc].requests++;
+    ex->counted_svc = true;
     if (cfg->trace_context)
         make_traceparent(ex);
     if (!build_request_head(ex, path, (size_t)plen, flt, fres)) {
@@ -620,6 +649,79 @@ static bool retarget_host(rw_exchange *ex)
     return true;
 }
 
+static bool idempotent(int method)
+{
+    return method == RW_METHOD_GET || method == RW_METHOD_HEAD || method == RW_METHOD_PUT ||
+           method == RW_METHOD_DELETE || method == RW_METHOD_OPTIONS || method == RW_METHOD_TRACE;
+}
+
+/* Whether an attempt that failed this way (RW_FAILON_*) may be made again:
+ * attempts left, nothing sent to the client, retries.on, and only what
+ * cannot reach the application twice with a body we no longer hold (a
+ * failed connect sent nothing; anything else needs a request without a body,
+ * and an idempotent method unless retry_non_idempotent). Then the budget,
+ * for retries of requests an instance received: a failed connect cost no
+ * application any work, so its retry is not what multiplies an outage (and
+ * an instance that just died fails every request on it at once). */
+static bool ex_may_retry(rw_exchange *ex, uint32_t kind)
+{
+    const rw_retries_cfg *rc = &ex->ur.svc_cfg->retries;
+    if (ex->tries >= rc->attempts || ex->resp_head_sent || ex->req_inflight > 0 || !(rc->on & kind))
+        return false;
+    if (kind == RW_FAILON_CONNECT && !ex->head_sent_up)
+        return true;
+    if (ex->req_body != RW_BODY_NONE || !(idempotent(ex->method) || rc->non_idempotent))
+        return false;
+    rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
+    uint32_t allowed = (uint32_t)((uint64_t)ss->requests * rc->budget_pct / 100);
+    if (allowed < rc->budget_min)
+        allowed = rc->budget_min;
+    if (!ex->retrying && ss->retrying >= allowed) {
+        ex->c->w->stats->upstream_retry_budget_exhausted++;
+        return false;
+    }
+    return true;
+}
+
+static void on_retry_timer(rw_timer *t)
+{
+    ex_acquire(RW_CONTAINER_OF(t, rw_exchange, retry_timer));
+}
+
+/* Makes the next attempt: another instance when there is one, after the
+ * backoff (full jitter over base * 2^(retry - 1)). */
+static void ex_retry(rw_exchange *ex, const char *why)
+{
+    rw_pworker *w = ex->c->w;
+    const rw_retries_cfg *rc = &ex->ur.svc_cfg->retries;
+    if (!ex->retrying) {
+        ex->retrying = true;
+        ex->ur.ws->svcs[ex->ur.svc].retrying++;
+    }
+    w->stats->upstream_retries++;
+    int prev = ex->ur.inst;
+    int picked = ex_pick(ex);
+    if (picked != PICK_OK || (ex->ur.inst != prev && !retarget_host(ex))) {
+        rw__ex_send_error(ex, picked == PICK_OVERFLOW ? 503 : 502,
+                          picked == PICK_OVERFLOW ? "upstream overloaded (max_requests)" : "bad gateway");
+        return;
+    }
+    rw_log_debug("retrying %s on %s after: %s", ex->ur.svc_cfg->name,
+                 ex->ur.svc_cfg->instances[ex->ur.inst].address, why);
+    ex->ur.want_fresh = false;
+    ex->head_sent_up = false;
+    ex->resp_head_done = false;
+    if (rc->backoff_ms == 0) {
+        ex_acquire(ex);
+        return;
+    }
+    uint64_t ms = (uint64_t)rc->backoff_ms << RW_MIN(ex->tries - 2, 10);
+    uint64_t r = (now_ms(w) ^ (uintptr_t)ex) * 0x9E3779B97F4A7C15ull;
+    ms = ms / 2 + (r >> 33) % (ms / 2 + 1);
+    rw_timer_init(&ex->retry_timer, on_retry_timer);
+    rw_timer_set(timers(w), &ex->retry_timer, now_ms(w) + ms);
+}
+
 static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
 {
     rw_conn *c = ex->c;
@@ -632,35 +734,24 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
     if (ex->ur.counted && ss->active[ex->ur.inst] > 0)
         ss->active[ex->ur.inst]--;
     ex->ur.counted = false;
-    /* A reused connection closing before any response byte is the keep-alive
-     * race, not the instance failing. */
-    if (how != RW_UPFAIL_STALE)
-        ex_outcome(ex, timeout                    ? RW_FAILON_TIMEOUT
-                       : how == RW_UPFAIL_CONNECT ? RW_FAILON_CONNECT
-                                                  : RW_FAILON_RESET);
-    /* Retry once, and only what cannot have reached the application twice
-     * with a body we no longer hold: a connect failure (nothing was sent: try
-     * another instance) or the keep-alive race on a reused connection (no
-     * response byte came back: same instance, fresh connection), the latter
-     * only for requests without a body. */
-    bool may = ex->tries < 2 && !ex->resp_head_sent && ex->req_inflight == 0 &&
-               ((how == RW_UPFAIL_CONNECT && !ex->head_sent_up) ||
-                (how == RW_UPFAIL_STALE && ex->req_body == RW_BODY_NONE &&
-                 (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD ||
-                  ex->method == RW_METHOD_PUT || ex->method == RW_METHOD_DELETE ||
-                  ex->method == RW_METHOD_OPTIONS || ex->method == RW_METHOD_TRACE)));
-    if (may) {
-        int prev = ex->ur.inst;
-        bool ok = how == RW_UPFAIL_STALE ? (ex->tries++, true) : ex_pick(ex);
-        if (ok && (ex->ur.inst == prev || retarget_host(ex))) {
-            rw_log_debug("retrying %s after: %s", ex->ur.svc_cfg->name, timeout ? "timeout" : strerror(err));
-            /* A stale pooled connection: a fresh one, same instance. A
-             * connect failure: the other instance's pool, cap and queue. */
-            ex->ur.want_fresh = how == RW_UPFAIL_STALE;
-            ex->head_sent_up = false;
-            ex_acquire(ex);
-            return;
-        }
+    /* A reused connection that closed before any response byte is the
+     * keep-alive race, not the instance failing: once, the same instance on
+     * a fresh connection, for what may be sent twice. */
+    if (how == RW_UPFAIL_STALE && !ex->stale_retried && !ex->resp_head_sent && ex->req_inflight == 0 &&
+        ex->req_body == RW_BODY_NONE && idempotent(ex->method)) {
+        ex->stale_retried = true;
+        ex->ur.want_fresh = true;
+        ex->head_sent_up = false;
+        ex_acquire(ex);
+        return;
+    }
+    uint32_t kind = how == RW_UPFAIL_CONNECT ? RW_FAILON_CONNECT
+                    : timeout                ? RW_FAILON_TIMEOUT
+                                             : RW_FAILON_RESET;
+    ex_outcome(ex, how == RW_UPFAIL_CONNECT && timeout ? RW_FAILON_TIMEOUT : kind);
+    if (ex_may_retry(ex, kind)) {
+        ex_retry(ex, timeout ? "timeout" : strerror(err));
+        return;
     }
     rw_log_warn("upstream %s (%s) failed: %s", ex->ur.svc_cfg->name,
                 ex->ur.svc_cfg->instances[ex->ur.inst].address, timeout ? "timed out" : strerror(err));
@@ -959,8 +1050,23 @@ static void ex_upstream_data(rw_exchange *ex, int res)
         rw__input_consume(c->w, &u->in, (uint32_t)r);
         break;
     }
-    ex->resp_head_done = true;
     ex_outcome(ex, ex->resp.status >= 500 ? RW_FAILON_5XX : 0);
+    uint32_t sk = ex->resp.status == 502   ? RW_FAILON_502
+                  : ex->resp.status == 503 ? RW_FAILON_503
+                  : ex->resp.status == 504 ? RW_FAILON_504
+                                           : 0;
+    if (sk != 0 && !ex->tunnel && ex_may_retry(ex, sk)) {
+        /* Drop this answer (and its connection: its body is unread). */
+        rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
+        if (ex->ur.counted && ss->active[ex->ur.inst] > 0)
+            ss->active[ex->ur.inst]--;
+        ex->ur.counted = false;
+        rw__upconn_close(u);
+        ex->ur.up = NULL;
+        ex_retry(ex, ex->resp.status == 502 ? "502" : ex->resp.status == 503 ? "503" : "504");
+        return;
+    }
+    ex->resp_head_done = true;
     ex->resp_body = ex->tunnel ? RW_BODY_UNTIL_CLOSE : ex->resp.body;
     ex->resp_left = ex->resp.content_length;
     rw_chunked_init(&ex->resp_chunk);

@@ -54,6 +54,8 @@ typedef struct rw_svc_state {
      * its version moves or a known ejection ends (recheck_at). */
     uint8_t *down;
     uint32_t ndown;
+    uint32_t requests; /* exchanges on this service now (the retry budget's base) */
+    uint32_t retrying; /* of those, the ones in a retry */
     uint32_t seen_version;
     uint64_t recheck_at;
 } rw_svc_state;
@@ -210,10 +212,14 @@ struct rw_exchange {
     rw_upreq ur; /* its upstream side (svc, inst, connection, queue) */
     int route;
     const rw_route_cfg *rt;
-    uint8_t tries;
-    uint8_t tried[2]; /* instances tried, to avoid on retry */
-    uint64_t hash;    /* load-balancing key, computed while the head is readable */
-    int err_status;   /* an error to send once the pending 100-continue is out */
+    uint8_t tries;                  /* attempts made (the keep-alive race's retry not counted) */
+    uint8_t tried[RW_MAX_ATTEMPTS]; /* instances tried, to avoid on retry */
+    bool stale_retried;             /* the keep-alive race was retried once */
+    bool retrying;                  /* counted in the service's retries in flight (the budget) */
+    bool counted_svc;               /* counted in the service's requests (the budget's base) */
+    rw_timer retry_timer;           /* retries.backoff */
+    uint64_t hash;                  /* load-balancing key, computed while the head is readable */
+    int err_status;                 /* an error to send once the pending 100-continue is out */
     const char *err_msg;
     char errbuf[896];  /* ringway's own error responses (ex->out may be in flight upstream) */
     char rl_hdrs[112]; /* RateLimit-* lines for the response (filters with headers: true) */

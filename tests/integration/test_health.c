@@ -1,6 +1,7 @@
 /* test_health.c - upstream health: active checks (one probe per instance per
  * interval per node, thresholds, timeouts, tcp), passive outlier detection
  * (ejection, its cap, return), the panic rule, state kept across reloads,
+ * retries (on statuses, resets, attempts, backoff, budget), max_requests,
  * /status and /metrics, and wrk with an instance killed and restarted. */
 #include <signal.h>
 #include <stdio.h>
@@ -266,6 +267,139 @@ H_TEST(outlier, connect_failures_count)
     cr_expect_str_eq(inst_field(admin, u2->port, "in_rotation"), "false");
 }
 
+/* ---- retries and max_requests ------------------------------------------ */
+
+/* Sends method /x on a fresh connection; returns the status (X-Upstream in who). */
+static int ask(int port, const char *method, char *who, size_t cap)
+{
+    h_conn *c = h_connect(port);
+    h_resp r;
+    cr_assert_eq(h_request(c, method, "/x", "Connection: close\r\n", NULL, 0, &r), H_OK);
+    const char *u = h_hdr(&r, "X-Upstream");
+    snprintf(who, cap, "%s", u ? u : "");
+    h_close(c);
+    return r.status;
+}
+
+static long metric(int admin, const char *name)
+{
+    char *m = admin_get(admin, "/metrics");
+    const char *at = strstr(m, h_fmt("\n%s ", name));
+    return at ? atol(at + strlen(name) + 2) : -1;
+}
+
+H_TEST(retries, on_503_goes_to_another_instance)
+{
+    h_upstream *u1 = h_upstream_start("u1", "--status", "503", NULL), *u2 = h_upstream_start("u2", NULL);
+    int admin = h_free_port();
+    h_proxy *p = start_two(u1, u2, admin, "    retries: {attempts: 2, on: [connect_failure, 503]}\n", 1);
+    char who[32];
+    for (int i = 0; i < 10; i++) {
+        cr_expect_eq(ask(p->port, "GET", who, sizeof(who)), 200, "GET %d", i);
+        cr_expect_str_eq(who, "u2");
+    }
+    cr_expect_eq(h_upstream_stats(u1).requests, 5, "round robin: every other first try was u1");
+    cr_expect_eq(metric(admin, "ringway_upstream_retries_total"), 5);
+    /* POST is not idempotent: its 503 comes back as it is */
+    int got503 = 0;
+    for (int i = 0; i < 10; i++)
+        got503 += ask(p->port, "POST", who, sizeof(who)) == 503;
+    cr_expect_eq(got503, 5, "POSTs retried without retry_non_idempotent");
+    h_proxy_stop(p, 0);
+
+    p = start_two(u1, u2, h_free_port(), "    retries: {on: [503], retry_non_idempotent: true}\n", 1);
+    for (int i = 0; i < 10; i++)
+        cr_expect_eq(ask(p->port, "POST", who, sizeof(who)), 200, "POST %d with retry_non_idempotent", i);
+}
+
+H_TEST(retries, attempts_and_reset)
+{
+    /* three instances, two broken: three attempts always find the good one */
+    h_upstream *u1 = h_upstream_start("u1", "--status", "502", NULL),
+               *u2 = h_upstream_start("u2", "--status", "504", NULL), *u3 = h_upstream_start("u3", NULL);
+    int admin = h_free_port();
+    h_proxy *p = h_proxy_start(&(h_proxy_opts){
+        .config = h_fmt("admin: \"127.0.0.1:%d\"\n"
+                        "services:\n"
+                        "  - name: svc\n"
+                        "    instances: [\"127.0.0.1:%d\", \"127.0.0.1:%d\", \"127.0.0.1:%d\"]\n"
+                        "    retries: {attempts: 3, on: [reset, 502, 504]}\n"
+                        "routes:\n"
+                        "  - name: all\n"
+                        "    paths: [{prefix: /}]\n"
+                        "    service: svc\n",
+                        admin, u1->port, u2->port, u3->port)});
+    char who[32];
+    for (int i = 0; i < 12; i++) {
+        cr_expect_eq(ask(p->port, "GET", who, sizeof(who)), 200);
+        cr_expect_str_eq(who, "u3");
+    }
+    /* /drop closes without an answer everywhere: 3 attempts, then 502 */
+    h_upstream_reset(u1);
+    h_upstream_reset(u2);
+    h_upstream_reset(u3);
+    h_resp r;
+    h_get(p->port, "/drop", &r);
+    cr_expect_eq(r.status, 502);
+    long tries =
+        h_upstream_stats(u1).requests + h_upstream_stats(u2).requests + h_upstream_stats(u3).requests;
+    /* 3 attempts, plus one when the first went on a pooled connection: a
+     * close before any response byte there is the keep-alive race, retried
+     * on a fresh connection without counting as an attempt */
+    cr_expect(tries == 3 || tries == 4, "/drop was tried %ld times (want 3, or 4)", tries);
+}
+
+H_TEST(retries, backoff_and_budget)
+{
+    h_upstream *u1 = h_upstream_start("u1", "--status", "503", NULL),
+               *u2 = h_upstream_start("u2", "--status", "503", NULL);
+    int admin = h_free_port();
+    h_proxy *p = start_two(u1, u2, admin, "    retries: {attempts: 3, on: [503], backoff: 200ms}\n", 1);
+    int64_t t0 = h_now_ms();
+    h_resp r;
+    h_get(p->port, "/x", &r);
+    int64_t took = h_now_ms() - t0;
+    cr_expect_eq(r.status, 503, "the last answer goes back when attempts run out");
+    /* waits of [100, 200] then [200, 400] ms */
+    cr_expect(took >= 300 && took < 1500, "two retries with backoff 200ms took %lld ms", (long long)took);
+    cr_expect_eq(h_upstream_stats(u1).requests + h_upstream_stats(u2).requests, 3);
+    h_proxy_stop(p, 0);
+
+    /* a budget of nothing: no retries at all, and they are counted */
+    p = start_two(u1, u2, admin, "    retries: {on: [503], budget: 0%, budget_min: 0}\n", 1);
+    h_upstream_reset(u1);
+    h_upstream_reset(u2);
+    h_get(p->port, "/x", &r);
+    cr_expect_eq(r.status, 503);
+    cr_expect_eq(h_upstream_stats(u1).requests + h_upstream_stats(u2).requests, 1);
+    cr_expect_eq(metric(admin, "ringway_upstream_retry_budget_exhausted_total"), 1);
+}
+
+H_TEST(retries, max_requests_fails_fast)
+{
+    h_upstream *u1 = h_upstream_start("u1", NULL), *u2 = h_upstream_start("u2", NULL);
+    int admin = h_free_port();
+    h_proxy *p = start_two(u1, u2, admin, "    max_requests: 1\n", 1);
+    /* two slow requests take both instances; a third finds none */
+    h_conn *a = h_connect(p->port), *b = h_connect(p->port);
+    h_sends(a, "GET /delay/800 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_sends(b, "GET /delay/800 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_sleep_ms(200);
+    int64_t t0 = h_now_ms();
+    h_resp r;
+    h_get(p->port, "/x", &r);
+    cr_expect_eq(r.status, 503);
+    cr_expect(strstr(r.body, "max_requests") != NULL, "body: %s", r.body);
+    cr_expect(h_now_ms() - t0 < 400, "the overflow answer waited");
+    cr_expect_eq(metric(admin, "ringway_upstream_overflow_total"), 1);
+    cr_expect_eq(h_read_response(a, &r, 0), H_OK);
+    cr_expect_eq(r.status, 200);
+    cr_expect_eq(h_read_response(b, &r, 0), H_OK);
+    cr_expect_eq(r.status, 200);
+    h_get(p->port, "/x", &r);
+    cr_expect_eq(r.status, 200, "slots are given back");
+}
+
 /* ---- under load ---------------------------------------------------------- */
 
 static long wrk_number(const char *out, const char *label)
@@ -350,14 +484,22 @@ H_TEST(health, config_errors)
     expect_bad("    outlier: {base_ejection: 10s, max_ejection: 5s}\n",
                "must be at least base_ejection (10000ms)");
     expect_bad("    outlier: {max_ejected_percent: 101}\n", "services[0].outlier.max_ejected_percent");
+    expect_bad("    retries: {attempts: 11}\n", "services[0].retries.attempts");
+    expect_bad("    retries: {on: [5xx]}\n",
+               "unknown failure '5xx' (expected connect_failure, reset, timeout, 502, 503, 504)");
+    expect_bad("    retries: {budget: lots}\n", "invalid budget 'lots'");
+    expect_bad("    retries: {tries: 2}\n", "unknown key 'tries' in retries");
     /* and the good forms load */
     h_upstream u = {.port = 1};
     char *path = h_write_file(
         "good.yaml",
-        two_config(&u, &(h_upstream){.port = 2}, h_free_port(),
-                   "    health_check: {type: http, path: /hc, method: HEAD, host: svc.internal, "
-                   "expect: [200, 300-302, 4xx], jitter: 0%, interval: 1s, timeout: 999ms}\n"
-                   "    outlier: {on: [5xx], consecutive_failures: 1, max_ejected_percent: 0}\n"));
+        two_config(
+            &u, &(h_upstream){.port = 2}, h_free_port(),
+            "    health_check: {type: http, path: /hc, method: HEAD, host: svc.internal, "
+            "expect: [200, 300-302, 4xx], jitter: 0%, interval: 1s, timeout: 999ms}\n"
+            "    outlier: {on: [5xx], consecutive_failures: 1, max_ejected_percent: 0}\n"
+            "    retries: {attempts: 3, on: [timeout, 503], backoff: 25ms, budget: 20%, budget_min: 5}\n"
+            "    max_requests: 100\n"));
     h_cmd *c;
     cr_expect_eq(h_run(&c, 10000, "'%s' --check-config --config '%s'", h_binary(), path), 0, "%s", c->err);
 }
