@@ -245,6 +245,10 @@ static int ex_pick(rw_exchange *ex)
     svc_refresh(ss, h, rw_loop_now(ex->c->w->loop));
     int inst = -1;
     bool capped = false;
+    if (ss->ndown == 0 && cap == 0 && ex->tries == 0) { /* the common case */
+        inst = rw_lb_pick(&ss->lb, ss->active, NULL, ex->hash);
+        goto picked;
+    }
     for (int pass = 0; pass < 4 && inst < 0; pass++) {
         bool use_down = pass < 2, use_tried = pass == 0 || pass == 2;
         if ((use_tried && ex->tries == 0) || (!use_down && ss->ndown == 0))
@@ -267,6 +271,7 @@ static int ex_pick(rw_exchange *ex)
         if (inst >= 0 && !use_down)
             atomic_fetch_add_explicit(&h->svc->panics, 1, memory_order_relaxed);
     }
+picked:
     if (inst < 0)
         return capped ? PICK_OVERFLOW : PICK_NONE;
     ex->ur.inst = inst;
