@@ -121,14 +121,31 @@ typedef struct rw_filter_cfg {
     } u;
 } rw_filter_cfg;
 
+/* Where an instance came from. */
+enum rw_inst_source { RW_SRC_CONFIG = 0, RW_SRC_DNS, RW_SRC_REDIS };
+
 typedef struct rw_instance_cfg {
-    char *address; /* "host:port" as written */
-    char *host;    /* host part (name or literal), used for the Host header */
+    char *
+        address; /* "host:port" as written (config), "ip:port" (DNS) or as registered (Redis): its identity */
+    char *host;  /* host part (name or literal) */
+    char *authority; /* the Host header sent to it (preserve_host off): address, or the DNS name:port */
     uint16_t port;
     uint32_t weight;  /* >= 1, default 1 */
-    rw_sockaddr addr; /* resolved at load time (first address) */
+    rw_sockaddr addr; /* resolved at load time (first address), or by discovery */
+    int source;       /* enum rw_inst_source */
     int line;
 } rw_instance_cfg;
+
+/* Where a service's instances come from besides instances: (discovery:). */
+typedef struct rw_discovery_cfg {
+    char *dns_name; /* dns: NAME:PORT, every A and AAAA record of NAME; NULL: none */
+    uint16_t dns_port;
+    uint32_t dns_weight;  /* weight of each DNS instance, default 1 */
+    uint32_t interval_ms; /* re-resolve at least this often (and when the records' TTL ends), default 5000 */
+    rw_sockaddr resolver; /* resolver: HOST:PORT, a DNS server to ask; has_resolver false: the system's */
+    bool has_resolver;
+    bool redis; /* redis: true: instances registered in the top-level redis: */
+} rw_discovery_cfg;
 
 enum rw_hc_type { RW_HC_HTTP = 0, RW_HC_TCP };
 
@@ -205,6 +222,7 @@ typedef struct rw_service_cfg {
     rw_health_check_cfg health_check;
     rw_outlier_cfg outlier;
     rw_retries_cfg retries;
+    rw_discovery_cfg discovery;
     uint32_t max_requests; /* requests in flight or queued per instance per worker; 0 = no cap (default) */
     int line;
 } rw_service_cfg;

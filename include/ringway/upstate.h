@@ -17,6 +17,8 @@
 
 #include "ringway/config.h"
 
+struct rw_instset;
+
 /* One instance (service name + address). */
 typedef struct rw_inst_state {
     char *service, *address;        /* owned */
@@ -53,10 +55,10 @@ typedef struct rw_svc_health {
     uint32_t n;
 } rw_svc_health;
 
-/* Takes references on the state of every service and instance of cfg
+/* Takes references on the state of every service of cfg and instance of insts
  * (creating what is new) into out[cfg->nservices]. Returns 0 or -ENOMEM
  * (nothing held then). Any thread. */
-int rw_upstate_acquire(const rw_config *cfg, rw_svc_health *out);
+int rw_upstate_acquire(const rw_config *cfg, struct rw_instset *const *insts, rw_svc_health *out);
 /* Drops what rw_upstate_acquire took for n services; frees entries no one holds. */
 void rw_upstate_release(rw_svc_health *h, size_t n);
 

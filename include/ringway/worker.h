@@ -38,14 +38,26 @@ typedef struct rw_snapshot {
     rw_canned stopping;  /* /ready once shutdown began */
     rw_http_limits limits;
     struct rw_filters *filters; /* owned: released to the control thread's collector */
-    struct rw_svc_health
-        *upstate; /* one per service: node-wide instance state (upstate.h), references owned */
+    /* One per service: its instances (instset.h), references owned. */
+    struct rw_instset **insts;
+    /* Derived (rw_snapshot_derive): the snapshot whose config, router,
+     * filters and canned responses this one borrows (a reference held);
+     * NULL: this one owns them. */
+    struct rw_snapshot *base;
+    /* One per service: node-wide instance state (upstate.h), references owned. */
+    struct rw_svc_health *upstate;
     atomic_int refs;
     uint64_t generation;
 } rw_snapshot;
 
 /* Builds a snapshot from a loaded config (takes ownership of cfg on success). */
 rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, size_t errlen);
+/* A snapshot like base (sharing its config, router, filters and canned
+ * responses) with other instances: sets[i] for service i, or base's where
+ * sets[i] is NULL (references taken, the caller keeps its own). Returns NULL
+ * with the reason in err. */
+rw_snapshot *rw_snapshot_derive(rw_snapshot *base, struct rw_instset **sets, uint64_t generation, char *err,
+                                size_t errlen);
 /* Adds a reference. */
 void rw_snapshot_ref(rw_snapshot *s);
 /* Drops a reference; frees the snapshot (and its config) on the last one. */

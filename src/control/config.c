@@ -1668,6 +1668,7 @@ static int parse_instance_address(loader *l, const yaml_node_t *n, const char *w
     if (!ins->address || !ins->host)
         return -1;
     ins->port = (uint16_t)port;
+    ins->authority = ins->address;
 
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof(hints));
@@ -2012,14 +2013,76 @@ static int parse_retries(loader *l, yaml_node_t *n, const char *where, rw_retrie
     return 0;
 }
 
+static int parse_discovery(loader *l, yaml_node_t *n, const char *where, rw_discovery_cfg *d)
+{
+    static const char keys[] = "dns, interval, resolver, weight, redis";
+    char w[320];
+
+    d->interval_ms = 5000;
+    d->dns_weight = 1;
+    if (is_null(n))
+        return 0;
+    if (check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr)
+    {
+        yaml_node_t *k = node_at(l, pr->key), *v = node_at(l, pr->value);
+        const char *key = scalar_text(k);
+        int rc = 0;
+        wheref(w, sizeof(w), "%s.%s", where, key);
+        if (!strcmp(key, "dns")) {
+            const char *s = "";
+            if ((rc = str_of(l, v, w, &s)) != 0)
+                return -1;
+            const char *colon = strrchr(s, ':');
+            unsigned port = 0;
+            int used = 0;
+            if (colon == NULL || colon == s || sscanf(colon + 1, "%5u%n", &port, &used) != 1 ||
+                colon[1 + used] != '\0' || port < 1 || port > 65535)
+                return fail(l, v, "%s: '%s' must be NAME:PORT (e.g. billing.default.svc.cluster.local:8080)",
+                            w, s);
+            size_t hlen = (size_t)(colon - s);
+            for (size_t i = 0; i < hlen; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (!(isalnum(c) || c == '-' || c == '.' || c == '_'))
+                    return fail(l, v, "%s: '%.*s' is not a DNS name", w, (int)hlen, s);
+            }
+            if (hlen > 253)
+                return fail(l, v, "%s: name too long (at most 253 bytes)", w);
+            d->dns_name = dup_mem(l, v, s, hlen);
+            if (d->dns_name == NULL)
+                return -1;
+            d->dns_port = (uint16_t)port;
+        } else if (!strcmp(key, "interval")) {
+            rc = get_ms(l, v, w, 100, &d->interval_ms);
+        } else if (!strcmp(key, "resolver")) {
+            rc = get_sockaddr(l, v, w, &d->resolver);
+            d->has_resolver = rc == 0;
+        } else if (!strcmp(key, "weight")) {
+            rc = get_u32(l, v, w, 1, 1000, &d->dns_weight);
+        } else if (!strcmp(key, "redis")) {
+            rc = get_bool(l, v, w, &d->redis);
+            if (rc == 0 && d->redis && l->cfg->redis.url == NULL)
+                rc = fail(l, v, "%s: needs the top-level redis: (url)", w);
+        } else {
+            rc = unknown_key(l, k, where, "discovery", keys);
+        }
+        if (rc)
+            return -1;
+    }
+    if (d->dns_name == NULL && !d->redis)
+        return fail(l, n, "%s: needs dns: NAME:PORT or redis: true", where);
+    return 0;
+}
+
 static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_service_cfg *svc)
 {
-    static const char keys[] =
-        "name, lb, hash_on, timeouts, max_conns, max_requests, keepalive, instances, health_check, outlier, "
-        "retries, filters";
+    static const char keys[] = "name, lb, hash_on, timeouts, max_conns, max_requests, keepalive, instances, "
+                               "discovery, health_check, "
+                               "outlier, retries, filters";
     static const char *const policies[] = {"round_robin", "least_conn", "p2c", "hash"};
     char w[300], iw[320];
-    const yaml_node_t *hash_on = NULL, *instances = NULL;
+    const yaml_node_t *hash_on = NULL, *instances = NULL, *discovery = NULL;
 
     svc->lb = RW_LB_ROUND_ROBIN;
     svc->hash_on = RW_HASH_IP;
@@ -2124,6 +2187,9 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
             rc = parse_outlier(l, v, w, &svc->outlier);
         } else if (!strcmp(key, "retries")) {
             rc = parse_retries(l, v, w, &svc->retries);
+        } else if (!strcmp(key, "discovery")) {
+            discovery = v;
+            rc = parse_discovery(l, v, w, &svc->discovery);
         } else if (!strcmp(key, "max_requests")) {
             rc = get_u32(l, v, w, 0, 10000000, &svc->max_requests);
         } else if (!strcmp(key, "filters")) {
@@ -2142,9 +2208,9 @@ static int parse_service(loader *l, yaml_node_t *n, const char *where, rw_servic
         return -1;
     if (hash_on && svc->lb != RW_LB_HASH)
         return fail(l, hash_on, "%s.hash_on: only applies with lb: hash", where);
-    if (!instances || is_null(instances) || svc->ninstances == 0)
-        return fail(l, instances && !is_null(instances) ? instances : n, "%s: needs at least one instance",
-                    where);
+    if ((!instances || is_null(instances) || svc->ninstances == 0) && (!discovery || is_null(discovery)))
+        return fail(l, instances && !is_null(instances) ? instances : n,
+                    "%s: needs at least one instance (or discovery:)", where);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "ringway/filters.h"
+#include "ringway/instset.h"
 #include "ringway/log.h"
 #include "ringway/upstate.h"
 #include "ringway/worker.h"
@@ -71,8 +72,19 @@ rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, siz
     s->filters = rw_filters_build(cfg, err, errlen);
     if (s->filters == NULL)
         goto fail;
+    /* The static instances; discovery's join through rw_snapshot_derive. */
+    s->insts = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*s->insts));
+    if (s->insts == NULL)
+        goto fail_oom;
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        const rw_service_cfg *sc = &cfg->services[i];
+        s->insts[i] =
+            rw_instset_new(sc->instances, (uint32_t)sc->ninstances, "discovery has found no instance yet");
+        if (s->insts[i] == NULL)
+            goto fail_oom;
+    }
     s->upstate = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*s->upstate));
-    if (s->upstate == NULL || rw_upstate_acquire(cfg, s->upstate) != 0) {
+    if (s->upstate == NULL || rw_upstate_acquire(cfg, s->insts, s->upstate) != 0) {
         free(s->upstate);
         s->upstate = NULL;
         goto fail_oom;
@@ -110,6 +122,9 @@ fail_oom:
     snprintf(err, errlen, "out of memory");
 fail:
     rw_filters_free(s->filters); /* never published: the caller still owns cfg */
+    for (size_t i = 0; s->insts != NULL && i < cfg->nservices; i++)
+        rw_instset_unref(s->insts[i]);
+    free(s->insts);
     if (s->upstate != NULL) {
         rw_upstate_release(s->upstate, cfg->nservices);
         free(s->upstate);
@@ -132,10 +147,54 @@ void rw_snapshot_ref(rw_snapshot *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
+rw_snapshot *rw_snapshot_derive(rw_snapshot *base, rw_instset **sets, uint64_t generation, char *err,
+                                size_t errlen)
+{
+    const rw_config *cfg = base->cfg;
+    rw_snapshot *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        goto oom;
+    *s = *base; /* borrows the config, router, filters and canned responses */
+    s->base = base;
+    s->insts = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*s->insts));
+    s->upstate = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*s->upstate));
+    if (s->insts == NULL || s->upstate == NULL)
+        goto oom_free;
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        s->insts[i] = sets[i] != NULL ? sets[i] : base->insts[i];
+        rw_instset_ref(s->insts[i]);
+    }
+    if (rw_upstate_acquire(cfg, s->insts, s->upstate) != 0)
+        goto oom_free;
+    rw_snapshot_ref(base);
+    s->generation = generation;
+    atomic_init(&s->refs, 1);
+    return s;
+oom_free:
+    for (size_t i = 0; s->insts != NULL && i < cfg->nservices; i++)
+        rw_instset_unref(s->insts[i]);
+    free(s->insts);
+    free(s->upstate);
+    free(s);
+oom:
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+}
+
 void rw_snapshot_unref(rw_snapshot *s)
 {
     if (s == NULL || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
+    rw_upstate_release(s->upstate, s->cfg->nservices);
+    free(s->upstate);
+    for (size_t i = 0; i < s->cfg->nservices; i++)
+        rw_instset_unref(s->insts[i]);
+    free(s->insts);
+    if (s->base != NULL) {
+        rw_snapshot_unref(s->base);
+        free(s);
+        return;
+    }
     for (size_t i = 0; i < s->cfg->nroutes; i++)
         canned_free(&s->canned[i]);
     free(s->canned);
@@ -143,8 +202,6 @@ void rw_snapshot_unref(rw_snapshot *s)
     canned_free(&s->not_ready);
     canned_free(&s->stopping);
     rw_router_free(s->router);
-    rw_upstate_release(s->upstate, s->cfg->nservices);
-    free(s->upstate);
     rw_filters_release(s->filters, s->cfg); /* freed with the config by the control thread */
     free(s);
 }

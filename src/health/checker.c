@@ -30,6 +30,7 @@
 #include "ringway/common.h"
 #include "ringway/health.h"
 #include "ringway/http.h"
+#include "ringway/instset.h"
 #include "ringway/log.h"
 #include "ringway/loop.h"
 #include "ringway/net.h"
@@ -307,12 +308,12 @@ static void on_probe_next(rw_timer *t)
     rw_loop_connect(ht->loop, &p->op, fd, (const struct sockaddr *)&p->addr.ss, p->addr.len);
 }
 
-static probe *probe_new(hthread *ht, const rw_service_cfg *sc, const rw_svc_health *h, uint32_t i)
+static probe *probe_new(hthread *ht, const rw_service_cfg *sc, const rw_instance_cfg *ins,
+                        const rw_svc_health *h, uint32_t i)
 {
     probe *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return NULL;
-    const rw_instance_cfg *ins = &sc->instances[i];
     const rw_health_check_cfg *hc = &sc->health_check;
     p->ht = ht;
     p->sc = sc;
@@ -330,7 +331,7 @@ static probe *probe_new(hthread *ht, const rw_service_cfg *sc, const rw_svc_heal
                          "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ringway-health\r\nAccept: */*\r\n"
                          "Connection: close\r\n\r\n",
                          hc->method ? hc->method : "GET", hc->path ? hc->path : "/",
-                         hc->host ? hc->host : ins->address);
+                         hc->host ? hc->host : ins->authority);
         if (n < 0 || (size_t)n >= sizeof(p->req)) {
             rw_log_error("service %s: health check request for %s is too long; not probing it", sc->name,
                          ins->address);
@@ -373,16 +374,17 @@ static void follow(hthread *ht, rw_snapshot *snap)
     for (size_t s = 0; s < cfg->nservices; s++) {
         const rw_service_cfg *sc = &cfg->services[s];
         const rw_svc_health *h = &snap->upstate[s];
+        const rw_instset *set = snap->insts[s];
         if (!sc->health_check.enabled) {
             /* No checks (any more): whatever an old config concluded no longer holds. */
             for (uint32_t i = 0; i < h->n; i++)
                 if (rw_upstate_set_healthy(h, i, true))
                     rw_log_info("upstream %s (%s): health checks off, back in rotation", sc->name,
-                                sc->instances[i].address);
+                                set->v[i].address);
             continue;
         }
         for (uint32_t i = 0; i < h->n; i++) {
-            probe *p = probe_new(ht, sc, h, i);
+            probe *p = probe_new(ht, sc, &set->v[i], h, i);
             if (p == NULL)
                 continue;
             p->link = ht->probes;

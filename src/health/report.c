@@ -5,6 +5,7 @@
 
 #include "ringway/common.h"
 #include "ringway/health.h"
+#include "ringway/instset.h"
 #include "ringway/upstate.h"
 
 /* snprintf that never runs past cap: returns the new length. */
@@ -27,6 +28,11 @@ static const char *probe_text(int32_t code, char *b, size_t cap)
     return b;
 }
 
+static const char *source_name(int s)
+{
+    return s == RW_SRC_DNS ? "dns" : s == RW_SRC_REDIS ? "redis" : "config";
+}
+
 size_t rw_health_status_json(const rw_snapshot *snap, char *buf, size_t cap)
 {
     size_t n = 0;
@@ -36,6 +42,7 @@ size_t rw_health_status_json(const rw_snapshot *snap, char *buf, size_t cap)
     for (size_t s = 0; s < cfg->nservices; s++) {
         const rw_service_cfg *sc = &cfg->services[s];
         const rw_svc_health *h = &snap->upstate[s];
+        const rw_instset *set = snap->insts[s];
         uint32_t up = 0;
         for (uint32_t i = 0; i < h->n; i++)
             up += !rw_inst_down(h->inst[i], now);
@@ -50,19 +57,18 @@ size_t rw_health_status_json(const rw_snapshot *snap, char *buf, size_t cap)
             uint64_t until = atomic_load(&st->eject_until);
             uint64_t at = atomic_load(&st->last_probe_wall);
             char pb[80];
-            APPEND(
-                buf, n, cap,
-                "%s{\"address\":\"%s\",\"source\":\"config\",\"weight\":%u,\"in_rotation\":%s,\"healthy\":%s,"
-                "\"ejected\":%s,\"ejected_for_ms\":%llu,\"ejections\":%llu,\"failure_streak\":%u,"
-                "\"checks\":{\"passed\":%llu,\"failed\":%llu,\"last\":%s,\"last_at_ms\":%llu}}",
-                i ? "," : "", st->address, sc->instances[i].weight, rw_inst_down(st, now) ? "false" : "true",
-                atomic_load(&st->healthy) ? "true" : "false", until > now ? "true" : "false",
-                (unsigned long long)(until > now ? until - now : 0),
-                (unsigned long long)atomic_load(&st->ejections), atomic_load(&st->streak),
-                (unsigned long long)atomic_load(&st->probes_ok),
-                (unsigned long long)atomic_load(&st->probes_failed),
-                at ? probe_text(atomic_load(&st->last_probe), pb, sizeof(pb)) : "null",
-                (unsigned long long)at);
+            APPEND(buf, n, cap,
+                   "%s{\"address\":\"%s\",\"source\":\"%s\",\"weight\":%u,\"in_rotation\":%s,\"healthy\":%s,"
+                   "\"ejected\":%s,\"ejected_for_ms\":%llu,\"ejections\":%llu,\"failure_streak\":%u,"
+                   "\"checks\":{\"passed\":%llu,\"failed\":%llu,\"last\":%s,\"last_at_ms\":%llu}}",
+                   i ? "," : "", st->address, source_name(set->v[i].source), set->v[i].weight,
+                   rw_inst_down(st, now) ? "false" : "true", atomic_load(&st->healthy) ? "true" : "false",
+                   until > now ? "true" : "false", (unsigned long long)(until > now ? until - now : 0),
+                   (unsigned long long)atomic_load(&st->ejections), atomic_load(&st->streak),
+                   (unsigned long long)atomic_load(&st->probes_ok),
+                   (unsigned long long)atomic_load(&st->probes_failed),
+                   at ? probe_text(atomic_load(&st->last_probe), pb, sizeof(pb)) : "null",
+                   (unsigned long long)at);
         }
         APPEND(buf, n, cap, "]}");
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ringway/common.h"
+#include "ringway/instset.h"
 #include "ringway/log.h"
 #include "ringway/upstate.h"
 
@@ -103,20 +104,21 @@ static void release_locked(rw_svc_health *h, size_t n)
     }
 }
 
-int rw_upstate_acquire(const rw_config *cfg, rw_svc_health *out)
+int rw_upstate_acquire(const rw_config *cfg, struct rw_instset *const *insts, rw_svc_health *out)
 {
     pthread_mutex_lock(&reg_lock);
     size_t i = 0;
     for (; i < cfg->nservices; i++) {
         const rw_service_cfg *sc = &cfg->services[i];
+        const rw_instset *set = insts[i];
         rw_svc_health *h = &out[i];
         memset(h, 0, sizeof(*h));
         h->svc = svc_get(sc->name);
-        h->inst = calloc(sc->ninstances ? sc->ninstances : 1, sizeof(*h->inst));
+        h->inst = calloc(set->n ? set->n : 1, sizeof(*h->inst));
         if (h->svc == NULL || h->inst == NULL)
             goto fail;
-        for (; h->n < sc->ninstances; h->n++) {
-            h->inst[h->n] = inst_get(sc->name, sc->instances[h->n].address);
+        for (; h->n < set->n; h->n++) {
+            h->inst[h->n] = inst_get(sc->name, set->v[h->n].address);
             if (h->inst[h->n] == NULL)
                 goto fail;
         }

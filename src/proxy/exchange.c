@@ -137,7 +137,7 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, c
                                const rw_filter_result *fres)
 {
     rw_conn *c = ex->c;
-    const char *addr = ex->ur.svc_cfg->instances[ex->ur.inst].address;
+    const char *addr = RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->authority;
     rw_reqhead in = {
         .rq = &ex->req,
         .rt = ex->rt,
@@ -227,7 +227,7 @@ static void mark_tried(rw_exchange *ex, uint8_t *excluded, uint32_t n, uint8_t v
             excluded[ex->tried[i]] = v;
 }
 
-enum { PICK_NONE = 0, PICK_OK = 1, PICK_OVERFLOW = 2 };
+enum { PICK_NONE = 0, PICK_OK = 1, PICK_OVERFLOW = 2, PICK_EMPTY = 3 };
 
 /* Picks an instance, preferring in turn: one in rotation not yet tried; one
  * in rotation; then, when none is in rotation (every instance unhealthy or
@@ -240,8 +240,10 @@ static int ex_pick(rw_exchange *ex)
     rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
     const rw_svc_health *h = &ex->ur.ws->snap->upstate[ex->ur.svc];
     const rw_service_cfg *sc = ex->ur.svc_cfg;
-    uint32_t n = (uint32_t)sc->ninstances, cap = sc->max_requests;
+    uint32_t n = ex->ur.ws->snap->insts[ex->ur.svc]->n, cap = sc->max_requests;
     uint8_t *x = ss->excluded; /* all zero between picks */
+    if (n == 0)
+        return PICK_EMPTY; /* discovery has found none (yet) */
     svc_refresh(ss, h, rw_loop_now(ex->c->w->loop));
     int inst = -1;
     bool capped = false;
@@ -450,6 +452,8 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         if (picked == PICK_OVERFLOW) {
             w->stats->upstream_overflow++;
             rw__ex_send_error(ex, 503, "upstream overloaded (max_requests)");
+        } else if (picked == PICK_EMPTY) {
+            rw__ex_send_error(ex, 503, ex->ur.ws->snap->insts[ex->ur.svc]->why);
         } else {
             rw__ex_send_error(ex, 502, "no upstream available");
         }
@@ -642,7 +646,7 @@ static bool retarget_host(rw_exchange *ex)
 {
     if (ex->rt->preserve_host)
         return true;
-    const char *addr = ex->ur.svc_cfg->instances[ex->ur.inst].address;
+    const char *addr = RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->authority;
     uint32_t alen = (uint32_t)strlen(addr);
     if (ex->out_len - ex->host_len + alen > ex->out_cap)
         return false;
@@ -712,7 +716,7 @@ static void ex_retry(rw_exchange *ex, const char *why)
         return;
     }
     rw_log_debug("retrying %s on %s after: %s", ex->ur.svc_cfg->name,
-                 ex->ur.svc_cfg->instances[ex->ur.inst].address, why);
+                 RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address, why);
     ex->ur.want_fresh = false;
     ex->head_sent_up = false;
     ex->resp_head_done = false;
@@ -759,7 +763,7 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
         return;
     }
     rw_log_warn("upstream %s (%s) failed: %s", ex->ur.svc_cfg->name,
-                ex->ur.svc_cfg->instances[ex->ur.inst].address, timeout ? "timed out" : strerror(err));
+                RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address, timeout ? "timed out" : strerror(err));
     rw__ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
 }
 
@@ -768,7 +772,7 @@ static void ex_queue_timeout(rw_exchange *ex)
     rw_pworker *w = ex->c->w;
     w->stats->upstream_queue_timeouts++;
     rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)",
-                ex->ur.svc_cfg->name, ex->ur.svc_cfg->instances[ex->ur.inst].address,
+                ex->ur.svc_cfg->name, RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address,
                 ex->ur.svc_cfg->max_conns);
     rw__ex_send_error(ex, 503, "upstream connection limit reached");
 }

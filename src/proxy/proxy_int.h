@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "ringway/filters.h"
+#include "ringway/instset.h"
 #include "ringway/lb.h"
 #include "ringway/proxy.h"
 #include "ringway/timer.h"
@@ -167,6 +168,9 @@ typedef struct rw_upowner {
 
 /* A request as the upstream client sees it: which instance, its pool, its
  * place in the pool's wait queue. Embedded by its owner. */
+/* Instance i of service svc in ws's snapshot. */
+#define RW_INST(ws, svc, i) (&(ws)->snap->insts[(svc)]->v[(i)])
+
 struct rw_upreq {
     const rw_upowner *owner;
     rw_pworker *w;
@@ -276,6 +280,10 @@ void rw__worker_close_all(rw_pworker *w);
 int rw__wstate_new(rw_pworker *w, rw_snapshot *snap, rw_wstate **out);
 void rw__wstate_put(rw_pworker *w, rw_wstate *ws);
 void rw__wstate_close_idle(rw_pworker *w, rw_wstate *ws);
+/* Moves old's idle connections to the current state where it still has
+ * their instances (rw__upconn_release does the same for busy ones as they
+ * finish); closes the others. */
+void rw__wstate_move_idle(rw_pworker *w, rw_wstate *old);
 /* Gets a pooled or new connection to instance r->inst for r, or queues r
  * for one (max_conns); r->owner->ready is called once it has one. */
 void rw__upconn_acquire(rw_upreq *r);

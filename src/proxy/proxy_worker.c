@@ -56,7 +56,7 @@ static void pw_adopt(void *st, rw_snapshot *snap)
     rw_wstate *old = w->ws;
     w->ws = ws;
     rw_filter_worker_switch(w->fw, old->snap->filters, snap->filters, rw_loop_now(w->loop));
-    rw__wstate_close_idle(w, old);
+    rw__wstate_move_idle(w, old);
     old->next = w->retiring;
     w->retiring = old;
     rw__wstate_put(w, old); /* drops the worker's own use; freed when unused */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "proxy_int.h"
+#include "ringway/instset.h"
 #include "ringway/log.h"
 #include "ringway/net.h"
 
@@ -142,13 +143,15 @@ int rw__wstate_new(rw_pworker *w, rw_snapshot *snap, rw_wstate **out)
     for (size_t i = 0; i < cfg->nservices; i++) {
         const rw_service_cfg *sc = &cfg->services[i];
         rw_svc_state *ss = &ws->svcs[i];
-        uint32_t n = (uint32_t)sc->ninstances;
-        uint32_t *weights = calloc(n, sizeof(uint32_t));
-        const char **names = calloc(n, sizeof(char *));
-        ss->pools = calloc(n, sizeof(rw_upool));
-        ss->active = calloc(n, sizeof(uint32_t));
-        ss->excluded = calloc(n, 1);
-        ss->down = calloc(n, 1);
+        const rw_instset *set = snap->insts[i];
+        uint32_t n = set->n;
+        size_t m = n ? n : 1; /* none yet (discovery): picks answer 503 */
+        uint32_t *weights = calloc(m, sizeof(uint32_t));
+        const char **names = calloc(m, sizeof(char *));
+        ss->pools = calloc(m, sizeof(rw_upool));
+        ss->active = calloc(m, sizeof(uint32_t));
+        ss->excluded = calloc(m, 1);
+        ss->down = calloc(m, 1);
         ss->recheck_at = 0; /* read the node-wide state at the first pick */
         if (weights == NULL || names == NULL || ss->pools == NULL || ss->active == NULL ||
             ss->excluded == NULL || ss->down == NULL) {
@@ -157,12 +160,13 @@ int rw__wstate_new(rw_pworker *w, rw_snapshot *snap, rw_wstate **out)
             goto fail;
         }
         for (uint32_t k = 0; k < n; k++) {
-            weights[k] = sc->instances[k].weight;
-            names[k] = sc->instances[k].address;
+            weights[k] = set->v[k].weight;
+            names[k] = set->v[k].address;
         }
         /* The hash ring is keyed by address, so keys stay put across reloads. */
-        int rc = rw_lb_init_named(&ss->lb, sc->lb, weights, names, n,
-                                  (uint64_t)(w->id + 1) * 0x9E3779B97F4A7C15ull ^ snap->generation);
+        int rc = n == 0 ? 0
+                        : rw_lb_init_named(&ss->lb, sc->lb, weights, names, n,
+                                           (uint64_t)(w->id + 1) * 0x9E3779B97F4A7C15ull ^ snap->generation);
         free(weights);
         free(names);
         if (rc != 0)
@@ -213,7 +217,7 @@ void rw__wstate_close_idle(rw_pworker *w, rw_wstate *ws)
     (void)w;
     const rw_config *cfg = ws->snap->cfg;
     for (size_t i = 0; i < cfg->nservices; i++) {
-        for (size_t k = 0; k < cfg->services[i].ninstances; k++) {
+        for (size_t k = 0; k < ws->snap->insts[i]->n; k++) {
             rw_upool *p = &ws->svcs[i].pools[k];
             while (p->idle != NULL)
                 rw__upconn_close(p->idle); /* unlinks itself */
@@ -364,8 +368,8 @@ static void on_up_write(rw_op *op, int res)
     }
     if (u->state == RW_U_CONNECTING) {
         if (res < 0) {
-            rw_log_debug("connect to %s failed: %s",
-                         u->ws->snap->cfg->services[u->svc].instances[u->inst].address, strerror(-res));
+            rw_log_debug("connect to %s failed: %s", RW_INST(u->ws, u->svc, u->inst)->address,
+                         strerror(-res));
             upconn_fail(u, -res, false);
             return;
         }
@@ -513,7 +517,7 @@ static void open_conn(rw_upreq *r)
 {
     rw_pworker *w = r->w;
     rw_wstate *ws = r->ws;
-    const rw_instance_cfg *inst = &r->svc_cfg->instances[r->inst];
+    const rw_instance_cfg *inst = RW_INST(ws, r->svc, r->inst);
     rw_upconn *u = calloc(1, sizeof(*u));
     int fd = u != NULL ? rw_net_upstream_socket(inst->addr.ss.ss_family) : -ENOMEM;
     if (fd < 0) {
@@ -547,15 +551,94 @@ static void open_conn(rw_upreq *r)
     rw_loop_connect(w->loop, &u->wr, fd, (const struct sockaddr *)&inst->addr.ss, inst->addr.len);
 }
 
+/* Puts u (active, done) on its pool's idle list, or closes it when the pool
+ * has enough idle ones. */
+static void make_idle(rw_upconn *u)
+{
+    rw_wstate *ws = u->ws;
+    const rw_service_cfg *sc = &ws->snap->cfg->services[u->svc];
+    rw_upool *p = &ws->svcs[u->svc].pools[u->inst];
+    if (p->nidle >= sc->keepalive_max_idle) {
+        rw__upconn_close(u);
+        return;
+    }
+    u->state = RW_U_IDLE;
+    u->prev = NULL;
+    u->next = p->idle;
+    if (p->idle != NULL)
+        p->idle->prev = u;
+    p->idle = u;
+    p->nidle++;
+    rw__upconn_timeout(u, sc->keepalive_idle_timeout_ms);
+    rw__upconn_recv(u); /* notices a close by the peer while idle; no-op when armed */
+}
+
+/* Moves u (not in any list) from an older state to the worker's current one
+ * when the current one still has its service (by name) and instance (by
+ * address): a reload or a discovery change keeps the pooled connections of
+ * the instances it kept. False when it cannot (the caller closes u). */
+static bool upconn_migrate(rw_upconn *u)
+{
+    rw_pworker *w = u->w;
+    rw_wstate *old = u->ws, *cur = w->ws;
+    const rw_config *ocfg = old->snap->cfg, *ccfg = cur->snap->cfg;
+    int svc = -1;
+    if (ocfg == ccfg) {
+        svc = u->svc; /* a discovery change: the same services */
+    } else {
+        for (size_t i = 0; i < ccfg->nservices && svc < 0; i++)
+            if (strcmp(ccfg->services[i].name, ocfg->services[u->svc].name) == 0)
+                svc = (int)i;
+    }
+    if (svc < 0)
+        return false;
+    int inst = rw_instset_find(cur->snap->insts[svc], RW_INST(old, u->svc, u->inst)->address);
+    if (inst < 0)
+        return false;
+    rw_upool *np = &cur->svcs[svc].pools[inst];
+    uint32_t cap = ccfg->services[svc].max_conns;
+    if (cap > 0 && np->nconns >= cap)
+        return false;
+    old->svcs[u->svc].pools[u->inst].nconns--;
+    np->nconns++;
+    cur->users++;
+    u->ws = cur;
+    u->svc = svc;
+    u->inst = inst;
+    rw__wstate_put(w, old); /* u's reference */
+    return true;
+}
+
+void rw__wstate_move_idle(rw_pworker *w, rw_wstate *old)
+{
+    const rw_config *cfg = old->snap->cfg;
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        for (size_t k = 0; k < old->snap->insts[i]->n; k++) {
+            rw_upool *p = &old->svcs[i].pools[k];
+            while (p->idle != NULL) {
+                rw_upconn *u = p->idle;
+                if (w->draining) {
+                    rw__upconn_close(u); /* unlinks itself */
+                    continue;
+                }
+                idle_unlink(u);
+                u->state = RW_U_ACTIVE; /* between lists */
+                if (upconn_migrate(u))
+                    make_idle(u);
+                else
+                    rw__upconn_close(u);
+            }
+        }
+    }
+}
+
 void rw__upconn_release(rw_upconn *u, bool reusable)
 {
     rw_pworker *w = u->w;
     rw_wstate *ws = u->ws;
-    const rw_service_cfg *sc = &ws->snap->cfg->services[u->svc];
     rw_upool *p = &ws->svcs[u->svc].pools[u->inst];
     u->req = NULL;
-    if (!reusable || w->draining || ws != w->ws || p->nidle >= sc->keepalive_max_idle ||
-        u->in.len > u->in.off || (u->wr.flags & RW_OPF_PENDING)) {
+    if (!reusable || w->draining || u->in.len > u->in.off || (u->wr.flags & RW_OPF_PENDING)) {
         rw__upconn_close(u);
         return;
     }
@@ -567,13 +650,9 @@ void rw__upconn_release(rw_upconn *u, bool reusable)
         hand_over(u, next);
         return;
     }
-    u->state = RW_U_IDLE;
-    u->prev = NULL;
-    u->next = p->idle;
-    if (p->idle != NULL)
-        p->idle->prev = u;
-    p->idle = u;
-    p->nidle++;
-    rw__upconn_timeout(u, sc->keepalive_idle_timeout_ms);
-    rw__upconn_recv(u); /* notices a close by the peer while idle */
+    if (ws != w->ws && !upconn_migrate(u)) {
+        rw__upconn_close(u);
+        return;
+    }
+    make_idle(u);
 }

@@ -747,8 +747,9 @@ static const struct broken {
      "ringway.yaml:3: services[0].max_conns: expected a whole number, got 'lots'"},
     {"services:\n  - name: a\n    max_conns: 1000001\n",
      "ringway.yaml:3: services[0].max_conns: 1000001 is out of range (0..1000000)"},
+    {"services:\n  - name: a\n    retry: 3\n", "ringway.yaml:3: services[0]: unknown key 'retry' in service"},
     {"services:\n  - name: a\n    retries: 3\n",
-     "ringway.yaml:3: services[0]: unknown key 'retries' in service"},
+     "ringway.yaml:3: services[0].retries: expected a mapping, got '3'"},
     {"services: {a: 1}\n", "ringway.yaml:1: services: expected a list, got a mapping"},
     {"services:\n  - 5\n", "ringway.yaml:2: services[0]: expected a mapping, got '5'"},
     /* routes */
