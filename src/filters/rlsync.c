@@ -67,6 +67,7 @@
 #include <hiredis/hiredis.h>
 
 #include "ringway/common.h"
+#include "ringway/http.h"
 #include "ringway/log.h"
 #include "ringway/rlsync.h"
 
@@ -121,17 +122,6 @@ static int pct_decode(const char *src, size_t n, char *dst, size_t cap, const ch
     return 0;
 }
 
-static bool host_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_';
-}
-
-static bool v6_char(char c)
-{
-    return rw_hexval(c) >= 0 || c == ':' || c == '.' || c == '%' || host_char(c);
-}
-
 int rw_redis_url_parse(const char *url, rw_redis_url *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
@@ -152,104 +142,41 @@ int rw_redis_url_parse(const char *url, rw_redis_url *out, char *err, size_t err
         snprintf(err, errlen, "redis url '%s': must start with redis://", url);
         return -1;
     }
-    const char *auth = url + 8;
-    const char *auth_end = auth + strcspn(auth, "/?#");
-    if (*auth_end == '?' || *auth_end == '#') {
+    const char after_auth = url[8 + strcspn(url + 8, "/?#")];
+    if (after_auth == '?' || after_auth == '#') {
         snprintf(err, errlen, "redis url '%s': query strings and fragments are not supported", url);
         return -1;
     }
-
-    /* userinfo: [user:]password@ (the last '@': a raw '@' in a password is
-     * tolerated, '%40' is the proper spelling). */
-    const char *at = NULL;
-    for (const char *p = auth; p < auth_end; p++)
-        if (*p == '@')
-            at = p;
-    const char *host = auth;
-    if (at != NULL) {
-        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    rw_authority a;
+    char why[128];
+    if (rw_authority_parse(url + 8, 6379, &a, why, sizeof(why)) != 0) {
+        /* the URL is left out when it would crowd out the reason */
+        if ((size_t)snprintf(err, errlen, "redis url '%s': %s", url, why) >= errlen)
+            snprintf(err, errlen, "redis url: %s", why);
+        return -1;
+    }
+    /* userinfo: [user:]password (rw_authority_parse split it at the last
+     * '@': a raw '@' in a password is tolerated, '%40' is the proper
+     * spelling). */
+    if (a.userinfo != NULL) {
+        const char *ui = a.userinfo;
+        size_t n = a.userinfo_len;
+        const char *colon = memchr(ui, ':', n);
         if (colon != NULL) {
-            if (pct_decode(auth, (size_t)(colon - auth), out->user, sizeof(out->user), "user", err, errlen) ||
-                pct_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof(out->password),
+            if (pct_decode(ui, (size_t)(colon - ui), out->user, sizeof(out->user), "user", err, errlen) ||
+                pct_decode(colon + 1, n - (size_t)(colon - ui) - 1, out->password, sizeof(out->password),
                            "password", err, errlen))
                 return -1;
-        } else if (pct_decode(auth, (size_t)(at - auth), out->password, sizeof(out->password), "password",
-                              err, errlen)) {
+        } else if (pct_decode(ui, n, out->password, sizeof(out->password), "password", err, errlen)) {
             return -1;
         }
-        host = at + 1;
     }
-
-    /* host: name, IPv4 or [IPv6] */
-    const char *host_end;
-    const char *after;
-    if (*host == '[') {
-        const char *rb = memchr(host, ']', (size_t)(auth_end - host));
-        if (rb == NULL) {
-            snprintf(err, errlen, "redis url '%s': missing ']' after the IPv6 address", url);
-            return -1;
-        }
-        host++;
-        host_end = rb;
-        after = rb + 1;
-        if (after < auth_end && *after != ':') {
-            snprintf(err, errlen, "redis url '%s': unexpected text after ']'", url);
-            return -1;
-        }
-        for (const char *p = host; p < host_end; p++)
-            if (!v6_char(*p)) {
-                snprintf(err, errlen, "redis url '%s': bad character in the IPv6 address", url);
-                return -1;
-            }
-        if (memchr(host, ':', (size_t)(host_end - host)) == NULL) {
-            snprintf(err, errlen, "redis url '%s': '[...]' must hold an IPv6 address", url);
-            return -1;
-        }
-    } else {
-        host_end = host;
-        while (host_end < auth_end && *host_end != ':')
-            host_end++;
-        after = host_end;
-        for (const char *p = host; p < host_end; p++)
-            if (!host_char(*p)) {
-                snprintf(err, errlen, "redis url '%s': bad character '%c' in the host", url, *p);
-                return -1;
-            }
-    }
-    if (host_end == host) {
-        snprintf(err, errlen, "redis url '%s': missing host", url);
-        return -1;
-    }
-    if ((size_t)(host_end - host) >= sizeof(out->host)) {
-        snprintf(err, errlen, "redis url: host too long (at most %zu bytes)", sizeof(out->host) - 1);
-        return -1;
-    }
-    memcpy(out->host, host, (size_t)(host_end - host));
-    out->host[host_end - host] = '\0';
-
-    if (after < auth_end) { /* ':' port */
-        const char *p = after + 1;
-        unsigned long port = 0;
-        if (p == auth_end) {
-            snprintf(err, errlen, "redis url '%s': empty port after ':'", url);
-            return -1;
-        }
-        for (; p < auth_end; p++) {
-            if (*p < '0' || *p > '9' || port > 65535) {
-                snprintf(err, errlen, "redis url '%s': port must be a number in 1..65535", url);
-                return -1;
-            }
-            port = port * 10 + (unsigned long)(*p - '0');
-        }
-        if (port == 0 || port > 65535) {
-            snprintf(err, errlen, "redis url '%s': port must be a number in 1..65535", url);
-            return -1;
-        }
-        out->port = (uint16_t)port;
-    }
+    _Static_assert(sizeof(out->host) == sizeof(a.host), "rw_redis_url.host holds rw_authority.host");
+    memcpy(out->host, a.host, sizeof(out->host));
+    out->port = a.port;
 
     /* /db */
-    const char *path = auth_end;
+    const char *path = a.end;
     if (*path == '/' && path[1] != '\0') {
         long db = 0;
         const char *p = path + 1;
