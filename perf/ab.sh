@@ -52,20 +52,12 @@ for v in "${VARIANTS[@]}"; do
 done
 
 split_cpus
-UP_PORT=$(free_port)
-RW_PORT=$(free_port)
+read -r UP_PORT RW_PORT <<<"$(free_ports 2)"
 
-# The upstream: the same nginx as perf/run.sh's.
+# The upstream: perf/run.sh's nginx (lib.sh), plus a 1 MiB file.
 mkdir -p "$WORK/www"
-head -c 65536 /dev/urandom >"$WORK/www/64k"
 head -c 1048576 /dev/urandom >"$WORK/www/1m"
-start_nginx_upstream "$UP_PORT" "$LOAD_CPUS" "root $WORK/www; sendfile on; open_file_cache max=16;
-                client_body_buffer_size 64k;
-                location = / { return 200 \"hello world\\n\"; }
-                location = /1k { return 200 \"$(head -c 1024 /dev/zero | tr '\0' 'x')\"; }
-                location = /64k { }
-                location = /1m { }
-                location = /post { return 200 \"ok\\n\"; }"
+start_nginx_upstream "$UP_PORT" "$LOAD_CPUS" "client_body_buffer_size 64k; location = /1m { root $WORK/www; }"
 
 cat >"$WORK/ringway.yaml" <<EOF
 listen: ["127.0.0.1:$RW_PORT"]
@@ -114,7 +106,7 @@ for round in $(seq 1 "$ROUNDS"); do
         rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
         p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
         errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-        cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN {printf "%.3f", t / hz / d}')
+        cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v d="$DURATION" 'BEGIN {printf "%.3f", t / hz / d}')
         printf '%s\t%s\t%s\t%s\n' "$name" "${rps:-0}" "${p99:-?}" "$cpu" >>"$RES"
         echo "[ab.sh] round $round $name: ${rps:-0} req/s, p99 ${p99:-?}, proxy CPU ${cpu} cores ${errs}" >&2
     done

@@ -41,9 +41,7 @@ need_tools "scripts/install-deps.sh --test" wrk nginx redis-server openssl curl
 "$PY" -c 'import jwt, cryptography' 2>/dev/null || { echo "filters.sh: python3-jwt is missing" >&2; exit 1; }
 build_ringway build
 split_cpus
-UP_PORT=$(free_port)
-RW_PORT=$(free_port)
-REDIS_PORT=$(free_port)
+read -r UP_PORT RW_PORT REDIS_PORT <<<"$(free_ports 3)"
 
 start_nginx_upstream "$UP_PORT" "$LOAD_CPUS"
 taskset -c "$LOAD_CPUS" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
@@ -130,7 +128,7 @@ for round in $(seq 1 "$ROUNDS"); do
         p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
         non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
         [ -z "$non2xx" ] || { echo "filters.sh: $row: $non2xx non-2xx answers" >&2; fail=1; }
-        cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" 'BEGIN {printf "%.3f", t / hz / d}')
+        cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" -v d="$DURATION" 'BEGIN {printf "%.3f", t / hz / d}')
         printf '%s\t%s\t%s\t%s\n' "$row" "${rps:-0}" "${p99:-?}" "$cpu" >>"$RES"
         echo "[filters.sh] round $round $row: ${rps:-0} req/s, p99 ${p99:-?}, proxy CPU ${cpu} cores" >&2
     done

@@ -80,41 +80,8 @@ IDLE_CONNS=10000
 FIXED_CONNS=64        # connections of the fixed-count client (instructions, syscalls)
 WARMUP=1              # seconds of wrk before each measured row (not recorded)
 
-log() { printf '[perf %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# ---------------------------------------------------------------- processes
-PIDS=()
-descendants() { local p c; for p in "$@"; do for c in $(pgrep -P "$p" 2>/dev/null); do echo "$c"; descendants "$c"; done; done; }
-kill_tree() {   # kill_tree PID [grace-seconds]: TERM the process and its descendants, KILL what is left
-    local pid=$1 grace=${2:-5} all i alive
-    [ -n "$pid" ] || return 0
-    all="$pid $(descendants "$pid")"
-    kill -TERM $all 2>/dev/null
-    for ((i = 0; i < grace * 10; i++)); do
-        alive=0
-        for p in $all; do kill -0 "$p" 2>/dev/null && alive=1; done
-        [ $alive = 0 ] && break
-        sleep 0.1
-    done
-    kill -KILL $all 2>/dev/null
-    wait "$pid" 2>/dev/null
-    local keep=() q
-    for q in "${PIDS[@]}"; do [ "$q" = "$pid" ] || keep+=("$q"); done
-    PIDS=("${keep[@]}")
-    return 0
-}
-forget_pid() { local keep=() q; for q in "${PIDS[@]}"; do [ "$q" = "$1" ] || keep+=("$q"); done; PIDS=("${keep[@]}"); }
-WORK=""
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill_tree "$p" 2 >/dev/null 2>&1; done
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ "${RW_KEEP_WORK:-0}" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM HUP
+. "$PERF/lib.sh"   # log, die, WORK and PIDS cleaned up on exit, ports, CPU split, build, upstream, counters
+perf_init run
 
 # ---------------------------------------------------------------- packages
 pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -147,53 +114,28 @@ install_tools() {
     fi
 }
 [ $INSTALL = 1 ] && install_tools
-for t in nginx wrk python3 curl; do command -v $t >/dev/null || die "$t is required"; done
+need_tools "required; run.sh installs it without --no-install" nginx wrk python3 curl
 
 # ---------------------------------------------------------------- build
 log "building release ringway in build-perf"
 cd "$ROOT" || exit 1
-if [ ! -f build-perf/build.ninja ]; then
-    meson setup build-perf --buildtype=release -Db_lto=true -Dtests=false >/dev/null || die "meson setup build-perf failed"
-fi
-ninja -C build-perf >/dev/null || die "ninja -C build-perf failed"
-RINGWAY="$ROOT/build-perf/ringway"
-RINGWAY_G="$RINGWAY"
+RINGWAY_G=""
 if want instructions || want hotspots; then
     # The same release build with -g (identical code, GCC's -g does not change
     # code generation), so callgrind_annotate can name file:function.
-    if [ ! -f build-perf-g/build.ninja ]; then
-        meson setup build-perf-g --buildtype=release -Db_lto=true -Dtests=false -Dc_args=-g >/dev/null || die "meson setup build-perf-g failed"
-    fi
-    ninja -C build-perf-g >/dev/null || die "ninja -C build-perf-g failed"
-    RINGWAY_G="$ROOT/build-perf-g/ringway"
+    build_ringway build-perf-g -Dtests=false -Dc_args=-g || die "building build-perf-g failed"
+    RINGWAY_G=$RINGWAY
 fi
+build_ringway build-perf -Dtests=false || die "building build-perf failed"
+RINGWAY_G=${RINGWAY_G:-$RINGWAY}
 
 # ---------------------------------------------------------------- environment
-WORK=$(mktemp -d /tmp/ringway-perf.XXXXXX) || die "mktemp failed"
-chmod 755 "$WORK"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 NOFILE=$(ulimit -n)
 [ "$NOFILE" -ge $((C10K_CONNS + 2000)) ] || log "warning: open-file limit $NOFILE is low for 10,000 connections"
 NCPU=$(nproc)
-if [ "$NCPU" -ge 2 ]; then
-    PROXY_CPU=${RW_PROXY_CPU:-1}   # the proxy under test: one core to itself
-    LOAD_CPU=${RW_LOAD_CPU:-0}     # wrk, the upstream and the test clients share the other
-    PIN_PROXY=(taskset -c "$PROXY_CPU")
-    PIN_LOAD=(taskset -c "$LOAD_CPU")
-    PINNING="proxy under test on CPU $PROXY_CPU; upstream nginx, wrk and the test clients on CPU $LOAD_CPU"
-else
-    PIN_PROXY=(); PIN_LOAD=(); PINNING="not pinned (one CPU)"
-fi
-CLK_TCK=$(getconf CLK_TCK)
+split_cpus   # PROXY_CPU, LOAD_CPUS, PIN_PROXY, PIN_LOAD, PINNING
 
-free_ports() { python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 read -r UP_PORT P_URING P_EPOLL P_NGINX P_HAPROXY P_H2O P_CADDY P_ADMIN P_NGX_STATS P_HA_STATS <<<"$(free_ports 10)"
 
 TARGETS=(direct ringway-uring ringway-epoll nginx)
@@ -205,41 +147,9 @@ if [ -n "${RW_TARGETS:-}" ]; then   # development aid: RW_TARGETS="direct ringwa
 fi
 
 # ---------------------------------------------------------------- configs
-mkdir -p "$WORK/www" "$WORK/tmp" "$WORK/caddy"
-chmod 777 "$WORK/tmp"
-head -c 65536 /dev/zero | tr '\0' 'x' >"$WORK/www/64k"
-BODY_1K=$(head -c 1023 /dev/zero | tr '\0' 'x')
-NGX_USER=""
-[ "$(id -u)" -eq 0 ] && NGX_USER="user root;"
-NGX_TEMPS="client_body_temp_path $WORK/tmp/cb; proxy_temp_path $WORK/tmp/px; fastcgi_temp_path $WORK/tmp/fc; uwsgi_temp_path $WORK/tmp/uw; scgi_temp_path $WORK/tmp/sc;"
-
-cat >"$WORK/upstream.conf" <<EOF
-# The upstream: fixed bodies, keep-alive on, no logging.
-$NGX_USER
-worker_processes 1;
-daemon off;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.err warn;
-worker_rlimit_nofile $NOFILE;
-events { worker_connections $((NOFILE - 100)); }
-http {
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    sendfile on;
-    open_file_cache max=16 inactive=300s;
-    open_file_cache_valid 300s;
-    default_type application/octet-stream;
-    $NGX_TEMPS
-    server {
-        listen 127.0.0.1:$UP_PORT backlog=4096;
-        location = / { default_type text/plain; return 200 "hello world\n"; }
-        location = /1k { default_type text/plain; return 200 "$BODY_1K\n"; }
-        location = /64k { root $WORK/www; }
-        location = /post { client_max_body_size 1m; default_type text/plain; return 200 "ok\n"; }
-    }
-}
-EOF
+mkdir -p "$WORK/caddy"
+# The upstream (nginx_upstream_conf in lib.sh) is written and started by
+# start_nginx_upstream below; NGX_USER and NGX_TEMPS come from perf_init.
 
 nginx_proxy_conf() {   # $1 = master_process on|off
     cat <<EOF
@@ -408,29 +318,6 @@ http://:$P_CADDY {
 EOF
 
 # ---------------------------------------------------------------- helpers
-proc_alive() { kill -0 "$1" 2>/dev/null; }
-wait_port() {   # wait_port PORT PID [seconds]
-    local port=$1 pid=$2 t=${3:-20} i
-    for ((i = 0; i < t * 10; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-        proc_alive "$pid" || return 1
-        sleep 0.1
-    done
-    return 1
-}
-tree_pids() { echo "$1" $(descendants "$1"); }
-cpu_ticks() { local s=0 p v; for p in "$@"; do v=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}'); s=$((s + ${v:-0})); done; echo $s; }
-rss_kb() { local s=0 p v; for p in "$@"; do v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null); s=$((s + ${v:-0})); done; echo $s; }
-
-UP_PID=""
-start_upstream() {
-    "${PIN_LOAD[@]}" nginx -c "$WORK/upstream.conf" >"$WORK/upstream.out" 2>&1 &
-    UP_PID=$!
-    PIDS+=("$UP_PID")
-    wait_port "$UP_PORT" "$UP_PID" 10 || { cat "$WORK/upstream.out" "$WORK/upstream.err" >&2; die "the upstream nginx did not start"; }
-    [ "$(curl -s -m 5 "http://127.0.0.1:$UP_PORT/")" = "hello world" ] || die "the upstream does not answer 'hello world'"
-}
-
 port_of() {
     case "$1" in
         direct) echo "$UP_PORT" ;; ringway-uring) echo "$P_URING" ;; ringway-epoll) echo "$P_EPOLL" ;;
@@ -846,7 +733,7 @@ log "targets: ${TARGETS[*]}; scenarios: ${SCENARIOS[*]}; ${DURATION}s per row; $
 QUIET=""
 if [ "$QUIET_WAIT" -gt 0 ]; then wait_quiet "$QUIET_WAIT"; fi
 BG_BEFORE=${QUIET:-?}
-start_upstream
+start_nginx_upstream "$UP_PORT" "$LOAD_CPUS" || die "the upstream nginx did not start"
 T_START=$(date +%s)
 for sc in small 1k 64k post16k c10k newconn jwt ratelimit metrics; do
     want "$sc" || continue

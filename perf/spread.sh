@@ -50,9 +50,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 RPID=
 perf_on_exit() { [ -z "$RPID" ] || kill "$RPID" 2>/dev/null || true; }
 
-UP_PORT=$(free_port)
-RW_PORT=$(free_port)
-ADMIN_PORT=$(free_port)
+read -r UP_PORT RW_PORT ADMIN_PORT <<<"$(free_ports 3)"
 
 if command -v nginx >/dev/null; then
     UPSTREAM=nginx

@@ -17,6 +17,7 @@
 #include "ringway/loop.h"
 #include "ringway/net.h"
 #include "ringway/proxy.h"
+#include "ringway/redis.h"
 #include "ringway/worker.h"
 
 static void usage(FILE *out)

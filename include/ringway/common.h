@@ -35,6 +35,14 @@ static inline uint64_t rw_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Monotonic clock in nanoseconds (control-side timing, background threads). */
+static inline uint64_t rw_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* The value of one hex digit (either case), or -1. */
 static inline int rw_hexval(int c)
 {

@@ -1,5 +1,6 @@
-/* http.h - zero-copy, incremental HTTP/1.1 message-head parser (RFC 9112) and
- * a validating chunked-body scanner. The parser never copies or allocates:
+/* http.h - zero-copy, incremental HTTP/1.1 message-head parser (RFC 9112),
+ * a validating chunked-body scanner and a URL-authority parser (for the
+ * control side's clients). The parser never copies or allocates:
  * every rw_str it returns points into the caller's buffer, which must outlive
  * the parsed struct (one exception: see rw_http_request.path). Strict by
  * design against request smuggling.
@@ -220,5 +221,24 @@ ssize_t rw_chunked_scan_drop_trailers(rw_chunked *c, const char *buf, size_t len
  * trailers are dropped). Returns the bytes consumed (as rw_chunked_scan) or
  * -1 for malformed framing. done may be NULL. */
 ssize_t rw_chunked_decode(rw_chunked *c, char *buf, size_t len, bool *done, size_t *data_len);
+
+/* The authority of a URL, [userinfo@]host[:port] (src/http/authority.c). The
+ * caller owns it; userinfo and end point into the parsed string, which must
+ * outlive them. */
+typedef struct rw_authority {
+    const char *userinfo; /* undecoded, up to the last '@'; NULL when absent */
+    size_t userinfo_len;
+    const char *end; /* the first byte after the authority: '/', '?', '#' or the NUL */
+    char host[256];  /* a name, an IPv4 address, or an IPv6 address without brackets */
+    uint16_t port;   /* the caller's default when absent */
+    bool ipv6;       /* written in brackets */
+    bool zone;       /* the IPv6 address has a zone id ("fe80::1%eth0") */
+    bool ip_literal; /* an IPv4 or IPv6 address, not a name */
+} rw_authority;
+
+/* Parses the authority at the start of s (after "scheme://"): host, [IPv6],
+ * port (1..65535, default_port when absent), userinfo split off at the last
+ * '@'. 0, or -1 with a reason in err that names no URL (callers prefix it). */
+int rw_authority_parse(const char *s, uint16_t default_port, rw_authority *out, char *err, size_t errlen);
 
 #endif

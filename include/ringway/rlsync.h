@@ -12,20 +12,9 @@
 #include <stdint.h>
 
 #include "ringway/ratelimit.h"
+#include "ringway/redis.h" /* rw_redis_url, rw_redis_url_parse (config.c, main.c) */
 
 typedef struct rw_rl_sync rw_rl_sync;
-
-/* The parts of redis://[user:password@]host:port/db (also rediss:// refused). */
-typedef struct rw_redis_url {
-    char host[256];
-    uint16_t port;      /* default 6379 */
-    char user[128];     /* "" when absent */
-    char password[256]; /* "" when absent */
-    int db;             /* default 0 */
-} rw_redis_url;
-
-/* Parses a Redis URL; 0, or -1 with a reason in err. */
-int rw_redis_url_parse(const char *url, rw_redis_url *out, char *err, size_t errlen);
 
 typedef struct rw_rl_sync_opts {
     const char *url;        /* redis://... */

@@ -12,7 +12,6 @@
  * truncated JWKS fails to parse anyway). SIGPIPE is blocked for the calling
  * thread while a fetch runs (BoringSSL writes with write(2)) and a SIGPIPE it
  * raised is consumed before the mask is restored. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -36,7 +35,7 @@
 #include "ringway/fetch.h"
 #include "ringway/http.h"
 
-#define FETCH_MAX_HOST 255             /* DNS names are at most 253 characters */
+#define FETCH_MAX_HOST 255             /* as rw_authority.host; DNS names are at most 253 characters */
 #define FETCH_MAX_PATH 4096            /* request target */
 #define FETCH_MAX_LINE 8192            /* the status line */
 #define FETCH_MAX_HEAD 65536           /* status line + headers */
@@ -103,76 +102,27 @@ static int parse_url(const char *s, url *u, char *err, size_t errlen)
         snprintf(err, errlen, "URL %s: scheme must be http:// or https://", s);
         return -1;
     }
-    size_t alen = strcspn(p, "/?#");
-    const char *auth_end = p + alen;
-    if (memchr(p, '@', alen) != NULL) {
+    rw_authority a;
+    char why[128];
+    if (rw_authority_parse(p, u->tls ? 443 : 80, &a, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "URL %s: %s", s, why);
+        return -1;
+    }
+    if (a.userinfo != NULL) {
         snprintf(err, errlen, "URL %s: user information is not supported", s);
         return -1;
     }
-    const char *host = p, *host_end, *q;
-    if (*p == '[') {
-        host = p + 1;
-        host_end = memchr(host, ']', (size_t)(auth_end - host));
-        if (host_end == NULL) {
-            snprintf(err, errlen, "URL %s: unterminated IPv6 literal", s);
-            return -1;
-        }
-        q = host_end + 1;
-        u->ipv6 = true;
-    } else {
-        host_end = memchr(p, ':', alen);
-        if (host_end == NULL)
-            host_end = auth_end;
-        q = host_end;
-    }
-    size_t hlen = (size_t)(host_end - host);
-    if (hlen == 0 || hlen > FETCH_MAX_HOST) {
-        snprintf(err, errlen, "URL %s: %s host", s, hlen == 0 ? "empty" : "over-long");
+    if (a.zone) {
+        snprintf(err, errlen, "URL %s: IPv6 zone ids are not supported", s);
         return -1;
     }
-    for (size_t i = 0; i < hlen; i++) {
-        unsigned char ch = (unsigned char)host[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                  ch == '-' || ch == '.' || ch == '_' || (u->ipv6 && ch == ':');
-        if (!ok) {
-            snprintf(err, errlen, "URL %s: bad character in host", s);
-            return -1;
-        }
-    }
-    memcpy(u->host, host, hlen);
-    u->host[hlen] = '\0';
-    if (u->ipv6) {
-        struct in6_addr a6;
-        if (inet_pton(AF_INET6, u->host, &a6) != 1) {
-            snprintf(err, errlen, "URL %s: bad IPv6 literal", s);
-            return -1;
-        }
-        u->ip_literal = true;
-    } else {
-        struct in_addr a4;
-        u->ip_literal = inet_pton(AF_INET, u->host, &a4) == 1;
-    }
-    unsigned long port = u->tls ? 443 : 80;
-    if (q < auth_end) {
-        if (*q != ':' || q + 1 == auth_end || auth_end - (q + 1) > 5) {
-            snprintf(err, errlen, "URL %s: bad port", s);
-            return -1;
-        }
-        port = 0;
-        for (const char *d = q + 1; d < auth_end; d++) {
-            if (*d < '0' || *d > '9') {
-                snprintf(err, errlen, "URL %s: bad port", s);
-                return -1;
-            }
-            port = port * 10 + (unsigned long)(*d - '0');
-        }
-        if (port == 0 || port > 65535) {
-            snprintf(err, errlen, "URL %s: port out of range", s);
-            return -1;
-        }
-    }
-    u->portnum = (uint16_t)port;
-    snprintf(u->port, sizeof(u->port), "%lu", port);
+    const char *auth_end = a.end;
+    _Static_assert(sizeof(u->host) == sizeof(a.host), "url.host holds rw_authority.host");
+    memcpy(u->host, a.host, sizeof(u->host));
+    u->ipv6 = a.ipv6;
+    u->ip_literal = a.ip_literal;
+    u->portnum = a.port;
+    snprintf(u->port, sizeof(u->port), "%u", (unsigned)a.port);
     /* Path and query, without the fragment; "/" when empty. */
     const char *path = auth_end;
     size_t plen = strcspn(path, "#");

@@ -25,57 +25,53 @@
  *
  * Failure: a connect error, an I/O error or timeout, or an error reply (other
  * than a per-key WRONGTYPE / not-an-integer / overflow, which only skips that
- * key) marks Redis down (one warning per transition), frees the context and
- * reconnects with backoff (100 ms doubling to 5 s; reset by a successful
- * round). While down, the tables are still collected every interval so their
- * counters stay bounded; that consumption is kept per key ("pending") and
- * added to the first INCRBY after reconnecting, as long as it is younger than
- * max(window, 2 intervals) (older consumption no longer affects any bucket;
- * it is dropped). Consumption sent in a round whose reply was lost is NOT
- * resent: Redis may already have applied it, and double counting would punish
- * clients; so a round that fails mid-flight under-counts by one interval.
- * Every reconnect starts a new baseline epoch (see above). "Up" means Redis
- * answered: after connecting, AUTH / SELECT / PING must succeed, and a round
- * with no key to send still sends a PING, so an idle node notices a dead
- * server. Timeouts: connect 500 ms, commands clamp(interval, 500 ms, 2 s);
- * stop also shuts the socket down so it never waits for a command timeout.
- * Name resolution (getaddrinfo inside hiredis) is not bounded by them.
+ * key) marks Redis down; the connection, its logging and the reconnects with
+ * backoff (100 ms doubling to 5 s; reset by a successful round) are the Redis
+ * client's (src/core/redis.c). While down, the tables are still collected
+ * every interval so their counters stay bounded; that consumption is kept per
+ * key ("pending") and added to the first INCRBY after reconnecting, as long as
+ * it is younger than max(window, 2 intervals) (older consumption no longer
+ * affects any bucket; it is dropped). Consumption sent in a round whose reply
+ * was lost is NOT resent: Redis may already have applied it, and double
+ * counting would punish clients; so a round that fails mid-flight under-counts
+ * by one interval. Every reconnect starts a new baseline epoch
+ * (rw_redis_epoch, see above). "Up" means Redis answered: after connecting,
+ * AUTH / SELECT / PING must succeed, and a round with no key to send still
+ * sends a PING, so an idle node notices a dead server. Timeouts: connect 500
+ * ms, commands clamp(interval, 500 ms, 2 s); stop also shuts the socket down
+ * (rw_redis_interrupt) so it never waits for a command timeout. Name
+ * resolution (getaddrinfo inside hiredis) is not bounded by them.
  *
  * Per round at most KEYS_PER_ROUND keys per table are sent; with more active
  * keys the selection rotates over the key map, the rest waits (their pending
  * consumption is kept) for the next rounds. The per-table key map is bounded
  * by MAP_MAX entries; consumption of keys beyond that is dropped.
  *
- * Locking: s->mu guards the registry, the stop flag and io_fd; s->round_mu is
+ * Locking: s->mu guards the registry and the stop flag; s->round_mu is
  * held by the thread whenever it touches a table (collect, debit), and it
  * re-reads the registry each time it takes round_mu. rw_rl_sync_remove drops
  * the entry under mu, then takes and releases round_mu: once it returns the
  * thread can no longer hold the table. Lock order: round_mu, then mu. Workers
  * take no lock (rw_rl_sync_up is an atomic load). */
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 
 #include <hiredis/hiredis.h>
 
 #include "ringway/common.h"
 #include "ringway/log.h"
+#include "ringway/redis.h"
 #include "ringway/rlsync.h"
 
 #define NS_PER_MS 1000000ull
-#define CONNECT_TIMEOUT_MS 500u
 #define CMD_TIMEOUT_MIN_MS 500u
 #define CMD_TIMEOUT_MAX_MS 2000u /* keeps a wedged server from stalling stop */
-#define BACKOFF_MIN_MS 100u
-#define BACKOFF_MAX_MS 5000u
 #define ACTIVE_NS (2000ull * NS_PER_MS)
 #define BASELINE_MIN_NS (2000ull * NS_PER_MS)
 #define KEYS_PER_ROUND 10000u
@@ -83,191 +79,6 @@
 #define MAP_MAX (1u << 20)
 #define TTL_MIN_MS 60000ull
 #define PENDING_MAX ((uint64_t)1 << 48) /* far above any real count; keeps INCRBY in range */
-
-/* ------------------------------------------------------------------------ */
-/* URL parsing */
-
-/* Percent-decodes src[0..n) into dst (size cap); 0 or -1 with a reason. */
-static int pct_decode(const char *src, size_t n, char *dst, size_t cap, const char *what, char *err,
-                      size_t errlen)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = src[i];
-        if (c == '%') {
-            if (i + 2 >= n) {
-                snprintf(err, errlen, "redis url: truncated %%-escape in the %s", what);
-                return -1;
-            }
-            int h = rw_hexval(src[i + 1]), l = rw_hexval(src[i + 2]);
-            if (h < 0 || l < 0) {
-                snprintf(err, errlen, "redis url: bad %%-escape in the %s", what);
-                return -1;
-            }
-            c = (char)(h * 16 + l);
-            if (c == '\0') {
-                snprintf(err, errlen, "redis url: %%00 in the %s", what);
-                return -1;
-            }
-            i += 2;
-        }
-        if (o + 1 >= cap) {
-            snprintf(err, errlen, "redis url: %s too long (at most %zu bytes)", what, cap - 1);
-            return -1;
-        }
-        dst[o++] = c;
-    }
-    dst[o] = '\0';
-    return 0;
-}
-
-static bool host_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_';
-}
-
-static bool v6_char(char c)
-{
-    return rw_hexval(c) >= 0 || c == ':' || c == '.' || c == '%' || host_char(c);
-}
-
-int rw_redis_url_parse(const char *url, rw_redis_url *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    out->port = 6379;
-    if (url == NULL || *url == '\0') {
-        snprintf(err, errlen, "redis url: empty");
-        return -1;
-    }
-    if (strncasecmp(url, "rediss://", 9) == 0) {
-        snprintf(err, errlen, "redis url '%s': rediss:// (TLS) is not supported, use redis://", url);
-        return -1;
-    }
-    if (strncasecmp(url, "unix://", 7) == 0) {
-        snprintf(err, errlen, "redis url '%s': unix sockets are not supported, use redis://host:port", url);
-        return -1;
-    }
-    if (strncasecmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "redis url '%s': must start with redis://", url);
-        return -1;
-    }
-    const char *auth = url + 8;
-    const char *auth_end = auth + strcspn(auth, "/?#");
-    if (*auth_end == '?' || *auth_end == '#') {
-        snprintf(err, errlen, "redis url '%s': query strings and fragments are not supported", url);
-        return -1;
-    }
-
-    /* userinfo: [user:]password@ (the last '@': a raw '@' in a password is
-     * tolerated, '%40' is the proper spelling). */
-    const char *at = NULL;
-    for (const char *p = auth; p < auth_end; p++)
-        if (*p == '@')
-            at = p;
-    const char *host = auth;
-    if (at != NULL) {
-        const char *colon = memchr(auth, ':', (size_t)(at - auth));
-        if (colon != NULL) {
-            if (pct_decode(auth, (size_t)(colon - auth), out->user, sizeof(out->user), "user", err, errlen) ||
-                pct_decode(colon + 1, (size_t)(at - colon - 1), out->password, sizeof(out->password),
-                           "password", err, errlen))
-                return -1;
-        } else if (pct_decode(auth, (size_t)(at - auth), out->password, sizeof(out->password), "password",
-                              err, errlen)) {
-            return -1;
-        }
-        host = at + 1;
-    }
-
-    /* host: name, IPv4 or [IPv6] */
-    const char *host_end;
-    const char *after;
-    if (*host == '[') {
-        const char *rb = memchr(host, ']', (size_t)(auth_end - host));
-        if (rb == NULL) {
-            snprintf(err, errlen, "redis url '%s': missing ']' after the IPv6 address", url);
-            return -1;
-        }
-        host++;
-        host_end = rb;
-        after = rb + 1;
-        if (after < auth_end && *after != ':') {
-            snprintf(err, errlen, "redis url '%s': unexpected text after ']'", url);
-            return -1;
-        }
-        for (const char *p = host; p < host_end; p++)
-            if (!v6_char(*p)) {
-                snprintf(err, errlen, "redis url '%s': bad character in the IPv6 address", url);
-                return -1;
-            }
-        if (memchr(host, ':', (size_t)(host_end - host)) == NULL) {
-            snprintf(err, errlen, "redis url '%s': '[...]' must hold an IPv6 address", url);
-            return -1;
-        }
-    } else {
-        host_end = host;
-        while (host_end < auth_end && *host_end != ':')
-            host_end++;
-        after = host_end;
-        for (const char *p = host; p < host_end; p++)
-            if (!host_char(*p)) {
-                snprintf(err, errlen, "redis url '%s': bad character '%c' in the host", url, *p);
-                return -1;
-            }
-    }
-    if (host_end == host) {
-        snprintf(err, errlen, "redis url '%s': missing host", url);
-        return -1;
-    }
-    if ((size_t)(host_end - host) >= sizeof(out->host)) {
-        snprintf(err, errlen, "redis url: host too long (at most %zu bytes)", sizeof(out->host) - 1);
-        return -1;
-    }
-    memcpy(out->host, host, (size_t)(host_end - host));
-    out->host[host_end - host] = '\0';
-
-    if (after < auth_end) { /* ':' port */
-        const char *p = after + 1;
-        unsigned long port = 0;
-        if (p == auth_end) {
-            snprintf(err, errlen, "redis url '%s': empty port after ':'", url);
-            return -1;
-        }
-        for (; p < auth_end; p++) {
-            if (*p < '0' || *p > '9' || port > 65535) {
-                snprintf(err, errlen, "redis url '%s': port must be a number in 1..65535", url);
-                return -1;
-            }
-            port = port * 10 + (unsigned long)(*p - '0');
-        }
-        if (port == 0 || port > 65535) {
-            snprintf(err, errlen, "redis url '%s': port must be a number in 1..65535", url);
-            return -1;
-        }
-        out->port = (uint16_t)port;
-    }
-
-    /* /db */
-    const char *path = auth_end;
-    if (*path == '/' && path[1] != '\0') {
-        long db = 0;
-        const char *p = path + 1;
-        for (; *p; p++) {
-            if (*p < '0' || *p > '9' || db > 65535) {
-                snprintf(err, errlen, "redis url '%s': database must be a number in 0..65535", url);
-                return -1;
-            }
-            db = db * 10 + (*p - '0');
-        }
-        if (db > 65535) {
-            snprintf(err, errlen, "redis url '%s': database must be a number in 0..65535", url);
-            return -1;
-        }
-        out->db = (int)db;
-    }
-    return 0;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Types */
@@ -312,17 +123,17 @@ typedef struct tstate {
     size_t keyoff;
 } tstate;
 
+/* The sync: created by rw_rl_sync_start, freed by rw_rl_sync_stop (after
+ * joining the thread); the tables stay their owner's (rl_global.c). */
 struct rw_rl_sync {
-    rw_redis_url url;
+    rw_redis *redis; /* the connection; used by the thread only, except rw_redis_interrupt / up / failures */
     char *prefix;
     uint32_t interval_ms;
-    uint32_t cmd_timeout_ms;
     pthread_t thread;
 
-    pthread_mutex_t mu; /* registry, stopping, io_fd */
+    pthread_mutex_t mu; /* registry, stopping */
     pthread_cond_t cv;  /* signalled on stop */
     atomic_bool stopping;
-    int io_fd; /* the connected socket or -1; stop shuts it down */
     reg_entry *regs;
     size_t nregs, capregs;
     uint64_t next_id;
@@ -330,26 +141,12 @@ struct rw_rl_sync {
     pthread_mutex_t round_mu; /* held by the thread while it touches tables */
 
     /* owned by the thread */
-    redisContext *ctx;
     tstate *ts;
     size_t nts, capts;
     uint64_t round;
-    uint64_t epoch;
-    uint32_t backoff_ms;
-    uint64_t next_connect_ns;
-    bool ever_up;
-    bool down_logged;
 
-    atomic_bool up;
-    atomic_uint_fast64_t rounds, failures, keys_synced, last_round_us;
+    atomic_uint_fast64_t rounds, keys_synced, last_round_us;
 };
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Per-table key map */
@@ -582,7 +379,7 @@ static uint64_t baseline_valid_ns(const rw_rl_sync *s)
  * shrinks the map when it is mostly empty. */
 static void prune(rw_rl_sync *s, tstate *ts, uint64_t now)
 {
-    prune_arg p = {now, s->epoch, baseline_valid_ns(s), ts->carry_ns};
+    prune_arg p = {now, rw_redis_epoch(s->redis), baseline_valid_ns(s), ts->carry_ns};
     uint32_t keep = 0;
     for (uint32_t i = 0; i < ts->cap; i++)
         if (ts->map[i].used && prune_keep(&ts->map[i], &p))
@@ -593,122 +390,6 @@ static void prune(rw_rl_sync *s, tstate *ts, uint64_t now)
     while (nc > MAP_MIN && (uint64_t)keep * 4 < nc)
         nc /= 2;
     map_rebuild(ts, nc, prune_keep, &p); /* ENOMEM: pruned next round */
-}
-
-/* ------------------------------------------------------------------------ */
-/* Connection */
-
-static void set_down(rw_rl_sync *s, const char *reason)
-{
-    atomic_fetch_add(&s->failures, 1);
-    atomic_store(&s->up, false);
-    if (atomic_load(&s->stopping))
-        return;
-    if (!s->down_logged) {
-        rw_log_warn("redis: down (%s)", reason);
-        s->down_logged = true;
-    } else {
-        rw_log_debug("redis: still down (%s)", reason);
-    }
-}
-
-static void drop_ctx(rw_rl_sync *s, redisContext *c)
-{
-    pthread_mutex_lock(&s->mu);
-    s->io_fd = -1;
-    pthread_mutex_unlock(&s->mu);
-    redisFree(c);
-    if (s->ctx == c)
-        s->ctx = NULL;
-}
-
-static void schedule_reconnect(rw_rl_sync *s)
-{
-    s->next_connect_ns = mono_ns() + (uint64_t)s->backoff_ms * NS_PER_MS;
-    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
-}
-
-/* A command on the fresh connection; 0, or -1 with a reason. */
-static int setup_cmd(redisContext *c, const char *what, char *reason, size_t rlen, redisReply *r)
-{
-    if (r == NULL) {
-        snprintf(reason, rlen, "%s: %s", what, c->errstr[0] ? c->errstr : "no reply");
-        return -1;
-    }
-    int rc = 0;
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(reason, rlen, "%s: %s", what, r->str ? r->str : "error");
-        rc = -1;
-    }
-    freeReplyObject(r);
-    return rc;
-}
-
-static void try_connect(rw_rl_sync *s)
-{
-    char reason[512];
-    struct timeval ctv = {.tv_sec = 0, .tv_usec = CONNECT_TIMEOUT_MS * 1000};
-    struct timeval ctv2 = {.tv_sec = s->cmd_timeout_ms / 1000, .tv_usec = (s->cmd_timeout_ms % 1000) * 1000};
-    redisContext *c = redisConnectWithTimeout(s->url.host, s->url.port, ctv);
-    if (c == NULL) {
-        snprintf(reason, sizeof(reason), "connect: out of memory");
-        goto fail;
-    }
-    if (c->err) {
-        snprintf(reason, sizeof(reason), "connect to %s port %u: %s", s->url.host, s->url.port, c->errstr);
-        goto fail;
-    }
-    if (redisSetTimeout(c, ctv2) != REDIS_OK) {
-        snprintf(reason, sizeof(reason), "setting the timeout: %s", c->errstr);
-        goto fail;
-    }
-    pthread_mutex_lock(&s->mu);
-    bool stop = atomic_load(&s->stopping);
-    if (!stop)
-        s->io_fd = c->fd;
-    pthread_mutex_unlock(&s->mu);
-    if (stop) {
-        redisFree(c);
-        return;
-    }
-    if (s->url.password[0] != '\0') {
-        redisReply *r = s->url.user[0] != '\0' ? redisCommand(c, "AUTH %s %s", s->url.user, s->url.password)
-                                               : redisCommand(c, "AUTH %s", s->url.password);
-        if (setup_cmd(c, "AUTH", reason, sizeof(reason), r) != 0)
-            goto fail;
-    }
-    if (s->url.db != 0 &&
-        setup_cmd(c, "SELECT", reason, sizeof(reason), redisCommand(c, "SELECT %d", s->url.db)) != 0)
-        goto fail;
-    /* Up means "Redis answers", not "the kernel accepted": a wedged server's
-     * listen backlog still completes connects. */
-    if (s->url.password[0] == '\0' && s->url.db == 0 &&
-        setup_cmd(c, "PING", reason, sizeof(reason), redisCommand(c, "PING")) != 0)
-        goto fail;
-
-    s->ctx = c;
-    s->epoch++; /* every baseline from an earlier connection is void */
-    atomic_store(&s->up, true);
-    if (s->down_logged)
-        rw_log_warn("redis: up again, resyncing");
-    else if (!s->ever_up)
-        rw_log_info("redis: connected to %s port %u", s->url.host, s->url.port);
-    s->down_logged = false;
-    s->ever_up = true;
-    return;
-
-fail:
-    set_down(s, reason);
-    if (c != NULL)
-        drop_ctx(s, c);
-    schedule_reconnect(s);
-}
-
-static void conn_failed(rw_rl_sync *s, const char *reason)
-{
-    set_down(s, reason);
-    drop_ctx(s, s->ctx);
-    schedule_reconnect(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -724,7 +405,8 @@ static bool key_error(const char *msg)
  * with a reason (the connection is then unusable). */
 static int round_trip(rw_rl_sync *s, uint64_t *nkeys, char *reason, size_t rlen)
 {
-    redisContext *c = s->ctx;
+    redisContext *c = rw_redis_context(s->redis);
+    const uint64_t epoch = rw_redis_epoch(s->redis);
     size_t expect = 0;
     *nkeys = 0;
     for (size_t i = 0; i < s->nts; i++) {
@@ -790,11 +472,11 @@ static int round_trip(rw_rl_sync *s, uint64_t *nkeys, char *reason, size_t rlen)
                     }
                 } else if (k == 0 && r->type == REDIS_REPLY_INTEGER) {
                     if (now == 0)
-                        now = mono_ns();
+                        now = rw_mono_ns();
                     int64_t total = r->integer;
                     int64_t sent = (int64_t)e->sent;
                     int64_t others = 0;
-                    if (baseline_ok(e, now, s->epoch, baseline_valid_ns(s))) {
+                    if (baseline_ok(e, now, epoch, baseline_valid_ns(s))) {
                         if (total >= e->total && total - e->total >= sent)
                             others = total - e->total - sent;
                         else
@@ -803,7 +485,7 @@ static int round_trip(rw_rl_sync *s, uint64_t *nkeys, char *reason, size_t rlen)
                     e->others = (uint64_t)others;
                     e->total = total;
                     e->synced_ns = now;
-                    e->epoch = s->epoch;
+                    e->epoch = epoch;
                     (*nkeys)++;
                 }
                 freeReplyObject(r);
@@ -817,7 +499,7 @@ static int round_trip(rw_rl_sync *s, uint64_t *nkeys, char *reason, size_t rlen)
 static void do_round(rw_rl_sync *s)
 {
     s->round++;
-    uint64_t now = mono_ns();
+    uint64_t now = rw_mono_ns();
 
     pthread_mutex_lock(&s->round_mu);
     pthread_mutex_lock(&s->mu);
@@ -829,19 +511,19 @@ static void do_round(rw_rl_sync *s)
     }
     pthread_mutex_unlock(&s->round_mu);
 
-    if (s->ctx != NULL) {
+    if (rw_redis_context(s->redis) != NULL) {
         for (size_t i = 0; i < s->nts; i++)
             if (select_send(s, &s->ts[i], now) != 0)
                 s->ts[i].nsend = 0;
         char reason[256];
         uint64_t nkeys = 0;
-        uint64_t t0 = mono_ns();
+        uint64_t t0 = rw_mono_ns();
         if (round_trip(s, &nkeys, reason, sizeof(reason)) != 0) {
             for (size_t i = 0; i < s->nts; i++)
                 s->ts[i].nsend = 0;
-            conn_failed(s, reason);
+            rw_redis_fail(s->redis, reason);
         } else {
-            uint64_t t1 = mono_ns();
+            uint64_t t1 = rw_mono_ns();
             pthread_mutex_lock(&s->round_mu);
             pthread_mutex_lock(&s->mu);
             for (size_t i = 0; i < s->nts; i++)
@@ -861,10 +543,10 @@ static void do_round(rw_rl_sync *s)
             atomic_fetch_add(&s->rounds, 1);
             atomic_fetch_add(&s->keys_synced, nkeys);
             atomic_store(&s->last_round_us, (t1 - t0) / 1000);
-            s->backoff_ms = BACKOFF_MIN_MS;
+            rw_redis_reset_backoff(s->redis);
         }
     }
-    now = mono_ns();
+    now = rw_mono_ns();
     for (size_t i = 0; i < s->nts; i++)
         prune(s, &s->ts[i], now);
 }
@@ -878,7 +560,7 @@ static bool wait_until(rw_rl_sync *s, uint64_t deadline)
     struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
                           .tv_nsec = (long)(deadline % 1000000000ull)};
     pthread_mutex_lock(&s->mu);
-    while (!atomic_load(&s->stopping) && mono_ns() < deadline)
+    while (!atomic_load(&s->stopping) && rw_mono_ns() < deadline)
         if (pthread_cond_timedwait(&s->cv, &s->mu, &ts) == ETIMEDOUT)
             break;
     bool stop = atomic_load(&s->stopping);
@@ -891,29 +573,27 @@ static void *sync_main(void *arg)
     rw_rl_sync *s = arg;
     rw_log_set_thread(-1);
     const uint64_t step = (uint64_t)s->interval_ms * NS_PER_MS;
-    uint64_t next_tick = mono_ns() + step;
+    uint64_t next_tick = rw_mono_ns() + step;
     while (!atomic_load(&s->stopping)) {
-        uint64_t now = mono_ns();
-        if (s->ctx == NULL && now >= s->next_connect_ns) {
-            try_connect(s);
-            now = mono_ns();
+        uint64_t now = rw_mono_ns();
+        if (rw_redis_context(s->redis) == NULL && now >= rw_redis_next_connect_ns(s->redis)) {
+            rw_redis_connect(s->redis); /* -1: down, logged, retried after the backoff */
+            now = rw_mono_ns();
         }
         if (now >= next_tick && !atomic_load(&s->stopping)) {
             do_round(s);
             next_tick += step;
-            now = mono_ns();
+            now = rw_mono_ns();
             if (next_tick <= now)
                 next_tick = now + step;
         }
         uint64_t deadline = next_tick;
-        if (s->ctx == NULL && s->next_connect_ns < deadline)
-            deadline = s->next_connect_ns;
+        if (rw_redis_context(s->redis) == NULL && rw_redis_next_connect_ns(s->redis) < deadline)
+            deadline = rw_redis_next_connect_ns(s->redis);
         if (wait_until(s, deadline))
             break;
     }
-    if (s->ctx != NULL)
-        drop_ctx(s, s->ctx);
-    return NULL;
+    return NULL; /* rw_rl_sync_stop frees the connection */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -930,7 +610,8 @@ rw_rl_sync *rw_rl_sync_start(const rw_rl_sync_opts *o, char *err, size_t errlen)
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         goto nomem;
-    if (rw_redis_url_parse(o->url, &s->url, err, errlen) != 0)
+    rw_redis_url url;
+    if (rw_redis_url_parse(o->url, &url, err, errlen) != 0)
         goto fail;
     s->interval_ms = o->interval_ms ? o->interval_ms : 100;
     uint32_t cto = s->interval_ms;
@@ -938,17 +619,16 @@ rw_rl_sync *rw_rl_sync_start(const rw_rl_sync_opts *o, char *err, size_t errlen)
         cto = CMD_TIMEOUT_MIN_MS;
     if (cto > CMD_TIMEOUT_MAX_MS)
         cto = CMD_TIMEOUT_MAX_MS;
-    s->cmd_timeout_ms = cto;
+    s->redis =
+        rw_redis_new(&(rw_redis_opts){.url = &url, .cmd_timeout_ms = cto, .up_again_note = ", resyncing"});
+    if (s->redis == NULL)
+        goto nomem;
     s->prefix = strdup(o->key_prefix ? o->key_prefix : "ringway:rl:");
     if (s->prefix == NULL)
         goto nomem;
-    s->io_fd = -1;
-    s->backoff_ms = BACKOFF_MIN_MS;
     s->next_id = 1;
     atomic_init(&s->stopping, false);
-    atomic_init(&s->up, false);
     atomic_init(&s->rounds, 0);
-    atomic_init(&s->failures, 0);
     atomic_init(&s->keys_synced, 0);
     atomic_init(&s->last_round_us, 0);
 
@@ -991,6 +671,7 @@ fail:
             pthread_mutex_destroy(&s->round_mu);
         if (mu_ok)
             pthread_mutex_destroy(&s->mu);
+        rw_redis_free(s->redis);
         free(s->prefix);
         free(s);
     }
@@ -1001,13 +682,15 @@ void rw_rl_sync_stop(rw_rl_sync *s)
 {
     if (s == NULL)
         return;
+    /* First the connection: a round waiting on a wedged server returns, and
+     * the failure it then reports is not logged. */
+    rw_redis_interrupt(s->redis);
     pthread_mutex_lock(&s->mu);
     atomic_store(&s->stopping, true);
-    if (s->io_fd != -1)
-        shutdown(s->io_fd, SHUT_RDWR); /* unblocks a round waiting on a wedged server */
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
+    rw_redis_free(s->redis);
 
     for (size_t i = 0; i < s->nts; i++)
         tstate_free(&s->ts[i]);
@@ -1074,7 +757,7 @@ void rw_rl_sync_remove(rw_rl_sync *s, rw_rl_table *t)
 
 bool rw_rl_sync_up(const rw_rl_sync *s)
 {
-    return s != NULL && atomic_load(&((rw_rl_sync *)s)->up);
+    return s != NULL && rw_redis_up(s->redis);
 }
 
 void rw_rl_sync_get_stats(const rw_rl_sync *s, rw_rl_sync_stats *out)
@@ -1084,8 +767,8 @@ void rw_rl_sync_get_stats(const rw_rl_sync *s, rw_rl_sync_stats *out)
     if (s == NULL)
         return;
     out->rounds = atomic_load(&m->rounds);
-    out->failures = atomic_load(&m->failures);
+    out->failures = rw_redis_failures(m->redis);
     out->keys_synced = atomic_load(&m->keys_synced);
     out->last_round_us = atomic_load(&m->last_round_us);
-    out->up = atomic_load(&m->up);
+    out->up = rw_redis_up(m->redis);
 }

@@ -1,5 +1,6 @@
-/* test_rlsync.c - Redis URL parsing and the rate-limit sync thread against a
- * real redis-server started on a free port (skipped when none is installed). */
+/* test_rlsync.c - Redis URL parsing, the Redis client (src/core/redis.c) and
+ * the rate-limit sync thread against a real redis-server started on a free
+ * port (skipped when none is installed). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -300,6 +301,60 @@ Test(rlsync, url_bad)
     cr_expect_eq(rw_redis_url_parse(big, &u, err, sizeof(err)), -1);
     cr_expect(strstr(err, "host too long") != NULL, "%s", err);
     cr_expect_eq(rw_redis_url_parse(NULL, &u, err, sizeof(err)), -1);
+}
+
+/* The Redis client alone (src/core/redis.c): a refused connect counts a
+ * failure and backs off; a good one is up with a new epoch; a failure the
+ * owner reports drops the connection; interrupt refuses further connects. */
+Test(rlsync, redis_client)
+{
+    require_redis();
+    uint16_t port = free_port();
+    char url_s[64], err[256];
+    snprintf(url_s, sizeof(url_s), "redis://127.0.0.1:%u/2", port);
+    rw_redis_url url;
+    cr_assert_eq(rw_redis_url_parse(url_s, &url, err, sizeof(err)), 0, "%s", err);
+    rw_redis *r = rw_redis_new(&(rw_redis_opts){.url = &url, .cmd_timeout_ms = 500});
+    cr_assert_not_null(r);
+    cr_expect(!rw_redis_up(r));
+    cr_expect_null(rw_redis_context(r));
+
+    uint64_t t0 = mono_ns();
+    cr_expect_eq(rw_redis_connect(r), -1, "nothing listens yet");
+    cr_expect_eq(rw_redis_failures(r), 1);
+    cr_expect_eq(rw_redis_epoch(r), 0);
+    cr_expect_geq(rw_redis_next_connect_ns(r), t0 + 100 * NS_PER_MS, "backoff starts at 100 ms");
+
+    int slot = redis_start(port, NULL);
+    cr_assert_eq(rw_redis_connect(r), 0);
+    cr_expect(rw_redis_up(r));
+    cr_expect_eq(rw_redis_epoch(r), 1);
+    redisContext *c = rw_redis_context(r);
+    cr_assert_not_null(c);
+    redisReply *rep = redisCommand(c, "SET k v");
+    cr_assert_not_null(rep);
+    freeReplyObject(rep);
+    redisContext *plain = client(port, NULL, NULL); /* db 2 was selected: the key is not in db 0 */
+    cr_assert_not_null(plain);
+    rep = redisCommand(plain, "EXISTS k");
+    cr_assert_not_null(rep);
+    cr_expect_eq(rep->integer, 0);
+    freeReplyObject(rep);
+    redisFree(plain);
+
+    rw_redis_fail(r, "test");
+    cr_expect(!rw_redis_up(r));
+    cr_expect_null(rw_redis_context(r));
+    cr_expect_eq(rw_redis_failures(r), 2);
+    cr_assert_eq(rw_redis_connect(r), 0);
+    cr_expect_eq(rw_redis_epoch(r), 2, "every connection is a new epoch");
+
+    rw_redis_interrupt(r);
+    rw_redis_fail(r, "interrupted");
+    cr_expect_eq(rw_redis_connect(r), -1, "no connects after an interrupt");
+    cr_expect_eq(rw_redis_epoch(r), 2);
+    rw_redis_free(r);
+    redis_kill(slot);
 }
 
 Test(rlsync, start_bad_url)
