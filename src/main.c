@@ -12,7 +12,9 @@
 #include "ringway/control.h"
 #include "ringway/cpus.h"
 #include "ringway/log.h"
+#include "ringway/discovery.h"
 #include "ringway/health.h"
+#include "ringway/registry.h"
 #include "ringway/rl_global.h"
 #include "ringway/loop.h"
 #include "ringway/net.h"
@@ -121,6 +123,8 @@ static void raise_nofile(uint32_t want)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && (strcmp(argv[1], "register") == 0 || strcmp(argv[1], "deregister") == 0))
+        return rw_registry_main(argc - 1, argv + 1);
     const char *config_path = NULL;
     bool check_only = false, pin = true, watch_config = false;
     int steering = RW_STEER_HASH;
@@ -327,6 +331,14 @@ int main(int argc, char **argv)
             rw_snapshot_unref(snap);
             return 1;
         }
+    }
+    /* Discovered instances from the start when the sources answer quickly. */
+    rw_discovery_apply(snap);
+    rw_discovery_wait_first(2000);
+    rw_snapshot *found = rw_discovery_overlay(snap, snap->generation + 1);
+    if (found != NULL) {
+        rw_snapshot_unref(snap);
+        snap = found;
     }
     rw_server_opts so = {
         .handler = &rw_proxy_handler,

@@ -34,6 +34,7 @@ typedef struct rw_redis_opts {
     const rw_redis_url *url;   /* copied */
     uint32_t cmd_timeout_ms;   /* every command's timeout; connects take at most 500 ms */
     const char *up_again_note; /* appended to the "redis: up again" log line, e.g. ", resyncing" */
+    const char *who;           /* NULL: log lines start "redis:"; else "redis (who):" */
 } rw_redis_opts;
 
 /* A disconnected client (nothing is sent before rw_redis_connect); NULL on

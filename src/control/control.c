@@ -15,6 +15,7 @@
 #include "ringway/filters.h"
 #include "ringway/jwks.h"
 #include "ringway/log.h"
+#include "ringway/discovery.h"
 #include "ringway/health.h"
 #include "ringway/rl_global.h"
 
@@ -59,6 +60,7 @@ void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
 
 void rw_control_shutdown(void)
 {
+    rw_discovery_stop();
     rw_health_stop();
     rw_rl_global_stop();
     rw_filters_gc();
@@ -149,6 +151,12 @@ static int control_reload(rw_control_opts *o, char *msg, size_t msglen)
         rw_log_error("%s", msg);
         return -1;
     }
+    rw_discovery_apply(snap);
+    rw_snapshot *found = rw_discovery_overlay(snap, snap->generation + 1);
+    if (found != NULL) {
+        rw_snapshot_unref(snap);
+        snap = found;
+    }
     rw_server_publish(o->server, snap);
     rw_snapshot_unref(o->snap);
     o->snap = snap;
@@ -158,6 +166,18 @@ static int control_reload(rw_control_opts *o, char *msg, size_t msglen)
              (unsigned long long)snap->generation, cfg->nroutes, cfg->nservices);
     rw_log_info("%s", msg);
     return 0;
+}
+
+/* Publishes what discovery found, as a snapshot derived from the running one. */
+static void discovery_publish(rw_control_opts *o)
+{
+    rw_snapshot *snap = rw_discovery_overlay(o->snap, o->snap->generation + 1);
+    if (snap == NULL)
+        return;
+    rw_server_publish(o->server, snap);
+    rw_snapshot_unref(o->snap);
+    o->snap = snap;
+    rw_health_apply(snap);
 }
 
 /* The deadlines of a shutdown; its stage is admin.state (what /status and
@@ -266,12 +286,13 @@ int rw_control_run(rw_control_opts *o)
     watch_update(o, &watch, &watching);
     shutdown_t sd = {0};
     int status = 0;
-    struct pollfd pfd[2 + 2 + RW_ADMIN_MAX_CONNS];
+    struct pollfd pfd[3 + 2 + RW_ADMIN_MAX_CONNS];
     for (;;) {
         uint64_t now = rw_mono_ms();
         pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
         pfd[1] = (struct pollfd){.fd = watching ? rw_watch_fd(&watch) : -1, .events = POLLIN};
-        int nadmin = rw__admin_pollfds(&admin, pfd + 2, (int)RW_ARRAY_LEN(pfd) - 2);
+        pfd[2] = (struct pollfd){.fd = rw_discovery_fd(), .events = POLLIN};
+        int nadmin = rw__admin_pollfds(&admin, pfd + 3, (int)RW_ARRAY_LEN(pfd) - 3);
         /* Wake for the next admin deadline, the end of the shutdown delay,
          * drain progress, and otherwise once a second (collector, health). */
         int timeout = admin.state == RW_ADMIN_DRAINING ? 50 : 1000;
@@ -282,7 +303,7 @@ int rw_control_run(rw_control_opts *o)
             timeout = at;
         if (watching && rw_watch_timeout(&watch, now) < timeout)
             timeout = rw_watch_timeout(&watch, now);
-        int n = poll(pfd, (nfds_t)(2 + nadmin), timeout);
+        int n = poll(pfd, (nfds_t)(3 + nadmin), timeout);
         if (n == -1 && errno != EINTR) {
             rw_log_error("poll: %s", strerror(errno));
             status = 1;
@@ -314,7 +335,9 @@ int rw_control_run(rw_control_opts *o)
             rw__control_reload(o, msg, sizeof(msg));
             watch_update(o, &watch, &watching);
         }
-        rw__admin_events(&admin, pfd + 2, n > 0 ? nadmin : 0, now);
+        if (n > 0 && (pfd[2].revents & POLLIN) && admin.state == RW_ADMIN_RUNNING)
+            discovery_publish(o);
+        rw__admin_events(&admin, pfd + 3, n > 0 ? nadmin : 0, now);
         rw_filters_gc(); /* configs and tables the workers have let go of */
         if (rw_server_failed(o->server)) {
             rw_log_error("a worker stopped unexpectedly: exiting");

@@ -40,6 +40,7 @@ struct rw_redis {
     rw_redis_url url;
     uint32_t cmd_timeout_ms;
     char *up_again_note;
+    char tag[48]; /* "redis" or "redis (who)": how its log lines start */
 
     pthread_mutex_t mu; /* interrupted, io_fd */
     bool interrupted;
@@ -179,6 +180,7 @@ rw_redis *rw_redis_new(const rw_redis_opts *o)
     r->url = *o->url;
     r->cmd_timeout_ms = o->cmd_timeout_ms;
     r->up_again_note = strdup(o->up_again_note != NULL ? o->up_again_note : "");
+    snprintf(r->tag, sizeof(r->tag), o->who != NULL ? "redis (%s)" : "redis", o->who);
     if (r->up_again_note == NULL || pthread_mutex_init(&r->mu, NULL) != 0) {
         free(r->up_again_note);
         free(r);
@@ -206,10 +208,10 @@ static void set_down(rw_redis *r, const char *reason)
     if (interrupted(r))
         return;
     if (!r->down_logged) {
-        rw_log_warn("redis: down (%s)", reason);
+        rw_log_warn("%s: down (%s)", r->tag, reason);
         r->down_logged = true;
     } else {
-        rw_log_debug("redis: still down (%s)", reason);
+        rw_log_debug("%s: still down (%s)", r->tag, reason);
     }
 }
 
@@ -295,9 +297,9 @@ int rw_redis_connect(rw_redis *r)
     r->epoch++; /* whatever the owner read on an earlier connection is void */
     atomic_store(&r->up, true);
     if (r->down_logged)
-        rw_log_warn("redis: up again%s", r->up_again_note);
+        rw_log_warn("%s: up again%s", r->tag, r->up_again_note);
     else if (!r->ever_up)
-        rw_log_info("redis: connected to %s port %u", r->url.host, r->url.port);
+        rw_log_info("%s: connected to %s port %u", r->tag, r->url.host, r->url.port);
     r->down_logged = false;
     r->ever_up = true;
     return 0;
