@@ -37,6 +37,7 @@
 #include "discovery_int.h"
 #include "ringway/registry.h"
 #include "ringway/common.h"
+#include "ringway/lb.h"
 #include "ringway/log.h"
 #include "ringway/redis.h"
 
@@ -52,6 +53,7 @@ typedef struct watched {
     uint64_t last_full;   /* monotonic ms of the last read */
     bool dirty;
     bool ever_read;
+    uint64_t bad_hash; /* of the entries skipped last time: each bad set is logged once */
 } watched;
 
 static struct {
@@ -167,7 +169,7 @@ static int read_members(redisContext *c, watched *w, char *reason, size_t cap)
     rw_instance_cfg *v = calloc(n ? n : 1, sizeof(*v));
     char(*addrs)[80] = calloc(n ? n : 1, sizeof(*addrs));
     uint32_t k = 0;
-    uint64_t earliest = 0;
+    uint64_t earliest = 0, bad = 0;
     for (size_t i = 0; v != NULL && addrs != NULL && i < n; i++) {
         const redisReply *m = r->element[2 * i], *sc = r->element[2 * i + 1];
         if (m->type != REDIS_REPLY_STRING)
@@ -175,14 +177,25 @@ static int read_members(redisContext *c, watched *w, char *reason, size_t cap)
         char why[200];
         if (rw_registry_parse_member(m->str, m->len, &v[k], addrs[k], sizeof(addrs[k]), why, sizeof(why)) !=
             0) {
-            rw_log_warn("registry: service %s: skipping entry '%.*s': %s", w->name, (int)RW_MIN(m->len, 120),
-                        m->str, why);
+            bad ^= rw_hash64(m->str, m->len);
             continue;
         }
         uint64_t exp = sc->type == REDIS_REPLY_STRING ? strtoull(sc->str, NULL, 10) : 0;
         if (earliest == 0 || exp < earliest)
             earliest = exp;
         k++;
+    }
+    if (bad != w->bad_hash) { /* a new set of broken entries: say which, once */
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *m = r->element[2 * i];
+            rw_instance_cfg tmp;
+            char a[80], why[200];
+            if (m->type == REDIS_REPLY_STRING &&
+                rw_registry_parse_member(m->str, m->len, &tmp, a, sizeof(a), why, sizeof(why)) != 0)
+                rw_log_warn("registry: service %s: skipping entry '%.*s': %s", w->name,
+                            (int)RW_MIN(m->len, 120), m->str, why);
+        }
+        w->bad_hash = bad;
     }
     freeReplyObject(r);
     if (v == NULL || addrs == NULL) {

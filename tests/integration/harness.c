@@ -552,6 +552,51 @@ void h_upstream_kill(h_upstream *u)
     }
 }
 
+/* ---- redis-server -------------------------------------------------------- */
+
+void h_redis_start(h_redis *r, int port)
+{
+    r->port = port ? port : h_free_port();
+    char portbuf[16];
+    snprintf(portbuf, sizeof(portbuf), "%d", r->port);
+    char *log = h_fmt("%s/redis-%d.log", G.tmpdir, r->port);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        FILE *f = freopen(log, "a", stdout);
+        (void)f;
+        dup2(STDOUT_FILENO, STDERR_FILENO);
+        execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--daemonize", "no", (char *)NULL);
+        _exit(127);
+    }
+    r->pid = pid;
+    for (int i = 0; i < 100; i++) { /* until it accepts */
+        h_conn *c = h_try_connect("127.0.0.1", r->port);
+        if (c != NULL) {
+            h_close(c);
+            return;
+        }
+        h_sleep_ms(50);
+    }
+    cr_assert_fail("redis-server did not start on %d (is it installed?)", r->port);
+}
+
+void h_redis_stop(h_redis *r)
+{
+    if (r->pid > 0) {
+        kill(r->pid, SIGKILL);
+        waitpid(r->pid, NULL, 0);
+        r->pid = 0;
+    }
+}
+
+bool h_have_redis(void)
+{
+    return system("command -v redis-server >/dev/null 2>&1") == 0;
+}
+
 /* ---- ringway ------------------------------------------------------------ */
 
 static int parse_duration_ms(const char *s)

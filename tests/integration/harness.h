@@ -113,6 +113,21 @@ void h_upstream_reset(const h_upstream *u);
 /* Kills the upstream (SIGKILL) and reaps it. */
 void h_upstream_kill(h_upstream *u);
 
+/* ---- redis-server -------------------------------------------------------- */
+
+typedef struct h_redis {
+    pid_t pid;
+    int port;
+} h_redis;
+
+/* Starts redis-server (no persistence) on port (0: a free one) and waits
+ * until it accepts; asserts on failure. Killed with the test. */
+void h_redis_start(h_redis *r, int port);
+/* Kills it (SIGKILL) and reaps it; the port can be reused by h_redis_start. */
+void h_redis_stop(h_redis *r);
+/* Whether redis-server is installed. */
+bool h_have_redis(void);
+
 /* ---- ringway ------------------------------------------------------------ */
 
 typedef struct h_proxy_opts {

@@ -13,56 +13,6 @@
 
 #include "harness.h"
 
-/* ---- a real redis-server ---- */
-
-typedef struct redis {
-    pid_t pid;
-    int port;
-} redis;
-
-static void redis_start(redis *r, int port)
-{
-    r->port = port ? port : h_free_port();
-    char portbuf[16];
-    snprintf(portbuf, sizeof(portbuf), "%d", r->port);
-    char *log = h_fmt("%s/redis-%d.log", h_tmpdir(), r->port);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        FILE *f = freopen(log, "a", stdout);
-        (void)f;
-        dup2(STDOUT_FILENO, STDERR_FILENO);
-        execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no", "--daemonize", "no", (char *)NULL);
-        _exit(127);
-    }
-    r->pid = pid;
-    for (int i = 0; i < 100; i++) { /* until it accepts */
-        h_conn *c = h_try_connect("127.0.0.1", r->port);
-        if (c != NULL) {
-            h_close(c);
-            return;
-        }
-        h_sleep_ms(50);
-    }
-    cr_assert_fail("redis-server did not start on %d (is it installed?)", r->port);
-}
-
-static void redis_stop(redis *r)
-{
-    if (r->pid > 0) {
-        kill(r->pid, SIGKILL);
-        waitpid(r->pid, NULL, 0);
-        r->pid = 0;
-    }
-}
-
-static bool have_redis(void)
-{
-    return system("command -v redis-server >/dev/null 2>&1") == 0;
-}
-
 /* ---- helpers ---- */
 
 static char *config(const h_upstream *u, const char *top, const char *filters)
@@ -256,7 +206,7 @@ H_TEST(ratelimit, key_flood_is_bounded)
 
 /* ---- global limits through Redis ---- */
 
-static h_proxy *start_global(const h_upstream *u, const redis *rd, const char *policy, int interval_ms)
+static h_proxy *start_global(const h_upstream *u, const h_redis *rd, const char *policy, int interval_ms)
 {
     char *cfg =
         config(u, h_fmt("redis:\n  url: \"redis://127.0.0.1:%d/0\"\n  on_failure: %s\n", rd->port, policy),
@@ -270,10 +220,10 @@ static h_proxy *start_global(const h_upstream *u, const redis *rd, const char *p
 
 H_TEST(ratelimit, three_nodes_share_a_global_limit)
 {
-    if (!have_redis())
+    if (!h_have_redis())
         cr_skip_test("redis-server is not installed");
-    redis rd;
-    redis_start(&rd, 0);
+    h_redis rd;
+    h_redis_start(&rd, 0);
     h_upstream *u = h_upstream_start("u1", NULL);
     h_proxy *ps[3];
     h_conn *cs[3];
@@ -309,15 +259,15 @@ H_TEST(ratelimit, three_nodes_share_a_global_limit)
         ok >= floor * 0.95 && ok <= want * 1.05,
         "3 nodes allowed %d in %.2f s; the global limit is %.0f (±5%%; %.0f after %lld ms of client stalls)",
         ok, secs, want, floor, (long long)idle_ms);
-    redis_stop(&rd);
+    h_redis_stop(&rd);
 }
 
 H_TEST(ratelimit, redis_down_then_back)
 {
-    if (!have_redis())
+    if (!h_have_redis())
         cr_skip_test("redis-server is not installed");
-    redis rd;
-    redis_start(&rd, 0);
+    h_redis rd;
+    h_redis_start(&rd, 0);
     h_upstream *u = h_upstream_start("u1", NULL);
     h_proxy *a = start_global(u, &rd, "local", 50);
     h_proxy *b = start_global(u, &rd, "deny", 50);
@@ -327,7 +277,7 @@ H_TEST(ratelimit, redis_down_then_back)
     burst(cb, 5, NULL, &ok, &limited);
     cr_expect_eq(ok, 10);
 
-    redis_stop(&rd);
+    h_redis_stop(&rd);
     h_sleep_ms(1000);
     /* local policy: still serving, within the node's own bucket */
     ok = limited = 0;
@@ -343,7 +293,7 @@ H_TEST(ratelimit, redis_down_then_back)
     cr_expect(h_proxy_log_contains(a, "redis"), "no log line about Redis being down:\n%s", h_proxy_log(a));
 
     /* back: accounting resumes */
-    redis_start(&rd, rd.port);
+    h_redis_start(&rd, rd.port);
     bool up = false;
     for (int i = 0; i < 100 && !up; i++) {
         h_sleep_ms(100);
@@ -367,5 +317,5 @@ H_TEST(ratelimit, redis_down_then_back)
     cr_expect(ok <= want * 1.15, "2 nodes allowed %d in %.2f s: accounting did not resume (limit %.0f)", ok,
               secs, want);
     cr_expect(ok >= want * 0.85, "2 nodes allowed only %d in %.2f s (limit %.0f)", ok, secs, want);
-    redis_stop(&rd);
+    h_redis_stop(&rd);
 }
