@@ -32,7 +32,7 @@
 #include "ringway/rlsync.h"
 
 /* ------------------------------------------------------------------------ */
-/* Top-level scalars: listen, admin, workers, io. */
+/* Addresses: listen, admin, metrics_listen. */
 
 static bool addr_is_any(const rw_sockaddr *a)
 {
@@ -69,14 +69,16 @@ static int get_sockaddr(rw_cf_loader *l, const yaml_node_t *n, const char *where
     return 0;
 }
 
-static int parse_listen(rw_cf_loader *l, yaml_node_t *n)
+/* listen: one address or a list; replaces the default 0.0.0.0:8080. */
+static int key_listen(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key, void *obj)
 {
     char w[64];
-    rw_config *cfg = l->cfg;
+    rw_config *cfg = obj;
 
+    (void)key;
     if (rw__cf_is_null(n))
         return 0;
-    if (rw__cf_check_list(l, n, "listen", true))
+    if (rw__cf_check_list(l, n, where, true))
         return -1;
     size_t len = rw__cf_list_len(n);
     if (len == 0)
@@ -88,7 +90,7 @@ static int parse_listen(rw_cf_loader *l, yaml_node_t *n)
         return rw__cf_oom(l, n);
     for (size_t i = 0; i < len; i++) {
         yaml_node_t *it = rw__cf_list_item(l, n, i);
-        rw__cf_item_where(w, sizeof(w), n, "listen", i);
+        rw__cf_item_where(w, sizeof(w), n, where, i);
         if (!it || get_sockaddr(l, it, w, &arr[i]))
             return it ? -1 : rw__cf_fail(l, n, "%s: missing entry", w);
         for (size_t j = 0; j < i; j++) {
@@ -101,123 +103,257 @@ static int parse_listen(rw_cf_loader *l, yaml_node_t *n)
     return 0;
 }
 
-static int parse_workers(rw_cf_loader *l, const yaml_node_t *n)
+enum { ADMIN_ADDRESS, ADMIN_TOKEN_ENV };
+
+static int key_admin_token_env(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                               void *obj)
 {
+    rw_config *cfg = obj;
+
+    (void)key;
+    if (rw__cf_get_string(l, v, where, &cfg->admin_token_env) || cfg->admin_token_env == NULL)
+        return l->failed ? -1 : 0;
+    const char *t = getenv(cfg->admin_token_env);
+    if (t == NULL || strlen(t) < 16)
+        return rw__cf_fail(l, v, "%s: $%s %s (at least 16 characters)", where, cfg->admin_token_env,
+                           t == NULL ? "is not set" : "is too short");
+    return (cfg->admin_token = rw__cf_dup_mem(l, v, t, strlen(t))) ? 0 : -1;
+}
+
+/* The address is read once the other keys are (so a bad token_env is reported first). */
+static int check_admin(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
+                       yaml_node_t *const *seen)
+{
+    rw_config *cfg = obj;
+    char w[64];
+
+    if (seen[ADMIN_ADDRESS] == NULL)
+        return rw__cf_fail(l, n, "%s: address is required", where);
+    return get_sockaddr(l, seen[ADMIN_ADDRESS], rw__cf_wheref(w, sizeof(w), "%s.address", where),
+                        &cfg->admin);
+}
+
+static const rw_cf_key admin_keys[] = {
+    [ADMIN_ADDRESS] = {.name = "address"}, /* read by check_admin */
+    [ADMIN_TOKEN_ENV] = {.name = "token_env", .parse = key_admin_token_env},
+};
+static const rw_cf_map admin_map = RW_CF_MAP_OF("admin", admin_keys, check_admin);
+
+/* admin: "ADDR:PORT", or {address: "ADDR:PORT", token_env: NAME}. */
+static int key_admin(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_config *cfg = obj;
+
+    (void)key;
+    if (rw__cf_is_null(n))
+        return 0;
+    if (n->type == YAML_SCALAR_NODE ? get_sockaddr(l, n, where, &cfg->admin)
+                                    : rw__cf_map_parse(l, &admin_map, n, where, cfg, NULL))
+        return -1;
+    cfg->has_admin = true;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (addr_conflict(&cfg->admin, &cfg->listen[i]))
+            return rw__cf_fail(l, n, "%s: %s overlaps listen address %s", where, cfg->admin.text,
+                               cfg->listen[i].text);
+    }
+    return 0;
+}
+
+static int key_metrics_listen(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key,
+                              void *obj)
+{
+    rw_config *cfg = obj;
+
+    (void)key;
+    if (rw__cf_is_null(n))
+        return 0;
+    if (get_sockaddr(l, n, where, &cfg->metrics_listen))
+        return -1;
+    cfg->has_metrics_listen = true;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (addr_conflict(&cfg->metrics_listen, &cfg->listen[i]) ||
+            (cfg->has_admin && addr_conflict(&cfg->metrics_listen, &cfg->admin)))
+            return rw__cf_fail(l, n, "%s: %s overlaps a listen or admin address", where,
+                               cfg->metrics_listen.text);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small sections: workers, http, redis, request_id. */
+
+/* workers: auto (0: the CPUs in the affinity mask) or 1..1024. */
+static int key_workers(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key, void *obj)
+{
+    uint32_t *workers = RW_CF_FIELD(obj, key, uint32_t);
+
+    if (rw__cf_is_null(n))
+        return 0;
     if (n->type == YAML_SCALAR_NODE && strcmp(rw__cf_scalar_text(n), "auto") == 0) {
-        l->cfg->workers = 0;
+        *workers = 0;
         return 0;
     }
-    if (n->type == YAML_SCALAR_NODE && !rw__cf_is_null(n)) {
+    if (n->type == YAML_SCALAR_NODE) {
         const char *s = rw__cf_scalar_text(n);
         bool digits = *s != '\0';
         for (const char *p = s; *p; p++)
             digits = digits && *p >= '0' && *p <= '9';
         if (!digits)
-            return rw__cf_fail(l, n, "workers: expected auto or a number, got '%s'", s);
+            return rw__cf_fail(l, n, "%s: expected auto or a number, got '%s'", where, s);
     }
-    return rw__cf_get_u32(l, n, "workers", 1, 1024, &l->cfg->workers);
+    return rw__cf_get_u32(l, n, where, (uint32_t)key->min, (uint32_t)key->max, workers);
 }
 
-/* ------------------------------------------------------------------------ */
-/* http, redis, tiers */
+enum { HTTP_MAX_REQUEST_LINE = 5 };
 
-static int parse_http(rw_cf_loader *l, yaml_node_t *n)
+/* max_body_bytes: a size, or unlimited (0). */
+static int key_max_body(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
 {
-    static const char keys[] = "client_header_timeout, client_body_timeout, keepalive_timeout, "
-                               "send_timeout, max_header_bytes, max_request_line, max_body_bytes, "
-                               "max_headers";
-    rw_http_cfg *h = &l->cfg->http;
-    const yaml_node_t *line_v = NULL;
+    uint64_t *out = RW_CF_FIELD(obj, key, uint64_t);
 
-    if (rw__cf_is_null(n))
+    if (v->type == YAML_SCALAR_NODE && !strcmp(rw__cf_scalar_text(v), "unlimited")) {
+        *out = 0;
         return 0;
-    if (rw__cf_check_map(l, n, "http"))
-        return -1;
-    MAP_EACH(n, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        char w[64];
-        int rc;
-        rw__cf_wheref(w, sizeof(w), "http.%s", key);
-        if (!strcmp(key, "client_header_timeout"))
-            rc = rw__cf_get_ms(l, v, w, 1, &h->client_header_timeout_ms);
-        else if (!strcmp(key, "client_body_timeout"))
-            rc = rw__cf_get_ms(l, v, w, 1, &h->client_body_timeout_ms);
-        else if (!strcmp(key, "keepalive_timeout"))
-            rc = rw__cf_get_ms(l, v, w, 0, &h->keepalive_timeout_ms);
-        else if (!strcmp(key, "send_timeout"))
-            rc = rw__cf_get_ms(l, v, w, 1, &h->send_timeout_ms);
-        else if (!strcmp(key, "max_header_bytes"))
-            rc = rw__cf_get_size(l, v, w, 1024, 1u << 20, &h->max_header_bytes);
-        else if (!strcmp(key, "max_request_line")) {
-            rc = rw__cf_get_size(l, v, w, 64, 1u << 20, &h->max_request_line);
-            line_v = v;
-        } else if (!strcmp(key, "max_body_bytes")) {
-            if (v->type == YAML_SCALAR_NODE && !strcmp(rw__cf_scalar_text(v), "unlimited")) {
-                h->max_body_bytes = 0;
-                rc = 0;
-            } else {
-                rc = rw__cf_get_size(l, v, w, 0, UINT64_MAX, &h->max_body_bytes);
-            }
-        } else if (!strcmp(key, "max_headers"))
-            rc = rw__cf_get_u32(l, v, w, 1, RW_HTTP_MAX_HEADERS, &h->max_headers);
-        else
-            rc = rw__cf_unknown_key(l, k, "http", "http", keys);
-        if (rc)
-            return -1;
     }
+    return rw__cf_get_size(l, v, where, key->min, key->max, out);
+}
+
+static int check_http(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj, yaml_node_t *const *seen)
+{
+    const rw_http_cfg *h = obj;
+
     if (h->max_request_line > h->max_header_bytes)
-        return rw__cf_fail(l, line_v ? line_v : n,
-                           "http.max_request_line: %llu is larger than max_header_bytes (%llu), which "
+        return rw__cf_fail(l, seen[HTTP_MAX_REQUEST_LINE] ? seen[HTTP_MAX_REQUEST_LINE] : n,
+                           "%s.max_request_line: %llu is larger than max_header_bytes (%llu), which "
                            "includes the request line",
-                           (unsigned long long)h->max_request_line, (unsigned long long)h->max_header_bytes);
+                           where, (unsigned long long)h->max_request_line,
+                           (unsigned long long)h->max_header_bytes);
     return 0;
 }
 
-static int parse_redis(rw_cf_loader *l, yaml_node_t *n)
+static const rw_cf_key http_keys[] = {
+    RW_CF_MS("client_header_timeout", rw_http_cfg, client_header_timeout_ms, 1, 10000),
+    RW_CF_MS("client_body_timeout", rw_http_cfg, client_body_timeout_ms, 1, 60000),
+    RW_CF_MS("keepalive_timeout", rw_http_cfg, keepalive_timeout_ms, 0, 75000),
+    RW_CF_MS("send_timeout", rw_http_cfg, send_timeout_ms, 1, 60000),
+    RW_CF_SIZE("max_header_bytes", rw_http_cfg, max_header_bytes, 1024, 1u << 20, 16384),
+    [HTTP_MAX_REQUEST_LINE] =
+        RW_CF_SIZE("max_request_line", rw_http_cfg, max_request_line, 64, 1u << 20, 8192),
+    {.name = "max_body_bytes",
+     .parse = key_max_body,
+     .offset = RW_CF_OFF(rw_http_cfg, max_body_bytes, uint64_t),
+     .type = RW_CF_T_U64,
+     .max = UINT64_MAX,
+     .def = 10u << 20},
+    RW_CF_U32("max_headers", rw_http_cfg, max_headers, 1, RW_HTTP_MAX_HEADERS, 100),
+};
+static const rw_cf_map http_map = RW_CF_MAP_OF("http", http_keys, check_http);
+
+static int key_redis_url(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
 {
-    static const char *const failures[] = {"local", "allow", "deny"};
-    rw_redis_cfg *r = &l->cfg->redis;
+    char **url = RW_CF_FIELD(obj, key, char *);
+    char why[256];
+    rw_redis_url u;
 
-    if (rw__cf_is_null(n))
-        return 0;
-    if (rw__cf_check_map(l, n, "redis"))
+    if (rw__cf_get_string(l, v, where, url))
         return -1;
-    MAP_EACH(n, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        int rc;
-        if (!strcmp(key, "url")) {
-            rc = rw__cf_get_string(l, v, "redis.url", &r->url);
-            if (rc == 0 && r->url) {
-                char why[256];
-                rw_redis_url u;
-                if (strncmp(r->url, "redis://", 8) != 0)
-                    rc = rw__cf_fail(l, v,
-                                     "redis.url: '%s' must start with redis:// (TLS and unix sockets are not "
-                                     "supported)",
-                                     r->url);
-                else if (rw_redis_url_parse(r->url, &u, why, sizeof(why)) != 0)
-                    rc = rw__cf_fail(l, v, "redis.url: %s", why);
-            }
-        } else if (!strcmp(key, "sync_interval"))
-            rc = rw__cf_get_ms(l, v, "redis.sync_interval", 1, &r->sync_interval_ms);
-        else if (!strcmp(key, "on_failure"))
-            rc = rw__cf_get_choice(l, v, "redis.on_failure", "mode", failures, 3, &r->on_failure);
-        else
-            rc = rw__cf_unknown_key(l, k, "redis", "redis", "url, sync_interval, on_failure");
-        if (rc)
-            return -1;
-    }
-    if (!r->url)
-        return rw__cf_fail(l, n, "redis: url is required");
+    if (*url == NULL)
+        return 0;
+    if (strncmp(*url, "redis://", 8) != 0)
+        return rw__cf_fail(l, v, "%s: '%s' must start with redis:// (TLS and unix sockets are not supported)",
+                           where, *url);
+    if (rw_redis_url_parse(*url, &u, why, sizeof(why)) != 0)
+        return rw__cf_fail(l, v, "%s: %s", where, why);
     return 0;
 }
+
+static const char *const redis_failures[] = {"local", "allow", "deny"};
+static const rw_cf_choice redis_failure_choice = {"mode", redis_failures, RW_ARRAY_LEN(redis_failures)};
+
+static const rw_cf_key redis_keys[] = {
+    RW_CF_CUSTOM("url", key_redis_url, rw_redis_cfg, url, char *, RW_CF_T_STR, 0, RW_CF_REQUIRED),
+    RW_CF_MS("sync_interval", rw_redis_cfg, sync_interval_ms, 1, 100),
+    RW_CF_CHOICE("on_failure", rw_redis_cfg, on_failure, redis_failure_choice, RW_REDIS_LOCAL),
+};
+static const rw_cf_map redis_map = RW_CF_MAP_OF("redis", redis_keys, NULL);
+
+/* request_id.header: a header name that can carry the id (sets header_len too). */
+static int key_request_id_header(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                                 void *obj)
+{
+    rw_request_id_cfg *r = obj;
+    char *h = NULL;
+
+    (void)key;
+    if (rw__cf_get_string(l, v, where, &h))
+        return -1;
+    if (h == NULL)
+        return 0;
+    if (rw__cf_check_token(l, v, where, "header name", h))
+        return -1;
+    if (strlen(h) > 64 || rw_http_is_fixed_hop_by_hop((rw_str){h, strlen(h)}) || !strcasecmp(h, "host") ||
+        !strcasecmp(h, "content-length"))
+        return rw__cf_fail(l, v, "%s: '%s' cannot carry the request id", where, h);
+    r->header = h;
+    r->header_len = strlen(h);
+    return 0;
+}
+
+static const rw_cf_key request_id_keys[] = {
+    {.name = "header",
+     .parse = key_request_id_header,
+     .offset = RW_CF_OFF(rw_request_id_cfg, header, char *),
+     .type = RW_CF_T_STR,
+     .def_str = "X-Request-Id"},
+    RW_CF_BOOL("enabled", rw_request_id_cfg, enabled, true),
+};
+static const rw_cf_map request_id_map = RW_CF_MAP_OF("request_id", request_id_keys, NULL);
 
 /* ------------------------------------------------------------------------ */
 /* The document root. */
+
+static int key_tiers(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    (void)where, (void)key, (void)obj;
+    return rw__cf_parse_tiers(l, v);
+}
+
+static int key_services(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    (void)where, (void)key, (void)obj;
+    return rw__cf_parse_services(l, v, &l->services);
+}
+
+static int key_consumers(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    (void)where, (void)key, (void)obj;
+    return rw__cf_parse_consumers(l, v);
+}
+
+static int key_routes(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    (void)where, (void)key, (void)obj;
+    return rw__cf_parse_routes(l, v, &l->services);
+}
+
+static int key_trusted(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_config *cfg = obj;
+    (void)key;
+    return rw__cf_get_cidr_list(l, v, where, &cfg->trusted_proxies, &cfg->ntrusted_proxies);
+}
+
+static int key_filters(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_config *cfg = obj;
+    (void)key;
+    if (rw__cf_parse_filters(l, v, where, &cfg->filters, &cfg->nfilters))
+        return -1;
+    return rw__cf_name_rate_limits(l, v, cfg->filters, cfg->nfilters, "global");
+}
+
+static const char *const io_modes[] = {"auto", "uring", "epoll"};
+static const rw_cf_choice io_choice = {"io mode", io_modes, RW_ARRAY_LEN(io_modes)};
 
 enum {
     K_LISTEN,
@@ -243,235 +379,64 @@ enum {
     K__COUNT
 };
 
-static const char *const top_keys[K__COUNT] = {
-    "listen",
-    "admin",
-    "workers",
-    "io",
-    "max_conns",
-    "drain_timeout",
-    "shutdown_delay",
-    "watch_config",
-    "http",
-    "redis",
-    "tiers",
-    "services",
-    "consumers",
-    "routes",
-    "filters",
-    "trusted_proxies",
-    "rate_limit_shard_keys",
-    "request_id",
-    "trace_context",
-    "metrics_listen",
+/* In the order the unknown-key message lists them. */
+static const rw_cf_key root_keys[K__COUNT] = {
+    [K_LISTEN] = {.name = "listen", .parse = key_listen},
+    [K_ADMIN] = {.name = "admin", .parse = key_admin},
+    [K_WORKERS] = {.name = "workers",
+                   .parse = key_workers,
+                   .offset = RW_CF_OFF(rw_config, workers, uint32_t),
+                   .type = RW_CF_T_U32,
+                   .min = 1,
+                   .max = 1024,
+                   .def = 0}, /* 0: auto */
+    [K_IO] = RW_CF_CHOICE("io", rw_config, io, io_choice, RW_IO_AUTO),
+    [K_MAX_CONNS] = RW_CF_U32("max_conns", rw_config, max_conns, 1, 10000000, 65536),
+    [K_DRAIN_TIMEOUT] = RW_CF_MS("drain_timeout", rw_config, drain_timeout_ms, 0, 30000),
+    [K_SHUTDOWN_DELAY] = RW_CF_MS("shutdown_delay", rw_config, shutdown_delay_ms, 0, 0),
+    [K_WATCH_CONFIG] = RW_CF_BOOL("watch_config", rw_config, watch_config, false),
+    [K_HTTP] = RW_CF_SUBMAP("http", offsetof(rw_config, http), http_map),
+    [K_REDIS] = RW_CF_SUBMAP("redis", offsetof(rw_config, redis), redis_map),
+    [K_TIERS] = {.name = "tiers", .parse = key_tiers},
+    [K_SERVICES] = {.name = "services", .parse = key_services},
+    [K_CONSUMERS] = {.name = "consumers", .parse = key_consumers},
+    [K_ROUTES] = {.name = "routes", .parse = key_routes},
+    [K_FILTERS] = {.name = "filters", .parse = key_filters},
+    [K_TRUSTED] = {.name = "trusted_proxies", .parse = key_trusted},
+    [K_SHARD_KEYS] =
+        RW_CF_U32("rate_limit_shard_keys", rw_config, rate_limit_shard_keys, 64, 1u << 24, 16384),
+    [K_REQUEST_ID] = RW_CF_SUBMAP("request_id", offsetof(rw_config, request_id), request_id_map),
+    [K_TRACE_CONTEXT] = RW_CF_BOOL("trace_context", rw_config, trace_context, true),
+    [K_METRICS_LISTEN] = {.name = "metrics_listen", .parse = key_metrics_listen},
 };
 
-/* admin: "ADDR:PORT", or {address: "ADDR:PORT", token_env: NAME}. */
-static int parse_admin(rw_cf_loader *l, yaml_node_t *n)
-{
-    rw_config *cfg = l->cfg;
-    if (n->type == YAML_SCALAR_NODE)
-        return get_sockaddr(l, n, "admin", &cfg->admin);
-    if (rw__cf_check_map(l, n, "admin"))
-        return -1;
-    yaml_node_t *addr = NULL;
-    MAP_EACH(n, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        int rc = 0;
-        if (!strcmp(key, "address")) {
-            addr = v;
-        } else if (!strcmp(key, "token_env")) {
-            rc = rw__cf_get_string(l, v, "admin.token_env", &cfg->admin_token_env);
-            if (rc == 0 && cfg->admin_token_env != NULL) {
-                const char *t = getenv(cfg->admin_token_env);
-                if (t == NULL || strlen(t) < 16)
-                    rc = rw__cf_fail(l, v, "admin.token_env: $%s %s (at least 16 characters)",
-                                     cfg->admin_token_env, t == NULL ? "is not set" : "is too short");
-                else if ((cfg->admin_token = rw__cf_dup_mem(l, v, t, strlen(t))) == NULL)
-                    rc = -1;
-            }
-        } else {
-            rc = rw__cf_unknown_key(l, k, "admin", "admin", "address, token_env");
-        }
-        if (rc)
-            return -1;
-    }
-    if (addr == NULL)
-        return rw__cf_fail(l, n, "admin: address is required");
-    return get_sockaddr(l, addr, "admin.address", &cfg->admin);
-}
+/* The order sections are read in, so references (tier, service) resolve as
+ * they are read and addresses are compared with those before them. */
+static const uint8_t root_order[K__COUNT] = {
+    K_LISTEN,        K_ADMIN,         K_METRICS_LISTEN, K_WORKERS,      K_IO,
+    K_MAX_CONNS,     K_DRAIN_TIMEOUT, K_SHUTDOWN_DELAY, K_WATCH_CONFIG, K_REQUEST_ID,
+    K_TRACE_CONTEXT, K_HTTP,          K_REDIS,          K_TIERS,        K_SERVICES,
+    K_CONSUMERS,     K_TRUSTED,       K_SHARD_KEYS,     K_FILTERS,      K_ROUTES,
+};
 
-/* request_id: {header: NAME, enabled: BOOL} */
-static int parse_request_id(rw_cf_loader *l, yaml_node_t *n)
-{
-    rw_request_id_cfg *r = &l->cfg->request_id;
-    if (rw__cf_is_null(n))
-        return 0;
-    if (rw__cf_check_map(l, n, "request_id"))
-        return -1;
-    MAP_EACH(n, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        int rc;
-        if (!strcmp(key, "header")) {
-            char *h = NULL;
-            rc = rw__cf_get_string(l, v, "request_id.header", &h);
-            if (rc == 0 && h != NULL) {
-                rc = rw__cf_check_token(l, v, "request_id.header", "header name", h);
-                if (rc == 0 && (strlen(h) > 64 || rw_http_is_fixed_hop_by_hop((rw_str){h, strlen(h)}) ||
-                                !strcasecmp(h, "host") || !strcasecmp(h, "content-length")))
-                    rc = rw__cf_fail(l, v, "request_id.header: '%s' cannot carry the request id", h);
-                if (rc == 0) {
-                    r->header = h;
-                    r->header_len = strlen(h);
-                }
-            }
-        } else if (!strcmp(key, "enabled")) {
-            rc = rw__cf_get_bool(l, v, "request_id.enabled", &r->enabled);
-        } else {
-            rc = rw__cf_unknown_key(l, k, "request_id", "request_id", "header, enabled");
-        }
-        if (rc)
-            return -1;
-    }
-    return 0;
-}
-
-static void set_defaults(rw_config *cfg)
-{
-    cfg->request_id.header = (char *)"X-Request-Id";
-    cfg->request_id.header_len = 12;
-    cfg->request_id.enabled = true;
-    cfg->trace_context = true;
-    cfg->workers = 0;
-    cfg->io = RW_IO_AUTO;
-    cfg->max_conns = 65536;
-    cfg->drain_timeout_ms = 30000;
-    cfg->http.client_header_timeout_ms = 10000;
-    cfg->http.client_body_timeout_ms = 60000;
-    cfg->http.keepalive_timeout_ms = 75000;
-    cfg->http.send_timeout_ms = 60000;
-    cfg->http.max_header_bytes = 16384;
-    cfg->http.max_request_line = 8192;
-    cfg->http.max_body_bytes = 10u << 20;
-    cfg->http.max_headers = 100;
-    cfg->redis.sync_interval_ms = 100;
-    cfg->redis.on_failure = RW_REDIS_LOCAL;
-    cfg->rate_limit_shard_keys = 16384;
-}
+static const rw_cf_map root_map = {"", root_keys, K__COUNT, root_order, NULL};
 
 static int parse_root(rw_cf_loader *l, yaml_node_t *root)
 {
-    static const char *const io_modes[] = {"auto", "uring", "epoll"};
     rw_config *cfg = l->cfg;
-    yaml_node_t *v[K__COUNT] = {0};
-    char expected[320] = "";
-    rw_cf_strset services = {0};
-    int rc = -1;
 
     if (root->type != YAML_MAPPING_NODE)
         return rw__cf_fail(l, root, "the top level must be a mapping (listen:, services:, routes:, ...)");
-    if (rw__cf_check_map(l, root, ""))
-        return -1;
-    for (size_t i = 0; i < K__COUNT; i++) {
-        strcat(expected, i ? ", " : "");
-        strcat(expected, top_keys[i]);
-    }
-    MAP_EACH(root, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key);
-        size_t i = 0;
-        while (i < K__COUNT && strcmp(top_keys[i], rw__cf_scalar_text(k)) != 0)
-            i++;
-        if (i == K__COUNT)
-            return rw__cf_unknown_key(l, k, "", "", expected);
-        v[i] = rw__cf_node_at(l, pr->value);
-    }
-
-    /* fixed order, so references (tier, service) resolve as they are read */
-    if (v[K_LISTEN] && parse_listen(l, v[K_LISTEN]))
-        goto out;
-    if (cfg->nlisten == 0) {
-        rw_sockaddr *def = rw__cf_alloc(l->arena, sizeof(*def));
-        if (!def) {
-            rw__cf_oom(l, root);
-            goto out;
-        }
-        rw_parse_sockaddr("0.0.0.0:8080", def);
-        cfg->listen = def;
-        cfg->nlisten = 1;
-    }
-    if (v[K_ADMIN] && !rw__cf_is_null(v[K_ADMIN])) {
-        if (parse_admin(l, v[K_ADMIN]))
-            goto out;
-        cfg->has_admin = true;
-        for (size_t i = 0; i < cfg->nlisten; i++) {
-            if (addr_conflict(&cfg->admin, &cfg->listen[i])) {
-                rw__cf_fail(l, v[K_ADMIN], "admin: %s overlaps listen address %s", cfg->admin.text,
-                            cfg->listen[i].text);
-                goto out;
-            }
-        }
-    }
-    if (v[K_METRICS_LISTEN] && !rw__cf_is_null(v[K_METRICS_LISTEN])) {
-        if (get_sockaddr(l, v[K_METRICS_LISTEN], "metrics_listen", &cfg->metrics_listen))
-            goto out;
-        cfg->has_metrics_listen = true;
-        for (size_t i = 0; i < cfg->nlisten; i++) {
-            if (addr_conflict(&cfg->metrics_listen, &cfg->listen[i]) ||
-                (cfg->has_admin && addr_conflict(&cfg->metrics_listen, &cfg->admin))) {
-                rw__cf_fail(l, v[K_METRICS_LISTEN], "metrics_listen: %s overlaps a listen or admin address",
-                            cfg->metrics_listen.text);
-                goto out;
-            }
-        }
-    }
-    if (v[K_WORKERS] && !rw__cf_is_null(v[K_WORKERS]) && parse_workers(l, v[K_WORKERS]))
-        goto out;
-    if (v[K_IO] && rw__cf_get_choice(l, v[K_IO], "io", "io mode", io_modes, 3, &cfg->io))
-        goto out;
-    if (v[K_MAX_CONNS] && rw__cf_get_u32(l, v[K_MAX_CONNS], "max_conns", 1, 10000000, &cfg->max_conns))
-        goto out;
-    if (v[K_DRAIN_TIMEOUT] &&
-        rw__cf_get_ms(l, v[K_DRAIN_TIMEOUT], "drain_timeout", 0, &cfg->drain_timeout_ms))
-        goto out;
-    if (v[K_SHUTDOWN_DELAY] &&
-        rw__cf_get_ms(l, v[K_SHUTDOWN_DELAY], "shutdown_delay", 0, &cfg->shutdown_delay_ms))
-        goto out;
-    if (v[K_WATCH_CONFIG] && rw__cf_get_bool(l, v[K_WATCH_CONFIG], "watch_config", &cfg->watch_config))
-        goto out;
-    if (v[K_REQUEST_ID] && parse_request_id(l, v[K_REQUEST_ID]))
-        goto out;
-    if (v[K_TRACE_CONTEXT] && rw__cf_get_bool(l, v[K_TRACE_CONTEXT], "trace_context", &cfg->trace_context))
-        goto out;
-    if (v[K_HTTP] && parse_http(l, v[K_HTTP]))
-        goto out;
-    if (v[K_REDIS] && parse_redis(l, v[K_REDIS]))
-        goto out;
-    if (v[K_TIERS] && rw__cf_parse_tiers(l, v[K_TIERS]))
-        goto out;
-    if (v[K_SERVICES] && rw__cf_parse_services(l, v[K_SERVICES], &services))
-        goto out;
-    if (v[K_CONSUMERS] && rw__cf_parse_consumers(l, v[K_CONSUMERS]))
-        goto out;
-    if (v[K_TRUSTED] && rw__cf_get_cidr_list(l, v[K_TRUSTED], "trusted_proxies", &cfg->trusted_proxies,
-                                             &cfg->ntrusted_proxies))
-        goto out;
-    if (v[K_SHARD_KEYS] && rw__cf_get_u32(l, v[K_SHARD_KEYS], "rate_limit_shard_keys", 64, 1u << 24,
-                                          &cfg->rate_limit_shard_keys))
-        goto out;
-    if (v[K_FILTERS] && (rw__cf_parse_filters(l, v[K_FILTERS], "filters", &cfg->filters, &cfg->nfilters) ||
-                         rw__cf_name_rate_limits(l, v[K_FILTERS], cfg->filters, cfg->nfilters, "global")))
-        goto out;
-    if (v[K_ROUTES] && rw__cf_parse_routes(l, v[K_ROUTES], &services))
-        goto out;
-    rc = 0;
-out:
-    rw__cf_strset_free(&services);
-    return rc;
+    rw__cf_map_defaults(&root_map, cfg);
+    cfg->request_id.header_len = strlen(cfg->request_id.header);
+    /* listen's default needs the arena; a listen key replaces it */
+    rw_sockaddr *def = rw__cf_alloc(l->arena, sizeof(*def));
+    if (!def)
+        return rw__cf_oom(l, root);
+    rw_parse_sockaddr("0.0.0.0:8080", def);
+    cfg->listen = def;
+    cfg->nlisten = 1;
+    return rw__cf_map_parse(l, &root_map, root, "", cfg, NULL);
 }
 
 /* Line (1-based) of byte offset off in text. */
@@ -562,7 +527,6 @@ int rw_config_load_string(const char *yaml, size_t len, const char *name, rw_con
     }
     cfg->arena = arena;
     l.cfg = cfg;
-    set_defaults(cfg);
     if (parse_root(&l, root) != 0)
         goto out;
     *out = cfg;
@@ -574,6 +538,7 @@ out:
     if (parser_ok)
         yaml_parser_delete(&parser);
     rw__cf_arena_destroy(arena);
+    rw__cf_strset_free(&l.services);
     if (rc != 0 && !l.failed)
         rw__cf_fail_line(&l, 1, "invalid configuration");
     return rc;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <yaml.h>
 
+#include "ringway/common.h"
 #include "ringway/config.h"
 
 #define MAX_BODY (1u << 20)
@@ -28,6 +29,14 @@
 /* The config's memory: zeroed chunks and the compiled regexes, freed at once. */
 typedef struct rw_arena rw_arena;
 
+/* A temporary string -> int hash set (malloc'd; freed before load returns). */
+typedef struct rw_cf_strset {
+    const char **keys;
+    int *vals;
+    size_t cap;
+    size_t n;
+} rw_cf_strset;
+
 /* One load in progress. The document and the arena belong to
  * rw_config_load_string; cfg lives in the arena. */
 typedef struct rw_cf_loader {
@@ -38,16 +47,9 @@ typedef struct rw_cf_loader {
     char *err;
     size_t errlen;
     bool failed;
-    unsigned long work; /* nodes visited so far (the work budget) */
+    unsigned long work;    /* nodes visited so far (the work budget) */
+    rw_cf_strset services; /* service name -> index, for the routes */
 } rw_cf_loader;
-
-/* A temporary string -> int hash set (malloc'd; freed before load returns). */
-typedef struct rw_cf_strset {
-    const char **keys;
-    int *vals;
-    size_t cap;
-    size_t n;
-} rw_cf_strset;
 
 /* ---- arena and string set (config_yaml.c) ---- */
 
@@ -147,6 +149,152 @@ yaml_node_t *rw__cf_list_item(rw_cf_loader *l, yaml_node_t *n, size_t i);
 const char *rw__cf_item_where(char *buf, size_t cap, const yaml_node_t *list, const char *where, size_t i);
 /* A list (or single string) of strings, into an arena array. */
 int rw__cf_get_str_list(rw_cf_loader *l, yaml_node_t *n, const char *where, char ***out, size_t *count);
+
+/* ---- mapping tables (config_yaml.c) ----
+ * Each mapping of the schema is one rw_cf_map: its keys, each once, with the
+ * parser that reads the value into the struct, the field's offset and its
+ * default. rw__cf_map_parse walks a mapping in document order (an unknown key
+ * is reported where it stands, listing the table's keys), then checks the
+ * required keys, reads the RW_CF_LATE keys and runs the map's check.
+ * rw__cf_map_defaults writes the defaults (nested maps included). A new key
+ * is a row, plus a parser when none of the rw__cf_key_* ones fits. */
+
+#define RW_CF_MAX_KEYS 32
+
+typedef struct rw_cf_key rw_cf_key;
+typedef struct rw_cf_map rw_cf_map;
+
+/* Reads value v of a key into obj, the struct the table describes; where is
+ * "section.key". v may be a null node: the parsers leave the field as it is. */
+typedef int (*rw_cf_parse_fn)(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                              void *obj);
+/* Checks a map once all its keys are read; seen[i] is the value node of
+ * keys[i] (NULL when absent). */
+typedef int (*rw_cf_check_fn)(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
+                              yaml_node_t *const *seen);
+
+enum rw_cf_type {
+    RW_CF_T_NONE = 0,
+    RW_CF_T_U32,
+    RW_CF_T_U64,
+    RW_CF_T_BOOL,
+    RW_CF_T_INT,
+    RW_CF_T_STR,
+    RW_CF_T_MAP
+};
+
+enum rw_cf_flags {
+    RW_CF_REQUIRED = 1u << 0, /* "where: KEY is required" unless given a non-null value */
+    RW_CF_LATE = 1u << 1,     /* read after the other keys were checked and read */
+};
+
+struct rw_cf_key {
+    const char *name;
+    rw_cf_parse_fn parse; /* NULL: only recorded in seen (the check reads it) */
+    size_t offset;        /* of the field, or of the nested struct (RW_CF_T_MAP) */
+    size_t count;         /* lists: offset of their size_t count */
+    uint8_t type;         /* enum rw_cf_type: the field's type, for the default */
+    uint8_t flags;        /* enum rw_cf_flags */
+    uint64_t min, max;    /* numbers, sizes and durations (ms) */
+    uint64_t def;         /* default of a number, bool or choice */
+    const char *def_str;  /* default of a string (static storage), or NULL */
+    const void *arg;      /* parser's extra: a rw_cf_choice, or the nested rw_cf_map */
+};
+
+/* The words a choice key accepts (index = value); what names them in errors. */
+typedef struct rw_cf_choice {
+    const char *what;
+    const char *const *names;
+    size_t count;
+} rw_cf_choice;
+
+struct rw_cf_map {
+    const char *what; /* "service": the unknown-key message says "in service" */
+    const rw_cf_key *keys;
+    size_t nkeys;         /* at most RW_CF_MAX_KEYS */
+    const uint8_t *order; /* the root: every key is checked first, then read in this order */
+    rw_cf_check_fn check; /* or NULL */
+};
+
+#define RW_CF_MAP_OF(what, keys, check)                                                                      \
+    {                                                                                                        \
+        what, keys, RW_ARRAY_LEN(keys), NULL, check                                                          \
+    }
+
+/* Fails to compile unless field f of struct st has type T. */
+#define RW_CF_TYPED(st, f, T) (0 * sizeof((T *){&((st *)0)->f}))
+#define RW_CF_OFF(st, f, T) (offsetof(st, f) + RW_CF_TYPED(st, f, T))
+
+/* Rows for the common kinds of value. */
+#define RW_CF_U32(n, st, f, lo, hi, d)                                                                       \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_u32, .offset = RW_CF_OFF(st, f, uint32_t), .type = RW_CF_T_U32,       \
+        .min = lo, .max = hi, .def = d                                                                       \
+    }
+#define RW_CF_MS(n, st, f, lo, d)                                                                            \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_ms, .offset = RW_CF_OFF(st, f, uint32_t), .type = RW_CF_T_U32,        \
+        .min = lo, .def = d                                                                                  \
+    }
+#define RW_CF_SIZE(n, st, f, lo, hi, d)                                                                      \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_size, .offset = RW_CF_OFF(st, f, uint64_t), .type = RW_CF_T_U64,      \
+        .min = lo, .max = hi, .def = d                                                                       \
+    }
+#define RW_CF_BOOL(n, st, f, d)                                                                              \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_bool, .offset = RW_CF_OFF(st, f, bool), .type = RW_CF_T_BOOL,         \
+        .def = d                                                                                             \
+    }
+#define RW_CF_CHOICE(n, st, f, choice, d)                                                                    \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_choice, .offset = RW_CF_OFF(st, f, int), .type = RW_CF_T_INT,         \
+        .def = d, .arg = &(choice)                                                                           \
+    }
+#define RW_CF_STRING(n, st, f)                                                                               \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_string, .offset = RW_CF_OFF(st, f, char *), .type = RW_CF_T_STR       \
+    }
+#define RW_CF_NAME(n, st, f, flags_)                                                                         \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_name, .offset = RW_CF_OFF(st, f, char *), .type = RW_CF_T_STR,        \
+        .flags = flags_                                                                                      \
+    }
+#define RW_CF_STR_LIST(n, st, f, cnt)                                                                        \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_str_list, .offset = RW_CF_OFF(st, f, char **),                        \
+        .count = RW_CF_OFF(st, cnt, size_t)                                                                  \
+    }
+/* A nested mapping whose fields live in the struct at offset off (0: this one). */
+#define RW_CF_SUBMAP(n, off, map)                                                                            \
+    {                                                                                                        \
+        .name = n, .parse = rw__cf_key_map, .offset = off, .type = RW_CF_T_MAP, .arg = &(map)                \
+    }
+/* A key with its own parser; T is the field's type (the default, if any, is d). */
+#define RW_CF_CUSTOM(n, fn, st, f, T, type_, d, flags_)                                                      \
+    {                                                                                                        \
+        .name = n, .parse = fn, .offset = RW_CF_OFF(st, f, T), .type = type_, .flags = flags_, .def = d      \
+    }
+
+/* Reads mapping n by table m into obj (see above); seen, when not NULL, gets
+ * the value node of each key (room for m->nkeys). */
+int rw__cf_map_parse(rw_cf_loader *l, const rw_cf_map *m, yaml_node_t *n, const char *where, void *obj,
+                     yaml_node_t **seen);
+/* Writes the defaults of m's keys into obj, nested maps included. */
+void rw__cf_map_defaults(const rw_cf_map *m, void *obj);
+/* The generic parsers the row macros name. */
+int rw__cf_key_u32(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+int rw__cf_key_ms(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+int rw__cf_key_size(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+int rw__cf_key_bool(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+int rw__cf_key_choice(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+int rw__cf_key_string(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+int rw__cf_key_name(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+int rw__cf_key_str_list(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+/* A nested mapping (key->arg) over the struct at key->offset; null: nothing. */
+int rw__cf_key_map(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj);
+/* The field a row describes. */
+#define RW_CF_FIELD(obj, key, T) ((T *)(void *)((char *)(obj) + (key)->offset))
 
 /* ---- sections ---- */
 

@@ -647,3 +647,155 @@ int rw__cf_check_field_value(rw_cf_loader *l, const yaml_node_t *n, const char *
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Mapping tables. */
+
+int rw__cf_key_u32(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    return rw__cf_get_u32(l, v, where, (uint32_t)key->min, (uint32_t)key->max,
+                          RW_CF_FIELD(obj, key, uint32_t));
+}
+
+int rw__cf_key_ms(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    return rw__cf_get_ms(l, v, where, (uint32_t)key->min, RW_CF_FIELD(obj, key, uint32_t));
+}
+
+int rw__cf_key_size(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    return rw__cf_get_size(l, v, where, key->min, key->max, RW_CF_FIELD(obj, key, uint64_t));
+}
+
+int rw__cf_key_bool(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    return rw__cf_get_bool(l, v, where, RW_CF_FIELD(obj, key, bool));
+}
+
+int rw__cf_key_choice(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    const rw_cf_choice *c = key->arg;
+    return rw__cf_get_choice(l, v, where, c->what, c->names, c->count, RW_CF_FIELD(obj, key, int));
+}
+
+int rw__cf_key_string(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    return rw__cf_get_string(l, v, where, RW_CF_FIELD(obj, key, char *));
+}
+
+int rw__cf_key_name(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    return rw__cf_get_name(l, v, where, RW_CF_FIELD(obj, key, char *));
+}
+
+int rw__cf_key_str_list(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    size_t *count = (size_t *)(void *)((char *)obj + key->count);
+    return rw__cf_get_str_list(l, v, where, RW_CF_FIELD(obj, key, char **), count);
+}
+
+int rw__cf_key_map(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    if (rw__cf_is_null(v))
+        return 0;
+    return rw__cf_map_parse(l, key->arg, v, where, (char *)obj + key->offset, NULL);
+}
+
+void rw__cf_map_defaults(const rw_cf_map *m, void *obj)
+{
+    for (size_t i = 0; i < m->nkeys; i++) {
+        const rw_cf_key *k = &m->keys[i];
+        switch (k->type) {
+        case RW_CF_T_U32:
+            *RW_CF_FIELD(obj, k, uint32_t) = (uint32_t)k->def;
+            break;
+        case RW_CF_T_U64:
+            *RW_CF_FIELD(obj, k, uint64_t) = k->def;
+            break;
+        case RW_CF_T_BOOL:
+            *RW_CF_FIELD(obj, k, bool) = k->def != 0;
+            break;
+        case RW_CF_T_INT:
+            *RW_CF_FIELD(obj, k, int) = (int)k->def;
+            break;
+        case RW_CF_T_STR:
+            if (k->def_str)
+                *RW_CF_FIELD(obj, k, char *) = (char *)k->def_str; /* static: never freed */
+            break;
+        case RW_CF_T_MAP:
+            rw__cf_map_defaults(k->arg, (char *)obj + k->offset);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* The table's keys as the unknown-key message lists them: "a, b, c". */
+static const char *key_names(const rw_cf_map *m, char *buf, size_t cap)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < m->nkeys && off < cap; i++) {
+        int w = snprintf(buf + off, cap - off, "%s%s", i ? ", " : "", m->keys[i].name);
+        if (w < 0)
+            break;
+        off += (size_t)w;
+    }
+    return buf;
+}
+
+static int read_key(rw_cf_loader *l, const rw_cf_key *k, yaml_node_t *v, const char *where, void *obj)
+{
+    char w[512];
+
+    if (!k->parse)
+        return 0;
+    if (*where)
+        rw__cf_wheref(w, sizeof(w), "%s.%s", where, k->name);
+    else
+        rw__cf_wheref(w, sizeof(w), "%s", k->name);
+    return k->parse(l, v, w, k, obj);
+}
+
+int rw__cf_map_parse(rw_cf_loader *l, const rw_cf_map *m, yaml_node_t *n, const char *where, void *obj,
+                     yaml_node_t **seen)
+{
+    yaml_node_t *local[RW_CF_MAX_KEYS];
+    char expected[512];
+
+    if (!seen)
+        seen = local;
+    for (size_t i = 0; i < m->nkeys && i < RW_CF_MAX_KEYS; i++)
+        seen[i] = NULL;
+    if (rw__cf_check_map(l, n, where))
+        return -1;
+    MAP_EACH(n, pr)
+    {
+        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
+        const char *name = rw__cf_scalar_text(k);
+        size_t i = 0;
+        while (i < m->nkeys && strcmp(m->keys[i].name, name) != 0)
+            i++;
+        if (i == m->nkeys)
+            return rw__cf_unknown_key(l, k, where, m->what, key_names(m, expected, sizeof(expected)));
+        seen[i] = v;
+        if (!m->order && !(m->keys[i].flags & RW_CF_LATE) && read_key(l, &m->keys[i], v, where, obj))
+            return -1;
+    }
+    for (size_t i = 0; m->order && i < m->nkeys; i++) {
+        size_t k = m->order[i];
+        if (seen[k] && read_key(l, &m->keys[k], seen[k], where, obj))
+            return -1;
+    }
+    for (size_t i = 0; i < m->nkeys; i++) {
+        if ((m->keys[i].flags & RW_CF_REQUIRED) && (!seen[i] || rw__cf_is_null(seen[i])))
+            return rw__cf_fail(l, n, "%s: %s is required", where, m->keys[i].name);
+    }
+    for (size_t i = 0; i < m->nkeys; i++) {
+        if ((m->keys[i].flags & RW_CF_LATE) && seen[i] && read_key(l, &m->keys[i], seen[i], where, obj))
+            return -1;
+    }
+    return m->check ? m->check(l, n, where, obj, seen) : 0;
+}
