@@ -94,42 +94,40 @@ bad_port:
     return rw__cf_fail(l, n, "%s: address '%s' has an invalid port (expected 1..65535)", where, s);
 }
 
+static int key_instance_address(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                                void *obj)
+{
+    (void)key;
+    if (rw__cf_is_null(v))
+        return 0;
+    return parse_instance_address(l, v, where, obj);
+}
+
+static const rw_cf_key instance_keys[] = {
+    {.name = "address", .parse = key_instance_address, .flags = RW_CF_REQUIRED},
+    RW_CF_U32("weight", rw_instance_cfg, weight, 1, 1000, 1),
+};
+static const rw_cf_map instance_map = RW_CF_MAP_OF("instance", instance_keys, NULL);
+
+/* An instance: {address: "host:port", weight: N} or just "host:port". */
 static int parse_instance(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_instance_cfg *ins)
 {
-    char w[300];
-    const yaml_node_t *addr = NULL;
-
-    ins->weight = 1;
+    rw__cf_map_defaults(&instance_map, ins);
     ins->line = (int)rw__cf_line_of(n);
     if (n->type == YAML_SCALAR_NODE && !rw__cf_is_null(n)) /* shorthand: "10.0.0.1:3001" */
         return parse_instance_address(l, n, where, ins);
-    if (rw__cf_check_map(l, n, where))
-        return -1;
-    MAP_EACH(n, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        rw__cf_wheref(w, sizeof(w), "%s.%s", where, key);
-        if (!strcmp(key, "address")) {
-            if (!rw__cf_is_null(v) && parse_instance_address(l, v, w, ins))
-                return -1;
-            addr = rw__cf_is_null(v) ? NULL : v;
-        } else if (!strcmp(key, "weight")) {
-            if (rw__cf_get_u32(l, v, w, 1, 1000, &ins->weight))
-                return -1;
-        } else {
-            return rw__cf_unknown_key(l, k, where, "instance", "address, weight");
-        }
-    }
-    if (!addr)
-        return rw__cf_fail(l, n, "%s: address is required", where);
-    return 0;
+    return rw__cf_map_parse(l, &instance_map, n, where, ins, NULL);
 }
 
-static int parse_hash_on(rw_cf_loader *l, const yaml_node_t *n, const char *where, rw_service_cfg *svc)
+/* hash_on: ip, header:NAME or cookie:NAME (with lb: hash). */
+static int key_hash_on(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key, void *obj)
 {
+    rw_service_cfg *svc = obj;
     const char *s = "";
 
+    (void)key;
+    if (rw__cf_is_null(n))
+        return 0;
     if (rw__cf_str_of(l, n, where, &s))
         return -1;
     if (!strcmp(s, "ip")) {
@@ -153,117 +151,83 @@ static int parse_hash_on(rw_cf_loader *l, const yaml_node_t *n, const char *wher
     return svc->hash_key ? 0 : -1;
 }
 
-static int parse_service(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_service_cfg *svc)
+/* instances: a list of instances, no address twice. */
+static int key_instances(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
 {
-    static const char keys[] = "name, lb, hash_on, timeouts, max_conns, keepalive, instances, filters";
-    static const char *const policies[] = {"round_robin", "least_conn", "p2c", "hash"};
-    char w[300], iw[320];
-    const yaml_node_t *hash_on = NULL, *instances = NULL;
+    rw_service_cfg *svc = obj;
+    char iw[320];
+    int rc = 0;
 
-    svc->lb = RW_LB_ROUND_ROBIN;
-    svc->hash_on = RW_HASH_IP;
-    svc->connect_timeout_ms = 5000;
-    svc->first_byte_timeout_ms = 60000;
-    svc->total_timeout_ms = 0;
-    svc->queue_timeout_ms = 0;
-    svc->max_conns = 1024;
-    svc->keepalive_max_idle = 64;
-    svc->keepalive_idle_timeout_ms = 60000;
-    svc->line = (int)rw__cf_line_of(n);
-    if (rw__cf_check_map(l, n, where))
+    (void)key;
+    if (rw__cf_is_null(v))
+        return 0;
+    if (rw__cf_check_list(l, v, where, false))
         return -1;
-
-    MAP_EACH(n, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        int rc = 0;
-        rw__cf_wheref(w, sizeof(w), "%s.%s", where, key);
-        if (!strcmp(key, "name"))
-            rc = rw__cf_get_name(l, v, w, &svc->name);
-        else if (!strcmp(key, "lb"))
-            rc = rw__cf_get_choice(l, v, w, "policy", policies, RW_ARRAY_LEN(policies), &svc->lb);
-        else if (!strcmp(key, "hash_on")) {
-            if (!rw__cf_is_null(v)) {
-                hash_on = v;
-                rc = parse_hash_on(l, v, w, svc);
-            }
-        } else if (!strcmp(key, "timeouts")) {
-            if (!rw__cf_is_null(v) && (rc = rw__cf_check_map(l, v, w)) == 0) {
-                MAP_EACH(v, tp)
-                {
-                    yaml_node_t *tk = rw__cf_node_at(l, tp->key), *tv = rw__cf_node_at(l, tp->value);
-                    const char *tkey = rw__cf_scalar_text(tk);
-                    rw__cf_wheref(iw, sizeof(iw), "%s.%s", w, tkey);
-                    if (!strcmp(tkey, "connect"))
-                        rc = rw__cf_get_ms(l, tv, iw, 1, &svc->connect_timeout_ms);
-                    else if (!strcmp(tkey, "first_byte"))
-                        rc = rw__cf_get_ms(l, tv, iw, 1, &svc->first_byte_timeout_ms);
-                    else if (!strcmp(tkey, "total"))
-                        rc = rw__cf_get_ms(l, tv, iw, 0, &svc->total_timeout_ms);
-                    else if (!strcmp(tkey, "queue"))
-                        rc = rw__cf_get_ms(l, tv, iw, 1, &svc->queue_timeout_ms);
-                    else
-                        rc = rw__cf_unknown_key(l, tk, w, "timeouts", "connect, first_byte, total, queue");
-                    if (rc)
-                        break;
-                }
-            }
-        } else if (!strcmp(key, "max_conns")) {
-            rc = rw__cf_get_u32(l, v, w, 0, 1000000, &svc->max_conns);
-        } else if (!strcmp(key, "keepalive")) {
-            if (!rw__cf_is_null(v) && (rc = rw__cf_check_map(l, v, w)) == 0) {
-                MAP_EACH(v, kp)
-                {
-                    yaml_node_t *kk = rw__cf_node_at(l, kp->key), *kv = rw__cf_node_at(l, kp->value);
-                    const char *kkey = rw__cf_scalar_text(kk);
-                    rw__cf_wheref(iw, sizeof(iw), "%s.%s", w, kkey);
-                    if (!strcmp(kkey, "max_idle"))
-                        rc = rw__cf_get_u32(l, kv, iw, 0, 100000, &svc->keepalive_max_idle);
-                    else if (!strcmp(kkey, "idle_timeout"))
-                        rc = rw__cf_get_ms(l, kv, iw, 1, &svc->keepalive_idle_timeout_ms);
-                    else
-                        rc = rw__cf_unknown_key(l, kk, w, "keepalive", "max_idle, idle_timeout");
-                    if (rc)
-                        break;
-                }
-            }
-        } else if (!strcmp(key, "instances")) {
-            instances = v;
-            if (rw__cf_is_null(v))
-                continue;
-            if (rw__cf_check_list(l, v, w, false))
-                return -1;
-            size_t len = SEQ_LEN(v);
-            svc->instances = rw__cf_array(l->arena, len, sizeof(*svc->instances));
-            if (!svc->instances)
-                return rw__cf_oom(l, v);
-            for (size_t i = 0; i < len && rc == 0; i++) {
-                yaml_node_t *it = rw__cf_list_item(l, v, i);
-                rw__cf_wheref(iw, sizeof(iw), "%s[%zu]", w, i);
-                if (!it)
-                    return rw__cf_fail(l, v, "%s: missing entry", iw);
-                rc = parse_instance(l, it, iw, &svc->instances[i]);
-                for (size_t j = 0; j < i && rc == 0; j++) {
-                    if (svc->instances[j].addr.len == svc->instances[i].addr.len &&
-                        !memcmp(&svc->instances[j].addr.ss, &svc->instances[i].addr.ss,
-                                svc->instances[i].addr.len))
-                        rc = rw__cf_fail(l, it, "%s: %s is already instance %zu (%s)", iw,
-                                         svc->instances[i].address, j, svc->instances[j].address);
-                }
-            }
-            svc->ninstances = len;
-        } else if (!strcmp(key, "filters")) {
-            rc = rw__cf_parse_filters(l, v, w, &svc->filters, &svc->nfilters);
-        } else {
-            rc = rw__cf_unknown_key(l, k, where, "service", keys);
+    size_t len = SEQ_LEN(v);
+    svc->instances = rw__cf_array(l->arena, len, sizeof(*svc->instances));
+    if (!svc->instances)
+        return rw__cf_oom(l, v);
+    for (size_t i = 0; i < len && rc == 0; i++) {
+        yaml_node_t *it = rw__cf_list_item(l, v, i);
+        rw__cf_wheref(iw, sizeof(iw), "%s[%zu]", where, i);
+        if (!it)
+            return rw__cf_fail(l, v, "%s: missing entry", iw);
+        rc = parse_instance(l, it, iw, &svc->instances[i]);
+        for (size_t j = 0; j < i && rc == 0; j++) {
+            if (svc->instances[j].addr.len == svc->instances[i].addr.len &&
+                !memcmp(&svc->instances[j].addr.ss, &svc->instances[i].addr.ss, svc->instances[i].addr.len))
+                rc = rw__cf_fail(l, it, "%s: %s is already instance %zu (%s)", iw, svc->instances[i].address,
+                                 j, svc->instances[j].address);
         }
-        if (rc)
-            return -1;
     }
-    if (!svc->name)
-        return rw__cf_fail(l, n, "%s: name is required", where);
+    svc->ninstances = len;
+    return rc;
+}
+
+static int key_service_filters(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                               void *obj)
+{
+    rw_service_cfg *svc = obj;
+    (void)key;
+    return rw__cf_parse_filters(l, v, where, &svc->filters, &svc->nfilters);
+}
+
+static const rw_cf_key timeouts_keys[] = {
+    RW_CF_MS("connect", rw_service_cfg, connect_timeout_ms, 1, 5000),
+    RW_CF_MS("first_byte", rw_service_cfg, first_byte_timeout_ms, 1, 60000),
+    RW_CF_MS("total", rw_service_cfg, total_timeout_ms, 0, 0),
+    RW_CF_MS("queue", rw_service_cfg, queue_timeout_ms, 1, 0), /* 0: the connect timeout */
+};
+static const rw_cf_map timeouts_map = RW_CF_MAP_OF("timeouts", timeouts_keys, NULL);
+
+static const rw_cf_key keepalive_keys[] = {
+    RW_CF_U32("max_idle", rw_service_cfg, keepalive_max_idle, 0, 100000, 64),
+    RW_CF_MS("idle_timeout", rw_service_cfg, keepalive_idle_timeout_ms, 1, 60000),
+};
+static const rw_cf_map keepalive_map = RW_CF_MAP_OF("keepalive", keepalive_keys, NULL);
+
+static const char *const lb_policies[] = {"round_robin", "least_conn", "p2c", "hash"};
+static const rw_cf_choice lb_choice = {"policy", lb_policies, RW_ARRAY_LEN(lb_policies)};
+
+enum {
+    SVC_NAME,
+    SVC_LB,
+    SVC_HASH_ON,
+    SVC_TIMEOUTS,
+    SVC_MAX_CONNS,
+    SVC_KEEPALIVE,
+    SVC_INSTANCES,
+    SVC_FILTERS
+};
+
+static int check_service(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
+                         yaml_node_t *const *seen)
+{
+    rw_service_cfg *svc = obj;
+    const yaml_node_t *hash_on = rw__cf_is_null(seen[SVC_HASH_ON]) ? NULL : seen[SVC_HASH_ON];
+    const yaml_node_t *instances = seen[SVC_INSTANCES];
     char owner[MAX_NAME_LEN + 16];
+
     snprintf(owner, sizeof(owner), "service.%s", svc->name);
     if (rw__cf_name_rate_limits(l, n, svc->filters, svc->nfilters, owner))
         return -1;
@@ -273,6 +237,28 @@ static int parse_service(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_
         return rw__cf_fail(l, instances && !rw__cf_is_null(instances) ? instances : n,
                            "%s: needs at least one instance", where);
     return 0;
+}
+
+/* A service's keys, in the order the unknown-key message lists them. A new
+ * key is a row here (and a parser function when no rw__cf_key_* one fits). */
+static const rw_cf_key service_keys[] = {
+    [SVC_NAME] = RW_CF_NAME("name", rw_service_cfg, name, RW_CF_REQUIRED),
+    [SVC_LB] = RW_CF_CHOICE("lb", rw_service_cfg, lb, lb_choice, RW_LB_ROUND_ROBIN),
+    [SVC_HASH_ON] =
+        RW_CF_CUSTOM("hash_on", key_hash_on, rw_service_cfg, hash_on, int, RW_CF_T_INT, RW_HASH_IP, 0),
+    [SVC_TIMEOUTS] = RW_CF_SUBMAP("timeouts", 0, timeouts_map),
+    [SVC_MAX_CONNS] = RW_CF_U32("max_conns", rw_service_cfg, max_conns, 0, 1000000, 1024),
+    [SVC_KEEPALIVE] = RW_CF_SUBMAP("keepalive", 0, keepalive_map),
+    [SVC_INSTANCES] = {.name = "instances", .parse = key_instances},
+    [SVC_FILTERS] = {.name = "filters", .parse = key_service_filters},
+};
+static const rw_cf_map service_map = RW_CF_MAP_OF("service", service_keys, check_service);
+
+static int parse_service(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_service_cfg *svc)
+{
+    rw__cf_map_defaults(&service_map, svc);
+    svc->line = (int)rw__cf_line_of(n);
+    return rw__cf_map_parse(l, &service_map, n, where, svc, NULL);
 }
 
 int rw__cf_parse_services(rw_cf_loader *l, yaml_node_t *n, rw_cf_strset *names)
