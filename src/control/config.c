@@ -333,7 +333,7 @@ static int key_consumers(rw_cf_loader *l, yaml_node_t *v, const char *where, con
 static int key_routes(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
 {
     (void)where, (void)key, (void)obj;
-    return rw__cf_parse_routes(l, v, &l->services);
+    return rw__cf_parse_routes(l, v);
 }
 
 static int key_trusted(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)

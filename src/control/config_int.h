@@ -313,6 +313,6 @@ int rw__cf_get_cidr_list(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_
 /* services: a list; their names go into names -> index (config_services.c). */
 int rw__cf_parse_services(rw_cf_loader *l, yaml_node_t *n, rw_cf_strset *names);
 /* routes: a list, after services (config_routes.c). */
-int rw__cf_parse_routes(rw_cf_loader *l, yaml_node_t *n, const rw_cf_strset *services);
+int rw__cf_parse_routes(rw_cf_loader *l, yaml_node_t *n);
 
 #endif

@@ -11,6 +11,7 @@
 #include "config_int.h"
 #include "ringway/common.h"
 #include "ringway/http.h"
+#include "ringway/path.h"
 
 static const char *const method_names[RW_METHOD__COUNT] = {
     [RW_METHOD_GET] = "GET",         [RW_METHOD_HEAD] = "HEAD",     [RW_METHOD_POST] = "POST",
@@ -18,52 +19,47 @@ static const char *const method_names[RW_METHOD__COUNT] = {
     [RW_METHOD_OPTIONS] = "OPTIONS", [RW_METHOD_TRACE] = "TRACE",   [RW_METHOD_PATCH] = "PATCH",
 };
 
-/* Brings an exact/prefix/strip path to the form requests are matched in (see
- * path.h): escapes of unreserved characters decoded, other escapes in upper
- * case. Paths with "//", "." or ".." segments could never match a normalised
- * request, so they are rejected rather than silently rewritten. */
-static int normalise_path(rw_cf_loader *l, const yaml_node_t *n, const char *where, char *s)
+/* Brings an exact/prefix/strip path (*s, in the arena) to the form requests
+ * are matched in, with rw_path_normalize (path.h): escapes of unreserved
+ * characters decoded, other escapes in upper case. What it would reject is
+ * named here first; a path with "//", "." or ".." segments could never match
+ * a normalised request, so it is rejected rather than silently rewritten. */
+static int normalise_path(rw_cf_loader *l, const yaml_node_t *n, const char *where, char **sp)
 {
-    char *w = s;
+    const char *s = *sp;
+    size_t len = strlen(s), slashes = 0;
 
     if (s[0] != '/')
         return rw__cf_fail(l, n, "%s: path '%s' must start with '/'", where, s);
-    for (char *r = s; *r;) {
+    for (const char *r = s; *r; r++) {
         unsigned char c = (unsigned char)*r;
         if (c <= 0x20 || c >= 0x7f || c == '?' || c == '#')
             return rw__cf_fail(l, n, "%s: path '%s' contains a character that must be percent-encoded", where,
                                s);
-        if (c == '%') {
-            int hi = rw_hexval((unsigned char)r[1]), lo = hi < 0 ? -1 : rw_hexval((unsigned char)r[2]);
-            if (hi < 0 || lo < 0)
-                return rw__cf_fail(l, n, "%s: path '%s' has an invalid percent-escape", where, s);
-            int v = hi * 16 + lo;
-            if (v == 0)
-                return rw__cf_fail(l, n, "%s: path '%s' contains %%00", where, s);
-            if (isalnum(v) || v == '-' || v == '.' || v == '_' || v == '~') {
-                *w++ = (char)v;
-            } else {
-                *w++ = '%';
-                *w++ = (char)toupper((unsigned char)r[1]);
-                *w++ = (char)toupper((unsigned char)r[2]);
-            }
-            r += 3;
+        slashes += c == '/';
+        if (c != '%')
             continue;
-        }
-        *w++ = *r++;
+        int hi = rw_hexval((unsigned char)r[1]), lo = hi < 0 ? -1 : rw_hexval((unsigned char)r[2]);
+        if (hi < 0 || lo < 0)
+            return rw__cf_fail(l, n, "%s: path '%s' has an invalid percent-escape", where, s);
+        if (hi == 0 && lo == 0)
+            return rw__cf_fail(l, n, "%s: path '%s' contains %%00", where, s);
+        r += 2;
     }
-    *w = '\0';
-    for (const char *p = s; *p; p++) {
-        if (*p != '/')
-            continue;
-        const char *seg = p + 1;
-        size_t len = strcspn(seg, "/");
-        bool last = seg[len] == '\0';
-        if ((len == 0 && !last) || (len == 1 && seg[0] == '.') ||
-            (len == 2 && seg[0] == '.' && seg[1] == '.'))
-            return rw__cf_fail(l, n, "%s: path '%s' is not normalised (no '//', '.' or '..' segments)", where,
-                               s);
-    }
+    char *out = rw__cf_alloc(l->arena, len + 1);
+    if (!out)
+        return rw__cf_oom(l, n);
+    ssize_t got = rw_path_normalize(s, len, out, len + 1);
+    if (got < 0)
+        return rw__cf_fail(l, n, "%s: path '%s' cannot be normalised", where, s);
+    /* Decoding keeps every '/'; merging "//" or dropping "." and ".." loses
+     * one, or (a last "." segment) leaves a trailing '/' that was not there. */
+    size_t out_slashes = 0;
+    for (const char *p = out; *p; p++)
+        out_slashes += *p == '/';
+    if (out_slashes != slashes || (out[got - 1] == '/' && s[len - 1] != '/'))
+        return rw__cf_fail(l, n, "%s: path '%s' is not normalised (no '//', '.' or '..' segments)", where, s);
+    *sp = out;
     return 0;
 }
 
@@ -148,7 +144,7 @@ static int parse_paths(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_ro
         if (kind == RW_PATH_REGEX) {
             if (rw__cf_compile_regex(l, v, vw, p->value, &p->re))
                 return -1;
-        } else if (normalise_path(l, v, vw, p->value)) {
+        } else if (normalise_path(l, v, vw, &p->value)) {
             return -1;
         }
         rt->npaths = i + 1;
@@ -225,84 +221,6 @@ static int parse_kv_matches(rw_cf_loader *l, yaml_node_t *n, const char *where, 
     return 0;
 }
 
-static int parse_respond(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_respond_cfg *r)
-{
-    char w[300], hw[400];
-    const yaml_node_t *status = NULL, *body = NULL;
-
-    if (rw__cf_check_map(l, n, where))
-        return -1;
-    MAP_EACH(n, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        rw__cf_wheref(w, sizeof(w), "%s.%s", where, key);
-        if (!strcmp(key, "status")) {
-            uint64_t st = 0;
-            const char *s = "";
-            if (rw__cf_is_null(v))
-                continue;
-            if (rw__cf_str_of(l, v, w, &s) || rw__cf_get_uint(l, v, w, 0, 999999, &st))
-                return -1;
-            if (st < 100 || st > 599)
-                return rw__cf_fail(l, v, "%s: status %llu is outside 100..599", w, (unsigned long long)st);
-            if (st < 200)
-                return rw__cf_fail(l, v,
-                                   "%s: status %llu is informational; a respond route needs a final "
-                                   "status (200..599)",
-                                   w, (unsigned long long)st);
-            r->status = (int)st;
-            status = v;
-        } else if (!strcmp(key, "headers")) {
-            if (rw__cf_is_null(v))
-                continue;
-            if (rw__cf_check_map(l, v, w))
-                return -1;
-            r->headers = rw__cf_array(l->arena, MAP_LEN(v), sizeof(*r->headers));
-            if (!r->headers)
-                return rw__cf_oom(l, v);
-            MAP_EACH(v, hp)
-            {
-                yaml_node_t *hk = rw__cf_node_at(l, hp->key), *hv = rw__cf_node_at(l, hp->value);
-                rw_kv *h = &r->headers[r->nheaders];
-                const char *s = "";
-                rw__cf_wheref(hw, sizeof(hw), "%s.%s", w, rw__cf_scalar_text(hk));
-                if (rw__cf_get_string(l, hk, hw, &h->name) ||
-                    rw__cf_check_token(l, hk, hw, "header name", h->name))
-                    return -1;
-                if (!strcasecmp(h->name, "Content-Length") || !strcasecmp(h->name, "Transfer-Encoding") ||
-                    !strcasecmp(h->name, "Connection"))
-                    return rw__cf_fail(l, hk, "%s: %s is set by ringway", hw, h->name);
-                if (rw__cf_str_of(l, hv, hw, &s) || rw__cf_check_field_value(l, hv, hw, s))
-                    return -1;
-                if (!(h->value = rw__cf_dup_mem(l, hv, s, strlen(s))))
-                    return -1;
-                r->nheaders++;
-            }
-        } else if (!strcmp(key, "body")) {
-            if (rw__cf_is_null(v))
-                continue;
-            if (rw__cf_want(l, v, YAML_SCALAR_NODE, w))
-                return -1;
-            if (v->data.scalar.length > MAX_BODY)
-                return rw__cf_fail(l, v, "%s: body is too large (at most 1m)", w);
-            /* the body may hold any bytes, NUL included: keep its length */
-            r->body = rw__cf_dup_mem(l, v, rw__cf_scalar_text(v), v->data.scalar.length);
-            if (!r->body)
-                return -1;
-            r->body_len = v->data.scalar.length;
-            body = v;
-        } else {
-            return rw__cf_unknown_key(l, k, where, "respond", "status, headers, body");
-        }
-    }
-    if (!status)
-        return rw__cf_fail(l, n, "%s: status is required", where);
-    if (body && r->body_len > 0 && (r->status == 204 || r->status == 304))
-        return rw__cf_fail(l, body, "%s.body: a %d response has no body", where, r->status);
-    return 0;
-}
-
 static int parse_methods(rw_cf_loader *l, yaml_node_t *n, const char *where, uint32_t *out)
 {
     char w[300];
@@ -335,33 +253,127 @@ static int parse_methods(rw_cf_loader *l, yaml_node_t *n, const char *where, uin
     return 0;
 }
 
-static int parse_rewrite(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_route_cfg *rt)
-{
-    char w[300];
-    const yaml_node_t *from = NULL, *to = NULL;
+/* ------------------------------------------------------------------------ */
+/* respond */
 
-    if (rw__cf_check_map(l, n, where))
+static int key_status(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    uint64_t st = 0;
+    const char *s = "";
+
+    (void)key;
+    if (rw__cf_is_null(v))
+        return 0;
+    if (rw__cf_str_of(l, v, where, &s) || rw__cf_get_uint(l, v, where, 0, 999999, &st))
         return -1;
-    MAP_EACH(n, pr)
+    if (st < 100 || st > 599)
+        return rw__cf_fail(l, v, "%s: status %llu is outside 100..599", where, (unsigned long long)st);
+    if (st < 200)
+        return rw__cf_fail(l, v,
+                           "%s: status %llu is informational; a respond route needs a final "
+                           "status (200..599)",
+                           where, (unsigned long long)st);
+    ((rw_respond_cfg *)obj)->status = (int)st;
+    return 0;
+}
+
+/* headers: {Name: value}; framing headers are ringway's. */
+static int key_respond_headers(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                               void *obj)
+{
+    rw_respond_cfg *r = obj;
+    char hw[400];
+
+    (void)key;
+    if (rw__cf_is_null(v))
+        return 0;
+    if (rw__cf_check_map(l, v, where))
+        return -1;
+    r->headers = rw__cf_array(l->arena, MAP_LEN(v), sizeof(*r->headers));
+    if (!r->headers)
+        return rw__cf_oom(l, v);
+    MAP_EACH(v, hp)
     {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        rw__cf_wheref(w, sizeof(w), "%s.%s", where, key);
-        if (!strcmp(key, "from")) {
-            if (rw__cf_get_string(l, v, w, &rt->rewrite_from))
-                return -1;
-            if (rt->rewrite_from && rw__cf_compile_regex(l, v, w, rt->rewrite_from, &rt->rewrite_re))
-                return -1;
-            from = rt->rewrite_from ? v : NULL;
-        } else if (!strcmp(key, "to")) {
-            if (rw__cf_get_string(l, v, w, &rt->rewrite_to))
-                return -1;
-            to = rt->rewrite_to ? v : NULL;
-        } else {
-            return rw__cf_unknown_key(l, k, where, "rewrite", "from, to");
-        }
+        yaml_node_t *hk = rw__cf_node_at(l, hp->key), *hv = rw__cf_node_at(l, hp->value);
+        rw_kv *h = &r->headers[r->nheaders];
+        const char *s = "";
+        rw__cf_wheref(hw, sizeof(hw), "%s.%s", where, rw__cf_scalar_text(hk));
+        if (rw__cf_get_string(l, hk, hw, &h->name) || rw__cf_check_token(l, hk, hw, "header name", h->name))
+            return -1;
+        if (!strcasecmp(h->name, "Content-Length") || !strcasecmp(h->name, "Transfer-Encoding") ||
+            !strcasecmp(h->name, "Connection"))
+            return rw__cf_fail(l, hk, "%s: %s is set by ringway", hw, h->name);
+        if (rw__cf_str_of(l, hv, hw, &s) || rw__cf_check_field_value(l, hv, hw, s))
+            return -1;
+        if (!(h->value = rw__cf_dup_mem(l, hv, s, strlen(s))))
+            return -1;
+        r->nheaders++;
     }
-    if (!from || !to)
+    return 0;
+}
+
+/* body: any bytes, NUL included (body_len keeps the length), at most 1m. */
+static int key_body(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_respond_cfg *r = obj;
+
+    (void)key;
+    if (rw__cf_is_null(v))
+        return 0;
+    if (rw__cf_want(l, v, YAML_SCALAR_NODE, where))
+        return -1;
+    if (v->data.scalar.length > MAX_BODY)
+        return rw__cf_fail(l, v, "%s: body is too large (at most 1m)", where);
+    r->body = rw__cf_dup_mem(l, v, rw__cf_scalar_text(v), v->data.scalar.length);
+    if (!r->body)
+        return -1;
+    r->body_len = v->data.scalar.length;
+    return 0;
+}
+
+enum { RESPOND_STATUS, RESPOND_HEADERS, RESPOND_BODY };
+
+static int check_respond(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
+                         yaml_node_t *const *seen)
+{
+    const rw_respond_cfg *r = obj;
+
+    (void)n;
+    if (r->body_len > 0 && (r->status == 204 || r->status == 304))
+        return rw__cf_fail(l, seen[RESPOND_BODY], "%s.body: a %d response has no body", where, r->status);
+    return 0;
+}
+
+static const rw_cf_key respond_keys[] = {
+    [RESPOND_STATUS] = {.name = "status", .parse = key_status, .flags = RW_CF_REQUIRED},
+    [RESPOND_HEADERS] = {.name = "headers", .parse = key_respond_headers},
+    [RESPOND_BODY] = {.name = "body", .parse = key_body},
+};
+static const rw_cf_map respond_map = RW_CF_MAP_OF("respond", respond_keys, check_respond);
+
+/* ------------------------------------------------------------------------ */
+/* rewrite */
+
+static int key_rewrite_from(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                            void *obj)
+{
+    rw_route_cfg *rt = obj;
+
+    (void)key;
+    if (rw__cf_get_string(l, v, where, &rt->rewrite_from))
+        return -1;
+    return rt->rewrite_from ? rw__cf_compile_regex(l, v, where, rt->rewrite_from, &rt->rewrite_re) : 0;
+}
+
+enum { REWRITE_FROM, REWRITE_TO };
+
+static int check_rewrite(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
+                         yaml_node_t *const *seen)
+{
+    const rw_route_cfg *rt = obj;
+    const yaml_node_t *to = seen[REWRITE_TO];
+
+    if (!rt->rewrite_from || !rt->rewrite_to)
         return rw__cf_fail(l, n, "%s: needs both from and to", where);
     /* "$0" is the whole match, "$1".."$9" groups, "$$" a literal '$' */
     for (const char *p = rt->rewrite_to; *p; p++) {
@@ -382,84 +394,120 @@ static int parse_rewrite(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_
     return 0;
 }
 
-static int parse_route(rw_cf_loader *l, yaml_node_t *n, size_t index, const char *where, rw_route_cfg *rt,
-                       const rw_cf_strset *services)
+/* rewrite: {from: REGEX, to: REPLACEMENT}, over the route's fields. */
+static const rw_cf_key rewrite_keys[] = {
+    [REWRITE_FROM] = {.name = "from", .parse = key_rewrite_from},
+    [REWRITE_TO] = RW_CF_STRING("to", rw_route_cfg, rewrite_to),
+};
+static const rw_cf_map rewrite_map = RW_CF_MAP_OF("rewrite", rewrite_keys, check_rewrite);
+
+/* ------------------------------------------------------------------------ */
+/* route */
+
+static int key_hosts(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
 {
-    static const char keys[] = "name, hosts, methods, paths, headers, query, strip_path, "
-                               "rewrite, preserve_host, service, respond, filters";
-    char w[300], iw[320];
-    const yaml_node_t *service = NULL, *strip = NULL, *rewrite = NULL, *preserve = NULL;
+    rw_route_cfg *rt = obj;
+    char iw[320];
 
-    rt->service_index = -1;
-    rt->line = (int)rw__cf_line_of(n);
-    if (rw__cf_check_map(l, n, where))
+    (void)key;
+    if (rw__cf_get_str_list(l, v, where, &rt->hosts, &rt->nhosts))
         return -1;
-    MAP_EACH(n, pr)
-    {
-        yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
-        const char *key = rw__cf_scalar_text(k);
-        int rc = 0;
-        rw__cf_wheref(w, sizeof(w), "%s.%s", where, key);
-        if (!strcmp(key, "name"))
-            rc = rw__cf_get_name(l, v, w, &rt->name);
-        else if (!strcmp(key, "hosts")) {
-            rc = rw__cf_get_str_list(l, v, w, &rt->hosts, &rt->nhosts);
-            if (rc == 0 && !rw__cf_is_null(v) && rt->nhosts == 0)
-                rc = rw__cf_fail(l, v, "%s: must not be empty (leave it out to match every host)", w);
-            for (size_t i = 0; i < rt->nhosts && rc == 0; i++)
-                rc = check_host(l, rw__cf_list_item(l, v, i), rw__cf_item_where(iw, sizeof(iw), v, w, i),
-                                rt->hosts[i]);
-        } else if (!strcmp(key, "methods"))
-            rc = parse_methods(l, v, w, &rt->methods);
-        else if (!strcmp(key, "paths"))
-            rc = parse_paths(l, v, w, rt);
-        else if (!strcmp(key, "headers"))
-            rc = parse_kv_matches(l, v, w, true, &rt->headers, &rt->nheaders);
-        else if (!strcmp(key, "query"))
-            rc = parse_kv_matches(l, v, w, false, &rt->query, &rt->nquery);
-        else if (!strcmp(key, "strip_path")) {
-            rc = rw__cf_get_string(l, v, w, &rt->strip_path);
-            if (rc == 0 && rt->strip_path) {
-                strip = v;
-                rc = normalise_path(l, v, w, rt->strip_path);
-                size_t len = strlen(rt->strip_path);
-                if (rc == 0 && rt->strip_path[len - 1] == '/')
-                    rc = rw__cf_fail(l, v,
-                                     "%s: '%s' must not end with '/' (the rest of the path keeps "
-                                     "its leading '/')",
-                                     w, rt->strip_path);
-            }
-        } else if (!strcmp(key, "rewrite")) {
-            if (!rw__cf_is_null(v)) {
-                rewrite = v;
-                rc = parse_rewrite(l, v, w, rt);
-            }
-        } else if (!strcmp(key, "preserve_host")) {
-            rc = rw__cf_get_bool(l, v, w, &rt->preserve_host);
-            preserve = rt->preserve_host ? v : NULL;
-        } else if (!strcmp(key, "service")) {
-            rc = rw__cf_get_name(l, v, w, &rt->service);
-            service = rt->service ? v : NULL;
-        } else if (!strcmp(key, "respond")) {
-            if (!rw__cf_is_null(v)) {
-                rt->has_respond = true;
-                rc = parse_respond(l, v, w, &rt->respond);
-            }
-        } else if (!strcmp(key, "filters"))
-            rc = rw__cf_parse_filters(l, v, w, &rt->filters, &rt->nfilters);
-        else
-            rc = rw__cf_unknown_key(l, k, where, "route", keys);
-        if (rc)
+    if (!rw__cf_is_null(v) && rt->nhosts == 0)
+        return rw__cf_fail(l, v, "%s: must not be empty (leave it out to match every host)", where);
+    for (size_t i = 0; i < rt->nhosts; i++) {
+        if (check_host(l, rw__cf_list_item(l, v, i), rw__cf_item_where(iw, sizeof(iw), v, where, i),
+                       rt->hosts[i]))
             return -1;
     }
+    return 0;
+}
 
-    if (!rt->name) {
-        char buf[32];
-        snprintf(buf, sizeof(buf), "route-%zu", index);
-        if (!(rt->name = rw__cf_dup_mem(l, n, buf, strlen(buf))))
-            return -1;
-    }
+static int key_methods(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    (void)key;
+    return parse_methods(l, v, where, &((rw_route_cfg *)obj)->methods);
+}
+
+static int key_paths(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    (void)key;
+    return parse_paths(l, v, where, obj);
+}
+
+static int key_headers(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_route_cfg *rt = obj;
+    (void)key;
+    return parse_kv_matches(l, v, where, true, &rt->headers, &rt->nheaders);
+}
+
+static int key_query(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_route_cfg *rt = obj;
+    (void)key;
+    return parse_kv_matches(l, v, where, false, &rt->query, &rt->nquery);
+}
+
+/* strip_path: a normalised prefix without a trailing '/'. */
+static int key_strip_path(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_route_cfg *rt = obj;
+
+    (void)key;
+    if (rw__cf_get_string(l, v, where, &rt->strip_path))
+        return -1;
+    if (!rt->strip_path)
+        return 0;
+    if (normalise_path(l, v, where, &rt->strip_path))
+        return -1;
+    if (rt->strip_path[strlen(rt->strip_path) - 1] == '/')
+        return rw__cf_fail(l, v,
+                           "%s: '%s' must not end with '/' (the rest of the path keeps "
+                           "its leading '/')",
+                           where, rt->strip_path);
+    return 0;
+}
+
+static int key_respond(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_route_cfg *rt = obj;
+
+    (void)key;
+    if (rw__cf_is_null(v))
+        return 0;
+    rt->has_respond = true;
+    return rw__cf_map_parse(l, &respond_map, v, where, &rt->respond, NULL);
+}
+
+static int key_route_filters(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                             void *obj)
+{
+    rw_route_cfg *rt = obj;
+    (void)key;
+    return rw__cf_parse_filters(l, v, where, &rt->filters, &rt->nfilters);
+}
+
+enum {
+    ROUTE_NAME,
+    ROUTE_HOSTS,
+    ROUTE_METHODS,
+    ROUTE_PATHS,
+    ROUTE_HEADERS,
+    ROUTE_QUERY,
+    ROUTE_STRIP_PATH,
+    ROUTE_REWRITE,
+    ROUTE_PRESERVE_HOST,
+    ROUTE_SERVICE,
+    ROUTE_RESPOND,
+    ROUTE_FILTERS,
+};
+
+static int check_route(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
+                       yaml_node_t *const *seen)
+{
+    rw_route_cfg *rt = obj;
     char owner[MAX_NAME_LEN + 16];
+
     snprintf(owner, sizeof(owner), "route.%s", rt->name);
     if (rw__cf_name_rate_limits(l, n, rt->filters, rt->nfilters, owner))
         return -1;
@@ -468,20 +516,54 @@ static int parse_route(rw_cf_loader *l, yaml_node_t *n, size_t index, const char
     if (!rt->service && !rt->has_respond)
         return rw__cf_fail(l, n, "%s: needs either service or respond", where);
     if (rt->service) {
-        int idx = rw__cf_strset_get(services, rt->service);
+        int idx = rw__cf_strset_get(&l->services, rt->service);
         if (idx < 0)
-            return rw__cf_fail(l, service, "%s.service: unknown service '%s'", where, rt->service);
+            return rw__cf_fail(l, seen[ROUTE_SERVICE], "%s.service: unknown service '%s'", where,
+                               rt->service);
         rt->service_index = idx;
-    } else {
-        const yaml_node_t *bad = strip ? strip : rewrite ? rewrite : preserve;
-        const char *what = strip ? "strip_path" : rewrite ? "rewrite" : "preserve_host";
-        if (bad)
-            return rw__cf_fail(l, bad, "%s.%s: only applies to routes with a service", where, what);
+        return 0;
     }
+    const yaml_node_t *strip = rt->strip_path ? seen[ROUTE_STRIP_PATH] : NULL;
+    const yaml_node_t *rewrite = rw__cf_is_null(seen[ROUTE_REWRITE]) ? NULL : seen[ROUTE_REWRITE];
+    const yaml_node_t *preserve = rt->preserve_host ? seen[ROUTE_PRESERVE_HOST] : NULL;
+    const yaml_node_t *bad = strip ? strip : rewrite ? rewrite : preserve;
+    const char *what = strip ? "strip_path" : rewrite ? "rewrite" : "preserve_host";
+    if (bad)
+        return rw__cf_fail(l, bad, "%s.%s: only applies to routes with a service", where, what);
     return 0;
 }
 
-int rw__cf_parse_routes(rw_cf_loader *l, yaml_node_t *n, const rw_cf_strset *services)
+static const rw_cf_key route_keys[] = {
+    [ROUTE_NAME] = RW_CF_NAME("name", rw_route_cfg, name, 0),
+    [ROUTE_HOSTS] = {.name = "hosts", .parse = key_hosts},
+    [ROUTE_METHODS] = {.name = "methods", .parse = key_methods},
+    [ROUTE_PATHS] = {.name = "paths", .parse = key_paths},
+    [ROUTE_HEADERS] = {.name = "headers", .parse = key_headers},
+    [ROUTE_QUERY] = {.name = "query", .parse = key_query},
+    [ROUTE_STRIP_PATH] = {.name = "strip_path", .parse = key_strip_path},
+    [ROUTE_REWRITE] = RW_CF_SUBMAP("rewrite", 0, rewrite_map),
+    [ROUTE_PRESERVE_HOST] = RW_CF_BOOL("preserve_host", rw_route_cfg, preserve_host, false),
+    [ROUTE_SERVICE] = RW_CF_NAME("service", rw_route_cfg, service, 0),
+    [ROUTE_RESPOND] = {.name = "respond", .parse = key_respond},
+    [ROUTE_FILTERS] = {.name = "filters", .parse = key_route_filters},
+};
+static const rw_cf_map route_map = RW_CF_MAP_OF("route", route_keys, check_route);
+
+static int parse_route(rw_cf_loader *l, yaml_node_t *n, size_t index, const char *where, rw_route_cfg *rt)
+{
+    char name[32];
+
+    rw__cf_map_defaults(&route_map, rt);
+    rt->service_index = -1;
+    rt->line = (int)rw__cf_line_of(n);
+    /* unnamed routes are "route-<index>" (a name key replaces it) */
+    snprintf(name, sizeof(name), "route-%zu", index);
+    if (!(rt->name = rw__cf_dup_mem(l, n, name, strlen(name))))
+        return -1;
+    return rw__cf_map_parse(l, &route_map, n, where, rt, NULL);
+}
+
+int rw__cf_parse_routes(rw_cf_loader *l, yaml_node_t *n)
 {
     rw_config *cfg = l->cfg;
     rw_cf_strset names = {0};
@@ -505,7 +587,7 @@ int rw__cf_parse_routes(rw_cf_loader *l, yaml_node_t *n, const rw_cf_strset *ser
             rw__cf_fail(l, n, "%s: missing entry", w);
             goto out;
         }
-        if (parse_route(l, it, i, w, rt, services))
+        if (parse_route(l, it, i, w, rt))
             goto out;
         if ((put = rw__cf_strset_put(&names, rt->name, (int)i, &old)) <= 0) {
             if (put < 0)
