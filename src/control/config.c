@@ -11,13 +11,9 @@
  * rw_config_free releases it in one go. Nothing here is on the request path:
  * it runs on the control thread (startup and reload). */
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
-#include <regex.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

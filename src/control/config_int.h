@@ -308,6 +308,8 @@ int rw__cf_parse_filters(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_
 /* Names the rate-limit tables that have no name "<owner>.rate_limit.<i>" (config_filters.c). */
 int rw__cf_name_rate_limits(rw_cf_loader *l, const yaml_node_t *n, rw_filter_cfg *fs, size_t count,
                             const char *owner);
+/* A jwt filter's settings into f->u.jwt (config_jwt.c). */
+int rw__cf_parse_jwt(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_filter_cfg *f);
 /* A list (or single string) of addresses or CIDR ranges (config_filters.c). */
 int rw__cf_get_cidr_list(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_cidr **out, size_t *count);
 /* services: a list; their names go into names -> index (config_services.c). */
