@@ -214,11 +214,16 @@ struct rw_cf_map {
     size_t nkeys;         /* at most RW_CF_MAX_KEYS */
     const uint8_t *order; /* the root: every key is checked first, then read in this order */
     rw_cf_check_fn check; /* or NULL */
+    bool one_of;          /* exactly one of the keys, like {exact: /a} */
 };
 
 #define RW_CF_MAP_OF(what, keys, check)                                                                      \
     {                                                                                                        \
-        what, keys, RW_ARRAY_LEN(keys), NULL, check                                                          \
+        what, keys, RW_ARRAY_LEN(keys), NULL, check, false                                                   \
+    }
+#define RW_CF_ONE_OF(what, keys)                                                                             \
+    {                                                                                                        \
+        what, keys, RW_ARRAY_LEN(keys), NULL, NULL, true                                                     \
     }
 
 /* Fails to compile unless field f of struct st has type T. */

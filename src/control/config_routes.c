@@ -102,10 +102,34 @@ static int check_host(rw_cf_loader *l, const yaml_node_t *n, const char *where, 
 /* ------------------------------------------------------------------------ */
 /* routes */
 
+static const rw_cf_key path_keys[3];
+
+/* A path's exact, prefix or regex: the row's index is its kind. */
+static int key_path(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_path_cfg *p = obj;
+
+    p->kind = (int)(key - path_keys);
+    if (rw__cf_is_null(v))
+        return rw__cf_fail(l, v, "%s: expected a string, got nothing", where);
+    if (rw__cf_get_string(l, v, where, &p->value))
+        return -1;
+    if (p->kind == RW_PATH_REGEX)
+        return rw__cf_compile_regex(l, v, where, p->value, &p->re);
+    return normalise_path(l, v, where, &p->value);
+}
+
+static const rw_cf_key path_keys[3] = {
+    [RW_PATH_EXACT] = {.name = "exact", .parse = key_path},
+    [RW_PATH_PREFIX] = {.name = "prefix", .parse = key_path},
+    [RW_PATH_REGEX] = {.name = "regex", .parse = key_path},
+};
+static const rw_cf_map path_map = RW_CF_ONE_OF("path", path_keys);
+
+/* paths: [{exact: /a}, {prefix: /b}, {regex: "^/c"}] */
 static int parse_paths(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_route_cfg *rt)
 {
-    static const char *const kinds[] = {"exact", "prefix", "regex"};
-    char w[300], vw[320];
+    char w[300];
 
     if (rw__cf_is_null(n))
         return 0;
@@ -119,44 +143,60 @@ static int parse_paths(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_ro
         return rw__cf_oom(l, n);
     for (size_t i = 0; i < len; i++) {
         yaml_node_t *it = rw__cf_list_item(l, n, i);
-        rw_path_cfg *p = &rt->paths[i];
         rw__cf_wheref(w, sizeof(w), "%s[%zu]", where, i);
         if (!it)
             return rw__cf_fail(l, n, "%s: missing entry", w);
-        if (rw__cf_check_map(l, it, w))
+        if (rw__cf_map_parse(l, &path_map, it, w, &rt->paths[i], NULL))
             return -1;
-        if (MAP_LEN(it) != 1)
-            return rw__cf_fail(l, it, "%s: expected exactly one of exact, prefix, regex", w);
-        yaml_node_t *k = rw__cf_node_at(l, it->data.mapping.pairs.start[0].key);
-        yaml_node_t *v = rw__cf_node_at(l, it->data.mapping.pairs.start[0].value);
-        const char *key = rw__cf_scalar_text(k);
-        size_t kind = 0;
-        while (kind < RW_ARRAY_LEN(kinds) && strcmp(key, kinds[kind]) != 0)
-            kind++;
-        if (kind == RW_ARRAY_LEN(kinds))
-            return rw__cf_unknown_key(l, k, w, "path", "exact, prefix or regex");
-        rw__cf_wheref(vw, sizeof(vw), "%s.%s", w, key);
-        p->kind = (int)kind;
-        if (rw__cf_is_null(v))
-            return rw__cf_fail(l, v, "%s: expected a string, got nothing", vw);
-        if (rw__cf_get_string(l, v, vw, &p->value))
-            return -1;
-        if (kind == RW_PATH_REGEX) {
-            if (rw__cf_compile_regex(l, v, vw, p->value, &p->re))
-                return -1;
-        } else if (normalise_path(l, v, vw, &p->value)) {
-            return -1;
-        }
         rt->npaths = i + 1;
     }
     return 0;
 }
 
+static int key_match_regex(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                           void *obj)
+{
+    rw_kv_match *m = obj;
+
+    (void)key;
+    m->kind = RW_VALUE_REGEX;
+    if (rw__cf_is_null(v))
+        return rw__cf_fail(l, v, "%s: expected a string, got nothing", where);
+    if (rw__cf_get_string(l, v, where, &m->value))
+        return -1;
+    return rw__cf_compile_regex(l, v, where, m->value, &m->re);
+}
+
+static int key_match_present(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                             void *obj)
+{
+    rw_kv_match *m = obj;
+    bool present = false;
+
+    (void)key;
+    m->kind = RW_VALUE_PRESENT;
+    if (rw__cf_is_null(v))
+        return rw__cf_fail(l, v, "%s: expected true, got nothing", where);
+    if (rw__cf_get_bool(l, v, where, &present))
+        return -1;
+    if (!present)
+        return rw__cf_fail(l, v, "%s: only 'present: true' is supported", where);
+    return 0;
+}
+
+/* A header or query value that is not a plain string: {regex: ".."} or {present: true}. */
+static const rw_cf_key match_keys[] = {
+    {.name = "regex", .parse = key_match_regex},
+    {.name = "present", .parse = key_match_present},
+};
+static const rw_cf_map header_match_map = RW_CF_ONE_OF("header match", match_keys);
+static const rw_cf_map query_match_map = RW_CF_ONE_OF("query match", match_keys);
+
 /* headers / query predicates: Name: "v" | {regex: ".."} | {present: true} */
 static int parse_kv_matches(rw_cf_loader *l, yaml_node_t *n, const char *where, bool is_header,
                             rw_kv_match **out, size_t *count)
 {
-    char w[300], vw[320];
+    char w[300];
 
     if (rw__cf_is_null(n))
         return 0;
@@ -177,33 +217,8 @@ static int parse_kv_matches(rw_cf_loader *l, yaml_node_t *n, const char *where, 
         if (is_header && rw__cf_check_token(l, k, w, "header name", m->name))
             return -1;
         if (v->type == YAML_MAPPING_NODE) {
-            if (rw__cf_check_map(l, v, w))
+            if (rw__cf_map_parse(l, is_header ? &header_match_map : &query_match_map, v, w, m, NULL))
                 return -1;
-            if (MAP_LEN(v) != 1)
-                return rw__cf_fail(l, v, "%s: expected exactly one of regex, present", w);
-            yaml_node_t *mk = rw__cf_node_at(l, v->data.mapping.pairs.start[0].key);
-            yaml_node_t *mv = rw__cf_node_at(l, v->data.mapping.pairs.start[0].value);
-            rw__cf_wheref(vw, sizeof(vw), "%s.%s", w, rw__cf_scalar_text(mk));
-            if (!strcmp(rw__cf_scalar_text(mk), "regex")) {
-                m->kind = RW_VALUE_REGEX;
-                if (rw__cf_is_null(mv))
-                    return rw__cf_fail(l, mv, "%s: expected a string, got nothing", vw);
-                if (rw__cf_get_string(l, mv, vw, &m->value) ||
-                    rw__cf_compile_regex(l, mv, vw, m->value, &m->re))
-                    return -1;
-            } else if (!strcmp(rw__cf_scalar_text(mk), "present")) {
-                bool present = false;
-                m->kind = RW_VALUE_PRESENT;
-                if (rw__cf_is_null(mv))
-                    return rw__cf_fail(l, mv, "%s: expected true, got nothing", vw);
-                if (rw__cf_get_bool(l, mv, vw, &present))
-                    return -1;
-                if (!present)
-                    return rw__cf_fail(l, mv, "%s: only 'present: true' is supported", vw);
-            } else {
-                return rw__cf_unknown_key(l, mk, w, is_header ? "header match" : "query match",
-                                          "regex or present");
-            }
         } else {
             const char *s = "";
             m->kind = RW_VALUE_EXACT;

@@ -731,14 +731,16 @@ void rw__cf_map_defaults(const rw_cf_map *m, void *obj)
     }
 }
 
-/* The table's keys as the unknown-key message lists them: "a, b, c". */
-static const char *key_names(const rw_cf_map *m, char *buf, size_t cap)
+/* The table's keys as the messages list them: "a, b, c" (last_sep ", "), or
+ * "a, b or c" (last_sep " or "). */
+static const char *key_names(const rw_cf_map *m, const char *last_sep, char *buf, size_t cap)
 {
     size_t off = 0;
 
     buf[0] = '\0';
     for (size_t i = 0; i < m->nkeys && off < cap; i++) {
-        int w = snprintf(buf + off, cap - off, "%s%s", i ? ", " : "", m->keys[i].name);
+        const char *sep = i == 0 ? "" : i + 1 == m->nkeys ? last_sep : ", ";
+        int w = snprintf(buf + off, cap - off, "%s%s", sep, m->keys[i].name);
         if (w < 0)
             break;
         off += (size_t)w;
@@ -771,6 +773,9 @@ int rw__cf_map_parse(rw_cf_loader *l, const rw_cf_map *m, yaml_node_t *n, const 
         seen[i] = NULL;
     if (rw__cf_check_map(l, n, where))
         return -1;
+    if (m->one_of && MAP_LEN(n) != 1)
+        return rw__cf_fail(l, n, "%s: expected exactly one of %s", where,
+                           key_names(m, ", ", expected, sizeof(expected)));
     MAP_EACH(n, pr)
     {
         yaml_node_t *k = rw__cf_node_at(l, pr->key), *v = rw__cf_node_at(l, pr->value);
@@ -779,7 +784,8 @@ int rw__cf_map_parse(rw_cf_loader *l, const rw_cf_map *m, yaml_node_t *n, const 
         while (i < m->nkeys && strcmp(m->keys[i].name, name) != 0)
             i++;
         if (i == m->nkeys)
-            return rw__cf_unknown_key(l, k, where, m->what, key_names(m, expected, sizeof(expected)));
+            return rw__cf_unknown_key(l, k, where, m->what,
+                                      key_names(m, m->one_of ? " or " : ", ", expected, sizeof(expected)));
         seen[i] = v;
         if (!m->order && !(m->keys[i].flags & RW_CF_LATE) && read_key(l, &m->keys[i], v, where, obj))
             return -1;
