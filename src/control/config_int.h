@@ -217,13 +217,16 @@ struct rw_cf_map {
     bool one_of;          /* exactly one of the keys, like {exact: /a} */
 };
 
+/* The number of rows of a key table; fails to compile past RW_CF_MAX_KEYS. */
+#define RW_CF_NKEYS(keys)                                                                                    \
+    (RW_ARRAY_LEN(keys) + 0 * sizeof(char[RW_ARRAY_LEN(keys) <= RW_CF_MAX_KEYS ? 1 : -1]))
 #define RW_CF_MAP_OF(what, keys, check)                                                                      \
     {                                                                                                        \
-        what, keys, RW_ARRAY_LEN(keys), NULL, check, false                                                   \
+        what, keys, RW_CF_NKEYS(keys), NULL, check, false                                                    \
     }
 #define RW_CF_ONE_OF(what, keys)                                                                             \
     {                                                                                                        \
-        what, keys, RW_ARRAY_LEN(keys), NULL, NULL, true                                                     \
+        what, keys, RW_CF_NKEYS(keys), NULL, NULL, true                                                      \
     }
 
 /* Fails to compile unless field f of struct st has type T. */
