@@ -107,8 +107,10 @@ static int key_admin_token_env(rw_cf_loader *l, yaml_node_t *v, const char *wher
     rw_config *cfg = obj;
 
     (void)key;
-    if (rw__cf_get_string(l, v, where, &cfg->admin_token_env) || cfg->admin_token_env == NULL)
-        return l->failed ? -1 : 0;
+    if (rw__cf_get_string(l, v, where, &cfg->admin_token_env))
+        return -1;
+    if (cfg->admin_token_env == NULL)
+        return 0;
     const char *t = getenv(cfg->admin_token_env);
     if (t == NULL || strlen(t) < 16)
         return rw__cf_fail(l, v, "%s: $%s %s (at least 16 characters)", where, cfg->admin_token_env,
@@ -415,7 +417,8 @@ static const uint8_t root_order[K__COUNT] = {
     K_CONSUMERS,     K_TRUSTED,       K_SHARD_KEYS,     K_FILTERS,      K_ROUTES,
 };
 
-static const rw_cf_map root_map = {"", root_keys, K__COUNT, root_order, NULL};
+_Static_assert(K__COUNT <= RW_CF_MAX_KEYS, "the root has too many keys for rw__cf_map_parse");
+static const rw_cf_map root_map = {"", root_keys, K__COUNT, root_order, NULL, false};
 
 static int parse_root(rw_cf_loader *l, yaml_node_t *root)
 {
@@ -424,7 +427,7 @@ static int parse_root(rw_cf_loader *l, yaml_node_t *root)
     if (root->type != YAML_MAPPING_NODE)
         return rw__cf_fail(l, root, "the top level must be a mapping (listen:, services:, routes:, ...)");
     rw__cf_map_defaults(&root_map, cfg);
-    cfg->request_id.header_len = strlen(cfg->request_id.header);
+    cfg->request_id.header_len = strlen(cfg->request_id.header); /* derived, as key_request_id_header does */
     /* listen's default needs the arena; a listen key replaces it */
     rw_sockaddr *def = rw__cf_alloc(l->arena, sizeof(*def));
     if (!def)
