@@ -288,6 +288,8 @@ struct rw_cf_map {
  * the value node of each key (room for m->nkeys). */
 int rw__cf_map_parse(rw_cf_loader *l, const rw_cf_map *m, yaml_node_t *n, const char *where, void *obj,
                      yaml_node_t **seen);
+/* The value node map_parse saw for the key called name (NULL when absent). */
+yaml_node_t *rw__cf_seen(const rw_cf_map *m, yaml_node_t *const *seen, const char *name);
 /* Writes the defaults of m's keys into obj, nested maps included. */
 void rw__cf_map_defaults(const rw_cf_map *m, void *obj);
 /* The generic parsers the row macros name. */

@@ -209,29 +209,20 @@ static const rw_cf_map keepalive_map = RW_CF_MAP_OF("keepalive", keepalive_keys,
 static const char *const lb_policies[] = {"round_robin", "least_conn", "p2c", "hash"};
 static const rw_cf_choice lb_choice = {"policy", lb_policies, RW_ARRAY_LEN(lb_policies)};
 
-enum {
-    SVC_NAME,
-    SVC_LB,
-    SVC_HASH_ON,
-    SVC_TIMEOUTS,
-    SVC_MAX_CONNS,
-    SVC_KEEPALIVE,
-    SVC_INSTANCES,
-    SVC_FILTERS
-};
+static const rw_cf_map service_map;
 
 static int check_service(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
                          yaml_node_t *const *seen)
 {
     rw_service_cfg *svc = obj;
-    const yaml_node_t *hash_on = rw__cf_is_null(seen[SVC_HASH_ON]) ? NULL : seen[SVC_HASH_ON];
-    const yaml_node_t *instances = seen[SVC_INSTANCES];
+    const yaml_node_t *hash_on = rw__cf_seen(&service_map, seen, "hash_on");
+    const yaml_node_t *instances = rw__cf_seen(&service_map, seen, "instances");
     char owner[MAX_NAME_LEN + 16];
 
     snprintf(owner, sizeof(owner), "service.%s", svc->name);
     if (rw__cf_name_rate_limits(l, n, svc->filters, svc->nfilters, owner))
         return -1;
-    if (hash_on && svc->lb != RW_LB_HASH)
+    if (hash_on && !rw__cf_is_null(hash_on) && svc->lb != RW_LB_HASH)
         return rw__cf_fail(l, hash_on, "%s.hash_on: only applies with lb: hash", where);
     if (!instances || rw__cf_is_null(instances) || svc->ninstances == 0)
         return rw__cf_fail(l, instances && !rw__cf_is_null(instances) ? instances : n,
@@ -240,17 +231,18 @@ static int check_service(rw_cf_loader *l, yaml_node_t *n, const char *where, voi
 }
 
 /* A service's keys, in the order the unknown-key message lists them. A new
- * key is a row here (and a parser function when no rw__cf_key_* one fits). */
+ * key is a row here (its default in the row), plus a parser function when no
+ * rw__cf_key_* one fits; a nested mapping is a table of its own over the
+ * service's fields (RW_CF_SUBMAP), like timeouts. */
 static const rw_cf_key service_keys[] = {
-    [SVC_NAME] = RW_CF_NAME("name", rw_service_cfg, name, RW_CF_REQUIRED),
-    [SVC_LB] = RW_CF_CHOICE("lb", rw_service_cfg, lb, lb_choice, RW_LB_ROUND_ROBIN),
-    [SVC_HASH_ON] =
-        RW_CF_CUSTOM("hash_on", key_hash_on, rw_service_cfg, hash_on, int, RW_CF_T_INT, RW_HASH_IP, 0),
-    [SVC_TIMEOUTS] = RW_CF_SUBMAP("timeouts", 0, timeouts_map),
-    [SVC_MAX_CONNS] = RW_CF_U32("max_conns", rw_service_cfg, max_conns, 0, 1000000, 1024),
-    [SVC_KEEPALIVE] = RW_CF_SUBMAP("keepalive", 0, keepalive_map),
-    [SVC_INSTANCES] = {.name = "instances", .parse = key_instances},
-    [SVC_FILTERS] = {.name = "filters", .parse = key_service_filters},
+    RW_CF_NAME("name", rw_service_cfg, name, RW_CF_REQUIRED),
+    RW_CF_CHOICE("lb", rw_service_cfg, lb, lb_choice, RW_LB_ROUND_ROBIN),
+    RW_CF_CUSTOM("hash_on", key_hash_on, rw_service_cfg, hash_on, int, RW_CF_T_INT, RW_HASH_IP, 0),
+    RW_CF_SUBMAP("timeouts", 0, timeouts_map),
+    RW_CF_U32("max_conns", rw_service_cfg, max_conns, 0, 1000000, 1024),
+    RW_CF_SUBMAP("keepalive", 0, keepalive_map),
+    {.name = "instances", .parse = key_instances},
+    {.name = "filters", .parse = key_service_filters},
 };
 static const rw_cf_map service_map = RW_CF_MAP_OF("service", service_keys, check_service);
 

@@ -701,6 +701,15 @@ int rw__cf_key_map(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_
     return rw__cf_map_parse(l, key->arg, v, where, (char *)obj + key->offset, NULL);
 }
 
+yaml_node_t *rw__cf_seen(const rw_cf_map *m, yaml_node_t *const *seen, const char *name)
+{
+    for (size_t i = 0; i < m->nkeys; i++) {
+        if (strcmp(m->keys[i].name, name) == 0)
+            return seen[i];
+    }
+    return NULL;
+}
+
 void rw__cf_map_defaults(const rw_cf_map *m, void *obj)
 {
     for (size_t i = 0; i < m->nkeys; i++) {
