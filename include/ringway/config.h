@@ -157,7 +157,7 @@ typedef struct rw_health_check_cfg {
     bool enabled;
     int type;             /* enum rw_hc_type, default http */
     char *path;           /* http: request target, default "/" */
-    char *method;         /* http: GET (default) or HEAD */
+    int method;           /* http: 0 GET (default), 1 HEAD */
     char *host;           /* http: Host header, default the instance's host:port */
     uint32_t interval_ms; /* default 5000 */
     uint32_t timeout_ms;  /* default 1000, less than the interval */

@@ -254,8 +254,7 @@ static void on_probe_op(rw_op *op, int res)
         }
         p->len += (uint32_t)res;
         rw_http_response resp;
-        int method =
-            strcmp(p->hc->method ? p->hc->method : "GET", "HEAD") == 0 ? RW_METHOD_HEAD : RW_METHOD_GET;
+        int method = p->hc->method == 1 ? RW_METHOD_HEAD : RW_METHOD_GET;
         uint32_t off = 0;
         for (;;) {
             ssize_t r = rw_http_parse_response(p->buf + off, p->len - off, NULL, method, &resp);
@@ -330,7 +329,7 @@ static probe *probe_new(hthread *ht, const rw_service_cfg *sc, const rw_instance
         int n = snprintf(p->req, sizeof(p->req),
                          "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ringway-health\r\nAccept: */*\r\n"
                          "Connection: close\r\n\r\n",
-                         hc->method ? hc->method : "GET", hc->path ? hc->path : "/",
+                         hc->method == 1 ? "HEAD" : "GET", hc->path ? hc->path : "/",
                          hc->host ? hc->host : ins->authority);
         if (n < 0 || (size_t)n >= sizeof(p->req)) {
             rw_log_error("service %s: health check request for %s is too long; not probing it", sc->name,

@@ -477,7 +477,8 @@ H_TEST(health, config_errors)
     expect_bad("    health_check: {expect: [ok]}\n",
                "invalid status 'ok' (expected e.g. 200, 200-399 or 2xx)");
     expect_bad("    health_check: {type: grpc}\n", "unknown type 'grpc' (expected http, tcp)");
-    expect_bad("    health_check: {jitter: 80%}\n", "invalid jitter '80%'");
+    expect_bad("    health_check: {jitter: 80%}\n",
+               "health_check.jitter: invalid share '80%' (expected a percentage like 10%, at most 50%)");
     expect_bad("    health_check: {intervall: 1s}\n", "unknown key 'intervall' in health_check");
     expect_bad("    outlier: {on: [5xx, 404]}\n",
                "unknown failure '404' (expected connect_failure, reset, timeout, 5xx)");
@@ -487,7 +488,7 @@ H_TEST(health, config_errors)
     expect_bad("    retries: {attempts: 11}\n", "services[0].retries.attempts");
     expect_bad("    retries: {on: [5xx]}\n",
                "unknown failure '5xx' (expected connect_failure, reset, timeout, 502, 503, 504)");
-    expect_bad("    retries: {budget: lots}\n", "invalid budget 'lots'");
+    expect_bad("    retries: {budget: lots}\n", "retries.budget: invalid share 'lots'");
     expect_bad("    retries: {tries: 2}\n", "unknown key 'tries' in retries");
     /* and the good forms load */
     h_upstream u = {.port = 1};

@@ -498,6 +498,63 @@ Test(config_load, defaults_for_minimal_document)
     cr_expect_null(cfg->redis.url);
     cr_expect_eq(cfg->redis.sync_interval_ms, 100);
     cr_expect_eq(cfg->nservices + cfg->nroutes + cfg->nconsumers + cfg->ntiers, 0);
+    cr_expect_str_eq(cfg->request_id.header, "X-Request-Id");
+    cr_expect_eq(cfg->request_id.header_len, 12);
+    cr_expect(cfg->request_id.enabled);
+    cr_expect(cfg->trace_context);
+    cr_expect_eq(cfg->rate_limit_shard_keys, 16384);
+    rw_config_free(cfg);
+}
+
+/* The defaults the key tables declare, for the sections that repeat. */
+Test(config_load, table_defaults)
+{
+    rw_config *cfg = load_ok("services: [{name: s, instances: [\"127.0.0.1:1\"]}]\n"
+                             "consumers: [{name: c}]\n"
+                             "routes:\n"
+                             "  - service: s\n"
+                             "    paths: [{prefix: \"/%7eu/\"}]\n"
+                             "    filters: [key_auth, {rate_limit: {rate: 10/min}},\n"
+                             "              {jwt: {jwks_url: \"https://idp/jwks\"}}]\n");
+    const rw_service_cfg *s = &cfg->services[0];
+    cr_expect_eq(s->lb, RW_LB_ROUND_ROBIN);
+    cr_expect_eq(s->hash_on, RW_HASH_IP);
+    cr_expect_eq(s->connect_timeout_ms, 5000);
+    cr_expect_eq(s->first_byte_timeout_ms, 60000);
+    cr_expect_eq(s->total_timeout_ms, 0);
+    cr_expect_eq(s->queue_timeout_ms, 0);
+    cr_expect_eq(s->max_conns, 1024);
+    cr_expect_eq(s->keepalive_max_idle, 64);
+    cr_expect_eq(s->keepalive_idle_timeout_ms, 60000);
+    cr_expect_eq(s->instances[0].weight, 1);
+    cr_expect_str_eq(cfg->consumers[0].id, "c");
+    cr_expect_eq(cfg->consumers[0].tier_index, -1);
+    const rw_route_cfg *r = &cfg->routes[0];
+    cr_expect_str_eq(r->name, "route-0");
+    cr_expect_str_eq(r->paths[0].value, "/~u/");
+    cr_assert_eq(r->nfilters, 3);
+    cr_expect_eq(r->filters[0].u.key_auth.from, RW_FROM_HEADER);
+    cr_expect_str_eq(r->filters[0].u.key_auth.name, "X-API-Key");
+    const rw_rate_limit_cfg *rl = &r->filters[1].u.rate_limit;
+    cr_expect_eq(rl->key, RW_RLK_IP);
+    cr_expect_eq(rl->burst, 10);
+    cr_expect_eq(rl->window_ms, 60000);
+    cr_expect_eq(rl->max_keys, 65536);
+    cr_expect_eq(rl->scope, RW_RL_LOCAL);
+    cr_expect_str_eq(rl->name, "route.route-0.rate_limit.1");
+    const rw_jwt_cfg *j = &r->filters[2].u.jwt;
+    cr_expect_eq(j->from, RW_FROM_BEARER);
+    cr_expect_eq(j->jwks_refresh_ms, 300000);
+    cr_expect(j->require_exp);
+    cr_expect_eq(j->cache_entries, 4096);
+    cr_assert_eq(j->nclaims, 1);
+    cr_expect_str_eq(j->claims_to_headers[0].name, "sub");
+    cr_expect_str_eq(j->claims_to_headers[0].value, "X-User-ID");
+    rw_config_free(cfg);
+
+    cfg = load_ok("routes: [{respond: {status: 200}, filters: [{key_auth: {query: k}}]}]\n");
+    cr_expect_eq(cfg->routes[0].filters[0].u.key_auth.from, RW_FROM_QUERY);
+    cr_expect_str_eq(cfg->routes[0].filters[0].u.key_auth.name, "k");
     rw_config_free(cfg);
 }
 
@@ -775,6 +832,25 @@ static const struct broken {
      "ringway.yaml:3: routes[0].paths[0].exact: path '/a//b' is not normalised"},
     {"routes:\n  - respond: {status: 200}\n    paths: [{exact: /a/../b}]\n",
      "ringway.yaml:3: routes[0].paths[0].exact: path '/a/../b' is not normalised"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/%61//b\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/%61//b' is not normalised"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{prefix: \"/a/%2E\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].prefix: path '/a/%2E' is not normalised"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a/.\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/a/.' is not normalised"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a%00\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/a%00' contains %00"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a?b\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/a?b' contains a character that must be "
+     "percent-encoded"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a%4\"}]\n",
+     "ringway.yaml:3: routes[0].paths[0].exact: path '/a%4' has an invalid percent-escape"},
+    {"routes:\n  - respond: {status: 200}\n    paths: [{}]\n",
+     "ringway.yaml:3: routes[0].paths[0]: expected exactly one of exact, prefix, regex"},
+    {"routes:\n  - respond: {status: 200}\n    query: {a: {regex: x, present: true}}\n",
+     "ringway.yaml:3: routes[0].query.a: expected exactly one of regex, present"},
+    {"routes:\n  - respond: {status: 200}\n    query: {a: {prefix: x}}\n",
+     "ringway.yaml:3: routes[0].query.a: unknown key 'prefix' in query match (expected regex or present)"},
     {"routes:\n  - respond: {status: 200}\n    paths: [{exact: \"/a b\"}]\n",
      "ringway.yaml:3: routes[0].paths[0].exact: path '/a b' contains a character that must be "
      "percent-encoded"},
