@@ -72,6 +72,23 @@ H_TEST(cli, check_config_good)
     cr_assert_eq(code, 0, "--check-config on a good file exited %d; stderr: %s", code, c->err);
 }
 
+H_TEST(cli, shipped_kubernetes_config_is_valid_off_cluster)
+{
+    /* Its service names are cluster DNS names: discovery.dns makes them
+     * non-fatal, so the ConfigMap checks anywhere (CI, a laptop). */
+    const char *root = getenv("RW_SOURCE_ROOT");
+    cr_assert_not_null(root, "RW_SOURCE_ROOT is not set");
+    char *path = h_fmt("%s/configmap-ringway.yaml", h_tmpdir());
+    h_cmd *c;
+    cr_assert_eq(h_run(&c, 5000,
+                       "sed -n '/ringway.yaml: |/,$p' '%s/k8s/configmap.yaml' | tail -n +2 | "
+                       "sed 's/^    //' > '%s'",
+                       root, path),
+                 0);
+    int code = h_run(&c, 10000, "'%s' --check-config --config '%s'", h_binary(), path);
+    cr_expect_eq(code, 0, "k8s/configmap.yaml does not validate: %s", c->err);
+}
+
 H_TEST(cli, check_config_bad_says_file_and_line)
 {
     char *path = h_write_file("bad.yaml", BAD_CONFIG);
