@@ -1,10 +1,9 @@
 /* redis.h - a small blocking Redis client for background threads (never a
  * worker): redis:// URL parsing, connecting with timeouts, AUTH / SELECT /
- * PING on every new connection, reconnects with backoff (100 ms doubling to
- * 5 s) and one log line per up/down transition. The owner sends its own
- * commands on rw_redis_context() with hiredis and reports a broken connection
- * with rw_redis_fail. Used by the rate-limit sync (rlsync.h); hiredis types
- * stay out of this header. */
+ * PING on every new connection, reconnects with jittered backoff (100 ms
+ * doubling to 5 s, each wait between half and all of it) and one log line per up/down transition. The owner
+ * sends its own commands on rw_redis_context() with hiredis and reports a broken connection with
+ * rw_redis_fail. Used by the rate-limit sync (rlsync.h); hiredis types stay out of this header. */
 #ifndef RINGWAY_REDIS_H
 #define RINGWAY_REDIS_H
 

@@ -225,9 +225,14 @@ static void drop_ctx(rw_redis *r, redisContext *c)
         r->ctx = NULL;
 }
 
+/* The next attempt in [backoff / 2, backoff] ("equal jitter"): after a Redis
+ * restart, a fleet of nodes does not reconnect in lockstep. */
 static void schedule_reconnect(rw_redis *r)
 {
-    r->next_connect_ns = rw_mono_ns() + (uint64_t)r->backoff_ms * NS_PER_MS;
+    uint64_t now = rw_mono_ns();
+    uint64_t half = (uint64_t)r->backoff_ms * NS_PER_MS / 2;
+    uint64_t mix = (now ^ (uintptr_t)r) * 0x9E3779B97F4A7C15ull;
+    r->next_connect_ns = now + half + (mix >> 20) % (half + 1);
     r->backoff_ms = r->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : r->backoff_ms * 2;
 }
 

@@ -48,10 +48,18 @@ size_t rw_health_status_json(const rw_snapshot *snap, char *buf, size_t cap)
             up += !rw_inst_down(h->inst[i], now);
         APPEND(buf, n, cap,
                "%s{\"service\":\"%s\",\"in_rotation\":%u,\"instances_total\":%u,\"panic\":%s,\"panics\":%llu,"
-               "\"health_check\":%s,\"outlier\":%s,\"instances\":[",
+               "\"health_check\":%s,\"outlier\":%s,",
                s ? "," : "", sc->name, up, h->n, up == 0 && h->n > 0 ? "true" : "false",
                (unsigned long long)atomic_load(&h->svc->panics), sc->health_check.enabled ? "true" : "false",
                sc->outlier.enabled ? "true" : "false");
+        if (set->n == 0) { /* why there is none (discovery) */
+            APPEND(buf, n, cap, "\"why\":\"");
+            for (const char *c = set->why; *c && n + 2 < cap; c++)
+                if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
+                    buf[n++] = *c;
+            APPEND(buf, n, cap, "\",");
+        }
+        APPEND(buf, n, cap, "\"instances\":[");
         for (uint32_t i = 0; i < h->n; i++) {
             const rw_inst_state *st = h->inst[i];
             uint64_t until = atomic_load(&st->eject_until);

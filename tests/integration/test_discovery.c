@@ -165,6 +165,8 @@ H_TEST(discovery, dns_name_that_does_not_resolve_yet)
     h_get(p->port, "/x", &r);
     cr_expect_eq(r.status, 503);
     cr_expect(strstr(r.body, "DNS name late.test") != NULL, "503 without the reason: %s", r.body);
+    h_get(admin, "/status", &r);
+    cr_expect(strstr(r.body, "\"why\":\"no instance: DNS name late.test") != NULL, "/status: %s", r.body);
     /* then the name appears */
     dns_reload(&d, "127.0.0.2 late.test\n");
     cr_expect(wait_routes(p->port, "u2", true, 2500) >= 0, "the name resolved but gets no traffic");
