@@ -199,100 +199,6 @@ static uint64_t hash_key(rw_exchange *ex)
     return rw_hash64(c->peer, c->peer_len); /* no key: fall back to the client address */
 }
 
-/* Re-reads which instances are out of rotation when the node-wide state
- * moved (its version) or an ejection this worker knows of ended. */
-static void svc_refresh(rw_svc_state *ss, const rw_svc_health *h, uint64_t now)
-{
-    uint32_t v = atomic_load_explicit(&h->svc->version, memory_order_acquire);
-    if (v == ss->seen_version && now < ss->recheck_at)
-        return;
-    ss->seen_version = v;
-    ss->recheck_at = UINT64_MAX;
-    ss->ndown = 0;
-    for (uint32_t k = 0; k < h->n; k++) {
-        uint64_t until = atomic_load_explicit(&h->inst[k]->eject_until, memory_order_relaxed);
-        bool down = rw_inst_down(h->inst[k], now);
-        ss->down[k] = down;
-        ss->ndown += down;
-        if (until > now && until < ss->recheck_at)
-            ss->recheck_at = until;
-    }
-}
-
-/* Sets (v = 1) or clears the instances this exchange already tried. */
-static void mark_tried(rw_exchange *ex, uint8_t *excluded, uint32_t n, uint8_t v)
-{
-    for (int i = 0; i < ex->tries && i < RW_MAX_ATTEMPTS; i++)
-        if (ex->tried[i] < n)
-            excluded[ex->tried[i]] = v;
-}
-
-enum { PICK_NONE = 0, PICK_OK = 1, PICK_OVERFLOW = 2, PICK_EMPTY = 3 };
-
-/* Picks an instance, preferring in turn: one in rotation not yet tried; one
- * in rotation; then, when none is in rotation (every instance unhealthy or
- * ejected), any not yet tried, then any: the panic rule, since sending to a
- * maybe-dead instance beats refusing every request. Instances at
- * max_requests are never picked (PICK_OVERFLOW when that leaves none). The
- * common case (nothing down, no cap, first try) is one rw_lb_pick. */
-static int ex_pick(rw_exchange *ex)
-{
-    rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
-    const rw_svc_health *h = &ex->ur.ws->snap->upstate[ex->ur.svc];
-    const rw_service_cfg *sc = ex->ur.svc_cfg;
-    uint32_t n = ex->ur.ws->snap->insts[ex->ur.svc]->n, cap = sc->max_requests;
-    uint8_t *x = ss->excluded; /* all zero between picks */
-    if (n == 0)
-        return PICK_EMPTY; /* discovery has found none (yet) */
-    svc_refresh(ss, h, rw_loop_now(ex->c->w->loop));
-    int inst = -1;
-    bool capped = false;
-    if (ss->ndown == 0 && cap == 0 && ex->tries == 0) { /* the common case */
-        inst = rw_lb_pick(&ss->lb, ss->active, NULL, ex->hash);
-        goto picked;
-    }
-    for (int pass = 0; pass < 4 && inst < 0; pass++) {
-        bool use_down = pass < 2, use_tried = pass == 0 || pass == 2;
-        if ((use_tried && ex->tries == 0) || (!use_down && ss->ndown == 0))
-            continue; /* the same as another pass */
-        bool full = (use_down && ss->ndown > 0) || cap > 0;
-        if (full) {
-            for (uint32_t k = 0; k < n; k++) {
-                bool at_cap = cap > 0 && ss->active[k] >= cap;
-                capped |= at_cap;
-                x[k] = (use_down && ss->down[k]) || at_cap;
-            }
-        }
-        if (use_tried)
-            mark_tried(ex, x, n, 1);
-        inst = rw_lb_pick(&ss->lb, ss->active, x, ex->hash);
-        if (full)
-            memset(x, 0, n);
-        else if (use_tried)
-            mark_tried(ex, x, n, 0);
-        if (inst >= 0 && !use_down)
-            atomic_fetch_add_explicit(&h->svc->panics, 1, memory_order_relaxed);
-    }
-picked:
-    if (inst < 0)
-        return capped ? PICK_OVERFLOW : PICK_NONE;
-    ex->ur.inst = inst;
-    if (ex->tries < RW_MAX_ATTEMPTS)
-        ex->tried[ex->tries] = (uint8_t)RW_MIN(inst, 255);
-    ex->tries++;
-    return PICK_OK;
-}
-
-/* Tells outlier detection how the attempt on the current instance ended. */
-static void ex_outcome(rw_exchange *ex, uint32_t kind)
-{
-    const rw_outlier_cfg *oc = &ex->ur.svc_cfg->outlier;
-    if (!oc->enabled)
-        return;
-    rw_upstate_outcome(&ex->ur.ws->snap->upstate[ex->ur.svc], (uint32_t)ex->ur.inst, oc, (oc->on & kind) != 0,
-                       rw_loop_now(ex->c->w->loop));
-}
-
 static void on_total_timeout(rw_timer *t)
 {
     rw_exchange *ex = RW_CONTAINER_OF(t, rw_exchange, total_timer);
@@ -446,13 +352,13 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     ex->ur.svc = ex->rt->service_index;
     ex->ur.svc_cfg = &cfg->services[ex->ur.svc];
     ex->hash = hash_key(ex); /* the head's buffer is gone by the time a retry picks */
-    int picked = ex_pick(ex);
-    if (picked != PICK_OK) {
+    int picked = rw__ex_pick(ex);
+    if (picked != RW_PICK_OK) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        if (picked == PICK_OVERFLOW) {
+        if (picked == RW_PICK_OVERFLOW) {
             w->stats->upstream_overflow++;
             rw__ex_send_error(ex, 503, "upstream overloaded (max_requests)");
-        } else if (picked == PICK_EMPTY) {
+        } else if (picked == RW_PICK_EMPTY) {
             rw__ex_send_error(ex, 503, ex->ur.ws->snap->insts[ex->ur.svc]->why);
         } else {
             rw__ex_send_error(ex, 502, "no upstream available");
@@ -658,40 +564,6 @@ static bool retarget_host(rw_exchange *ex)
     return true;
 }
 
-static bool idempotent(int method)
-{
-    return method == RW_METHOD_GET || method == RW_METHOD_HEAD || method == RW_METHOD_PUT ||
-           method == RW_METHOD_DELETE || method == RW_METHOD_OPTIONS || method == RW_METHOD_TRACE;
-}
-
-/* Whether an attempt that failed this way (RW_FAILON_*) may be made again:
- * attempts left, nothing sent to the client, retries.on, and only what
- * cannot reach the application twice with a body we no longer hold (a
- * failed connect sent nothing; anything else needs a request without a body,
- * and an idempotent method unless retry_non_idempotent). Then the budget,
- * for retries of requests an instance received: a failed connect cost no
- * application any work, so its retry is not what multiplies an outage (and
- * an instance that just died fails every request on it at once). */
-static bool ex_may_retry(rw_exchange *ex, uint32_t kind)
-{
-    const rw_retries_cfg *rc = &ex->ur.svc_cfg->retries;
-    if (ex->tries >= rc->attempts || ex->resp_head_sent || ex->req_inflight > 0 || !(rc->on & kind))
-        return false;
-    if (kind == RW_FAILON_CONNECT && !ex->head_sent_up)
-        return true;
-    if (ex->req_body != RW_BODY_NONE || !(idempotent(ex->method) || rc->non_idempotent))
-        return false;
-    rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
-    uint32_t allowed = (uint32_t)((uint64_t)ss->requests * rc->budget_pct / 100);
-    if (allowed < rc->budget_min)
-        allowed = rc->budget_min;
-    if (!ex->retrying && ss->retrying >= allowed) {
-        ex->c->w->stats->upstream_retry_budget_exhausted++;
-        return false;
-    }
-    return true;
-}
-
 static void on_retry_timer(rw_timer *t)
 {
     ex_acquire(RW_CONTAINER_OF(t, rw_exchange, retry_timer));
@@ -709,10 +581,10 @@ static void ex_retry(rw_exchange *ex, const char *why)
     }
     w->stats->upstream_retries++;
     int prev = ex->ur.inst;
-    int picked = ex_pick(ex);
-    if (picked != PICK_OK || (ex->ur.inst != prev && !retarget_host(ex))) {
-        rw__ex_send_error(ex, picked == PICK_OVERFLOW ? 503 : 502,
-                          picked == PICK_OVERFLOW ? "upstream overloaded (max_requests)" : "bad gateway");
+    int picked = rw__ex_pick(ex);
+    if (picked != RW_PICK_OK || (ex->ur.inst != prev && !retarget_host(ex))) {
+        rw__ex_send_error(ex, picked == RW_PICK_OVERFLOW ? 503 : 502,
+                          picked == RW_PICK_OVERFLOW ? "upstream overloaded (max_requests)" : "bad gateway");
         return;
     }
     rw_log_debug("retrying %s on %s after: %s", ex->ur.svc_cfg->name,
@@ -747,7 +619,7 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
      * keep-alive race, not the instance failing: once, the same instance on
      * a fresh connection, for what may be sent twice. */
     if (how == RW_UPFAIL_STALE && !ex->stale_retried && !ex->resp_head_sent && ex->req_inflight == 0 &&
-        ex->req_body == RW_BODY_NONE && idempotent(ex->method)) {
+        ex->req_body == RW_BODY_NONE && rw__idempotent(ex->method)) {
         ex->stale_retried = true;
         ex->ur.want_fresh = true;
         ex->head_sent_up = false;
@@ -757,8 +629,8 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
     uint32_t kind = how == RW_UPFAIL_CONNECT ? RW_FAILON_CONNECT
                     : timeout                ? RW_FAILON_TIMEOUT
                                              : RW_FAILON_RESET;
-    ex_outcome(ex, how == RW_UPFAIL_CONNECT && timeout ? RW_FAILON_TIMEOUT : kind);
-    if (ex_may_retry(ex, kind)) {
+    rw__ex_outcome(ex, how == RW_UPFAIL_CONNECT && timeout ? RW_FAILON_TIMEOUT : kind);
+    if (rw__ex_may_retry(ex, kind)) {
         ex_retry(ex, timeout ? "timeout" : strerror(err));
         return;
     }
@@ -1026,7 +898,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
             return;
         }
         if (r < 0) {
-            ex_outcome(ex, RW_FAILON_RESET);
+            rw__ex_outcome(ex, RW_FAILON_RESET);
             rw_log_warn("upstream %s sent an invalid response", ex->ur.svc_cfg->name);
             rw__upconn_close(u);
             ex->ur.up = NULL;
@@ -1059,12 +931,12 @@ static void ex_upstream_data(rw_exchange *ex, int res)
         rw__input_consume(c->w, &u->in, (uint32_t)r);
         break;
     }
-    ex_outcome(ex, ex->resp.status >= 500 ? RW_FAILON_5XX : 0);
+    rw__ex_outcome(ex, ex->resp.status >= 500 ? RW_FAILON_5XX : 0);
     uint32_t sk = ex->resp.status == 502   ? RW_FAILON_502
                   : ex->resp.status == 503 ? RW_FAILON_503
                   : ex->resp.status == 504 ? RW_FAILON_504
                                            : 0;
-    if (sk != 0 && !ex->tunnel && ex_may_retry(ex, sk)) {
+    if (sk != 0 && !ex->tunnel && rw__ex_may_retry(ex, sk)) {
         /* Drop this answer (and its connection: its body is unread). */
         rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
         if (ex->ur.counted && ss->active[ex->ur.inst] > 0)

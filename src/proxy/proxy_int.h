@@ -365,6 +365,19 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn);
 /* Answers with ringway's own JSON error; extra header lines (each with its CRLF) may be added. */
 void rw__ex_send_error(rw_exchange *ex, int status, const char *msg);
 void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
+/* pick.c */
+enum { RW_PICK_NONE = 0, RW_PICK_OK = 1, RW_PICK_OVERFLOW = 2, RW_PICK_EMPTY = 3 };
+/* Picks ex's next instance into ex->ur.inst (and records it as tried):
+ * RW_PICK_OK, RW_PICK_NONE, RW_PICK_OVERFLOW (all at max_requests) or
+ * RW_PICK_EMPTY (the service has no instance). */
+int rw__ex_pick(rw_exchange *ex);
+/* Tells outlier detection how the attempt on ex's instance ended
+ * (RW_FAILON_* kind, 0: a success). */
+void rw__ex_outcome(rw_exchange *ex, uint32_t kind);
+/* Whether an attempt that failed this way (RW_FAILON_*) may be made again. */
+bool rw__ex_may_retry(rw_exchange *ex, uint32_t kind);
+/* GET, HEAD, PUT, DELETE, OPTIONS, TRACE. */
+bool rw__idempotent(int method);
 /* exchange.c */
 rw_exchange *rw__ex_get(rw_conn *c);
 void rw__ex_put(rw_exchange *ex);
