@@ -9,6 +9,8 @@
 #   perf/ab.sh old=/tmp/ringway-before new=build/ringway
 #   perf/ab.sh defer=build/ringway nodefer=build/ringway,RW_URING_NO_DEFER=1
 #   perf/ab.sh uring=build/ringway epoll=build/ringway,IO=epoll   (IO= picks --io)
+#   perf/ab.sh off=build/ringway on=build/ringway,ALOG=file        (ALOG= picks --access-log:
+#                                                                   off (default), stdout, or file)
 #
 # Each variant runs one worker pinned to the last CPU (the nginx upstream and
 # wrk share the others), with the given environment. Rows are measured
@@ -90,10 +92,13 @@ for round in $(seq 1 "$ROUNDS"); do
         bin=${spec%%,*}
         envs=()
         [ "$spec" = "$bin" ] || IFS=, read -r -a envs <<<"${spec#*,}"
-        io=$IO; keep=()
-        for e in "${envs[@]}"; do case "$e" in IO=*) io=${e#IO=} ;; *) keep+=("$e") ;; esac; done
+        io=$IO; alog=off; keep=()
+        for e in "${envs[@]}"; do
+            case "$e" in IO=*) io=${e#IO=} ;; ALOG=*) alog=${e#ALOG=} ;; *) keep+=("$e") ;; esac
+        done
+        [ "$alog" = file ] && alog="$WORK/access.log"
         env "${keep[@]}" taskset -c "$PROXY_CPU" "$bin" --config "$WORK/ringway.yaml" --workers 1 --io "$io" \
-            --log-level warn >"$WORK/ringway.log" 2>&1 &
+            --access-log "$alog" --log-level warn >"$WORK/ringway.log" 2>&1 &
         rpid=$!
         for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$RW_PORT/health" && break; sleep 0.05; done
         code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$RW_PORT$URL_PATH")

@@ -198,6 +198,7 @@ cat >"$WORK/ringway.yaml" <<EOF
 # the command line so the io_uring and epoll instances can differ.
 http:
   keepalive_timeout: 300s
+access_log: {path: "off"}   # like the other proxies here (nginx: access_log off)
 services:
   - name: upstream
     keepalive: {max_idle: 64, idle_timeout: 300s}

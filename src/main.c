@@ -12,6 +12,7 @@
 #include "ringway/control.h"
 #include "ringway/cpus.h"
 #include "ringway/log.h"
+#include "ringway/alog.h"
 #include "ringway/discovery.h"
 #include "ringway/health.h"
 #include "ringway/registry.h"
@@ -54,6 +55,8 @@ static void usage(FILE *out)
             "      --redis URL           redis://[user:password@]host:port/db: share global\n"
             "                            rate limits across nodes (replaces redis.url)\n"
             "      --sync-interval DUR   how often global limits sync with Redis (100ms)\n"
+            "      --access-log WHERE    stdout | stderr | off | a file: one line per request\n"
+            "                            (default stdout, JSON; replaces access_log.path)\n"
             "  -t, --check-config        validate the configuration and exit (0 = valid)\n"
             "  -V, --version             print the version and exit\n"
             "  -h, --help                print this help and exit\n"
@@ -76,7 +79,8 @@ enum {
     OPT_SYNC_INTERVAL,
     OPT_STEERING,
     OPT_SHUTDOWN_DELAY,
-    OPT_WATCH_CONFIG
+    OPT_WATCH_CONFIG,
+    OPT_ACCESS_LOG
 };
 
 static const struct option long_opts[] = {
@@ -94,6 +98,7 @@ static const struct option long_opts[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"redis", required_argument, NULL, OPT_REDIS},
     {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
     {"check-config", no_argument, NULL, 't'},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
@@ -227,6 +232,13 @@ int main(int argc, char **argv)
             ov.redis_url = optarg;
             break;
         }
+        case OPT_ACCESS_LOG:
+            if (*optarg == '\0') {
+                fprintf(stderr, "ringway: --access-log: expected stdout, stderr, off or a file path\n");
+                return 2;
+            }
+            ov.access_log = optarg;
+            break;
         case OPT_SYNC_INTERVAL: {
             uint64_t ms;
             if (rw_parse_duration_ms(optarg, &ms) != 0 || ms < 1 || ms > 60000) {
@@ -342,6 +354,15 @@ int main(int argc, char **argv)
     if (found != NULL) {
         rw_snapshot_unref(snap);
         snap = found;
+    }
+    if (rw_alog_start(nworkers, &cfg->access_log, err, sizeof(err)) != 0) {
+        rw_log_error("%s", err);
+        if (admin_fd >= 0)
+            close(admin_fd);
+        if (metrics_fd >= 0)
+            close(metrics_fd);
+        rw_snapshot_unref(snap);
+        return 1;
     }
     rw_server_opts so = {
         .handler = &rw_proxy_handler,

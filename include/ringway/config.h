@@ -275,6 +275,16 @@ typedef struct rw_route_cfg {
     int line;
 } rw_route_cfg;
 
+enum rw_alog_format { RW_ALOG_JSON = 0, RW_ALOG_TEXT };
+
+/* The access log (access_log:, --access-log): one line per request. */
+typedef struct rw_access_log_cfg {
+    char *path;          /* "stdout" (default), "stderr", "off" or a file (static or arena) */
+    int format;          /* enum rw_alog_format, default json */
+    uint32_t sample_ppm; /* share of requests answered below 400 that are logged, per million (default all) */
+    bool errors_only;    /* only answers of 400 and more, and requests without an answer */
+} rw_access_log_cfg;
+
 /* The request id: read from clients, sent upstream, returned on every response. */
 typedef struct rw_request_id_cfg {
     char *header;      /* its header name (default "X-Request-Id"; static or arena) */
@@ -335,6 +345,7 @@ typedef struct rw_config {
     uint32_t shutdown_delay_ms; /* SIGTERM: /ready 503 while still serving this long, then drain; default 0 */
     bool watch_config;          /* reload when the config file changes (also --watch-config) */
     rw_request_id_cfg request_id;
+    rw_access_log_cfg access_log;
     bool trace_context; /* W3C traceparent: continue the client's trace or start one (default true) */
     rw_http_cfg http;
     rw_redis_cfg redis;

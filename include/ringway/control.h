@@ -26,6 +26,7 @@ typedef struct rw_overrides {
     long shutdown_delay_ms; /* -1: keep */
     const char *redis_url;  /* NULL: keep (--redis) */
     long sync_interval_ms;  /* -1: keep */
+    const char *access_log; /* NULL: keep (--access-log) */
 } rw_overrides;
 
 /* Sets every field of o to "not given". */
@@ -59,7 +60,7 @@ void rw_control_shutdown(void);
  * RW_EXIT_DRAIN_CUT when the deadline cut requests, 1 when a worker died. */
 int rw_control_run(rw_control_opts *o);
 
-/* Blocks SIGHUP, SIGTERM, SIGINT and ignores SIGPIPE for the calling thread
+/* Blocks SIGHUP, SIGTERM, SIGINT, SIGUSR1 and ignores SIGPIPE for the calling thread
  * and threads it creates afterwards. Returns 0 or -errno. */
 int rw_control_block_signals(void);
 

@@ -43,6 +43,9 @@ typedef struct rw_filter_input {
     int64_t now_s;   /* Unix time */
 } rw_filter_input;
 
+/* What the rate limits of a run said (for the access log). */
+enum rw_rl_seen { RW_RLS_NONE = 0, RW_RLS_ALLOWED, RW_RLS_LIMITED };
+
 /* The outcome: pass (status 0) with headers to add/strip, or a refusal. */
 typedef struct rw_filter_result {
     int status;         /* 0, 401, 403, 429 or 503 */
@@ -52,8 +55,9 @@ typedef struct rw_filter_result {
                            for a pass: RateLimit-* of limits with headers: true */
     rw_filter_hdr add[RW_FILTER_MAX_ADD];
     uint32_t nadd;
-    int consumer;   /* index into cfg->consumers, -1 when none */
-    bool query_set; /* forward query instead of the request's (a hidden credential removed) */
+    int consumer;      /* index into cfg->consumers, -1 when none */
+    uint8_t ratelimit; /* enum rw_rl_seen: what the rate limits said */
+    bool query_set;    /* forward query instead of the request's (a hidden credential removed) */
     rw_str query;
 } rw_filter_result;
 
@@ -73,6 +77,12 @@ bool rw_filters_route_active(const rw_filters *f, int route);
 /* True when a request header must not be forwarded on this route (identity
  * headers the filters set, hidden credentials). */
 bool rw_filters_strip(const rw_filters *f, int route, rw_str name);
+
+/* The client's address: the peer, or with cfg's trusted proxies the
+ * rightmost X-Forwarded-For entry that is not one (the text points into rq
+ * or peer; an unparsable entry there is returned as it is, with *ip zeroed). */
+rw_str rw_client_ip(const rw_config *cfg, const rw_http_request *rq, const char *peer, size_t peer_len,
+                    struct rw_ipaddr *ip);
 
 /* Runs the route's filters. Returns out->status (0: pass). */
 int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_input *in,

@@ -27,6 +27,7 @@
 
 #include "admin_int.h"
 #include "ringway/filters.h"
+#include "ringway/alog.h"
 #include "ringway/health.h"
 #include "ringway/rl_global.h"
 #include "ringway/log.h"
@@ -361,6 +362,15 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             (double)rs.last_round_us / 1e6);
     if (n + 1 < cap)
         n += rw_health_metrics(a->ctl->snap, buf + n, cap - n);
+    if (n < cap)
+        n += (size_t)snprintf(
+            buf + n, cap - n,
+            "# HELP ringway_access_log_lines_total Access log lines written to the sink.\n"
+            "# TYPE ringway_access_log_lines_total counter\nringway_access_log_lines_total %llu\n"
+            "# HELP ringway_access_log_dropped_total Access log lines dropped because a worker's buffer was "
+            "full (a slow sink).\n"
+            "# TYPE ringway_access_log_dropped_total counter\nringway_access_log_dropped_total %llu\n",
+            (unsigned long long)rw_alog_written(), (unsigned long long)rw_alog_dropped());
     if (n < cap)
         n += process_metrics(buf + n, cap - n);
     return n < cap ? n : cap;

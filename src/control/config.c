@@ -297,6 +297,55 @@ static int key_request_id_header(rw_cf_loader *l, yaml_node_t *v, const char *wh
     return 0;
 }
 
+/* access_log.path: stdout, stderr, off or a file path. */
+static int key_alog_path(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_access_log_cfg *a = obj;
+    (void)key;
+    if (rw__cf_is_null(v))
+        return 0;
+    if (rw__cf_get_string(l, v, where, &a->path))
+        return -1;
+    if (a->path[0] == '\0')
+        return rw__cf_fail(l, v, "%s: empty (stdout, stderr, off or a file path)", where);
+    return 0;
+}
+
+/* access_log.sample: a number from 0 to 1. */
+static int key_alog_sample(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                           void *obj)
+{
+    const char *s = "";
+    char *end = NULL;
+    if (rw__cf_is_null(v))
+        return 0;
+    if (rw__cf_str_of(l, v, where, &s))
+        return -1;
+    double d = strtod(s, &end);
+    if (end == s || *end != '\0' || !(d >= 0.0 && d <= 1.0))
+        return rw__cf_fail(l, v, "%s: '%s' is not a number from 0 to 1", where, s);
+    *RW_CF_FIELD(obj, key, uint32_t) = (uint32_t)(d * 1000000.0 + 0.5);
+    return 0;
+}
+
+static const char *const alog_formats[] = {"json", "text"};
+static const rw_cf_choice alog_format_choice = {"format", alog_formats, RW_ARRAY_LEN(alog_formats)};
+static const rw_cf_key access_log_keys[] = {
+    {.name = "path",
+     .parse = key_alog_path,
+     .offset = RW_CF_OFF(rw_access_log_cfg, path, char *),
+     .type = RW_CF_T_STR,
+     .def_str = "stdout"},
+    RW_CF_CHOICE("format", rw_access_log_cfg, format, alog_format_choice, RW_ALOG_JSON),
+    {.name = "sample",
+     .parse = key_alog_sample,
+     .offset = RW_CF_OFF(rw_access_log_cfg, sample_ppm, uint32_t),
+     .type = RW_CF_T_U32,
+     .def = 1000000},
+    RW_CF_BOOL("errors_only", rw_access_log_cfg, errors_only, false),
+};
+static const rw_cf_map access_log_map = RW_CF_MAP_OF("access_log", access_log_keys, NULL);
+
 static const rw_cf_key request_id_keys[] = {
     {.name = "header",
      .parse = key_request_id_header,
@@ -374,6 +423,7 @@ enum {
     K_REQUEST_ID,
     K_TRACE_CONTEXT,
     K_METRICS_LISTEN,
+    K_ACCESS_LOG,
     K__COUNT
 };
 
@@ -406,15 +456,16 @@ static const rw_cf_key root_keys[K__COUNT] = {
     [K_REQUEST_ID] = RW_CF_SUBMAP("request_id", offsetof(rw_config, request_id), request_id_map),
     [K_TRACE_CONTEXT] = RW_CF_BOOL("trace_context", rw_config, trace_context, true),
     [K_METRICS_LISTEN] = {.name = "metrics_listen", .parse = key_metrics_listen},
+    [K_ACCESS_LOG] = RW_CF_SUBMAP("access_log", offsetof(rw_config, access_log), access_log_map),
 };
 
 /* The order sections are read in, so references (tier, service) resolve as
  * they are read and addresses are compared with those before them. */
 static const uint8_t root_order[K__COUNT] = {
-    K_LISTEN,        K_ADMIN,         K_METRICS_LISTEN, K_WORKERS,      K_IO,
-    K_MAX_CONNS,     K_DRAIN_TIMEOUT, K_SHUTDOWN_DELAY, K_WATCH_CONFIG, K_REQUEST_ID,
-    K_TRACE_CONTEXT, K_HTTP,          K_REDIS,          K_TIERS,        K_SERVICES,
-    K_CONSUMERS,     K_TRUSTED,       K_SHARD_KEYS,     K_FILTERS,      K_ROUTES,
+    K_LISTEN,        K_ADMIN,          K_METRICS_LISTEN, K_WORKERS,    K_IO,         K_MAX_CONNS,
+    K_DRAIN_TIMEOUT, K_SHUTDOWN_DELAY, K_WATCH_CONFIG,   K_REQUEST_ID, K_ACCESS_LOG, K_TRACE_CONTEXT,
+    K_HTTP,          K_REDIS,          K_TIERS,          K_SERVICES,   K_CONSUMERS,  K_TRUSTED,
+    K_SHARD_KEYS,    K_FILTERS,        K_ROUTES,
 };
 
 _Static_assert(K__COUNT <= RW_CF_MAX_KEYS, "the root has too many keys for rw__cf_map_parse");

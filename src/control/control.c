@@ -15,6 +15,7 @@
 #include "ringway/filters.h"
 #include "ringway/jwks.h"
 #include "ringway/log.h"
+#include "ringway/alog.h"
 #include "ringway/discovery.h"
 #include "ringway/health.h"
 #include "ringway/rl_global.h"
@@ -56,10 +57,13 @@ void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
         cfg->redis.url = (char *)o->redis_url; /* the overrides outlive every config */
     if (o->sync_interval_ms >= 0)
         cfg->redis.sync_interval_ms = (uint32_t)o->sync_interval_ms;
+    if (o->access_log != NULL)
+        cfg->access_log.path = (char *)o->access_log; /* the overrides outlive every config */
 }
 
 void rw_control_shutdown(void)
 {
+    rw_alog_stop(); /* after the workers: their last lines go out */
     rw_discovery_stop();
     rw_health_stop();
     rw_rl_global_stop();
@@ -85,6 +89,7 @@ int rw_control_block_signals(void)
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     signal(SIGPIPE, SIG_IGN);
@@ -157,6 +162,9 @@ static int control_reload(rw_control_opts *o, char *msg, size_t msglen)
         rw_snapshot_unref(snap);
         snap = found;
     }
+    char aerr[300];
+    if (rw_alog_configure(&cfg->access_log, aerr, sizeof(aerr)) != 0)
+        rw_log_error("%s; the access log keeps its old destination", aerr);
     rw_server_publish(o->server, snap);
     rw_snapshot_unref(o->snap);
     o->snap = snap;
@@ -271,6 +279,7 @@ int rw_control_run(rw_control_opts *o)
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -313,7 +322,9 @@ int rw_control_run(rw_control_opts *o)
         if (n > 0 && (pfd[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGHUP) {
+                if (si.ssi_signo == SIGUSR1) {
+                    rw_alog_reopen(); /* logrotate moved the file */
+                } else if (si.ssi_signo == SIGHUP) {
                     if (admin.state != RW_ADMIN_RUNNING) {
                         rw_log_info("SIGHUP while shutting down: not reloading");
                         continue;

@@ -272,8 +272,10 @@ static void *dns_main(void *arg)
                 ares_socket_t socks[ARES_GETSOCK_MAXNUM];
                 int bits = ares_getsock(t->ch, socks, ARES_GETSOCK_MAXNUM);
                 for (int i = 0; i < ARES_GETSOCK_MAXNUM && nfds < MAX_FDS; i++) {
-                    short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                                       (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+                    /* c-ares's own macros shift a signed 1 into the sign bit for the last slot */
+                    unsigned ubits = (unsigned)bits;
+                    short ev = (short)((ubits & (1u << i) ? POLLIN : 0) |
+                                       (ubits & (1u << (i + ARES_GETSOCK_MAXNUM)) ? POLLOUT : 0));
                     if (ev == 0)
                         continue;
                     pfd[nfds] = (struct pollfd){.fd = socks[i], .events = ev};

@@ -146,19 +146,13 @@ static rw_str trim(const char *p, const char *e)
     return (rw_str){p, (size_t)(e - p)};
 }
 
-/* The client address: the peer, or with trusted proxies the rightmost
- * X-Forwarded-For entry not itself a trusted proxy. */
-static void client_ip(run_ctx *x)
+rw_str rw_client_ip(const rw_config *cfg, const rw_http_request *rq, const char *peer, size_t peer_len,
+                    rw_ipaddr *ip)
 {
-    if (x->ip_done)
-        return;
-    x->ip_done = true;
-    x->ip_text = (rw_str){x->in->peer, x->in->peer_len};
-    rw_ipaddr_parse(x->in->peer, x->in->peer_len, &x->ip);
-    const rw_config *cfg = x->f->cfg;
-    if (cfg->ntrusted_proxies == 0 || !rw_cidr_match_any(cfg->trusted_proxies, cfg->ntrusted_proxies, &x->ip))
-        return;
-    const rw_http_request *rq = x->in->rq;
+    rw_str text = {peer, peer_len};
+    rw_ipaddr_parse(peer, peer_len, ip);
+    if (cfg->ntrusted_proxies == 0 || !rw_cidr_match_any(cfg->trusted_proxies, cfg->ntrusted_proxies, ip))
+        return text;
     for (size_t i = rq->nheaders; i-- > 0;) {
         const rw_http_header *h = &rq->headers[i];
         if (!rw_str_ieq(h->name, "x-forwarded-for"))
@@ -173,17 +167,26 @@ static void client_ip(run_ctx *x)
             if (rw_ipaddr_parse(e.p, e.len, &a) != 0) {
                 /* Garbage where the client should be: unknown, never the proxy
                  * (an allow_ips ACL refuses it; rate limits share one bucket). */
-                memset(&x->ip, 0, sizeof(x->ip));
-                x->ip_text = e;
-                return;
+                memset(ip, 0, sizeof(*ip));
+                return e;
             }
-            x->ip = a;
-            x->ip_text = e;
+            *ip = a;
+            text = e;
             if (!rw_cidr_match_any(cfg->trusted_proxies, cfg->ntrusted_proxies, &a))
-                return;
+                return text;
             end = comma > h->value.p ? comma - 1 : comma;
         }
     }
+    return text;
+}
+
+/* The client address, once per run. */
+static void client_ip(run_ctx *x)
+{
+    if (x->ip_done)
+        return;
+    x->ip_done = true;
+    x->ip_text = rw_client_ip(x->f->cfg, x->in->rq, x->in->peer, x->in->peer_len, &x->ip);
 }
 
 /* The only header called name: NULL when absent, *dup set when repeated. */
@@ -672,12 +675,14 @@ static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best,
     uint64_t key = rl_key(x, r);
     if (!rw_rl_check(x->fw->shard, rw_rl_entry_table(rr->reg), key, p, x->in->now_ms * 1000000u, &d)) {
         x->fw->stats.rl_limited++;
+        x->out->ratelimit = RW_RLS_LIMITED;
         extra_add(
             x->out,
             "Retry-After: %u\r\nRateLimit-Limit: %u\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: %u\r\n",
             d.retry_after_s, d.limit, d.retry_after_s);
         return refuse(x, 429, "rate limit exceeded");
     }
+    x->out->ratelimit = RW_RLS_ALLOWED;
     if (r->headers && (!*have_best || d.remaining < best->remaining)) {
         *best = d;
         *have_best = true;
@@ -696,6 +701,7 @@ int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_in
     out->extra[0] = '\0';
     out->nadd = 0;
     out->consumer = -1;
+    out->ratelimit = RW_RLS_NONE;
     out->query_set = false;
     fw->values_len = 0;
     /* phase 1: addresses */

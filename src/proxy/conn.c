@@ -148,6 +148,8 @@ static void on_c_write(rw_op *op, int res)
         rw__c_close(c); /* client went away */
         return;
     }
+    if (c->ex != NULL)
+        c->ex->bytes_out += (uint64_t)res;
     if (rw_iov_advance(c->iov, &c->iovcnt, (size_t)res)) { /* short send: the rest */
         c->pending++;
         rw__c_timer(c, cfg_of(c->w)->http.send_timeout_ms);
@@ -207,6 +209,7 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn)
     }
     ex->resp_head_sent = true;
     ex->resp_done = true;
+    ex->local = true;
     ex->req_done = ex->req_body == RW_BODY_NONE;
     ex->status = cn->status;
     count_status(c->w, cn->status);
@@ -260,6 +263,7 @@ void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const cha
         n = (int)sizeof(ex->errbuf) - 1;
     ex->resp_head_sent = true;
     ex->resp_done = true;
+    ex->local = true;
     ex->status = status;
     count_status(c->w, status);
     struct iovec iov = {ex->errbuf, (size_t)n};

@@ -51,6 +51,9 @@ rw_exchange *rw__ex_get(rw_conn *c)
     ex->ur.inst = -1;
     ex->ur.svc = -1;
     ex->route = -1;
+    ex->consumer = -1;
+    ex->t_connect = ex->t_first_byte = -1;
+    ex->start_ms = now_ms(w); /* rw__ex_start sets it again once a head parsed */
     rw_timer_init(&ex->total_timer, NULL);
     rw_timer_init(&ex->retry_timer, NULL);
     rw_timer_init(&ex->ur.queue_timer, NULL);
@@ -60,15 +63,19 @@ rw_exchange *rw__ex_get(rw_conn *c)
 void rw__ex_put(rw_exchange *ex)
 {
     rw_pworker *w = ex->c->w;
+    if (w->alog != NULL)
+        rw__alog_end(ex);
     rw_timer_cancel(timers(w), &ex->total_timer);
     rw_timer_cancel(timers(w), &ex->retry_timer);
     rw__upconn_dequeue(&ex->ur);
     if (ex->ur.ws != NULL) {
-        rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
-        if (ex->counted_svc)
-            ss->requests--;
-        if (ex->retrying)
-            ss->retrying--;
+        if (ex->ur.svc >= 0) {
+            rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
+            if (ex->counted_svc)
+                ss->requests--;
+            if (ex->retrying)
+                ss->retrying--;
+        }
         ex->counted_svc = ex->retrying = false;
         if (ex->ur.counted && ex->ur.ws->svcs[ex->ur.svc].active[ex->ur.inst] > 0)
             ex->ur.ws->svcs[ex->ur.svc].active[ex->ur.inst]--;
@@ -207,6 +214,7 @@ static void on_total_timeout(rw_timer *t)
         return;
     }
     ex->c->w->stats->upstream_timeouts++;
+    ex->err_kind = RW_EXERR_TOTAL_TIMEOUT;
     rw__ex_send_error(ex, 504, "upstream timed out");
 }
 
@@ -249,6 +257,9 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     ex->ur.ws = w->ws;
     w->ws->users++;
     rw__make_reqid(ex, true); /* before any error path releases the head's buffer */
+    ex->head_len = (uint32_t)head_len;
+    if (w->alog != NULL)
+        rw__alog_begin(ex);
     ex->tp_len = 0;
     const rw_snapshot *snap = w->ws->snap;
     const rw_config *cfg = snap->cfg;
@@ -326,7 +337,10 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
             .now_s = time(NULL),
         };
         rw_filter_result *fr = &w->fres;
-        if (rw_filters_run(w->fw, flt, &fin, fr) != 0) {
+        int refused = rw_filters_run(w->fw, flt, &fin, fr);
+        ex->consumer = (int16_t)fr->consumer;
+        ex->ratelimit = fr->ratelimit;
+        if (refused != 0) {
             rw__input_consume(w, &c->in, (uint32_t)head_len);
             rw__ex_send_error_x(ex, fr->status, fr->error, fr->extra, fr->extra_len);
             return;
@@ -357,8 +371,10 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         rw__input_consume(w, &c->in, (uint32_t)head_len);
         if (picked == RW_PICK_OVERFLOW) {
             w->stats->upstream_overflow++;
+            ex->err_kind = RW_EXERR_OVERLOADED;
             rw__ex_send_error(ex, 503, "upstream overloaded (max_requests)");
         } else if (picked == RW_PICK_EMPTY) {
+            ex->err_kind = RW_EXERR_NO_INSTANCE;
             rw__ex_send_error(ex, 503, ex->ur.ws->snap->insts[ex->ur.svc]->why);
         } else {
             rw__ex_send_error(ex, 502, "no upstream available");
@@ -475,6 +491,7 @@ static void ex_send_body_piece(rw_exchange *ex, bool with_head)
 
 static void ex_upstream_ready(rw_exchange *ex)
 {
+    ex->t_connect = (int32_t)(now_ms(ex->c->w) - ex->start_ms);
     ex->head_sent_up = false;
     ex_send_body_piece(ex, true);
     if (ex->ur.up != NULL)
@@ -583,6 +600,8 @@ static void ex_retry(rw_exchange *ex, const char *why)
     int prev = ex->ur.inst;
     int picked = rw__ex_pick(ex);
     if (picked != RW_PICK_OK || (ex->ur.inst != prev && !retarget_host(ex))) {
+        if (picked == RW_PICK_OVERFLOW)
+            ex->err_kind = RW_EXERR_OVERLOADED;
         rw__ex_send_error(ex, picked == RW_PICK_OVERFLOW ? 503 : 502,
                           picked == RW_PICK_OVERFLOW ? "upstream overloaded (max_requests)" : "bad gateway");
         return;
@@ -634,6 +653,11 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
         ex_retry(ex, timeout ? "timeout" : strerror(err));
         return;
     }
+    ex->err_kind = timeout
+                       ? (how == RW_UPFAIL_CONNECT ? RW_EXERR_CONNECT_TIMEOUT : RW_EXERR_FIRST_BYTE_TIMEOUT)
+                   : how == RW_UPFAIL_CONNECT
+                       ? (err == ECONNREFUSED ? RW_EXERR_CONNECT_REFUSED : RW_EXERR_CONNECT_FAILED)
+                       : RW_EXERR_UPSTREAM_RESET;
     rw_log_warn("upstream %s (%s) failed: %s", ex->ur.svc_cfg->name,
                 RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address, timeout ? "timed out" : strerror(err));
     rw__ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
@@ -643,6 +667,7 @@ static void ex_queue_timeout(rw_exchange *ex)
 {
     rw_pworker *w = ex->c->w;
     w->stats->upstream_queue_timeouts++;
+    ex->err_kind = RW_EXERR_QUEUE_TIMEOUT;
     rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)",
                 ex->ur.svc_cfg->name, RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address,
                 ex->ur.svc_cfg->max_conns);
@@ -776,6 +801,7 @@ void rw__ex_forward_response(rw_exchange *ex)
     bool with_body = false;
     if (!ex->resp_head_sent) {
         if (!build_response_head(ex)) {
+            ex->err_kind = RW_EXERR_INVALID_RESPONSE;
             rw__ex_send_error(ex, 502, "upstream response head too large");
             return;
         }
@@ -891,6 +917,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
                                            &ex->ur.ws->snap->limits, ex->method, &ex->resp);
         if (r == RW_HTTP_INCOMPLETE) {
             if (rw__input_to_hbuf(c->w, &u->in) != 0 || u->in.len >= u->in.hb->cap) {
+                ex->err_kind = RW_EXERR_INVALID_RESPONSE;
                 rw__ex_send_error(ex, 502, "upstream response head too large");
                 return;
             }
@@ -902,6 +929,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
             rw_log_warn("upstream %s sent an invalid response", ex->ur.svc_cfg->name);
             rw__upconn_close(u);
             ex->ur.up = NULL;
+            ex->err_kind = RW_EXERR_INVALID_RESPONSE;
             rw__ex_send_error(ex, 502, "invalid upstream response");
             return;
         }
@@ -918,6 +946,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
                 rw__input_consume(c->w, &u->in, (uint32_t)r);
                 rw__upconn_close(u);
                 ex->ur.up = NULL;
+                ex->err_kind = RW_EXERR_INVALID_RESPONSE;
                 rw__ex_send_error(ex, 502, "unexpected protocol switch");
                 return;
             }
@@ -948,6 +977,7 @@ static void ex_upstream_data(rw_exchange *ex, int res)
         return;
     }
     ex->resp_head_done = true;
+    ex->t_first_byte = (int32_t)(now_ms(c->w) - ex->start_ms);
     ex->resp_body = ex->tunnel ? RW_BODY_UNTIL_CLOSE : ex->resp.body;
     ex->resp_left = ex->resp.content_length;
     rw_chunked_init(&ex->resp_chunk);

@@ -5,6 +5,7 @@
 #define RINGWAY_PROXY_INT_H
 
 #include <netinet/in.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "ringway/filters.h"
@@ -93,6 +94,26 @@ struct rw_pworker {
     rw_conn *conns;              /* all live client connections (for drain) */
     struct rw_filter_worker *fw; /* access filters' state: rate-limit shard, token cache */
     rw_filter_result fres;       /* the last request's filter outcome (read while building its head) */
+    struct rw_alog_ring *alog;   /* the access log's ring of this worker (NULL: none) */
+    time_t alog_sec;             /* the second alog_stamp shows */
+    char alog_stamp[24];         /* "YYYY-MM-DDTHH:MM:SS" of alog_sec, UTC */
+};
+
+/* Why ringway answered a request itself, when the status alone does not say. */
+enum rw_ex_error {
+    RW_EXERR_NONE = 0,
+    RW_EXERR_CONNECT_REFUSED,
+    RW_EXERR_CONNECT_FAILED,
+    RW_EXERR_CONNECT_TIMEOUT,
+    RW_EXERR_FIRST_BYTE_TIMEOUT,
+    RW_EXERR_TOTAL_TIMEOUT,
+    RW_EXERR_QUEUE_TIMEOUT,
+    RW_EXERR_UPSTREAM_RESET,
+    RW_EXERR_INVALID_RESPONSE,
+    RW_EXERR_OVERLOADED,
+    RW_EXERR_NO_INSTANCE,
+    RW_EXERR_CLIENT_CLOSED,
+    RW_EXERR__COUNT
 };
 
 enum rw_conn_state {
@@ -264,12 +285,24 @@ struct rw_exchange {
     bool tp_restarted; /* the client's traceparent was missing or invalid: tracestate dropped */
     int16_t tp_hdr;    /* index of the client's traceparent header, -1: none */
     char tp[RW_TRACEPARENT_LEN];
+    /* The access log (access.c): the request's part, escaped at the start;
+     * what the end adds. */
+    uint16_t alog_len;
+    uint8_t err_kind;  /* enum rw_ex_error: why ringway answered itself */
+    uint8_t ratelimit; /* enum rw_rl_seen */
+    bool local;        /* ringway made the answer (an error, a respond route, /health) */
+    int16_t consumer;  /* index into cfg->consumers, -1: none */
+    int32_t t_connect,
+        t_first_byte; /* ms from the start to a connected upstream / its response head; -1: never */
+    uint32_t head_len;
+    uint64_t bytes_out; /* sent to the client */
     uint32_t out_len;
     uint32_t out_cap;
     char *out;           /* head buffer for the rewritten request / response head */
     rw_http_request req; /* parsed request; slices point into c->in */
     rw_http_response resp;
-    rw_exchange *next; /* free list */
+    rw_exchange *next;   /* free list */
+    char alog_req[1536]; /* not cleared per exchange: alog_len says what is valid */
 };
 
 /* conn.c: takes over an accepted client connection (already counted). */
@@ -365,6 +398,13 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn);
 /* Answers with ringway's own JSON error; extra header lines (each with its CRLF) may be added. */
 void rw__ex_send_error(rw_exchange *ex, int status, const char *msg);
 void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
+/* access.c */
+/* Whether the access log writes lines now (its ring exists, the config's path is not "off"). */
+bool rw__alog_on(const rw_pworker *w);
+/* Escapes the request's part of ex's line while its head is readable. */
+void rw__alog_begin(rw_exchange *ex);
+/* Writes ex's line into the worker's ring (sampling and errors_only applied). */
+void rw__alog_end(rw_exchange *ex);
 /* pick.c */
 enum { RW_PICK_NONE = 0, RW_PICK_OK = 1, RW_PICK_OVERFLOW = 2, RW_PICK_EMPTY = 3 };
 /* Picks ex's next instance into ex->ur.inst (and records it as tried):

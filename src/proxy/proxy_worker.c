@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "proxy_int.h"
+#include "ringway/alog.h"
 #include "ringway/log.h"
 #include "ringway/proxy.h"
 
@@ -21,6 +22,7 @@ static void *pw_create(rw_worker *core, rw_snapshot *snap, char *err, size_t err
     w->stats = rw_worker_counters(core);
     w->server = rw_worker_server(core);
     w->id = rw_worker_id(core);
+    w->alog = rw_alog_ring_of(w->id);
     w->reqid_seed = rw_worker_seed(core);
     w->rng = rw_mix64(w->reqid_seed ^ 0x7472616365ull); /* "trace" */
     /* Never smaller than a loop buffer: a partial head moves from one into it. */

@@ -1,0 +1,291 @@
+/* access.c - one access-log line per exchange (alog.h carries it).
+ *
+ * The request's part (client, method, host, path, query, protocol, user
+ * agent) is escaped into the exchange while its head is still readable
+ * (rw__alog_begin); the rest (status, bytes, timings, route, service,
+ * instance, consumer, attempts, rate limit, error, trace id) is added when
+ * the exchange ends (rw__alog_end), straight into the worker's ring: no
+ * allocation, no lock, no syscall. Requests answered below 400 are sampled
+ * (access_log.sample) or left out (errors_only); answers of 400 and more and
+ * requests without an answer are always logged. Formats: json (one object
+ * per line, RFC 8259 strings) and text (one documented line). */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "proxy_int.h"
+#include "ringway/alog.h"
+#include "ringway/jsonesc.h"
+
+#define FIELD_CAP 512 /* escaped bytes kept of one request field */
+
+/* The error names of ringway's own answers (enum rw_ex_error). */
+static const char *const err_names[RW_EXERR__COUNT] = {
+    [RW_EXERR_NONE] = NULL,
+    [RW_EXERR_CONNECT_REFUSED] = "connect_refused",
+    [RW_EXERR_CONNECT_FAILED] = "connect_failed",
+    [RW_EXERR_CONNECT_TIMEOUT] = "connect_timeout",
+    [RW_EXERR_FIRST_BYTE_TIMEOUT] = "first_byte_timeout",
+    [RW_EXERR_TOTAL_TIMEOUT] = "total_timeout",
+    [RW_EXERR_QUEUE_TIMEOUT] = "queue_timeout",
+    [RW_EXERR_UPSTREAM_RESET] = "upstream_reset",
+    [RW_EXERR_INVALID_RESPONSE] = "invalid_response",
+    [RW_EXERR_OVERLOADED] = "overloaded",
+    [RW_EXERR_NO_INSTANCE] = "no_instance",
+    [RW_EXERR_CLIENT_CLOSED] = "client_closed",
+};
+
+/* The error of a local answer without an explicit one, by its status. */
+static const char *status_error(int status)
+{
+    switch (status) {
+    case 400:
+        return "bad_request";
+    case 401:
+        return "auth";
+    case 403:
+        return "acl";
+    case 404:
+        return "no_route";
+    case 408:
+        return "request_timeout";
+    case 413:
+        return "body_too_large";
+    case 414:
+    case 431:
+        return "header_too_large";
+    case 429:
+        return "rate_limited";
+    case 501:
+        return "not_implemented";
+    case 502:
+        return "bad_gateway";
+    case 503:
+        return "unavailable";
+    case 505:
+        return "version_not_supported";
+    default:
+        return "local";
+    }
+}
+
+bool rw__alog_on(const rw_pworker *w)
+{
+    const char *p = w->ws->snap->cfg->access_log.path;
+    return w->alog != NULL && p != NULL && !(p[0] == 'o' && strcmp(p, "off") == 0);
+}
+
+/* Appends s (n bytes) at *o: raw when esc is false, JSON-escaped (at most
+ * FIELD_CAP bytes) when true. */
+static void put(char *buf, size_t cap, size_t *o, const char *s, size_t n, bool esc)
+{
+    if (*o >= cap)
+        return;
+    if (!esc) {
+        size_t k = n < cap - *o ? n : cap - *o;
+        memcpy(buf + *o, s, k);
+        *o += k;
+        return;
+    }
+    size_t room = cap - *o < FIELD_CAP ? cap - *o : FIELD_CAP;
+    *o += rw_json_escape(buf + *o, room, s, n, NULL);
+}
+
+static void puts_(char *buf, size_t cap, size_t *o, const char *s)
+{
+    put(buf, cap, o, s, strlen(s), false);
+}
+
+/* "name":"value" (escaped), or "name":null for an absent value, with the comma before it. */
+static void jstr(char *buf, size_t cap, size_t *o, const char *name, const char *s, size_t n, bool present)
+{
+    puts_(buf, cap, o, ",\"");
+    puts_(buf, cap, o, name);
+    if (!present) {
+        puts_(buf, cap, o, "\":null");
+        return;
+    }
+    puts_(buf, cap, o, "\":\"");
+    put(buf, cap, o, s, n, true);
+    puts_(buf, cap, o, "\"");
+}
+
+void rw__alog_begin(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    rw_pworker *w = c->w;
+    ex->alog_len = 0;
+    if (!rw__alog_on(w))
+        return;
+    const rw_http_request *rq = &ex->req;
+    const rw_config *cfg = w->ws->snap->cfg;
+    char *b = ex->alog_req;
+    size_t cap = sizeof(ex->alog_req), o = 0;
+    bool json = cfg->access_log.format == RW_ALOG_JSON;
+    rw_ipaddr ip;
+    rw_str client = cfg->ntrusted_proxies > 0 ? rw_client_ip(cfg, rq, c->peer, c->peer_len, &ip)
+                                              : (rw_str){c->peer, c->peer_len};
+    const rw_http_header *ua = rw_http_find_header(rq->headers, rq->nheaders, "user-agent");
+    const char *method = rq->method_str.p != NULL ? rq->method_str.p : "";
+    size_t mlen = rq->method_str.p != NULL ? rq->method_str.len : 0;
+    const char *proto = rq->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    if (json) {
+        jstr(b, cap, &o, "client_ip", client.p, client.len, true);
+        jstr(b, cap, &o, "method", method, mlen, true);
+        jstr(b, cap, &o, "host", rq->host.p, rq->host.len, rq->host.len > 0);
+        jstr(b, cap, &o, "path", rq->path.p, rq->path.len, true);
+        jstr(b, cap, &o, "query", rq->query.p, rq->query.len, rq->query.len > 0);
+        jstr(b, cap, &o, "protocol", proto, 8, true);
+        jstr(b, cap, &o, "user_agent", ua ? ua->value.p : NULL, ua ? ua->value.len : 0, ua != NULL);
+    } else {
+        /* CLIENT "METHOD PATH?QUERY PROTO" "UA" */
+        put(b, cap, &o, client.p, client.len, true);
+        puts_(b, cap, &o, " \"");
+        put(b, cap, &o, method, mlen, true);
+        puts_(b, cap, &o, " ");
+        put(b, cap, &o, rq->path.p, rq->path.len, true);
+        if (rq->query.len > 0) {
+            puts_(b, cap, &o, "?");
+            put(b, cap, &o, rq->query.p, rq->query.len, true);
+        }
+        puts_(b, cap, &o, " ");
+        puts_(b, cap, &o, proto);
+        puts_(b, cap, &o, "\" \"");
+        if (ua != NULL)
+            put(b, cap, &o, ua->value.p, ua->value.len, true);
+        puts_(b, cap, &o, "\"");
+    }
+    ex->alog_len = (uint16_t)(o < cap ? o : cap);
+}
+
+/* "2026-12-07T14:55:18.123Z" into out (25 bytes with the NUL). */
+static void rfc3339_ms(rw_pworker *w, char *out)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != w->alog_sec) { /* once a second per worker */
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        strftime(w->alog_stamp, sizeof(w->alog_stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+        w->alog_sec = ts.tv_sec;
+    }
+    int ms = (int)(ts.tv_nsec / 1000000) % 1000;
+    memcpy(out, w->alog_stamp, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
+}
+
+void rw__alog_end(rw_exchange *ex)
+{
+    rw_conn *c = ex->c;
+    rw_pworker *w = c->w;
+    if (!rw__alog_on(w))
+        return;
+    const rw_access_log_cfg *ac = &w->ws->snap->cfg->access_log;
+    int status = ex->status;
+    uint8_t err = ex->err_kind;
+    if (!ex->resp_head_sent) {
+        status = 499; /* nginx's "client closed request": the client left before an answer */
+        err = RW_EXERR_CLIENT_CLOSED;
+    }
+    bool error = status >= 400 || err != RW_EXERR_NONE;
+    if (!error) {
+        if (ac->errors_only)
+            return;
+        if (ac->sample_ppm < 1000000) {
+            w->rng = w->rng * 6364136223846793005ull + 1442695040888963407ull;
+            if ((uint32_t)((w->rng >> 33) % 1000000u) >= ac->sample_ppm)
+                return;
+        }
+    }
+    const char *ename = err != RW_EXERR_NONE ? err_names[err] : ex->local ? status_error(status) : NULL;
+    if (ex->local && err == RW_EXERR_NONE && status < 400)
+        ename = NULL; /* a respond route, /health: configured answers, not errors */
+    char *b = rw_alog_reserve(w->alog, 2048 + sizeof(ex->alog_req));
+    if (b == NULL)
+        return; /* full: dropped and counted */
+    size_t cap = 2048 + sizeof(ex->alog_req), o = 0;
+    char t[32];
+    rfc3339_ms(w, t);
+    const char *route = ex->rt != NULL ? ex->rt->name : NULL;
+    const char *svc = ex->ur.svc_cfg != NULL ? ex->ur.svc_cfg->name : ex->rt != NULL ? ex->rt->service : NULL;
+    const char *inst = ex->ur.ws != NULL && ex->ur.svc >= 0 && ex->ur.inst >= 0
+                           ? RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address
+                           : NULL;
+    const char *consumer =
+        ex->consumer >= 0 && ex->ur.ws != NULL ? ex->ur.ws->snap->cfg->consumers[ex->consumer].name : NULL;
+    static const char *const rl_names[] = {"none", "allowed", "limited"};
+    uint64_t dur = rw_loop_now(w->loop) - ex->start_ms;
+    char num[256];
+    if (ac->format == RW_ALOG_JSON) {
+        puts_(b, cap, &o, "{\"time\":\"");
+        puts_(b, cap, &o, t);
+        puts_(b, cap, &o, "\"");
+        jstr(b, cap, &o, "request_id", ex->reqid, ex->reqid_len, ex->reqid_len > 0);
+        jstr(b, cap, &o, "trace_id", ex->tp + 3, 32, ex->tp_len > 0);
+        if (ex->alog_len > 0) {
+            put(b, cap, &o, ex->alog_req, ex->alog_len, false);
+        } else { /* the head never parsed */
+            puts_(b, cap, &o, ",\"client_ip\":\"");
+            put(b, cap, &o, c->peer, c->peer_len, true);
+            puts_(b, cap, &o,
+                  "\",\"method\":null,\"host\":null,\"path\":null,\"query\":null,\"protocol\":null,"
+                  "\"user_agent\":null");
+        }
+        int n = snprintf(num, sizeof(num),
+                         ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu", status,
+                         (unsigned long long)(ex->head_len + ex->req_total),
+                         (unsigned long long)ex->bytes_out, (unsigned long long)dur);
+        put(b, cap, &o, num, (size_t)n, false);
+        puts_(b, cap, &o, ",\"upstream_connect_ms\":");
+        if (ex->t_connect >= 0)
+            n = snprintf(num, sizeof(num), "%d", ex->t_connect);
+        else
+            n = snprintf(num, sizeof(num), "null");
+        put(b, cap, &o, num, (size_t)n, false);
+        puts_(b, cap, &o, ",\"upstream_first_byte_ms\":");
+        if (ex->t_first_byte >= 0)
+            n = snprintf(num, sizeof(num), "%d", ex->t_first_byte);
+        else
+            n = snprintf(num, sizeof(num), "null");
+        put(b, cap, &o, num, (size_t)n, false);
+        jstr(b, cap, &o, "route", route, route ? strlen(route) : 0, route != NULL);
+        jstr(b, cap, &o, "service", svc, svc ? strlen(svc) : 0, svc != NULL);
+        jstr(b, cap, &o, "instance", inst, inst ? strlen(inst) : 0, inst != NULL);
+        jstr(b, cap, &o, "consumer", consumer, consumer ? strlen(consumer) : 0, consumer != NULL);
+        n = snprintf(num, sizeof(num), ",\"attempts\":%u,\"ratelimit\":\"%s\"", (unsigned)ex->tries,
+                     rl_names[ex->ratelimit < 3 ? ex->ratelimit : 0]);
+        put(b, cap, &o, num, (size_t)n, false);
+        jstr(b, cap, &o, "error", ename, ename ? strlen(ename) : 0, ename != NULL);
+        puts_(b, cap, &o, "}\n");
+    } else {
+        /* TIME CLIENT "METHOD PATH?QUERY PROTO" "UA" STATUS BYTES_IN BYTES_OUT DURATION_MS
+         * rid=ID route=R service=S instance=I consumer=C attempts=N ratelimit=X error=E */
+        puts_(b, cap, &o, t);
+        puts_(b, cap, &o, " ");
+        if (ex->alog_len > 0) {
+            put(b, cap, &o, ex->alog_req, ex->alog_len, false);
+        } else {
+            put(b, cap, &o, c->peer, c->peer_len, true);
+            puts_(b, cap, &o, " \"-\" \"\"");
+        }
+        int n = snprintf(num, sizeof(num), " %d %llu %llu %llu rid=%.*s route=%s service=%s instance=%s",
+                         status, (unsigned long long)(ex->head_len + ex->req_total),
+                         (unsigned long long)ex->bytes_out, (unsigned long long)dur, (int)ex->reqid_len,
+                         ex->reqid, route ? route : "-", svc ? svc : "-", inst ? inst : "-");
+        put(b, cap, &o, num, (size_t)n, false);
+        n = snprintf(num, sizeof(num), " consumer=%s attempts=%u ratelimit=%s error=%s\n",
+                     consumer ? consumer : "-", (unsigned)ex->tries,
+                     rl_names[ex->ratelimit < 3 ? ex->ratelimit : 0], ename ? ename : "-");
+        put(b, cap, &o, num, (size_t)n, false);
+    }
+    if (o >= cap) { /* cannot happen with the caps above; keep the line a line */
+        o = cap;
+        b[o - 1] = '\n';
+    }
+    rw_alog_commit(w->alog, (uint32_t)o);
+}
