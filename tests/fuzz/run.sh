@@ -3,14 +3,14 @@
 # fuzz each for SECONDS (default 30). Exits non-zero when a target crashes;
 # reproducers go to tests/fuzz/crashes/ (git-ignored).
 # Env: CC (default clang-14), FUZZ_OUT (build + working corpus, default
-# build-fuzz/), FUZZ_TARGETS (default "request response chunked jwt").
+# build-fuzz/), FUZZ_TARGETS (default "request response chunked jwt jsonesc").
 set -euo pipefail
 
 secs=${1:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CC:-clang-14}
-targets=${FUZZ_TARGETS:-"request response chunked jwt"}
+targets=${FUZZ_TARGETS:-"request response chunked jwt jsonesc"}
 crashes=$root/tests/fuzz/crashes
 mkdir -p "$out" "$crashes"
 
@@ -26,6 +26,7 @@ for t in $targets; do
     echo "== building fuzz_$t"
     case $t in
         jwt) srcs=("${jwt_srcs[@]}") ;;
+        jsonesc) srcs=("$root"/src/core/jsonesc.c) ;;
         *) srcs=("${http_srcs[@]}") ;;
     esac
     "$cc" "${flags[@]}" "$root/tests/fuzz/fuzz_$t.c" "${srcs[@]}" -o "$out/fuzz_$t"
