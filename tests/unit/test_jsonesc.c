@@ -25,7 +25,7 @@ Test(jsonesc, plain_and_specials)
 Test(jsonesc, utf8_valid_kept_invalid_escaped)
 {
     int t;
-    cr_assert_str_eq(esc("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 13, 100, &t),
+    cr_assert_str_eq(esc("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14, 100, &t),
                      "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
     cr_assert_str_eq(esc("\xc0\xaf", 2, 100, &t), "\\u00c0\\u00af");                       /* overlong '/' */
     cr_assert_str_eq(esc("\xed\xa0\x80", 3, 100, &t), "\\u00ed\\u00a0\\u0080");            /* a surrogate */
