@@ -658,8 +658,9 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
                    : how == RW_UPFAIL_CONNECT
                        ? (err == ECONNREFUSED ? RW_EXERR_CONNECT_REFUSED : RW_EXERR_CONNECT_FAILED)
                        : RW_EXERR_UPSTREAM_RESET;
-    rw_log_warn("upstream %s (%s) failed: %s", ex->ur.svc_cfg->name,
-                RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address, timeout ? "timed out" : strerror(err));
+    rw_log_warn("upstream %s (%s) failed: %s (request_id %.*s)", ex->ur.svc_cfg->name,
+                RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address, timeout ? "timed out" : strerror(err),
+                (int)ex->reqid_len, ex->reqid);
     rw__ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
 }
 
@@ -668,9 +669,10 @@ static void ex_queue_timeout(rw_exchange *ex)
     rw_pworker *w = ex->c->w;
     w->stats->upstream_queue_timeouts++;
     ex->err_kind = RW_EXERR_QUEUE_TIMEOUT;
-    rw_log_warn("upstream %s (%s): no connection slot within the queue timeout (max_conns %u)",
-                ex->ur.svc_cfg->name, RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address,
-                ex->ur.svc_cfg->max_conns);
+    rw_log_warn(
+        "upstream %s (%s): no connection slot within the queue timeout (max_conns %u; request_id %.*s)",
+        ex->ur.svc_cfg->name, RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address, ex->ur.svc_cfg->max_conns,
+        (int)ex->reqid_len, ex->reqid);
     rw__ex_send_error(ex, 503, "upstream connection limit reached");
 }
 
@@ -821,7 +823,8 @@ void rw__ex_forward_response(rw_exchange *ex)
     size_t len;
     ssize_t body = resp_body_portion(ex, u->in.data + u->in.off, avail, &len);
     if (body < 0) {
-        rw_log_warn("upstream %s sent a malformed chunked body", ex->ur.svc_cfg->name);
+        rw_log_warn("upstream %s sent a malformed chunked body (request_id %.*s)", ex->ur.svc_cfg->name,
+                    (int)ex->reqid_len, ex->reqid);
         rw__c_close(c);
         return;
     }
@@ -895,7 +898,8 @@ static void ex_upstream_data(rw_exchange *ex, int res)
             return;
         }
         if (ex->resp_head_sent) {
-            rw_log_warn("upstream %s closed mid-response", ex->ur.svc_cfg->name);
+            rw_log_warn("upstream %s closed mid-response (request_id %.*s)", ex->ur.svc_cfg->name,
+                        (int)ex->reqid_len, ex->reqid);
             rw__c_close(c);
             return;
         }
@@ -926,7 +930,8 @@ static void ex_upstream_data(rw_exchange *ex, int res)
         }
         if (r < 0) {
             rw__ex_outcome(ex, RW_FAILON_RESET);
-            rw_log_warn("upstream %s sent an invalid response", ex->ur.svc_cfg->name);
+            rw_log_warn("upstream %s sent an invalid response (request_id %.*s)", ex->ur.svc_cfg->name,
+                        (int)ex->reqid_len, ex->reqid);
             rw__upconn_close(u);
             ex->ur.up = NULL;
             ex->err_kind = RW_EXERR_INVALID_RESPONSE;

@@ -145,6 +145,8 @@ H_TEST(access_log, one_valid_line_per_request)
               got);
     cr_expect(strstr(got, "|first_byte_timeout|slow|slow|1|none") != NULL, "%s", got);
     cr_expect(strstr(got, "|connect_refused|gone|gone|") != NULL, "%s", got);
+    cr_expect(h_proxy_log_contains(p, "failed: Connection refused (request_id "),
+              "the warning about a failed request does not carry its request id");
     cr_expect(strstr(got, "|no_route|None|None|0|none") != NULL, "%s", got);
     cr_expect(strstr(got, "|body_too_large|") && strstr(got, "|header_too_large|") &&
                   strstr(got, "|request_timeout|") && strstr(got, "|bad_request|"),
