@@ -323,7 +323,10 @@ Test(rlsync, redis_client)
     cr_expect_eq(rw_redis_connect(r), -1, "nothing listens yet");
     cr_expect_eq(rw_redis_failures(r), 1);
     cr_expect_eq(rw_redis_epoch(r), 0);
-    cr_expect_geq(rw_redis_next_connect_ns(r), t0 + 100 * NS_PER_MS, "backoff starts at 100 ms");
+    /* the first wait is 100 ms with equal jitter: between 50 and 100 ms */
+    cr_expect_geq(rw_redis_next_connect_ns(r), t0 + 50 * NS_PER_MS, "backoff starts at 100 ms, jittered");
+    cr_expect_leq(rw_redis_next_connect_ns(r), mono_ns() + 100 * NS_PER_MS,
+                  "backoff starts at 100 ms, jittered");
 
     int slot = redis_start(port, NULL);
     cr_assert_eq(rw_redis_connect(r), 0);
