@@ -9,8 +9,10 @@
 #   perf/ab.sh old=/tmp/ringway-before new=build/ringway
 #   perf/ab.sh defer=build/ringway nodefer=build/ringway,RW_URING_NO_DEFER=1
 #   perf/ab.sh uring=build/ringway epoll=build/ringway,IO=epoll   (IO= picks --io)
-#   perf/ab.sh off=build/ringway on=build/ringway,ALOG=file        (ALOG= picks --access-log:
-#                                                                   off (default), stdout, or file)
+#   perf/ab.sh off=build/ringway,ALOG=off on=build/ringway,ALOG=file  (ALOG= passes --access-log:
+#                                                                   off, stdout, or file: a file in
+#                                                                   the work folder; without ALOG a
+#                                                                   build's default applies)
 #
 # Each variant runs one worker pinned to the last CPU (the nginx upstream and
 # wrk share the others), with the given environment. Rows are measured
@@ -92,13 +94,13 @@ for round in $(seq 1 "$ROUNDS"); do
         bin=${spec%%,*}
         envs=()
         [ "$spec" = "$bin" ] || IFS=, read -r -a envs <<<"${spec#*,}"
-        io=$IO; alog=off; keep=()
+        io=$IO; alog=(); keep=()
         for e in "${envs[@]}"; do
-            case "$e" in IO=*) io=${e#IO=} ;; ALOG=*) alog=${e#ALOG=} ;; *) keep+=("$e") ;; esac
+            case "$e" in IO=*) io=${e#IO=} ;; ALOG=*) alog=(--access-log "${e#ALOG=}") ;; *) keep+=("$e") ;; esac
         done
-        [ "$alog" = file ] && alog="$WORK/access.log"
+        [ "${alog[1]:-}" = file ] && alog=(--access-log "$WORK/access.log")
         env "${keep[@]}" taskset -c "$PROXY_CPU" "$bin" --config "$WORK/ringway.yaml" --workers 1 --io "$io" \
-            --access-log "$alog" --log-level warn >"$WORK/ringway.log" 2>&1 &
+            "${alog[@]}" --log-level warn >"$WORK/ringway.log" 2>&1 &
         rpid=$!
         for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$RW_PORT/health" && break; sleep 0.05; done
         code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$RW_PORT$URL_PATH")

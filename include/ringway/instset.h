@@ -10,6 +10,9 @@
 
 #include "ringway/config.h"
 
+/* The most instances a service has (picks keep tried instances in 16 bits). */
+#define RW_MAX_INSTANCES 65535u
+
 typedef struct rw_instset {
     atomic_int refs;
     uint32_t n;

@@ -52,11 +52,12 @@ typedef struct rw_snapshot {
 
 /* Builds a snapshot from a loaded config (takes ownership of cfg on success). */
 rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, size_t errlen);
-/* A snapshot like base (sharing its config, router, filters and canned
- * responses) with other instances: sets[i] for service i, or base's where
- * sets[i] is NULL (references taken, the caller keeps its own). Returns NULL
- * with the reason in err. */
-rw_snapshot *rw_snapshot_derive(rw_snapshot *base, struct rw_instset **sets, uint64_t generation, char *err,
+/* A snapshot like from (sharing the config, router, filters and canned
+ * responses of from's root: derived snapshots never chain) with other
+ * instances: sets[i] for service i, or from's where sets[i] is NULL
+ * (references taken, the caller keeps its own). Returns NULL with the
+ * reason in err. */
+rw_snapshot *rw_snapshot_derive(rw_snapshot *from, struct rw_instset **sets, uint64_t generation, char *err,
                                 size_t errlen);
 /* Adds a reference. */
 void rw_snapshot_ref(rw_snapshot *s);

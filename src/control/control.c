@@ -346,8 +346,14 @@ int rw_control_run(rw_control_opts *o)
             rw__control_reload(o, msg, sizeof(msg));
             watch_update(o, &watch, &watching);
         }
-        if (n > 0 && (pfd[2].revents & POLLIN) && admin.state == RW_ADMIN_RUNNING)
-            discovery_publish(o);
+        if (n > 0 && (pfd[2].revents & POLLIN)) {
+            /* Listeners serve until the drain: discovery applies until then.
+             * The overlay reads the eventfd either way (or poll would spin). */
+            if (admin.state != RW_ADMIN_DRAINING)
+                discovery_publish(o);
+            else
+                rw_snapshot_unref(rw_discovery_overlay(o->snap, o->snap->generation + 1));
+        }
         rw__admin_events(&admin, pfd + 3, n > 0 ? nadmin : 0, now);
         rw_filters_gc(); /* configs and tables the workers have let go of */
         if (rw_server_failed(o->server)) {

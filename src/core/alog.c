@@ -45,13 +45,14 @@ static struct {
     pthread_t tid;
     bool running;
     pthread_mutex_t mu;
-    int fd;       /* the sink, -1: off */
-    bool own_fd;  /* a file we opened (closed when replaced) */
-    int stale_fd; /* replaced, closed by the writer after its batch */
+    int fd;        /* the sink, -1: off */
+    bool own_fd;   /* a file we opened (closed when replaced) */
+    int stale[16]; /* replaced descriptors: only the writer closes them, between batches */
+    int nstale;
     char path[4096];
     bool stop;
     _Atomic uint64_t dropped, written, write_errors;
-} A = {.mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1, .stale_fd = -1};
+} A = {.mu = PTHREAD_MUTEX_INITIALIZER, .fd = -1};
 
 static uint32_t pad4(uint32_t n)
 {
@@ -152,13 +153,18 @@ static void *writer_main(void *arg)
     rw_log_set_thread(-1);
     uint64_t errors_seen = 0;
     for (;;) {
+        /* The descriptors replaced since the last batch are no longer the
+         * sink, and the last batch is over: they can go. */
+        int stale[16], nstale;
         pthread_mutex_lock(&A.mu);
-        int fd = A.fd, stale = A.stale_fd;
+        int fd = A.fd;
         bool stop = A.stop;
-        A.stale_fd = -1;
+        nstale = A.nstale;
+        memcpy(stale, A.stale, sizeof(int) * (size_t)nstale);
+        A.nstale = 0;
         pthread_mutex_unlock(&A.mu);
-        if (stale >= 0)
-            close(stale);
+        for (int i = 0; i < nstale; i++)
+            close(stale[i]);
         uint64_t moved = drain(fd);
         uint64_t errs = atomic_load(&A.write_errors);
         if (errs != errors_seen) {
@@ -206,9 +212,10 @@ static void set_sink(int fd, bool own, const char *path)
 {
     pthread_mutex_lock(&A.mu);
     if (A.own_fd && A.fd >= 0 && A.fd != fd) {
-        if (A.stale_fd >= 0)
-            close(A.stale_fd); /* the writer never took it: no batch is using it */
-        A.stale_fd = A.fd;
+        if (A.nstale < (int)RW_ARRAY_LEN(A.stale))
+            A.stale[A.nstale++] = A.fd;
+        else
+            rw_log_warn("access log: too many sink changes at once; %s stays open", A.path);
     }
     A.fd = fd;
     A.own_fd = own;
@@ -295,8 +302,9 @@ void rw_alog_stop(void)
     A.running = false;
     if (A.own_fd && A.fd >= 0)
         close(A.fd);
-    if (A.stale_fd >= 0)
-        close(A.stale_fd);
+    for (int i = 0; i < A.nstale; i++)
+        close(A.stale[i]);
+    A.nstale = 0;
     for (int i = 0; i < A.n; i++)
         free(A.rings[i].buf);
     free(A.rings);

@@ -147,9 +147,12 @@ void rw_snapshot_ref(rw_snapshot *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
-rw_snapshot *rw_snapshot_derive(rw_snapshot *base, rw_instset **sets, uint64_t generation, char *err,
+rw_snapshot *rw_snapshot_derive(rw_snapshot *from, rw_instset **sets, uint64_t generation, char *err,
                                 size_t errlen)
 {
+    /* Sets not given come from the running snapshot (from); what is borrowed
+     * comes from the root, so derived snapshots never chain. */
+    rw_snapshot *base = from->base != NULL ? from->base : from;
     const rw_config *cfg = base->cfg;
     rw_snapshot *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -161,7 +164,7 @@ rw_snapshot *rw_snapshot_derive(rw_snapshot *base, rw_instset **sets, uint64_t g
     if (s->insts == NULL || s->upstate == NULL)
         goto oom_free;
     for (size_t i = 0; i < cfg->nservices; i++) {
-        s->insts[i] = sets[i] != NULL ? sets[i] : base->insts[i];
+        s->insts[i] = sets[i] != NULL ? sets[i] : from->insts[i];
         rw_instset_ref(s->insts[i]);
     }
     if (rw_upstate_acquire(cfg, s->insts, s->upstate) != 0)

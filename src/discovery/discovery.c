@@ -33,6 +33,8 @@ typedef struct src_view {
 typedef struct entry {
     char *name;
     src_view src[RW_DISC__COUNT];
+    char dns_key[352]; /* what the DNS view was found for: "name:port@resolver" */
+    bool redis_on;     /* the Redis view is for a service that asks for it */
     struct entry *next;
 } entry;
 
@@ -114,9 +116,41 @@ void rw__disc_first_round_done(int source)
     pthread_mutex_unlock(&mu);
 }
 
+static void view_reset(src_view *sv)
+{
+    rw_instset_unref(sv->set);
+    memset(sv, 0, sizeof(*sv));
+}
+
+/* A view found for another target (a changed name, port or resolver, or a
+ * source switched off) says nothing about the new one: forget it. */
+static void forget_stale_views(const rw_config *cfg)
+{
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        const rw_service_cfg *sc = &cfg->services[i];
+        entry *e = find(sc->name, sc->discovery.dns_name != NULL || sc->discovery.redis);
+        if (e == NULL)
+            continue;
+        char key[sizeof(e->dns_key)] = "";
+        if (sc->discovery.dns_name != NULL)
+            snprintf(key, sizeof(key), "%s:%u@%s", sc->discovery.dns_name, sc->discovery.dns_port,
+                     sc->discovery.has_resolver ? sc->discovery.resolver.text : "system");
+        if (strcmp(key, e->dns_key) != 0) {
+            view_reset(&e->src[RW_DISC_DNS]);
+            snprintf(e->dns_key, sizeof(e->dns_key), "%s", key);
+        }
+        if (!sc->discovery.redis && e->redis_on)
+            view_reset(&e->src[RW_DISC_REDIS]);
+        e->redis_on = sc->discovery.redis;
+    }
+    pthread_mutex_unlock(&mu);
+}
+
 void rw_discovery_apply(const rw_snapshot *snap)
 {
     const rw_config *cfg = snap->cfg;
+    forget_stale_views(cfg);
     if (efd < 0) {
         efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (efd < 0)
@@ -189,6 +223,11 @@ static rw_instset *merged_set(const rw_service_cfg *sc)
         merge(v, &n, dns->v, dns->n);
     if (reg != NULL)
         merge(v, &n, reg->v, reg->n);
+    if (n > RW_MAX_INSTANCES) {
+        rw_log_warn("service %s: %u instances found, only the first %u are used", sc->name, n,
+                    RW_MAX_INSTANCES);
+        n = RW_MAX_INSTANCES;
+    }
     char why[192] = "";
     if (n == 0) {
         size_t off = 0;

@@ -37,6 +37,7 @@
 #include "discovery_int.h"
 #include "ringway/registry.h"
 #include "ringway/common.h"
+#include "ringway/jsonesc.h"
 #include "ringway/lb.h"
 #include "ringway/log.h"
 #include "ringway/redis.h"
@@ -189,11 +190,16 @@ static int read_members(redisContext *c, watched *w, char *reason, size_t cap)
         for (size_t i = 0; i < n; i++) {
             const redisReply *m = r->element[2 * i];
             rw_instance_cfg tmp;
-            char a[80], why[200];
+            char a[80], why[200], shown[128], swhy[256];
             if (m->type == REDIS_REPLY_STRING &&
-                rw_registry_parse_member(m->str, m->len, &tmp, a, sizeof(a), why, sizeof(why)) != 0)
-                rw_log_warn("registry: service %s: skipping entry '%.*s': %s", w->name,
-                            (int)RW_MIN(m->len, 120), m->str, why);
+                rw_registry_parse_member(m->str, m->len, &tmp, a, sizeof(a), why, sizeof(why)) != 0) {
+                /* whoever writes to Redis must not write lines into our log */
+                size_t el = rw_json_escape(shown, sizeof(shown) - 1, m->str, m->len, NULL);
+                shown[el] = '\0';
+                el = rw_json_escape(swhy, sizeof(swhy) - 1, why, strlen(why), NULL);
+                swhy[el] = '\0';
+                rw_log_warn("registry: service %s: skipping entry '%s': %s", w->name, shown, swhy);
+            }
         }
         w->bad_hash = bad;
     }

@@ -49,6 +49,8 @@ typedef struct probe {
     const rw_health_check_cfg *hc;
     const rw_svc_health *h;
     uint32_t inst;
+    size_t svc;       /* its service's index in the config */
+    char address[80]; /* its instance's */
     int fd;
     uint8_t stage;
     bool timed_out, orphan;
@@ -319,6 +321,8 @@ static probe *probe_new(hthread *ht, const rw_service_cfg *sc, const rw_instance
     p->hc = hc;
     p->h = h;
     p->inst = i;
+    p->svc = (size_t)(sc - ht->snap->cfg->services);
+    snprintf(p->address, sizeof(p->address), "%s", ins->address);
     p->fd = -1;
     p->addr = ins->addr;
     p->op.cb = on_probe_op;
@@ -342,12 +346,12 @@ static probe *probe_new(hthread *ht, const rw_service_cfg *sc, const rw_instance
     return p;
 }
 
-/* Drops every probe: idle ones now, running ones once their op completes. */
-static void drop_probes(hthread *ht)
+/* Drops the probes of list: idle ones now, running ones once their op completes. */
+static void drop_probes(hthread *ht, probe *list)
 {
-    while (ht->probes != NULL) {
-        probe *p = ht->probes;
-        ht->probes = p->link;
+    while (list != NULL) {
+        probe *p = list;
+        list = p->link;
         if (p->stage != ST_IDLE) {
             p->orphan = true;
             rw_timer_cancel(rw_loop_timers(ht->loop), &p->deadline);
@@ -358,16 +362,38 @@ static void drop_probes(hthread *ht)
     }
 }
 
+/* The probe of list for service svc's instance at address, unlinked; NULL if none. */
+static probe *take_probe(probe **list, size_t svc, const char *address)
+{
+    for (probe **pp = list; *pp != NULL; pp = &(*pp)->link) {
+        probe *p = *pp;
+        if (p->svc == svc && strcmp(p->address, address) == 0) {
+            *pp = p->link;
+            p->link = NULL;
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Follows snap. A discovery change (the same config, other instances) keeps
+ * the probes of the instances that stay, schedule and all, so a service
+ * whose instances change often still gets its checks; a reload starts over. */
 static void follow(hthread *ht, rw_snapshot *snap)
 {
-    drop_probes(ht);
+    probe *old = ht->probes;
+    ht->probes = NULL;
+    rw_snapshot *prev = ht->snap;
+    bool same_cfg = snap != NULL && prev != NULL && prev->cfg == snap->cfg;
     free(ht->panic);
     ht->panic = NULL;
-    if (ht->snap != NULL)
-        rw_snapshot_unref(ht->snap);
     ht->snap = snap;
-    if (snap == NULL)
+    if (snap == NULL) {
+        drop_probes(ht, old);
+        if (prev != NULL)
+            rw_snapshot_unref(prev);
         return;
+    }
     const rw_config *cfg = snap->cfg;
     ht->panic = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(bool));
     for (size_t s = 0; s < cfg->nservices; s++) {
@@ -383,15 +409,24 @@ static void follow(hthread *ht, rw_snapshot *snap)
             continue;
         }
         for (uint32_t i = 0; i < h->n; i++) {
-            probe *p = probe_new(ht, sc, &set->v[i], h, i);
-            if (p == NULL)
-                continue;
+            probe *p = same_cfg ? take_probe(&old, s, set->v[i].address) : NULL;
+            if (p != NULL) { /* the same instance: its probe goes on, reporting to the new state */
+                p->h = h;
+                p->inst = i;
+            } else {
+                p = probe_new(ht, sc, &set->v[i], h, i);
+                if (p == NULL)
+                    continue;
+                /* The first probes spread over one interval. */
+                probe_schedule(p, rnd(ht) % sc->health_check.interval_ms);
+            }
             p->link = ht->probes;
             ht->probes = p;
-            /* The first probes spread over one interval. */
-            probe_schedule(p, rnd(ht) % sc->health_check.interval_ms);
         }
     }
+    drop_probes(ht, old);
+    if (prev != NULL)
+        rw_snapshot_unref(prev); /* after the probes that stayed moved to snap's state */
 }
 
 static void log_return(void *arg, const char *service, const char *address)

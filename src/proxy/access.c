@@ -17,7 +17,13 @@
 #include "ringway/alog.h"
 #include "ringway/jsonesc.h"
 
-#define FIELD_CAP 512 /* escaped bytes kept of one request field */
+/* Escaped bytes kept of each request field: together (with the keys) they
+ * fit alog_req, so the request's part of a line is always whole. */
+#define CAP_SHORT 64
+#define CAP_HOST 256
+#define CAP_PATH 512
+#define CAP_QUERY 384
+#define CAP_UA 256
 
 /* The error names of ringway's own answers (enum rw_ex_error). */
 static const char *const err_names[RW_EXERR__COUNT] = {
@@ -75,29 +81,33 @@ bool rw__alog_on(const rw_pworker *w)
     return w->alog != NULL && p != NULL && !(p[0] == 'o' && strcmp(p, "off") == 0);
 }
 
-/* Appends s (n bytes) at *o: raw when esc is false, JSON-escaped (at most
- * FIELD_CAP bytes) when true. */
-static void put(char *buf, size_t cap, size_t *o, const char *s, size_t n, bool esc)
+/* Appends s (n bytes) at *o: raw when fcap is 0, else JSON-escaped into at
+ * most fcap bytes, always leaving 2 bytes for what closes the field. */
+static void put(char *buf, size_t cap, size_t *o, const char *s, size_t n, size_t fcap)
 {
     if (*o >= cap)
         return;
-    if (!esc) {
+    if (fcap == 0) {
         size_t k = n < cap - *o ? n : cap - *o;
         memcpy(buf + *o, s, k);
         *o += k;
         return;
     }
-    size_t room = cap - *o < FIELD_CAP ? cap - *o : FIELD_CAP;
+    if (cap - *o <= 2)
+        return;
+    size_t room = cap - *o - 2 < fcap ? cap - *o - 2 : fcap;
     *o += rw_json_escape(buf + *o, room, s, n, NULL);
 }
 
 static void puts_(char *buf, size_t cap, size_t *o, const char *s)
 {
-    put(buf, cap, o, s, strlen(s), false);
+    put(buf, cap, o, s, strlen(s), 0);
 }
 
-/* "name":"value" (escaped), or "name":null for an absent value, with the comma before it. */
-static void jstr(char *buf, size_t cap, size_t *o, const char *name, const char *s, size_t n, bool present)
+/* "name":"value" (escaped into at most fcap bytes), or "name":null for an
+ * absent value, with the comma before it. */
+static void jstr(char *buf, size_t cap, size_t *o, const char *name, const char *s, size_t n, bool present,
+                 size_t fcap)
 {
     puts_(buf, cap, o, ",\"");
     puts_(buf, cap, o, name);
@@ -106,7 +116,7 @@ static void jstr(char *buf, size_t cap, size_t *o, const char *name, const char 
         return;
     }
     puts_(buf, cap, o, "\":\"");
-    put(buf, cap, o, s, n, true);
+    put(buf, cap, o, s, n, fcap);
     puts_(buf, cap, o, "\"");
 }
 
@@ -130,29 +140,29 @@ void rw__alog_begin(rw_exchange *ex)
     size_t mlen = rq->method_str.p != NULL ? rq->method_str.len : 0;
     const char *proto = rq->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
     if (json) {
-        jstr(b, cap, &o, "client_ip", client.p, client.len, true);
-        jstr(b, cap, &o, "method", method, mlen, true);
-        jstr(b, cap, &o, "host", rq->host.p, rq->host.len, rq->host.len > 0);
-        jstr(b, cap, &o, "path", rq->path.p, rq->path.len, true);
-        jstr(b, cap, &o, "query", rq->query.p, rq->query.len, rq->query.len > 0);
-        jstr(b, cap, &o, "protocol", proto, 8, true);
-        jstr(b, cap, &o, "user_agent", ua ? ua->value.p : NULL, ua ? ua->value.len : 0, ua != NULL);
+        jstr(b, cap, &o, "client_ip", client.p, client.len, true, CAP_SHORT);
+        jstr(b, cap, &o, "method", method, mlen, true, CAP_SHORT);
+        jstr(b, cap, &o, "host", rq->host.p, rq->host.len, rq->host.len > 0, CAP_HOST);
+        jstr(b, cap, &o, "path", rq->path.p, rq->path.len, true, CAP_PATH);
+        jstr(b, cap, &o, "query", rq->query.p, rq->query.len, rq->query.len > 0, CAP_QUERY);
+        jstr(b, cap, &o, "protocol", proto, 8, true, CAP_SHORT);
+        jstr(b, cap, &o, "user_agent", ua ? ua->value.p : NULL, ua ? ua->value.len : 0, ua != NULL, CAP_UA);
     } else {
         /* CLIENT "METHOD PATH?QUERY PROTO" "UA" */
-        put(b, cap, &o, client.p, client.len, true);
+        put(b, cap, &o, client.p, client.len, CAP_SHORT);
         puts_(b, cap, &o, " \"");
-        put(b, cap, &o, method, mlen, true);
+        put(b, cap, &o, method, mlen, CAP_SHORT);
         puts_(b, cap, &o, " ");
-        put(b, cap, &o, rq->path.p, rq->path.len, true);
+        put(b, cap, &o, rq->path.p, rq->path.len, CAP_PATH);
         if (rq->query.len > 0) {
             puts_(b, cap, &o, "?");
-            put(b, cap, &o, rq->query.p, rq->query.len, true);
+            put(b, cap, &o, rq->query.p, rq->query.len, CAP_QUERY);
         }
         puts_(b, cap, &o, " ");
         puts_(b, cap, &o, proto);
         puts_(b, cap, &o, "\" \"");
         if (ua != NULL)
-            put(b, cap, &o, ua->value.p, ua->value.len, true);
+            put(b, cap, &o, ua->value.p, ua->value.len, CAP_UA);
         puts_(b, cap, &o, "\"");
     }
     ex->alog_len = (uint16_t)(o < cap ? o : cap);
@@ -220,18 +230,18 @@ void rw__alog_end(rw_exchange *ex)
         ex->consumer >= 0 && ex->ur.ws != NULL ? ex->ur.ws->snap->cfg->consumers[ex->consumer].name : NULL;
     static const char *const rl_names[] = {"none", "allowed", "limited"};
     uint64_t dur = rw_loop_now(w->loop) - ex->start_ms;
-    char num[256];
+    char num[512];
     if (ac->format == RW_ALOG_JSON) {
         puts_(b, cap, &o, "{\"time\":\"");
         puts_(b, cap, &o, t);
         puts_(b, cap, &o, "\"");
-        jstr(b, cap, &o, "request_id", ex->reqid, ex->reqid_len, ex->reqid_len > 0);
-        jstr(b, cap, &o, "trace_id", ex->tp + 3, 32, ex->tp_len > 0);
+        jstr(b, cap, &o, "request_id", ex->reqid, ex->reqid_len, ex->reqid_len > 0, CAP_HOST);
+        jstr(b, cap, &o, "trace_id", ex->tp + 3, 32, ex->tp_len > 0, CAP_SHORT);
         if (ex->alog_len > 0) {
-            put(b, cap, &o, ex->alog_req, ex->alog_len, false);
+            put(b, cap, &o, ex->alog_req, ex->alog_len, 0);
         } else { /* the head never parsed */
             puts_(b, cap, &o, ",\"client_ip\":\"");
-            put(b, cap, &o, c->peer, c->peer_len, true);
+            put(b, cap, &o, c->peer, c->peer_len, CAP_SHORT);
             puts_(b, cap, &o,
                   "\",\"method\":null,\"host\":null,\"path\":null,\"query\":null,\"protocol\":null,"
                   "\"user_agent\":null");
@@ -240,27 +250,27 @@ void rw__alog_end(rw_exchange *ex)
                          ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu", status,
                          (unsigned long long)(ex->head_len + ex->req_total),
                          (unsigned long long)ex->bytes_out, (unsigned long long)dur);
-        put(b, cap, &o, num, (size_t)n, false);
+        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
         puts_(b, cap, &o, ",\"upstream_connect_ms\":");
         if (ex->t_connect >= 0)
             n = snprintf(num, sizeof(num), "%d", ex->t_connect);
         else
             n = snprintf(num, sizeof(num), "null");
-        put(b, cap, &o, num, (size_t)n, false);
+        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
         puts_(b, cap, &o, ",\"upstream_first_byte_ms\":");
         if (ex->t_first_byte >= 0)
             n = snprintf(num, sizeof(num), "%d", ex->t_first_byte);
         else
             n = snprintf(num, sizeof(num), "null");
-        put(b, cap, &o, num, (size_t)n, false);
-        jstr(b, cap, &o, "route", route, route ? strlen(route) : 0, route != NULL);
-        jstr(b, cap, &o, "service", svc, svc ? strlen(svc) : 0, svc != NULL);
-        jstr(b, cap, &o, "instance", inst, inst ? strlen(inst) : 0, inst != NULL);
-        jstr(b, cap, &o, "consumer", consumer, consumer ? strlen(consumer) : 0, consumer != NULL);
+        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
+        jstr(b, cap, &o, "route", route, route ? strlen(route) : 0, route != NULL, CAP_HOST);
+        jstr(b, cap, &o, "service", svc, svc ? strlen(svc) : 0, svc != NULL, CAP_HOST);
+        jstr(b, cap, &o, "instance", inst, inst ? strlen(inst) : 0, inst != NULL, CAP_HOST);
+        jstr(b, cap, &o, "consumer", consumer, consumer ? strlen(consumer) : 0, consumer != NULL, CAP_HOST);
         n = snprintf(num, sizeof(num), ",\"attempts\":%u,\"ratelimit\":\"%s\"", (unsigned)ex->tries,
                      rl_names[ex->ratelimit < 3 ? ex->ratelimit : 0]);
-        put(b, cap, &o, num, (size_t)n, false);
-        jstr(b, cap, &o, "error", ename, ename ? strlen(ename) : 0, ename != NULL);
+        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
+        jstr(b, cap, &o, "error", ename, ename ? strlen(ename) : 0, ename != NULL, CAP_SHORT);
         puts_(b, cap, &o, "}\n");
     } else {
         /* TIME CLIENT "METHOD PATH?QUERY PROTO" "UA" STATUS BYTES_IN BYTES_OUT DURATION_MS
@@ -268,20 +278,20 @@ void rw__alog_end(rw_exchange *ex)
         puts_(b, cap, &o, t);
         puts_(b, cap, &o, " ");
         if (ex->alog_len > 0) {
-            put(b, cap, &o, ex->alog_req, ex->alog_len, false);
+            put(b, cap, &o, ex->alog_req, ex->alog_len, 0);
         } else {
-            put(b, cap, &o, c->peer, c->peer_len, true);
+            put(b, cap, &o, c->peer, c->peer_len, CAP_SHORT);
             puts_(b, cap, &o, " \"-\" \"\"");
         }
         int n = snprintf(num, sizeof(num), " %d %llu %llu %llu rid=%.*s route=%s service=%s instance=%s",
                          status, (unsigned long long)(ex->head_len + ex->req_total),
                          (unsigned long long)ex->bytes_out, (unsigned long long)dur, (int)ex->reqid_len,
                          ex->reqid, route ? route : "-", svc ? svc : "-", inst ? inst : "-");
-        put(b, cap, &o, num, (size_t)n, false);
+        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
         n = snprintf(num, sizeof(num), " consumer=%s attempts=%u ratelimit=%s error=%s\n",
                      consumer ? consumer : "-", (unsigned)ex->tries,
                      rl_names[ex->ratelimit < 3 ? ex->ratelimit : 0], ename ? ename : "-");
-        put(b, cap, &o, num, (size_t)n, false);
+        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
     }
     if (o >= cap) { /* cannot happen with the caps above; keep the line a line */
         o = cap;

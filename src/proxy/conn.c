@@ -86,6 +86,7 @@ void rw__c_close(rw_conn *c)
         rw_exchange *ex = c->ex;
         rw_upconn *u = ex->ur.up;
         rw_timer_cancel(timers(c->w), &ex->total_timer);
+        rw_timer_cancel(timers(c->w), &ex->retry_timer);
         rw__upconn_dequeue(&ex->ur);
         if (u != NULL) {
             if (ex->req_inflight > 0 && !ex->req_held && u->held.data == NULL) {
@@ -230,6 +231,7 @@ void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const cha
         return;
     }
     rw__upconn_dequeue(&ex->ur);
+    rw_timer_cancel(timers(c->w), &ex->retry_timer); /* a retry waiting for its backoff: no more */
     if (ex->ur.up != NULL) {
         rw__upconn_close(ex->ur.up);
         ex->ur.up = NULL;

@@ -68,6 +68,10 @@ void rw__ex_put(rw_exchange *ex)
     rw_timer_cancel(timers(w), &ex->total_timer);
     rw_timer_cancel(timers(w), &ex->retry_timer);
     rw__upconn_dequeue(&ex->ur);
+    if (ex->ur.up != NULL) { /* never expected: an upstream still serving this exchange must not outlive it */
+        rw__upconn_close(ex->ur.up);
+        ex->ur.up = NULL;
+    }
     if (ex->ur.ws != NULL) {
         if (ex->ur.svc >= 0) {
             rw_svc_state *ss = &ex->ur.ws->svcs[ex->ur.svc];
@@ -583,7 +587,10 @@ static bool retarget_host(rw_exchange *ex)
 
 static void on_retry_timer(rw_timer *t)
 {
-    ex_acquire(RW_CONTAINER_OF(t, rw_exchange, retry_timer));
+    rw_exchange *ex = RW_CONTAINER_OF(t, rw_exchange, retry_timer);
+    if (ex->resp_head_sent || ex->c->state == RW_C_CLOSING)
+        return; /* answered (a total timeout) or closing meanwhile: no attempt */
+    ex_acquire(ex);
 }
 
 /* Makes the next attempt: another instance when there is one, after the

@@ -59,8 +59,10 @@ int rw__ex_pick(rw_exchange *ex)
     }
     for (int pass = 0; pass < 4 && inst < 0; pass++) {
         bool use_down = pass < 2, use_tried = pass == 0 || pass == 2;
-        if ((use_tried && ex->tries == 0) || (!use_down && ss->ndown == 0))
-            continue; /* the same as another pass */
+        if (use_tried && ex->tries == 0)
+            continue; /* the same as the next pass */
+        if (!use_down && ss->ndown < n)
+            break; /* panic only when no instance is in rotation (at max_requests is not down) */
         bool full = (use_down && ss->ndown > 0) || cap > 0;
         if (full) {
             for (uint32_t k = 0; k < n; k++) {
@@ -84,7 +86,7 @@ picked:
         return capped ? RW_PICK_OVERFLOW : RW_PICK_NONE;
     ex->ur.inst = inst;
     if (ex->tries < RW_MAX_ATTEMPTS)
-        ex->tried[ex->tries] = (uint8_t)RW_MIN(inst, 255);
+        ex->tried[ex->tries] = (uint16_t)inst;
     ex->tries++;
     return RW_PICK_OK;
 }

@@ -237,14 +237,14 @@ struct rw_exchange {
     rw_upreq ur; /* its upstream side (svc, inst, connection, queue) */
     int route;
     const rw_route_cfg *rt;
-    uint8_t tries;                  /* attempts made (the keep-alive race's retry not counted) */
-    uint8_t tried[RW_MAX_ATTEMPTS]; /* instances tried, to avoid on retry */
-    bool stale_retried;             /* the keep-alive race was retried once */
-    bool retrying;                  /* counted in the service's retries in flight (the budget) */
-    bool counted_svc;               /* counted in the service's requests (the budget's base) */
-    rw_timer retry_timer;           /* retries.backoff */
-    uint64_t hash;                  /* load-balancing key, computed while the head is readable */
-    int err_status;                 /* an error to send once the pending 100-continue is out */
+    uint8_t tries;                   /* attempts made (the keep-alive race's retry not counted) */
+    uint16_t tried[RW_MAX_ATTEMPTS]; /* instances tried, to avoid on retry */
+    bool stale_retried;              /* the keep-alive race was retried once */
+    bool retrying;                   /* counted in the service's retries in flight (the budget) */
+    bool counted_svc;                /* counted in the service's requests (the budget's base) */
+    rw_timer retry_timer;            /* retries.backoff */
+    uint64_t hash;                   /* load-balancing key, computed while the head is readable */
+    int err_status;                  /* an error to send once the pending 100-continue is out */
     const char *err_msg;
     char errbuf[896];  /* ringway's own error responses (ex->out may be in flight upstream) */
     char rl_hdrs[112]; /* RateLimit-* lines for the response (filters with headers: true) */
@@ -302,7 +302,7 @@ struct rw_exchange {
     rw_http_request req; /* parsed request; slices point into c->in */
     rw_http_response resp;
     rw_exchange *next;   /* free list */
-    char alog_req[1536]; /* not cleared per exchange: alog_len says what is valid */
+    char alog_req[2048]; /* not cleared per exchange: alog_len says what is valid */
 };
 
 /* conn.c: takes over an accepted client connection (already counted). */

@@ -375,6 +375,51 @@ H_TEST(retries, backoff_and_budget)
     cr_expect_eq(metric(admin, "ringway_upstream_retry_budget_exhausted_total"), 1);
 }
 
+H_TEST(retries, total_timeout_during_a_backoff)
+{
+    /* the answer (504) ends the exchange: its pending retry must not fire later */
+    h_upstream *u1 = h_upstream_start("u1", "--status", "503", NULL),
+               *u2 = h_upstream_start("u2", "--status", "503", NULL);
+    int admin = h_free_port();
+    h_proxy *p =
+        start_two(u1, u2, admin,
+                  "    retries: {attempts: 3, on: [503], backoff: 2s}\n    timeouts: {total: 300ms}\n", 1);
+    int64_t t0 = h_now_ms();
+    h_resp r;
+    h_get(p->port, "/x", &r);
+    cr_expect_eq(r.status, 504);
+    cr_expect(h_now_ms() - t0 < 1000, "the total timeout waited for the backoff");
+    h_sleep_ms(2500); /* past when the retry would have run */
+    h_get(p->port, "/x", &r);
+    cr_expect_eq(r.status, 504, "ringway still answers");
+    cr_expect_eq(h_upstream_stats(u1).requests + h_upstream_stats(u2).requests, 2,
+                 "a retry ran after its exchange had been answered");
+}
+
+H_TEST(retries, max_requests_is_not_panic)
+{
+    /* one instance healthy but at max_requests, one unhealthy: 503 overloaded,
+     * never the unhealthy one */
+    h_upstream *u1 = h_upstream_start("u1", NULL), *u2 = h_upstream_start("u2", NULL);
+    int admin = h_free_port();
+    h_proxy *p =
+        start_two(u1, u2, admin,
+                  "    max_requests: 1\n"
+                  "    health_check: {path: /healthz, interval: 300ms, timeout: 200ms, unhealthy: 1}\n",
+                  1);
+    h_resp r;
+    h_get(u2->port, "/healthz/fail", &r);
+    cr_assert(wait_rotation(admin, u2->port, false, 1500));
+    h_conn *a = h_connect(p->port);
+    h_sends(a, "GET /delay/800 HTTP/1.1\r\nHost: x\r\n\r\n");
+    h_sleep_ms(200);
+    h_get(p->port, "/x", &r);
+    cr_expect_eq(r.status, 503, "got %d from %s", r.status,
+                 h_hdr(&r, "X-Upstream") ? h_hdr(&r, "X-Upstream") : "-");
+    cr_expect_eq(h_upstream_stats(u2).requests, 0, "the unhealthy instance got a request");
+    cr_expect_eq(h_read_response(a, &r, 0), H_OK);
+}
+
 H_TEST(retries, max_requests_fails_fast)
 {
     h_upstream *u1 = h_upstream_start("u1", NULL), *u2 = h_upstream_start("u2", NULL);

@@ -440,7 +440,7 @@ H_TEST(lifecycle, admin_changes_need_a_token_off_loopback)
     int admin = h_free_port();
     /* a wildcard admin address without a token: reads yes, changes no, and a warning */
     h_proxy *p = h_proxy_run(h_fmt("admin: \"0.0.0.0:%d\"\n", admin));
-    cr_assert(h_proxy_log_contains(p, "not on loopback and has no token"), "%s", h_proxy_log(p));
+    cr_assert(h_proxy_wait_log(p, "not on loopback and has no token", 1, 3000), "%s", h_proxy_log(p));
     h_resp r;
     h_get(admin, "/metrics", &r);
     cr_assert_eq(r.status, 200);
