@@ -1,5 +1,6 @@
 /* jsonesc.c - JSON string escaping (jsonesc.h). */
 #include <stdint.h>
+#include <string.h>
 
 #include "ringway/jsonesc.h"
 
@@ -38,12 +39,42 @@ static size_t utf8_len(const unsigned char *p, size_t n)
     return len;
 }
 
+/* 1 for the bytes that go into a JSON string as they are: printable ASCII but '"' and '\\'. */
+#define P4(x) x, x, x, x
+#define P16(x) P4(x), P4(x), P4(x), P4(x)
+static const unsigned char plain[256] = {
+    P16(0), P16(0), /* 0x00-0x1f */
+    1,      1,      0,      1,      1,      1,      1,      1,
+    1,      1,      1,      1,      1,      1,      1,      1, /* 0x20-0x2f: '"' */
+    P16(1),                                                    /* 0x30-0x3f */
+    P16(1),                                                    /* 0x40-0x4f */
+    1,      1,      1,      1,      1,      1,      1,      1,
+    1,      1,      1,      1,      0,      1,      1,      1, /* 0x50-0x5f: '\\' */
+    P16(1),                                                    /* 0x60-0x6f */
+    1,      1,      1,      1,      1,      1,      1,      1,
+    1,      1,      1,      1,      1,      1,      1,      0,      /* 0x70-0x7f: DEL */
+    P16(0), P16(0), P16(0), P16(0), P16(0), P16(0), P16(0), P16(0), /* 0x80-0xff: UTF-8, checked apart */
+};
+
 size_t rw_json_escape(char *dst, size_t cap, const char *src, size_t len, int *truncated)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *s = (const unsigned char *)src;
     size_t o = 0, i = 0;
     while (i < len) {
+        /* A run of printable ASCII that needs no escape goes in one copy. */
+        size_t run = 0;
+        while (i + run < len && plain[s[i + run]])
+            run++;
+        if (run > 0) {
+            size_t k = run <= cap - o ? run : cap - o;
+            memcpy(dst + o, s + i, k);
+            o += k;
+            i += k;
+            if (k < run)
+                break;
+            continue;
+        }
         unsigned char c = s[i];
         char esc[6];
         size_t el = 0, take = 1;

@@ -104,20 +104,39 @@ static void puts_(char *buf, size_t cap, size_t *o, const char *s)
     put(buf, cap, o, s, strlen(s), 0);
 }
 
-/* "name":"value" (escaped into at most fcap bytes), or "name":null for an
- * absent value, with the comma before it. */
-static void jstr(char *buf, size_t cap, size_t *o, const char *name, const char *s, size_t n, bool present,
-                 size_t fcap)
+/* A string literal, without strlen. */
+#define PUTL(buf, cap, o, lit) put(buf, cap, o, lit, sizeof(lit) - 1, 0)
+
+/* ,"name":"value" (escaped into at most fcap bytes), or ,"name":null for an
+ * absent value; name is a literal. */
+#define JSTR(buf, cap, o, name, s, n, present, fcap)                                                         \
+    jstr(buf, cap, o, ",\"" name "\":", sizeof(",\"" name "\":") - 1, s, n, present, fcap)
+static void jstr(char *buf, size_t cap, size_t *o, const char *key, size_t klen, const char *s, size_t n,
+                 bool present, size_t fcap)
 {
-    puts_(buf, cap, o, ",\"");
-    puts_(buf, cap, o, name);
+    put(buf, cap, o, key, klen, 0);
     if (!present) {
-        puts_(buf, cap, o, "\":null");
+        PUTL(buf, cap, o, "null");
         return;
     }
-    puts_(buf, cap, o, "\":\"");
+    PUTL(buf, cap, o, "\"");
     put(buf, cap, o, s, n, fcap);
-    puts_(buf, cap, o, "\"");
+    PUTL(buf, cap, o, "\"");
+}
+
+/* A decimal number, without printf. */
+static void put_u64(char *buf, size_t cap, size_t *o, uint64_t v)
+{
+    char t[20];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    if (*o + n > cap)
+        return;
+    while (n > 0)
+        buf[(*o)++] = t[--n];
 }
 
 void rw__alog_begin(rw_exchange *ex)
@@ -140,13 +159,13 @@ void rw__alog_begin(rw_exchange *ex)
     size_t mlen = rq->method_str.p != NULL ? rq->method_str.len : 0;
     const char *proto = rq->minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
     if (json) {
-        jstr(b, cap, &o, "client_ip", client.p, client.len, true, CAP_SHORT);
-        jstr(b, cap, &o, "method", method, mlen, true, CAP_SHORT);
-        jstr(b, cap, &o, "host", rq->host.p, rq->host.len, rq->host.len > 0, CAP_HOST);
-        jstr(b, cap, &o, "path", rq->path.p, rq->path.len, true, CAP_PATH);
-        jstr(b, cap, &o, "query", rq->query.p, rq->query.len, rq->query.len > 0, CAP_QUERY);
-        jstr(b, cap, &o, "protocol", proto, 8, true, CAP_SHORT);
-        jstr(b, cap, &o, "user_agent", ua ? ua->value.p : NULL, ua ? ua->value.len : 0, ua != NULL, CAP_UA);
+        JSTR(b, cap, &o, "client_ip", client.p, client.len, true, CAP_SHORT);
+        JSTR(b, cap, &o, "method", method, mlen, true, 0); /* a token (the parser checked) */
+        JSTR(b, cap, &o, "host", rq->host.p, rq->host.len, rq->host.len > 0, CAP_HOST);
+        JSTR(b, cap, &o, "path", rq->path.p, rq->path.len, true, CAP_PATH);
+        JSTR(b, cap, &o, "query", rq->query.p, rq->query.len, rq->query.len > 0, CAP_QUERY);
+        JSTR(b, cap, &o, "protocol", proto, 8, true, 0);
+        JSTR(b, cap, &o, "user_agent", ua ? ua->value.p : NULL, ua ? ua->value.len : 0, ua != NULL, CAP_UA);
     } else {
         /* CLIENT "METHOD PATH?QUERY PROTO" "UA" */
         put(b, cap, &o, client.p, client.len, CAP_SHORT);
@@ -232,46 +251,51 @@ void rw__alog_end(rw_exchange *ex)
     uint64_t dur = rw_loop_now(w->loop) - ex->start_ms;
     char num[512];
     if (ac->format == RW_ALOG_JSON) {
-        puts_(b, cap, &o, "{\"time\":\"");
-        puts_(b, cap, &o, t);
-        puts_(b, cap, &o, "\"");
-        jstr(b, cap, &o, "request_id", ex->reqid, ex->reqid_len, ex->reqid_len > 0, CAP_HOST);
-        jstr(b, cap, &o, "trace_id", ex->tp + 3, 32, ex->tp_len > 0, CAP_SHORT);
+        PUTL(b, cap, &o, "{\"time\":\"");
+        put(b, cap, &o, t, 24, 0);
+        PUTL(b, cap, &o, "\"");
+        /* Ids, names from the config and error names need no escaping: request
+         * ids are [A-Za-z0-9._:-] (a client's is checked), trace ids hex. */
+        JSTR(b, cap, &o, "request_id", ex->reqid, ex->reqid_len, ex->reqid_len > 0, 0);
+        JSTR(b, cap, &o, "trace_id", ex->tp + 3, 32, ex->tp_len > 0, 0);
         if (ex->alog_len > 0) {
             put(b, cap, &o, ex->alog_req, ex->alog_len, 0);
         } else { /* the head never parsed */
-            puts_(b, cap, &o, ",\"client_ip\":\"");
+            PUTL(b, cap, &o, ",\"client_ip\":\"");
             put(b, cap, &o, c->peer, c->peer_len, CAP_SHORT);
-            puts_(b, cap, &o,
-                  "\",\"method\":null,\"host\":null,\"path\":null,\"query\":null,\"protocol\":null,"
-                  "\"user_agent\":null");
+            PUTL(b, cap, &o,
+                 "\",\"method\":null,\"host\":null,\"path\":null,\"query\":null,\"protocol\":null,"
+                 "\"user_agent\":null");
         }
-        int n = snprintf(num, sizeof(num),
-                         ",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%llu", status,
-                         (unsigned long long)(ex->head_len + ex->req_total),
-                         (unsigned long long)ex->bytes_out, (unsigned long long)dur);
-        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
-        puts_(b, cap, &o, ",\"upstream_connect_ms\":");
+        PUTL(b, cap, &o, ",\"status\":");
+        put_u64(b, cap, &o, (uint64_t)status);
+        PUTL(b, cap, &o, ",\"bytes_in\":");
+        put_u64(b, cap, &o, ex->head_len + ex->req_total);
+        PUTL(b, cap, &o, ",\"bytes_out\":");
+        put_u64(b, cap, &o, ex->bytes_out);
+        PUTL(b, cap, &o, ",\"duration_ms\":");
+        put_u64(b, cap, &o, dur);
+        PUTL(b, cap, &o, ",\"upstream_connect_ms\":");
         if (ex->t_connect >= 0)
-            n = snprintf(num, sizeof(num), "%d", ex->t_connect);
+            put_u64(b, cap, &o, (uint64_t)ex->t_connect);
         else
-            n = snprintf(num, sizeof(num), "null");
-        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
-        puts_(b, cap, &o, ",\"upstream_first_byte_ms\":");
+            PUTL(b, cap, &o, "null");
+        PUTL(b, cap, &o, ",\"upstream_first_byte_ms\":");
         if (ex->t_first_byte >= 0)
-            n = snprintf(num, sizeof(num), "%d", ex->t_first_byte);
+            put_u64(b, cap, &o, (uint64_t)ex->t_first_byte);
         else
-            n = snprintf(num, sizeof(num), "null");
-        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
-        jstr(b, cap, &o, "route", route, route ? strlen(route) : 0, route != NULL, CAP_HOST);
-        jstr(b, cap, &o, "service", svc, svc ? strlen(svc) : 0, svc != NULL, CAP_HOST);
-        jstr(b, cap, &o, "instance", inst, inst ? strlen(inst) : 0, inst != NULL, CAP_HOST);
-        jstr(b, cap, &o, "consumer", consumer, consumer ? strlen(consumer) : 0, consumer != NULL, CAP_HOST);
-        n = snprintf(num, sizeof(num), ",\"attempts\":%u,\"ratelimit\":\"%s\"", (unsigned)ex->tries,
-                     rl_names[ex->ratelimit < 3 ? ex->ratelimit : 0]);
-        put(b, cap, &o, num, RW_MIN((size_t)n, sizeof(num) - 1), 0);
-        jstr(b, cap, &o, "error", ename, ename ? strlen(ename) : 0, ename != NULL, CAP_SHORT);
-        puts_(b, cap, &o, "}\n");
+            PUTL(b, cap, &o, "null");
+        JSTR(b, cap, &o, "route", route, route ? strlen(route) : 0, route != NULL, 0);
+        JSTR(b, cap, &o, "service", svc, svc ? strlen(svc) : 0, svc != NULL, 0);
+        JSTR(b, cap, &o, "instance", inst, inst ? strlen(inst) : 0, inst != NULL, 0);
+        JSTR(b, cap, &o, "consumer", consumer, consumer ? strlen(consumer) : 0, consumer != NULL, 0);
+        PUTL(b, cap, &o, ",\"attempts\":");
+        put_u64(b, cap, &o, ex->tries);
+        PUTL(b, cap, &o, ",\"ratelimit\":\"");
+        puts_(b, cap, &o, rl_names[ex->ratelimit < 3 ? ex->ratelimit : 0]);
+        PUTL(b, cap, &o, "\"");
+        JSTR(b, cap, &o, "error", ename, ename ? strlen(ename) : 0, ename != NULL, 0);
+        PUTL(b, cap, &o, "}\n");
     } else {
         /* TIME CLIENT "METHOD PATH?QUERY PROTO" "UA" STATUS BYTES_IN BYTES_OUT DURATION_MS
          * rid=ID route=R service=S instance=I consumer=C attempts=N ratelimit=X error=E */
