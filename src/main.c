@@ -16,6 +16,7 @@
 #include "ringway/discovery.h"
 #include "ringway/health.h"
 #include "ringway/registry.h"
+#include "ringway/rstats.h"
 #include "ringway/rl_global.h"
 #include "ringway/loop.h"
 #include "ringway/net.h"
@@ -283,6 +284,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "ringway: %s\n", err);
         return 1;
     }
+    rw_cpu_budget cpus;
+    rw_cpu_budget_get(&cpus);
+    int nworkers = cfg->workers > 0 ? (int)cfg->workers : cpus.workers;
+    if (cfg->workers > 0)
+        snprintf(cpus.why, sizeof(cpus.why), "set: %u", cfg->workers);
+    rw_rstats_init(nworkers); /* statistics slots: one per worker */
     rw_snapshot *snap = rw_snapshot_new(cfg, 1, err, sizeof(err));
     if (snap == NULL) {
         fprintf(stderr, "ringway: %s\n", err);
@@ -312,11 +319,6 @@ int main(int argc, char **argv)
         else
             rw_log_warn("io_uring is not available here; using epoll");
     }
-    rw_cpu_budget cpus;
-    rw_cpu_budget_get(&cpus);
-    int nworkers = cfg->workers > 0 ? (int)cfg->workers : cpus.workers;
-    if (cfg->workers > 0)
-        snprintf(cpus.why, sizeof(cpus.why), "set: %u", cfg->workers);
     raise_nofile(cfg->max_conns);
     if (rw_control_block_signals() != 0) {
         rw_log_error("cannot block signals");

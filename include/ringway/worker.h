@@ -46,6 +46,11 @@ typedef struct rw_snapshot {
     struct rw_snapshot *base;
     /* One per service: node-wide instance state (upstate.h), references owned. */
     struct rw_svc_health *upstate;
+    /* Statistics slots (rstats.h), references owned (borrowed by derived
+     * snapshots): one per route and one more for requests no route took,
+     * one per service. */
+    struct rw_route_slot **route_stats;
+    struct rw_svc_slot **svc_stats;
     atomic_int refs;
     uint64_t generation;
 } rw_snapshot;

@@ -29,6 +29,7 @@
 #include "ringway/filters.h"
 #include "ringway/alog.h"
 #include "ringway/health.h"
+#include "ringway/rstats.h"
 #include "ringway/rl_global.h"
 #include "ringway/log.h"
 #include "rw_version.h"
@@ -259,8 +260,8 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
         "# TYPE ringway_connections_accepted_total counter\nringway_connections_accepted_total %llu\n"
         "# HELP ringway_connections_active Client connections open now.\n"
         "# TYPE ringway_connections_active gauge\nringway_connections_active %llu\n"
-        "# HELP ringway_requests_total Requests parsed.\n"
-        "# TYPE ringway_requests_total counter\nringway_requests_total %llu\n"
+        "# HELP ringway_requests_parsed_total Request heads parsed (answered or not yet).\n"
+        "# TYPE ringway_requests_parsed_total counter\nringway_requests_parsed_total %llu\n"
         "# HELP ringway_bad_requests_total Requests rejected as malformed.\n"
         "# TYPE ringway_bad_requests_total counter\nringway_bad_requests_total %llu\n"
         "# HELP ringway_responses_total Responses by status class.\n"
@@ -362,6 +363,9 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             (double)rs.last_round_us / 1e6);
     if (n + 1 < cap)
         n += rw_health_metrics(a->ctl->snap, buf + n, cap - n);
+    if (n < cap)
+        n += rw_rstats_metrics(a->ctl->snap->cfg, a->ctl->snap->route_stats, a->ctl->snap->svc_stats, buf + n,
+                               cap - n);
     if (n < cap)
         n += (size_t)snprintf(
             buf + n, cap - n,

@@ -7,6 +7,7 @@
 #include "ringway/filters.h"
 #include "ringway/instset.h"
 #include "ringway/log.h"
+#include "ringway/rstats.h"
 #include "ringway/upstate.h"
 #include "ringway/worker.h"
 
@@ -59,6 +60,16 @@ static void canned_free(rw_canned *cn)
     }
 }
 
+static void stats_release(rw_snapshot *s, const rw_config *cfg)
+{
+    for (size_t i = 0; s->route_stats != NULL && i <= cfg->nroutes; i++)
+        rw_rstats_release(s->route_stats[i]);
+    for (size_t i = 0; s->svc_stats != NULL && i < cfg->nservices; i++)
+        rw_rstats_release(s->svc_stats[i]);
+    free(s->route_stats);
+    free(s->svc_stats);
+}
+
 rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, size_t errlen)
 {
     rw_snapshot *s = calloc(1, sizeof(*s));
@@ -72,6 +83,17 @@ rw_snapshot *rw_snapshot_new(rw_config *cfg, uint64_t generation, char *err, siz
     s->filters = rw_filters_build(cfg, err, errlen);
     if (s->filters == NULL)
         goto fail;
+    s->route_stats = calloc(cfg->nroutes + 1, sizeof(*s->route_stats));
+    s->svc_stats = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*s->svc_stats));
+    if (s->route_stats == NULL || s->svc_stats == NULL)
+        goto fail_oom;
+    for (size_t i = 0; i <= cfg->nroutes; i++)
+        if ((s->route_stats[i] = rw_rstats_route_acquire(i < cfg->nroutes ? cfg->routes[i].name : "")) ==
+            NULL)
+            goto fail_oom;
+    for (size_t i = 0; i < cfg->nservices; i++)
+        if ((s->svc_stats[i] = rw_rstats_svc_acquire(cfg->services[i].name)) == NULL)
+            goto fail_oom;
     /* The static instances; discovery's join through rw_snapshot_derive. */
     s->insts = calloc(cfg->nservices ? cfg->nservices : 1, sizeof(*s->insts));
     if (s->insts == NULL)
@@ -122,6 +144,7 @@ fail_oom:
     snprintf(err, errlen, "out of memory");
 fail:
     rw_filters_free(s->filters); /* never published: the caller still owns cfg */
+    stats_release(s, cfg);
     for (size_t i = 0; s->insts != NULL && i < cfg->nservices; i++)
         rw_instset_unref(s->insts[i]);
     free(s->insts);
@@ -205,6 +228,7 @@ void rw_snapshot_unref(rw_snapshot *s)
     canned_free(&s->not_ready);
     canned_free(&s->stopping);
     rw_router_free(s->router);
+    stats_release(s, s->cfg);
     rw_filters_release(s->filters, s->cfg); /* freed with the config by the control thread */
     free(s);
 }

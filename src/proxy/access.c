@@ -1,4 +1,6 @@
-/* access.c - one access-log line per exchange (alog.h carries it).
+/* access.c - what an exchange leaves behind: its statistics (rstats.h: the
+ * route's and the service's slots of this worker) and its access-log line
+ * (alog.h carries it).
  *
  * The request's part (client, method, host, path, query, protocol, user
  * agent) is escaped into the exchange while its head is still readable
@@ -16,6 +18,7 @@
 #include "proxy_int.h"
 #include "ringway/alog.h"
 #include "ringway/jsonesc.h"
+#include "ringway/rstats.h"
 
 /* Escaped bytes kept of each request field: together (with the keys) they
  * fit alog_req, so the request's part of a line is always whole. */
@@ -72,6 +75,87 @@ static const char *status_error(int status)
         return "version_not_supported";
     default:
         return "local";
+    }
+}
+
+/* The statistics' reason for a local answer (enum rw_local_reason). */
+static int local_reason(uint8_t err, int status)
+{
+    static const uint8_t by_err[RW_EXERR__COUNT] = {
+        [RW_EXERR_CONNECT_REFUSED] = RW_LR_CONNECT_REFUSED,
+        [RW_EXERR_CONNECT_FAILED] = RW_LR_CONNECT_FAILED,
+        [RW_EXERR_CONNECT_TIMEOUT] = RW_LR_CONNECT_TIMEOUT,
+        [RW_EXERR_FIRST_BYTE_TIMEOUT] = RW_LR_FIRST_BYTE_TIMEOUT,
+        [RW_EXERR_TOTAL_TIMEOUT] = RW_LR_TOTAL_TIMEOUT,
+        [RW_EXERR_QUEUE_TIMEOUT] = RW_LR_QUEUE_TIMEOUT,
+        [RW_EXERR_UPSTREAM_RESET] = RW_LR_UPSTREAM_RESET,
+        [RW_EXERR_INVALID_RESPONSE] = RW_LR_INVALID_RESPONSE,
+        [RW_EXERR_OVERLOADED] = RW_LR_OVERLOADED,
+        [RW_EXERR_NO_INSTANCE] = RW_LR_NO_INSTANCE,
+        [RW_EXERR_CLIENT_CLOSED] = RW_LR_CLIENT_CLOSED,
+    };
+    if (err != RW_EXERR_NONE && err < RW_EXERR__COUNT)
+        return by_err[err];
+    switch (status) {
+    case 400:
+        return RW_LR_BAD_REQUEST;
+    case 401:
+        return RW_LR_AUTH;
+    case 403:
+        return RW_LR_ACL;
+    case 404:
+        return RW_LR_NO_ROUTE;
+    case 408:
+        return RW_LR_REQUEST_TIMEOUT;
+    case 413:
+        return RW_LR_BODY_TOO_LARGE;
+    case 414:
+    case 431:
+        return RW_LR_HEADER_TOO_LARGE;
+    case 429:
+        return RW_LR_RATE_LIMITED;
+    case 501:
+        return RW_LR_NOT_IMPLEMENTED;
+    case 502:
+        return RW_LR_BAD_GATEWAY;
+    case 503:
+        return RW_LR_UNAVAILABLE;
+    case 505:
+        return RW_LR_VERSION;
+    default:
+        return RW_LR_OTHER;
+    }
+}
+
+void rw__stats_count(rw_exchange *ex)
+{
+    rw_pworker *w = ex->c->w;
+    const rw_snapshot *snap = ex->ur.ws != NULL ? ex->ur.ws->snap : w->ws->snap;
+    int route =
+        ex->route >= 0 && (size_t)ex->route < snap->cfg->nroutes ? ex->route : (int)snap->cfg->nroutes;
+    rw_route_slot *rs = &snap->route_stats[route][w->id];
+    int status = ex->resp_head_sent ? ex->status : 499;
+    uint64_t dur = rw_loop_now(w->loop) - ex->start_ms;
+    int cls = status >= 100 && status < 600 ? status / 100 : 0;
+    rs->responses[cls]++;
+    if (!ex->resp_head_sent)
+        rs->local[RW_LR_CLIENT_CLOSED]++;
+    else if (ex->local && (status >= 400 || ex->err_kind != RW_EXERR_NONE))
+        rs->local[local_reason(ex->err_kind, status)]++;
+    rs->hist[rw_hist_bucket(dur)]++;
+    rs->sum_ms += dur;
+    rs->bytes_in += ex->head_len + ex->req_total;
+    rs->bytes_out += ex->bytes_out;
+    if (ex->ur.svc >= 0 && ex->ur.ws != NULL && ex->tries > 0) {
+        rw_svc_slot *ss = &snap->svc_stats[ex->ur.svc][w->id];
+        if (ex->t_first_byte >= 0) {
+            uint64_t fb = (uint64_t)ex->t_first_byte;
+            ss->hist[rw_hist_bucket(fb)]++;
+            ss->sum_ms += fb;
+            ss->results[ex->resp.status >= 500 ? 1 : 0]++;
+        } else {
+            ss->results[2]++;
+        }
     }
 }
 

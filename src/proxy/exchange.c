@@ -63,6 +63,7 @@ rw_exchange *rw__ex_get(rw_conn *c)
 void rw__ex_put(rw_exchange *ex)
 {
     rw_pworker *w = ex->c->w;
+    rw__stats_count(ex);
     if (w->alog != NULL)
         rw__alog_end(ex);
     rw_timer_cancel(timers(w), &ex->total_timer);

@@ -399,6 +399,8 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn);
 void rw__ex_send_error(rw_exchange *ex, int status, const char *msg);
 void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
 /* access.c */
+/* Counts ex into this worker's slots of its route and service (rstats.h). */
+void rw__stats_count(rw_exchange *ex);
 /* Whether the access log writes lines now (its ring exists, the config's path is not "off"). */
 bool rw__alog_on(const rw_pworker *w);
 /* Escapes the request's part of ex's line while its head is readable. */

@@ -211,3 +211,60 @@ H_TEST(access_log, text_file_reopen_errors_only_sample_off)
     cr_expect(strstr(r.body, "ringway_access_log_dropped_total 0") != NULL, "%s", r.body);
     cr_expect(strstr(r.body, "ringway_access_log_lines_total ") != NULL);
 }
+
+/* ---- labelled metrics ---------------------------------------------------- */
+
+H_TEST(metrics, by_route_and_service_with_histograms)
+{
+    h_upstream *u = h_upstream_start("u1", NULL);
+    h_upstream *dead = h_upstream_start("dead", NULL);
+    int dead_port = dead->port;
+    h_upstream_kill(dead);
+    int admin = h_free_port();
+    h_proxy *p = h_proxy_start(&(h_proxy_opts){
+        .config = h_fmt("admin: \"127.0.0.1:%d\"\n"
+                        "services:\n"
+                        "  - {name: app, instances: [\"127.0.0.1:%d\"]}\n"
+                        "  - {name: gone, instances: [\"127.0.0.1:%d\"]}\n"
+                        "routes:\n"
+                        "  - {name: app, paths: [{prefix: /app}, {prefix: /status}], service: app}\n"
+                        "  - {name: gone, paths: [{prefix: /gone}], service: gone}\n",
+                        admin, u->port, dead_port),
+        .workers = 2,
+        .expect_errors = true});
+    h_resp r;
+    for (int i = 0; i < 5; i++)
+        h_get(p->port, "/app/x", &r);
+    for (int i = 0; i < 2; i++) {
+        h_get(p->port, "/status/500", &r); /* the upstream's own 500 */
+        cr_expect_eq(r.status, 500);
+    }
+    h_get(p->port, "/gone", &r); /* ringway's 502 */
+    cr_expect_eq(r.status, 502);
+    h_get(p->port, "/nowhere", &r);
+    h_sleep_ms(100);
+    h_get(admin, "/metrics", &r);
+    static const char *const want[] = {
+        "ringway_requests_total{route=\"app\",service=\"app\",code_class=\"2xx\"} 5\n",
+        "ringway_requests_total{route=\"app\",service=\"app\",code_class=\"5xx\"} 2\n",
+        "ringway_requests_total{route=\"gone\",service=\"gone\",code_class=\"5xx\"} 1\n",
+        "ringway_local_responses_total{route=\"gone\",code=\"502\",reason=\"connect_refused\"} 1\n",
+        "ringway_local_responses_total{route=\"\",code=\"404\",reason=\"no_route\"} 1\n",
+        "ringway_request_duration_seconds_count{route=\"app\"} 7\n",
+        "ringway_request_duration_seconds_bucket{route=\"app\",le=\"+Inf\"} 7\n",
+        "ringway_upstream_response_seconds_count{service=\"app\"} 7\n",
+        "ringway_upstream_requests_total{service=\"app\",result=\"ok\"} 5\n",
+        "ringway_upstream_requests_total{service=\"app\",result=\"5xx\"} 2\n",
+        "ringway_upstream_requests_total{service=\"gone\",result=\"failed\"} 1\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect(strstr(r.body, want[i]) != NULL, "/metrics lacks %s", want[i]);
+    cr_expect(strstr(r.body, "ringway_local_responses_total{route=\"app\"") == NULL,
+              "an upstream's 500 counted as ringway's own answer");
+    h_cmd *c;
+    if (h_run(&c, 5000, "command -v promtool") == 0) {
+        char *file = h_write_file("metrics.txt", r.body);
+        cr_expect_eq(h_run(&c, 10000, "promtool check metrics < '%s'", file), 0, "promtool: %s%s", c->out,
+                     c->err);
+    }
+}

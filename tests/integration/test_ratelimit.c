@@ -302,6 +302,9 @@ H_TEST(ratelimit, redis_down_then_back)
         h_resp_free(&r);
     }
     cr_expect(up, "deny node did not recover after Redis came back");
+    /* both nodes reconnect on their own (jittered) backoff: wait for the
+     * local-policy node too before measuring */
+    cr_expect(h_proxy_wait_log(a, "redis: up again", 1, 6000), "the local node did not reconnect");
     /* global accounting resumed: the two nodes together get one limit (200/s),
      * not one each */
     h_sleep_ms(300);
