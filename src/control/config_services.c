@@ -346,6 +346,8 @@ static int check_health_check(rw_cf_loader *l, yaml_node_t *n, const char *where
         hc->expect_hi[0] = 399;
         hc->nexpect = 1;
     }
+    if (timeout == NULL && hc->timeout_ms >= hc->interval_ms)
+        hc->timeout_ms = hc->interval_ms / 2; /* the default (1s) is for intervals above it */
     if (hc->timeout_ms >= hc->interval_ms)
         return rw__cf_fail(l, timeout ? timeout : n, "%s.timeout: must be shorter than the interval (%ums)",
                            where, hc->interval_ms);

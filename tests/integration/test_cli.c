@@ -273,3 +273,56 @@ H_TEST(cli, admin_port)
     cr_expect_eq(r.status, 200);
     cr_expect(strstr(r.body, "ringway_requests_total") != NULL, "no counters in /metrics: %s", r.body);
 }
+
+H_TEST(cli, shipped_alert_rules_and_dashboard_are_valid)
+{
+    /* k8s/prometheus-rules.yaml and k8s/grafana-dashboard.json: valid PromQL
+     * (promtool), and every ringway_* series they use is one ringway serves */
+    const char *root = getenv("RW_SOURCE_ROOT");
+    cr_assert_not_null(root, "RW_SOURCE_ROOT is not set");
+    h_cmd *c;
+    if (h_run(&c, 5000, "command -v promtool") != 0)
+        cr_skip_test("promtool (Debian package prometheus) is not installed");
+    cr_assert_eq(h_run(&c, 10000, "promtool check rules '%s/k8s/prometheus-rules.yaml'", root), 0, "%s%s",
+                 c->out, c->err);
+    char *rules = h_fmt("%s/dashboard-rules.yaml", h_tmpdir());
+    char *names = h_fmt("%s/names.txt", h_tmpdir());
+    const char *py =
+        "import json,re,sys\n"
+        "d=json.load(open(sys.argv[1]))\n"
+        "ex=[t['expr'].replace('$__rate_interval','5m') for p in d['panels'] for t in p['targets']]\n"
+        "out=open(sys.argv[2],'w')\n"
+        "out.write('groups:\\n  - name: dashboard\\n    rules:\\n')\n"
+        "for i,e in enumerate(ex): out.write('      - record: dashboard_%d\\n        expr: "
+        "%s\\n'%(i,json.dumps(e)))\n"
+        "text=open(sys.argv[1]).read()+open(sys.argv[3]).read()\n"
+        "ns=set(re.sub(r'_(bucket|sum|count)$','',n) for n in re.findall(r'ringway_[a-z_]+',text))\n"
+        "open(sys.argv[4],'w').write('\\n'.join(sorted(ns))+'\\n')\n";
+    char *script = h_write_file("dash.py", py);
+    cr_assert_eq(
+        h_run(&c, 10000,
+              "python3 '%s' '%s/k8s/grafana-dashboard.json' '%s' '%s/k8s/prometheus-rules.yaml' '%s'", script,
+              root, rules, root, names),
+        0, "%s", c->err);
+    cr_assert_eq(h_run(&c, 10000, "promtool check rules '%s'", rules), 0, "dashboard PromQL: %s%s", c->out,
+                 c->err);
+    /* the names against a running ringway with a service, a route and checks */
+    h_upstream *u = h_upstream_start("u1", NULL);
+    int admin = h_free_port();
+    h_proxy *p = h_proxy_run(h_fmt("admin: \"127.0.0.1:%d\"\n"
+                                   "services:\n  - name: svc\n    instances: [\"127.0.0.1:%d\"]\n"
+                                   "    health_check: {path: /healthz, interval: 1s}\n    outlier: {}\n"
+                                   "routes:\n  - {name: all, paths: [{prefix: /}], service: svc}\n",
+                                   admin, u->port));
+    h_resp r;
+    h_get(p->port, "/x", &r);
+    h_get(admin, "/metrics", &r);
+    cr_assert_eq(h_run(&c, 5000, "cat '%s'", names), 0);
+    char *list = c->out, *save = NULL;
+    for (char *n = strtok_r(list, "\n", &save); n != NULL; n = strtok_r(NULL, "\n", &save)) {
+        if (strcmp(n, "ringway_redis_up") == 0)
+            continue; /* served only with Redis configured */
+        cr_expect(strstr(r.body, h_fmt("# TYPE %s ", n)) != NULL,
+                  "%s is used by the shipped files but not served", n);
+    }
+}
