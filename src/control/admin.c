@@ -433,7 +433,8 @@ static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool
     int st;
     const char *why;
     bool known = strcmp(path, "/status") == 0 || strcmp(path, "/") == 0 || strcmp(path, "/metrics") == 0 ||
-                 strcmp(path, "/health") == 0 || strcmp(path, "/ready") == 0 || strcmp(path, "/reload") == 0;
+                 strcmp(path, "/health") == 0 || strcmp(path, "/ready") == 0 ||
+                 strcmp(path, "/reload") == 0 || strcmp(path, "/dashboard") == 0;
     if (get && (strcmp(path, "/status") == 0 || strcmp(path, "/") == 0)) {
         size_t n = status_json(a, body, sizeof(body));
         n = status_upstreams(a, body, n, sizeof(body));
@@ -442,6 +443,11 @@ static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool
     } else if (get && strcmp(path, "/metrics") == 0) {
         size_t n = metrics_text(a, body, sizeof(body));
         respond(c, rq, keep, 200, "text/plain; version=0.0.4", NULL, body, n, head, now);
+    } else if (get && strcmp(path, "/dashboard") == 0) {
+        respond(c, rq, keep, 200, "text/html; charset=utf-8",
+                "Content-Security-Policy: default-src 'self'; script-src 'unsafe-inline'; style-src "
+                "'unsafe-inline'\r\n",
+                rw_dashboard_html, rw_dashboard_html_len, head, now);
     } else if (get && strcmp(path, "/health") == 0) {
         respond_json(c, rq, keep, 200, "{\"status\":\"ok\"}\n", head, now);
     } else if (get && strcmp(path, "/ready") == 0) {

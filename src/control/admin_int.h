@@ -64,4 +64,8 @@ int rw__control_reload(rw_control_opts *o, char *msg, size_t msglen);
  * successfully (start-up included), for /metrics. */
 void rw__control_reload_stats(uint64_t *ok, uint64_t *failed, time_t *last_ok);
 
+/* dashboard.c: the /dashboard page (static, NUL-terminated) and its length. */
+extern const char rw_dashboard_html[];
+extern const size_t rw_dashboard_html_len;
+
 #endif

@@ -268,3 +268,39 @@ H_TEST(metrics, by_route_and_service_with_histograms)
                      c->err);
     }
 }
+
+/* ---- the dashboard ------------------------------------------------------- */
+
+H_TEST(metrics, dashboard_shows_the_requests_sent)
+{
+    /* Headless Chromium when installed (the page as a browser renders it);
+     * else node running the page's own script against the live endpoints. */
+    h_cmd *c;
+    bool chromium = h_run(&c, 5000, "command -v chromium") == 0;
+    if (!chromium && h_run(&c, 5000, "command -v node") != 0)
+        cr_skip_test("neither chromium nor node is installed");
+    h_upstream *u = h_upstream_start("u1", NULL);
+    int admin = h_free_port();
+    h_proxy *p = h_proxy_run(h_fmt("admin: \"127.0.0.1:%d\"\n"
+                                   "services:\n  - {name: api, instances: [\"127.0.0.1:%d\"]}\n"
+                                   "routes:\n  - {name: all, paths: [{prefix: /}], service: api}\n",
+                                   admin, u->port));
+    h_resp r;
+    for (int i = 0; i < 23; i++)
+        h_get(p->port, "/x", &r);
+    h_get(admin, "/dashboard", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "id=\"total-requests\"") != NULL);
+    const char *root = getenv("RW_SOURCE_ROOT");
+    int code = chromium ? h_run(&c, 60000,
+                                "chromium --headless --no-sandbox --disable-gpu --virtual-time-budget=3000 "
+                                "--dump-dom http://127.0.0.1:%d/dashboard",
+                                admin)
+                        : h_run(&c, 20000, "node '%s/tests/integration/dashboard_check.js' %d", root, admin);
+    cr_assert_eq(code, 0, "%s", c->err);
+    /* the route's row counts exactly the requests sent (the total also has
+     * the harness's /health checks, which take no route) */
+    cr_expect(strstr(c->out, "<td>all</td><td>api</td><td>23</td>") != NULL,
+              "the dashboard does not show the 23 requests sent on route all:\n%s", c->out);
+    cr_expect(strstr(c->out, chromium ? "id=\"total-requests\">" : "total-requests=") != NULL, "%s", c->out);
+}
