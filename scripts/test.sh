@@ -4,7 +4,7 @@
 #   1. unit tests (Criterion);
 #   2. integration tests against the real binary, on io_uring and on epoll;
 #   3. the same again in an ASan+UBSan build;
-#   4. each libFuzzer target for a bounded time (RW_FUZZ_SECONDS, default 15).
+#   4. each libFuzzer target for a bounded time (RW_FUZZ_SECONDS, default 10).
 # Ends with one line "tests: N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -61,8 +61,8 @@ if [ "${RW_SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 if [ "${RW_SKIP_FUZZ:-0}" != 1 ]; then
-    echo "== fuzz (${RW_FUZZ_SECONDS:-15}s per target)"
-    if tests/fuzz/run.sh "${RW_FUZZ_SECONDS:-15}"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("fuzz"); fi
+    echo "== fuzz (${RW_FUZZ_SECONDS:-10}s per target)"
+    if tests/fuzz/run.sh "${RW_FUZZ_SECONDS:-10}"; then passed=$((passed + 1)); else failed=$((failed + 1)); failures+=("fuzz"); fi
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then
