@@ -28,6 +28,14 @@ enum { RW_OK = 0 };
 
 /* Monotonic clock in milliseconds (control-side timing; workers use their
  * loop's cached rw_loop_now). */
+/* Milliseconds of Unix time (CLOCK_REALTIME): timestamps that leave the process. */
+static inline uint64_t rw_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static inline uint64_t rw_mono_ms(void)
 {
     struct timespec ts;

@@ -29,6 +29,8 @@ void rw_instset_ref(rw_instset *s);
 void rw_instset_unref(rw_instset *s);
 /* Whether a and b hold the same instances (addresses, weights, authorities) in the same order. */
 bool rw_instset_same(const rw_instset *a, const rw_instset *b);
+/* Sorts v[0..n) by address, so that sources report the same set the same way. */
+void rw_instances_sort(rw_instance_cfg *v, uint32_t n);
 /* Index of the instance with this address, or -1. */
 int rw_instset_find(const rw_instset *s, const char *address);
 

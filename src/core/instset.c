@@ -66,6 +66,16 @@ bool rw_instset_same(const rw_instset *a, const rw_instset *b)
     return true;
 }
 
+static int by_address(const void *a, const void *b)
+{
+    return strcmp(((const rw_instance_cfg *)a)->address, ((const rw_instance_cfg *)b)->address);
+}
+
+void rw_instances_sort(rw_instance_cfg *v, uint32_t n)
+{
+    qsort(v, n, sizeof(*v), by_address);
+}
+
 int rw_instset_find(const rw_instset *s, const char *address)
 {
     for (uint32_t i = 0; i < s->n; i++)

@@ -37,7 +37,7 @@ const char *const rw_lr_names[RW_LR__COUNT] = {
     [RW_LR_OVERLOADED] = "overloaded",
     [RW_LR_NO_INSTANCE] = "no_instance",
     [RW_LR_CLIENT_CLOSED] = "client_closed",
-    [RW_LR_OTHER] = "other",
+    [RW_LR_OTHER] = "local",
 };
 
 const uint16_t rw_lr_codes[RW_LR__COUNT] = {

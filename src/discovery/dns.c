@@ -23,6 +23,7 @@
 
 #include "discovery_int.h"
 #include "ringway/common.h"
+#include "ringway/instset.h"
 #include "ringway/log.h"
 
 #define MAX_FDS 256
@@ -70,11 +71,6 @@ static bool same_target(const target *a, const target *b)
     return strcmp(a->service, b->service) == 0 && strcmp(a->name, b->name) == 0 && a->port == b->port &&
            a->weight == b->weight && a->interval_ms == b->interval_ms && a->has_resolver == b->has_resolver &&
            strcmp(a->resolver, b->resolver) == 0;
-}
-
-static int cmp_inst(const void *a, const void *b)
-{
-    return strcmp(((const rw_instance_cfg *)a)->address, ((const rw_instance_cfg *)b)->address);
 }
 
 static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
@@ -152,7 +148,7 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
         t->due = now + UNRESOLVED_RETRY_MS;
         return;
     }
-    qsort(v, n, sizeof(*v), cmp_inst);
+    rw_instances_sort(v, n);
     if (t->last_status != ARES_SUCCESS || n != t->last_n || !t->ever_ok)
         rw_log_info("service %s: DNS name %s:%u has %u address%s", t->service, t->name, t->port, n,
                     n == 1 ? "" : "es");

@@ -39,6 +39,7 @@
 #include "ringway/common.h"
 #include "ringway/jsonesc.h"
 #include "ringway/lb.h"
+#include "ringway/instset.h"
 #include "ringway/log.h"
 #include "ringway/redis.h"
 
@@ -68,13 +69,6 @@ static struct {
     bool have_pending;
     bool first_reported;
 } R = {.mu = PTHREAD_MUTEX_INITIALIZER, .efd = -1};
-
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 int rw_registry_parse_member(const char *s, size_t len, rw_instance_cfg *out, char *addr, size_t addr_cap,
                              char *why, size_t why_cap)
@@ -148,16 +142,11 @@ int rw_registry_parse_member(const char *s, size_t len, rw_instance_cfg *out, ch
     return 0;
 }
 
-static int cmp_inst(const void *a, const void *b)
-{
-    return strcmp(((const rw_instance_cfg *)a)->address, ((const rw_instance_cfg *)b)->address);
-}
-
 /* Reads one service's live members and publishes them. 0, or -1 when the
  * connection failed (reason set). */
 static int read_members(redisContext *c, watched *w, char *reason, size_t cap)
 {
-    uint64_t now = wall_ms();
+    uint64_t now = rw_wall_ms();
     redisReply *r = redisCommand(c, "ZRANGEBYSCORE ringway:svc:%s:instances %llu +inf WITHSCORES", w->name,
                                  (unsigned long long)now);
     if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
@@ -210,7 +199,7 @@ static int read_members(redisContext *c, watched *w, char *reason, size_t cap)
         snprintf(reason, cap, "out of memory");
         return 0; /* not the connection's fault */
     }
-    qsort(v, k, sizeof(*v), cmp_inst);
+    rw_instances_sort(v, k);
     rw__disc_publish(RW_DISC_REDIS, w->name, v, k, true, NULL);
     free(v);
     free(addrs);
@@ -233,7 +222,7 @@ static int round_trip(redisContext *c, watched *ws, int n, bool all, char *reaso
     for (int i = 0; i < n; i++)
         if (redisAppendCommand(c, "GET ringway:svc:%s:version", ws[i].name) != REDIS_OK)
             goto io;
-    uint64_t now = rw_mono_ms(), wall = wall_ms();
+    uint64_t now = rw_mono_ms(), wall = rw_wall_ms();
     for (int i = 0; i < n; i++) {
         redisReply *r = NULL;
         if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL)

@@ -43,13 +43,6 @@ static int usage(const char *cmd, const char *why)
     return 2;
 }
 
-static uint64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Removes every member for o->addr except keep (NULL: all); *removed gets
  * how many went. 0, or -1 (connection failed, reason set). */
 static int remove_others(redisContext *c, const reg_opts *o, const char *keep, int *removed, char *reason,
@@ -103,7 +96,7 @@ static int announce(redisContext *c, const char *service, char *reason, size_t c
 static int put_entry(redisContext *c, const reg_opts *o, bool *added, char *reason, size_t cap)
 {
     redisReply *r = redisCommand(c, "ZADD ringway:svc:%s:instances %llu %s", o->service,
-                                 (unsigned long long)(wall_ms() + o->ttl_ms), o->member);
+                                 (unsigned long long)(rw_wall_ms() + o->ttl_ms), o->member);
     if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
         snprintf(reason, cap, "%s", r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : c->errstr);
         if (r != NULL)

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "ringway/common.h"
@@ -98,13 +97,6 @@ static uint64_t rnd(hthread *ht)
     return ht->rng;
 }
 
-static uint64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000u + (uint64_t)tv.tv_usec / 1000u;
-}
-
 static void probe_schedule(probe *p, uint64_t delay)
 {
     rw_timer_set(rw_loop_timers(p->ht->loop), &p->next, rw_loop_now(p->ht->loop) + delay);
@@ -163,7 +155,7 @@ static void probe_done(probe *p, bool ok, int code)
     atomic_fetch_add_explicit(&g_probes, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(ok ? &s->probes_ok : &s->probes_failed, 1, memory_order_relaxed);
     atomic_store_explicit(&s->last_probe, code, memory_order_relaxed);
-    atomic_store_explicit(&s->last_probe_wall, wall_ms(), memory_order_relaxed);
+    atomic_store_explicit(&s->last_probe_wall, rw_wall_ms(), memory_order_relaxed);
     bool healthy = atomic_load_explicit(&s->healthy, memory_order_relaxed);
     const rw_health_check_cfg *hc = p->hc;
     uint64_t delay = jittered(ht, hc->interval_ms, hc->jitter_pct);

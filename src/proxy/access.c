@@ -28,57 +28,8 @@
 #define CAP_QUERY 384
 #define CAP_UA 256
 
-/* The error names of ringway's own answers (enum rw_ex_error). */
-static const char *const err_names[RW_EXERR__COUNT] = {
-    [RW_EXERR_NONE] = NULL,
-    [RW_EXERR_CONNECT_REFUSED] = "connect_refused",
-    [RW_EXERR_CONNECT_FAILED] = "connect_failed",
-    [RW_EXERR_CONNECT_TIMEOUT] = "connect_timeout",
-    [RW_EXERR_FIRST_BYTE_TIMEOUT] = "first_byte_timeout",
-    [RW_EXERR_TOTAL_TIMEOUT] = "total_timeout",
-    [RW_EXERR_QUEUE_TIMEOUT] = "queue_timeout",
-    [RW_EXERR_UPSTREAM_RESET] = "upstream_reset",
-    [RW_EXERR_INVALID_RESPONSE] = "invalid_response",
-    [RW_EXERR_OVERLOADED] = "overloaded",
-    [RW_EXERR_NO_INSTANCE] = "no_instance",
-    [RW_EXERR_CLIENT_CLOSED] = "client_closed",
-};
-
-/* The error of a local answer without an explicit one, by its status. */
-static const char *status_error(int status)
-{
-    switch (status) {
-    case 400:
-        return "bad_request";
-    case 401:
-        return "auth";
-    case 403:
-        return "acl";
-    case 404:
-        return "no_route";
-    case 408:
-        return "request_timeout";
-    case 413:
-        return "body_too_large";
-    case 414:
-    case 431:
-        return "header_too_large";
-    case 429:
-        return "rate_limited";
-    case 501:
-        return "not_implemented";
-    case 502:
-        return "bad_gateway";
-    case 503:
-        return "unavailable";
-    case 505:
-        return "version_not_supported";
-    default:
-        return "local";
-    }
-}
-
-/* The statistics' reason for a local answer (enum rw_local_reason). */
+/* Why ringway answered itself (enum rw_local_reason): the access log's
+ * error and the metrics' reason. */
 static int local_reason(uint8_t err, int status)
 {
     static const uint8_t by_err[RW_EXERR__COUNT] = {
@@ -315,9 +266,10 @@ void rw__alog_end(rw_exchange *ex)
                 return;
         }
     }
-    const char *ename = err != RW_EXERR_NONE ? err_names[err] : ex->local ? status_error(status) : NULL;
-    if (ex->local && err == RW_EXERR_NONE && status < 400)
-        ename = NULL; /* a respond route, /health: configured answers, not errors */
+    /* The metrics' reason names; a respond route's or /health's answer below
+     * 400 is configured, not an error. */
+    const char *ename =
+        err != RW_EXERR_NONE || (ex->local && status >= 400) ? rw_lr_names[local_reason(err, status)] : NULL;
     char *b = rw_alog_reserve(w->alog, 2048 + sizeof(ex->alog_req));
     if (b == NULL)
         return; /* full: dropped and counted */
