@@ -57,6 +57,7 @@ typedef struct rw_filter_result {
     uint32_t nadd;
     int consumer;      /* index into cfg->consumers, -1 when none */
     uint8_t ratelimit; /* enum rw_rl_seen: what the rate limits said */
+    uint8_t auth_fail; /* enum rw_auth_fail (rstats.h): why a 401/403 refused */
     bool query_set;    /* forward query instead of the request's (a hidden credential removed) */
     rw_str query;
 } rw_filter_result;
@@ -88,8 +89,9 @@ rw_str rw_client_ip(const rw_config *cfg, const rw_http_request *rq, const char 
 int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_input *in,
                    rw_filter_result *out);
 
-/* Per-worker state: rate-limit shard, verified-token cache, scratch. */
-rw_filter_worker *rw_filter_worker_new(uint32_t shard_keys);
+/* Per-worker state: rate-limit shard, verified-token cache, scratch; id is
+ * the worker's index (its slot in the per-limit counters). */
+rw_filter_worker *rw_filter_worker_new(uint32_t shard_keys, int id);
 /* Frees a worker's state (its parked tokens go back to the tables). */
 void rw_filter_worker_free(rw_filter_worker *fw, uint64_t now_ms);
 /* Called when a worker moves from snapshot filters old to cur: forgets the
@@ -100,8 +102,8 @@ void rw_filter_worker_switch(rw_filter_worker *fw, const rw_filters *old, const 
 /* Counters summed over workers are read through rw_worker_stats; these are
  * per process. */
 typedef struct rw_filters_stats {
-    uint64_t jwt_cache_hits, jwt_verified, jwt_rejected;
-    uint64_t key_rejected, acl_denied, rl_limited, rl_redis_fallback;
+    uint64_t jwt_cache_hits, jwt_verified;
+    uint64_t rl_redis_fallback;
 } rw_filters_stats;
 /* Adds fw's counters into out (relaxed reads; any thread). */
 void rw_filter_worker_stats(const rw_filter_worker *fw, rw_filters_stats *out);

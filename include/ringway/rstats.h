@@ -48,10 +48,29 @@ enum rw_local_reason {
 extern const char *const rw_lr_names[RW_LR__COUNT];
 extern const uint16_t rw_lr_codes[RW_LR__COUNT];
 
+/* Why the access filters refused a request (ringway_auth_failures_total). */
+enum rw_auth_fail {
+    RW_AF_NONE = 0,
+    RW_AF_KEY_MISSING,      /* key_auth: no key */
+    RW_AF_KEY_INVALID,      /* key_auth: unknown key, or given twice */
+    RW_AF_TOKEN_MISSING,    /* jwt: no token */
+    RW_AF_TOKEN_INVALID,    /* jwt: malformed, bad signature, unknown key, given twice */
+    RW_AF_TOKEN_EXPIRED,    /* jwt: exp passed, nbf/iat in the future, older than max_age */
+    RW_AF_TOKEN_CLAIMS,     /* jwt: issuer, audience or a required claim */
+    RW_AF_CONSUMER_UNKNOWN, /* jwt: the consumer claim names no consumer */
+    RW_AF_IP_DENIED,        /* acl: the client address */
+    RW_AF_CONSUMER_MISSING, /* acl: groups, but no consumer identified */
+    RW_AF_CONSUMER_DENIED,  /* acl: the consumer's groups */
+    RW_AF__COUNT
+};
+/* The reason's label value ("" for RW_AF_NONE). */
+extern const char *const rw_af_names[RW_AF__COUNT];
+
 /* One worker's counts for one route. */
 typedef struct rw_route_slot {
     uint64_t responses[6]; /* by status class, [0]: other */
     uint64_t local[RW_LR__COUNT];
+    uint64_t auth[RW_AF__COUNT];    /* filter refusals by reason */
     uint64_t hist[RW_HIST_BUCKETS]; /* request durations, not cumulative */
     uint64_t sum_ms;
     uint64_t bytes_in, bytes_out;
@@ -61,8 +80,12 @@ typedef struct rw_route_slot {
 typedef struct rw_svc_slot {
     uint64_t hist[RW_HIST_BUCKETS];
     uint64_t sum_ms;
-    uint64_t results[3]; /* an answer below 500, a 5xx answer, no answer (failed) */
 } __attribute__((aligned(64))) rw_svc_slot;
+
+/* One worker's counts for one rate limit (by its name). */
+typedef struct rw_limit_slot {
+    uint64_t rejected; /* 429s this limit gave */
+} __attribute__((aligned(64))) rw_limit_slot;
 
 /* Sets the number of workers (slots per entry); before the first acquire. */
 void rw_rstats_init(int nworkers);
@@ -71,6 +94,8 @@ void rw_rstats_init(int nworkers);
 rw_route_slot *rw_rstats_route_acquire(const char *name);
 /* The same for a service. */
 rw_svc_slot *rw_rstats_svc_acquire(const char *name);
+/* The same for a rate limit. */
+rw_limit_slot *rw_rstats_limit_acquire(const char *name);
 /* Drops a reference taken by an acquire (NULL ignored). */
 void rw_rstats_release(void *slots);
 /* The number of slots of every entry (the worker count). */
@@ -81,6 +106,9 @@ struct rw_config;
  * returns the length (at most cap). Any thread. */
 size_t rw_rstats_metrics(const struct rw_config *cfg, rw_route_slot *const *routes, rw_svc_slot *const *svcs,
                          char *buf, size_t cap);
+/* Writes ringway_ratelimit_rejected_total{limit} for every rate limit a live
+ * snapshot has; returns the length (at most cap). Any thread. */
+size_t rw_rstats_limit_metrics(char *buf, size_t cap);
 /* The histogram bucket of a duration in ms. */
 static inline int rw_hist_bucket(uint64_t ms)
 {

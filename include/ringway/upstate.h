@@ -31,6 +31,9 @@ typedef struct rw_inst_state {
     _Atomic uint64_t probes_ok, probes_failed;
     _Atomic int32_t last_probe;       /* status of the last probe, 0: passed (tcp), -errno: failed */
     _Atomic uint64_t last_probe_wall; /* wall-clock ms of the last probe, 0: never */
+    /* Requests sent to it, per worker (8 counters on a cache line each, the
+     * worker's own: plain stores), by enum rw_up_result; summed at scrape. */
+    uint64_t *counts;
     /* Written by the health thread only. */
     uint32_t ok_run, fail_run;
     uint32_t refs; /* under the registry lock */
@@ -68,6 +71,18 @@ static inline bool rw_inst_down(const rw_inst_state *s, uint64_t now)
     return !atomic_load_explicit(&s->healthy, memory_order_relaxed) ||
            atomic_load_explicit(&s->eject_until, memory_order_relaxed) > now;
 }
+
+/* How an attempt on an instance ended (ringway_upstream_requests_total). */
+enum rw_up_result { RW_UP_OK = 0, RW_UP_5XX, RW_UP_FAILED, RW_UP__COUNT };
+
+/* Counts one attempt on instance i of h by worker (its own line: no atomics). */
+static inline void rw_upstate_count(const rw_svc_health *h, uint32_t i, int worker, int result)
+{
+    h->inst[i]->counts[(size_t)worker * 8 + (size_t)result]++;
+}
+
+/* The sum over workers of instance s's counter result (relaxed reads). */
+uint64_t rw_upstate_total(const rw_inst_state *s, int result);
 
 /* Records one outcome of a request to instance i of h under outlier config
  * oc: a success clears the failure streak (one relaxed load when it is

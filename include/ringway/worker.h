@@ -175,6 +175,11 @@ bool rw_server_drained(rw_server *s);
 bool rw_server_failed(rw_server *s);
 /* True when every worker is running its loop and shutdown has not begun. */
 bool rw_server_ready(rw_server *s);
+#define RW_STALL_MS 5000 /* a worker whose loop has not turned for this long fails /health */
+/* The first worker whose loop has not turned for more than limit_ms at
+ * now_ms (monotonic), with that time in *age_ms; -1 when every running,
+ * non-draining worker is turning. Any thread. */
+int rw_server_stalled(rw_server *s, uint64_t now_ms, uint64_t limit_ms, uint64_t *age_ms);
 /* Makes /ready answer 503 from now on (shutdown began); workers keep serving. */
 void rw_server_set_unready(rw_server *s);
 /* True once rw_server_set_unready was called. */

@@ -331,21 +331,13 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
         "# TYPE ringway_jwt_verified_total counter\nringway_jwt_verified_total %llu\n"
         "# HELP ringway_jwt_cache_hits_total Tokens accepted from the verified-token cache.\n"
         "# TYPE ringway_jwt_cache_hits_total counter\nringway_jwt_cache_hits_total %llu\n"
-        "# HELP ringway_auth_rejected_total Requests refused by authentication (401).\n"
-        "# TYPE ringway_auth_rejected_total counter\n"
-        "ringway_auth_rejected_total{filter=\"jwt\"} %llu\nringway_auth_rejected_total{filter=\"key_auth\"} "
-        "%llu\n"
-        "# HELP ringway_acl_denied_total Requests refused by an ACL (403).\n"
-        "# TYPE ringway_acl_denied_total counter\nringway_acl_denied_total %llu\n"
-        "# HELP ringway_ratelimit_limited_total Requests refused by a rate limit (429).\n"
-        "# TYPE ringway_ratelimit_limited_total counter\nringway_ratelimit_limited_total %llu\n"
         "# HELP ringway_ratelimit_redis_fallback_total Global-limit decisions taken while Redis was down.\n"
         "# TYPE ringway_ratelimit_redis_fallback_total counter\nringway_ratelimit_redis_fallback_total "
         "%llu\n",
         (unsigned long long)fs.jwt_verified, (unsigned long long)fs.jwt_cache_hits,
-        (unsigned long long)fs.jwt_rejected, (unsigned long long)fs.key_rejected,
-        (unsigned long long)fs.acl_denied, (unsigned long long)fs.rl_limited,
         (unsigned long long)fs.rl_redis_fallback);
+    if (n < cap)
+        n += rw_rstats_limit_metrics(buf + n, cap - n);
     rw_rl_sync_stats rs;
     if (n < cap && rw_rl_global_stats(&rs))
         n += (size_t)snprintf(
@@ -449,7 +441,18 @@ static void serve(rw_admin *a, rw_admin_conn *c, const rw_http_request *rq, bool
                 "'unsafe-inline'\r\n",
                 rw_dashboard_html, rw_dashboard_html_len, head, now);
     } else if (get && strcmp(path, "/health") == 0) {
-        respond_json(c, rq, keep, 200, "{\"status\":\"ok\"}\n", head, now);
+        /* Liveness: every serving worker's loop turned within RW_STALL_MS. */
+        uint64_t age = 0;
+        int stuck = rw_server_stalled(a->ctl->server, rw_mono_ms(), RW_STALL_MS, &age);
+        if (stuck < 0) {
+            respond_json(c, rq, keep, 200, "{\"status\":\"ok\"}\n", head, now);
+        } else {
+            rw_log_warn("liveness: worker %d has not turned its loop for %llu ms: /health answers 503", stuck,
+                        (unsigned long long)age);
+            snprintf(body, sizeof(body), "{\"status\":\"stalled\",\"worker\":%d,\"stalled_ms\":%llu}\n",
+                     stuck, (unsigned long long)age);
+            respond_json(c, rq, keep, 503, body, head, now);
+        }
     } else if (get && strcmp(path, "/ready") == 0) {
         bool ready = rw_server_ready(a->ctl->server);
         const char *no =

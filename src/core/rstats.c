@@ -67,9 +67,25 @@ const uint16_t rw_lr_codes[RW_LR__COUNT] = {
     [RW_LR_OTHER] = 0,
 };
 
+const char *const rw_af_names[RW_AF__COUNT] = {
+    [RW_AF_NONE] = "",
+    [RW_AF_KEY_MISSING] = "key_missing",
+    [RW_AF_KEY_INVALID] = "key_invalid",
+    [RW_AF_TOKEN_MISSING] = "token_missing",
+    [RW_AF_TOKEN_INVALID] = "token_invalid",
+    [RW_AF_TOKEN_EXPIRED] = "token_expired",
+    [RW_AF_TOKEN_CLAIMS] = "token_claims",
+    [RW_AF_CONSUMER_UNKNOWN] = "consumer_unknown",
+    [RW_AF_IP_DENIED] = "ip_denied",
+    [RW_AF_CONSUMER_MISSING] = "consumer_missing",
+    [RW_AF_CONSUMER_DENIED] = "consumer_denied",
+};
+
+enum { KIND_ROUTE, KIND_SERVICE, KIND_LIMIT };
+
 typedef struct entry {
     char *name;
-    int kind; /* 0 route, 1 service */
+    int kind; /* KIND_* */
     uint32_t refs;
     void *slots;
     struct entry *next;
@@ -121,12 +137,17 @@ static void *acquire(const char *name, int kind, size_t slot_size)
 
 rw_route_slot *rw_rstats_route_acquire(const char *name)
 {
-    return acquire(name, 0, sizeof(rw_route_slot));
+    return acquire(name, KIND_ROUTE, sizeof(rw_route_slot));
 }
 
 rw_svc_slot *rw_rstats_svc_acquire(const char *name)
 {
-    return acquire(name, 1, sizeof(rw_svc_slot));
+    return acquire(name, KIND_SERVICE, sizeof(rw_svc_slot));
+}
+
+rw_limit_slot *rw_rstats_limit_acquire(const char *name)
+{
+    return acquire(name, KIND_LIMIT, sizeof(rw_limit_slot));
 }
 
 void rw_rstats_release(void *slots)
@@ -178,7 +199,7 @@ static void svc_sum(const rw_svc_slot *slots, rw_svc_slot *out)
     uint64_t *dst = (uint64_t *)out;
     for (int w = 0; w < nslots; w++) {
         const uint64_t *src = (const uint64_t *)&slots[w];
-        for (size_t k = 0; k < offsetof(rw_svc_slot, results) / 8 + 3; k++)
+        for (size_t k = 0; k < offsetof(rw_svc_slot, sum_ms) / 8 + 1; k++)
             dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
     }
 }
@@ -235,6 +256,16 @@ size_t rw_rstats_metrics(const rw_config *cfg, rw_route_slot *const *routes, rw_
                        (unsigned long long)r.local[k]);
     }
     APPEND(buf, n, cap,
+           "# HELP ringway_auth_failures_total Requests the access filters refused (401/403), by route and "
+           "reason.\n# TYPE ringway_auth_failures_total counter\n");
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        route_sum(routes[i], &r);
+        for (int k = 1; k < RW_AF__COUNT; k++)
+            if (r.auth[k] > 0)
+                APPEND(buf, n, cap, "ringway_auth_failures_total{route=\"%s\",reason=\"%s\"} %llu\n",
+                       cfg->routes[i].name, rw_af_names[k], (unsigned long long)r.auth[k]);
+    }
+    APPEND(buf, n, cap,
            "# HELP ringway_request_duration_seconds Time from a request's head to its end, by route.\n"
            "# TYPE ringway_request_duration_seconds histogram\n");
     for (size_t i = 0; i <= cfg->nroutes; i++) {
@@ -264,16 +295,26 @@ size_t rw_rstats_metrics(const rw_config *cfg, rw_route_slot *const *routes, rw_
         snprintf(labels, sizeof(labels), "service=\"%s\"", cfg->services[i].name);
         n = histogram(buf, n, cap, "ringway_upstream_response_seconds", labels, s.hist, s.sum_ms);
     }
-    APPEND(
-        buf, n, cap,
-        "# HELP ringway_upstream_requests_total Requests sent to a service, by result (ok: an answer below "
-        "500; 5xx; failed: no answer).\n# TYPE ringway_upstream_requests_total counter\n");
-    for (size_t i = 0; i < cfg->nservices; i++) {
-        svc_sum(svcs[i], &s);
-        static const char *const res[3] = {"ok", "5xx", "failed"};
-        for (int k = 0; k < 3; k++)
-            APPEND(buf, n, cap, "ringway_upstream_requests_total{service=\"%s\",result=\"%s\"} %llu\n",
-                   cfg->services[i].name, res[k], (unsigned long long)s.results[k]);
+    return n < cap ? n : cap;
+}
+
+size_t rw_rstats_limit_metrics(char *buf, size_t cap)
+{
+    size_t n = 0;
+    APPEND(buf, n, cap,
+           "# HELP ringway_ratelimit_rejected_total Requests a rate limit refused (429), by limit name.\n"
+           "# TYPE ringway_ratelimit_rejected_total counter\n");
+    pthread_mutex_lock(&mu);
+    for (const entry *e = entries; e != NULL; e = e->next) {
+        if (e->kind != KIND_LIMIT)
+            continue;
+        const rw_limit_slot *slots = e->slots;
+        uint64_t sum = 0;
+        for (int w = 0; w < nslots; w++)
+            sum += __atomic_load_n(&slots[w].rejected, __ATOMIC_RELAXED);
+        APPEND(buf, n, cap, "ringway_ratelimit_rejected_total{limit=\"%s\"} %llu\n", e->name,
+               (unsigned long long)sum);
     }
+    pthread_mutex_unlock(&mu);
     return n < cap ? n : cap;
 }

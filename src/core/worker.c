@@ -25,6 +25,7 @@ struct rw_server {
 static void stop_listening(rw_worker *w)
 {
     rw_timer_cancel(rw_loop_timers(w->loop), &w->accept_retry);
+    rw_timer_cancel(rw_loop_timers(w->loop), &w->beat); /* a draining worker is not watched */
     for (size_t i = 0; i < w->nlisten; i++) {
         if (w->listen_fds[i] < 0)
             continue;
@@ -73,6 +74,16 @@ static void accept_retry_cb(rw_timer *t)
         if (w->listen_fds[i] >= 0 && !(w->accept_ops[i].flags & RW_OPF_PENDING) && !w->draining)
             rw_loop_accept(w->loop, &w->accept_ops[i], w->listen_fds[i]);
     }
+}
+
+/* The liveness heartbeat: a timer that runs only when the loop turns, so a
+ * worker stuck in a callback or a blocking call stops beating. */
+static void beat_cb(rw_timer *t)
+{
+    rw_worker *w = RW_CONTAINER_OF(t, rw_worker, beat);
+    uint64_t now = rw_loop_now(w->loop);
+    atomic_store_explicit(&w->heartbeat, now, memory_order_relaxed);
+    rw_timer_set(rw_loop_timers(w->loop), &w->beat, now + RW_HEARTBEAT_MS);
 }
 
 /* Takes one of the process's max_conns slots; false when all are taken. One
@@ -159,6 +170,9 @@ static void *worker_main(void *arg)
 {
     rw_worker *w = arg;
     rw_log_set_thread(w->id);
+    char name[16];
+    snprintf(name, sizeof(name), "rw-worker-%d", w->id);
+    pthread_setname_np(pthread_self(), name); /* for top -H, perf, /proc/PID/task/TID/comm */
     if (w->cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);
@@ -177,6 +191,7 @@ static void *worker_main(void *arg)
     w->wake_op.data = w;
     rw_loop_read_eventfd(w->loop, &w->wake_op, w->wake_fd);
     rw_loop_set_turn_hook(w->loop, turn_hook, w);
+    beat_cb(&w->beat);
     atomic_store_explicit(&w->running, true, memory_order_release);
     int rc = rw_loop_run(w->loop);
     if (rc != 0) {
@@ -212,6 +227,7 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
     w->seed = s->opts.seed + ((uint64_t)id << 40);
     w->h = s->opts.handler;
     rw_timer_init(&w->accept_retry, accept_retry_cb);
+    rw_timer_init(&w->beat, beat_cb);
     w->listen_fds = malloc(sizeof(int) * w->nlisten);
     w->accept_ops = calloc(w->nlisten, sizeof(rw_op));
     if (w->listen_fds == NULL || w->accept_ops == NULL) {
@@ -384,6 +400,22 @@ bool rw_server_ready(rw_server *s)
         if (!atomic_load_explicit(&s->workers[i].running, memory_order_acquire))
             return false;
     return true;
+}
+
+int rw_server_stalled(rw_server *s, uint64_t now_ms, uint64_t limit_ms, uint64_t *age_ms)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        rw_worker *w = &s->workers[i];
+        if (!atomic_load_explicit(&w->running, memory_order_acquire) ||
+            atomic_load_explicit(&w->drain, memory_order_acquire))
+            continue; /* not started, finished or draining: not watched */
+        uint64_t hb = atomic_load_explicit(&w->heartbeat, memory_order_relaxed);
+        if (now_ms > hb && now_ms - hb > limit_ms) {
+            *age_ms = now_ms - hb;
+            return i;
+        }
+    }
+    return -1;
 }
 
 void rw_server_set_unready(rw_server *s)

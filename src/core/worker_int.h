@@ -36,6 +36,10 @@ struct rw_worker {
     const rw_worker_handler *h;
     void *hs; /* the handler's per-worker state */
     rw_timer accept_retry;
+    rw_timer beat;              /* every RW_HEARTBEAT_MS: the loop still turns */
+    _Atomic uint64_t heartbeat; /* rw_loop_now at the last beat (the admin reads it) */
 };
+
+#define RW_HEARTBEAT_MS 1000
 
 #endif

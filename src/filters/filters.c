@@ -182,7 +182,8 @@ static int rl_build(rw_filters *f, filter_rt *fr, char *err, size_t errlen)
         }
     }
     rr->reg = rw_rl_global_acquire(r);
-    if (rr->reg == NULL)
+    rr->stats = rw_rstats_limit_acquire(r->name);
+    if (rr->reg == NULL || rr->stats == NULL)
         goto oom;
     return 0;
 oom:
@@ -202,6 +203,7 @@ static void filter_rt_free(filter_rt *fr)
         free(fr->u.rl.tiers);
         if (fr->u.rl.reg != NULL)
             rw_rl_global_release(fr->u.rl.reg);
+        rw_rstats_release(fr->u.rl.stats);
     }
 }
 

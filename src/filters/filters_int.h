@@ -10,6 +10,7 @@
 #include "ringway/jwks.h"
 #include "ringway/jwt.h"
 #include "ringway/rl_global.h"
+#include "ringway/rstats.h"
 
 /* ---- compiled filters ---- */
 
@@ -22,8 +23,9 @@ typedef struct jwt_rt {
 
 typedef struct rl_rt {
     rw_rl_entry *reg;
-    rw_rl_params base;   /* rate as written; rate 0: none */
-    rw_rl_params *tiers; /* per tier (rate 0 = unlimited) */
+    rw_rl_params base;    /* rate as written; rate 0: none */
+    rw_rl_params *tiers;  /* per tier (rate 0 = unlimited) */
+    rw_limit_slot *stats; /* one per worker: rejections (rstats.h) */
 } rl_rt;
 
 typedef struct filter_rt {

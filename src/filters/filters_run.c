@@ -48,13 +48,15 @@ struct rw_filter_worker {
     char token_scratch[SCRATCH_TOKEN];
     char values[SCRATCH_VALUES];
     uint32_t values_len;
+    int id; /* the worker's index */
 };
 
-rw_filter_worker *rw_filter_worker_new(uint32_t shard_keys)
+rw_filter_worker *rw_filter_worker_new(uint32_t shard_keys, int id)
 {
     rw_filter_worker *fw = calloc(1, sizeof(*fw));
     if (fw == NULL)
         return NULL;
+    fw->id = id < 0 || id >= rw_rstats_nslots() ? 0 : id;
     fw->shard = rw_rl_shard_new(shard_keys ? shard_keys : 16384);
     if (fw->shard == NULL) {
         free(fw);
@@ -97,10 +99,6 @@ void rw_filter_worker_stats(const rw_filter_worker *fw, rw_filters_stats *out)
     const rw_filters_stats *s = &fw->stats;
     out->jwt_cache_hits += s->jwt_cache_hits;
     out->jwt_verified += s->jwt_verified;
-    out->jwt_rejected += s->jwt_rejected;
-    out->key_rejected += s->key_rejected;
-    out->acl_denied += s->acl_denied;
-    out->rl_limited += s->rl_limited;
     out->rl_redis_fallback += s->rl_redis_fallback;
 }
 
@@ -135,6 +133,30 @@ static int refuse(run_ctx *x, int status, const char *error)
     x->out->status = status;
     x->out->error = error;
     return status;
+}
+
+/* A refusal by authentication or an ACL, with its reason for the metrics. */
+static int deny(run_ctx *x, int status, const char *error, int why)
+{
+    x->out->auth_fail = (uint8_t)why;
+    return refuse(x, status, error);
+}
+
+/* The metrics' reason for a token that did not verify. */
+static int jwt_reason(int rc)
+{
+    switch (rc) {
+    case RW_JWT_EEXPIRED:
+    case RW_JWT_ENOTYET:
+    case RW_JWT_ETOOOLD:
+        return RW_AF_TOKEN_EXPIRED;
+    case RW_JWT_EISSUER:
+    case RW_JWT_EAUDIENCE:
+    case RW_JWT_ECLAIM:
+        return RW_AF_TOKEN_CLAIMS;
+    default:
+        return RW_AF_TOKEN_INVALID;
+    }
 }
 
 static rw_str trim(const char *p, const char *e)
@@ -382,14 +404,12 @@ static int run_key_auth(run_ctx *x, const rw_key_auth_cfg *k)
     bool dup;
     bool have = credential(x->in->rq, k->from, k->name, &key, &dup);
     if (dup) {
-        x->fw->stats.key_rejected++;
         extra_add(x->out, "WWW-Authenticate: Key realm=\"ringway\", error=\"invalid_key\"\r\n");
-        return refuse(x, 401, "API key given more than once");
+        return deny(x, 401, "API key given more than once", RW_AF_KEY_INVALID);
     }
     if (!have) {
-        x->fw->stats.key_rejected++;
         extra_add(x->out, "WWW-Authenticate: Key realm=\"ringway\"\r\n");
-        return refuse(x, 401, "missing API key");
+        return deny(x, 401, "missing API key", RW_AF_KEY_MISSING);
     }
     uint8_t d[SHA256_DIGEST_LENGTH];
     SHA256((const uint8_t *)key.p, key.len, d);
@@ -404,9 +424,8 @@ static int run_key_auth(run_ctx *x, const rw_key_auth_cfg *k)
             return 0;
         }
     }
-    x->fw->stats.key_rejected++;
     extra_add(x->out, "WWW-Authenticate: Key realm=\"ringway\", error=\"invalid_key\"\r\n");
-    return refuse(x, 401, "invalid API key");
+    return deny(x, 401, "invalid API key", RW_AF_KEY_INVALID);
 }
 
 /* Verifies tok, through the worker's cache for asymmetric signatures. */
@@ -475,12 +494,11 @@ static void jwt_cache_store(rw_filter_worker *fw, const filter_rt *fr, uint64_t 
 
 static int jwt_refuse(run_ctx *x, int rc)
 {
-    x->fw->stats.jwt_rejected++;
     extra_add(
         x->out,
         "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", error_description=\"%s\"\r\n",
         rw_jwt_strerror(rc));
-    return refuse(x, 401, rw_jwt_strerror(rc));
+    return deny(x, 401, rw_jwt_strerror(rc), jwt_reason(rc));
 }
 
 static int run_jwt(run_ctx *x, const filter_rt *fr)
@@ -492,15 +510,13 @@ static int run_jwt(run_ctx *x, const filter_rt *fr)
     bool dup;
     bool have = credential(x->in->rq, j->from, j->from_name, &tok, &dup);
     if (dup) {
-        fw->stats.jwt_rejected++;
         extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_request\", "
                           "error_description=\"token given more than once\"\r\n");
-        return refuse(x, 400, "token given more than once"); /* RFC 6750 3.1 invalid_request */
+        return deny(x, 400, "token given more than once", RW_AF_TOKEN_INVALID); /* RFC 6750 3.1 */
     }
     if (!have) {
-        fw->stats.jwt_rejected++;
         extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\"\r\n");
-        return refuse(x, 401, "missing token");
+        return deny(x, 401, "missing token", RW_AF_TOKEN_MISSING);
     }
     if (tok.len > RW_JWT_MAX_TOKEN)
         return jwt_refuse(x, RW_JWT_ETOOLARGE);
@@ -550,10 +566,9 @@ static int run_jwt(run_ctx *x, const filter_rt *fr)
         ssize_t n = rw_jwt_claim_text(t.payload, t.payload_len, j->consumer_claim, name, sizeof(name));
         int c = n > 0 ? rw__filters_consumer_by_name(x->f, name, (size_t)n) : -1;
         if (c < 0) {
-            fw->stats.jwt_rejected++;
             extra_add(x->out, "WWW-Authenticate: Bearer realm=\"ringway\", error=\"invalid_token\", "
                               "error_description=\"unknown consumer\"\r\n");
-            return refuse(x, 401, "unknown consumer");
+            return deny(x, 401, "unknown consumer", RW_AF_CONSUMER_UNKNOWN);
         }
         x->out->consumer = c;
     }
@@ -581,8 +596,7 @@ static int run_acl_ip(run_ctx *x, const rw_acl_cfg *a)
     client_ip(x);
     if (x->ip.family == 0 || rw_cidr_match_any(a->deny_ips, a->ndeny_ips, &x->ip) ||
         (a->nallow_ips > 0 && !rw_cidr_match_any(a->allow_ips, a->nallow_ips, &x->ip))) {
-        x->fw->stats.acl_denied++;
-        return refuse(x, 403, "address not allowed");
+        return deny(x, 403, "address not allowed", RW_AF_IP_DENIED);
     }
     return 0;
 }
@@ -592,14 +606,12 @@ static int run_acl_groups(run_ctx *x, const rw_acl_cfg *a)
     if (a->nallow_groups == 0 && a->ndeny_groups == 0)
         return 0;
     if (x->out->consumer < 0) {
-        x->fw->stats.acl_denied++;
-        return refuse(x, 403, "no consumer identified");
+        return deny(x, 403, "no consumer identified", RW_AF_CONSUMER_MISSING);
     }
     const rw_consumer_cfg *c = &x->f->cfg->consumers[x->out->consumer];
     if (in_groups(c, a->deny_groups, a->ndeny_groups) ||
         (a->nallow_groups > 0 && !in_groups(c, a->allow_groups, a->nallow_groups))) {
-        x->fw->stats.acl_denied++;
-        return refuse(x, 403, "consumer not allowed");
+        return deny(x, 403, "consumer not allowed", RW_AF_CONSUMER_DENIED);
     }
     return 0;
 }
@@ -674,7 +686,7 @@ static int run_rate_limit(run_ctx *x, const filter_rt *fr, rw_rl_decision *best,
     rw_rl_decision d;
     uint64_t key = rl_key(x, r);
     if (!rw_rl_check(x->fw->shard, rw_rl_entry_table(rr->reg), key, p, x->in->now_ms * 1000000u, &d)) {
-        x->fw->stats.rl_limited++;
+        rr->stats[x->fw->id].rejected++;
         x->out->ratelimit = RW_RLS_LIMITED;
         extra_add(
             x->out,
@@ -702,6 +714,7 @@ int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_in
     out->nadd = 0;
     out->consumer = -1;
     out->ratelimit = RW_RLS_NONE;
+    out->auth_fail = RW_AF_NONE;
     out->query_set = false;
     fw->values_len = 0;
     /* phase 1: addresses */

@@ -97,6 +97,8 @@ size_t rw_health_metrics(const rw_snapshot *snap, char *buf, size_t cap)
         {"ringway_upstream_ejected", "gauge", "Whether outlier detection has the instance ejected now (1)."},
         {"ringway_upstream_ejections_total", "counter", "Outlier ejections of the instance."},
         {"ringway_health_checks_total", "counter", "Active health checks of the instance, by result."},
+        {"ringway_upstream_requests_total", "counter",
+         "Attempts sent to the instance, by result (ok: an answer below 500; 5xx; failed: no answer)."},
     };
     for (size_t f = 0; f < RW_ARRAY_LEN(fam); f++) {
         APPEND(buf, n, cap, "# HELP %s %s\n# TYPE %s %s\n", fam[f].name, fam[f].help, fam[f].name,
@@ -118,6 +120,16 @@ size_t rw_health_metrics(const rw_snapshot *snap, char *buf, size_t cap)
                 case 2:
                     APPEND(buf, n, cap, "%s{service=\"%s\",instance=\"%s\"} %llu\n", fam[f].name, svc,
                            st->address, (unsigned long long)atomic_load(&st->ejections));
+                    break;
+                case 4:
+                    APPEND(buf, n, cap,
+                           "%s{service=\"%s\",instance=\"%s\",result=\"ok\"} %llu\n"
+                           "%s{service=\"%s\",instance=\"%s\",result=\"5xx\"} %llu\n"
+                           "%s{service=\"%s\",instance=\"%s\",result=\"failed\"} %llu\n",
+                           fam[f].name, svc, st->address, (unsigned long long)rw_upstate_total(st, RW_UP_OK),
+                           fam[f].name, svc, st->address, (unsigned long long)rw_upstate_total(st, RW_UP_5XX),
+                           fam[f].name, svc, st->address,
+                           (unsigned long long)rw_upstate_total(st, RW_UP_FAILED));
                     break;
                 default:
                     APPEND(buf, n, cap,

@@ -12,6 +12,7 @@
 #include "ringway/common.h"
 #include "ringway/instset.h"
 #include "ringway/log.h"
+#include "ringway/rstats.h"
 #include "ringway/upstate.h"
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -64,12 +65,16 @@ static rw_inst_state *inst_get(const char *service, const char *address)
         return NULL;
     s->service = strdup(service);
     s->address = strdup(address);
-    if (s->service == NULL || s->address == NULL) {
+    void *counts = NULL;
+    if (s->service == NULL || s->address == NULL ||
+        posix_memalign(&counts, 64, 64 * (size_t)rw_rstats_nslots()) != 0) {
         free(s->service);
         free(s->address);
         free(s);
         return NULL;
     }
+    memset(counts, 0, 64 * (size_t)rw_rstats_nslots());
+    s->counts = counts;
     atomic_init(&s->healthy, 1); /* in rotation until a check says otherwise */
     atomic_init(&s->last_probe, 0);
     s->refs = 1;
@@ -88,9 +93,18 @@ static void inst_put(rw_inst_state *s)
             break;
         }
     }
+    free(s->counts);
     free(s->service);
     free(s->address);
     free(s);
+}
+
+uint64_t rw_upstate_total(const rw_inst_state *s, int result)
+{
+    uint64_t sum = 0;
+    for (int w = 0; w < rw_rstats_nslots(); w++)
+        sum += __atomic_load_n(&s->counts[(size_t)w * 8 + (size_t)result], __ATOMIC_RELAXED);
+    return sum;
 }
 
 static void release_locked(rw_svc_health *h, size_t n)

@@ -93,6 +93,8 @@ void rw__stats_count(rw_exchange *ex)
         rs->local[RW_LR_CLIENT_CLOSED]++;
     else if (ex->local && (status >= 400 || ex->err_kind != RW_EXERR_NONE))
         rs->local[local_reason(ex->err_kind, status)]++;
+    if (ex->auth_fail != RW_AF_NONE && ex->auth_fail < RW_AF__COUNT)
+        rs->auth[ex->auth_fail]++;
     rs->hist[rw_hist_bucket(dur)]++;
     rs->sum_ms += dur;
     rs->bytes_in += ex->head_len + ex->req_total;
@@ -103,9 +105,6 @@ void rw__stats_count(rw_exchange *ex)
             uint64_t fb = (uint64_t)ex->t_first_byte;
             ss->hist[rw_hist_bucket(fb)]++;
             ss->sum_ms += fb;
-            ss->results[ex->resp.status >= 500 ? 1 : 0]++;
-        } else {
-            ss->results[2]++;
         }
     }
 }

@@ -290,7 +290,11 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     if (plen == 7 && memcmp(path, "/health", 7) == 0 &&
         (ex->method == RW_METHOD_GET || ex->method == RW_METHOD_HEAD)) {
         rw__input_consume(w, &c->in, (uint32_t)head_len);
-        rw__send_canned(ex, &snap->health);
+        uint64_t age;
+        if (rw_server_stalled(w->server, rw_loop_now(w->loop), RW_STALL_MS, &age) >= 0)
+            rw__ex_send_error(ex, 503, "a worker is stalled"); /* liveness: any worker, not this one */
+        else
+            rw__send_canned(ex, &snap->health);
         return;
     }
     if (plen == 6 && memcmp(path, "/ready", 6) == 0 &&
@@ -345,6 +349,7 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
         int refused = rw_filters_run(w->fw, flt, &fin, fr);
         ex->consumer = (int16_t)fr->consumer;
         ex->ratelimit = fr->ratelimit;
+        ex->auth_fail = fr->auth_fail;
         if (refused != 0) {
             rw__input_consume(w, &c->in, (uint32_t)head_len);
             rw__ex_send_error_x(ex, fr->status, fr->error, fr->extra, fr->extra_len);

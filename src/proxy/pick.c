@@ -91,9 +91,14 @@ picked:
     return RW_PICK_OK;
 }
 
-/* Tells outlier detection how the attempt on the current instance ended. */
+/* Counts how the attempt on the current instance ended, and tells outlier
+ * detection. */
 void rw__ex_outcome(rw_exchange *ex, uint32_t kind)
 {
+    rw_upstate_count(&ex->ur.ws->snap->upstate[ex->ur.svc], (uint32_t)ex->ur.inst, ex->c->w->id,
+                     kind == 0               ? RW_UP_OK
+                     : kind == RW_FAILON_5XX ? RW_UP_5XX
+                                             : RW_UP_FAILED);
     const rw_outlier_cfg *oc = &ex->ur.svc_cfg->outlier;
     if (!oc->enabled)
         return;

@@ -290,6 +290,7 @@ struct rw_exchange {
     uint16_t alog_len;
     uint8_t err_kind;  /* enum rw_ex_error: why ringway answered itself */
     uint8_t ratelimit; /* enum rw_rl_seen */
+    uint8_t auth_fail; /* enum rw_auth_fail: why the access filters refused */
     bool local;        /* ringway made the answer (an error, a respond route, /health) */
     int16_t consumer;  /* index into cfg->consumers, -1: none */
     int32_t t_connect,

@@ -27,7 +27,7 @@ static void *pw_create(rw_worker *core, rw_snapshot *snap, char *err, size_t err
     w->rng = rw_mix64(w->reqid_seed ^ 0x7472616365ull); /* "trace" */
     /* Never smaller than a loop buffer: a partial head moves from one into it. */
     w->hbuf_cap = (uint32_t)RW_MAX(snap->cfg->http.max_header_bytes + 2048, 32768);
-    w->fw = rw_filter_worker_new(snap->cfg->rate_limit_shard_keys);
+    w->fw = rw_filter_worker_new(snap->cfg->rate_limit_shard_keys, w->id);
     if (w->fw == NULL) {
         free(w);
         snprintf(err, errlen, "out of memory");

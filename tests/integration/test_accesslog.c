@@ -223,12 +223,20 @@ H_TEST(metrics, by_route_and_service_with_histograms)
     int admin = h_free_port();
     h_proxy *p = h_proxy_start(&(h_proxy_opts){
         .config = h_fmt("admin: \"127.0.0.1:%d\"\n"
+                        "consumers:\n"
+                        "  - {name: alice, keys: [\"alice-key-1\"]}\n"
                         "services:\n"
                         "  - {name: app, instances: [\"127.0.0.1:%d\"]}\n"
                         "  - {name: gone, instances: [\"127.0.0.1:%d\"]}\n"
                         "routes:\n"
                         "  - {name: app, paths: [{prefix: /app}, {prefix: /status}], service: app}\n"
-                        "  - {name: gone, paths: [{prefix: /gone}], service: gone}\n",
+                        "  - {name: gone, paths: [{prefix: /gone}], service: gone}\n"
+                        "  - name: keyed\n"
+                        "    paths: [{prefix: /keyed}]\n"
+                        "    service: app\n"
+                        "    filters:\n"
+                        "      - key_auth: {header: X-API-Key}\n"
+                        "      - rate_limit: {name: keyed-per-consumer, key: consumer, rate: 1/min}\n",
                         admin, u->port, dead_port),
         .workers = 2,
         .expect_errors = true});
@@ -242,9 +250,34 @@ H_TEST(metrics, by_route_and_service_with_histograms)
     h_get(p->port, "/gone", &r); /* ringway's 502 */
     cr_expect_eq(r.status, 502);
     h_get(p->port, "/nowhere", &r);
+    h_get(p->port, "/keyed", &r); /* no key */
+    cr_expect_eq(r.status, 401);
+    for (int i = 0; i < 2; i++) {
+        h_conn *k = h_connect(p->port);
+        cr_assert_eq(h_request(k, "GET", "/keyed", i == 0 ? "X-API-Key: wrong\r\n" : "X-API-Key: nope\r\n",
+                               NULL, 0, &r),
+                     H_OK);
+        cr_expect_eq(r.status, 401);
+        h_close(k);
+    }
+    for (int i = 0; i < 3; i++) { /* one a minute: 200, then 429 twice */
+        h_conn *k = h_connect(p->port);
+        cr_assert_eq(h_request(k, "GET", "/keyed", "X-API-Key: alice-key-1\r\n", NULL, 0, &r), H_OK);
+        cr_expect_eq(r.status, i == 0 ? 200 : 429);
+        h_close(k);
+    }
     h_sleep_ms(100);
     h_get(admin, "/metrics", &r);
-    static const char *const want[] = {
+    char *ok_app =
+        h_fmt("ringway_upstream_requests_total{service=\"app\",instance=\"127.0.0.1:%d\",result=\"ok\"} 6\n",
+              u->port);
+    char *bad_app =
+        h_fmt("ringway_upstream_requests_total{service=\"app\",instance=\"127.0.0.1:%d\",result=\"5xx\"} 2\n",
+              u->port);
+    char *failed_gone = h_fmt("ringway_upstream_requests_total{service=\"gone\",instance=\"127.0.0.1:%d\","
+                              "result=\"failed\"} 2\n", /* connect failures are retried once */
+                              dead_port);
+    const char *const want[] = {
         "ringway_requests_total{route=\"app\",service=\"app\",code_class=\"2xx\"} 5\n",
         "ringway_requests_total{route=\"app\",service=\"app\",code_class=\"5xx\"} 2\n",
         "ringway_requests_total{route=\"gone\",service=\"gone\",code_class=\"5xx\"} 1\n",
@@ -252,10 +285,14 @@ H_TEST(metrics, by_route_and_service_with_histograms)
         "ringway_local_responses_total{route=\"\",code=\"404\",reason=\"no_route\"} 1\n",
         "ringway_request_duration_seconds_count{route=\"app\"} 7\n",
         "ringway_request_duration_seconds_bucket{route=\"app\",le=\"+Inf\"} 7\n",
-        "ringway_upstream_response_seconds_count{service=\"app\"} 7\n",
-        "ringway_upstream_requests_total{service=\"app\",result=\"ok\"} 5\n",
-        "ringway_upstream_requests_total{service=\"app\",result=\"5xx\"} 2\n",
-        "ringway_upstream_requests_total{service=\"gone\",result=\"failed\"} 1\n",
+        "ringway_upstream_response_seconds_count{service=\"app\"} 8\n",
+        ok_app,
+        bad_app,
+        failed_gone,
+        "ringway_auth_failures_total{route=\"keyed\",reason=\"key_missing\"} 1\n",
+        "ringway_auth_failures_total{route=\"keyed\",reason=\"key_invalid\"} 2\n",
+        "ringway_ratelimit_rejected_total{limit=\"keyed-per-consumer\"} 2\n",
+        "ringway_local_responses_total{route=\"keyed\",code=\"429\",reason=\"rate_limited\"} 2\n",
     };
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         cr_expect(strstr(r.body, want[i]) != NULL, "/metrics lacks %s", want[i]);

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -520,4 +522,63 @@ H_TEST(lifecycle, metrics_are_promtool_clean)
     h_cmd *c;
     int code = h_run(&c, 10000, "promtool check metrics < '%s'", file);
     cr_assert_eq(code, 0, "promtool check metrics: %s%s", c->out, c->err);
+}
+
+/* The thread id of ringway's worker N (threads are named rw-worker-N), or -1. */
+static pid_t worker_tid(pid_t pid, int n)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "rw-worker-%d\n", n);
+    for (int tid = pid; tid < pid + 4096; tid++) {
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", pid, tid);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        bool hit = fgets(comm, sizeof(comm), f) != NULL && strcmp(comm, want) == 0;
+        fclose(f);
+        if (hit)
+            return tid;
+    }
+    return -1;
+}
+
+/* Liveness follows every worker, not the one a probe lands on: one worker of
+ * two stopped (ptrace stops that thread only) turns /health to 503 on the
+ * admin port and on the data port (whichever worker answers), and back to
+ * 200 when it runs again; /ready is not liveness and stays 200. */
+H_TEST(lifecycle, health_fails_while_a_worker_is_stalled)
+{
+    int admin = h_free_port();
+    h_proxy *p = h_proxy_start(&(h_proxy_opts){
+        .config = h_fmt("admin: \"127.0.0.1:%d\"\n", admin), .workers = 2, .expect_errors = true});
+    pid_t tid = worker_tid(p->pid, 1);
+    cr_assert_gt(tid, 0, "no thread named rw-worker-1");
+    if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0)
+        cr_skip_test("ptrace is not allowed here: %s", strerror(errno));
+    cr_assert_eq(ptrace(PTRACE_INTERRUPT, tid, NULL, NULL), 0, "%s", strerror(errno));
+    int st;
+    cr_assert_eq(waitpid(tid, &st, __WALL), tid);
+    cr_assert(h_wait_status(admin, "/health", 503, 9000), "admin /health stayed 200 with a worker stopped");
+    h_resp r;
+    h_get(admin, "/health", &r);
+    cr_assert(strstr(r.body, "\"worker\":1") != NULL, "%s", r.body);
+    int answered = 0; /* a connection that lands on worker 1 waits in its queue: skipped */
+    for (int i = 0; i < 12 && answered < 3; i++) {
+        h_conn *c = h_connect(p->port);
+        c->timeout_ms = 500;
+        h_resp d;
+        if (h_request(c, "GET", "/health", "Connection: close\r\n", NULL, 0, &d) == H_OK) {
+            cr_assert_eq(d.status, 503, "data-port /health answered %d by the running worker", d.status);
+            answered++;
+            h_resp_free(&d);
+        }
+        h_close(c);
+    }
+    cr_assert_gt(answered, 0, "no data-port connection reached the running worker");
+    h_get(admin, "/ready", &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(ptrace(PTRACE_DETACH, tid, NULL, NULL), 0, "%s", strerror(errno));
+    cr_assert(h_wait_status(admin, "/health", 200, 5000), "/health did not recover");
+    cr_assert(h_proxy_log_contains(p, "liveness: worker 1"));
 }

@@ -113,7 +113,7 @@ Test(filters, key_auth_and_acl)
     char err[256];
     rw_filters *f = rw_filters_build(cfg, err, sizeof(err));
     cr_assert_not_null(f, "%s", err);
-    rw_filter_worker *fw = rw_filter_worker_new(128);
+    rw_filter_worker *fw = rw_filter_worker_new(128, 0);
     rw_filter_result r;
 
     cr_expect_eq(
@@ -153,7 +153,7 @@ Test(filters, rate_limit_headers_and_refusal)
     char err[256];
     rw_filters *f = rw_filters_build(cfg, err, sizeof(err));
     cr_assert_not_null(f, "%s", err);
-    rw_filter_worker *fw = rw_filter_worker_new(128);
+    rw_filter_worker *fw = rw_filter_worker_new(128, 0);
     rw_filter_result r;
     const char *req = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     for (int i = 0; i < 3; i++) {
