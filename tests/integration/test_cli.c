@@ -326,3 +326,17 @@ H_TEST(cli, shipped_alert_rules_and_dashboard_are_valid)
                   "%s is used by the shipped files but not served", n);
     }
 }
+
+H_TEST(cli, kubernetes_manifests_validate_offline)
+{
+    /* tests/k8s/validate.sh: kustomize rendering, the Kubernetes schemas with
+     * unknown fields refused, the seccomp profile, --check-config on the
+     * ConfigMap, and a self-test that a misspelt field is caught */
+    const char *root = getenv("RW_SOURCE_ROOT");
+    cr_assert_not_null(root, "RW_SOURCE_ROOT is not set");
+    h_cmd *c;
+    int code = h_run(&c, 60000, "'%s/tests/k8s/validate.sh' '%s'", root, h_binary());
+    if (code == 77)
+        cr_skip_test("%s", c->out);
+    cr_assert_eq(code, 0, "tests/k8s/validate.sh exited %d:\n%s%s", code, c->out, c->err);
+}
