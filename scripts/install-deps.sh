@@ -5,31 +5,23 @@ set -euo pipefail
 
 build_pkgs=(gcc pkg-config meson ninja-build liburing-dev android-libboringssl-dev libhiredis-dev
             libyaml-dev liburcu-dev libcriterion-dev libc-ares-dev)
-test_pkgs=(curl wrk apache2-utils prometheus nginx-light python3 clang-14 clang-format-14 libclang-rt-14-dev redis-server python3-jwt python3-cryptography openssl dnsmasq-base nodejs)
+test_pkgs=(curl wrk apache2-utils prometheus nginx-light python3 clang-14 clang-format-14 libclang-rt-14-dev redis-server python3-jwt python3-cryptography openssl dnsmasq-base nodejs chromium)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
     want+=("${test_pkgs[@]}")
-    # npm for tests/k8s (kubernetes-models, js-yaml); Debian's nodejs has no
-    # npm of its own, a NodeSource nodejs has one already.
-    command -v npm >/dev/null 2>&1 || want+=(npm)
 fi
 
-# tests/k8s/node_modules from its package-lock.json (npm registry), kept until
-# the lock file changes. Seconds; run after the packages below.
+# tests/k8s/node_modules (kubernetes-models, js-yaml) from its
+# package-lock.json, fetched from the npm registry with their integrity
+# checked (scripts/npm-modules.py: no npm needed); kept while the versions
+# match. Seconds; run after the packages below (python3).
 npm_test_modules() {
     [ "${1:-}" = "--test" ] || return 0
-    local dir
-    dir="$(cd "$(dirname "$0")/.." && pwd)/tests/k8s"
-    if [ -f "$dir/node_modules/.package-lock.json" ] && cmp -s <(sed -n '/"packages"/,$p' "$dir/package-lock.json" | grep -o '"node_modules/[^"]*"' | sort) \
-        <(grep -o '"node_modules/[^"]*"' "$dir/node_modules/.package-lock.json" | sort); then
-        return 0
-    fi
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || {
-        echo "install-deps: npm ci in tests/k8s failed" >&2
+    python3 "$(dirname "$0")/npm-modules.py" "$(dirname "$0")/../tests/k8s" || {
+        echo "install-deps: fetching tests/k8s/node_modules failed" >&2
         return 1
     }
-    echo "install-deps: installed tests/k8s/node_modules"
 }
 
 missing=()
