@@ -117,7 +117,8 @@ bool rw__alog_on(const rw_pworker *w)
 
 /* Appends s (n bytes) at *o: raw when fcap is 0, else JSON-escaped into at
  * most fcap bytes, always leaving 2 bytes for what closes the field. */
-static void put(char *buf, size_t cap, size_t *o, const char *s, size_t n, size_t fcap)
+static inline __attribute__((always_inline)) void put(char *buf, size_t cap, size_t *o, const char *s,
+                                                      size_t n, size_t fcap)
 {
     if (*o >= cap)
         return;
@@ -133,7 +134,7 @@ static void put(char *buf, size_t cap, size_t *o, const char *s, size_t n, size_
     *o += rw_json_escape(buf + *o, room, s, n, NULL);
 }
 
-static void puts_(char *buf, size_t cap, size_t *o, const char *s)
+static inline __attribute__((always_inline)) void puts_(char *buf, size_t cap, size_t *o, const char *s)
 {
     put(buf, cap, o, s, strlen(s), 0);
 }
@@ -145,8 +146,9 @@ static void puts_(char *buf, size_t cap, size_t *o, const char *s)
  * absent value; name is a literal. */
 #define JSTR(buf, cap, o, name, s, n, present, fcap)                                                         \
     jstr(buf, cap, o, ",\"" name "\":", sizeof(",\"" name "\":") - 1, s, n, present, fcap)
-static void jstr(char *buf, size_t cap, size_t *o, const char *key, size_t klen, const char *s, size_t n,
-                 bool present, size_t fcap)
+static inline __attribute__((always_inline)) void jstr(char *buf, size_t cap, size_t *o, const char *key,
+                                                       size_t klen, const char *s, size_t n, bool present,
+                                                       size_t fcap)
 {
     put(buf, cap, o, key, klen, 0);
     if (!present) {
