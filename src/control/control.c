@@ -201,7 +201,7 @@ static void start_drain(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, uin
     sd->deadline = now + o->snap->cfg->drain_timeout_ms;
     rw_log_info("draining: listeners closed, in-flight requests have up to %u ms",
                 o->snap->cfg->drain_timeout_ms);
-    rw_server_drain(o->server);
+    rw_server_drain(o->server, 0);
 }
 
 static void on_stop_signal(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, int signo, uint64_t now)

@@ -488,15 +488,16 @@ void rw__conn_accepted(rw_pworker *w, int fd)
     rw__c_read_head(c);
 }
 
-void rw__worker_close_idle(rw_pworker *w)
+void rw__worker_close_idle(rw_pworker *w, uint32_t grace_ms)
 {
     rw_conn *c = w->conns;
     while (c != NULL) {
         rw_conn *next = c->next;
-        if (c->state == RW_C_IDLE)
+        c->close_after = true;
+        if (c->state == RW_C_IDLE && grace_ms == 0)
             rw__c_close(c);
-        else
-            c->close_after = true;
+        else if (c->state == RW_C_IDLE) /* the idle timer closes it */
+            rw__c_timer(c, grace_ms);
         c = next;
     }
     rw__wstate_close_idle(w, w->ws);
