@@ -66,10 +66,12 @@ void rw_handover_send_draining(int conn);
  * connection and the old pid, or -1 with err. */
 int rw_handover_connect(const char *path, pid_t *peer, char *err, size_t errlen);
 /* Receives every socket until END (malloc'd array in *out, which the caller
- * frees after closing the fds it does not use). Truncated messages
+ * frees after closing the fds it does not use) and the sender's pid (its
+ * own word: the socket's credentials name the process that first listened
+ * on it). Truncated messages
  * (MSG_CTRUNC, MSG_TRUNC) and count mismatches are errors; on error every
  * fd received is closed. Returns 0 or -1 with err. */
-int rw_handover_receive(int conn, rw_ho_sock **out, size_t *n, char *err, size_t errlen);
+int rw_handover_receive(int conn, rw_ho_sock **out, size_t *n, pid_t *sender, char *err, size_t errlen);
 /* Sends READY and waits up to timeout_ms for DRAINING; 0 when it came, -1
  * with err otherwise (the new process serves either way). */
 int rw_handover_ready(int conn, bool kept, int timeout_ms, char *err, size_t errlen);

@@ -323,7 +323,7 @@ int rw_handover_connect(const char *path, pid_t *peer, char *err, size_t errlen)
     return fd;
 }
 
-int rw_handover_receive(int conn, rw_ho_sock **out, size_t *n, char *err, size_t errlen)
+int rw_handover_receive(int conn, rw_ho_sock **out, size_t *n, pid_t *sender, char *err, size_t errlen)
 {
     char buf[RW_HO_MSG_MAX];
     rw_ho_sock *socks = NULL;
@@ -346,6 +346,7 @@ int rw_handover_receive(int conn, rw_ho_sock **out, size_t *n, char *err, size_t
                 snprintf(err, errlen, "the running ringway sent %zu sockets but says %u", have, h->count);
                 goto out;
             }
+            *sender = (pid_t)h->pid; /* SO_PEERCRED names whoever listen()ed first */
             rc = 0;
             goto out;
         }
