@@ -74,6 +74,7 @@ static void pw_close_idle(void *st, uint32_t grace_ms)
 {
     rw_pworker *w = st;
     w->draining = true;
+    w->drain_grace_ms = grace_ms;
     rw__worker_close_idle(w, grace_ms);
 }
 
