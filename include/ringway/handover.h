@@ -3,6 +3,7 @@
  * SOCK_SEQPACKET socket with SCM_RIGHTS.
  *
  * Protocol (every message starts with rw_ho_hdr; version 1):
+ *   new -> old  HELLO     first; a connection that closes instead was a probe
  *   old -> new  FDS       count entries (rw_ho_entry) and as many fds, at
  *                         most RW_HO_BATCH per message
  *   old -> new  END       count = how many fds were sent in all
@@ -27,7 +28,7 @@ enum rw_ho_role {
     RW_HO_UPGRADE,  /* the upgrade socket itself */
 };
 
-enum rw_ho_type { RW_HO_FDS = 1, RW_HO_END, RW_HO_READY, RW_HO_ABORT, RW_HO_DRAINING };
+enum rw_ho_type { RW_HO_FDS = 1, RW_HO_END, RW_HO_READY, RW_HO_ABORT, RW_HO_DRAINING, RW_HO_HELLO };
 
 /* A socket passed across, as the receiver sees it. */
 typedef struct rw_ho_sock {
@@ -47,7 +48,8 @@ typedef struct rw_ho_sock {
 int rw_handover_listen(const char *path, char *err, size_t errlen);
 /* Removes path if it is still the socket file fd is bound to (same inode). */
 void rw_handover_unlink(const char *path, int fd);
-/* Accepts one connection on lfd and checks its peer; returns the connection
+/* Accepts one connection on lfd, checks its peer and waits for its HELLO;
+ * returns the connection
  * (blocking, with 2 s send and receive timeouts) and the peer's pid, or -1
  * with the reason in err (err empty: nothing to accept). */
 int rw_handover_accept(int lfd, pid_t *peer, char *err, size_t errlen);

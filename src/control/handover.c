@@ -108,6 +108,8 @@ static int send_msg(int conn, uint16_t type, uint32_t count, const void *body, s
     return n == (ssize_t)(sizeof(h) + body_len) ? 0 : -1;
 }
 
+static ssize_t recv_msg(int conn, char *buf, size_t cap, int flags, int *fds, size_t *nfds);
+
 int rw_handover_listen(const char *path, char *err, size_t errlen)
 {
     struct sockaddr_un sa;
@@ -194,6 +196,17 @@ int rw_handover_accept(int lfd, pid_t *peer, char *err, size_t errlen)
         return -1;
     }
     set_timeouts(fd, 2000);
+    /* Nothing is sent before the peer says HELLO: a probe (a starting
+     * ringway checking whether the socket file is stale) just goes away. */
+    char buf[RW_HO_MSG_MAX];
+    ssize_t n = recv_msg(fd, buf, sizeof(buf), 0, NULL, NULL);
+    if (n <= 0 || ((const rw_ho_hdr *)buf)->type != RW_HO_HELLO) {
+        if (n != 0)
+            snprintf(err, errlen, "pid %d: no hello (%s)", (int)*peer,
+                     n < 0 ? strerror(errno) : "unexpected message");
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -320,6 +333,11 @@ int rw_handover_connect(const char *path, pid_t *peer, char *err, size_t errlen)
         return -1;
     }
     set_timeouts(fd, 5000);
+    if (send_msg(fd, RW_HO_HELLO, 0, NULL, 0, NULL, 0) != 0) {
+        snprintf(err, errlen, "cannot talk to the running ringway on %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
