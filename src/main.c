@@ -1,6 +1,10 @@
 /* main.c - command-line flags, start-up and shutdown of ringway. */
 #include <errno.h>
 #include <getopt.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <sys/un.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +18,7 @@
 #include "ringway/log.h"
 #include "ringway/alog.h"
 #include "ringway/discovery.h"
+#include "ringway/handover.h"
 #include "ringway/health.h"
 #include "ringway/registry.h"
 #include "ringway/rstats.h"
@@ -58,12 +63,21 @@ static void usage(FILE *out)
             "      --sync-interval DUR   how often global limits sync with Redis (100ms)\n"
             "      --access-log WHERE    stdout | stderr | off | a file: one line per request\n"
             "                            (default stdout, JSON; replaces access_log.path)\n"
+            "      --upgrade-socket PATH UNIX socket a successor takes the listening sockets\n"
+            "                            from (default $RUNTIME_DIRECTORY/upgrade.sock when\n"
+            "                            systemd sets it, else off; \"off\" disables)\n"
+            "      --upgrade             start as the successor of the ringway listening on\n"
+            "                            the upgrade socket: take its listening sockets,\n"
+            "                            serve, then it drains and exits; on any failure\n"
+            "                            this one exits 1 and the old one keeps serving\n"
             "  -t, --check-config        validate the configuration and exit (0 = valid)\n"
             "  -V, --version             print the version and exit\n"
             "  -h, --help                print this help and exit\n"
             "\n"
             "Signals: SIGHUP reloads the config file; SIGTERM/SIGINT: /ready 503, the\n"
-            "shutdown delay, then drain and exit (a second one skips the delay).\n"
+            "shutdown delay, then drain and exit (a second one skips the delay);\n"
+            "SIGUSR2: start this binary again with --upgrade (a zero-drop upgrade);\n"
+            "SIGUSR1: reopen the access log file.\n"
             "Exit status: 0 drained, 1 error, 2 bad command line, 3 the drain timeout\n"
             "cut requests in flight.\n"
             "Flags override the config file. Durations: 250ms, 10s, 5m, 1h.\n");
@@ -81,7 +95,9 @@ enum {
     OPT_STEERING,
     OPT_SHUTDOWN_DELAY,
     OPT_WATCH_CONFIG,
-    OPT_ACCESS_LOG
+    OPT_ACCESS_LOG,
+    OPT_UPGRADE,
+    OPT_UPGRADE_SOCKET
 };
 
 static const struct option long_opts[] = {
@@ -100,6 +116,8 @@ static const struct option long_opts[] = {
     {"redis", required_argument, NULL, OPT_REDIS},
     {"sync-interval", required_argument, NULL, OPT_SYNC_INTERVAL},
     {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"upgrade", no_argument, NULL, OPT_UPGRADE},
+    {"upgrade-socket", required_argument, NULL, OPT_UPGRADE_SOCKET},
     {"check-config", no_argument, NULL, 't'},
     {"version", no_argument, NULL, 'V'},
     {"help", no_argument, NULL, 'h'},
@@ -130,12 +148,141 @@ static void raise_nofile(uint32_t want)
         rw_log_warn("cannot raise the open-file limit: %s", strerror(errno));
 }
 
+/* --upgrade: the connection to the old process; start-up failures after
+ * it was made tell the old one why (it keeps serving). */
+static int ho_conn = -1;
+
+static int start_failed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int start_failed(const char *fmt, ...)
+{
+    char msg[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rw_log_error("%s", msg);
+    if (ho_conn >= 0) {
+        rw_handover_abort(ho_conn, msg);
+        close(ho_conn);
+        ho_conn = -1;
+        rw_log_error("upgrade failed: the old process keeps serving");
+    }
+    return 1;
+}
+
+/* True when fd is a listening TCP socket bound to want's address and port. */
+static bool bound_to(int fd, const rw_sockaddr *want)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int on = 0;
+    socklen_t olen = sizeof(on);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) != 0 || !on ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) != 0 || ss.ss_family != want->ss.ss_family)
+        return false;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss,
+                                 *b = (const struct sockaddr_in *)&want->ss;
+        return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss,
+                                  *b = (const struct sockaddr_in6 *)&want->ss;
+        return a->sin6_port == b->sin6_port &&
+               memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+    }
+    return false;
+}
+
+/* True when fd is a UNIX socket bound to path. */
+static bool unix_bound_to(int fd, const char *path)
+{
+    struct sockaddr_un sa;
+    socklen_t len = sizeof(sa);
+    if (path == NULL || getsockname(fd, (struct sockaddr *)&sa, &len) != 0 || sa.sun_family != AF_UNIX)
+        return false;
+    return strncmp(sa.sun_path, path, sizeof(sa.sun_path)) == 0;
+}
+
+/* What this process takes of the sockets the old one handed over. */
+typedef struct inherited {
+    rw_listen_fd *data; /* for rw_server_opts.inherit */
+    size_t ndata;
+    int admin_fd, metrics_fd, upgrade_fd;
+} inherited;
+
+/* Matches the handed-over sockets to cfg: data listeners by address (in
+ * the order they came: their reuseport group's), admin and metrics_listen
+ * by address, the upgrade socket by path. The others are closed: their
+ * addresses are not configured any more (connections queued there are
+ * the old process's until it drains). Takes every fd in socks. */
+static int inherit_match(const rw_config *cfg, const char *upath, rw_ho_sock *socks, size_t n, inherited *in)
+{
+    *in = (inherited){.admin_fd = -1, .metrics_fd = -1, .upgrade_fd = -1};
+    in->data = malloc(sizeof(*in->data) * (n ? n : 1));
+    if (in->data == NULL) {
+        for (size_t i = 0; i < n; i++)
+            close(socks[i].fd);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rw_ho_sock *s = &socks[i];
+        bool used = false;
+        if (s->role == RW_HO_DATA) {
+            for (size_t a = 0; a < cfg->nlisten && !used; a++)
+                if (bound_to(s->fd, &cfg->listen[a])) {
+                    in->data[in->ndata++] = (rw_listen_fd){.fd = s->fd, .addr = (uint32_t)a, .slot = s->slot};
+                    used = true;
+                }
+        } else if (s->role == RW_HO_ADMIN || s->role == RW_HO_METRICS) {
+            if (cfg->has_admin && in->admin_fd < 0 && bound_to(s->fd, &cfg->admin)) {
+                in->admin_fd = s->fd;
+                used = true;
+            } else if (cfg->has_metrics_listen && in->metrics_fd < 0 &&
+                       bound_to(s->fd, &cfg->metrics_listen)) {
+                in->metrics_fd = s->fd;
+                used = true;
+            }
+        } else if (s->role == RW_HO_UPGRADE && in->upgrade_fd < 0 && unix_bound_to(s->fd, upath)) {
+            in->upgrade_fd = s->fd;
+            used = true;
+        }
+        if (!used) {
+            rw_log_info("upgrade: %s (%s) is not in this config: not listening there",
+                        s->text[0] ? s->text : "a socket",
+                        s->role == RW_HO_DATA      ? "listen"
+                        : s->role == RW_HO_ADMIN   ? "admin"
+                        : s->role == RW_HO_METRICS ? "metrics_listen"
+                                                   : "upgrade socket");
+            close(s->fd);
+        }
+    }
+    return 0;
+}
+
+/* The path of the running binary, so SIGUSR2 starts what is installed there
+ * now (a package upgrade replaced the file) rather than this process's own
+ * image (/proc/self/exe, the old inode). */
+static const char *self_exe(void)
+{
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+    if (n <= 0)
+        return NULL;
+    path[n] = '\0';
+    static const char del[] = " (deleted)";
+    size_t len = (size_t)n;
+    if (len > sizeof(del) - 1 && strcmp(path + len - (sizeof(del) - 1), del) == 0)
+        path[len - (sizeof(del) - 1)] = '\0';
+    return path;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "register") == 0 || strcmp(argv[1], "deregister") == 0))
         return rw_registry_main(argc - 1, argv + 1);
     const char *config_path = NULL;
-    bool check_only = false, pin = true, watch_config = false;
+    bool check_only = false, pin = true, watch_config = false, upgrade = false;
     int steering = RW_STEER_HASH;
     rw_overrides ov;
     rw_overrides_init(&ov);
@@ -240,6 +387,17 @@ int main(int argc, char **argv)
             }
             ov.access_log = optarg;
             break;
+        case OPT_UPGRADE:
+            upgrade = true;
+            break;
+        case OPT_UPGRADE_SOCKET:
+            if (*optarg == '\0' || strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+                fprintf(stderr, "ringway: --upgrade-socket: expected a path of 1 to %zu bytes, or off\n",
+                        sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+                return 2;
+            }
+            ov.upgrade_socket = optarg;
+            break;
         case OPT_SYNC_INTERVAL: {
             uint64_t ms;
             if (rw_parse_duration_ms(optarg, &ms) != 0 || ms < 1 || ms > 60000) {
@@ -325,28 +483,63 @@ int main(int argc, char **argv)
         rw_snapshot_unref(snap);
         return 1;
     }
-    int admin_fd = -1;
-    if (cfg->has_admin) {
-        admin_fd = rw_net_listen(&cfg->admin, 64, 0);
-        if (admin_fd < 0) {
-            rw_log_error("cannot listen on admin address %s: %s", cfg->admin.text, strerror(-admin_fd));
+    const char *upath = rw_control_upgrade_path(cfg);
+    inherited in = {.admin_fd = -1, .metrics_fd = -1, .upgrade_fd = -1};
+    pid_t old_pid = 0;
+    if (upgrade) {
+        /* The config is loaded and checked: only now disturb the old one. */
+        rw_ho_sock *socks = NULL;
+        size_t nsocks = 0;
+        if (upath == NULL) {
+            rw_log_error(
+                "--upgrade: no upgrade socket to take over from (--upgrade-socket PATH or upgrade_socket:)");
             rw_snapshot_unref(snap);
             return 1;
+        }
+        ho_conn = rw_handover_connect(upath, &old_pid, err, sizeof(err));
+        if (ho_conn < 0) {
+            rw_log_error("--upgrade: %s; nothing changed", err);
+            rw_snapshot_unref(snap);
+            return 1;
+        }
+        if (rw_handover_receive(ho_conn, &socks, &nsocks, &old_pid, err, sizeof(err)) != 0 ||
+            inherit_match(cfg, upath, socks, nsocks, &in) != 0) {
+            if (socks == NULL && err[0] == '\0')
+                snprintf(err, sizeof(err), "out of memory");
+            free(socks);
+            rw_snapshot_unref(snap);
+            return start_failed("--upgrade: %s", err);
+        }
+        free(socks);
+        rw_log_info("upgrade: took %zu listening sockets (%zu data) from pid %d", nsocks, in.ndata,
+                    (int)old_pid);
+    }
+    int admin_fd = in.admin_fd, metrics_fd = in.metrics_fd, upgrade_fd = in.upgrade_fd;
+    int status = 1;
+    rw_server *server = NULL;
+    if (cfg->has_admin && admin_fd < 0) {
+        admin_fd = rw_net_listen(&cfg->admin, 64, 0);
+        if (admin_fd < 0) {
+            start_failed("cannot listen on admin address %s: %s", cfg->admin.text, strerror(-admin_fd));
+            goto out;
         }
     }
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
         seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull;
-    int metrics_fd = -1;
-    if (cfg->has_metrics_listen) {
+    if (cfg->has_metrics_listen && metrics_fd < 0) {
         metrics_fd = rw_net_listen(&cfg->metrics_listen, 64, 0);
         if (metrics_fd < 0) {
-            rw_log_error("cannot listen on metrics_listen %s: %s", cfg->metrics_listen.text,
+            start_failed("cannot listen on metrics_listen %s: %s", cfg->metrics_listen.text,
                          strerror(-metrics_fd));
-            if (admin_fd >= 0)
-                close(admin_fd);
-            rw_snapshot_unref(snap);
-            return 1;
+            goto out;
+        }
+    }
+    if (upath != NULL && upgrade_fd < 0) {
+        upgrade_fd = rw_handover_listen(upath, err, sizeof(err));
+        if (upgrade_fd < 0) {
+            start_failed("%s", err);
+            goto out;
         }
     }
     /* Discovered instances from the start when the sources answer quickly. */
@@ -358,13 +551,8 @@ int main(int argc, char **argv)
         snap = found;
     }
     if (rw_alog_start(nworkers, &cfg->access_log, err, sizeof(err)) != 0) {
-        rw_log_error("%s", err);
-        if (admin_fd >= 0)
-            close(admin_fd);
-        if (metrics_fd >= 0)
-            close(metrics_fd);
-        rw_snapshot_unref(snap);
-        return 1;
+        start_failed("%s", err);
+        goto out;
     }
     rw_server_opts so = {
         .handler = &rw_proxy_handler,
@@ -376,21 +564,19 @@ int main(int argc, char **argv)
         .max_conns = cfg->max_conns,
         .listen = cfg->listen,
         .nlisten = cfg->nlisten,
+        .inherit = in.data,
+        .ninherit = in.ndata,
     };
-    rw_server *server = rw_server_new(&so, snap, err, sizeof(err));
+    server = rw_server_new(&so, snap, err, sizeof(err));
+    in.ndata = 0; /* the server took them, whatever happened */
     if (server == NULL) {
-        rw_log_error("%s", err);
-        if (admin_fd >= 0)
-            close(admin_fd);
-        rw_snapshot_unref(snap);
-        return 1;
+        start_failed("%s", err);
+        goto out;
     }
     int rc = rw_server_start(server);
     if (rc != 0) {
-        rw_log_error("cannot start workers: %s", strerror(-rc));
-        rw_server_free(server);
-        rw_snapshot_unref(snap);
-        return 1;
+        start_failed("cannot start workers: %s", strerror(-rc));
+        goto out;
     }
     char addrs[512] = "";
     size_t off = 0;
@@ -401,6 +587,24 @@ int main(int argc, char **argv)
                 pin ? "pinned" : "not pinned", cfg->io == RW_IO_AUTO ? ", auto" : "",
                 steering == RW_STEER_CPU ? ", reuseport cpu steering" : "", cfg->source, addrs,
                 cfg->has_admin ? "; admin on " : "", cfg->has_admin ? cfg->admin.text : "");
+    if (ho_conn >= 0) {
+        /* Ready when every worker runs its loop (accepting on the shared
+         * sockets, next to the old process); then the old one stops. */
+        uint64_t until = rw_mono_ms() + 10000;
+        while (!rw_server_ready(server) && !rw_server_failed(server) && rw_mono_ms() < until)
+            poll(NULL, 0, 5);
+        if (!rw_server_ready(server)) {
+            start_failed("--upgrade: the workers did not start");
+            goto out;
+        }
+        if (rw_handover_ready(ho_conn, upgrade_fd >= 0 && in.upgrade_fd == upgrade_fd, 5000, err,
+                              sizeof(err)) == 0)
+            rw_log_info("upgrade: serving; the old process (pid %d) drains and exits", (int)old_pid);
+        else
+            rw_log_warn("upgrade: serving, but %s", err);
+        close(ho_conn);
+        ho_conn = -1;
+    }
     rw_control_opts co = {
         .server = server,
         .snap = snap,
@@ -409,17 +613,36 @@ int main(int argc, char **argv)
         .admin_fd = admin_fd,
         .metrics_fd = metrics_fd,
         .watch_config = watch_config,
+        .upgrade_fd = upgrade_fd,
+        .upgrade_path = upath,
+        .exe = self_exe(),
+        .argv = argv,
     };
     rw_rl_global_apply(cfg);
     rw_health_apply(snap);
-    int status = rw_control_run(&co);
+    status = rw_control_run(&co);
+    snap = co.snap;
+    admin_fd = co.admin_fd;
+    metrics_fd = co.metrics_fd;
+    upgrade_fd = co.upgrade_fd;
+    if (upgrade_fd >= 0)
+        rw_handover_unlink(upath, upgrade_fd); /* not handed over: nobody else uses the file */
+out:
     rw_server_free(server);
-    rw_snapshot_unref(co.snap);
+    rw_snapshot_unref(snap);
     rw_control_shutdown();
+    for (size_t i = 0; i < in.ndata; i++)
+        close(in.data[i].fd);
+    free(in.data);
     if (admin_fd >= 0)
         close(admin_fd);
     if (metrics_fd >= 0)
         close(metrics_fd);
-    rw_log_info("stopped");
+    if (upgrade_fd >= 0)
+        close(upgrade_fd);
+    if (ho_conn >= 0)
+        close(ho_conn);
+    if (server != NULL)
+        rw_log_info("stopped");
     return status;
 }

@@ -344,6 +344,7 @@ typedef struct rw_config {
     uint32_t drain_timeout_ms;  /* default 30000 */
     uint32_t shutdown_delay_ms; /* SIGTERM: /ready 503 while still serving this long, then drain; default 0 */
     bool watch_config;          /* reload when the config file changes (also --watch-config) */
+    char *upgrade_socket;       /* the upgrade (handover) socket's path, "off", or NULL: the default */
     rw_request_id_cfg request_id;
     rw_access_log_cfg access_log;
     bool trace_context; /* W3C traceparent: continue the client's trace or start one (default true) */

@@ -21,12 +21,13 @@ typedef struct rw_overrides {
     int io;         /* -1: keep */
     bool has_admin;
     rw_sockaddr admin;
-    long max_conns;         /* -1: keep */
-    long drain_timeout_ms;  /* -1: keep */
-    long shutdown_delay_ms; /* -1: keep */
-    const char *redis_url;  /* NULL: keep (--redis) */
-    long sync_interval_ms;  /* -1: keep */
-    const char *access_log; /* NULL: keep (--access-log) */
+    long max_conns;             /* -1: keep */
+    long drain_timeout_ms;      /* -1: keep */
+    long shutdown_delay_ms;     /* -1: keep */
+    const char *redis_url;      /* NULL: keep (--redis) */
+    long sync_interval_ms;      /* -1: keep */
+    const char *access_log;     /* NULL: keep (--access-log) */
+    const char *upgrade_socket; /* NULL: keep (--upgrade-socket) */
 } rw_overrides;
 
 /* Sets every field of o to "not given". */
@@ -47,8 +48,22 @@ typedef struct rw_control_opts {
     int admin_fd;      /* listening admin socket, or -1 */
     int metrics_fd;    /* the read-only admin listener (metrics_listen), or -1 */
     bool watch_config; /* --watch-config: reload when the file changes (or the file's watch_config) */
+    /* Upgrades (handover.h): the listening upgrade socket (-1: none) and
+     * its path. rw_control_run closes what it hands over and sets the fds
+     * here to -1; upgrade_kept says a successor took the socket file over
+     * (then the caller must not unlink it). */
+    int upgrade_fd;
+    const char *upgrade_path;
+    bool upgrade_kept;
+    const char *exe;   /* the binary SIGUSR2 starts (the path this one was started from) */
+    char *const *argv; /* this process's command line; SIGUSR2 adds --upgrade to it */
 } rw_control_opts;
 
+/* The upgrade socket's path for cfg: upgrade_socket (--upgrade-socket
+ * overrides it), else $RUNTIME_DIRECTORY/upgrade.sock when systemd set
+ * RUNTIME_DIRECTORY, else none. NULL: none ("off"). The text lives in cfg,
+ * the environment or the static buffer (one call at a time). */
+const char *rw_control_upgrade_path(const rw_config *cfg);
 /* Stops the Redis sync and frees what filters left behind (process exit). */
 void rw_control_shutdown(void);
 
@@ -60,7 +75,7 @@ void rw_control_shutdown(void);
  * RW_EXIT_DRAIN_CUT when the deadline cut requests, 1 when a worker died. */
 int rw_control_run(rw_control_opts *o);
 
-/* Blocks SIGHUP, SIGTERM, SIGINT, SIGUSR1 and ignores SIGPIPE for the calling thread
+/* Blocks SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGCHLD and ignores SIGPIPE for the calling thread
  * and threads it creates afterwards. Returns 0 or -errno. */
 int rw_control_block_signals(void);
 

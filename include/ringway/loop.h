@@ -113,6 +113,10 @@ void rw_loop_read_eventfd(rw_loop *l, rw_op *op, int fd);
 void rw_loop_cancel(rw_loop *l, rw_op *op);
 /* Forgets loop state about fd (call after its ops completed, before close). */
 void rw_loop_forget_fd(rw_loop *l, int fd);
+/* Like rw_loop_forget_fd for a descriptor whose open file outlives this
+ * process's copy (a listener another process holds too): epoll also drops
+ * it from its interest list. Not for the request path (a syscall on epoll). */
+void rw_loop_detach_fd(rw_loop *l, int fd);
 /* Forgets fd and closes it, once its ops completed (io_uring: queued with the
  * turn's submissions, no syscall of its own; epoll: close()). */
 void rw_loop_close(rw_loop *l, int fd);

@@ -116,9 +116,10 @@ typedef struct rw_worker_handler {
     /* Takes over an accepted client connection (already counted against
      * max_conns: rw_worker_conn_closed gives the slot back). */
     void (*accepted)(void *st, int fd);
-    /* The drain began: close idle connections, end the others after their
-     * response. */
-    void (*close_idle)(void *st);
+    /* The drain began: end connections after their response; idle ones
+     * close now (grace_ms 0) or once idle for grace_ms (a handover: a client
+     * about to send on an idle connection is not cut mid-request). */
+    void (*close_idle)(void *st, uint32_t grace_ms);
     /* The drain deadline passed: close everything now, counting what is cut
      * (stats cut_requests, cut_tunnels). */
     void (*close_all)(void *st);
@@ -146,6 +147,14 @@ uint64_t rw_worker_seed(const rw_worker *w);
  * max_conns slot back. */
 void rw_worker_conn_closed(rw_worker *w);
 
+/* A listening socket of the server: its fd, listen address index and slot
+ * in the address's reuseport group (worker i's socket is slot i). */
+typedef struct rw_listen_fd {
+    int fd;
+    uint32_t addr;
+    uint32_t slot;
+} rw_listen_fd;
+
 /* Process-wide settings that cannot change on reload. */
 typedef struct rw_server_opts {
     const rw_worker_handler *handler; /* what the workers run (the proxy) */
@@ -157,6 +166,15 @@ typedef struct rw_server_opts {
     uint32_t max_conns; /* client connections, process-wide (one counter for all workers) */
     const rw_sockaddr *listen;
     size_t nlisten;
+    /* --upgrade: listening sockets inherited from the old process, each for
+     * listen[addr], in their reuseport group's order per address. The server
+     * takes every one (used, or closed when its address is gone), whether
+     * rw_server_new succeeds or not. Worker i takes the i-th of an address;
+     * workers past the inherited count open fresh sockets; inherited ones
+     * past the worker count (the old process had more workers) are accepted
+     * from by worker (index % nworkers), so their queues are never cut. */
+    const struct rw_listen_fd *inherit;
+    size_t ninherit;
 } rw_server_opts;
 
 /* Creates the workers' listening sockets and loops (not yet running).
@@ -167,8 +185,14 @@ int rw_server_start(rw_server *s);
 /* Hands a new snapshot to every worker (each switches at its next turn). The
  * server takes a reference per worker. */
 void rw_server_publish(rw_server *s, rw_snapshot *snap);
-/* Asks workers to stop accepting and finish in-flight requests. */
-void rw_server_drain(rw_server *s);
+/* Asks workers to stop accepting and finish in-flight requests; idle
+ * keep-alive connections close at once (idle_grace_ms 0) or once idle that
+ * long. */
+void rw_server_drain(rw_server *s, uint32_t idle_grace_ms);
+/* Writes up to cap of the server's listening sockets into out, per address
+ * in reuseport-group order; returns how many there are. Control thread,
+ * before the drain (the workers close them then). */
+size_t rw_server_listeners(const rw_server *s, rw_listen_fd *out, size_t cap);
 /* Returns true when every worker has finished its connections. */
 bool rw_server_drained(rw_server *s);
 /* True when a worker's loop died (the process should exit non-zero). */

@@ -626,6 +626,18 @@ static void admin_accept(rw_admin *a, int lfd, bool read_only, uint64_t now)
     }
 }
 
+void rw__admin_stop_listening(rw_admin *a)
+{
+    if (a->fd >= 0)
+        close(a->fd);
+    if (a->mfd >= 0)
+        close(a->mfd);
+    a->fd = -1;
+    a->mfd = -1;
+    a->ctl->admin_fd = -1;
+    a->ctl->metrics_fd = -1;
+}
+
 int rw__admin_pollfds(rw_admin *a, struct pollfd *pfd, int cap)
 {
     int n = 0;

@@ -50,6 +50,9 @@ void rw__admin_init(rw_admin *a, rw_control_opts *ctl, int fd, int mfd);
 /* Fills pfd (room for cap entries) with the listener and the connections;
  * returns how many it used. */
 int rw__admin_pollfds(rw_admin *a, struct pollfd *pfd, int cap);
+/* Stops accepting on the admin and metrics listeners (handed over to a
+ * successor): closes this process's copies; open connections finish. */
+void rw__admin_stop_listening(rw_admin *a);
 /* Handles poll's results for the n entries rw__admin_pollfds filled, and
  * the deadlines that passed by now (monotonic ms). */
 void rw__admin_events(rw_admin *a, const struct pollfd *pfd, int n, uint64_t now);

@@ -424,6 +424,7 @@ enum {
     K_TRACE_CONTEXT,
     K_METRICS_LISTEN,
     K_ACCESS_LOG,
+    K_UPGRADE_SOCKET,
     K__COUNT
 };
 
@@ -457,15 +458,16 @@ static const rw_cf_key root_keys[K__COUNT] = {
     [K_TRACE_CONTEXT] = RW_CF_BOOL("trace_context", rw_config, trace_context, true),
     [K_METRICS_LISTEN] = {.name = "metrics_listen", .parse = key_metrics_listen},
     [K_ACCESS_LOG] = RW_CF_SUBMAP("access_log", offsetof(rw_config, access_log), access_log_map),
+    [K_UPGRADE_SOCKET] = RW_CF_STRING("upgrade_socket", rw_config, upgrade_socket),
 };
 
 /* The order sections are read in, so references (tier, service) resolve as
  * they are read and addresses are compared with those before them. */
 static const uint8_t root_order[K__COUNT] = {
-    K_LISTEN,        K_ADMIN,          K_METRICS_LISTEN, K_WORKERS,    K_IO,         K_MAX_CONNS,
-    K_DRAIN_TIMEOUT, K_SHUTDOWN_DELAY, K_WATCH_CONFIG,   K_REQUEST_ID, K_ACCESS_LOG, K_TRACE_CONTEXT,
-    K_HTTP,          K_REDIS,          K_TIERS,          K_SERVICES,   K_CONSUMERS,  K_TRUSTED,
-    K_SHARD_KEYS,    K_FILTERS,        K_ROUTES,
+    K_LISTEN,        K_ADMIN,          K_METRICS_LISTEN, K_WORKERS,        K_IO,         K_MAX_CONNS,
+    K_DRAIN_TIMEOUT, K_SHUTDOWN_DELAY, K_WATCH_CONFIG,   K_REQUEST_ID,     K_ACCESS_LOG, K_TRACE_CONTEXT,
+    K_HTTP,          K_REDIS,          K_TIERS,          K_SERVICES,       K_CONSUMERS,  K_TRUSTED,
+    K_SHARD_KEYS,    K_FILTERS,        K_ROUTES,         K_UPGRADE_SOCKET,
 };
 
 _Static_assert(K__COUNT <= RW_CF_MAX_KEYS, "the root has too many keys for rw__cf_map_parse");

@@ -3,9 +3,11 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include "ringway/log.h"
 #include "ringway/alog.h"
 #include "ringway/discovery.h"
+#include "ringway/handover.h"
 #include "ringway/health.h"
 #include "ringway/rl_global.h"
 
@@ -59,6 +62,22 @@ void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
         cfg->redis.sync_interval_ms = (uint32_t)o->sync_interval_ms;
     if (o->access_log != NULL)
         cfg->access_log.path = (char *)o->access_log; /* the overrides outlive every config */
+    if (o->upgrade_socket != NULL)
+        cfg->upgrade_socket = (char *)o->upgrade_socket; /* the overrides outlive every config */
+}
+
+const char *rw_control_upgrade_path(const rw_config *cfg)
+{
+    static char path[256];
+    if (cfg->upgrade_socket != NULL)
+        return strcmp(cfg->upgrade_socket, "off") == 0 ? NULL : cfg->upgrade_socket;
+    const char *dir = getenv("RUNTIME_DIRECTORY"); /* systemd RuntimeDirectory= (first of a list) */
+    if (dir == NULL || dir[0] == '\0')
+        return NULL;
+    size_t len = strcspn(dir, ":");
+    if (snprintf(path, sizeof(path), "%.*s/upgrade.sock", (int)len, dir) >= (int)sizeof(path))
+        return NULL;
+    return path;
 }
 
 void rw_control_shutdown(void)
@@ -92,6 +111,8 @@ int rw_control_block_signals(void)
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGCHLD);
     signal(SIGPIPE, SIG_IGN);
     int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
     return rc == 0 ? 0 : -rc;
@@ -195,13 +216,17 @@ typedef struct shutdown {
     uint64_t deadline;  /* RW_ADMIN_DRAINING: when what is left gets cut */
 } shutdown_t;
 
-static void start_drain(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, uint64_t now)
+/* idle_grace_ms: 0 closes idle keep-alive connections at once (SIGTERM: the
+ * listeners close, a client must go elsewhere anyway); a handover gives them
+ * that long, answering their next request with Connection: close. */
+static void start_drain(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, uint64_t now,
+                        uint32_t idle_grace_ms)
 {
     admin->state = RW_ADMIN_DRAINING;
     sd->deadline = now + o->snap->cfg->drain_timeout_ms;
     rw_log_info("draining: listeners closed, in-flight requests have up to %u ms",
                 o->snap->cfg->drain_timeout_ms);
-    rw_server_drain(o->server);
+    rw_server_drain(o->server, idle_grace_ms);
 }
 
 static void on_stop_signal(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, int signo, uint64_t now)
@@ -216,7 +241,7 @@ static void on_stop_signal(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, 
     uint32_t delay = o->snap->cfg->shutdown_delay_ms;
     if (admin->state == RW_ADMIN_SHUTTING) {
         rw_log_info("%s during the shutdown delay: draining now", name);
-        start_drain(o, sd, admin, now);
+        start_drain(o, sd, admin, now, 0);
         return;
     }
     if (delay > 0) {
@@ -227,7 +252,7 @@ static void on_stop_signal(rw_control_opts *o, shutdown_t *sd, rw_admin *admin, 
         return;
     }
     rw_log_info("%s: shutting down", name);
-    start_drain(o, sd, admin, now);
+    start_drain(o, sd, admin, now, 0);
 }
 
 /* The drain deadline passed: cut what is left and say what was cut. */
@@ -274,6 +299,185 @@ static void watch_update(rw_control_opts *o, rw_watch *w, bool *watching)
     }
 }
 
+/* An upgrade in progress: the connection to the new process (-1: none),
+ * its pid, and the child SIGUSR2 started (0: none). */
+typedef struct upgrade {
+    int conn;
+    pid_t peer;
+    pid_t child;
+    bool handed_over; /* to peer: this process drains */
+} upgrade_t;
+
+#define RW_HO_IDLE_GRACE_MS 1000
+
+/* A successor connected: hand it every listening socket. */
+static void upgrade_accept(rw_control_opts *o, upgrade_t *up, rw_admin *admin)
+{
+    char err[300];
+    pid_t peer = 0;
+    int conn = rw_handover_accept(o->upgrade_fd, &peer, err, sizeof(err));
+    if (conn < 0) {
+        if (err[0] != '\0')
+            rw_log_error("upgrade: %s", err);
+        return;
+    }
+    if (up->conn >= 0 || admin->state != RW_ADMIN_RUNNING) {
+        rw_log_warn("upgrade: refused pid %d: %s", (int)peer,
+                    up->conn >= 0 ? "another upgrade is in progress" : "this process is shutting down");
+        close(conn);
+        return;
+    }
+    size_t nl = rw_server_listeners(o->server, NULL, 0);
+    rw_listen_fd *lf = malloc(sizeof(*lf) * (nl ? nl : 1));
+    rw_ho_sock *socks = malloc(sizeof(*socks) * (nl + 3));
+    if (lf == NULL || socks == NULL) {
+        rw_log_error("upgrade: out of memory");
+        free(lf);
+        free(socks);
+        close(conn);
+        return;
+    }
+    nl = rw_server_listeners(o->server, lf, nl);
+    const rw_config *cfg = o->snap->cfg;
+    size_t n = 0;
+    for (size_t i = 0; i < nl; i++) {
+        socks[n] = (rw_ho_sock){.fd = lf[i].fd, .role = RW_HO_DATA, .addr = lf[i].addr, .slot = lf[i].slot};
+        snprintf(socks[n].text, sizeof(socks[n].text), "%.51s", cfg->listen[lf[i].addr].text);
+        n++;
+    }
+    if (o->admin_fd >= 0) {
+        socks[n] = (rw_ho_sock){.fd = o->admin_fd, .role = RW_HO_ADMIN};
+        snprintf(socks[n++].text, sizeof(socks[0].text), "%.51s", cfg->admin.text);
+    }
+    if (o->metrics_fd >= 0) {
+        socks[n] = (rw_ho_sock){.fd = o->metrics_fd, .role = RW_HO_METRICS};
+        snprintf(socks[n++].text, sizeof(socks[0].text), "%.51s", cfg->metrics_listen.text);
+    }
+    socks[n] = (rw_ho_sock){.fd = o->upgrade_fd, .role = RW_HO_UPGRADE};
+    snprintf(socks[n++].text, sizeof(socks[0].text), "%.51s", o->upgrade_path);
+    int rc = rw_handover_send(conn, socks, n, err, sizeof(err));
+    free(lf);
+    free(socks);
+    if (rc != 0) {
+        rw_log_error("upgrade: pid %d: %s; still serving", (int)peer, err);
+        close(conn);
+        return;
+    }
+    rw_log_info("upgrade: handed %zu listening sockets to pid %d; serving until it is ready", n, (int)peer);
+    up->conn = conn;
+    up->peer = peer;
+}
+
+/* The new process answered (or went away). */
+static void upgrade_answer(rw_control_opts *o, upgrade_t *up, shutdown_t *sd, rw_admin *admin, uint64_t now)
+{
+    bool kept = false;
+    char text[600];
+    int rc = rw_handover_poll(up->conn, &kept, text, sizeof(text));
+    if (rc == 0)
+        return;
+    if (rc != RW_HO_READY) {
+        rw_log_error("upgrade failed: pid %d %s%s; still serving", (int)up->peer,
+                     rc == RW_HO_ABORT ? "gave up: " : "", text);
+        close(up->conn);
+        up->conn = -1;
+        return;
+    }
+    /* The new process accepts on the same sockets: stop accepting and
+     * close this process's copies; their queues stay with it. No
+     * shutdown delay: nothing changes for a load balancer. */
+    up->handed_over = true;
+    o->upgrade_kept = kept;
+    rw__admin_stop_listening(admin);
+    if (o->upgrade_fd >= 0) {
+        if (!kept) /* the new process listens elsewhere: this path is ours to remove */
+            rw_handover_unlink(o->upgrade_path, o->upgrade_fd);
+        close(o->upgrade_fd);
+    }
+    o->upgrade_fd = -1;
+    rw_server_set_unready(o->server);
+    rw_log_info("upgrade: pid %d serves now; this process (pid %d) stops accepting and drains", (int)up->peer,
+                (int)getpid());
+    start_drain(o, sd, admin, now, RW_HO_IDLE_GRACE_MS);
+    rw_handover_send_draining(up->conn);
+    close(up->conn);
+    up->conn = -1;
+}
+
+/* SIGUSR2: start the binary this process came from, with the same command
+ * line plus --upgrade; it connects back to the upgrade socket. */
+static void upgrade_spawn(rw_control_opts *o, upgrade_t *up, const rw_admin *admin)
+{
+    if (o->upgrade_fd < 0 || o->exe == NULL || o->argv == NULL) {
+        rw_log_warn("SIGUSR2: no upgrade socket (--upgrade-socket, upgrade_socket:); not upgrading");
+        return;
+    }
+    if (admin->state != RW_ADMIN_RUNNING || up->child > 0 || up->conn >= 0) {
+        rw_log_warn("SIGUSR2: %s; not upgrading",
+                    admin->state != RW_ADMIN_RUNNING ? "shutting down" : "an upgrade is in progress");
+        return;
+    }
+    size_t argc = 0;
+    bool has = false;
+    while (o->argv[argc] != NULL)
+        has |= strcmp(o->argv[argc++], "--upgrade") == 0;
+    char **av = calloc(argc + 2, sizeof(char *));
+    if (av == NULL) {
+        rw_log_error("SIGUSR2: out of memory");
+        return;
+    }
+    for (size_t i = 0; i < argc; i++)
+        av[i] = o->argv[i];
+    if (!has)
+        av[argc] = "--upgrade";
+    posix_spawnattr_t at;
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    int rc = posix_spawnattr_init(&at);
+    if (rc == 0) {
+        /* The child must not inherit this process's blocked signals. */
+        posix_spawnattr_setsigmask(&at, &none);
+        posix_spawnattr_setsigdefault(&at, &dfl);
+        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        pid_t pid = 0;
+        extern char **environ;
+        rc = posix_spawn(&pid, o->exe, NULL, &at, av, environ);
+        posix_spawnattr_destroy(&at);
+        if (rc == 0) {
+            up->child = pid;
+            rw_log_info("SIGUSR2: started %s --upgrade as pid %d", o->exe, (int)pid);
+        }
+    }
+    if (rc != 0)
+        rw_log_error("SIGUSR2: cannot start %s: %s; still serving", o->exe, strerror(rc));
+    free(av);
+}
+
+/* SIGCHLD: reap; a SIGUSR2 child that ends before it took over failed. */
+static void upgrade_reap(upgrade_t *up)
+{
+    int st;
+    pid_t pid;
+    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (pid != up->child)
+            continue;
+        up->child = 0;
+        if (up->handed_over && pid == up->peer)
+            continue; /* it served, then stopped: its own business now */
+        if (WIFEXITED(st))
+            rw_log_error("upgrade failed: the new process (pid %d) exited with status %d before taking over; "
+                         "still serving",
+                         (int)pid, WEXITSTATUS(st));
+        else
+            rw_log_error(
+                "upgrade failed: the new process (pid %d) died of signal %d before taking over; still "
+                "serving",
+                (int)pid, WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    }
+}
+
 int rw_control_run(rw_control_opts *o)
 {
     sigset_t set;
@@ -282,6 +486,8 @@ int rw_control_run(rw_control_opts *o)
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR2);
+    sigaddset(&set, SIGCHLD);
     int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd == -1) {
         rw_log_error("signalfd: %s", strerror(errno));
@@ -294,14 +500,19 @@ int rw_control_run(rw_control_opts *o)
     bool watching = false;
     watch_update(o, &watch, &watching);
     shutdown_t sd = {0};
+    upgrade_t up = {.conn = -1};
     int status = 0;
-    struct pollfd pfd[3 + 2 + RW_ADMIN_MAX_CONNS];
+    struct pollfd pfd[5 + 2 + RW_ADMIN_MAX_CONNS];
     for (;;) {
         uint64_t now = rw_mono_ms();
         pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
         pfd[1] = (struct pollfd){.fd = watching ? rw_watch_fd(&watch) : -1, .events = POLLIN};
         pfd[2] = (struct pollfd){.fd = rw_discovery_fd(), .events = POLLIN};
-        int nadmin = rw__admin_pollfds(&admin, pfd + 3, (int)RW_ARRAY_LEN(pfd) - 3);
+        /* A second upgrade waits in the socket's backlog until this one ends. */
+        pfd[3] = (struct pollfd){.fd = up.conn < 0 && admin.state == RW_ADMIN_RUNNING ? o->upgrade_fd : -1,
+                                 .events = POLLIN};
+        pfd[4] = (struct pollfd){.fd = up.conn, .events = POLLIN};
+        int nadmin = rw__admin_pollfds(&admin, pfd + 5, (int)RW_ARRAY_LEN(pfd) - 5);
         /* Wake for the next admin deadline, the end of the shutdown delay,
          * drain progress, and otherwise once a second (collector, health). */
         int timeout = admin.state == RW_ADMIN_DRAINING ? 50 : 1000;
@@ -312,7 +523,7 @@ int rw_control_run(rw_control_opts *o)
             timeout = at;
         if (watching && rw_watch_timeout(&watch, now) < timeout)
             timeout = rw_watch_timeout(&watch, now);
-        int n = poll(pfd, (nfds_t)(3 + nadmin), timeout);
+        int n = poll(pfd, (nfds_t)(5 + nadmin), timeout);
         if (n == -1 && errno != EINTR) {
             rw_log_error("poll: %s", strerror(errno));
             status = 1;
@@ -333,6 +544,10 @@ int rw_control_run(rw_control_opts *o)
                     rw_log_info("SIGHUP: reloading configuration");
                     rw__control_reload(o, msg, sizeof(msg));
                     watch_update(o, &watch, &watching);
+                } else if (si.ssi_signo == SIGUSR2) {
+                    upgrade_spawn(o, &up, &admin);
+                } else if (si.ssi_signo == SIGCHLD) {
+                    upgrade_reap(&up);
                 } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
                     on_stop_signal(o, &sd, &admin, (int)si.ssi_signo, now);
                 }
@@ -354,7 +569,12 @@ int rw_control_run(rw_control_opts *o)
             else
                 rw_snapshot_unref(rw_discovery_overlay(o->snap, o->snap->generation + 1));
         }
-        rw__admin_events(&admin, pfd + 3, n > 0 ? nadmin : 0, now);
+        rw__admin_events(&admin, pfd + 5, n > 0 ? nadmin : 0, now);
+        /* After the admin's events: a handover closes the admin listeners. */
+        if (n > 0 && up.conn >= 0 && (pfd[4].revents & (POLLIN | POLLHUP | POLLERR)))
+            upgrade_answer(o, &up, &sd, &admin, now);
+        if (n > 0 && pfd[3].fd >= 0 && (pfd[3].revents & POLLIN))
+            upgrade_accept(o, &up, &admin);
         rw_filters_gc(); /* configs and tables the workers have let go of */
         if (rw_server_failed(o->server)) {
             rw_log_error("a worker stopped unexpectedly: exiting");
@@ -362,7 +582,7 @@ int rw_control_run(rw_control_opts *o)
             break;
         }
         if (admin.state == RW_ADMIN_SHUTTING && now >= sd.delay_end)
-            start_drain(o, &sd, &admin, now);
+            start_drain(o, &sd, &admin, now, 0);
         if (admin.state == RW_ADMIN_DRAINING) {
             if (rw_server_drained(o->server)) {
                 rw_log_info("drained: all connections finished");
@@ -374,6 +594,8 @@ int rw_control_run(rw_control_opts *o)
             }
         }
     }
+    if (up.conn >= 0)
+        close(up.conn);
     rw__admin_close_all(&admin);
     if (watching)
         rw_watch_free(&watch);

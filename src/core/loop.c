@@ -146,6 +146,11 @@ void rw_loop_forget_fd(rw_loop *l, int fd)
     l->ops->forget_fd(l, fd);
 }
 
+void rw_loop_detach_fd(rw_loop *l, int fd)
+{
+    l->ops->detach_fd(l, fd);
+}
+
 void rw_loop_close(rw_loop *l, int fd)
 {
     l->ops->forget_fd(l, fd);

@@ -163,6 +163,18 @@ static void ep_forget_fd(rw_loop *l, int fd)
         memset(&be->fds[fd], 0, sizeof(be->fds[fd]));
 }
 
+/* A descriptor whose open file another process also holds (a listener
+ * handed over by --upgrade): epoll keys its interest list on the open file,
+ * so close() alone would leave it registered here, waking this loop for
+ * another process's accept queue. */
+static void ep_detach_fd(rw_loop *l, int fd)
+{
+    ep_be *be = l->be;
+    if (fd >= 0 && fd < be->nfds && be->fds[fd].registered)
+        (void)epoll_ctl(be->epfd, EPOLL_CTL_DEL, fd, NULL); /* ENOENT/EBADF: nothing to remove */
+    ep_forget_fd(l, fd);
+}
+
 static void ep_close(rw_loop *l, int fd)
 {
     (void)l;
@@ -363,6 +375,7 @@ const rw_loop_backend_ops rw__loop_epoll_ops = {
     .submit = ep_submit,
     .cancel = ep_cancel,
     .forget_fd = ep_forget_fd,
+    .detach_fd = ep_detach_fd,
     .close = ep_close,
     .buf_release = ep_buf_release,
     .poll = ep_poll,

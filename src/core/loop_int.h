@@ -20,7 +20,8 @@ typedef struct rw_loop_backend_ops {
     void (*submit)(rw_loop *l, rw_op *op); /* queue op (flags/gen already set) */
     void (*cancel)(rw_loop *l, rw_op *op);
     void (*forget_fd)(rw_loop *l, int fd);
-    void (*close)(rw_loop *l, int fd); /* close fd (maybe deferred to the flush) */
+    void (*detach_fd)(rw_loop *l, int fd); /* forget_fd, and leave any kernel interest list */
+    void (*close)(rw_loop *l, int fd);     /* close fd (maybe deferred to the flush) */
     void (*buf_release)(rw_loop *l, uint32_t id);
     int (*poll)(rw_loop *l, uint64_t timeout_ms); /* flush, wait, dispatch; 0 or -errno */
 } rw_loop_backend_ops;

@@ -336,6 +336,7 @@ const rw_loop_backend_ops rw__loop_uring_ops = {
     .submit = uring_submit,
     .cancel = uring_cancel,
     .forget_fd = uring_forget_fd,
+    .detach_fd = uring_forget_fd, /* nothing registered per fd */
     .close = uring_close,
     .buf_release = uring_buf_release,
     .poll = uring_poll,

@@ -18,7 +18,13 @@ struct rw_server {
     rw_worker *workers;
     int nworkers;
     bool started;
-    atomic_bool unready;     /* shutting down: /ready answers 503 (control thread writes) */
+    atomic_bool unready;            /* shutting down: /ready answers 503 (control thread writes) */
+    _Atomic uint32_t idle_grace_ms; /* the drain's grace for idle keep-alive connections */
+    /* Per listen address, its sockets in reuseport-group order (worker i's
+     * at index i, then inherited surplus ones): what a handover sends. Valid
+     * until the drain, when the workers close them. */
+    int **group_fds;
+    size_t *ngroup;
     _Atomic uint32_t nconns; /* client connections of all workers, against opts.max_conns */
 };
 
@@ -32,7 +38,7 @@ static void stop_listening(rw_worker *w)
         if (w->accept_ops[i].flags & RW_OPF_PENDING) {
             rw_loop_cancel(w->loop, &w->accept_ops[i]); /* closed in on_accept */
         } else {
-            rw_loop_forget_fd(w->loop, w->listen_fds[i]);
+            rw_loop_detach_fd(w->loop, w->listen_fds[i]);
             close(w->listen_fds[i]); /* backing off after EMFILE: nothing pending */
             w->listen_fds[i] = -1;
         }
@@ -49,7 +55,7 @@ static void turn_hook(rw_loop *l, void *arg)
     if (!w->draining && atomic_load_explicit(&w->drain, memory_order_acquire)) {
         w->draining = true;
         stop_listening(w);
-        w->h->close_idle(w->hs);
+        w->h->close_idle(w->hs, atomic_load_explicit(&w->server->idle_grace_ms, memory_order_relaxed));
     }
     if (w->draining && !w->forced && atomic_load_explicit(&w->force, memory_order_acquire)) {
         w->forced = true;
@@ -119,13 +125,27 @@ static void refuse_max_conns(rw_worker *w, int fd)
     }
 }
 
+/* Closes listener i after its accept op ended. detach, not forget: another
+ * process may hold the same socket (handed over), and its queue stays there. */
+static void listener_close(rw_worker *w, size_t i)
+{
+    if (w->listen_fds[i] < 0)
+        return;
+    rw_loop_detach_fd(w->loop, w->listen_fds[i]);
+    close(w->listen_fds[i]);
+    w->listen_fds[i] = -1;
+}
+
 static void on_accept(rw_op *op, int res)
 {
     rw_worker *w = op->data;
+    size_t i = (size_t)(op - w->accept_ops);
     if (res >= 0) {
-        if (w->draining) {
-            close(res);
-        } else if (!conn_slot_take(w->server)) {
+        /* Served even while draining: a multishot accept being cancelled
+         * (io_uring) may still hand over connections the kernel took off
+         * the queue; closing them would drop them. The handler answers
+         * them with Connection: close. */
+        if (!conn_slot_take(w->server)) {
             refuse_max_conns(w, res);
         } else {
             w->stats.accepted++;
@@ -134,23 +154,14 @@ static void on_accept(rw_op *op, int res)
         }
         if (op->flags & RW_OPF_MORE)
             return;
-        size_t i = (size_t)(op - w->accept_ops);
-        if (!w->draining) {
+        if (!w->draining)
             rw_loop_accept(w->loop, op, op->fd); /* multishot ended: re-arm */
-        } else if (w->listen_fds[i] >= 0) {
-            rw_loop_forget_fd(w->loop, w->listen_fds[i]);
-            close(w->listen_fds[i]);
-            w->listen_fds[i] = -1;
-        }
+        else
+            listener_close(w, i);
         return;
     }
     if (res == -ECANCELED || w->draining) {
-        size_t i = (size_t)(op - w->accept_ops);
-        if (w->listen_fds[i] >= 0) {
-            rw_loop_forget_fd(w->loop, w->listen_fds[i]);
-            close(w->listen_fds[i]);
-            w->listen_fds[i] = -1;
-        }
+        listener_close(w, i);
         return;
     }
     /* EMFILE/ENFILE/ENOBUFS: back off briefly instead of spinning. */
@@ -216,6 +227,16 @@ static int allowed_cpus(int *cpus, int cap)
     return n;
 }
 
+/* How many inherited surplus sockets (group slots >= nworkers) go to worker id. */
+static size_t surplus_of(const rw_server *s, int id)
+{
+    size_t n = 0;
+    for (size_t a = 0; a < s->opts.nlisten; a++)
+        for (size_t j = (size_t)s->opts.nworkers; j < s->ngroup[a]; j++)
+            n += j % (size_t)s->opts.nworkers == (size_t)id;
+    return n;
+}
+
 static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot *snap, char *err,
                        size_t errlen)
 {
@@ -223,7 +244,7 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
     w->id = id;
     w->cpu = cpu;
     w->wake_fd = -1;
-    w->nlisten = s->opts.nlisten;
+    w->nlisten = s->opts.nlisten + surplus_of(s, id);
     w->seed = s->opts.seed + ((uint64_t)id << 40);
     w->h = s->opts.handler;
     rw_timer_init(&w->accept_retry, accept_retry_cb);
@@ -243,20 +264,31 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
                  s->opts.backend == RW_BACKEND_URING ? "io_uring" : "epoll", strerror(errno));
         return -1;
     }
-    for (size_t i = 0; i < w->nlisten; i++) {
-        int fd = rw_net_listen(&s->opts.listen[i], 4096, 1);
-        if (fd < 0 && s->opts.listen[i].ss.ss_family == AF_INET6 && s->opts.nlisten > 1 &&
-            (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
-            if (id == 0)
-                rw_log_warn("skipping %s: IPv6 is not available here", s->opts.listen[i].text);
-            continue;
-        }
+    /* Listening sockets are recorded in s->group_fds, which owns them until
+     * the server starts (rw_server_free closes them from there). */
+    for (size_t i = 0; i < s->opts.nlisten; i++) {
+        int fd = s->group_fds[i][id]; /* inherited (--upgrade), or -1 */
         if (fd < 0) {
-            snprintf(err, errlen, "cannot listen on %s: %s", s->opts.listen[i].text, strerror(-fd));
-            return -1;
+            fd = rw_net_listen(&s->opts.listen[i], 4096, 1);
+            if (fd < 0 && s->opts.listen[i].ss.ss_family == AF_INET6 && s->opts.nlisten > 1 &&
+                (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL)) {
+                if (id == 0)
+                    rw_log_warn("skipping %s: IPv6 is not available here", s->opts.listen[i].text);
+                continue;
+            }
+            if (fd < 0) {
+                snprintf(err, errlen, "cannot listen on %s: %s", s->opts.listen[i].text, strerror(-fd));
+                return -1;
+            }
+            s->group_fds[i][id] = fd;
         }
         w->listen_fds[i] = fd;
     }
+    size_t k = s->opts.nlisten;
+    for (size_t a = 0; a < s->opts.nlisten; a++)
+        for (size_t j = (size_t)s->opts.nworkers; j < s->ngroup[a]; j++)
+            if (j % (size_t)s->opts.nworkers == (size_t)id)
+                w->listen_fds[k++] = s->group_fds[a][j];
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd == -1) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
@@ -300,22 +332,96 @@ static int attach_steering(rw_server *s, char *err, size_t errlen)
     return rc == 0 ? 0 : -1;
 }
 
+/* Lays out s->group_fds: per listen address, the inherited sockets in the
+ * order they came (their reuseport group's), padded with -1 up to one per
+ * worker. Takes every inherited fd: kept in the table, or closed when its
+ * address is not listened on. */
+static int group_init(rw_server *s, char *err, size_t errlen)
+{
+    const rw_server_opts *o = &s->opts;
+    s->group_fds = calloc(o->nlisten ? o->nlisten : 1, sizeof(int *));
+    s->ngroup = calloc(o->nlisten ? o->nlisten : 1, sizeof(size_t));
+    int rc = 0;
+    for (size_t a = 0; a < o->nlisten && s->group_fds != NULL && s->ngroup != NULL; a++) {
+        size_t have = 0;
+        for (size_t k = 0; k < o->ninherit; k++)
+            have += o->inherit[k].addr == a;
+        s->ngroup[a] = RW_MAX(have, (size_t)o->nworkers);
+        s->group_fds[a] = malloc(sizeof(int) * s->ngroup[a]);
+        if (s->group_fds[a] == NULL)
+            break;
+        size_t n = 0;
+        for (size_t k = 0; k < o->ninherit; k++)
+            if (o->inherit[k].addr == a)
+                s->group_fds[a][n++] = o->inherit[k].fd;
+        for (; n < s->ngroup[a]; n++)
+            s->group_fds[a][n] = -1;
+    }
+    bool ok = s->group_fds != NULL && s->ngroup != NULL && (o->nlisten == 0 || s->group_fds[o->nlisten - 1]);
+    for (size_t k = 0; k < o->ninherit; k++) {
+        bool kept = false;
+        uint32_t a = o->inherit[k].addr;
+        if (ok && a < o->nlisten)
+            for (size_t j = 0; j < s->ngroup[a]; j++)
+                kept |= s->group_fds[a][j] == o->inherit[k].fd;
+        if (!kept)
+            close(o->inherit[k].fd);
+    }
+    if (!ok) {
+        snprintf(err, errlen, "out of memory");
+        rc = -1;
+    }
+    s->opts.inherit = NULL; /* taken */
+    s->opts.ninherit = 0;
+    return rc;
+}
+
+/* An inherited group may carry the old process's CPU-steering program; in
+ * hash mode it goes (the kernel's default hash over every socket). */
+static void detach_old_steering(rw_server *s, const rw_server_opts *o)
+{
+#ifdef SO_DETACH_REUSEPORT_BPF
+    for (size_t a = 0; a < s->opts.nlisten; a++) {
+        bool inherited = false;
+        for (size_t k = 0; k < o->ninherit; k++)
+            inherited |= o->inherit[k].addr == a;
+        int fd = s->group_fds[a][0];
+        int dummy = 0;
+        if (inherited && fd >= 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &dummy, sizeof(dummy)) == -1 &&
+            errno != ENOENT)
+            rw_log_warn("%s: cannot detach the old process's reuseport program: %s", s->opts.listen[a].text,
+                        strerror(errno));
+    }
+#else
+    (void)s;
+    (void)o;
+#endif
+}
+
 rw_server *rw_server_new(const rw_server_opts *o, rw_snapshot *snap, char *err, size_t errlen)
 {
     rw_server *s = calloc(1, sizeof(*s));
-    if (s == NULL) {
+    int *cpus = calloc((size_t)CPU_SETSIZE, sizeof(int));
+    if (s != NULL) {
+        s->opts = *o;
+        s->nworkers = o->nworkers;
+        s->workers = calloc((size_t)s->nworkers, sizeof(rw_worker));
+    }
+    if (s == NULL || s->workers == NULL || cpus == NULL) {
+        for (size_t k = 0; k < o->ninherit; k++)
+            close(o->inherit[k].fd);
+        free(cpus);
+        if (s != NULL)
+            free(s->workers);
+        free(s);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    s->opts = *o;
-    s->nworkers = o->nworkers;
-    s->workers = calloc((size_t)s->nworkers, sizeof(rw_worker));
-    int *cpus = calloc((size_t)CPU_SETSIZE, sizeof(int));
-    if (s->workers == NULL || cpus == NULL) {
+    if (group_init(s, err, errlen) != 0) {
+        s->nworkers = 0; /* none initialised */
         free(cpus);
-        free(s->workers);
-        free(s);
-        snprintf(err, errlen, "out of memory");
+        rw_server_free(s);
         return NULL;
     }
     int ncpus = o->pin ? allowed_cpus(cpus, CPU_SETSIZE) : 0;
@@ -333,7 +439,23 @@ rw_server *rw_server_new(const rw_server_opts *o, rw_snapshot *snap, char *err, 
         rw_server_free(s);
         return NULL;
     }
+    if (o->steering != RW_STEER_CPU)
+        detach_old_steering(s, o);
     return s;
+}
+
+size_t rw_server_listeners(const rw_server *s, rw_listen_fd *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t a = 0; a < s->opts.nlisten; a++)
+        for (size_t j = 0; j < s->ngroup[a]; j++) {
+            if (s->group_fds[a][j] < 0)
+                continue;
+            if (n < cap)
+                out[n] = (rw_listen_fd){.fd = s->group_fds[a][j], .addr = (uint32_t)a, .slot = (uint32_t)j};
+            n++;
+        }
+    return n;
 }
 
 int rw_server_start(rw_server *s)
@@ -368,8 +490,9 @@ void rw_server_publish(rw_server *s, rw_snapshot *snap)
     }
 }
 
-void rw_server_drain(rw_server *s)
+void rw_server_drain(rw_server *s, uint32_t idle_grace_ms)
 {
+    atomic_store_explicit(&s->idle_grace_ms, idle_grace_ms, memory_order_relaxed);
     for (int i = 0; i < s->nworkers; i++) {
         atomic_store_explicit(&s->workers[i].drain, true, memory_order_release);
         wake(&s->workers[i]);
@@ -509,12 +632,13 @@ void rw_server_free(rw_server *s)
         for (int i = 0; i < s->nworkers; i++)
             pthread_join(s->workers[i].thread, NULL);
     }
+    if (!s->started && s->group_fds != NULL) /* not yet the workers': the table owns them */
+        for (size_t a = 0; a < s->opts.nlisten; a++)
+            for (size_t j = 0; s->group_fds[a] != NULL && j < s->ngroup[a]; j++)
+                if (s->group_fds[a][j] >= 0)
+                    close(s->group_fds[a][j]);
     for (int i = 0; i < s->nworkers; i++) {
         rw_worker *w = &s->workers[i];
-        if (!s->started && w->listen_fds != NULL)
-            for (size_t k = 0; k < w->nlisten; k++)
-                if (w->listen_fds[k] >= 0)
-                    close(w->listen_fds[k]);
         rw_snapshot *pending = atomic_exchange(&w->next_snap, NULL);
         if (pending != NULL)
             rw_snapshot_unref(pending);
@@ -527,6 +651,11 @@ void rw_server_free(rw_server *s)
         free(w->listen_fds);
         free(w->accept_ops);
     }
+    if (s->group_fds != NULL)
+        for (size_t a = 0; a < s->opts.nlisten; a++)
+            free(s->group_fds[a]);
+    free(s->group_fds);
+    free(s->ngroup);
     free(s->workers);
     free(s);
 }

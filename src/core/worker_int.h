@@ -17,6 +17,9 @@ struct rw_worker {
     int cpu; /* -1: not pinned */
     pthread_t thread;
     rw_loop *loop;
+    /* Listening sockets: [0, server nlisten) one per listen address (-1:
+     * skipped); after them, surplus sockets inherited from an older process
+     * with more workers (--upgrade), accepted from like the others. */
     int *listen_fds;
     rw_op *accept_ops;
     size_t nlisten;

@@ -419,7 +419,7 @@ void rw__c_request_done(rw_conn *c)
     rw_pworker *w = c->w;
     if (c->ex != NULL)
         rw__ex_put(c->ex);
-    if (c->close_after || w->draining) {
+    if (c->close_after || (w->draining && w->drain_grace_ms == 0)) {
         c_linger(c);
         return;
     }
@@ -429,7 +429,10 @@ void rw__c_request_done(rw_conn *c)
         return;
     }
     rw__input_release(w, &c->in);
-    rw__c_timer(c, cfg_of(w)->http.keepalive_timeout_ms);
+    /* Draining with a grace: the response promised keep-alive, so the
+     * client may be sending its next request now; it gets an answer (with
+     * Connection: close) if it comes within the grace. */
+    rw__c_timer(c, w->draining ? w->drain_grace_ms : cfg_of(w)->http.keepalive_timeout_ms);
     if (!(c->rd.flags & RW_OPF_PENDING))
         rw__c_read_head(c);
 }
@@ -488,15 +491,20 @@ void rw__conn_accepted(rw_pworker *w, int fd)
     rw__c_read_head(c);
 }
 
-void rw__worker_close_idle(rw_pworker *w)
+void rw__worker_close_idle(rw_pworker *w, uint32_t grace_ms)
 {
     rw_conn *c = w->conns;
     while (c != NULL) {
         rw_conn *next = c->next;
-        if (c->state == RW_C_IDLE)
+        if (c->state == RW_C_IDLE && grace_ms == 0)
             rw__c_close(c);
-        else
+        else if (c->state == RW_C_IDLE) /* the idle timer closes it; a request first gets Connection: close */
+            rw__c_timer(c, grace_ms);
+        else if (grace_ms == 0)
             c->close_after = true;
+        /* else (grace): a response whose head is not out yet says close
+         * (w->draining); one that already promised keep-alive keeps the
+         * promise, and rw__c_request_done gives the connection the grace. */
         c = next;
     }
     rw__wstate_close_idle(w, w->ws);

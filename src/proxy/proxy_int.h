@@ -78,11 +78,12 @@ struct rw_pworker {
     rw_worker_stats *stats; /* the worker's counters */
     rw_server *server;
     int id;
-    bool draining;       /* close_idle was called */
-    rw_wstate *ws;       /* current */
-    rw_wstate *retiring; /* older states with users left */
-    uint32_t nconns;     /* client connections */
-    uint32_t nupconns;   /* upstream connections */
+    bool draining;           /* close_idle was called */
+    uint32_t drain_grace_ms; /* ... with this grace for idle connections (0: closed at once) */
+    rw_wstate *ws;           /* current */
+    rw_wstate *retiring;     /* older states with users left */
+    uint32_t nconns;         /* client connections */
+    uint32_t nupconns;       /* upstream connections */
     uint64_t reqid_seed;
     uint64_t reqid_counter;
     uint64_t rng; /* splitmix64 state: trace and span ids */
@@ -308,7 +309,7 @@ struct rw_exchange {
 
 /* conn.c: takes over an accepted client connection (already counted). */
 void rw__conn_accepted(rw_pworker *w, int fd);
-void rw__worker_close_idle(rw_pworker *w);
+void rw__worker_close_idle(rw_pworker *w, uint32_t grace_ms);
 void rw__worker_close_all(rw_pworker *w);
 /* upstream.c: pools, connections and the wait queue, for rw_upreq owners */
 int rw__wstate_new(rw_pworker *w, rw_snapshot *snap, rw_wstate **out);

@@ -70,11 +70,12 @@ static void pw_accepted(void *st, int fd)
     rw__conn_accepted(st, fd);
 }
 
-static void pw_close_idle(void *st)
+static void pw_close_idle(void *st, uint32_t grace_ms)
 {
     rw_pworker *w = st;
     w->draining = true;
-    rw__worker_close_idle(w);
+    w->drain_grace_ms = grace_ms;
+    rw__worker_close_idle(w, grace_ms);
 }
 
 static void pw_close_all(void *st)
