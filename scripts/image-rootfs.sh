@@ -6,9 +6,9 @@
 #
 # The packages are the ones that own the libraries `ldd BINARY` names on this
 # machine (dpkg -S), plus ca-certificates and base-files; they are fetched with
-# `apt-get download` (the installed version when the archive still has it,
-# else the candidate) and unpacked with `dpkg-deb` in a scratch folder. ROOTFS
-# then gets only:
+# `apt-get download` (the versions apt's lists name: run apt-get update before
+# for the latest security fixes; it runs by itself when a download fails) and
+# unpacked with `dpkg-deb` in a scratch folder. ROOTFS then gets only:
 #   /usr/bin/ringway, the dynamic loader and exactly the shared libraries the
 #   loader resolves for it (soname links and files), the CA bundle
 #   /etc/ssl/certs/ca-certificates.crt (+ /etc/ssl/cert.pem, the file the
@@ -52,21 +52,16 @@ done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { pr
 pkgs+=(ca-certificates base-files)
 mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | sort -u)
 
-fetch() { # package: the installed version if the archive has it, else the candidate
-    local p=$1 v
-    v=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)
-    (cd "$work/debs" && { { [ -n "$v" ] && apt-get download -qq "$p=$v" 2>/dev/null; } ||
-        apt-get download -qq "$p" 2>/dev/null; }) || return 1
-}
 unpacked=()
-unpack() { # packages...
+unpack() { # packages...: downloaded (one apt-get) and unpacked into the stage
     local p
-    for p in "$@"; do
-        if ! fetch "$p"; then
-            apt-get update -qq
-            fetch "$p" || { echo "image-rootfs: apt-get download $p failed" >&2; exit 1; }
-        fi
-    done
+    # The archive's current versions (Debian 12 keeps sonames and ABI within
+    # the release, so newer security fixes are the ones to ship).
+    (cd "$work/debs" && { apt-get download -qq "$@" 2>/dev/null ||
+        { rm -f ./*.deb && apt-get update -qq && apt-get download -qq "$@"; }; }) || {
+        echo "image-rootfs: apt-get download $* failed" >&2
+        exit 1
+    }
     for p in "$@"; do
         dpkg-deb --fsys-tarfile "$work"/debs/"${p}"_*.deb | tar -x -C "$stage" --keep-directory-symlink
         unpacked+=("$p")
