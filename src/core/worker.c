@@ -130,7 +130,7 @@ static void on_accept(rw_op *op, int res)
         } else {
             w->stats.accepted++;
             w->stats.active_conns++;
-            w->h->accepted(w->hs, res);
+            w->h->accepted(w->hs, res, (size_t)(op - w->accept_ops));
         }
         if (op->flags & RW_OPF_MORE)
             return;
