@@ -26,6 +26,7 @@ typedef struct uring_be {
     bool disabled;   /* created R_DISABLED: enabled by the first poll */
     bool attached;   /* the driving thread registered the ring fd */
     uint32_t nstash;
+    uint32_t stash_cap;             /* RW_URING_STASH, or 0 for small loops (all in the ring) */
     uint32_t stash[RW_URING_STASH]; /* free buffers not in the ring */
 } uring_be;
 
@@ -125,6 +126,7 @@ static int uring_init(rw_loop *l, const rw_loop_opts *o)
     for (uint32_t i = 0; i < in_ring; i++)
         io_uring_buf_ring_add(be->br, rw_loop_buf(l, i), l->buf_size, (unsigned short)i, be->br_mask, (int)i);
     io_uring_buf_ring_advance(be->br, (int)in_ring);
+    be->stash_cap = in_ring < l->buf_count ? RW_URING_STASH : 0;
     for (uint32_t i = in_ring; i < l->buf_count; i++)
         be->stash[be->nstash++] = i;
     l->be = be;
@@ -257,7 +259,7 @@ static bool uring_buf_take(rw_loop *l, uint32_t *id)
 static void uring_buf_release(rw_loop *l, uint32_t id)
 {
     uring_be *be = l->be;
-    if (be->nstash < RW_URING_STASH && be->starved == NULL) {
+    if (be->nstash < be->stash_cap && be->starved == NULL) {
         be->stash[be->nstash++] = id; /* refill the reserve first */
         return;
     }
