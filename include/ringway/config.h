@@ -26,6 +26,23 @@ typedef struct rw_sockaddr {
     char text[80];
 } rw_sockaddr;
 
+/* listen[].tls.certificates[]: a PEM chain (leaf first) and its key. */
+typedef struct rw_tls_cert_cfg {
+    char *cert_file; /* resolved against the config file's directory */
+    char *key_file;
+} rw_tls_cert_cfg;
+
+/* A listener's tls: (TLS 1.2/1.3 termination, src/core/tls.c). */
+typedef struct rw_tls_cfg {
+    rw_tls_cert_cfg *certs; /* chosen by SNI; the first is the default */
+    size_t ncerts;
+    int min_version;           /* 0: "1.2", 1: "1.3" */
+    bool tickets;              /* session_tickets.enabled, default true */
+    uint32_t ticket_rotate_ms; /* session_tickets.rotate, default 12h */
+    int line;
+    struct rw_tls_server *server; /* built at load from the files; owned (rw_config_free) */
+} rw_tls_cfg;
+
 typedef struct rw_kv {
     char *name;
     char *value;
@@ -332,6 +349,11 @@ typedef struct rw_config {
     char *source; /* file path or "<embedded>" */
     rw_sockaddr *listen;
     size_t nlisten;
+    /* One per entry of the file's listen list (NULL: plain HTTP); NULL when
+     * none has tls: or --listen replaced the list. */
+    rw_tls_cfg **listen_tls;
+    rw_tls_cfg **tls_all; /* the file's entries, kept for rw_config_free */
+    size_t nlisten_tls;
     bool has_admin;
     rw_sockaddr admin;
     char *admin_token_env; /* admin.token_env: the variable holding the bearer token for POST /reload */

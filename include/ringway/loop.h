@@ -31,6 +31,7 @@ enum rw_op_kind {
     RW_OP_SEND,         /* sendmsg of op->iov[0..iovcnt); res = bytes sent (may be short) */
     RW_OP_CONNECT,      /* connect a non-blocking socket; res = 0 */
     RW_OP_READ_EVENTFD, /* read 8 bytes from an eventfd (wakeups) */
+    RW_OP_NOP,          /* rw_loop_defer: res 0 at the next turn (-ECANCELED once cancelled) */
 };
 
 enum {
@@ -109,6 +110,10 @@ bool rw_iov_advance(struct iovec *iov, int *iovcnt, size_t n);
 void rw_loop_connect(rw_loop *l, rw_op *op, int fd, const struct sockaddr *addr, socklen_t len);
 /* Arms a read of the eventfd fd; the callback fires on each wakeup (re-arm it). */
 void rw_loop_read_eventfd(rw_loop *l, rw_op *op, int fd);
+/* Completes op with res 0 at the start of the next turn (never inside the
+ * caller's stack), so a layer above the loop can finish an operation it
+ * already has the result of; cancelled, it completes with -ECANCELED. */
+void rw_loop_defer(rw_loop *l, rw_op *op);
 /* Requests cancellation of a pending op; its callback still comes (maybe -ECANCELED). */
 void rw_loop_cancel(rw_loop *l, rw_op *op);
 /* Forgets loop state about fd (call after its ops completed, before close). */
@@ -125,6 +130,10 @@ void rw_loop_close(rw_loop *l, int fd);
 char *rw_loop_buf(rw_loop *l, uint32_t id);
 /* Size in bytes of every loop buffer. */
 uint32_t rw_loop_buf_size(const rw_loop *l);
+/* Takes a free loop buffer for the caller's own use (released with
+ * rw_loop_buf_release like a received one); false when none is free now
+ * (io_uring: a small reserve kept out of the kernel's ring). */
+bool rw_loop_buf_take(rw_loop *l, uint32_t *id);
 /* Gives buffer id back to the loop. */
 void rw_loop_buf_release(rw_loop *l, uint32_t id);
 

@@ -43,6 +43,7 @@ typedef struct rw_reqhead {
     bool drop_tracestate;  /* the client's trace was restarted: its tracestate goes too */
     int body;              /* enum rw_http_body of the forwarded request body */
     bool upgrade;          /* pass a WebSocket upgrade on */
+    bool https;            /* the client came over TLS: X-Forwarded-Proto https */
     const rw_filters *flt; /* with fres: identity headers stripped and added */
     int route;
     const rw_filter_result *fres; /* NULL when no filter ran */

@@ -40,6 +40,7 @@ typedef struct rw_transport_ops {
     void (*send)(rw_loop *l, rw_transport *t, rw_op *op, struct iovec *iov, int iovcnt);
     void (*shutdown_wr)(rw_transport *t);
     void (*close)(rw_loop *l, rw_transport *t);
+    void (*cancel)(rw_loop *l, rw_transport *t, rw_op *op);
 } rw_transport_ops;
 
 /* The ops of each kind (NULL for plain and for kinds not built in). */
@@ -87,6 +88,16 @@ static inline void rw_tr_shutdown_wr(rw_transport *t)
         shutdown(t->fd, SHUT_WR);
     else
         rw_transport_kinds[t->kind]->shutdown_wr(t);
+}
+
+/* Requests cancellation of an op passed to rw_tr_recv*, rw_tr_send (see
+ * rw_loop_cancel: its callback still comes). */
+static inline void rw_tr_cancel(rw_loop *l, rw_transport *t, rw_op *op)
+{
+    if (RW_LIKELY(t->kind == RW_TRANSPORT_PLAIN))
+        rw_loop_cancel(l, op);
+    else
+        rw_transport_kinds[t->kind]->cancel(l, t, op);
 }
 
 /* Closes the connection (through the loop) and frees the session. */

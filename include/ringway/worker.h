@@ -115,7 +115,7 @@ typedef struct rw_worker_handler {
     void (*adopt)(void *st, rw_snapshot *snap);
     /* Takes over an accepted client connection (already counted against
      * max_conns: rw_worker_conn_closed gives the slot back). */
-    void (*accepted)(void *st, int fd);
+    void (*accepted)(void *st, int fd, size_t listener); /* listener: index in the listen list */
     /* The drain began: end connections after their response; idle ones
      * close now (grace_ms 0) or once idle for grace_ms (a handover: a client
      * about to send on an idle connection is not cut mid-request). */

@@ -26,6 +26,7 @@
 #include <openssl/mem.h>
 
 #include "admin_int.h"
+#include "ringway/tls.h"
 #include "ringway/filters.h"
 #include "ringway/alog.h"
 #include "ringway/health.h"
@@ -271,6 +272,24 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
         (unsigned long long)st.conns_rejected_max, (unsigned long long)a->evicted,
         (unsigned long long)st.accepted, (unsigned long long)st.active_conns, (unsigned long long)st.requests,
         (unsigned long long)st.bad_requests);
+    rw_tls_stats ts;
+    rw_tls_stats_get(&ts);
+    if (n < cap)
+        n += (size_t)snprintf(
+            buf + n, cap - n,
+            "# HELP ringway_tls_handshakes_total TLS handshakes on client connections, by result.\n"
+            "# TYPE ringway_tls_handshakes_total counter\n"
+            "ringway_tls_handshakes_total{result=\"full\"} %llu\n"
+            "ringway_tls_handshakes_total{result=\"resumed\"} %llu\n"
+            "ringway_tls_handshakes_total{result=\"failed\"} %llu\n"
+            "# HELP ringway_tls_certificate_reloads_total Certificate sets re-read from changed files, by "
+            "result (failed: the old certificates stay).\n"
+            "# TYPE ringway_tls_certificate_reloads_total counter\n"
+            "ringway_tls_certificate_reloads_total{result=\"ok\"} %llu\n"
+            "ringway_tls_certificate_reloads_total{result=\"failed\"} %llu\n",
+            (unsigned long long)(ts.handshakes - ts.resumed), (unsigned long long)ts.resumed,
+            (unsigned long long)ts.handshake_errors, (unsigned long long)ts.cert_reloads,
+            (unsigned long long)ts.cert_reload_errors);
     uint64_t rl_ok, rl_failed;
     time_t rl_last;
     rw__control_reload_stats(&rl_ok, &rl_failed, &rl_last);

@@ -26,6 +26,7 @@
 #include "ringway/config.h"
 #include "ringway/http.h"
 #include "ringway/rlsync.h"
+#include "ringway/tls.h"
 
 /* ------------------------------------------------------------------------ */
 /* Addresses: listen, admin, metrics_listen. */
@@ -65,7 +66,107 @@ static int get_sockaddr(rw_cf_loader *l, const yaml_node_t *n, const char *where
     return 0;
 }
 
-/* listen: one address or a list; replaces the default 0.0.0.0:8080. */
+/* listen[].tls: the table rows. */
+static const rw_cf_key cert_keys[] = {
+    {.name = "cert_file",
+     .parse = rw__cf_key_string,
+     .offset = offsetof(rw_tls_cert_cfg, cert_file),
+     .type = RW_CF_T_STR,
+     .flags = RW_CF_REQUIRED},
+    {.name = "key_file",
+     .parse = rw__cf_key_string,
+     .offset = offsetof(rw_tls_cert_cfg, key_file),
+     .type = RW_CF_T_STR,
+     .flags = RW_CF_REQUIRED},
+};
+static const rw_cf_map cert_map = RW_CF_MAP_OF("certificate", cert_keys, NULL);
+
+static int key_tls_certs(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key, void *obj)
+{
+    char w[96];
+    rw_tls_cfg *t = obj;
+    (void)key;
+    if (rw__cf_is_null(n))
+        return 0;
+    if (rw__cf_check_list(l, n, where, false))
+        return -1;
+    size_t len = rw__cf_list_len(n);
+    if (len == 0 || len > 64)
+        return rw__cf_fail(l, n, "%s: needs 1 to 64 certificates", where);
+    t->certs = rw__cf_array(l->arena, len, sizeof(*t->certs));
+    if (!t->certs)
+        return rw__cf_oom(l, n);
+    for (size_t i = 0; i < len; i++) {
+        yaml_node_t *it = rw__cf_list_item(l, n, i);
+        rw__cf_item_where(w, sizeof(w), n, where, i);
+        if (!it)
+            return rw__cf_fail(l, n, "%s: missing entry", w);
+        if (rw__cf_check_map(l, it, w) || rw__cf_map_parse(l, &cert_map, it, w, &t->certs[i], NULL))
+            return -1;
+        if (rw__cf_resolve_path(l, it, w, t->certs[i].cert_file, &t->certs[i].cert_file) ||
+            rw__cf_resolve_path(l, it, w, t->certs[i].key_file, &t->certs[i].key_file))
+            return -1;
+    }
+    t->ncerts = len;
+    return 0;
+}
+
+static const char *const tls_versions[] = {"1.2", "1.3"};
+static const rw_cf_choice tls_version_choice = {"TLS version", tls_versions, 2};
+static const rw_cf_key tickets_keys[] = {
+    RW_CF_BOOL("enabled", rw_tls_cfg, tickets, true),
+    RW_CF_MS("rotate", rw_tls_cfg, ticket_rotate_ms, 60000, 12u * 3600 * 1000),
+};
+static const rw_cf_map tickets_map = RW_CF_MAP_OF("session_tickets", tickets_keys, NULL);
+static const rw_cf_key tls_keys[] = {
+    {.name = "certificates", .parse = key_tls_certs, .flags = RW_CF_REQUIRED},
+    RW_CF_CHOICE("min_version", rw_tls_cfg, min_version, tls_version_choice, 0),
+    RW_CF_SUBMAP("session_tickets", 0, tickets_map),
+};
+static const rw_cf_map tls_map = RW_CF_MAP_OF("tls", tls_keys, NULL);
+
+/* A listen entry as a mapping: {address: ..., tls: {...}}. */
+typedef struct listen_item {
+    rw_sockaddr *addr;
+    rw_tls_cfg *tls;
+} listen_item;
+
+static int get_sockaddr(rw_cf_loader *l, const yaml_node_t *n, const char *where, rw_sockaddr *out);
+
+static int key_listen_address(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key,
+                              void *obj)
+{
+    (void)key;
+    return get_sockaddr(l, n, where, ((listen_item *)obj)->addr);
+}
+
+static int key_listen_tls(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key, void *obj)
+{
+    listen_item *it = obj;
+    (void)key;
+    if (rw__cf_is_null(n))
+        return 0;
+    if (rw__cf_check_map(l, n, where))
+        return -1;
+    rw_tls_cfg *t = rw__cf_alloc(l->arena, sizeof(*t));
+    if (!t)
+        return rw__cf_oom(l, n);
+    rw__cf_map_defaults(&tls_map, t);
+    t->line = (int)rw__cf_line_of(n);
+    if (rw__cf_map_parse(l, &tls_map, n, where, t, NULL))
+        return -1;
+    it->tls = t;
+    return 0;
+}
+
+static const rw_cf_key listen_item_keys[] = {
+    {.name = "address", .parse = key_listen_address, .flags = RW_CF_REQUIRED},
+    {.name = "tls", .parse = key_listen_tls},
+};
+static const rw_cf_map listen_item_map = RW_CF_MAP_OF("listen entry", listen_item_keys, NULL);
+
+/* listen: one address or a list; replaces the default 0.0.0.0:8080. An
+ * entry is "ADDR:PORT" or {address: ADDR:PORT, tls: {...}}. */
 static int key_listen(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key, void *obj)
 {
     char w[64];
@@ -82,13 +183,24 @@ static int key_listen(rw_cf_loader *l, yaml_node_t *n, const char *where, const 
     if (len > 256)
         return rw__cf_fail(l, n, "listen: too many addresses (at most 256)");
     rw_sockaddr *arr = rw__cf_array(l->arena, len, sizeof(*arr));
-    if (!arr)
+    rw_tls_cfg **tls = rw__cf_array(l->arena, len, sizeof(*tls));
+    if (!arr || !tls)
         return rw__cf_oom(l, n);
+    bool any_tls = false;
     for (size_t i = 0; i < len; i++) {
         yaml_node_t *it = rw__cf_list_item(l, n, i);
         rw__cf_item_where(w, sizeof(w), n, where, i);
-        if (!it || get_sockaddr(l, it, w, &arr[i]))
-            return it ? -1 : rw__cf_fail(l, n, "%s: missing entry", w);
+        if (!it)
+            return rw__cf_fail(l, n, "%s: missing entry", w);
+        if (it->type == YAML_MAPPING_NODE) {
+            listen_item li = {.addr = &arr[i]};
+            if (rw__cf_check_map(l, it, w) || rw__cf_map_parse(l, &listen_item_map, it, w, &li, NULL))
+                return -1;
+            tls[i] = li.tls;
+            any_tls |= li.tls != NULL;
+        } else if (get_sockaddr(l, it, w, &arr[i])) {
+            return -1;
+        }
         for (size_t j = 0; j < i; j++) {
             if (addr_conflict(&arr[i], &arr[j]))
                 return rw__cf_fail(l, it, "%s: %s overlaps listen address %s", w, arr[i].text, arr[j].text);
@@ -96,7 +208,49 @@ static int key_listen(rw_cf_loader *l, yaml_node_t *n, const char *where, const 
     }
     cfg->listen = arr;
     cfg->nlisten = len;
+    cfg->listen_tls = any_tls ? tls : NULL;
+    cfg->tls_all = cfg->listen_tls;
+    cfg->nlisten_tls = any_tls ? len : 0;
     return 0;
+}
+
+/* Builds each TLS listener's server context from its files (the first
+ * failure, naming the file, is the load's error). */
+static int build_tls(rw_cf_loader *l, rw_config *cfg)
+{
+    char why[512];
+    for (size_t i = 0; i < cfg->nlisten_tls; i++) {
+        rw_tls_cfg *t = cfg->tls_all[i];
+        if (t == NULL)
+            continue;
+        rw_tls_cert_files files[64];
+        for (size_t j = 0; j < t->ncerts && j < RW_ARRAY_LEN(files); j++) {
+            files[j].cert_file = t->certs[j].cert_file;
+            files[j].key_file = t->certs[j].key_file;
+        }
+        rw_tls_server_opts o = {
+            .certs = files,
+            .ncerts = t->ncerts,
+            .min_tls13 = t->min_version == 1,
+            .tickets = t->tickets,
+            .ticket_rotate_s = t->ticket_rotate_ms / 1000,
+            .name = cfg->listen[i].text,
+        };
+        t->server = rw_tls_server_new(&o, why, sizeof(why));
+        if (t->server == NULL)
+            return rw__cf_fail_line(l, (size_t)t->line, "listen[%zu].tls: %s", i, why);
+    }
+    return 0;
+}
+
+static void free_tls(rw_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisten_tls; i++) {
+        if (cfg->tls_all[i] != NULL) {
+            rw_tls_server_free(cfg->tls_all[i]->server);
+            cfg->tls_all[i]->server = NULL;
+        }
+    }
 }
 
 enum { ADMIN_ADDRESS, ADMIN_TOKEN_ENV };
@@ -581,6 +735,10 @@ int rw_config_load_string(const char *yaml, size_t len, const char *name, rw_con
     l.cfg = cfg;
     if (parse_root(&l, root) != 0)
         goto out;
+    if (build_tls(&l, cfg) != 0) {
+        free_tls(cfg);
+        goto out;
+    }
     *out = cfg;
     arena = NULL; /* owned by *out now */
     rc = 0;
@@ -668,6 +826,8 @@ int rw_config_load_file(const char *path, rw_config **out, char *err, size_t err
 
 void rw_config_free(rw_config *cfg)
 {
+    if (cfg)
+        free_tls(cfg);
     if (cfg)
         rw__cf_arena_destroy(cfg->arena);
 }

@@ -306,6 +306,10 @@ int rw__cf_key_map(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_
 /* The field a row describes. */
 #define RW_CF_FIELD(obj, key, T) ((T *)(void *)((char *)(obj) + (key)->offset))
 
+/* A file path from the config, in the arena: a relative path is taken from
+ * the config file's directory (config_jwt.c). */
+int rw__cf_resolve_path(rw_cf_loader *l, const yaml_node_t *n, const char *where, const char *path,
+                        char **out);
 /* ---- sections ---- */
 
 /* tiers: {name: {rate: "N/period"}} (config_filters.c). */

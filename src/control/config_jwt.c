@@ -18,7 +18,7 @@
 
 /* A file path from the config, in the arena: a relative path is taken from
  * the config file's directory (kept as written for the embedded config). */
-static int resolve_path(rw_cf_loader *l, const yaml_node_t *n, const char *where, const char *path,
+int rw__cf_resolve_path(rw_cf_loader *l, const yaml_node_t *n, const char *where, const char *path,
                         char **out)
 {
     const char *slash = strrchr(l->name, '/');
@@ -193,7 +193,7 @@ static int key_jwt_secret_file(rw_cf_loader *l, yaml_node_t *v, const char *wher
     char *path = NULL;
 
     (void)key;
-    if (rw__cf_str_of(l, v, where, &s) || resolve_path(l, v, where, s, &path) ||
+    if (rw__cf_str_of(l, v, where, &s) || rw__cf_resolve_path(l, v, where, s, &path) ||
         read_small_file(l, v, where, path, &k->secret, &k->secret_len))
         return -1;
     while (k->secret_len > 0 &&
@@ -211,7 +211,7 @@ static int key_jwt_pem_file(rw_cf_loader *l, yaml_node_t *v, const char *where, 
     size_t len;
 
     (void)key;
-    if (rw__cf_str_of(l, v, where, &s) || resolve_path(l, v, where, s, &path))
+    if (rw__cf_str_of(l, v, where, &s) || rw__cf_resolve_path(l, v, where, s, &path))
         return -1;
     return read_small_file(l, v, where, path, &k->pem, &len);
 }
@@ -328,7 +328,7 @@ static int key_jwks_file(rw_cf_loader *l, yaml_node_t *v, const char *where, con
         return -1;
     if (!j->jwks_file)
         return 0;
-    if (resolve_path(l, v, where, j->jwks_file, &j->jwks_file) ||
+    if (rw__cf_resolve_path(l, v, where, j->jwks_file, &j->jwks_file) ||
         read_small_file(l, v, where, j->jwks_file, &doc, &len))
         return -1;
     rw_jwt_keyset *ks = rw_jwt_keyset_new();
@@ -366,7 +366,7 @@ static int key_jwks_ca_file(rw_cf_loader *l, yaml_node_t *v, const char *where, 
         return -1;
     if (!j->jwks_ca_file)
         return 0;
-    if (resolve_path(l, v, where, j->jwks_ca_file, &j->jwks_ca_file))
+    if (rw__cf_resolve_path(l, v, where, j->jwks_ca_file, &j->jwks_ca_file))
         return -1;
     return read_small_file(l, v, where, j->jwks_ca_file, &doc, &len);
 }

@@ -17,6 +17,7 @@
 #include "ringway/filters.h"
 #include "ringway/jwks.h"
 #include "ringway/log.h"
+#include "ringway/tls.h"
 #include "ringway/alog.h"
 #include "ringway/discovery.h"
 #include "ringway/handover.h"
@@ -41,6 +42,7 @@ void rw_overrides_apply(const rw_overrides *o, rw_config *cfg)
          * (sized for the file's list); the overrides outlive every config. */
         cfg->listen = (rw_sockaddr *)o->listen;
         cfg->nlisten = o->nlisten;
+        cfg->listen_tls = NULL; /* the file's tls: settings went with its list */
     }
     if (o->workers >= 0)
         cfg->workers = (uint32_t)o->workers;
@@ -116,6 +118,25 @@ int rw_control_block_signals(void)
     signal(SIGPIPE, SIG_IGN);
     int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
     return rc == 0 ? 0 : -rc;
+}
+
+/* Certificate rotation without a reload: every TLS listener of the running
+ * config re-reads its files when they changed (checked every 500 ms, so new
+ * handshakes use a new certificate within a second); a broken replacement
+ * keeps the old certificates and says why once. */
+static void poll_certs(const rw_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisten_tls; i++) {
+        rw_tls_cfg *t = cfg->tls_all[i];
+        if (t == NULL || t->server == NULL)
+            continue;
+        char err[512];
+        int rc = rw_tls_server_poll_files(t->server, err, sizeof(err));
+        if (rc > 0)
+            rw_log_info("tls %s: certificates reloaded from their files", rw_tls_server_name(t->server));
+        else if (rc < 0)
+            rw_log_warn("tls %s: keeping the old certificates: %s", rw_tls_server_name(t->server), err);
+    }
 }
 
 static bool same_listeners(const rw_config *a, const rw_config *b)
@@ -502,6 +523,7 @@ int rw_control_run(rw_control_opts *o)
     shutdown_t sd = {0};
     upgrade_t up = {.conn = -1};
     int status = 0;
+    uint64_t certs_checked = 0;
     struct pollfd pfd[5 + 2 + RW_ADMIN_MAX_CONNS];
     for (;;) {
         uint64_t now = rw_mono_ms();
@@ -575,6 +597,10 @@ int rw_control_run(rw_control_opts *o)
             upgrade_answer(o, &up, &sd, &admin, now);
         if (n > 0 && pfd[3].fd >= 0 && (pfd[3].revents & POLLIN))
             upgrade_accept(o, &up, &admin);
+        if (now - certs_checked >= 500) {
+            certs_checked = now;
+            poll_certs(o->snap->cfg);
+        }
         rw_filters_gc(); /* configs and tables the workers have let go of */
         if (rw_server_failed(o->server)) {
             rw_log_error("a worker stopped unexpectedly: exiting");

@@ -133,11 +133,41 @@ void rw_loop_read_eventfd(rw_loop *l, rw_op *op, int fd)
     submit(l, op, RW_OP_READ_EVENTFD, fd);
 }
 
+void rw_loop_defer(rw_loop *l, rw_op *op)
+{
+    op->kind = RW_OP_NOP;
+    op->fd = -1;
+    op->flags = RW_OPF_PENDING;
+    op->gen++;
+    op->next = NULL;
+    if (l->deferred == NULL)
+        l->deferred_tail = &l->deferred;
+    *l->deferred_tail = op;
+    l->deferred_tail = &op->next;
+}
+
+/* Completes the deferred ops queued before this call (those their callbacks
+ * queue wait for the next turn). */
+static void run_deferred(rw_loop *l)
+{
+    rw_op *op = l->deferred;
+    l->deferred = NULL;
+    l->deferred_tail = &l->deferred;
+    while (op != NULL) {
+        rw_op *next = op->next;
+        op->next = NULL;
+        rw__loop_complete(op, (op->flags & RW_OPF_CANCEL) ? -ECANCELED : 0, false);
+        op = next;
+    }
+}
+
 void rw_loop_cancel(rw_loop *l, rw_op *op)
 {
     if (!(op->flags & RW_OPF_PENDING) || (op->flags & RW_OPF_CANCEL))
         return;
     op->flags |= RW_OPF_CANCEL;
+    if (op->kind == RW_OP_NOP)
+        return; /* completes with -ECANCELED at the next turn */
     l->ops->cancel(l, op);
 }
 
@@ -165,6 +195,11 @@ char *rw_loop_buf(rw_loop *l, uint32_t id)
 uint32_t rw_loop_buf_size(const rw_loop *l)
 {
     return l->buf_size;
+}
+
+bool rw_loop_buf_take(rw_loop *l, uint32_t *id)
+{
+    return l->ops->buf_take(l, id);
 }
 
 void rw_loop_buf_release(rw_loop *l, uint32_t id)
@@ -196,13 +231,15 @@ void rw_loop_stop(rw_loop *l)
 int rw_loop_run(rw_loop *l)
 {
     while (!l->stop) {
-        uint64_t wait = rw_timers_next_ms(&l->timers, 1000);
+        uint64_t wait = l->deferred != NULL ? 0 : rw_timers_next_ms(&l->timers, 1000);
         int rc = l->ops->poll(l, wait);
         if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EAGAIN) {
             rw_log_error("%s loop: wait failed: %s", l->ops->name, strerror(-rc));
             l->stop = false;
             return rc;
         }
+        if (l->deferred != NULL)
+            run_deferred(l);
         rw_timers_run(&l->timers, l->now);
         if (l->turn_cb != NULL)
             l->turn_cb(l, l->turn_arg);

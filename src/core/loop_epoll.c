@@ -194,6 +194,15 @@ static void ep_buf_release(rw_loop *l, uint32_t id)
     }
 }
 
+static bool ep_buf_take(rw_loop *l, uint32_t *id)
+{
+    ep_be *be = l->be;
+    if (be->nfree == 0)
+        return false;
+    *id = be->free_ids[--be->nfree];
+    return true;
+}
+
 /* Clears the fd slot's reference to op and delivers the final result. */
 static void finish(ep_be *be, rw_op *op, int res)
 {
@@ -378,5 +387,6 @@ const rw_loop_backend_ops rw__loop_epoll_ops = {
     .detach_fd = ep_detach_fd,
     .close = ep_close,
     .buf_release = ep_buf_release,
+    .buf_take = ep_buf_take,
     .poll = ep_poll,
 };

@@ -23,6 +23,7 @@ typedef struct rw_loop_backend_ops {
     void (*detach_fd)(rw_loop *l, int fd); /* forget_fd, and leave any kernel interest list */
     void (*close)(rw_loop *l, int fd);     /* close fd (maybe deferred to the flush) */
     void (*buf_release)(rw_loop *l, uint32_t id);
+    bool (*buf_take)(rw_loop *l, uint32_t *id);
     int (*poll)(rw_loop *l, uint64_t timeout_ms); /* flush, wait, dispatch; 0 or -errno */
 } rw_loop_backend_ops;
 
@@ -37,7 +38,8 @@ struct rw_loop {
     char *bufs; /* buf_count * buf_size bytes, mmap'd, owned */
     uint32_t buf_count;
     uint32_t buf_size;
-    void *be; /* backend state, owned by the backend */
+    void *be;                         /* backend state, owned by the backend */
+    rw_op *deferred, **deferred_tail; /* rw_loop_defer: run after the next poll */
 };
 
 extern const rw_loop_backend_ops rw__loop_uring_ops;

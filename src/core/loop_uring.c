@@ -12,6 +12,9 @@
 
 #define RW_URING_BGID 0
 #define RW_CQE_BATCH 256
+/* Buffers kept out of the kernel's ring for rw_loop_buf_take (TLS delivers
+ * plaintext it already holds in one). */
+#define RW_URING_STASH 16
 
 typedef struct uring_be {
     struct io_uring ring;
@@ -22,6 +25,9 @@ typedef struct uring_be {
     rw_op *deferred; /* completions to deliver at the next poll */
     bool disabled;   /* created R_DISABLED: enabled by the first poll */
     bool attached;   /* the driving thread registered the ring fd */
+    uint32_t nstash;
+    uint32_t stash_cap;             /* RW_URING_STASH, or 0 for small loops (all in the ring) */
+    uint32_t stash[RW_URING_STASH]; /* free buffers not in the ring */
 } uring_be;
 
 /* Run by the thread that drives the ring, before its first io_uring_enter: it
@@ -116,9 +122,13 @@ static int uring_init(rw_loop *l, const rw_loop_opts *o)
         goto fail_br;
     io_uring_buf_ring_init(be->br);
     be->br_mask = (uint32_t)io_uring_buf_ring_mask(l->buf_count);
-    for (uint32_t i = 0; i < l->buf_count; i++)
+    uint32_t in_ring = l->buf_count > 2 * RW_URING_STASH ? l->buf_count - RW_URING_STASH : l->buf_count;
+    for (uint32_t i = 0; i < in_ring; i++)
         io_uring_buf_ring_add(be->br, rw_loop_buf(l, i), l->buf_size, (unsigned short)i, be->br_mask, (int)i);
-    io_uring_buf_ring_advance(be->br, (int)l->buf_count);
+    io_uring_buf_ring_advance(be->br, (int)in_ring);
+    be->stash_cap = in_ring < l->buf_count ? RW_URING_STASH : 0;
+    for (uint32_t i = in_ring; i < l->buf_count; i++)
+        be->stash[be->nstash++] = i;
     l->be = be;
     return 0;
 
@@ -237,9 +247,22 @@ static void uring_close(rw_loop *l, int fd)
         sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
+static bool uring_buf_take(rw_loop *l, uint32_t *id)
+{
+    uring_be *be = l->be;
+    if (be->nstash == 0)
+        return false;
+    *id = be->stash[--be->nstash];
+    return true;
+}
+
 static void uring_buf_release(rw_loop *l, uint32_t id)
 {
     uring_be *be = l->be;
+    if (be->nstash < be->stash_cap && be->starved == NULL) {
+        be->stash[be->nstash++] = id; /* refill the reserve first */
+        return;
+    }
     io_uring_buf_ring_add(be->br, rw_loop_buf(l, id), l->buf_size, (unsigned short)id, be->br_mask, 0);
     io_uring_buf_ring_advance(be->br, 1);
     if (be->starved != NULL) {
@@ -339,6 +362,7 @@ const rw_loop_backend_ops rw__loop_uring_ops = {
     .detach_fd = uring_forget_fd, /* nothing registered per fd */
     .close = uring_close,
     .buf_release = uring_buf_release,
+    .buf_take = uring_buf_take,
     .poll = uring_poll,
 };
 

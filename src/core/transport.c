@@ -1,5 +1,9 @@
-/* transport.c - the transport kinds beside plain sockets (transport.h). None
- * is built in yet: TLS fills its slot when it lands. */
+/* transport.c - the transport kinds beside plain sockets (transport.h):
+ * TLS (src/core/tls.c). */
 #include "ringway/transport.h"
 
-const rw_transport_ops *rw_transport_kinds[RW_TRANSPORT__COUNT];
+extern const rw_transport_ops rw__tls_transport_ops;
+
+const rw_transport_ops *rw_transport_kinds[RW_TRANSPORT__COUNT] = {
+    [RW_TRANSPORT_TLS] = &rw__tls_transport_ops,
+};

@@ -150,7 +150,7 @@ static void on_accept(rw_op *op, int res)
         } else {
             w->stats.accepted++;
             w->stats.active_conns++;
-            w->h->accepted(w->hs, res);
+            w->h->accepted(w->hs, res, w->listen_addr[op - w->accept_ops]);
         }
         if (op->flags & RW_OPF_MORE)
             return;
@@ -250,13 +250,16 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
     rw_timer_init(&w->accept_retry, accept_retry_cb);
     rw_timer_init(&w->beat, beat_cb);
     w->listen_fds = malloc(sizeof(int) * w->nlisten);
+    w->listen_addr = malloc(sizeof(size_t) * w->nlisten);
     w->accept_ops = calloc(w->nlisten, sizeof(rw_op));
-    if (w->listen_fds == NULL || w->accept_ops == NULL) {
+    if (w->listen_fds == NULL || w->listen_addr == NULL || w->accept_ops == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < w->nlisten; i++)
+    for (size_t i = 0; i < w->nlisten; i++) {
         w->listen_fds[i] = -1;
+        w->listen_addr[i] = i; /* surplus sockets (a handover from more workers) are set below */
+    }
     rw_loop_opts lo = {.backend = s->opts.backend};
     w->loop = rw_loop_new(&lo);
     if (w->loop == NULL) {
@@ -287,8 +290,10 @@ static int worker_init(rw_server *s, rw_worker *w, int id, int cpu, rw_snapshot 
     size_t k = s->opts.nlisten;
     for (size_t a = 0; a < s->opts.nlisten; a++)
         for (size_t j = (size_t)s->opts.nworkers; j < s->ngroup[a]; j++)
-            if (j % (size_t)s->opts.nworkers == (size_t)id)
+            if (j % (size_t)s->opts.nworkers == (size_t)id) {
+                w->listen_addr[k] = a;
                 w->listen_fds[k++] = s->group_fds[a][j];
+            }
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wake_fd == -1) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
@@ -649,6 +654,7 @@ void rw_server_free(rw_server *s)
         if (w->wake_fd >= 0)
             close(w->wake_fd);
         free(w->listen_fds);
+        free(w->listen_addr);
         free(w->accept_ops);
     }
     if (s->group_fds != NULL)

@@ -21,6 +21,7 @@ struct rw_worker {
      * skipped); after them, surplus sockets inherited from an older process
      * with more workers (--upgrade), accepted from like the others. */
     int *listen_fds;
+    size_t *listen_addr; /* per listening socket: its address's index in the listen list */
     rw_op *accept_ops;
     size_t nlisten;
     int wake_fd; /* eventfd the control thread writes */

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "proxy_int.h"
+#include "ringway/tls.h"
 #include "ringway/alog.h"
 #include "ringway/jsonesc.h"
 #include "ringway/rstats.h"
@@ -201,6 +202,11 @@ void rw__alog_begin(rw_exchange *ex)
         JSTR(b, cap, &o, "path", rq->path.p, rq->path.len, true, CAP_PATH);
         JSTR(b, cap, &o, "query", rq->query.p, rq->query.len, rq->query.len > 0, CAP_QUERY);
         JSTR(b, cap, &o, "protocol", proto, 8, true, 0);
+        if (c->tr.kind == RW_TRANSPORT_TLS) { /* "TLSv1.3 TLS_AES_128_GCM_SHA256" */
+            char tls[96];
+            size_t tn = rw_tls_describe(&c->tr, tls, sizeof(tls));
+            JSTR(b, cap, &o, "tls", tls, tn, tn > 0, 0);
+        }
         JSTR(b, cap, &o, "user_agent", ua ? ua->value.p : NULL, ua ? ua->value.len : 0, ua != NULL, CAP_UA);
     } else {
         /* CLIENT "METHOD PATH?QUERY PROTO" "UA" */

@@ -15,6 +15,7 @@
 #include "ringway/net.h"
 #include "ringway/path.h"
 #include "ringway/proxy.h"
+#include "ringway/tls.h"
 
 #define RW_LINGER_MS 2000
 
@@ -100,9 +101,9 @@ void rw__c_close(rw_conn *c)
     }
     rw_timer_cancel(timers(c->w), &c->timer);
     if (c->rd.flags & RW_OPF_PENDING)
-        rw_loop_cancel(c->w->loop, &c->rd);
+        rw_tr_cancel(c->w->loop, &c->tr, &c->rd);
     if (c->wr.flags & RW_OPF_PENDING)
-        rw_loop_cancel(c->w->loop, &c->wr);
+        rw_tr_cancel(c->w->loop, &c->tr, &c->wr);
     c_maybe_free(c);
 }
 
@@ -459,7 +460,7 @@ static rw_conn *conn_get(rw_pworker *w)
     return c;
 }
 
-void rw__conn_accepted(rw_pworker *w, int fd)
+void rw__conn_accepted(rw_pworker *w, int fd, size_t listener)
 {
     rw_conn *c = conn_get(w);
     if (c == NULL) {
@@ -470,7 +471,20 @@ void rw__conn_accepted(rw_pworker *w, int fd)
     w->nconns++;
     memset(c, 0, sizeof(*c));
     c->w = w;
-    rw_transport_plain(&c->tr, fd);
+    const rw_config *cfg = cfg_of(w);
+    const rw_tls_cfg *tls =
+        cfg->listen_tls != NULL && listener < cfg->nlisten ? cfg->listen_tls[listener] : NULL;
+    if (tls == NULL) {
+        rw_transport_plain(&c->tr, fd);
+    } else if (rw_tls_accept(tls->server, w->loop, &c->tr, fd) != 0) {
+        rw_log_error("out of memory for a TLS session: closing the connection");
+        close(fd);
+        w->nconns--;
+        c->next = w->free_conns;
+        w->free_conns = c;
+        rw_worker_conn_closed(w->core);
+        return;
+    }
     c->state = RW_C_IDLE;
     c->in.buf_id = -1;
     c->held.buf_id = -1;

@@ -163,6 +163,7 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, c
         .drop_tracestate = ex->tp_len > 0 && ex->tp_restarted,
         .body = ex->req_body,
         .upgrade = ex->upgrade,
+        .https = c->tr.kind == RW_TRANSPORT_TLS,
         .flt = flt,
         .route = ex->route,
         .fres = fres,

@@ -191,7 +191,10 @@ ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint3
         }
     }
     OUT_STR(&o, in->peer);
-    OUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (in->https)
+        OUT_LIT(&o, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        OUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
     if (rq->host.len > 0)
         out_field(&o, RW_STR("X-Forwarded-Host"), rq->host);
     OUT_LIT(&o, "Via: 1.1 ringway\r\n");

@@ -308,7 +308,7 @@ struct rw_exchange {
 };
 
 /* conn.c: takes over an accepted client connection (already counted). */
-void rw__conn_accepted(rw_pworker *w, int fd);
+void rw__conn_accepted(rw_pworker *w, int fd, size_t listener);
 void rw__worker_close_idle(rw_pworker *w, uint32_t grace_ms);
 void rw__worker_close_all(rw_pworker *w);
 /* upstream.c: pools, connections and the wait queue, for rw_upreq owners */

@@ -65,9 +65,9 @@ static void pw_adopt(void *st, rw_snapshot *snap)
     rw_log_debug("now serving config generation %llu", (unsigned long long)snap->generation);
 }
 
-static void pw_accepted(void *st, int fd)
+static void pw_accepted(void *st, int fd, size_t listener)
 {
-    rw__conn_accepted(st, fd);
+    rw__conn_accepted(st, fd, listener);
 }
 
 static void pw_close_idle(void *st, uint32_t grace_ms)

@@ -274,7 +274,7 @@ void rw__upconn_close(rw_upconn *u)
     u->req = NULL;
     rw_timer_cancel(rw_loop_timers(u->w->loop), &u->timer);
     if (u->rd.flags & RW_OPF_PENDING)
-        rw_loop_cancel(u->w->loop, &u->rd);
+        rw_tr_cancel(u->w->loop, &u->tr, &u->rd);
     if (u->wr.flags & RW_OPF_PENDING)
         rw_loop_cancel(u->w->loop, &u->wr);
     /* A slot is free: the first waiter opens a connection (ws is alive: the

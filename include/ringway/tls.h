@@ -1,0 +1,78 @@
+/* tls.h - TLS termination: server contexts built from a listener's tls:
+ * settings, and the RW_TRANSPORT_TLS kind of the transport seam (records
+ * through BoringSSL with memory BIOs, ciphertext moved by the worker's loop).
+ *
+ * Ownership: a config owns its listeners' rw_tls_server (rw_tls_server_free
+ * drops that reference; connections keep their own, so a server outlives the
+ * config while its connections last). A TLS transport owns its session, freed
+ * by rw_tr_close. BoringSSL types stay out of this header. */
+#ifndef RINGWAY_TLS_H
+#define RINGWAY_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringway/loop.h"
+#include "ringway/transport.h"
+
+typedef struct rw_tls_server rw_tls_server;
+
+/* One certificate of a listener: a PEM chain (leaf first) and its key. */
+typedef struct rw_tls_cert_files {
+    const char *cert_file;
+    const char *key_file;
+} rw_tls_cert_files;
+
+/* What a server context is built from. */
+typedef struct rw_tls_server_opts {
+    const rw_tls_cert_files *certs; /* the first is the default (no or unknown SNI) */
+    size_t ncerts;
+    bool min_tls13;           /* refuse TLS 1.2 */
+    bool tickets;             /* session tickets (stateless resumption) */
+    uint32_t ticket_rotate_s; /* ticket key lifetime: current + previous accepted */
+    const char *name;         /* for log lines: the listener's address */
+} rw_tls_server_opts;
+
+/* Loads the certificates and builds a server context; NULL with the reason
+ * (naming the file) in err. Refuses a key that does not match its
+ * certificate, an expired certificate and keys other than ECDSA and RSA. */
+rw_tls_server *rw_tls_server_new(const rw_tls_server_opts *o, char *err, size_t errlen);
+/* Drops the caller's reference. NULL is allowed. */
+void rw_tls_server_free(rw_tls_server *s);
+/* Re-reads s's certificate files; on success new handshakes use them, on
+ * failure the old ones stay and err says why. Control thread. Returns 0 or -1. */
+int rw_tls_server_reload_certs(rw_tls_server *s, char *err, size_t errlen);
+/* Reloads s's certificates when their files changed since the last load or
+ * try (stat of each file, following symlinks): 0 unchanged, 1 reloaded, -1
+ * the new files are refused (err says why; the old certificates stay).
+ * Control thread. */
+int rw_tls_server_poll_files(rw_tls_server *s, char *err, size_t errlen);
+/* The listener address s was built for (for log lines). */
+const char *rw_tls_server_name(const rw_tls_server *s);
+/* The directories of s's certificate and key files (for a file watch):
+ * calls fn once per distinct directory. */
+void rw_tls_server_dirs(const rw_tls_server *s, void (*fn)(const char *dir, void *arg), void *arg);
+
+/* Makes t a server-side TLS transport on accepted socket fd, driven by loop
+ * l; the handshake runs inside the first receive. Returns 0, or -1 when out
+ * of memory (t untouched: the caller still owns fd). */
+int rw_tls_accept(rw_tls_server *s, rw_loop *l, rw_transport *t, int fd);
+/* "TLSv1.3 TLS_AES_128_GCM_SHA256" into buf for a TLS transport whose
+ * handshake is done; returns the length (0: none). */
+size_t rw_tls_describe(const rw_transport *t, char *buf, size_t cap);
+/* Whether t resumed a session (handshake done). */
+bool rw_tls_resumed(const rw_transport *t);
+
+/* Process-wide counters (relaxed atomics). */
+typedef struct rw_tls_stats {
+    uint64_t handshakes;         /* completed */
+    uint64_t resumed;            /* of which resumptions */
+    uint64_t handshake_errors;   /* failed (protocol errors, refused versions/ciphers) */
+    uint64_t cert_reloads;       /* certificate sets replaced from the files */
+    uint64_t cert_reload_errors; /* replacements refused (the old certificates stay) */
+} rw_tls_stats;
+/* Reads the counters. */
+void rw_tls_stats_get(rw_tls_stats *out);
+
+#endif

@@ -1,0 +1,1050 @@
+/* tls.c - TLS termination over the transport seam (see tls.h).
+ *
+ * A session is BoringSSL with two memory BIOs: ciphertext the loop received
+ * is written into the read BIO, the records BoringSSL writes are moved from
+ * the write BIO into the session's output buffer and sent by the loop. The
+ * caller's rw_op is never given to the loop: the session submits its own
+ * (rop: socket receive into a loop buffer; wop: send of the output buffer;
+ * dop/wdop: deferred completions) and completes the caller's op from their
+ * callbacks, with the same kinds and results as the plain path:
+ *  - receive: the handshake runs inside the first one; ciphertext that
+ *    yields no plaintext (handshake, partial record) re-arms the socket
+ *    receive; plaintext goes into the loop buffer the ciphertext came in
+ *    (RW_OP_RECV, copied into the read BIO first) or the caller's memory
+ *    (RW_OP_RECV_INTO); what does not fit stays as records in the read BIO
+ *    and the next receive completes from it at the next turn;
+ *  - send: encrypts at most RW_TLS_SEND_MAX plaintext bytes and completes,
+ *    with that count, once their records are on the socket;
+ *  - shutdown_wr: close_notify, then SHUT_WR once it is sent;
+ *  - close: frees the session, after its own ops (cancelled) completed.
+ *
+ * Server contexts: one SSL_CTX per listener per config (rw_tls_server, freed
+ * with the SSL_CTX's last reference). Certificates are a reference-counted
+ * set chosen per handshake by SNI and by what the client can verify (ECDSA
+ * or RSA) in the select-certificate callback; a reload from the files swaps
+ * the set under a mutex taken once per handshake. Session ticket keys are
+ * derived from a process-wide random secret and the rotation period's number,
+ * so every worker issues and accepts the same tickets without sharing state. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/bytestring.h>
+#include <openssl/cipher.h>
+#include <openssl/digest.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/pem.h>
+#include <openssl/pool.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "ringway/common.h"
+#include "ringway/log.h"
+#include "ringway/tls.h"
+
+#define RW_TLS_SEND_MAX 32768u /* plaintext bytes one send encrypts */
+#define RW_TLS_MAX_CHAIN 8
+#define RW_TLS_MAX_NAMES 64
+
+static struct {
+    atomic_uint_fast64_t handshakes, resumed, handshake_errors, cert_reloads, cert_reload_errors;
+} g_stats;
+
+void rw_tls_stats_get(rw_tls_stats *out)
+{
+    out->handshakes = atomic_load_explicit(&g_stats.handshakes, memory_order_relaxed);
+    out->resumed = atomic_load_explicit(&g_stats.resumed, memory_order_relaxed);
+    out->handshake_errors = atomic_load_explicit(&g_stats.handshake_errors, memory_order_relaxed);
+    out->cert_reloads = atomic_load_explicit(&g_stats.cert_reloads, memory_order_relaxed);
+    out->cert_reload_errors = atomic_load_explicit(&g_stats.cert_reload_errors, memory_order_relaxed);
+}
+
+static void count(atomic_uint_fast64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* ---- certificates ---- */
+
+typedef struct tls_cred {
+    CRYPTO_BUFFER *chain[RW_TLS_MAX_CHAIN];
+    size_t nchain;
+    EVP_PKEY *key;
+    bool ecdsa;
+    char *names[RW_TLS_MAX_NAMES]; /* lower case; "*.x" for wildcards */
+    size_t nnames;
+} tls_cred;
+
+/* The certificates in use: immutable once built, reference-counted. */
+typedef struct tls_certset {
+    atomic_int refs;
+    size_t n;
+    tls_cred creds[];
+} tls_certset;
+
+struct rw_tls_server {
+    SSL_CTX *ctx;             /* our reference; sessions hold theirs */
+    pthread_mutex_t mu;       /* guards cur (taken once per handshake) */
+    tls_certset *cur;         /* reference owned */
+    rw_tls_cert_files *files; /* copies of the paths (malloc'd strings) */
+    size_t nfiles;
+    uint32_t rotate_s;
+    uint64_t files_sig; /* stat signature of the files last loaded or tried (control thread) */
+    char name[96];
+};
+
+/* A signature of the files' identities (following symlinks: a Kubernetes
+ * Secret's ..data swap changes it); 0 when one cannot be read. */
+static uint64_t files_sig(const rw_tls_cert_files *f, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < 2 * n; i++) {
+        struct stat st;
+        if (stat(i % 2 ? f[i / 2].key_file : f[i / 2].cert_file, &st) != 0)
+            return 0;
+        uint64_t v[5] = {(uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)st.st_size,
+                         (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
+        for (size_t j = 0; j < 5; j++)
+            h = (h ^ v[j]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void cred_clear(tls_cred *c)
+{
+    for (size_t i = 0; i < c->nchain; i++)
+        CRYPTO_BUFFER_free(c->chain[i]);
+    EVP_PKEY_free(c->key);
+    for (size_t i = 0; i < c->nnames; i++)
+        free(c->names[i]);
+    memset(c, 0, sizeof(*c));
+}
+
+static void certset_unref(tls_certset *cs)
+{
+    if (cs == NULL || atomic_fetch_sub_explicit(&cs->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < cs->n; i++)
+        cred_clear(&cs->creds[i]);
+    free(cs);
+}
+
+/* The first queued BoringSSL error as text (or fallback), clearing the queue. */
+static const char *ssl_reason(char *buf, size_t cap, const char *fallback)
+{
+    uint32_t e = ERR_get_error();
+    ERR_clear_error();
+    if (e == 0)
+        return fallback;
+    ERR_error_string_n(e, buf, cap);
+    return buf;
+}
+
+static int cred_add_name(tls_cred *c, const char *name, size_t len)
+{
+    if (c->nnames == RW_TLS_MAX_NAMES || len == 0 || len > 253)
+        return 0;
+    char *s = malloc(len + 1);
+    if (s == NULL)
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        s[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] + 32 : name[i]);
+    s[len] = '\0';
+    c->names[c->nnames++] = s;
+    return 0;
+}
+
+/* The DNS names of x: its subjectAltName entries, else its CN. */
+static int cred_names(tls_cred *c, X509 *x)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    if (gens != NULL) {
+        int rc = 0;
+        for (size_t i = 0; i < sk_GENERAL_NAME_num(gens) && rc == 0; i++) {
+            const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+            if (g->type == GEN_DNS)
+                rc = cred_add_name(c, (const char *)ASN1_STRING_get0_data(g->d.dNSName),
+                                   (size_t)ASN1_STRING_length(g->d.dNSName));
+        }
+        GENERAL_NAMES_free(gens);
+        if (rc != 0 || c->nnames > 0)
+            return rc;
+    }
+    char cn[256];
+    int n = X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+    return n > 0 ? cred_add_name(c, cn, (size_t)n) : 0;
+}
+
+/* Loads one certificate chain and key into c; -1 with err naming the file. */
+static int cred_load(tls_cred *c, const rw_tls_cert_files *f, char *err, size_t errlen)
+{
+    char why[160];
+    X509 *leaf = NULL;
+    int rc = -1;
+    BIO *b = BIO_new_file(f->cert_file, "r");
+    if (b == NULL) {
+        snprintf(err, errlen, "cert_file %s: cannot read it: %s", f->cert_file, strerror(errno));
+        ERR_clear_error();
+        return -1;
+    }
+    for (;;) {
+        X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+        if (x == NULL)
+            break;
+        uint8_t *der = NULL;
+        int len = i2d_X509(x, &der);
+        CRYPTO_BUFFER *cb = len > 0 ? CRYPTO_BUFFER_new(der, (size_t)len, NULL) : NULL;
+        OPENSSL_free(der);
+        if (cb == NULL || c->nchain == RW_TLS_MAX_CHAIN) {
+            CRYPTO_BUFFER_free(cb);
+            X509_free(x);
+            snprintf(err, errlen, "cert_file %s: %s", f->cert_file,
+                     cb == NULL ? "cannot encode a certificate" : "chain longer than 8 certificates");
+            goto out;
+        }
+        c->chain[c->nchain++] = cb;
+        if (leaf == NULL)
+            leaf = x;
+        else
+            X509_free(x);
+    }
+    ERR_clear_error(); /* the end of the file reads as an error */
+    if (leaf == NULL) {
+        snprintf(err, errlen, "cert_file %s: no PEM certificate in it", f->cert_file);
+        goto out;
+    }
+    BIO_free(b);
+    b = BIO_new_file(f->key_file, "r");
+    if (b == NULL) {
+        snprintf(err, errlen, "key_file %s: cannot read it: %s", f->key_file, strerror(errno));
+        ERR_clear_error();
+        goto out;
+    }
+    c->key = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+    if (c->key == NULL) {
+        snprintf(err, errlen, "key_file %s: no PEM private key in it (%s)", f->key_file,
+                 ssl_reason(why, sizeof(why), "unreadable"));
+        goto out;
+    }
+    int type = EVP_PKEY_id(c->key);
+    if (type != EVP_PKEY_EC && type != EVP_PKEY_RSA) {
+        snprintf(err, errlen, "key_file %s: only ECDSA and RSA keys are supported", f->key_file);
+        goto out;
+    }
+    c->ecdsa = type == EVP_PKEY_EC;
+    if (X509_check_private_key(leaf, c->key) != 1) {
+        ERR_clear_error();
+        snprintf(err, errlen, "key_file %s does not match cert_file %s", f->key_file, f->cert_file);
+        goto out;
+    }
+    if (X509_cmp_current_time(X509_get0_notAfter(leaf)) <= 0) {
+        snprintf(err, errlen, "cert_file %s: the certificate has expired", f->cert_file);
+        goto out;
+    }
+    if (X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0)
+        rw_log_warn("tls: cert_file %s is not valid yet", f->cert_file);
+    if (cred_names(c, leaf) != 0) {
+        snprintf(err, errlen, "cert_file %s: out of memory", f->cert_file);
+        goto out;
+    }
+    rc = 0;
+out:
+    X509_free(leaf);
+    BIO_free(b);
+    if (rc != 0)
+        cred_clear(c);
+    return rc;
+}
+
+static tls_certset *certset_load(const rw_tls_cert_files *files, size_t n, char *err, size_t errlen)
+{
+    tls_certset *cs = calloc(1, sizeof(*cs) + n * sizeof(tls_cred));
+    if (cs == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    atomic_init(&cs->refs, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (cred_load(&cs->creds[i], &files[i], err, errlen) != 0) {
+            certset_unref(cs);
+            return NULL;
+        }
+        cs->n = i + 1;
+    }
+    return cs;
+}
+
+/* 2: exact, 1: wildcard covering host, 0: no. */
+static int name_match(const char *pat, const char *host)
+{
+    if (strcasecmp(pat, host) == 0)
+        return 2;
+    if (pat[0] != '*' || pat[1] != '.')
+        return 0;
+    const char *dot = strchr(host, '.');
+    return dot != NULL && dot != host && strcasecmp(pat + 1, dot) == 0 ? 1 : 0;
+}
+
+/* The best credential for host (NULL: the default's name) of the wanted kind. */
+static const tls_cred *pick(const tls_certset *cs, const char *host, bool ecdsa_ok)
+{
+    const tls_cred *best = NULL;
+    int best_score = 0;
+    if (host == NULL && cs->creds[0].nnames > 0)
+        host = cs->creds[0].names[0];
+    for (size_t i = 0; host != NULL && i < cs->n; i++) {
+        const tls_cred *c = &cs->creds[i];
+        int m = 0;
+        for (size_t j = 0; j < c->nnames; j++) {
+            int k = name_match(c->names[j], host);
+            m = k > m ? k : m;
+        }
+        if (m == 0)
+            continue;
+        /* by match quality, then a kind the client takes (ECDSA first) */
+        int score = m * 4 + (c->ecdsa ? (ecdsa_ok ? 2 : 0) : 1);
+        if (score > best_score) {
+            best = c;
+            best_score = score;
+        }
+    }
+    if (best == NULL || (best->ecdsa && !ecdsa_ok)) {
+        if (best == NULL)
+            best = &cs->creds[0];
+    }
+    return best;
+}
+
+/* Whether the ClientHello lets us sign with ECDSA: an ECDSA signature
+ * algorithm, and for TLS 1.2 an ECDHE-ECDSA suite (or TLS 1.3 offered). */
+static bool hello_ecdsa_ok(const SSL_CLIENT_HELLO *h)
+{
+    const uint8_t *d;
+    size_t len;
+    bool sig = false, suite = false;
+    if (SSL_early_callback_ctx_extension_get(h, TLSEXT_TYPE_signature_algorithms, &d, &len) && len >= 2) {
+        for (size_t i = 2; i + 1 < len; i += 2) {
+            uint16_t alg = (uint16_t)(d[i] << 8 | d[i + 1]);
+            if (SSL_get_signature_algorithm_key_type(alg) == EVP_PKEY_EC)
+                sig = true;
+        }
+    }
+    if (!sig)
+        return false;
+    if (SSL_early_callback_ctx_extension_get(h, TLSEXT_TYPE_supported_versions, &d, &len) && len >= 1) {
+        for (size_t i = 1; i + 1 < len; i += 2)
+            if (d[i] == 0x03 && d[i + 1] == 0x04)
+                suite = true;
+    }
+    for (size_t i = 0; !suite && i + 1 < h->cipher_suites_len; i += 2) {
+        uint16_t cs = (uint16_t)(h->cipher_suites[i] << 8 | h->cipher_suites[i + 1]);
+        suite = cs == 0xC02B || cs == 0xC02C || cs == 0xCCA9;
+    }
+    return suite;
+}
+
+static int g_srv_index = -1;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static uint8_t g_ticket_secret[32];
+
+static void srv_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
+{
+    (void)parent;
+    (void)ad;
+    (void)index;
+    (void)argl;
+    (void)argp;
+    rw_tls_server *s = ptr;
+    if (s == NULL)
+        return;
+    certset_unref(s->cur);
+    for (size_t i = 0; i < s->nfiles; i++) {
+        free((char *)s->files[i].cert_file);
+        free((char *)s->files[i].key_file);
+    }
+    free(s->files);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static void tls_init_once(void)
+{
+    g_srv_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, srv_free_cb);
+    RAND_bytes(g_ticket_secret, sizeof(g_ticket_secret));
+}
+
+static rw_tls_server *srv_of(const SSL *ssl)
+{
+    return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), g_srv_index);
+}
+
+static enum ssl_select_cert_result_t select_cert(const SSL_CLIENT_HELLO *h)
+{
+    SSL *ssl = h->ssl;
+    rw_tls_server *s = srv_of(ssl);
+    pthread_mutex_lock(&s->mu);
+    tls_certset *cs = s->cur;
+    atomic_fetch_add_explicit(&cs->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->mu);
+    const tls_cred *c = pick(cs, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name), hello_ecdsa_ok(h));
+    int ok = SSL_set_chain_and_key(ssl, c->chain, c->nchain, c->key, NULL);
+    certset_unref(cs);
+    return ok ? ssl_select_cert_success : ssl_select_cert_error;
+}
+
+/* ALPN: http/1.1 when offered, else no ALPN (h2 is not spoken here). */
+static int alpn_select(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uint8_t *in, unsigned inlen,
+                       void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    for (unsigned i = 0; i < inlen;) {
+        unsigned n = in[i];
+        if (i + 1 + n > inlen)
+            break;
+        if (n == 8 && memcmp(in + i + 1, "http/1.1", 8) == 0) {
+            *out = in + i + 1;
+            *outlen = (uint8_t)n;
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + n;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* Ticket keys of period number epoch: AES-256 and HMAC-SHA256 keys derived
+ * from the process secret; the key name carries a tag and the epoch. */
+static void ticket_keys(uint64_t epoch, uint8_t aes[32], uint8_t mac[32], uint8_t name[16])
+{
+    uint8_t msg[12];
+    unsigned len = 32;
+    memcpy(msg, "rwtk", 4);
+    for (int i = 0; i < 8; i++)
+        msg[4 + i] = (uint8_t)(epoch >> (56 - 8 * i));
+    HMAC(EVP_sha256(), g_ticket_secret, sizeof(g_ticket_secret), msg, sizeof(msg), aes, &len);
+    msg[3] = 'm';
+    HMAC(EVP_sha256(), g_ticket_secret, sizeof(g_ticket_secret), msg, sizeof(msg), mac, &len);
+    msg[3] = 'n';
+    uint8_t tag[32];
+    HMAC(EVP_sha256(), g_ticket_secret, sizeof(g_ticket_secret), msg, 4, tag, &len);
+    memcpy(name, tag, 8);
+    memcpy(name + 8, msg + 4, 8);
+}
+
+static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *ctx, HMAC_CTX *hctx,
+                     int encrypt)
+{
+    rw_tls_server *s = srv_of(ssl);
+    uint64_t now_epoch = (uint64_t)time(NULL) / s->rotate_s;
+    uint8_t aes[32], mac[32], name[16];
+    if (encrypt) {
+        ticket_keys(now_epoch, aes, mac, name);
+        memcpy(key_name, name, 16);
+        RAND_bytes(iv, EVP_MAX_IV_LENGTH);
+        if (!EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, aes, iv) ||
+            !HMAC_Init_ex(hctx, mac, sizeof(mac), EVP_sha256(), NULL))
+            return -1;
+        return 1;
+    }
+    uint64_t epoch = 0;
+    for (int i = 0; i < 8; i++)
+        epoch = epoch << 8 | key_name[8 + i];
+    if (epoch != now_epoch && epoch + 1 != now_epoch)
+        return 0; /* expired or not ours: a full handshake */
+    ticket_keys(epoch, aes, mac, name);
+    if (CRYPTO_memcmp(name, key_name, 16) != 0)
+        return 0;
+    if (!HMAC_Init_ex(hctx, mac, sizeof(mac), EVP_sha256(), NULL) ||
+        !EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, aes, iv))
+        return -1;
+    return epoch == now_epoch ? 1 : 2; /* 2: renew, issued with the previous key */
+}
+
+static const char k_ciphers[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+rw_tls_server *rw_tls_server_new(const rw_tls_server_opts *o, char *err, size_t errlen)
+{
+    char why[160];
+    pthread_once(&g_once, tls_init_once);
+    if (o->ncerts == 0) {
+        snprintf(err, errlen, "certificates: at least one is needed");
+        return NULL;
+    }
+    rw_tls_server *s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    snprintf(s->name, sizeof(s->name), "%s", o->name != NULL ? o->name : "tls");
+    s->rotate_s = o->ticket_rotate_s > 0 ? o->ticket_rotate_s : 12 * 3600;
+    s->files = calloc(o->ncerts, sizeof(*s->files));
+    if (s->files == NULL)
+        goto oom;
+    for (size_t i = 0; i < o->ncerts; i++) {
+        s->files[i].cert_file = strdup(o->certs[i].cert_file);
+        s->files[i].key_file = strdup(o->certs[i].key_file);
+        s->nfiles = i + 1;
+        if (s->files[i].cert_file == NULL || s->files[i].key_file == NULL)
+            goto oom;
+    }
+    s->files_sig = files_sig(s->files, s->nfiles);
+    s->cur = certset_load(s->files, s->nfiles, err, errlen);
+    if (s->cur == NULL)
+        goto fail;
+    s->ctx = SSL_CTX_new(TLS_method());
+    if (s->ctx == NULL || !SSL_CTX_set_ex_data(s->ctx, g_srv_index, s))
+        goto oom;
+    /* From here the SSL_CTX owns s: SSL_CTX_free frees it (srv_free_cb). */
+    SSL_CTX *ctx = s->ctx;
+    if (!SSL_CTX_set_min_proto_version(ctx, o->min_tls13 ? TLS1_3_VERSION : TLS1_2_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_strict_cipher_list(ctx, k_ciphers)) {
+        snprintf(err, errlen, "cannot configure TLS: %s", ssl_reason(why, sizeof(why), "?"));
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_select_certificate_cb(ctx, select_cert);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_early_data_enabled(ctx, 0);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* stateless: tickets only */
+    SSL_CTX_set_session_id_context(ctx, (const uint8_t *)"ringway", 7);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    if (o->tickets) {
+        SSL_CTX_set_tlsext_ticket_key_cb(ctx, ticket_cb);
+        SSL_CTX_set_timeout(ctx, s->rotate_s);
+        SSL_CTX_set_session_psk_dhe_timeout(ctx, s->rotate_s);
+    } else {
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_num_tickets(ctx, 0);
+    }
+    return s;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    if (s->ctx != NULL) {
+        SSL_CTX_free(s->ctx);
+        return NULL;
+    }
+    srv_free_cb(NULL, s, NULL, 0, 0, NULL);
+    return NULL;
+}
+
+void rw_tls_server_free(rw_tls_server *s)
+{
+    if (s != NULL)
+        SSL_CTX_free(s->ctx);
+}
+
+int rw_tls_server_reload_certs(rw_tls_server *s, char *err, size_t errlen)
+{
+    tls_certset *cs = certset_load(s->files, s->nfiles, err, errlen);
+    if (cs == NULL) {
+        count(&g_stats.cert_reload_errors);
+        return -1;
+    }
+    pthread_mutex_lock(&s->mu);
+    tls_certset *old = s->cur;
+    s->cur = cs;
+    pthread_mutex_unlock(&s->mu);
+    certset_unref(old);
+    count(&g_stats.cert_reloads);
+    return 0;
+}
+
+int rw_tls_server_poll_files(rw_tls_server *s, char *err, size_t errlen)
+{
+    uint64_t sig = files_sig(s->files, s->nfiles);
+    if (sig == s->files_sig)
+        return 0;
+    s->files_sig = sig; /* a failure is reported once per change */
+    if (sig == 0) {
+        snprintf(err, errlen, "a certificate or key file cannot be read");
+        count(&g_stats.cert_reload_errors);
+        return -1;
+    }
+    return rw_tls_server_reload_certs(s, err, errlen) == 0 ? 1 : -1;
+}
+
+const char *rw_tls_server_name(const rw_tls_server *s)
+{
+    return s->name;
+}
+
+void rw_tls_server_dirs(const rw_tls_server *s, void (*fn)(const char *dir, void *arg), void *arg)
+{
+    char seen[16][512];
+    size_t nseen = 0;
+    for (size_t i = 0; i < 2 * s->nfiles; i++) {
+        const char *p = i % 2 ? s->files[i / 2].key_file : s->files[i / 2].cert_file;
+        char dir[512];
+        const char *slash = strrchr(p, '/');
+        if (slash == NULL)
+            snprintf(dir, sizeof(dir), ".");
+        else if (slash == p)
+            snprintf(dir, sizeof(dir), "/");
+        else
+            snprintf(dir, sizeof(dir), "%.*s", (int)(slash - p), p);
+        bool dup = false;
+        for (size_t j = 0; j < nseen && !dup; j++)
+            dup = strcmp(seen[j], dir) == 0;
+        if (dup)
+            continue;
+        if (nseen < RW_ARRAY_LEN(seen))
+            snprintf(seen[nseen++], sizeof(seen[0]), "%s", dir);
+        fn(dir, arg);
+    }
+}
+
+/* ---- sessions: the transport kind ---- */
+
+typedef struct tls_sess {
+    SSL *ssl;
+    BIO *rbio, *wbio; /* owned by ssl */
+    rw_loop *l;
+    int fd;
+    rw_op rop;   /* socket receive (loop buffer) */
+    rw_op wop;   /* socket send of out[out_off..out_len) */
+    rw_op dop;   /* deferred completion of urd */
+    rw_op wdop;  /* deferred completion of uwr */
+    rw_op *urd;  /* the caller's pending receive */
+    rw_op *uwr;  /* the caller's pending send */
+    int uwr_res; /* what uwr completes with once out is sent */
+    int rerr;    /* sticky: 0, or the receive side's end (1: EOF) or -errno */
+    int werr;    /* sticky send error */
+    char *out;   /* ciphertext being sent (malloc'd, kept for the connection) */
+    uint32_t out_len, out_off, out_cap;
+    struct iovec wiov;
+    bool handshaken;
+    bool fin_wanted; /* shutdown_wr: SHUT_WR once out is sent */
+    bool orphan;     /* the transport closed: free once our ops completed */
+} tls_sess;
+
+static void sess_free(tls_sess *s)
+{
+    SSL_free(s->ssl);
+    free(s->out);
+    rw_loop_close(s->l, s->fd);
+    free(s);
+}
+
+/* An orphan goes once none of its ops is pending. */
+static bool orphan_done(tls_sess *s)
+{
+    if (!s->orphan)
+        return false;
+    if (!((s->rop.flags | s->wop.flags | s->dop.flags | s->wdop.flags) & RW_OPF_PENDING))
+        sess_free(s);
+    return true;
+}
+
+/* Delivers a caller op's completion (the last thing its caller does with s:
+ * the callback may close the transport). */
+static void user_complete(rw_op *op, int res)
+{
+    op->flags = 0;
+    op->cb(op, res);
+}
+
+static void complete_rd(tls_sess *s, int res)
+{
+    rw_op *op = s->urd;
+    s->urd = NULL;
+    if (res <= 0 && op->kind == RW_OP_RECV)
+        op->buf = NULL;
+    user_complete(op, res);
+}
+
+/* Moves the records BoringSSL wrote to out and sends them (unless a send is
+ * in flight: they wait in the write BIO for its completion). */
+static void flush_out(tls_sess *s)
+{
+    if ((s->wop.flags & RW_OPF_PENDING) || s->werr != 0)
+        return;
+    size_t pend = BIO_pending(s->wbio);
+    if (pend > 0) {
+        if (s->out_len == s->out_off)
+            s->out_len = s->out_off = 0;
+        if (s->out_len + pend > s->out_cap) {
+            size_t cap = s->out_len + pend < 4096 ? 4096 : s->out_len + pend;
+            char *p = realloc(s->out, cap);
+            if (p == NULL) {
+                s->werr = -ENOMEM;
+                return;
+            }
+            s->out = p;
+            s->out_cap = (uint32_t)cap;
+        }
+        int n = BIO_read(s->wbio, s->out + s->out_len, (int)pend);
+        if (n > 0)
+            s->out_len += (uint32_t)n;
+    }
+    if (s->out_off < s->out_len) {
+        s->wiov.iov_base = s->out + s->out_off;
+        s->wiov.iov_len = s->out_len - s->out_off;
+        rw_loop_send(s->l, &s->wop, s->fd, &s->wiov, 1);
+    }
+}
+
+static int ssl_fail(tls_sess *s, int r, const char *what)
+{
+    int e = SSL_get_error(s->ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 1;
+    char why[160];
+    if (!s->handshaken)
+        count(&g_stats.handshake_errors);
+    rw_log_debug("tls: %s failed: %s", what,
+                 ssl_reason(why, sizeof(why), e == SSL_ERROR_SYSCALL ? "EOF" : "?"));
+    return -EPROTO;
+}
+
+enum { DELIVERED, NEED_MORE, RETRY_LATER };
+
+/* Completes urd from what the read BIO holds (buf: a loop buffer the caller
+ * may have, its ciphertext already copied out; -1 none). */
+static int try_deliver(tls_sess *s, int64_t buf)
+{
+    if (!s->handshaken) {
+        int r = SSL_do_handshake(s->ssl);
+        flush_out(s);
+        if (r != 1) {
+            if (SSL_get_error(s->ssl, r) == SSL_ERROR_WANT_READ) {
+                if (buf >= 0)
+                    rw_loop_buf_release(s->l, (uint32_t)buf);
+                return NEED_MORE;
+            }
+            s->rerr = ssl_fail(s, r, "handshake");
+            goto end;
+        }
+        s->handshaken = true;
+        count(&g_stats.handshakes);
+        if (SSL_session_reused(s->ssl))
+            count(&g_stats.resumed);
+    }
+    rw_op *op = s->urd;
+    int got = 0, r = 0;
+    if (op->kind == RW_OP_RECV_INTO) {
+        r = SSL_read(s->ssl, op->dst, (int)op->dst_len);
+        got = r > 0 ? r : 0;
+    } else {
+        uint32_t id;
+        if (buf >= 0) {
+            id = (uint32_t)buf;
+        } else if (!rw_loop_buf_take(s->l, &id)) {
+            return RETRY_LATER;
+        }
+        buf = id;
+        char *p = rw_loop_buf(s->l, id);
+        uint32_t cap = rw_loop_buf_size(s->l);
+        while ((uint32_t)got < cap && (r = SSL_read(s->ssl, p + got, (int)(cap - (uint32_t)got))) > 0)
+            got += r;
+        op->buf = p;
+        op->buf_id = id;
+    }
+    flush_out(s); /* a KeyUpdate or an alert */
+    if (got > 0) {
+        complete_rd(s, got);
+        return DELIVERED;
+    }
+    if (SSL_get_error(s->ssl, r) == SSL_ERROR_WANT_READ) {
+        if (buf >= 0)
+            rw_loop_buf_release(s->l, (uint32_t)buf);
+        return NEED_MORE;
+    }
+    s->rerr = ssl_fail(s, r, "read");
+end:
+    if (buf >= 0)
+        rw_loop_buf_release(s->l, (uint32_t)buf);
+    complete_rd(s, s->rerr > 0 ? 0 : s->rerr);
+    return DELIVERED;
+}
+
+static void arm_read(tls_sess *s)
+{
+    rw_loop_recv(s->l, &s->rop, s->fd);
+}
+
+static void on_rop(rw_op *op, int res)
+{
+    tls_sess *s = RW_CONTAINER_OF(op, tls_sess, rop);
+    bool got_buf = res > 0;
+    rw_loop *l = s->l;
+    uint32_t id = op->buf_id;
+    if (orphan_done(s)) { /* s may be gone */
+        if (got_buf)
+            rw_loop_buf_release(l, id);
+        return;
+    }
+    if (s->urd->flags & RW_OPF_CANCEL) {
+        if (got_buf)
+            rw_loop_buf_release(s->l, op->buf_id);
+        complete_rd(s, -ECANCELED);
+        return;
+    }
+    if (res <= 0) {
+        if (res == 0)
+            s->rerr = 1;
+        complete_rd(s, res); /* EOF (a truncation without close_notify reads the same) or the error */
+        return;
+    }
+    if (BIO_write(s->rbio, op->buf, res) != res) {
+        rw_loop_buf_release(s->l, op->buf_id);
+        complete_rd(s, -ENOMEM);
+        return;
+    }
+    int64_t buf = s->urd->kind == RW_OP_RECV ? (int64_t)op->buf_id : -1;
+    if (buf < 0)
+        rw_loop_buf_release(s->l, op->buf_id);
+    int r = try_deliver(s, buf);
+    if (r == NEED_MORE)
+        arm_read(s);
+    else if (r == RETRY_LATER)
+        rw_loop_defer(s->l, &s->dop); /* not reached with a buffer in hand */
+}
+
+static void on_dop(rw_op *op, int res)
+{
+    tls_sess *s = RW_CONTAINER_OF(op, tls_sess, dop);
+    if (orphan_done(s))
+        return;
+    if (res == -ECANCELED || (s->urd->flags & RW_OPF_CANCEL)) {
+        complete_rd(s, -ECANCELED);
+        return;
+    }
+    if (s->rerr != 0) {
+        complete_rd(s, s->rerr > 0 ? 0 : s->rerr);
+        return;
+    }
+    int r = try_deliver(s, -1);
+    if (r == NEED_MORE)
+        arm_read(s);
+    else if (r == RETRY_LATER)
+        rw_loop_defer(s->l, &s->dop); /* no free buffer this turn: the next one */
+}
+
+static void start_read(rw_loop *l, tls_sess *s, rw_op *op)
+{
+    (void)l;
+    op->flags = RW_OPF_PENDING;
+    op->gen++;
+    s->urd = op;
+    if (s->rerr != 0 || BIO_pending(s->rbio) > 0 || SSL_pending(s->ssl) > 0)
+        rw_loop_defer(s->l, &s->dop); /* records already here (or the end): at the next turn */
+    else
+        arm_read(s);
+}
+
+static void tls_recv(rw_loop *l, rw_transport *t, rw_op *op)
+{
+    op->kind = RW_OP_RECV;
+    op->buf = NULL;
+    start_read(l, t->session, op);
+}
+
+static void tls_recv_into(rw_loop *l, rw_transport *t, rw_op *op, char *dst, uint32_t len)
+{
+    op->kind = RW_OP_RECV_INTO;
+    op->dst = dst;
+    op->dst_len = len;
+    start_read(l, t->session, op);
+}
+
+static void complete_wr(tls_sess *s, int res)
+{
+    rw_op *op = s->uwr;
+    s->uwr = NULL;
+    user_complete(op, (op->flags & RW_OPF_CANCEL) ? -ECANCELED : res);
+}
+
+static void on_wop(rw_op *op, int res)
+{
+    tls_sess *s = RW_CONTAINER_OF(op, tls_sess, wop);
+    if (orphan_done(s))
+        return;
+    if (res < 0) {
+        s->werr = res;
+        s->out_len = s->out_off = 0;
+        if (s->uwr != NULL)
+            complete_wr(s, res);
+        return;
+    }
+    s->out_off += (uint32_t)res;
+    if (s->out_off < s->out_len || BIO_pending(s->wbio) > 0) {
+        flush_out(s);
+        return;
+    }
+    s->out_len = s->out_off = 0;
+    if (s->fin_wanted) {
+        s->fin_wanted = false;
+        shutdown(s->fd, SHUT_WR);
+    }
+    if (s->uwr != NULL)
+        complete_wr(s, s->uwr_res);
+}
+
+static void on_wdop(rw_op *op, int res)
+{
+    tls_sess *s = RW_CONTAINER_OF(op, tls_sess, wdop);
+    (void)res;
+    if (orphan_done(s))
+        return;
+    complete_wr(s, s->uwr_res);
+}
+
+static void tls_send(rw_loop *l, rw_transport *t, rw_op *op, struct iovec *iov, int iovcnt)
+{
+    tls_sess *s = t->session;
+    (void)l;
+    op->kind = RW_OP_SEND;
+    op->flags = RW_OPF_PENDING;
+    op->gen++;
+    s->uwr = op;
+    int done = 0;
+    if (s->werr != 0) {
+        s->uwr_res = s->werr;
+    } else if (!s->handshaken) {
+        s->uwr_res = -EPROTO;
+    } else {
+        for (int i = 0; i < iovcnt && (uint32_t)done < RW_TLS_SEND_MAX; i++) {
+            size_t n = iov[i].iov_len;
+            if (n > RW_TLS_SEND_MAX - (uint32_t)done)
+                n = RW_TLS_SEND_MAX - (uint32_t)done;
+            if (n == 0)
+                continue;
+            int r = SSL_write(s->ssl, iov[i].iov_base, (int)n);
+            if (r <= 0) {
+                if (done == 0) {
+                    int e = ssl_fail(s, r, "write");
+                    done = e > 0 ? -EPIPE : e;
+                }
+                break;
+            }
+            done += r;
+            if ((size_t)r < n)
+                break;
+        }
+        s->uwr_res = done;
+        flush_out(s);
+        if (s->werr != 0)
+            s->uwr_res = s->werr;
+    }
+    if (!(s->wop.flags & RW_OPF_PENDING))
+        rw_loop_defer(s->l, &s->wdop); /* nothing to send: complete at the next turn */
+}
+
+static void tls_shutdown_wr(rw_transport *t)
+{
+    tls_sess *s = t->session;
+    if (s->handshaken && s->werr == 0) {
+        SSL_shutdown(s->ssl); /* close_notify into the write BIO */
+        flush_out(s);
+    }
+    if (s->wop.flags & RW_OPF_PENDING)
+        s->fin_wanted = true;
+    else
+        shutdown(s->fd, SHUT_WR);
+}
+
+static void tls_cancel(rw_loop *l, rw_transport *t, rw_op *op)
+{
+    tls_sess *s = t->session;
+    if (!(op->flags & RW_OPF_PENDING) || (op->flags & RW_OPF_CANCEL))
+        return;
+    op->flags |= RW_OPF_CANCEL;
+    if (op == s->urd) {
+        if (s->rop.flags & RW_OPF_PENDING)
+            rw_loop_cancel(l, &s->rop);
+        if (s->dop.flags & RW_OPF_PENDING)
+            rw_loop_cancel(l, &s->dop);
+    } else if (op == s->uwr) {
+        if (s->wop.flags & RW_OPF_PENDING)
+            rw_loop_cancel(l, &s->wop);
+        if (s->wdop.flags & RW_OPF_PENDING)
+            rw_loop_cancel(l, &s->wdop);
+    }
+}
+
+static void tls_close(rw_loop *l, rw_transport *t)
+{
+    tls_sess *s = t->session;
+    s->orphan = true;
+    rw_loop_cancel(l, &s->rop);
+    rw_loop_cancel(l, &s->wop);
+    rw_loop_cancel(l, &s->dop);
+    rw_loop_cancel(l, &s->wdop);
+    orphan_done(s);
+}
+
+const rw_transport_ops rw__tls_transport_ops = {
+    .recv = tls_recv,
+    .recv_into = tls_recv_into,
+    .send = tls_send,
+    .shutdown_wr = tls_shutdown_wr,
+    .close = tls_close,
+    .cancel = tls_cancel,
+};
+
+int rw_tls_accept(rw_tls_server *srv, rw_loop *l, rw_transport *t, int fd)
+{
+    tls_sess *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -1;
+    s->ssl = SSL_new(srv->ctx);
+    s->rbio = BIO_new(BIO_s_mem());
+    s->wbio = BIO_new(BIO_s_mem());
+    if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL) {
+        BIO_free(s->rbio);
+        BIO_free(s->wbio);
+        SSL_free(s->ssl);
+        free(s);
+        ERR_clear_error();
+        return -1;
+    }
+    BIO_set_mem_eof_return(s->rbio, -1); /* empty means "more to come", not EOF */
+    SSL_set_bio(s->ssl, s->rbio, s->wbio);
+    SSL_set_accept_state(s->ssl);
+    s->l = l;
+    s->fd = fd;
+    s->rop.cb = on_rop;
+    s->wop.cb = on_wop;
+    s->dop.cb = on_dop;
+    s->wdop.cb = on_wdop;
+    s->rop.data = s->wop.data = s->dop.data = s->wdop.data = s;
+    t->fd = fd;
+    t->kind = RW_TRANSPORT_TLS;
+    t->session = s;
+    return 0;
+}
+
+size_t rw_tls_describe(const rw_transport *t, char *buf, size_t cap)
+{
+    if (t->kind != RW_TRANSPORT_TLS || t->session == NULL || cap == 0)
+        return 0;
+    const tls_sess *s = t->session;
+    const SSL_CIPHER *c = SSL_get_current_cipher(s->ssl);
+    if (!s->handshaken || c == NULL)
+        return 0;
+    int n = snprintf(buf, cap, "%s %s", SSL_get_version(s->ssl), SSL_CIPHER_standard_name(c));
+    return n < 0 ? 0 : ((size_t)n >= cap ? cap - 1 : (size_t)n);
+}
+
+bool rw_tls_resumed(const rw_transport *t)
+{
+    const tls_sess *s = t->kind == RW_TRANSPORT_TLS ? t->session : NULL;
+    return s != NULL && s->handshaken && SSL_session_reused(s->ssl);
+}
