@@ -36,6 +36,17 @@ static inline uint64_t rw_wall_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* FNV-1a (64-bit) of n bytes at p, continuing from h (start with
+ * RW_FNV1A_INIT): file content hashes (the config watch). */
+#define RW_FNV1A_INIT 0xcbf29ce484222325ull
+static inline uint64_t rw_fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 static inline uint64_t rw_mono_ms(void)
 {
     struct timespec ts;

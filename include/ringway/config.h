@@ -366,6 +366,7 @@ typedef struct rw_config {
     uint32_t drain_timeout_ms;  /* default 30000 */
     uint32_t shutdown_delay_ms; /* SIGTERM: /ready 503 while still serving this long, then drain; default 0 */
     bool watch_config;          /* reload when the config file changes (also --watch-config) */
+    uint64_t source_hash;       /* FNV-1a of the file's bytes (rw_config_load_file; 0: not from a file) */
     char *upgrade_socket;       /* the upgrade (handover) socket's path, "off", or NULL: the default */
     rw_request_id_cfg request_id;
     rw_access_log_cfg access_log;

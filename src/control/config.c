@@ -820,6 +820,10 @@ int rw_config_load_file(const char *path, rw_config **out, char *err, size_t err
     }
     close(fd);
     rc = rw_config_load_string(buf, len, path, out, err, errlen);
+    if (rc == 0 && out != NULL && *out != NULL) {
+        uint64_t h = rw_fnv1a(RW_FNV1A_INIT, buf, len);
+        (*out)->source_hash = h == 0 ? 1 : h; /* as the config watch hashes the file */
+    }
     free(buf);
     return rc;
 }

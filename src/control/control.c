@@ -307,7 +307,7 @@ static void watch_update(rw_control_opts *o, rw_watch *w, bool *watching)
         return;
     }
     if (want && !*watching) {
-        if (rw_watch_init(w, o->config_path, rw_mono_ms()) == 0) {
+        if (rw_watch_init(w, o->config_path, o->snap->cfg->source_hash, rw_mono_ms()) == 0) {
             *watching = true;
             rw_log_info("watching %s: a change is reloaded", o->config_path);
         } else {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "watch.h"
+#include "ringway/common.h"
 #include "ringway/log.h"
 
 /* FNV-1a of the file's content (following symlinks); 0 when unreadable. */
@@ -19,17 +20,16 @@ static uint64_t content_hash(const char *path, struct stat *st)
     }
     if (fstat(fd, st) != 0)
         memset(st, 0, sizeof(*st));
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = RW_FNV1A_INIT;
     char buf[8192];
     ssize_t n;
     while ((n = read(fd, buf, sizeof(buf))) > 0)
-        for (ssize_t i = 0; i < n; i++)
-            h = (h ^ (unsigned char)buf[i]) * 0x100000001b3ull;
+        h = rw_fnv1a(h, buf, (size_t)n);
     close(fd);
     return n < 0 ? 0 : (h == 0 ? 1 : h);
 }
 
-int rw_watch_init(rw_watch *w, const char *path, uint64_t now_ms)
+int rw_watch_init(rw_watch *w, const char *path, uint64_t loaded, uint64_t now_ms)
 {
     memset(w, 0, sizeof(*w));
     w->ifd = -1;
@@ -48,6 +48,10 @@ int rw_watch_init(rw_watch *w, const char *path, uint64_t now_ms)
     else
         *slash = '\0';
     w->hash = content_hash(w->path, &w->st);
+    if (loaded != 0 && w->hash != 0 && w->hash != loaded) {
+        w->hash = loaded; /* changed since it was loaded, before the watch began: look at it now */
+        w->due_ms = now_ms;
+    }
     w->poll_ms = now_ms + RW_WATCH_POLL_MS;
     w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (w->ifd >= 0 && inotify_add_watch(w->ifd, dir,

@@ -25,9 +25,12 @@ typedef struct rw_watch {
     uint64_t poll_ms; /* next stat poll */
 } rw_watch;
 
-/* Starts watching path (hashing its current content); 0, or -1 when the
- * path is unusable. Without inotify it still works, by polling. */
-int rw_watch_init(rw_watch *w, const char *path, uint64_t now_ms);
+/* Starts watching path (hashing its current content); loaded is the hash of
+ * the content the running config came from (rw_config.source_hash, 0:
+ * unknown), so an edit made between the load and this call is not missed.
+ * 0, or -1 when the path is unusable. Without inotify it still works, by
+ * polling. */
+int rw_watch_init(rw_watch *w, const char *path, uint64_t loaded, uint64_t now_ms);
 /* The fd to poll for events, or -1. */
 int rw_watch_fd(const rw_watch *w);
 /* Reads the pending inotify events (call when the fd is readable). */
