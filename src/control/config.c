@@ -240,11 +240,32 @@ static int build_tls(rw_cf_loader *l, rw_config *cfg)
         if (t->server == NULL)
             return rw__cf_fail_line(l, (size_t)t->line, "listen[%zu].tls: %s", i, why);
     }
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        rw_service_cfg *sc = &cfg->services[i];
+        if (sc->tls == NULL)
+            continue;
+        rw_tls_client_opts co = {
+            .ca_file = sc->tls->ca_file,
+            .cert_file = sc->tls->cert_file,
+            .key_file = sc->tls->key_file,
+            .verify = sc->tls->verify,
+            .name = sc->name,
+        };
+        sc->tls->client = rw_tls_client_new(&co, why, sizeof(why));
+        if (sc->tls->client == NULL)
+            return rw__cf_fail_line(l, (size_t)sc->tls->line, "services[%zu].tls: %s", i, why);
+    }
     return 0;
 }
 
 static void free_tls(rw_config *cfg)
 {
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        if (cfg->services[i].tls != NULL) {
+            rw_tls_client_free(cfg->services[i].tls->client);
+            cfg->services[i].tls->client = NULL;
+        }
+    }
     for (size_t i = 0; i < cfg->nlisten_tls; i++) {
         if (cfg->tls_all[i] != NULL) {
             rw_tls_server_free(cfg->tls_all[i]->server);
