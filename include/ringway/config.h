@@ -50,6 +50,8 @@ typedef struct rw_tls_cfg {
     int min_version;           /* 0: "1.2", 1: "1.3" */
     bool tickets;              /* session_tickets.enabled, default true */
     uint32_t ticket_rotate_ms; /* session_tickets.rotate, default 12h */
+    char *client_ca_file;      /* mTLS: CAs for client certificates (resolved), or NULL */
+    int client_verify;         /* enum rw_tls_client_verify: off (default), optional, required */
     int line;
     struct rw_tls_server *server; /* built at load from the files; owned (rw_config_free) */
 } rw_tls_cfg;

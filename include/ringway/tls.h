@@ -29,11 +29,16 @@ typedef struct rw_tls_cert_files {
 typedef struct rw_tls_server_opts {
     const rw_tls_cert_files *certs; /* the first is the default (no or unknown SNI) */
     size_t ncerts;
-    bool min_tls13;           /* refuse TLS 1.2 */
-    bool tickets;             /* session tickets (stateless resumption) */
-    uint32_t ticket_rotate_s; /* ticket key lifetime: current + previous accepted */
-    const char *name;         /* for log lines: the listener's address */
+    bool min_tls13;             /* refuse TLS 1.2 */
+    bool tickets;               /* session tickets (stateless resumption) */
+    uint32_t ticket_rotate_s;   /* ticket key lifetime: current + previous accepted */
+    const char *name;           /* for log lines: the listener's address */
+    const char *client_ca_file; /* mTLS: CAs that verify client certificates (NULL: none asked) */
+    int client_verify;          /* enum rw_tls_client_verify */
 } rw_tls_server_opts;
+
+/* listen[].tls.client_verify */
+enum rw_tls_client_verify { RW_TLS_CV_OFF = 0, RW_TLS_CV_OPTIONAL, RW_TLS_CV_REQUIRED };
 
 /* Loads the certificates and builds a server context; NULL with the reason
  * (naming the file) in err. Refuses a key that does not match its
@@ -62,6 +67,11 @@ int rw_tls_accept(rw_tls_server *s, rw_loop *l, rw_transport *t, int fd);
 /* "TLSv1.3 TLS_AES_128_GCM_SHA256" into buf for a TLS transport whose
  * handshake is done; returns the length (0: none). */
 size_t rw_tls_describe(const rw_transport *t, char *buf, size_t cap);
+/* The client's verified certificate on a server transport (mTLS): its
+ * subject (RFC 2253), its SANs ("DNS:a, IP:1.2.3.4, ...") and its SHA-256
+ * fingerprint (64 lower-case hex digits), computed once at the handshake and
+ * valid while t is open. False (outputs untouched) when there is none. */
+bool rw_tls_peer_cert(const rw_transport *t, rw_str *subject, rw_str *san, rw_str *sha256);
 /* Whether t resumed a session (handshake done). */
 bool rw_tls_resumed(const rw_transport *t);
 

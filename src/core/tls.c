@@ -525,6 +525,21 @@ rw_tls_server *rw_tls_server_new(const rw_tls_server_opts *o, char *err, size_t 
         SSL_CTX_free(ctx);
         return NULL;
     }
+    if (o->client_verify != RW_TLS_CV_OFF) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca_file);
+        if (names == NULL || !SSL_CTX_load_verify_locations(ctx, o->client_ca_file, NULL)) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            snprintf(err, errlen, "client_ca_file %s: %s", o->client_ca_file,
+                     ssl_reason(why, sizeof(why), "no PEM certificate"));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx,
+                           SSL_VERIFY_PEER |
+                               (o->client_verify == RW_TLS_CV_REQUIRED ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+    }
     SSL_CTX_set_select_certificate_cb(ctx, select_cert);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     SSL_CTX_set_early_data_enabled(ctx, 0);
@@ -643,11 +658,16 @@ typedef struct tls_sess {
     bool hs_op;         /* urd is rw_tls_handshake's op: completes with 0 once handshaken */
     const char *fail;   /* why the handshake failed (a static string), or NULL */
     SSL_SESSION *fresh; /* client: the newest resumable session received (owned) */
+    char *peer_subject; /* server with mTLS: the client certificate's subject (malloc'd), or NULL */
+    char *peer_san;     /* ... its SANs (malloc'd, may be "") */
+    char peer_fp[65];   /* ... its SHA-256 fingerprint in hex */
 } tls_sess;
 
 static void sess_free(tls_sess *s)
 {
     SSL_SESSION_free(s->fresh);
+    free(s->peer_subject);
+    free(s->peer_san);
     SSL_free(s->ssl);
     free(s->out);
     rw_loop_close(s->l, s->fd);
@@ -746,6 +766,73 @@ static int ssl_fail(tls_sess *s, int r, const char *what)
 
 enum { DELIVERED, NEED_MORE, RETRY_LATER };
 
+/* Records the client certificate a server handshake verified (mTLS): once
+ * per connection, never per request. Out of memory leaves none. */
+static void peer_cert_info(tls_sess *s)
+{
+    X509 *x = SSL_get_peer_certificate(s->ssl);
+    if (x == NULL)
+        return;
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL || !X509_digest(x, EVP_sha256(), md, &mdlen) || mdlen != 32 ||
+        X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) < 0 || BIO_write(b, "", 1) != 1)
+        goto out;
+    const uint8_t *p;
+    size_t len;
+    if (!BIO_mem_contents(b, &p, &len) || (s->peer_subject = strdup((const char *)p)) == NULL)
+        goto out;
+    (void)BIO_reset(b);
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (size_t i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        const char *kind = g->type == GEN_DNS     ? "DNS"
+                           : g->type == GEN_EMAIL ? "email"
+                           : g->type == GEN_URI   ? "URI"
+                                                  : NULL;
+        char ip[64];
+        const char *v = NULL;
+        int vlen = 0;
+        if (kind != NULL) {
+            v = (const char *)ASN1_STRING_get0_data(g->d.ia5);
+            vlen = ASN1_STRING_length(g->d.ia5);
+        } else if (g->type == GEN_IPADD) {
+            int n = ASN1_STRING_length(g->d.ip);
+            if (inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.ip), ip, sizeof(ip)) ==
+                NULL)
+                continue;
+            kind = "IP";
+            v = ip;
+            vlen = (int)strlen(ip);
+        } else {
+            continue;
+        }
+        bool bad = false; /* a header value: no control characters */
+        for (int k = 0; k < vlen && !bad; k++)
+            bad = (unsigned char)v[k] < 0x20 || v[k] == 0x7f;
+        if (bad)
+            continue;
+        BIO_printf(b, "%s%s:%.*s", BIO_pending(b) > 0 ? ", " : "", kind, vlen, v);
+    }
+    GENERAL_NAMES_free(gens);
+    if (BIO_write(b, "", 1) != 1 || !BIO_mem_contents(b, &p, &len) ||
+        (s->peer_san = strdup((const char *)p)) == NULL) {
+        free(s->peer_subject);
+        s->peer_subject = NULL;
+        goto out;
+    }
+    for (size_t i = 0; i < 32; i++) {
+        s->peer_fp[2 * i] = "0123456789abcdef"[md[i] >> 4];
+        s->peer_fp[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+    }
+    s->peer_fp[64] = '\0';
+out:
+    ERR_clear_error();
+    BIO_free(b);
+    X509_free(x);
+}
+
 /* Completes urd from what the read BIO holds (buf: a loop buffer the caller
  * may have, its ciphertext already copied out; -1 none). */
 static int try_deliver(tls_sess *s, int64_t buf)
@@ -766,6 +853,8 @@ static int try_deliver(tls_sess *s, int64_t buf)
         count(s->client ? &g_stats.up_handshakes : &g_stats.handshakes);
         if (SSL_session_reused(s->ssl))
             count(s->client ? &g_stats.up_resumed : &g_stats.resumed);
+        if (!s->client)
+            peer_cert_info(s);
         if (s->hs_op) {
             if (buf >= 0)
                 rw_loop_buf_release(s->l, (uint32_t)buf);
@@ -1078,6 +1167,17 @@ size_t rw_tls_describe(const rw_transport *t, char *buf, size_t cap)
         return 0;
     int n = snprintf(buf, cap, "%s %s", SSL_get_version(s->ssl), SSL_CIPHER_standard_name(c));
     return n < 0 ? 0 : ((size_t)n >= cap ? cap - 1 : (size_t)n);
+}
+
+bool rw_tls_peer_cert(const rw_transport *t, rw_str *subject, rw_str *san, rw_str *sha256)
+{
+    const tls_sess *s = t->kind == RW_TRANSPORT_TLS ? t->session : NULL;
+    if (s == NULL || s->peer_subject == NULL)
+        return false;
+    *subject = (rw_str){s->peer_subject, strlen(s->peer_subject)};
+    *san = (rw_str){s->peer_san, strlen(s->peer_san)};
+    *sha256 = (rw_str){s->peer_fp, 64};
+    return true;
 }
 
 bool rw_tls_resumed(const rw_transport *t)

@@ -169,6 +169,8 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, c
         .route = ex->route,
         .fres = fres,
     };
+    if (c->tr.kind == RW_TRANSPORT_TLS)
+        rw_tls_peer_cert(&c->tr, &in.cert_subject, &in.cert_san, &in.cert_sha256);
     ssize_t n = rw_proxy_request_head(&in, ex->out, ex->out_cap, &ex->host_off, &ex->host_len);
     if (n < 0)
         return false;

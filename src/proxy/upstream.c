@@ -285,7 +285,7 @@ void rw__upconn_close(rw_upconn *u)
     if (u->rd.flags & RW_OPF_PENDING)
         rw_tr_cancel(u->w->loop, &u->tr, &u->rd);
     if (u->wr.flags & RW_OPF_PENDING)
-        rw_loop_cancel(u->w->loop, &u->wr);
+        rw_tr_cancel(u->w->loop, &u->tr, &u->wr);
     /* A slot is free: the first waiter opens a connection (ws is alive: the
      * waiters and u hold references). */
     pool_kick(ws, svc, inst);

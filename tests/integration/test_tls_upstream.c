@@ -255,3 +255,60 @@ H_TEST(tls_upstream, bad_files_and_http_checks_refused)
         cr_expect(strstr(out, cases[i].want) != NULL, "case %zu: want '%s' in: %s", i, cases[i].want, out);
     }
 }
+
+/* ---- mTLS on a listener ---- */
+
+H_TEST(mtls, required_optional_and_identity_headers)
+{
+    up_env e = {0};
+    gen_certs(&e);
+    h_upstream *u = h_upstream_start("u1", NULL);
+    int tport = h_free_port(), pport = h_free_port();
+    const char *modes[] = {"required", "optional"};
+    for (int m = 0; m < 2; m++) {
+        h_proxy_opts o = {
+            .config = h_fmt("listen:\n"
+                            "  - \"127.0.0.1:%d\"\n"
+                            "  - address: \"127.0.0.1:%d\"\n"
+                            "    tls:\n"
+                            "      certificates: [{cert_file: %s/up.crt, key_file: %s/up.key}]\n"
+                            "      client_ca_file: %s/ca.crt\n"
+                            "      client_verify: %s\n"
+                            "%s",
+                            pport, tport, e.dir, e.dir, e.dir, modes[m], h_basic_config(u, NULL, NULL)),
+            .expect_errors = true,
+            .no_listen = true,
+            .no_wait = true,
+        };
+        h_proxy *p = h_proxy_start(&o);
+        cr_assert(h_wait_status(pport, "/health", 200, 10000), "%s", h_proxy_log(p));
+        const char *base = h_fmt("curl -sS --cacert %s/ca.crt --resolve localhost:%d:127.0.0.1 "
+                                 "-H 'X-Client-Cert-Sha256: forged' https://localhost:%d/echo",
+                                 e.dir, tport, tport);
+        char *out;
+        int code = sh(&out, 20000, base);
+        if (m == 0) {
+            cr_expect_neq(code, 0, "required: a client without a certificate got through: %s", out);
+        } else {
+            cr_expect_eq(code, 0, "%s", out);
+            cr_expect(strstr(out, "X-Client-Cert") == NULL, "optional without a certificate: %s", out);
+        }
+        cr_expect_eq(sh(&out, 20000, h_fmt("%s --cert %s/gw.crt --key %s/gw.key", base, e.dir, e.dir)), 0,
+                     "%s", out);
+        char *fp;
+        sh(&fp, 10000,
+           h_fmt("openssl x509 -in %s/gw.crt -noout -fingerprint -sha256 | cut -d= -f2 | tr -d ':\\n' | "
+                 "tr A-F a-f",
+                 e.dir));
+        cr_expect(strstr(out, h_fmt("X-Client-Cert-Sha256: %s", fp)) != NULL, "want %s in %s", fp, out);
+        cr_expect(strstr(out, "X-Client-Cert-Subject: CN=ringway gw") != NULL, "%s", out);
+        cr_expect(strstr(out, "forged") == NULL, "the client's copy was dropped: %s", out);
+        /* a plain listener drops client-sent copies too */
+        h_resp r;
+        h_conn *c = h_connect(pport);
+        cr_assert_eq(h_request(c, "GET", "/echo", "X-Client-Cert-Subject: CN=forged\r\n", NULL, 0, &r), H_OK);
+        cr_expect(strstr(r.body, "forged") == NULL, "%s", r.body);
+        h_close(c);
+        h_proxy_stop(p, 2000);
+    }
+}
