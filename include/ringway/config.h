@@ -32,6 +32,17 @@ typedef struct rw_tls_cert_cfg {
     char *key_file;
 } rw_tls_cert_cfg;
 
+/* services[].tls: the service's instances speak TLS (src/core/tls.c, client side). */
+typedef struct rw_upstream_tls_cfg {
+    char *sni;       /* the server name sent; NULL: the instance's host when it is a name */
+    char *ca_file;   /* resolved; NULL: the system bundle (RW_TLS_SYSTEM_CA) */
+    bool verify;     /* chain and host name (sni, else the instance's host), default true */
+    char *cert_file; /* client certificate for upstream mTLS, with key_file (NULL: none) */
+    char *key_file;
+    int line;
+    struct rw_tls_client *client; /* built at load; owned (rw_config_free) */
+} rw_upstream_tls_cfg;
+
 /* A listener's tls: (TLS 1.2/1.3 termination, src/core/tls.c). */
 typedef struct rw_tls_cfg {
     rw_tls_cert_cfg *certs; /* chosen by SNI; the first is the default */
@@ -39,6 +50,8 @@ typedef struct rw_tls_cfg {
     int min_version;           /* 0: "1.2", 1: "1.3" */
     bool tickets;              /* session_tickets.enabled, default true */
     uint32_t ticket_rotate_ms; /* session_tickets.rotate, default 12h */
+    char *client_ca_file;      /* mTLS: CAs for client certificates (resolved), or NULL */
+    int client_verify;         /* enum rw_tls_client_verify: off (default), optional, required */
     int line;
     struct rw_tls_server *server; /* built at load from the files; owned (rw_config_free) */
 } rw_tls_cfg;
@@ -240,7 +253,8 @@ typedef struct rw_service_cfg {
     rw_outlier_cfg outlier;
     rw_retries_cfg retries;
     rw_discovery_cfg discovery;
-    uint32_t max_requests; /* requests in flight or queued per instance per worker; 0 = no cap (default) */
+    uint32_t max_requests;    /* requests in flight or queued per instance per worker; 0 = no cap (default) */
+    rw_upstream_tls_cfg *tls; /* NULL: plain TCP */
     int line;
 } rw_service_cfg;
 

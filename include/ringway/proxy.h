@@ -35,15 +35,19 @@ typedef struct rw_reqhead {
     const rw_route_cfg *rt;    /* its route (target rewriting, preserve_host) */
     const char *path;          /* the normalised path */
     size_t path_len;
-    rw_str upstream_host;  /* the instance's host:port, the Host unless preserve_host */
-    rw_str peer;           /* the client's address, appended to X-Forwarded-For */
-    rw_str reqid_header;   /* the request id's header name (empty: ids are off) */
-    rw_str reqid;          /* its value */
-    rw_str traceparent;    /* traceparent to send (empty: trace_context off) */
-    bool drop_tracestate;  /* the client's trace was restarted: its tracestate goes too */
-    int body;              /* enum rw_http_body of the forwarded request body */
-    bool upgrade;          /* pass a WebSocket upgrade on */
-    bool https;            /* the client came over TLS: X-Forwarded-Proto https */
+    rw_str upstream_host; /* the instance's host:port, the Host unless preserve_host */
+    rw_str peer;          /* the client's address, appended to X-Forwarded-For */
+    rw_str reqid_header;  /* the request id's header name (empty: ids are off) */
+    rw_str reqid;         /* its value */
+    rw_str traceparent;   /* traceparent to send (empty: trace_context off) */
+    bool drop_tracestate; /* the client's trace was restarted: its tracestate goes too */
+    int body;             /* enum rw_http_body of the forwarded request body */
+    bool upgrade;         /* pass a WebSocket upgrade on */
+    bool https;           /* the client came over TLS: X-Forwarded-Proto https */
+    /* The client's verified certificate (mTLS listener), sent as
+     * X-Client-Cert-Subject/-SAN/-Sha256; empty sha256: none. Client-sent
+     * X-Client-Cert-* headers are always dropped. */
+    rw_str cert_subject, cert_san, cert_sha256;
     const rw_filters *flt; /* with fres: identity headers stripped and added */
     int route;
     const rw_filter_result *fres; /* NULL when no filter ran */

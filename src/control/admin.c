@@ -286,10 +286,17 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             "result (failed: the old certificates stay).\n"
             "# TYPE ringway_tls_certificate_reloads_total counter\n"
             "ringway_tls_certificate_reloads_total{result=\"ok\"} %llu\n"
-            "ringway_tls_certificate_reloads_total{result=\"failed\"} %llu\n",
+            "ringway_tls_certificate_reloads_total{result=\"failed\"} %llu\n"
+            "# HELP ringway_tls_upstream_handshakes_total TLS handshakes on upstream connections "
+            "(services[].tls), by result (failed: verification included).\n"
+            "# TYPE ringway_tls_upstream_handshakes_total counter\n"
+            "ringway_tls_upstream_handshakes_total{result=\"full\"} %llu\n"
+            "ringway_tls_upstream_handshakes_total{result=\"resumed\"} %llu\n"
+            "ringway_tls_upstream_handshakes_total{result=\"failed\"} %llu\n",
             (unsigned long long)(ts.handshakes - ts.resumed), (unsigned long long)ts.resumed,
             (unsigned long long)ts.handshake_errors, (unsigned long long)ts.cert_reloads,
-            (unsigned long long)ts.cert_reload_errors);
+            (unsigned long long)ts.cert_reload_errors, (unsigned long long)(ts.up_handshakes - ts.up_resumed),
+            (unsigned long long)ts.up_resumed, (unsigned long long)ts.up_handshake_errors);
     uint64_t rl_ok, rl_failed;
     time_t rl_last;
     rw__control_reload_stats(&rl_ok, &rl_failed, &rl_last);

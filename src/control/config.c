@@ -118,8 +118,12 @@ static const rw_cf_key tickets_keys[] = {
     RW_CF_MS("rotate", rw_tls_cfg, ticket_rotate_ms, 60000, 12u * 3600 * 1000),
 };
 static const rw_cf_map tickets_map = RW_CF_MAP_OF("session_tickets", tickets_keys, NULL);
+static const char *const client_verify_names[] = {"off", "optional", "required"};
+static const rw_cf_choice client_verify_choice = {"client_verify", client_verify_names, 3};
 static const rw_cf_key tls_keys[] = {
     {.name = "certificates", .parse = key_tls_certs, .flags = RW_CF_REQUIRED},
+    RW_CF_STRING("client_ca_file", rw_tls_cfg, client_ca_file),
+    RW_CF_CHOICE("client_verify", rw_tls_cfg, client_verify, client_verify_choice, 0),
     RW_CF_CHOICE("min_version", rw_tls_cfg, min_version, tls_version_choice, 0),
     RW_CF_SUBMAP("session_tickets", 0, tickets_map),
 };
@@ -154,6 +158,10 @@ static int key_listen_tls(rw_cf_loader *l, yaml_node_t *n, const char *where, co
     rw__cf_map_defaults(&tls_map, t);
     t->line = (int)rw__cf_line_of(n);
     if (rw__cf_map_parse(l, &tls_map, n, where, t, NULL))
+        return -1;
+    if ((t->client_verify != 0) != (t->client_ca_file != NULL))
+        return rw__cf_fail(l, n, "%s: client_verify optional or required goes with client_ca_file", where);
+    if (t->client_ca_file && rw__cf_resolve_path(l, n, where, t->client_ca_file, &t->client_ca_file))
         return -1;
     it->tls = t;
     return 0;
@@ -235,16 +243,39 @@ static int build_tls(rw_cf_loader *l, rw_config *cfg)
             .tickets = t->tickets,
             .ticket_rotate_s = t->ticket_rotate_ms / 1000,
             .name = cfg->listen[i].text,
+            .client_ca_file = t->client_ca_file,
+            .client_verify = t->client_verify,
         };
         t->server = rw_tls_server_new(&o, why, sizeof(why));
         if (t->server == NULL)
             return rw__cf_fail_line(l, (size_t)t->line, "listen[%zu].tls: %s", i, why);
+    }
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        rw_service_cfg *sc = &cfg->services[i];
+        if (sc->tls == NULL)
+            continue;
+        rw_tls_client_opts co = {
+            .ca_file = sc->tls->ca_file,
+            .cert_file = sc->tls->cert_file,
+            .key_file = sc->tls->key_file,
+            .verify = sc->tls->verify,
+            .name = sc->name,
+        };
+        sc->tls->client = rw_tls_client_new(&co, why, sizeof(why));
+        if (sc->tls->client == NULL)
+            return rw__cf_fail_line(l, (size_t)sc->tls->line, "services[%zu].tls: %s", i, why);
     }
     return 0;
 }
 
 static void free_tls(rw_config *cfg)
 {
+    for (size_t i = 0; i < cfg->nservices; i++) {
+        if (cfg->services[i].tls != NULL) {
+            rw_tls_client_free(cfg->services[i].tls->client);
+            cfg->services[i].tls->client = NULL;
+        }
+    }
     for (size_t i = 0; i < cfg->nlisten_tls; i++) {
         if (cfg->tls_all[i] != NULL) {
             rw_tls_server_free(cfg->tls_all[i]->server);

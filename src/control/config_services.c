@@ -547,6 +547,44 @@ static const rw_cf_key discovery_keys[] = {
 };
 static const rw_cf_map discovery_map = RW_CF_MAP_OF("discovery", discovery_keys, check_discovery);
 
+/* services[].tls */
+static const rw_cf_key upstream_tls_keys[] = {
+    RW_CF_STRING("sni", rw_upstream_tls_cfg, sni),
+    RW_CF_STRING("ca_file", rw_upstream_tls_cfg, ca_file),
+    RW_CF_BOOL("verify", rw_upstream_tls_cfg, verify, true),
+    RW_CF_STRING("cert_file", rw_upstream_tls_cfg, cert_file),
+    RW_CF_STRING("key_file", rw_upstream_tls_cfg, key_file),
+};
+static const rw_cf_map upstream_tls_map = RW_CF_MAP_OF("tls", upstream_tls_keys, NULL);
+
+static int key_upstream_tls(rw_cf_loader *l, yaml_node_t *n, const char *where, const rw_cf_key *key,
+                            void *obj)
+{
+    rw_service_cfg *svc = obj;
+    (void)key;
+    if (rw__cf_is_null(n))
+        return 0;
+    if (rw__cf_check_map(l, n, where))
+        return -1;
+    rw_upstream_tls_cfg *t = rw__cf_alloc(l->arena, sizeof(*t));
+    if (!t)
+        return rw__cf_oom(l, n);
+    rw__cf_map_defaults(&upstream_tls_map, t);
+    t->line = (int)rw__cf_line_of(n);
+    if (rw__cf_map_parse(l, &upstream_tls_map, n, where, t, NULL))
+        return -1;
+    if ((t->cert_file == NULL) != (t->key_file == NULL))
+        return rw__cf_fail(l, n, "%s: cert_file and key_file go together", where);
+    if (t->sni != NULL && (t->sni[0] == '\0' || strlen(t->sni) > 253))
+        return rw__cf_fail(l, n, "%s.sni: must be a host name", where);
+    if ((t->ca_file && rw__cf_resolve_path(l, n, where, t->ca_file, &t->ca_file)) ||
+        (t->cert_file && rw__cf_resolve_path(l, n, where, t->cert_file, &t->cert_file)) ||
+        (t->key_file && rw__cf_resolve_path(l, n, where, t->key_file, &t->key_file)))
+        return -1;
+    svc->tls = t;
+    return 0;
+}
+
 static const char *const lb_policies[] = {"round_robin", "least_conn", "p2c", "hash"};
 static const rw_cf_choice lb_choice = {"policy", lb_policies, RW_ARRAY_LEN(lb_policies)};
 
@@ -570,6 +608,11 @@ static int check_service(rw_cf_loader *l, yaml_node_t *n, const char *where, voi
         (!discovery || rw__cf_is_null(discovery)))
         return rw__cf_fail(l, instances && !rw__cf_is_null(instances) ? instances : n,
                            "%s: needs at least one instance (or discovery:)", where);
+    if (svc->tls != NULL && svc->health_check.enabled && svc->health_check.type == RW_HC_HTTP)
+        return rw__cf_fail(l, rw__cf_seen(&service_map, seen, "health_check"),
+                           "%s.health_check: an http check cannot reach a TLS service (health checks do not "
+                           "speak TLS): use type: tcp",
+                           where);
     return 0;
 }
 
@@ -591,6 +634,7 @@ static const rw_cf_key service_keys[] = {
     RW_CF_SUBMAP("outlier", offsetof(rw_service_cfg, outlier), outlier_map),
     RW_CF_SUBMAP("retries", offsetof(rw_service_cfg, retries), retries_map),
     {.name = "filters", .parse = key_service_filters},
+    {.name = "tls", .parse = key_upstream_tls},
 };
 static const rw_cf_map service_map = RW_CF_MAP_OF("service", service_keys, check_service);
 

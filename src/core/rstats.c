@@ -37,6 +37,8 @@ const char *const rw_lr_names[RW_LR__COUNT] = {
     [RW_LR_OVERLOADED] = "overloaded",
     [RW_LR_NO_INSTANCE] = "no_instance",
     [RW_LR_CLIENT_CLOSED] = "client_closed",
+    [RW_LR_TLS_VERIFY_FAILED] = "tls_verify_failed",
+    [RW_LR_TLS_HANDSHAKE_FAILED] = "tls_handshake_failed",
     [RW_LR_OTHER] = "local",
 };
 
@@ -64,6 +66,8 @@ const uint16_t rw_lr_codes[RW_LR__COUNT] = {
     [RW_LR_OVERLOADED] = 503,
     [RW_LR_NO_INSTANCE] = 503,
     [RW_LR_CLIENT_CLOSED] = 499,
+    [RW_LR_TLS_VERIFY_FAILED] = 502,
+    [RW_LR_TLS_HANDSHAKE_FAILED] = 502,
     [RW_LR_OTHER] = 0,
 };
 

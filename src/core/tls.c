@@ -25,6 +25,7 @@
  * the set under a mutex taken once per handshake. Session ticket keys are
  * derived from a process-wide random secret and the rotation period's number,
  * so every worker issues and accepts the same tickets without sharing state. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,6 +61,7 @@
 
 static struct {
     atomic_uint_fast64_t handshakes, resumed, handshake_errors, cert_reloads, cert_reload_errors;
+    atomic_uint_fast64_t up_handshakes, up_resumed, up_handshake_errors;
 } g_stats;
 
 void rw_tls_stats_get(rw_tls_stats *out)
@@ -69,6 +71,9 @@ void rw_tls_stats_get(rw_tls_stats *out)
     out->handshake_errors = atomic_load_explicit(&g_stats.handshake_errors, memory_order_relaxed);
     out->cert_reloads = atomic_load_explicit(&g_stats.cert_reloads, memory_order_relaxed);
     out->cert_reload_errors = atomic_load_explicit(&g_stats.cert_reload_errors, memory_order_relaxed);
+    out->up_handshakes = atomic_load_explicit(&g_stats.up_handshakes, memory_order_relaxed);
+    out->up_resumed = atomic_load_explicit(&g_stats.up_resumed, memory_order_relaxed);
+    out->up_handshake_errors = atomic_load_explicit(&g_stats.up_handshake_errors, memory_order_relaxed);
 }
 
 static void count(atomic_uint_fast64_t *c)
@@ -356,6 +361,7 @@ static bool hello_ecdsa_ok(const SSL_CLIENT_HELLO *h)
 }
 
 static int g_srv_index = -1;
+static int g_sess_index = -1; /* SSL ex_data: its tls_sess (client sessions) */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static uint8_t g_ticket_secret[32];
 
@@ -382,6 +388,7 @@ static void srv_free_cb(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, 
 static void tls_init_once(void)
 {
     g_srv_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, srv_free_cb);
+    g_sess_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     RAND_bytes(g_ticket_secret, sizeof(g_ticket_secret));
 }
 
@@ -518,6 +525,21 @@ rw_tls_server *rw_tls_server_new(const rw_tls_server_opts *o, char *err, size_t 
         SSL_CTX_free(ctx);
         return NULL;
     }
+    if (o->client_verify != RW_TLS_CV_OFF) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca_file);
+        if (names == NULL || !SSL_CTX_load_verify_locations(ctx, o->client_ca_file, NULL)) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            snprintf(err, errlen, "client_ca_file %s: %s", o->client_ca_file,
+                     ssl_reason(why, sizeof(why), "no PEM certificate"));
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx,
+                           SSL_VERIFY_PEER |
+                               (o->client_verify == RW_TLS_CV_REQUIRED ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+    }
     SSL_CTX_set_select_certificate_cb(ctx, select_cert);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
     SSL_CTX_set_early_data_enabled(ctx, 0);
@@ -630,12 +652,22 @@ typedef struct tls_sess {
     uint32_t out_len, out_off, out_cap;
     struct iovec wiov;
     bool handshaken;
-    bool fin_wanted; /* shutdown_wr: SHUT_WR once out is sent */
-    bool orphan;     /* the transport closed: free once our ops completed */
+    bool fin_wanted;    /* shutdown_wr: SHUT_WR once out is sent */
+    bool orphan;        /* the transport closed: free once our ops completed */
+    bool client;        /* connect state (an upstream connection) */
+    bool hs_op;         /* urd is rw_tls_handshake's op: completes with 0 once handshaken */
+    const char *fail;   /* why the handshake failed (a static string), or NULL */
+    SSL_SESSION *fresh; /* client: the newest resumable session received (owned) */
+    char *peer_subject; /* server with mTLS: the client certificate's subject (malloc'd), or NULL */
+    char *peer_san;     /* ... its SANs (malloc'd, may be "") */
+    char peer_fp[65];   /* ... its SHA-256 fingerprint in hex */
 } tls_sess;
 
 static void sess_free(tls_sess *s)
 {
+    SSL_SESSION_free(s->fresh);
+    free(s->peer_subject);
+    free(s->peer_san);
     SSL_free(s->ssl);
     free(s->out);
     rw_loop_close(s->l, s->fd);
@@ -664,6 +696,12 @@ static void complete_rd(tls_sess *s, int res)
 {
     rw_op *op = s->urd;
     s->urd = NULL;
+    if (s->hs_op) { /* a handshake op: 0 once handshaken, else an error (an EOF too) */
+        s->hs_op = false;
+        op->buf = NULL;
+        if (res >= 0)
+            res = s->handshaken ? 0 : -ECONNRESET;
+    }
     if (res <= 0 && op->kind == RW_OP_RECV)
         op->buf = NULL;
     user_complete(op, res);
@@ -706,6 +744,19 @@ static int ssl_fail(tls_sess *s, int r, const char *what)
     if (e == SSL_ERROR_ZERO_RETURN)
         return 1;
     char why[160];
+    if (!s->handshaken && s->client) {
+        count(&g_stats.up_handshake_errors);
+        long v = SSL_get_verify_result(s->ssl);
+        uint32_t code = ERR_peek_error();
+        const char *why_s = code != 0 ? ERR_reason_error_string(code) : NULL;
+        ERR_clear_error();
+        if (ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+            s->fail = v != X509_V_OK ? X509_verify_cert_error_string(v) : why_s;
+            return -RW_TLS_EVERIFY;
+        }
+        s->fail = why_s != NULL ? why_s : (e == SSL_ERROR_SYSCALL ? "EOF" : "handshake failed");
+        return -RW_TLS_EHANDSHAKE;
+    }
     if (!s->handshaken)
         count(&g_stats.handshake_errors);
     rw_log_debug("tls: %s failed: %s", what,
@@ -714,6 +765,73 @@ static int ssl_fail(tls_sess *s, int r, const char *what)
 }
 
 enum { DELIVERED, NEED_MORE, RETRY_LATER };
+
+/* Records the client certificate a server handshake verified (mTLS): once
+ * per connection, never per request. Out of memory leaves none. */
+static void peer_cert_info(tls_sess *s)
+{
+    X509 *x = SSL_get_peer_certificate(s->ssl);
+    if (x == NULL)
+        return;
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b == NULL || !X509_digest(x, EVP_sha256(), md, &mdlen) || mdlen != 32 ||
+        X509_NAME_print_ex(b, X509_get_subject_name(x), 0, XN_FLAG_RFC2253) < 0 || BIO_write(b, "", 1) != 1)
+        goto out;
+    const uint8_t *p;
+    size_t len;
+    if (!BIO_mem_contents(b, &p, &len) || (s->peer_subject = strdup((const char *)p)) == NULL)
+        goto out;
+    (void)BIO_reset(b);
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    for (size_t i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        const char *kind = g->type == GEN_DNS     ? "DNS"
+                           : g->type == GEN_EMAIL ? "email"
+                           : g->type == GEN_URI   ? "URI"
+                                                  : NULL;
+        char ip[64];
+        const char *v = NULL;
+        int vlen = 0;
+        if (kind != NULL) {
+            v = (const char *)ASN1_STRING_get0_data(g->d.ia5);
+            vlen = ASN1_STRING_length(g->d.ia5);
+        } else if (g->type == GEN_IPADD) {
+            int n = ASN1_STRING_length(g->d.ip);
+            if (inet_ntop(n == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(g->d.ip), ip, sizeof(ip)) ==
+                NULL)
+                continue;
+            kind = "IP";
+            v = ip;
+            vlen = (int)strlen(ip);
+        } else {
+            continue;
+        }
+        bool bad = false; /* a header value: no control characters */
+        for (int k = 0; k < vlen && !bad; k++)
+            bad = (unsigned char)v[k] < 0x20 || v[k] == 0x7f;
+        if (bad)
+            continue;
+        BIO_printf(b, "%s%s:%.*s", BIO_pending(b) > 0 ? ", " : "", kind, vlen, v);
+    }
+    GENERAL_NAMES_free(gens);
+    if (BIO_write(b, "", 1) != 1 || !BIO_mem_contents(b, &p, &len) ||
+        (s->peer_san = strdup((const char *)p)) == NULL) {
+        free(s->peer_subject);
+        s->peer_subject = NULL;
+        goto out;
+    }
+    for (size_t i = 0; i < 32; i++) {
+        s->peer_fp[2 * i] = "0123456789abcdef"[md[i] >> 4];
+        s->peer_fp[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+    }
+    s->peer_fp[64] = '\0';
+out:
+    ERR_clear_error();
+    BIO_free(b);
+    X509_free(x);
+}
 
 /* Completes urd from what the read BIO holds (buf: a loop buffer the caller
  * may have, its ciphertext already copied out; -1 none). */
@@ -732,9 +850,17 @@ static int try_deliver(tls_sess *s, int64_t buf)
             goto end;
         }
         s->handshaken = true;
-        count(&g_stats.handshakes);
+        count(s->client ? &g_stats.up_handshakes : &g_stats.handshakes);
         if (SSL_session_reused(s->ssl))
-            count(&g_stats.resumed);
+            count(s->client ? &g_stats.up_resumed : &g_stats.resumed);
+        if (!s->client)
+            peer_cert_info(s);
+        if (s->hs_op) {
+            if (buf >= 0)
+                rw_loop_buf_release(s->l, (uint32_t)buf);
+            complete_rd(s, 0);
+            return DELIVERED;
+        }
     }
     rw_op *op = s->urd;
     int got = 0, r = 0;
@@ -1043,8 +1169,205 @@ size_t rw_tls_describe(const rw_transport *t, char *buf, size_t cap)
     return n < 0 ? 0 : ((size_t)n >= cap ? cap - 1 : (size_t)n);
 }
 
+bool rw_tls_peer_cert(const rw_transport *t, rw_str *subject, rw_str *san, rw_str *sha256)
+{
+    const tls_sess *s = t->kind == RW_TRANSPORT_TLS ? t->session : NULL;
+    if (s == NULL || s->peer_subject == NULL)
+        return false;
+    *subject = (rw_str){s->peer_subject, strlen(s->peer_subject)};
+    *san = (rw_str){s->peer_san, strlen(s->peer_san)};
+    *sha256 = (rw_str){s->peer_fp, 64};
+    return true;
+}
+
 bool rw_tls_resumed(const rw_transport *t)
 {
     const tls_sess *s = t->kind == RW_TRANSPORT_TLS ? t->session : NULL;
     return s != NULL && s->handshaken && SSL_session_reused(s->ssl);
+}
+
+/* ---- client side: upstream TLS ---- */
+
+struct rw_tls_client {
+    SSL_CTX *ctx; /* our reference; sessions hold theirs */
+};
+
+/* Keeps the newest resumable session of a client connection (TLS 1.3 sends
+ * tickets after the handshake, so SSL_get1_session is not enough). */
+static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    tls_sess *s = SSL_get_ex_data(ssl, g_sess_index);
+    if (s == NULL || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    SSL_SESSION_free(s->fresh);
+    s->fresh = sess;
+    return 1; /* we own the reference */
+}
+
+static const uint8_t k_alpn_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+rw_tls_client *rw_tls_client_new(const rw_tls_client_opts *o, char *err, size_t errlen)
+{
+    char why[160];
+    pthread_once(&g_once, tls_init_once);
+    rw_tls_client *c = calloc(1, sizeof(*c));
+    SSL_CTX *ctx = c != NULL ? SSL_CTX_new(TLS_method()) : NULL;
+    if (ctx == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    c->ctx = ctx;
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
+        SSL_CTX_set_alpn_protos(ctx, k_alpn_http11, sizeof(k_alpn_http11)) != 0) {
+        snprintf(err, errlen, "cannot configure TLS: %s", ssl_reason(why, sizeof(why), "?"));
+        goto fail;
+    }
+    const char *ca = o->ca_file != NULL ? o->ca_file : RW_TLS_SYSTEM_CA;
+    if ((o->verify || o->ca_file != NULL) && !SSL_CTX_load_verify_locations(ctx, ca, NULL)) {
+        snprintf(err, errlen, "ca_file %s: %s", ca, ssl_reason(why, sizeof(why), "cannot be loaded"));
+        goto fail;
+    }
+    if (o->cert_file != NULL) {
+        if (!SSL_CTX_use_certificate_chain_file(ctx, o->cert_file)) {
+            snprintf(err, errlen, "cert_file %s: %s", o->cert_file,
+                     ssl_reason(why, sizeof(why), "cannot be loaded"));
+            goto fail;
+        }
+        if (o->key_file == NULL || !SSL_CTX_use_PrivateKey_file(ctx, o->key_file, SSL_FILETYPE_PEM) ||
+            !SSL_CTX_check_private_key(ctx)) {
+            snprintf(err, errlen, "key_file %s: %s", o->key_file != NULL ? o->key_file : "(none)",
+                     ssl_reason(why, sizeof(why), "missing, unreadable or not the key of cert_file"));
+            goto fail;
+        }
+    }
+    SSL_CTX_set_verify(ctx, o->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(ctx, new_session_cb);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    return c;
+fail:
+    ERR_clear_error();
+    rw_tls_client_free(c);
+    return NULL;
+}
+
+void rw_tls_client_free(rw_tls_client *c)
+{
+    if (c == NULL)
+        return;
+    SSL_CTX_free(c->ctx);
+    free(c);
+}
+
+static tls_sess *sess_new(SSL_CTX *ctx, rw_loop *l, int fd)
+{
+    tls_sess *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->ssl = SSL_new(ctx);
+    s->rbio = BIO_new(BIO_s_mem());
+    s->wbio = BIO_new(BIO_s_mem());
+    if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL) {
+        BIO_free(s->rbio);
+        BIO_free(s->wbio);
+        SSL_free(s->ssl);
+        free(s);
+        ERR_clear_error();
+        return NULL;
+    }
+    BIO_set_mem_eof_return(s->rbio, -1); /* empty means "more to come", not EOF */
+    SSL_set_bio(s->ssl, s->rbio, s->wbio);
+    s->l = l;
+    s->fd = fd;
+    s->rop.cb = on_rop;
+    s->wop.cb = on_wop;
+    s->dop.cb = on_dop;
+    s->wdop.cb = on_wdop;
+    s->rop.data = s->wop.data = s->dop.data = s->wdop.data = s;
+    return s;
+}
+
+static bool ip_literal(const char *h)
+{
+    uint8_t a[16];
+    return inet_pton(AF_INET, h, a) == 1 || inet_pton(AF_INET6, h, a) == 1;
+}
+
+int rw_tls_connect(rw_tls_client *c, rw_loop *l, rw_transport *t, int fd, const char *sni, const char *host,
+                   void *resume)
+{
+    const char *check = sni != NULL ? sni : host;
+    if (sni == NULL && host != NULL && !ip_literal(host))
+        sni = host;
+    tls_sess *s = sess_new(c->ctx, l, fd);
+    if (s == NULL)
+        return -1;
+    s->client = true;
+    SSL_set_connect_state(s->ssl);
+    bool ok = SSL_set_ex_data(s->ssl, g_sess_index, s);
+    if (ok && sni != NULL)
+        ok = SSL_set_tlsext_host_name(s->ssl, sni);
+    if (ok && check != NULL && SSL_get_verify_mode(s->ssl) != SSL_VERIFY_NONE) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        ok = ip_literal(check) ? X509_VERIFY_PARAM_set1_ip_asc(vp, check)
+                               : X509_VERIFY_PARAM_set1_host(vp, check, strlen(check));
+    }
+    if (ok && resume != NULL)
+        ok = SSL_set_session(s->ssl, resume);
+    if (!ok) {
+        SSL_free(s->ssl);
+        free(s);
+        ERR_clear_error();
+        return -1;
+    }
+    t->fd = fd;
+    t->kind = RW_TRANSPORT_TLS;
+    t->session = s;
+    return 0;
+}
+
+void rw_tls_handshake(rw_loop *l, rw_transport *t, rw_op *op)
+{
+    tls_sess *s = t->session;
+    (void)l;
+    op->kind = RW_OP_RECV;
+    op->buf = NULL;
+    op->flags = RW_OPF_PENDING;
+    op->gen++;
+    s->urd = op;
+    s->hs_op = true;
+    int r = SSL_do_handshake(s->ssl); /* the ClientHello into the write BIO */
+    flush_out(s);
+    if (r != 1 && SSL_get_error(s->ssl, r) != SSL_ERROR_WANT_READ)
+        s->rerr = ssl_fail(s, r, "handshake");
+    if (s->rerr != 0 || s->werr != 0) {
+        if (s->rerr == 0)
+            s->rerr = s->werr;
+        rw_loop_defer(s->l, &s->dop); /* completes with the error at the next turn */
+    } else {
+        arm_read(s);
+    }
+}
+
+void rw_tls_session_take(rw_transport *t, void **slot)
+{
+    tls_sess *s = t->kind == RW_TRANSPORT_TLS ? t->session : NULL;
+    if (s == NULL || s->fresh == NULL)
+        return;
+    SSL_SESSION_free(*slot);
+    *slot = s->fresh;
+    s->fresh = NULL;
+}
+
+void rw_tls_session_free(void *sess)
+{
+    SSL_SESSION_free(sess);
+}
+
+const char *rw_tls_failure(const rw_transport *t)
+{
+    const tls_sess *s = t->kind == RW_TRANSPORT_TLS ? t->session : NULL;
+    return s != NULL && s->fail != NULL ? s->fail : "";
 }

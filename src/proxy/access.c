@@ -45,6 +45,8 @@ static int local_reason(uint8_t err, int status)
         [RW_EXERR_OVERLOADED] = RW_LR_OVERLOADED,
         [RW_EXERR_NO_INSTANCE] = RW_LR_NO_INSTANCE,
         [RW_EXERR_CLIENT_CLOSED] = RW_LR_CLIENT_CLOSED,
+        [RW_EXERR_TLS_VERIFY] = RW_LR_TLS_VERIFY_FAILED,
+        [RW_EXERR_TLS_HANDSHAKE] = RW_LR_TLS_HANDSHAKE_FAILED,
     };
     if (err != RW_EXERR_NONE && err < RW_EXERR__COUNT)
         return by_err[err];

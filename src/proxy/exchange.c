@@ -15,6 +15,7 @@
 #include "ringway/log.h"
 #include "ringway/net.h"
 #include "ringway/path.h"
+#include "ringway/tls.h"
 #include "ringway/proxy.h"
 #include "ringway/upstate.h"
 
@@ -168,6 +169,8 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, c
         .route = ex->route,
         .fres = fres,
     };
+    if (c->tr.kind == RW_TRANSPORT_TLS)
+        rw_tls_peer_cert(&c->tr, &in.cert_subject, &in.cert_san, &in.cert_sha256);
     ssize_t n = rw_proxy_request_head(&in, ex->out, ex->out_cap, &ex->host_off, &ex->host_len);
     if (n < 0)
         return false;
@@ -663,19 +666,29 @@ static void ex_upstream_failed(rw_exchange *ex, int err, bool timeout, int how)
                     : timeout                ? RW_FAILON_TIMEOUT
                                              : RW_FAILON_RESET;
     rw__ex_outcome(ex, how == RW_UPFAIL_CONNECT && timeout ? RW_FAILON_TIMEOUT : kind);
+    /* A TLS handshake failure (services[].tls) is a connect failure. */
+    bool tls_fail =
+        how == RW_UPFAIL_CONNECT && !timeout && (err == RW_TLS_EVERIFY || err == RW_TLS_EHANDSHAKE);
+    const char *why = timeout                 ? "timed out"
+                      : err == RW_TLS_EVERIFY ? "upstream TLS certificate verification failed"
+                      : tls_fail              ? "upstream TLS handshake failed"
+                                              : strerror(err);
     if (rw__ex_may_retry(ex, kind)) {
-        ex_retry(ex, timeout ? "timeout" : strerror(err));
+        ex_retry(ex, timeout ? "timeout" : why);
         return;
     }
     ex->err_kind = timeout
                        ? (how == RW_UPFAIL_CONNECT ? RW_EXERR_CONNECT_TIMEOUT : RW_EXERR_FIRST_BYTE_TIMEOUT)
+                   : tls_fail ? (err == RW_TLS_EVERIFY ? RW_EXERR_TLS_VERIFY : RW_EXERR_TLS_HANDSHAKE)
                    : how == RW_UPFAIL_CONNECT
                        ? (err == ECONNREFUSED ? RW_EXERR_CONNECT_REFUSED : RW_EXERR_CONNECT_FAILED)
                        : RW_EXERR_UPSTREAM_RESET;
     rw_log_warn("upstream %s (%s) failed: %s (request_id %.*s)", ex->ur.svc_cfg->name,
-                RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address, timeout ? "timed out" : strerror(err),
-                (int)ex->reqid_len, ex->reqid);
-    rw__ex_send_error(ex, timeout ? 504 : 502, timeout ? "upstream timed out" : "bad gateway");
+                RW_INST(ex->ur.ws, ex->ur.svc, ex->ur.inst)->address, why, (int)ex->reqid_len, ex->reqid);
+    rw__ex_send_error(ex, timeout ? 504 : 502,
+                      timeout    ? "upstream timed out"
+                      : tls_fail ? why
+                                 : "bad gateway");
 }
 
 static void ex_queue_timeout(rw_exchange *ex)

@@ -102,6 +102,8 @@ static bool is_hop(rw_str name, const conn_tokens *ct, const rw_http_header *hs,
 
 static bool is_skipped_request_header(rw_str name)
 {
+    if (name.len >= 14 && rw_ascii_ieq(name.p, "x-client-cert-", 14))
+        return true; /* ringway-owned: the mTLS identity of the client */
     switch (name.len) {
     case 4:
         return rw_str_ieq(name, "host");
@@ -197,6 +199,12 @@ ssize_t rw_proxy_request_head(const rw_reqhead *in, char *out, size_t cap, uint3
         OUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
     if (rq->host.len > 0)
         out_field(&o, RW_STR("X-Forwarded-Host"), rq->host);
+    if (in->cert_sha256.len > 0) {
+        out_field(&o, RW_STR("X-Client-Cert-Subject"), in->cert_subject);
+        if (in->cert_san.len > 0)
+            out_field(&o, RW_STR("X-Client-Cert-SAN"), in->cert_san);
+        out_field(&o, RW_STR("X-Client-Cert-Sha256"), in->cert_sha256);
+    }
     OUT_LIT(&o, "Via: 1.1 ringway\r\n");
     if (in->reqid_header.len > 0)
         out_field(&o, in->reqid_header, in->reqid);

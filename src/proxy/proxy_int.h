@@ -44,6 +44,7 @@ typedef struct rw_upool {
     uint32_t nidle;
     uint32_t nconns;                 /* open (connecting, busy or idle), against max_conns */
     rw_upreq *wait_head, *wait_tail; /* requests waiting for a connection slot */
+    void *tls_sess;                  /* TLS services: a session for resumption (owned, rw_tls_session_free) */
 } rw_upool;
 
 typedef struct rw_svc_state {
@@ -114,6 +115,8 @@ enum rw_ex_error {
     RW_EXERR_OVERLOADED,
     RW_EXERR_NO_INSTANCE,
     RW_EXERR_CLIENT_CLOSED,
+    RW_EXERR_TLS_VERIFY,    /* the upstream's certificate was refused (chain or name) */
+    RW_EXERR_TLS_HANDSHAKE, /* the upstream TLS handshake failed otherwise */
     RW_EXERR__COUNT
 };
 

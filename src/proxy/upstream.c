@@ -16,7 +16,13 @@
  * An idle pooled connection keeps a receive armed (holding no buffer on
  * io_uring), so a peer that closes it is noticed at once and it is dropped
  * before anyone reuses it. The same receive becomes the response read when the
- * connection is taken for a request. */
+ * connection is taken for a request.
+ *
+ * A service with tls: runs the client handshake after the TCP connect, still
+ * in RW_U_CONNECTING (under the connect timeout; a failure is a connect
+ * failure for retries and outlier detection), with the read op; pooled
+ * connections stay TLS sessions. Each pool keeps the newest resumable
+ * session its connections received, offered by the next connect. */
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -26,6 +32,7 @@
 #include "ringway/instset.h"
 #include "ringway/log.h"
 #include "ringway/net.h"
+#include "ringway/tls.h"
 
 /* ---- input buffers (shared with conn.c and exchange.c) ---- */
 
@@ -202,6 +209,8 @@ void rw__wstate_put(rw_pworker *w, rw_wstate *ws)
     const rw_config *cfg = ws->snap->cfg;
     for (size_t i = 0; i < cfg->nservices; i++) {
         rw_lb_free(&ws->svcs[i].lb);
+        for (size_t k = 0; k < ws->snap->insts[i]->n; k++)
+            rw_tls_session_free(ws->svcs[i].pools[k].tls_sess);
         free(ws->svcs[i].pools);
         free(ws->svcs[i].active);
         free(ws->svcs[i].excluded);
@@ -276,7 +285,7 @@ void rw__upconn_close(rw_upconn *u)
     if (u->rd.flags & RW_OPF_PENDING)
         rw_tr_cancel(u->w->loop, &u->tr, &u->rd);
     if (u->wr.flags & RW_OPF_PENDING)
-        rw_loop_cancel(u->w->loop, &u->wr);
+        rw_tr_cancel(u->w->loop, &u->tr, &u->wr);
     /* A slot is free: the first waiter opens a connection (ws is alive: the
      * waiters and u hold references). */
     pool_kick(ws, svc, inst);
@@ -318,6 +327,18 @@ void rw__upconn_timeout(rw_upconn *u, uint32_t ms)
         rw_timer_set(tw, &u->timer, rw_loop_now(u->w->loop) + ms);
 }
 
+/* The connection is up (TCP, and TLS when the service has it): serve. */
+static void upconn_connected(rw_upconn *u)
+{
+    u->state = RW_U_ACTIVE;
+    rw__upconn_timeout(u, 0);
+    rw__upconn_recv(u);
+    if (u->req != NULL)
+        u->req->owner->ready(u->req);
+    else
+        rw__upconn_close(u);
+}
+
 static void on_up_read(rw_op *op, int res)
 {
     rw_upconn *u = op->data;
@@ -333,6 +354,19 @@ static void on_up_read(rw_op *op, int res)
         if (res > 0 && op->kind == RW_OP_RECV)
             rw_loop_buf_release(u->w->loop, op->buf_id);
         rw__upconn_close(u);
+        return;
+    }
+    if (u->state == RW_U_CONNECTING) { /* the TLS handshake (rw_tls_handshake) */
+        if (res < 0) {
+            if (res == -RW_TLS_EVERIFY || res == -RW_TLS_EHANDSHAKE)
+                rw_log_warn("upstream %s (%s): TLS %s: %s", u->ws->snap->cfg->services[u->svc].name,
+                            RW_INST(u->ws, u->svc, u->inst)->address,
+                            res == -RW_TLS_EVERIFY ? "certificate verification failed" : "handshake failed",
+                            rw_tls_failure(&u->tr));
+            upconn_fail(u, -res, false);
+            return;
+        }
+        upconn_connected(u);
         return;
     }
     if (res == -ECANCELED) {
@@ -373,13 +407,19 @@ static void on_up_write(rw_op *op, int res)
             upconn_fail(u, -res, false);
             return;
         }
-        u->state = RW_U_ACTIVE;
-        rw__upconn_timeout(u, 0);
-        rw__upconn_recv(u);
-        if (u->req != NULL)
-            u->req->owner->ready(u->req);
-        else
-            rw__upconn_close(u);
+        const rw_upstream_tls_cfg *tc = u->ws->snap->cfg->services[u->svc].tls;
+        if (tc != NULL && u->tr.kind == RW_TRANSPORT_PLAIN) {
+            rw_upool *p = &u->ws->svcs[u->svc].pools[u->inst];
+            if (rw_tls_connect(tc->client, u->w->loop, &u->tr, u->tr.fd, tc->sni,
+                               RW_INST(u->ws, u->svc, u->inst)->host, p->tls_sess) != 0) {
+                upconn_fail(u, ENOMEM, false);
+                return;
+            }
+            u->pending++;
+            rw_tls_handshake(u->w->loop, &u->tr, &u->rd); /* on_up_read completes it */
+            return;
+        }
+        upconn_connected(u);
         return;
     }
     if (res < 0) {
@@ -592,6 +632,9 @@ static bool upconn_migrate(rw_upconn *u)
     }
     if (svc < 0)
         return false;
+    /* TLS settings may have changed with the config: such a connection is not kept. */
+    if (ocfg != ccfg && (ocfg->services[u->svc].tls != NULL || ccfg->services[svc].tls != NULL))
+        return false;
     int inst = rw_instset_find(cur->snap->insts[svc], RW_INST(old, u->svc, u->inst)->address);
     if (inst < 0)
         return false;
@@ -638,6 +681,8 @@ void rw__upconn_release(rw_upconn *u, bool reusable)
     rw_wstate *ws = u->ws;
     rw_upool *p = &ws->svcs[u->svc].pools[u->inst];
     u->req = NULL;
+    if (u->tr.kind == RW_TRANSPORT_TLS)
+        rw_tls_session_take(&u->tr, &p->tls_sess); /* for the next connect's resumption */
     if (!reusable || w->draining || u->in.len > u->in.off || (u->wr.flags & RW_OPF_PENDING)) {
         rw__upconn_close(u);
         return;
