@@ -319,6 +319,9 @@ H_TEST(ratelimit, redis_down_then_back)
     cr_log_info("after Redis came back: 2 nodes allowed %d in %.2f s; one limit is %.0f", ok, secs, want);
     cr_expect(ok <= want * 1.15, "2 nodes allowed %d in %.2f s: accounting did not resume (limit %.0f)", ok,
               secs, want);
-    cr_expect(ok >= want * 0.85, "2 nodes allowed only %d in %.2f s (limit %.0f)", ok, secs, want);
+    /* the floor only means something when the client offered more than the limit (a loaded machine
+     * under ASan may not) */
+    cr_expect(ok >= want * 0.85 || ok + limited < want,
+              "2 nodes allowed only %d of %d in %.2f s (limit %.0f)", ok, ok + limited, secs, want);
     h_redis_stop(&rd);
 }
