@@ -748,7 +748,7 @@ bool h_wait_status(int port, const char *path, int want_status, int timeout_ms)
             c->timeout_ms = 1000;
             h_resp r;
             int rc = h_request(c, "GET", path, "Connection: close\r\n", NULL, 0, &r);
-            h_close(c);
+            conn_free(c);
             if (rc == H_OK) {
                 int st = r.status;
                 h_resp_free(&r);

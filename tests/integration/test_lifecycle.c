@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <errno.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
@@ -527,20 +528,25 @@ H_TEST(lifecycle, metrics_are_promtool_clean)
 /* The thread id of ringway's worker N (threads are named rw-worker-N), or -1. */
 static pid_t worker_tid(pid_t pid, int n)
 {
-    char want[32];
+    char want[32], dir[64];
     snprintf(want, sizeof(want), "rw-worker-%d\n", n);
-    for (int tid = pid; tid < pid + 4096; tid++) {
-        char path[64], comm[32] = "";
-        snprintf(path, sizeof(path), "/proc/%d/task/%d/comm", pid, tid);
+    snprintf(dir, sizeof(dir), "/proc/%d/task", pid);
+    DIR *d = opendir(dir); /* thread ids wrap with pid_max: no guessing a range */
+    if (d == NULL)
+        return -1;
+    pid_t found = -1;
+    for (struct dirent *e; found < 0 && (e = readdir(d)) != NULL;) {
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof(path), "%s/%s/comm", dir, e->d_name);
         FILE *f = fopen(path, "r");
         if (f == NULL)
             continue;
-        bool hit = fgets(comm, sizeof(comm), f) != NULL && strcmp(comm, want) == 0;
+        if (fgets(comm, sizeof(comm), f) != NULL && strcmp(comm, want) == 0)
+            found = atoi(e->d_name);
         fclose(f);
-        if (hit)
-            return tid;
     }
-    return -1;
+    closedir(d);
+    return found;
 }
 
 /* Liveness follows every worker, not the one a probe lands on: one worker of
@@ -581,9 +587,13 @@ H_TEST(lifecycle, health_fails_while_a_worker_is_stalled)
     }
     h_resp ready;
     h_get(admin, "/ready", &ready);
+    h_cmd *tasks; /* the threads' names and states now, for a failure message */
+    h_run(&tasks, 5000,
+          "cd /proc/%d/task && for t in *; do echo $t $(cat $t/comm) $(cut -d' ' -f3 $t/stat); done", p->pid);
     cr_assert_eq(ptrace(PTRACE_DETACH, tid, NULL, NULL), 0, "%s", strerror(errno));
-    cr_assert(admin_503, "admin /health stayed 200 with worker 1 (tid %d) stopped: stat %s\n%s", tid,
-              stat->out, h_proxy_log(p));
+    cr_assert(admin_503,
+              "admin /health stayed 200 with worker 1 (tid %d) stopped: stat %s\nthreads then:\n%s\n%s", tid,
+              stat->out, tasks->out, h_proxy_log(p));
     cr_assert(strstr(r.body, "\"worker\":1") != NULL, "%s", r.body);
     cr_assert_gt(answered, 0, "no data-port connection reached the running worker");
     cr_assert_eq(not_503, 0, "the running worker answered /health with something else than 503");
