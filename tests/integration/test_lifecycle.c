@@ -536,7 +536,7 @@ static pid_t worker_tid(pid_t pid, int n)
         return -1;
     pid_t found = -1;
     for (struct dirent *e; found < 0 && (e = readdir(d)) != NULL;) {
-        char path[300], comm[32] = "";
+        char path[384], comm[32] = "";
         snprintf(path, sizeof(path), "%s/%s/comm", dir, e->d_name);
         FILE *f = fopen(path, "r");
         if (f == NULL)
