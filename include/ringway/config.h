@@ -356,6 +356,9 @@ typedef struct rw_consumer_cfg {
     int tier_index; /* index into rw_config.tiers, -1 when tier is NULL */
     char **keys;    /* plain or "sha256:<64 hex>" */
     size_t nkeys;
+    char **certs; /* client certificate SHA-256 fingerprints: 64 lower-case hex digits each
+                     (written "sha256:<hex>", any case, colons allowed; normalised at load) */
+    size_t ncerts;
     int line;
 } rw_consumer_cfg;
 

@@ -349,6 +349,10 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
             .now_ms = now_ms(w),
             .now_s = time(NULL),
         };
+        if (c->tr.kind == RW_TRANSPORT_TLS) {
+            rw_str subj, san;
+            rw_tls_peer_cert(&c->tr, &subj, &san, &fin.cert_sha256);
+        }
         rw_filter_result *fr = &w->fres;
         int refused = rw_filters_run(w->fw, flt, &fin, fr);
         ex->consumer = (int16_t)fr->consumer;
