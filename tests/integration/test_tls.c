@@ -4,7 +4,8 @@
  * X-Forwarded-Proto https, large bodies both ways (content-length and
  * chunked), garbage and stalled or vanished handshakes, resumption across
  * workers (TLS 1.2 and 1.3), certificate rotation by a symlink swap and
- * broken replacements, and bad certificate files refused at load. The
+ * broken replacements, bad certificate files refused at load, and the
+ * route keys https_redirect and hsts. The
  * clients are the curl and openssl command-line tools. */
 #include <signal.h>
 #include <stdio.h>

@@ -4,8 +4,8 @@
  * without sni refused with 502 and the reason (JSON body, access log,
  * metrics), an IP literal instance with sni, verify: false, and a client
  * certificate for upstream mTLS; on a listener, mTLS identity headers and
- * client certificates as consumers (consumers[].certificates). The upstream is tls_upstream.py (Python's
- * http.server over ssl, HTTP/1.1 keep-alive). */
+ * client certificates as consumers (consumers[].certificates). The upstream
+ * is tls_upstream.py (Python's http.server over ssl, HTTP/1.1 keep-alive). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
