@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "ringway/cidr.h"
+#include "ringway/common.h"
 
 enum rw_io_mode { RW_IO_AUTO = 0, RW_IO_URING, RW_IO_EPOLL };
 enum rw_lb_policy { RW_LB_ROUND_ROBIN = 0, RW_LB_LEAST_CONN, RW_LB_P2C, RW_LB_HASH };
@@ -301,6 +302,9 @@ typedef struct rw_route_cfg {
     int service_index;  /* index into rw_config.services, -1 for respond routes */
     bool has_respond;
     rw_respond_cfg respond;
+    bool https_redirect;    /* on a plain listener: 308 to https://host[:TLS port]/target, before filters */
+    char *hsts;             /* Strict-Transport-Security value (TLS connections only), or NULL */
+    rw_str hsts_line;       /* "Strict-Transport-Security: <hsts>\r\n" (empty when unset) */
     rw_filter_cfg *filters; /* as written; effective list = global + service + route */
     size_t nfilters;
     int line;
@@ -356,6 +360,9 @@ typedef struct rw_consumer_cfg {
     int tier_index; /* index into rw_config.tiers, -1 when tier is NULL */
     char **keys;    /* plain or "sha256:<64 hex>" */
     size_t nkeys;
+    char **certs; /* client certificate SHA-256 fingerprints: 64 lower-case hex digits each
+                     (written "sha256:<hex>", any case, colons allowed; normalised at load) */
+    size_t ncerts;
     int line;
 } rw_consumer_cfg;
 

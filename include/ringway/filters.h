@@ -39,8 +39,12 @@ typedef struct rw_filter_input {
     const char *peer; /* numeric peer address */
     size_t peer_len;
     int route;
-    uint64_t now_ms; /* monotonic */
-    int64_t now_s;   /* Unix time */
+    uint64_t now_ms;    /* monotonic */
+    int64_t now_s;      /* Unix time */
+    rw_str cert_sha256; /* the verified client certificate's SHA-256 fingerprint (64 lower-case
+                           hex digits; rw_tls_peer_cert), empty when none: when no key_auth
+                           or jwt filter identified a consumer, the consumer listing it in
+                           consumers[].certificates is the request's consumer */
 } rw_filter_input;
 
 /* What the rate limits of a run said (for the access log). */

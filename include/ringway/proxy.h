@@ -73,6 +73,8 @@ typedef struct rw_resphead {
     bool tunnel;                /* a 101 for a WebSocket: Connection: upgrade */
     bool keep;                  /* the client connection may persist (request and state allow it) */
     bool req_done;              /* the request body was read in full */
+    rw_str hsts;                /* a Strict-Transport-Security line with its CRLF, replacing the
+                                   upstream's (route.hsts on TLS), or empty */
 } rw_resphead;
 
 /* Writes the response head for the client into out[0..cap) and decides:

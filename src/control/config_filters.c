@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config_int.h"
 #include "ringway/common.h"
@@ -428,7 +429,45 @@ static int key_consumer_keys(rw_cf_loader *l, yaml_node_t *v, const char *where,
     return 0;
 }
 
-enum { CONS_NAME, CONS_ID, CONS_GROUPS, CONS_TIER, CONS_KEYS };
+/* "sha256:<64 hex>", any case, the hex optionally in colon-separated pairs
+ * (as `openssl x509 -fingerprint -sha256` prints it): rewritten in place to
+ * the 64 lower-case hex digits rw_tls_peer_cert() gives. */
+static int check_cert(rw_cf_loader *l, const yaml_node_t *n, const char *where, char *cert)
+{
+    static const char want[] = "a certificate is \"sha256:<64 hex digits>\" (colons between pairs allowed)";
+    if (strncasecmp(cert, "sha256:", 7) != 0)
+        return rw__cf_fail(l, n, "%s: %s", where, want);
+    size_t nd = 0;
+    for (const char *p = cert + 7; *p; p++) {
+        if (*p == ':' && nd > 0 && nd % 2 == 0 && p[1] != '\0' && p[1] != ':')
+            continue;
+        if (rw_hexval((unsigned char)*p) < 0 || nd == 64)
+            return rw__cf_fail(l, n, "%s: %s", where, want);
+        cert[nd++] = (char)tolower((unsigned char)*p);
+    }
+    if (nd != 64)
+        return rw__cf_fail(l, n, "%s: %s, got %zu digits", where, want, nd);
+    cert[nd] = '\0';
+    return 0;
+}
+
+static int key_consumer_certs(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key,
+                              void *obj)
+{
+    rw_consumer_cfg *c = obj;
+    char iw[320];
+
+    (void)key;
+    if (rw__cf_get_str_list(l, v, where, &c->certs, &c->ncerts))
+        return -1;
+    for (size_t i = 0; i < c->ncerts; i++)
+        if (check_cert(l, rw__cf_list_item(l, v, i), rw__cf_item_where(iw, sizeof(iw), v, where, i),
+                       c->certs[i]))
+            return -1;
+    return 0;
+}
+
+enum { CONS_NAME, CONS_ID, CONS_GROUPS, CONS_TIER, CONS_KEYS, CONS_CERTS };
 
 static int check_consumer(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
                           yaml_node_t *const *seen)
@@ -447,11 +486,13 @@ static const rw_cf_key consumer_keys[] = {
     [CONS_GROUPS] = {.name = "groups", .parse = key_groups},
     [CONS_TIER] = RW_CF_NAME("tier", rw_consumer_cfg, tier, 0), /* resolved by rw__cf_parse_consumers */
     [CONS_KEYS] = {.name = "keys", .parse = key_consumer_keys},
+    [CONS_CERTS] = {.name = "certificates", .parse = key_consumer_certs},
 };
 static const rw_cf_map consumer_map = RW_CF_MAP_OF("consumer", consumer_keys, check_consumer);
 
 static int parse_consumer(rw_cf_loader *l, yaml_node_t *n, const char *where, rw_consumer_cfg *c,
-                          const yaml_node_t **tier_node, const yaml_node_t **keys_node)
+                          const yaml_node_t **tier_node, const yaml_node_t **keys_node,
+                          const yaml_node_t **certs_node)
 {
     yaml_node_t *seen[RW_ARRAY_LEN(consumer_keys)];
 
@@ -462,13 +503,14 @@ static int parse_consumer(rw_cf_loader *l, yaml_node_t *n, const char *where, rw
         return -1;
     *tier_node = seen[CONS_TIER];
     *keys_node = seen[CONS_KEYS];
+    *certs_node = seen[CONS_CERTS];
     return 0;
 }
 
 int rw__cf_parse_consumers(rw_cf_loader *l, yaml_node_t *n)
 {
     rw_config *cfg = l->cfg;
-    rw_cf_strset names = {0}, ids = {0}, keys = {0};
+    rw_cf_strset names = {0}, ids = {0}, keys = {0}, certs = {0};
     char w[64], kw[96], kiw[128];
     int rc = -1;
 
@@ -483,14 +525,14 @@ int rw__cf_parse_consumers(rw_cf_loader *l, yaml_node_t *n)
     for (size_t i = 0; i < len; i++) {
         yaml_node_t *it = rw__cf_list_item(l, n, i);
         rw_consumer_cfg *c = &cfg->consumers[i];
-        const yaml_node_t *tier_node = NULL, *keys_node = NULL;
+        const yaml_node_t *tier_node = NULL, *keys_node = NULL, *certs_node = NULL;
         int old = 0, put;
         rw__cf_wheref(w, sizeof(w), "consumers[%zu]", i);
         if (!it) {
             rw__cf_fail(l, n, "%s: missing entry", w);
             goto out;
         }
-        if (parse_consumer(l, it, w, c, &tier_node, &keys_node))
+        if (parse_consumer(l, it, w, c, &tier_node, &keys_node, &certs_node))
             goto out;
         if ((put = rw__cf_strset_put(&names, c->name, (int)i, &old)) <= 0) {
             if (put < 0)
@@ -531,6 +573,21 @@ int rw__cf_parse_consumers(rw_cf_loader *l, yaml_node_t *n)
                 goto out;
             }
         }
+        for (size_t k = 0; k < c->ncerts; k++) {
+            if ((put = rw__cf_strset_put(&certs, c->certs[k], (int)i, &old)) <= 0) {
+                const yaml_node_t *kn = rw__cf_list_item(l, (yaml_node_t *)certs_node, k);
+                rw__cf_wheref(kw, sizeof(kw), "%s.certificates", w);
+                rw__cf_item_where(kiw, sizeof(kiw), certs_node, kw, k);
+                if (put < 0)
+                    rw__cf_oom(l, kn);
+                else if ((size_t)old == i)
+                    rw__cf_fail(l, kn, "%s: certificate is listed twice", kiw);
+                else
+                    rw__cf_fail(l, kn, "%s: certificate is already used by consumer '%s'", kiw,
+                                cfg->consumers[old].name);
+                goto out;
+            }
+        }
         cfg->nconsumers = i + 1;
     }
     rc = 0;
@@ -538,5 +595,6 @@ out:
     rw__cf_strset_free(&names);
     rw__cf_strset_free(&ids);
     rw__cf_strset_free(&keys);
+    rw__cf_strset_free(&certs);
     return rc;
 }

@@ -515,7 +515,41 @@ enum {
     ROUTE_SERVICE,
     ROUTE_RESPOND,
     ROUTE_FILTERS,
+    ROUTE_HTTPS_REDIRECT,
+    ROUTE_HSTS,
 };
+
+#define HSTS_MAX 128
+
+/* hsts: a Strict-Transport-Security value, checked loosely (max-age=N
+ * first, visible ASCII and spaces, at most HSTS_MAX characters); the whole
+ * header line is prebuilt so a response copies it as it is. */
+static int key_hsts(rw_cf_loader *l, yaml_node_t *v, const char *where, const rw_cf_key *key, void *obj)
+{
+    rw_route_cfg *rt = obj;
+
+    (void)key;
+    if (rw__cf_get_string(l, v, where, &rt->hsts))
+        return -1;
+    const char *s = rt->hsts;
+    size_t len = strlen(s);
+    if (strncasecmp(s, "max-age=", 8) != 0 || s[8] < '0' || s[8] > '9')
+        return rw__cf_fail(
+            l, v, "%s: must start with max-age=<seconds> (e.g. \"max-age=31536000; includeSubDomains\")",
+            where);
+    if (len > HSTS_MAX)
+        return rw__cf_fail(l, v, "%s: longer than %d characters", where, HSTS_MAX);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+            return rw__cf_fail(l, v, "%s: may contain only visible ASCII characters and spaces", where);
+    char line[HSTS_MAX + 32];
+    int n = snprintf(line, sizeof(line), "Strict-Transport-Security: %s\r\n", s);
+    char *p = rw__cf_dup_mem(l, v, line, (size_t)n);
+    if (!p)
+        return -1;
+    rt->hsts_line = (rw_str){p, (size_t)n};
+    return 0;
+}
 
 static int check_route(rw_cf_loader *l, yaml_node_t *n, const char *where, void *obj,
                        yaml_node_t *const *seen)
@@ -561,6 +595,8 @@ static const rw_cf_key route_keys[] = {
     [ROUTE_SERVICE] = RW_CF_NAME("service", rw_route_cfg, service, 0),
     [ROUTE_RESPOND] = {.name = "respond", .parse = key_respond},
     [ROUTE_FILTERS] = {.name = "filters", .parse = key_route_filters},
+    [ROUTE_HTTPS_REDIRECT] = RW_CF_BOOL("https_redirect", rw_route_cfg, https_redirect, false),
+    [ROUTE_HSTS] = {.name = "hsts", .parse = key_hsts},
 };
 static const rw_cf_map route_map = RW_CF_MAP_OF("route", route_keys, check_route);
 

@@ -67,6 +67,47 @@ static int build_key_index(rw_filters *f)
     return 0;
 }
 
+/* Certificate fingerprints (normalised to 64 lower-case hex digits at load,
+ * unique across consumers) -> consumer; none configured: no table. */
+static int build_cert_index(rw_filters *f)
+{
+    const rw_config *cfg = f->cfg;
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->nconsumers; i++)
+        n += cfg->consumers[i].ncerts;
+    if (n == 0)
+        return 0;
+    size_t cap = pow2_at_least(n * 2);
+    f->certs = calloc(cap, sizeof(*f->certs));
+    if (f->certs == NULL)
+        return -ENOMEM;
+    f->certs_mask = (uint32_t)(cap - 1);
+    for (size_t i = 0; i < cfg->nconsumers; i++) {
+        for (size_t k = 0; k < cfg->consumers[i].ncerts; k++) {
+            const char *fp = cfg->consumers[i].certs[k];
+            uint32_t s = (uint32_t)rw_hash64(fp, RW_CERT_FP_LEN) & f->certs_mask;
+            while (f->certs[s].name != NULL)
+                s = (s + 1) & f->certs_mask;
+            f->certs[s].name = fp;
+            f->certs[s].consumer = (int)i;
+        }
+    }
+    return 0;
+}
+
+int rw__filters_consumer_by_cert(const rw_filters *f, rw_str sha256)
+{
+    if (f->certs == NULL || sha256.len != RW_CERT_FP_LEN)
+        return -1;
+    uint32_t i = (uint32_t)rw_hash64(sha256.p, RW_CERT_FP_LEN) & f->certs_mask;
+    while (f->certs[i].name != NULL) {
+        if (memcmp(f->certs[i].name, sha256.p, RW_CERT_FP_LEN) == 0)
+            return f->certs[i].consumer;
+        i = (i + 1) & f->certs_mask;
+    }
+    return -1;
+}
+
 static void names_put(rw_filters *f, const char *name, int consumer)
 {
     uint32_t s = (uint32_t)rw_hash64(name, strlen(name)) & f->names_mask;
@@ -223,6 +264,7 @@ void rw_filters_free(rw_filters *f)
     free(f->routes);
     free(f->keys);
     free(f->names);
+    free(f->certs);
     if (f->consumer_groups != NULL)
         for (size_t i = 0; i < f->cfg->nconsumers; i++)
             free(f->consumer_groups[i]);
@@ -330,7 +372,7 @@ rw_filters *rw_filters_build(const rw_config *cfg, char *err, size_t errlen)
         else if (fr->cfg->kind == RW_FILTER_RATE_LIMIT)
             rc = rl_build(f, fr, err, errlen);
     }
-    if (rc == 0 && (build_key_index(f) != 0 || build_name_index(f) != 0)) {
+    if (rc == 0 && (build_key_index(f) != 0 || build_name_index(f) != 0 || build_cert_index(f) != 0)) {
         snprintf(err, errlen, "out of memory");
         rc = -1;
     }

@@ -61,6 +61,8 @@ struct rw_filters {
     route_rt *routes;
     key_slot *keys; /* SHA-256 of every API key -> consumer */
     uint32_t keys_mask;
+    name_slot *certs; /* client certificate fingerprints (64 hex) -> consumer; NULL: none */
+    uint32_t certs_mask;
     name_slot *names; /* consumer ids, then names (for consumer_claim) */
     uint32_t names_mask;
     char **consumer_groups; /* "a, b" per consumer, for X-Consumer-Groups */
@@ -75,6 +77,12 @@ static inline uint64_t digest_hash(const uint8_t *d)
     memcpy(&h, d, sizeof(h));
     return h;
 }
+
+#define RW_CERT_FP_LEN 64 /* a SHA-256 fingerprint in hex */
+
+/* The consumer listing the client certificate fingerprint sha256 (64
+ * lower-case hex digits), or -1 (filters.c). */
+int rw__filters_consumer_by_cert(const rw_filters *f, rw_str sha256);
 
 /* The consumer whose id or name is s[0..len), or -1 (filters.c). */
 int rw__filters_consumer_by_name(const rw_filters *f, const char *s, size_t len);

@@ -729,6 +729,10 @@ int rw_filters_run(rw_filter_worker *fw, const rw_filters *f, const rw_filter_in
         if (fr->cfg->kind == RW_FILTER_JWT && run_jwt(&x, fr))
             return out->status;
     }
+    /* a verified client certificate listed by a consumer: only when no
+       key_auth/jwt identified one (a hash probe; no table, no cost) */
+    if (out->consumer < 0 && in->cert_sha256.len > 0)
+        out->consumer = rw__filters_consumer_by_cert(f, in->cert_sha256);
     /* phase 3: groups */
     for (size_t i = 0; i < rr->n; i++)
         if (rr->list[i]->cfg->kind == RW_FILTER_ACL && run_acl_groups(&x, &rr->list[i]->cfg->u.acl))

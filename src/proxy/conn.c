@@ -196,9 +196,13 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn)
     bool head = ex->method == RW_METHOD_HEAD;
     struct iovec iov[3];
     int n = 0;
-    int k = reqid_line(ex, ex->errbuf, sizeof(ex->errbuf) - 2);
+    int k = reqid_line(ex, ex->errbuf, sizeof(ex->errbuf) - 2 - ex->hsts.len);
+    if (ex->hsts.len > 0) { /* route.hsts on a TLS connection (at most ~160 bytes, fits) */
+        memcpy(ex->errbuf + k, ex->hsts.p, ex->hsts.len);
+        k += (int)ex->hsts.len;
+    }
     if (k > 0) {
-        /* The prebuilt head, then the request id and the blank line, then the body. */
+        /* The prebuilt head, then the request id, HSTS and the blank line, then the body. */
         uint32_t end = cn->head_len[mode] - 2;
         iov[n++] = (struct iovec){cn->text[mode], end};
         memcpy(ex->errbuf + k, "\r\n", 2);
@@ -259,9 +263,10 @@ void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const cha
     int il = reqid_line(ex, idl, sizeof(idl));
     int n = snprintf(ex->errbuf, sizeof(ex->errbuf),
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                     "Cache-Control: no-store\r\n%.*s%.*s%.*s\r\n%s",
+                     "Cache-Control: no-store\r\n%.*s%.*s%.*s%.*s\r\n%s",
                      status, rw_http_reason(status), blen, il, idl, (int)extra_len, extra ? extra : "",
-                     (int)conn.len, conn.p, ex->method == RW_METHOD_HEAD ? "" : body);
+                     (int)ex->hsts.len, ex->hsts.p ? ex->hsts.p : "", (int)conn.len, conn.p,
+                     ex->method == RW_METHOD_HEAD ? "" : body);
     if (n < 0 || n >= (int)sizeof(ex->errbuf))
         n = (int)sizeof(ex->errbuf) - 1;
     ex->resp_head_sent = true;
@@ -269,6 +274,58 @@ void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const cha
     ex->local = true;
     ex->status = status;
     count_status(c->w, status);
+    struct iovec iov = {ex->errbuf, (size_t)n};
+    c->sending = SENT_FINAL;
+    rw__c_send(c, &iov, 1);
+}
+
+/* Host names and IP literals only: a Host with anything else is not echoed
+ * into a Location. */
+static bool redirect_host_ok(rw_str h)
+{
+    if (h.len == 0)
+        return false;
+    for (size_t i = 0; i < h.len; i++) {
+        char ch = h.p[i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '-' ||
+              ch == '.' || ch == '_' || ch == '[' || ch == ']' || ch == ':'))
+            return false;
+    }
+    return true;
+}
+
+void rw__ex_send_https_redirect(rw_exchange *ex, rw_str host, uint16_t port)
+{
+    rw_conn *c = ex->c;
+    const rw_http_request *rq = &ex->req;
+    static const char body[] = "Use HTTPS.\n";
+    if (!redirect_host_ok(host)) {
+        rw__ex_send_error(ex, 400, "https_redirect needs a valid Host header");
+        return;
+    }
+    if (!ex->req_done && ex->req_body != RW_BODY_NONE)
+        c->close_after = true; /* the body is not read */
+    rw_str conn = rw_http_persist_line(rw__ex_persist(ex));
+    char idl[RW_REQID_MAX + 80];
+    int il = reqid_line(ex, idl, sizeof(idl));
+    char portbuf[8] = "";
+    if (port != 443 && port != 0)
+        snprintf(portbuf, sizeof(portbuf), ":%u", (unsigned)port);
+    int n = snprintf(ex->errbuf, sizeof(ex->errbuf),
+                     "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://%.*s%s%.*s%s%.*s\r\n"
+                     "Content-Type: text/plain\r\nContent-Length: %zu\r\n%.*s%.*s\r\n%s",
+                     (int)host.len, host.p, portbuf, (int)rq->path.len, rq->path.p, rq->query.len ? "?" : "",
+                     (int)rq->query.len, rq->query.p ? rq->query.p : "", sizeof(body) - 1, il, idl,
+                     (int)conn.len, conn.p, ex->method == RW_METHOD_HEAD ? "" : body);
+    if (n < 0 || n >= (int)sizeof(ex->errbuf)) {
+        rw__ex_send_error(ex, 414, "URI too long for an https redirect");
+        return;
+    }
+    ex->resp_head_sent = true;
+    ex->resp_done = true;
+    ex->local = true;
+    ex->status = 308;
+    count_status(c->w, 308);
     struct iovec iov = {ex->errbuf, (size_t)n};
     c->sending = SENT_FINAL;
     rw__c_send(c, &iov, 1);

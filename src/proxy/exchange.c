@@ -4,7 +4,9 @@
  * bodies are forwarded from the receive buffer they arrived in; heads are
  * rewritten into one buffer (heads.c). It owns the upstream client's
  * requests (rw_upowner, at the end). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -180,6 +182,21 @@ static bool build_request_head(rw_exchange *ex, const char *path, size_t plen, c
 
 /* ---- routing and dispatch ---- */
 
+/* The first TLS listener's port (0: none), for https_redirect. */
+static uint16_t https_port(const rw_config *cfg)
+{
+    for (size_t i = 0; cfg->listen_tls != NULL && i < cfg->nlisten; i++) {
+        if (cfg->listen_tls[i] == NULL)
+            continue;
+        const struct sockaddr_storage *ss = &cfg->listen[i].ss;
+        if (ss->ss_family == AF_INET)
+            return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+        if (ss->ss_family == AF_INET6)
+            return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    }
+    return 0;
+}
+
 static uint64_t hash_key(rw_exchange *ex)
 {
     const rw_service_cfg *sc = ex->ur.svc_cfg;
@@ -337,6 +354,13 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
     }
     ex->route = route;
     ex->rt = &cfg->routes[route];
+    if (c->tr.kind == RW_TRANSPORT_TLS) {
+        ex->hsts = ex->rt->hsts_line;
+    } else if (ex->rt->https_redirect) {
+        rw__input_consume(w, &c->in, (uint32_t)head_len);
+        rw__ex_send_https_redirect(ex, host, https_port(cfg));
+        return;
+    }
     const rw_filters *flt = snap->filters;
     const rw_filter_result *fres = NULL;
     ex->rl_len = 0;
@@ -349,6 +373,10 @@ void rw__ex_start(rw_conn *c, rw_exchange *ex, size_t head_len)
             .now_ms = now_ms(w),
             .now_s = time(NULL),
         };
+        if (c->tr.kind == RW_TRANSPORT_TLS) {
+            rw_str subj, san;
+            rw_tls_peer_cert(&c->tr, &subj, &san, &fin.cert_sha256);
+        }
         rw_filter_result *fr = &w->fres;
         int refused = rw_filters_run(w->fw, flt, &fin, fr);
         ex->consumer = (int16_t)fr->consumer;
@@ -728,6 +756,7 @@ static bool build_response_head(rw_exchange *ex)
         .tunnel = ex->tunnel,
         .keep = ex->keep_alive && !c->close_after && !c->w->draining,
         .req_done = ex->req_done,
+        .hsts = ex->hsts,
     };
     int persist;
     bool dechunk;

@@ -246,7 +246,8 @@ ssize_t rw_proxy_response_head(const rw_resphead *in, char *out, size_t cap, int
         const rw_http_header *h = &rs->headers[i];
         if (is_hop(h->name, &ct, rs->headers, rs->nheaders) ||
             (h->name.len == 14 && rw_str_ieq(h->name, "content-length")) ||
-            (in->reqid_header.len > 0 && rw_str_ieq_str(h->name, in->reqid_header)))
+            (in->reqid_header.len > 0 && rw_str_ieq_str(h->name, in->reqid_header)) ||
+            (in->hsts.len > 0 && h->name.len == 25 && rw_str_ieq(h->name, "strict-transport-security")))
             continue;
         out_field(&o, h->name, h->value);
     }
@@ -254,6 +255,7 @@ ssize_t rw_proxy_response_head(const rw_resphead *in, char *out, size_t cap, int
     if (in->reqid_header.len > 0)
         out_field(&o, in->reqid_header, in->reqid);
     OUT_STR(&o, in->extra);
+    OUT_STR(&o, in->hsts);
     bool keep = in->keep;
     if (in->body == RW_BODY_CHUNKED && in->minor == 0) {
         *dechunk = true; /* an HTTP/1.0 client: data only, delimited by close */

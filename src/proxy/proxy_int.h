@@ -241,7 +241,8 @@ struct rw_exchange {
     rw_upreq ur; /* its upstream side (svc, inst, connection, queue) */
     int route;
     const rw_route_cfg *rt;
-    uint8_t tries;                   /* attempts made (the keep-alive race's retry not counted) */
+    rw_str hsts;   /* the route's Strict-Transport-Security line on a TLS connection, else empty */
+    uint8_t tries; /* attempts made (the keep-alive race's retry not counted) */
     uint16_t tried[RW_MAX_ATTEMPTS]; /* instances tried, to avoid on retry */
     bool stale_retried;              /* the keep-alive race was retried once */
     bool retrying;                   /* counted in the service's retries in flight (the budget) */
@@ -250,7 +251,7 @@ struct rw_exchange {
     uint64_t hash;                   /* load-balancing key, computed while the head is readable */
     int err_status;                  /* an error to send once the pending 100-continue is out */
     const char *err_msg;
-    char errbuf[896];  /* ringway's own error responses (ex->out may be in flight upstream) */
+    char errbuf[1024]; /* ringway's own error responses (ex->out may be in flight upstream) */
     char rl_hdrs[112]; /* RateLimit-* lines for the response (filters with headers: true) */
     uint8_t rl_len;
     uint32_t host_off, host_len; /* the Host value inside out, patched on retry */
@@ -403,6 +404,9 @@ void rw__send_canned(rw_exchange *ex, const rw_canned *cn);
 /* Answers with ringway's own JSON error; extra header lines (each with its CRLF) may be added. */
 void rw__ex_send_error(rw_exchange *ex, int status, const char *msg);
 void rw__ex_send_error_x(rw_exchange *ex, int status, const char *msg, const char *extra, size_t extra_len);
+/* route.https_redirect on a plain listener: 308 to https://host[:port]target
+ * (port omitted when 443). host is the request's Host without its port. */
+void rw__ex_send_https_redirect(rw_exchange *ex, rw_str host, uint16_t port);
 /* access.c */
 /* Counts ex into this worker's slots of its route and service (rstats.h). */
 void rw__stats_count(rw_exchange *ex);

@@ -4,7 +4,8 @@
  * X-Forwarded-Proto https, large bodies both ways (content-length and
  * chunked), garbage and stalled or vanished handshakes, resumption across
  * workers (TLS 1.2 and 1.3), certificate rotation by a symlink swap and
- * broken replacements, and bad certificate files refused at load. The
+ * broken replacements, bad certificate files refused at load, and the
+ * route keys https_redirect and hsts. The
  * clients are the curl and openssl command-line tools. */
 #include <signal.h>
 #include <stdio.h>
@@ -425,4 +426,126 @@ H_TEST(tls, rotation_by_symlink_swap)
         got = served_fingerprint(&e);
     }
     cr_expect_str_eq(got, want1);
+}
+
+/* ---- route.https_redirect and route.hsts ---- */
+
+#define HSTS "max-age=31536000; includeSubDomains"
+
+/* curl -i over TLS (tls) or to the plain listener with Host api.test:8080;
+ * the head and body, then "HTTP=<status>". */
+static char *curl_i(const tls_env *e, bool tls, const char *method, const char *path)
+{
+    char *out;
+    if (tls)
+        sh(&out, 20000,
+           h_fmt("curl -sS -i %s --cacert %s/ca.crt --resolve api.test:%d:127.0.0.1 "
+                 "-w 'HTTP=%%{http_code}\\n' 'https://api.test:%d%s'",
+                 strcmp(method, "HEAD") == 0 ? "-I" : h_fmt("-X %s", method), e->dir, e->tport, e->tport,
+                 path));
+    else
+        sh(&out, 20000,
+           h_fmt("curl -sS -i -X %s -H 'Host: api.test:8080' -w 'HTTP=%%{http_code}\\n' "
+                 "'http://127.0.0.1:%d%s'",
+                 method, e->port, path));
+    return out;
+}
+
+H_TEST(tls, https_redirect_and_hsts)
+{
+    tls_env e = {0};
+    e.dir = gen_certs();
+    e.u = h_upstream_start("u1", NULL);
+    e.port = h_free_port();
+    e.tport = h_free_port();
+    h_proxy_opts o = {
+        .config = h_fmt("listen:\n"
+                        "  - \"127.0.0.1:%d\"\n"
+                        "  - address: \"127.0.0.1:%d\"\n"
+                        "    tls:\n"
+                        "      certificates: [{cert_file: %s/api.crt, key_file: %s/api.key}]\n"
+                        "services:\n"
+                        "  - {name: svc, instances: [{address: \"127.0.0.1:%d\"}]}\n"
+                        "  - {name: dead, instances: [{address: \"127.0.0.1:1\"}]}\n"
+                        "routes:\n"
+                        "  - {name: secure, paths: [{prefix: /echo/secure}], service: svc,"
+                        " https_redirect: true, hsts: \"" HSTS "\"}\n"
+                        "  - {name: hs, paths: [{prefix: /echo/hs}], service: svc, hsts: \"" HSTS "\","
+                        " filters: [{key_auth: {}}]}\n"
+                        "  - {name: dead, paths: [{prefix: /dead}], service: dead, hsts: \"" HSTS "\"}\n"
+                        "  - {name: gone, paths: [{prefix: /gone}], hsts: \"" HSTS "\","
+                        " respond: {status: 404, body: \"gone\\n\"}}\n"
+                        "  - {name: plain, paths: [{prefix: /echo/plain}], service: svc}\n"
+                        "consumers:\n"
+                        "  - {name: k, keys: [\"key-0123456789\"]}\n",
+                        e.port, e.tport, e.dir, e.dir, e.u->port),
+        .no_listen = true,
+        .no_wait = true,
+        .expect_errors = true,
+    };
+    e.p = h_proxy_start(&o);
+    cr_assert(h_wait_status(e.port, "/health", 200, 10000), "%s", h_proxy_log(e.p));
+    const char *sts = "Strict-Transport-Security: " HSTS "\r\n";
+    /* plain listener: 308 to the TLS listener's port, path and query kept, before filters */
+    char *out = curl_i(&e, false, "GET", "/echo/secure/a%20b?x=1&y=2");
+    cr_expect(strstr(out, "HTTP=308") != NULL, "%s", out);
+    cr_expect(strstr(out, h_fmt("Location: https://api.test:%d/echo/secure/a%%20b?x=1&y=2\r\n", e.tport)) !=
+                  NULL,
+              "%s", out);
+    cr_expect(strstr(out, "Strict-Transport-Security") == NULL, "no HSTS over plain HTTP: %s", out);
+    cr_expect(strstr(out, "X-Echo") == NULL && strstr(out, "GET /echo") == NULL, "not forwarded: %s", out);
+    out = curl_i(&e, false, "POST", "/echo/secure");
+    cr_expect(strstr(out, "HTTP=308") != NULL &&
+                  strstr(out, h_fmt("https://api.test:%d/echo/secure\r\n", e.tport)),
+              "%s", out);
+    /* TLS listener: no redirect; HSTS on the upstream's response */
+    out = curl_i(&e, true, "GET", "/echo/secure/a?x=1");
+    cr_expect(strstr(out, "HTTP=200") != NULL, "%s", out);
+    cr_expect(strstr(out, sts) != NULL, "%s", out);
+    /* hsts without redirect: TLS only, also on ringway's own answers (401 of a filter, 502, a respond 404) */
+    out = curl_i(&e, false, "GET", "/echo/hs");
+    cr_expect(strstr(out, "HTTP=401") != NULL && strstr(out, "Strict-Transport") == NULL, "%s", out);
+    out = curl_i(&e, true, "GET", "/echo/hs");
+    cr_expect(strstr(out, "HTTP=401") != NULL && strstr(out, sts) != NULL, "%s", out);
+    out = curl_i(&e, true, "GET", "/dead");
+    cr_expect(strstr(out, "HTTP=502") != NULL && strstr(out, sts) != NULL, "%s", out);
+    out = curl_i(&e, false, "GET", "/dead");
+    cr_expect(strstr(out, "HTTP=502") != NULL && strstr(out, "Strict-Transport") == NULL, "%s", out);
+    out = curl_i(&e, true, "GET", "/gone");
+    cr_expect(strstr(out, "HTTP=404") != NULL && strstr(out, sts) != NULL && strstr(out, "gone\n") != NULL,
+              "%s", out);
+    out = curl_i(&e, true, "HEAD", "/gone");
+    cr_expect(strstr(out, sts) != NULL, "%s", out);
+    out = curl_i(&e, false, "GET", "/gone");
+    cr_expect(strstr(out, "HTTP=404") != NULL && strstr(out, "Strict-Transport") == NULL, "%s", out);
+    /* a route without hsts: none; an unmatched path has no route: none */
+    out = curl_i(&e, true, "GET", "/echo/plain");
+    cr_expect(strstr(out, "HTTP=200") != NULL && strstr(out, "Strict-Transport") == NULL, "%s", out);
+    out = curl_i(&e, true, "GET", "/nothing");
+    cr_expect(strstr(out, "HTTP=404") != NULL && strstr(out, "Strict-Transport") == NULL, "%s", out);
+    /* keep-alive: several requests on one TLS connection keep their HSTS */
+    sh(&out, 20000,
+       h_fmt("curl -sS -i --cacert %s/ca.crt --resolve api.test:%d:127.0.0.1 https://api.test:%d/echo/secure "
+             "https://api.test:%d/gone https://api.test:%d/echo/plain",
+             e.dir, e.tport, e.tport, e.tport, e.tport));
+    int n = 0;
+    for (const char *p = out; (p = strstr(p, "Strict-Transport-Security")) != NULL; p++)
+        n++;
+    cr_expect_eq(n, 2, "%s", out);
+    h_proxy_stop(e.p, 2000);
+}
+
+H_TEST(tls, hsts_refused_at_load)
+{
+    const char *bad[] = {"31536000", "max-age=", "max-age=1\\x01", "includeSubDomains; max-age=1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *cfg = h_fmt("services:\n  - name: s\n    instances: [\"127.0.0.1:1\"]\n"
+                          "routes:\n  - {name: r, service: s, hsts: \"%s\"}\n",
+                          bad[i]);
+        char *path = h_write_file("bad.yaml", cfg);
+        char *out;
+        int code = sh(&out, 20000, h_fmt("%s --check-config -c %s", h_binary(), path));
+        cr_expect_neq(code, 0, "case %zu accepted", i);
+        cr_expect(strstr(out, "hsts") != NULL, "case %zu: %s", i, out);
+    }
 }

@@ -3,8 +3,9 @@
  * sessions, session resumption, a wrong CA, a wrong name and an IP literal
  * without sni refused with 502 and the reason (JSON body, access log,
  * metrics), an IP literal instance with sni, verify: false, and a client
- * certificate for upstream mTLS. The upstream is tls_upstream.py (Python's
- * http.server over ssl, HTTP/1.1 keep-alive). */
+ * certificate for upstream mTLS; on a listener, mTLS identity headers and
+ * client certificates as consumers (consumers[].certificates). The upstream
+ * is tls_upstream.py (Python's http.server over ssl, HTTP/1.1 keep-alive). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@ static const char *const GEN_SH =
     "-extfile $1.ext\n"
     "}\n"
     "leaf up localhost 'subjectAltName=DNS:localhost'\n"
-    "leaf gw 'ringway gw' 'extendedKeyUsage=clientAuth'\n";
+    "leaf gw 'ringway gw' 'extendedKeyUsage=clientAuth'\n"
+    "leaf c2 'client two' 'extendedKeyUsage=clientAuth'\n"
+    "leaf c3 'client three' 'extendedKeyUsage=clientAuth'\n";
 
 typedef struct up_env {
     const char *dir;
@@ -310,5 +313,143 @@ H_TEST(mtls, required_optional_and_identity_headers)
         cr_expect(strstr(r.body, "forged") == NULL, "%s", r.body);
         h_close(c);
         h_proxy_stop(p, 2000);
+    }
+}
+
+/* SHA-256 fingerprint of dir/name.crt as openssl prints it ("AB:CD:..."). */
+static char *cert_fp(const up_env *e, const char *name)
+{
+    char *fp;
+    sh(&fp, 10000,
+       h_fmt("openssl x509 -in %s/%s.crt -noout -fingerprint -sha256 | cut -d= -f2 | tr -d '\\n'", e->dir,
+             name));
+    return fp;
+}
+
+/* curl over TLS to the listener with client certificate name (NULL: none)
+ * and extra curl arguments; the head and body, then "HTTP=<status>". */
+static char *mtls_get(const up_env *e, int tport, const char *name, const char *path, const char *extra)
+{
+    char *out;
+    sh(&out, 20000,
+       h_fmt("curl -sS -i --cacert %s/ca.crt --resolve localhost:%d:127.0.0.1 %s%s%s%s%s%s %s "
+             "-w 'HTTP=%%{http_code}\\n' https://localhost:%d%s",
+             e->dir, tport, name ? "--cert " : "", name ? e->dir : "", name ? h_fmt("/%s.crt", name) : "",
+             name ? " --key " : "", name ? e->dir : "", name ? h_fmt("/%s.key", name) : "",
+             extra ? extra : "", tport, path));
+    return out;
+}
+
+H_TEST(mtls, certificate_consumers_acl_ratelimit_precedence)
+{
+    up_env e = {0};
+    gen_certs(&e);
+    h_upstream *u = h_upstream_start("u1", NULL);
+    int tport = h_free_port(), pport = h_free_port();
+    e.admin = h_free_port();
+    /* gw: colons and upper case as openssl prints it; c2: bare lower-case hex;
+       c3: verified by the CA but listed by no consumer */
+    char *fp_gw = cert_fp(&e, "gw"), *fp_c2;
+    sh(&fp_c2, 10000, h_fmt("printf %%s '%s' | tr -d ':' | tr A-F a-f", cert_fp(&e, "c2")));
+    cr_assert_eq(strlen(fp_gw), 95, "%s", fp_gw);
+    cr_assert_eq(strlen(fp_c2), 64, "%s", fp_c2);
+    h_proxy_opts o = {
+        .config = h_fmt("admin: \"127.0.0.1:%d\"\n"
+                        "listen:\n"
+                        "  - \"127.0.0.1:%d\"\n"
+                        "  - address: \"127.0.0.1:%d\"\n"
+                        "    tls:\n"
+                        "      certificates: [{cert_file: %s/up.crt, key_file: %s/up.key}]\n"
+                        "      client_ca_file: %s/ca.crt\n"
+                        "      client_verify: optional\n"
+                        "services:\n  - name: svc\n    instances: [{address: \"127.0.0.1:%d\"}]\n"
+                        "consumers:\n"
+                        "  - {name: gwapp, id: c-gw, groups: [apps], certificates: [\"sha256:%s\"]}\n"
+                        "  - {name: two, id: c-two, groups: [apps, banned], certificates: [\"SHA256:%s\"]}\n"
+                        "  - {name: keyapp, id: c-key, groups: [keyers], keys: [\"key-0123456789\"]}\n"
+                        "routes:\n"
+                        "  - {name: allow, paths: [{prefix: /echo/allow}], service: svc,"
+                        " filters: [{acl: {allow_groups: [apps]}}]}\n"
+                        "  - {name: deny, paths: [{prefix: /echo/deny}], service: svc,"
+                        " filters: [{acl: {deny_groups: [banned]}}]}\n"
+                        "  - {name: rl, paths: [{prefix: /echo/rl}], service: svc,"
+                        " filters: [{rate_limit: {key: consumer, rate: 2/min}}]}\n"
+                        "  - {name: key, paths: [{prefix: /echo/key}], service: svc,"
+                        " filters: [{key_auth: {header: X-API-Key}}]}\n",
+                        e.admin, pport, tport, e.dir, e.dir, e.dir, u->port, fp_gw, fp_c2),
+        .expect_errors = true,
+        .no_listen = true,
+        .no_wait = true,
+    };
+    h_proxy *p = h_proxy_start(&o);
+    cr_assert(h_wait_status(e.admin, "/ready", 200, 10000), "%s", h_proxy_log(p));
+    /* allow_groups: a certificate consumer in the group passes, with its identity upstream */
+    char *out = mtls_get(&e, tport, "gw", "/echo/allow", "-H 'X-Consumer-ID: forged'");
+    cr_expect(strstr(out, "HTTP=200") != NULL, "%s", out);
+    cr_expect(strstr(out, "X-Consumer-ID: c-gw") != NULL, "%s", out);
+    cr_expect(strstr(out, "X-Consumer-Username: gwapp") != NULL, "%s", out);
+    cr_expect(strstr(out, "forged") == NULL, "%s", out);
+    /* deny_groups: refused for two (banned), not for gw */
+    out = mtls_get(&e, tport, "c2", "/echo/deny", NULL);
+    cr_expect(strstr(out, "HTTP=403") != NULL && strstr(out, "consumer not allowed") != NULL, "%s", out);
+    out = mtls_get(&e, tport, "gw", "/echo/deny", NULL);
+    cr_expect(strstr(out, "HTTP=200") != NULL, "%s", out);
+    /* a certificate the CA signed but no consumer lists: no consumer */
+    out = mtls_get(&e, tport, "c3", "/echo/allow", NULL);
+    cr_expect(strstr(out, "HTTP=403") != NULL && strstr(out, "no consumer identified") != NULL, "%s", out);
+    out = mtls_get(&e, tport, NULL, "/echo/allow", NULL);
+    cr_expect(strstr(out, "HTTP=403") != NULL, "no certificate: %s", out);
+    /* the plain listener has no certificate: no consumer */
+    h_resp r;
+    h_get(pport, "/echo/allow", &r);
+    cr_expect_eq(r.status, 403, "%s", r.body);
+    h_get(e.admin, "/metrics", &r);
+    cr_expect(strstr(r.body, "ringway_auth_failures_total{route=\"allow\",reason=\"consumer_missing\"} 3") !=
+                  NULL,
+              "%s", r.body);
+    /* rate limit keyed by consumer: one bucket per certificate */
+    for (int i = 0; i < 3; i++) {
+        out = mtls_get(&e, tport, "gw", "/echo/rl", NULL);
+        cr_expect(strstr(out, i < 2 ? "HTTP=200" : "HTTP=429") != NULL, "gw request %d: %s", i, out);
+    }
+    for (int i = 0; i < 3; i++) {
+        out = mtls_get(&e, tport, "c2", "/echo/rl", NULL);
+        cr_expect(strstr(out, i < 2 ? "HTTP=200" : "HTTP=429") != NULL, "c2 request %d: %s", i, out);
+    }
+    /* key_auth wins over the certificate; without a key key_auth refuses */
+    out = mtls_get(&e, tport, "gw", "/echo/key", "-H 'X-API-Key: key-0123456789'");
+    cr_expect(strstr(out, "HTTP=200") != NULL && strstr(out, "X-Consumer-ID: c-key") != NULL, "%s", out);
+    cr_expect(strstr(out, "c-gw") == NULL, "%s", out);
+    out = mtls_get(&e, tport, "gw", "/echo/key", NULL);
+    cr_expect(strstr(out, "HTTP=401") != NULL, "%s", out);
+    h_proxy_stop(p, 2000);
+}
+
+H_TEST(mtls, certificate_consumers_refused_at_load)
+{
+    const char *fp = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const char *fp_colons =
+        "sha256:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:"
+        "23:45:67:89:AB:CD:EF";
+    struct {
+        const char *consumers, *want;
+    } cases[] = {
+        {h_fmt("  - {name: a, certificates: [\"%s\"]}\n  - {name: b, certificates: [\"%s\"]}\n", fp,
+               fp_colons),
+         "certificate is already used by consumer 'a'"},
+        {h_fmt("  - {name: a, certificates: [\"%s\", \"%s\"]}\n", fp_colons, fp), "listed twice"},
+        {"  - {name: a, certificates: [\"sha256:abcd\"]}\n", "64 hex digits"},
+        {"  - {name: a, certificates: [\"md5:0123\"]}\n", "sha256:"},
+        {h_fmt("  - {name: a, certificates: [\"%sx\"]}\n", fp), "64 hex digits"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *cfg = h_fmt("services:\n  - name: s\n    instances: [\"127.0.0.1:1\"]\n"
+                          "routes:\n  - {name: r, service: s}\nconsumers:\n%s",
+                          cases[i].consumers);
+        char *path = h_write_file("bad.yaml", cfg);
+        char *out;
+        int code = sh(&out, 20000, h_fmt("%s --check-config -c %s", h_binary(), path));
+        cr_expect_neq(code, 0, "case %zu accepted", i);
+        cr_expect(strstr(out, cases[i].want) != NULL, "case %zu: want '%s' in: %s", i, cases[i].want, out);
     }
 }

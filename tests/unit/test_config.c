@@ -1124,3 +1124,27 @@ Test(config_fuzz, garbage)
         load_any(buf, n);
     }
 }
+
+Test(config_load, certificates_and_hsts)
+{
+    rw_config *cfg =
+        load_ok("services: [{name: s, instances: [\"127.0.0.1:1\"]}]\n"
+                "routes:\n"
+                "  - {name: r, service: s, https_redirect: true, hsts: \"max-age=60; preload\"}\n"
+                "  - {name: q, service: s}\n"
+                "consumers:\n"
+                "  - {name: a, certificates: [\"SHA256:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:"
+                "01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF\"]}\n"
+                "  - {name: b, certificates: "
+                "\"sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210\"}\n");
+    cr_assert_eq(cfg->consumers[0].ncerts, 1);
+    cr_expect_str_eq(cfg->consumers[0].certs[0],
+                     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    cr_expect_eq(cfg->consumers[1].ncerts, 1);
+    cr_expect(cfg->routes[0].https_redirect);
+    cr_expect_str_eq(cfg->routes[0].hsts, "max-age=60; preload");
+    cr_expect_eq(cfg->routes[0].hsts_line.len, strlen("Strict-Transport-Security: max-age=60; preload\r\n"));
+    cr_expect(!cfg->routes[1].https_redirect);
+    cr_expect_eq(cfg->routes[1].hsts_line.len, 0);
+    rw_config_free(cfg);
+}

@@ -277,3 +277,18 @@ Test(heads, response_returns_the_request_id)
     cr_assert(strstr(h, "\r\nX-Request-Id: ours\r\n") != NULL, "%s", h);
     cr_assert_null(strstr(h, "upstream-made"), "%s", h);
 }
+
+Test(heads, response_hsts_replaces_the_upstreams)
+{
+    parse_resp("HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 0\r\n\r\n",
+               RW_METHOD_GET);
+    rw_resphead in = {.rs = &rs, .minor = 1, .body = rs.body, .keep = true, .req_done = true};
+    int persist;
+    bool dechunk;
+    const char *h = resp_head(&in, &persist, &dechunk);
+    cr_assert(strstr(h, "Strict-Transport-Security: max-age=1\r\n") != NULL, "unset: passed through: %s", h);
+    in.hsts = RW_STR("Strict-Transport-Security: max-age=600\r\n");
+    h = resp_head(&in, &persist, &dechunk);
+    cr_assert_null(strstr(h, "max-age=1\r\n"), "%s", h);
+    cr_assert(strstr(h, "Via: 1.1 ringway\r\nStrict-Transport-Security: max-age=600\r\n") != NULL, "%s", h);
+}
