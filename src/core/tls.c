@@ -18,6 +18,12 @@
  *  - shutdown_wr: close_notify, then SHUT_WR once it is sent;
  *  - close: frees the session, after its own ops (cancelled) completed.
  *
+ * Fuzzing seam: tests/fuzz/fuzz_tls_records.c drives a session through
+ * rw_tls_accept and rw__tls_transport_ops (the rw_tr_* calls) over its own
+ * stand-in for the loop calls made here (receive, send, defer, cancel, close,
+ * the loop buffers, the timer wheel), feeding the fuzzer's bytes as the
+ * client's ciphertext; keep this file's use of the loop to those calls.
+ *
  * Server contexts: one SSL_CTX per listener per config (rw_tls_server, freed
  * with the SSL_CTX's last reference). Certificates are a reference-counted
  * set chosen per handshake by SNI and by what the client can verify (ECDSA
