@@ -16,7 +16,11 @@
  *  - send: encrypts at most RW_TLS_SEND_MAX plaintext bytes and completes,
  *    with that count, once their records are on the socket;
  *  - shutdown_wr: close_notify, then SHUT_WR once it is sent;
- *  - close: frees the session, after its own ops (cancelled) completed.
+ *  - close: frees the session, after its own ops (cancelled) completed;
+ *    after a fatal error (a failed handshake, a bad record) the send of the
+ *    alert BoringSSL queued is not cancelled but given up to RW_TLS_LINGER_MS
+ *    to reach the client, so it sees e.g. "protocol version" rather than a
+ *    bare reset.
  *
  * Fuzzing seam: tests/fuzz/fuzz_tls_records.c drives a session through
  * rw_tls_accept and rw__tls_transport_ops (the rw_tr_* calls) over its own
@@ -63,6 +67,7 @@
 #define RW_TLS_SEND_MAX 32768u /* plaintext bytes one send encrypts */
 #define RW_TLS_MAX_CHAIN 8
 #define RW_TLS_MAX_NAMES 64
+#define RW_TLS_LINGER_MS 1000 /* how long a closed session's alert may take to send */
 
 static struct {
     atomic_uint_fast64_t handshakes, resumed, handshake_errors, cert_reloads, cert_reload_errors;
@@ -638,10 +643,13 @@ typedef struct tls_sess {
     bool handshaken;
     bool fin_wanted; /* shutdown_wr: SHUT_WR once out is sent */
     bool orphan;     /* the transport closed: free once our ops completed */
+    bool fatal;      /* a fatal error: out may hold BoringSSL's alert */
+    rw_timer linger; /* bounds an orphan's wait for its alert's send */
 } tls_sess;
 
 static void sess_free(tls_sess *s)
 {
+    rw_timer_cancel(rw_loop_timers(s->l), &s->linger);
     SSL_free(s->ssl);
     free(s->out);
     rw_loop_close(s->l, s->fd);
@@ -712,6 +720,7 @@ static int ssl_fail(tls_sess *s, int r, const char *what)
     if (e == SSL_ERROR_ZERO_RETURN)
         return 1;
     char why[160];
+    s->fatal = true;
     if (!s->handshaken)
         count(&g_stats.handshake_errors);
     rw_log_debug("tls: %s failed: %s", what,
@@ -880,6 +889,11 @@ static void complete_wr(tls_sess *s, int res)
 static void on_wop(rw_op *op, int res)
 {
     tls_sess *s = RW_CONTAINER_OF(op, tls_sess, wop);
+    if (s->orphan && res > 0 && rw_timer_armed(&s->linger) && s->out_off + (uint32_t)res < s->out_len) {
+        s->out_off += (uint32_t)res; /* the rest of the alert's records */
+        flush_out(s);
+        return;
+    }
     if (orphan_done(s))
         return;
     if (res < 0) {
@@ -985,12 +999,21 @@ static void tls_cancel(rw_loop *l, rw_transport *t, rw_op *op)
     }
 }
 
+static void on_linger(rw_timer *tm)
+{
+    tls_sess *s = RW_CONTAINER_OF(tm, tls_sess, linger);
+    rw_loop_cancel(s->l, &s->wop); /* the client does not read: give up */
+}
+
 static void tls_close(rw_loop *l, rw_transport *t)
 {
     tls_sess *s = t->session;
     s->orphan = true;
     rw_loop_cancel(l, &s->rop);
-    rw_loop_cancel(l, &s->wop);
+    if (s->fatal && (s->wop.flags & RW_OPF_PENDING) && s->werr == 0)
+        rw_timer_set(rw_loop_timers(l), &s->linger, rw_loop_now(l) + RW_TLS_LINGER_MS);
+    else
+        rw_loop_cancel(l, &s->wop);
     rw_loop_cancel(l, &s->dop);
     rw_loop_cancel(l, &s->wdop);
     orphan_done(s);
@@ -1030,6 +1053,7 @@ int rw_tls_accept(rw_tls_server *srv, rw_loop *l, rw_transport *t, int fd)
     s->wop.cb = on_wop;
     s->dop.cb = on_dop;
     s->wdop.cb = on_wdop;
+    rw_timer_init(&s->linger, on_linger);
     s->rop.data = s->wop.data = s->dop.data = s->wdop.data = s;
     t->fd = fd;
     t->kind = RW_TRANSPORT_TLS;

@@ -530,7 +530,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < NBUF; i++)
         FUZZ_CHECK(!l.used[i]);
 #ifdef FUZZ_TRACE
-    fprintf(stderr, "client handshake done: %d, in %zu bytes\n", l.client ? SSL_is_init_finished(l.client) : -1, l.in_len);
+    fprintf(stderr, "client handshake done: %d, in %zu bytes\n",
+            l.client ? SSL_is_init_finished(l.client) : -1, l.in_len);
 #endif
     FUZZ_CHECK(l.timers.count == 0);
     rw_timers_free(&l.timers);

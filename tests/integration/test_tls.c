@@ -173,6 +173,14 @@ H_TEST(tls, old_versions_and_weak_ciphers_refused)
         cr_expect(strstr(out, "HTTP/1.1 200") == NULL && strstr(out, "Cipher is (NONE)") != NULL,
                   "%s was accepted:\n%s", bad[i], out);
     }
+    /* the refusal's alert reaches the client before the close */
+    const char *alerts[][2] = {{"-tls1_1", "alert protocol version"},
+                               {"-tls1_2 -cipher AES128-SHA", "alert handshake failure"},
+                               {"-tls1_2 -cipher ECDHE-ECDSA-AES256-SHA384", "alert handshake failure"}};
+    for (size_t i = 0; i < sizeof(alerts) / sizeof(alerts[0]); i++) {
+        s_client(&e, h_fmt("-servername api.test %s", alerts[i][0]), &out);
+        cr_expect(strstr(out, alerts[i][1]) != NULL, "%s: no \"%s\":\n%s", alerts[i][0], alerts[i][1], out);
+    }
     s_client(&e, "-servername api.test -tls1_2", &out);
     cr_expect(strstr(out, "HTTP/1.1 200") != NULL, "%s", out);
     s_client(&e, "-servername api.test -tls1_3", &out);
