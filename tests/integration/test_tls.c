@@ -434,3 +434,39 @@ H_TEST(tls, rotation_by_symlink_swap)
     }
     cr_expect_str_eq(got, want1);
 }
+
+/* Files replaced in a plain directory (rename over them, as an editor or
+ * a deploy script does): the directory's inotify watch sees it. */
+H_TEST(tls, rotation_by_rename_in_plain_dir)
+{
+    tls_env e = {0};
+    e.dir = gen_certs();
+    const char *d = h_fmt("%s/plain", h_tmpdir());
+    char *out;
+    cr_assert_eq(sh(&out, 10000,
+                    h_fmt("set -e; mkdir -p %s && cp %s/api.crt %s/tls.crt && cp %s/api.key %s/tls.key", d,
+                          e.dir, d, e.dir, d)),
+                 0, "%s", out);
+    start(&e, 1, h_fmt("        - {cert_file: %s/tls.crt, key_file: %s/tls.key}\n", d, d), NULL, NULL, true);
+    cr_expect_str_eq(served_fingerprint(&e), file_fingerprint(h_fmt("%s/api.crt", e.dir)));
+    cr_assert_eq(
+        sh(&out, 10000,
+           h_fmt("set -e; cd %s && cp %s/api2.crt n.crt && cp %s/api2.key n.key && mv n.key tls.key && "
+                 "mv n.crt tls.crt",
+                 d, e.dir, e.dir)),
+        0, "%s", out);
+    char *want2 = file_fingerprint(h_fmt("%s/api2.crt", e.dir));
+    int64_t t0 = h_now_ms();
+    char *got = served_fingerprint(&e);
+    while (strcmp(got, want2) != 0 && h_now_ms() - t0 < 2000) {
+        h_sleep_ms(50);
+        got = served_fingerprint(&e);
+    }
+    cr_expect_str_eq(got, want2, "not served within 2 s");
+    cr_log_info("new certificate served after %lld ms", (long long)(h_now_ms() - t0));
+    /* a broken certificate file: the old certificates stay */
+    cr_assert_eq(sh(&out, 10000, h_fmt("cd %s && printf 'junk' > n.crt && mv n.crt tls.crt", d)), 0, "%s",
+                 out);
+    cr_expect(h_proxy_wait_log(e.p, "keeping the old certificates", 1, 2000), "%s", h_proxy_log(e.p));
+    cr_expect_str_eq(served_fingerprint(&e), want2);
+}
