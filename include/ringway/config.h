@@ -36,9 +36,10 @@ typedef struct rw_tls_cert_cfg {
 typedef struct rw_tls_cfg {
     rw_tls_cert_cfg *certs; /* chosen by SNI; the first is the default */
     size_t ncerts;
-    int min_version;           /* 0: "1.2", 1: "1.3" */
-    bool tickets;              /* session_tickets.enabled, default true */
-    uint32_t ticket_rotate_ms; /* session_tickets.rotate, default 12h */
+    int min_version;               /* 0: "1.2", 1: "1.3" */
+    bool tickets;                  /* session_tickets.enabled, default true */
+    uint32_t ticket_rotate_ms;     /* session_tickets.rotate, default 12h */
+    uint32_t handshake_timeout_ms; /* handshake_timeout (0: http.client_header_timeout) */
     int line;
     struct rw_tls_server *server; /* built at load from the files; owned (rw_config_free) */
 } rw_tls_cfg;

@@ -122,6 +122,7 @@ static const rw_cf_key tls_keys[] = {
     {.name = "certificates", .parse = key_tls_certs, .flags = RW_CF_REQUIRED},
     RW_CF_CHOICE("min_version", rw_tls_cfg, min_version, tls_version_choice, 0),
     RW_CF_SUBMAP("session_tickets", 0, tickets_map),
+    RW_CF_MS("handshake_timeout", rw_tls_cfg, handshake_timeout_ms, 1, 0),
 };
 static const rw_cf_map tls_map = RW_CF_MAP_OF("tls", tls_keys, NULL);
 

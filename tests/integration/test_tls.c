@@ -470,3 +470,20 @@ H_TEST(tls, rotation_by_rename_in_plain_dir)
     cr_expect(h_proxy_wait_log(e.p, "keeping the old certificates", 1, 2000), "%s", h_proxy_log(e.p));
     cr_expect_str_eq(served_fingerprint(&e), want2);
 }
+
+/* tls.handshake_timeout bounds the handshake on its own; the head's time is
+ * still http.client_header_timeout. */
+H_TEST(tls, handshake_timeout)
+{
+    tls_env e = {0};
+    start(&e, 1, NULL, "      handshake_timeout: 300ms\n", "  client_header_timeout: 10s\n", false);
+    int64_t t0 = h_now_ms();
+    h_conn *c = h_connect(e.tport);
+    h_send(c, "\x16\x03\x01\x02\x00\x01", 6);
+    cr_expect(h_wait_closed(c, 4000, NULL), "a stalled handshake was not closed");
+    int64_t took = h_now_ms() - t0;
+    cr_expect(took >= 250 && took < 2000, "closed after %lld ms", (long long)took);
+    h_close(c);
+    char *o = curl_v(&e, "api.test", "/echo");
+    cr_expect(strstr(o, "HTTP/1.1 200") != NULL, "%s", o);
+}
