@@ -14,7 +14,10 @@
  *    (RW_OP_RECV_INTO); what does not fit stays as records in the read BIO
  *    and the next receive completes from it at the next turn;
  *  - send: encrypts at most RW_TLS_SEND_MAX plaintext bytes and completes,
- *    with that count, once their records are on the socket;
+ *    with that count, once their records are on the socket; several iovecs
+ *    that fit one record (a response's head and small body) are gathered
+ *    on the stack first, so they cost one record (one seal) instead of one
+ *    each;
  *  - shutdown_wr: close_notify, then SHUT_WR once it is sent;
  *  - close: frees the session, after its own ops (cancelled) completed;
  *    after a fatal error (a failed handshake, a bad record) the send of the
@@ -65,6 +68,7 @@
 #include "ringway/tls.h"
 
 #define RW_TLS_SEND_MAX 32768u /* plaintext bytes one send encrypts */
+#define RW_TLS_GATHER 16384u   /* iovecs up to one record's plaintext are written as one */
 #define RW_TLS_MAX_CHAIN 8
 #define RW_TLS_MAX_NAMES 64
 #define RW_TLS_LINGER_MS 1000 /* how long a closed session's alert may take to send */
@@ -940,6 +944,25 @@ static void tls_send(rw_loop *l, rw_transport *t, rw_op *op, struct iovec *iov, 
     } else if (!s->handshaken) {
         s->uwr_res = -EPROTO;
     } else {
+        size_t total = 0;
+        for (int i = 0; i < iovcnt && total <= RW_TLS_GATHER; i++)
+            total += iov[i].iov_len;
+        char gather[RW_TLS_GATHER];
+        if (iovcnt > 1 && total > 0 && total <= RW_TLS_GATHER) {
+            size_t off = 0;
+            for (int i = 0; i < iovcnt; i++) {
+                memcpy(gather + off, iov[i].iov_base, iov[i].iov_len);
+                off += iov[i].iov_len;
+            }
+            int r = SSL_write(s->ssl, gather, (int)total);
+            if (r <= 0) {
+                int e = ssl_fail(s, r, "write");
+                done = e > 0 ? -EPIPE : e;
+            } else {
+                done = r;
+            }
+            iovcnt = 0; /* all written (or failed) */
+        }
         for (int i = 0; i < iovcnt && (uint32_t)done < RW_TLS_SEND_MAX; i++) {
             size_t n = iov[i].iov_len;
             if (n > RW_TLS_SEND_MAX - (uint32_t)done)
