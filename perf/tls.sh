@@ -187,7 +187,11 @@ start_target() {
     [ "$c" = "TLSv1.3,TLS_AES_128_GCM_SHA256" ] || { log "$tg negotiated $c"; return 1; }
 }
 stop_target() { [ -z "$TPID" ] || kill_tree "$TPID" 5; TPID=; }
-metric() { curl -s -m 5 "http://127.0.0.1:$P_ADMIN/metrics" | awk -v m="$1" 'index($0, m) == 1 {print $2; exit}'; }
+metric() {  # metric NAME: its value on ringway's admin /metrics (no early exit in a pipe: pipefail)
+    local all
+    all=$(curl -s -m 5 "http://127.0.0.1:$P_ADMIN/metrics" || true)
+    awk -v m="$1" 'index($0, m) == 1 {v = $2} END {print v + 0}' <<<"$all"
+}
 
 RES=$WORK/results.tsv
 : >"$RES"

@@ -88,14 +88,14 @@ struct rw_loop {
     size_t chunk; /* 0: all there is */
     bool eof;     /* the client is gone once in is drained */
     bool data_after_cancel;
-    SSL *client; /* in-process client (script mode), or NULL */
-    rw_timers timers;
+    SSL *client;       /* in-process client (script mode), or NULL */
+    rw_timers *timers; /* one wheel for all inputs (empty between them) */
     uint64_t now;
 };
 
 rw_timers *rw_loop_timers(rw_loop *l)
 {
-    return &l->timers;
+    return l->timers;
 }
 
 uint64_t rw_loop_now(const rw_loop *l)
@@ -367,10 +367,10 @@ static void run(rw_loop *l, int max)
     for (int i = 0; i < max; i++) {
         if (turn(l))
             continue;
-        if (l->timers.count == 0)
+        if (l->timers->count == 0)
             return;
         l->now += 1000;
-        rw_timers_run(&l->timers, l->now);
+        rw_timers_run(l->timers, l->now);
     }
 }
 
@@ -394,6 +394,7 @@ static const char k_key[] = "-----BEGIN PRIVATE KEY-----\n"
                             "-----END PRIVATE KEY-----\n";
 
 static rw_tls_server *g_srv;
+static rw_timers g_timers;
 static SSL_CTX *g_cctx;
 
 static void write_tmp(char *path, const char *text)
@@ -422,6 +423,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_tls_records: %s\n", err);
         abort();
     }
+    FUZZ_CHECK(rw_timers_init(&g_timers, 0) == 0);
     g_cctx = SSL_CTX_new(TLS_method());
     FUZZ_CHECK(g_cctx != NULL);
     SSL_CTX_set_verify(g_cctx, SSL_VERIFY_NONE, NULL);
@@ -442,7 +444,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t sel = data[0];
     rw_loop l = {.buf_size = (sel & 4) ? 512 : 32768, .chunk = data[1], .data_after_cancel = (sel & 32) != 0};
     l.bufs = (sel & 4) ? bufs_small : bufs_big;
-    FUZZ_CHECK(rw_timers_init(&l.timers, 0) == 0);
+    l.timers = &g_timers;
+    l.now = g_timers.now;
     app a = {.l = &l, .into = (sel & 2) != 0, .echo = (sel & 8) != 0, .open = true};
     a.rd.cb = on_rd;
     a.wr.cb = on_wr;
@@ -533,8 +536,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fprintf(stderr, "client handshake done: %d, in %zu bytes\n",
             l.client ? SSL_is_init_finished(l.client) : -1, l.in_len);
 #endif
-    FUZZ_CHECK(l.timers.count == 0);
-    rw_timers_free(&l.timers);
+    FUZZ_CHECK(g_timers.count == 0);
     SSL_free(l.client);
     free(l.in);
     ERR_clear_error();
