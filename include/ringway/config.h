@@ -48,11 +48,12 @@ typedef struct rw_upstream_tls_cfg {
 typedef struct rw_tls_cfg {
     rw_tls_cert_cfg *certs; /* chosen by SNI; the first is the default */
     size_t ncerts;
-    int min_version;           /* 0: "1.2", 1: "1.3" */
-    bool tickets;              /* session_tickets.enabled, default true */
-    uint32_t ticket_rotate_ms; /* session_tickets.rotate, default 12h */
-    char *client_ca_file;      /* mTLS: CAs for client certificates (resolved), or NULL */
-    int client_verify;         /* enum rw_tls_client_verify: off (default), optional, required */
+    int min_version;               /* 0: "1.2", 1: "1.3" */
+    bool tickets;                  /* session_tickets.enabled, default true */
+    uint32_t ticket_rotate_ms;     /* session_tickets.rotate, default 12h */
+    char *client_ca_file;          /* mTLS: CAs for client certificates (resolved), or NULL */
+    int client_verify;             /* enum rw_tls_client_verify: off (default), optional, required */
+    uint32_t handshake_timeout_ms; /* handshake_timeout (0: http.client_header_timeout) */
     int line;
     struct rw_tls_server *server; /* built at load from the files; owned (rw_config_free) */
 } rw_tls_cfg;

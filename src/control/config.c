@@ -126,6 +126,7 @@ static const rw_cf_key tls_keys[] = {
     RW_CF_CHOICE("client_verify", rw_tls_cfg, client_verify, client_verify_choice, 0),
     RW_CF_CHOICE("min_version", rw_tls_cfg, min_version, tls_version_choice, 0),
     RW_CF_SUBMAP("session_tickets", 0, tickets_map),
+    RW_CF_MS("handshake_timeout", rw_tls_cfg, handshake_timeout_ms, 1, 0),
 };
 static const rw_cf_map tls_map = RW_CF_MAP_OF("tls", tls_keys, NULL);
 

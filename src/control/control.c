@@ -121,9 +121,10 @@ int rw_control_block_signals(void)
 }
 
 /* Certificate rotation without a reload: every TLS listener of the running
- * config re-reads its files when they changed (checked every 500 ms, so new
- * handshakes use a new certificate within a second); a broken replacement
- * keeps the old certificates and says why once. */
+ * config re-reads its files when they changed (a stat of each, when an
+ * inotify event in their directories settled, and once a second anyway; so
+ * new handshakes use a new certificate within about 200 ms, a second at
+ * most); a broken replacement keeps the old certificates and says why once. */
 static void poll_certs(const rw_config *cfg)
 {
     for (size_t i = 0; i < cfg->nlisten_tls; i++) {
@@ -137,6 +138,20 @@ static void poll_certs(const rw_config *cfg)
         else if (rc < 0)
             rw_log_warn("tls %s: keeping the old certificates: %s", rw_tls_server_name(t->server), err);
     }
+}
+
+static void certs_watch_dir(const char *dir, void *arg)
+{
+    rw_dirwatch_add(arg, dir);
+}
+
+/* Points the certificate watch at the directories of cfg's TLS listeners. */
+static void certs_watch_update(rw_dirwatch *w, const rw_config *cfg)
+{
+    rw_dirwatch_clear(w);
+    for (size_t i = 0; i < cfg->nlisten_tls; i++)
+        if (cfg->tls_all[i] != NULL && cfg->tls_all[i]->server != NULL)
+            rw_tls_server_dirs(cfg->tls_all[i]->server, certs_watch_dir, w);
 }
 
 static bool same_listeners(const rw_config *a, const rw_config *b)
@@ -523,10 +538,18 @@ int rw_control_run(rw_control_opts *o)
     shutdown_t sd = {0};
     upgrade_t up = {.conn = -1};
     int status = 0;
-    uint64_t certs_checked = 0;
-    struct pollfd pfd[5 + 2 + RW_ADMIN_MAX_CONNS];
+    static rw_dirwatch certs;
+    rw_dirwatch_init(&certs, rw_mono_ms());
+    const rw_config *certs_cfg = NULL; /* the config certs watches the directories of */
+    uint64_t certs_gen = 0;
+    struct pollfd pfd[6 + 2 + RW_ADMIN_MAX_CONNS];
     for (;;) {
         uint64_t now = rw_mono_ms();
+        if (o->snap->cfg != certs_cfg || o->snap->generation != certs_gen) {
+            certs_cfg = o->snap->cfg;
+            certs_gen = o->snap->generation;
+            certs_watch_update(&certs, certs_cfg);
+        }
         pfd[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
         pfd[1] = (struct pollfd){.fd = watching ? rw_watch_fd(&watch) : -1, .events = POLLIN};
         pfd[2] = (struct pollfd){.fd = rw_discovery_fd(), .events = POLLIN};
@@ -534,7 +557,9 @@ int rw_control_run(rw_control_opts *o)
         pfd[3] = (struct pollfd){.fd = up.conn < 0 && admin.state == RW_ADMIN_RUNNING ? o->upgrade_fd : -1,
                                  .events = POLLIN};
         pfd[4] = (struct pollfd){.fd = up.conn, .events = POLLIN};
-        int nadmin = rw__admin_pollfds(&admin, pfd + 5, (int)RW_ARRAY_LEN(pfd) - 5);
+        pfd[5] =
+            (struct pollfd){.fd = certs_cfg->nlisten_tls > 0 ? rw_dirwatch_fd(&certs) : -1, .events = POLLIN};
+        int nadmin = rw__admin_pollfds(&admin, pfd + 6, (int)RW_ARRAY_LEN(pfd) - 6);
         /* Wake for the next admin deadline, the end of the shutdown delay,
          * drain progress, and otherwise once a second (collector, health). */
         int timeout = admin.state == RW_ADMIN_DRAINING ? 50 : 1000;
@@ -545,7 +570,9 @@ int rw_control_run(rw_control_opts *o)
             timeout = at;
         if (watching && rw_watch_timeout(&watch, now) < timeout)
             timeout = rw_watch_timeout(&watch, now);
-        int n = poll(pfd, (nfds_t)(5 + nadmin), timeout);
+        if (certs_cfg->nlisten_tls > 0 && rw_dirwatch_timeout(&certs, now) < timeout)
+            timeout = rw_dirwatch_timeout(&certs, now);
+        int n = poll(pfd, (nfds_t)(6 + nadmin), timeout);
         if (n == -1 && errno != EINTR) {
             rw_log_error("poll: %s", strerror(errno));
             status = 1;
@@ -591,16 +618,16 @@ int rw_control_run(rw_control_opts *o)
             else
                 rw_snapshot_unref(rw_discovery_overlay(o->snap, o->snap->generation + 1));
         }
-        rw__admin_events(&admin, pfd + 5, n > 0 ? nadmin : 0, now);
+        rw__admin_events(&admin, pfd + 6, n > 0 ? nadmin : 0, now);
         /* After the admin's events: a handover closes the admin listeners. */
         if (n > 0 && up.conn >= 0 && (pfd[4].revents & (POLLIN | POLLHUP | POLLERR)))
             upgrade_answer(o, &up, &sd, &admin, now);
         if (n > 0 && pfd[3].fd >= 0 && (pfd[3].revents & POLLIN))
             upgrade_accept(o, &up, &admin);
-        if (now - certs_checked >= 500) {
-            certs_checked = now;
+        if (n > 0 && (pfd[5].revents & POLLIN))
+            rw_dirwatch_events(&certs, now);
+        if (rw_dirwatch_due(&certs, now))
             poll_certs(o->snap->cfg);
-        }
         rw_filters_gc(); /* configs and tables the workers have let go of */
         if (rw_server_failed(o->server)) {
             rw_log_error("a worker stopped unexpectedly: exiting");
@@ -625,6 +652,7 @@ int rw_control_run(rw_control_opts *o)
     rw__admin_close_all(&admin);
     if (watching)
         rw_watch_free(&watch);
+    rw_dirwatch_free(&certs);
     close(sfd);
     return status;
 }

@@ -125,3 +125,95 @@ void rw_watch_free(rw_watch *w)
         close(w->ifd);
     w->ifd = -1;
 }
+
+/* ---- directory sets ---- */
+
+void rw_dirwatch_init(rw_dirwatch *w, uint64_t now_ms)
+{
+    memset(w, 0, sizeof(*w));
+    w->poll_ms = now_ms + RW_WATCH_POLL_MS;
+    w->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (w->ifd == -1)
+        rw_log_warn("tls: inotify_init1: %s; checking certificate files every %d ms instead", strerror(errno),
+                    RW_WATCH_POLL_MS);
+}
+
+void rw_dirwatch_clear(rw_dirwatch *w)
+{
+    for (int i = 0; i < w->nwd; i++)
+        inotify_rm_watch(w->ifd, w->wd[i]); /* fails harmlessly for a directory already gone */
+    w->nwd = 0;
+}
+
+void rw_dirwatch_add(rw_dirwatch *w, const char *dir)
+{
+    if (w->ifd == -1)
+        return;
+    if (w->nwd == RW_DIRWATCH_MAX) {
+        rw_log_warn("tls: more than %d certificate directories; %s is checked every %d ms", RW_DIRWATCH_MAX,
+                    dir, RW_WATCH_POLL_MS);
+        return;
+    }
+    int wd = inotify_add_watch(w->ifd, dir,
+                               IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_MODIFY |
+                                   IN_DELETE_SELF | IN_MOVE_SELF);
+    if (wd == -1) {
+        rw_log_warn("tls: cannot watch %s (%s); checking it every %d ms instead", dir, strerror(errno),
+                    RW_WATCH_POLL_MS);
+        return;
+    }
+    for (int i = 0; i < w->nwd; i++)
+        if (w->wd[i] == wd)
+            return; /* the same directory by another name */
+    w->wd[w->nwd++] = wd;
+}
+
+int rw_dirwatch_fd(const rw_dirwatch *w)
+{
+    return w->ifd;
+}
+
+void rw_dirwatch_events(rw_dirwatch *w, uint64_t now_ms)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool any = false;
+    ssize_t n;
+    while ((n = read(w->ifd, buf, sizeof(buf))) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            /* any change in a certificate directory (the stat check decides),
+             * but not the end of a watch the set dropped */
+            if (!(ev->mask & IN_IGNORED))
+                any = true;
+            p += sizeof(*ev) + ev->len;
+        }
+    }
+    if (any && w->due_ms == 0)
+        w->due_ms = now_ms + RW_WATCH_DEBOUNCE_MS;
+}
+
+int rw_dirwatch_timeout(const rw_dirwatch *w, uint64_t now_ms)
+{
+    uint64_t at = w->due_ms != 0 && w->due_ms < w->poll_ms ? w->due_ms : w->poll_ms;
+    return at > now_ms ? (int)(at - now_ms) : 0;
+}
+
+bool rw_dirwatch_due(rw_dirwatch *w, uint64_t now_ms)
+{
+    bool due = w->due_ms != 0 && now_ms >= w->due_ms;
+    if (now_ms >= w->poll_ms) {
+        w->poll_ms = now_ms + RW_WATCH_POLL_MS;
+        due = true;
+    }
+    if (due)
+        w->due_ms = 0;
+    return due;
+}
+
+void rw_dirwatch_free(rw_dirwatch *w)
+{
+    if (w->ifd >= 0)
+        close(w->ifd);
+    w->ifd = -1;
+    w->nwd = 0;
+}

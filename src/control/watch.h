@@ -43,4 +43,37 @@ bool rw_watch_changed(rw_watch *w, uint64_t now_ms);
 /* Stops watching. */
 void rw_watch_free(rw_watch *w);
 
+/* A set of directories where any change is worth a look (the TLS listeners'
+ * certificate and key files, whose own check is a cheap stat): one inotify
+ * fd for all of them (a Kubernetes Secret mount's "..data" swap shows as an
+ * event in the directory), the same debounce, and a look every
+ * RW_WATCH_POLL_MS anyway as the safety net (no inotify, a symlink into
+ * another directory, a change in place through a link). Control thread. */
+#define RW_DIRWATCH_MAX 32
+
+typedef struct rw_dirwatch {
+    int ifd;                 /* inotify, -1 when unavailable (polling only) */
+    int wd[RW_DIRWATCH_MAX]; /* the watches of the current set */
+    int nwd;
+    uint64_t due_ms;  /* an event came: look then (0: none) */
+    uint64_t poll_ms; /* next safety-net look */
+} rw_dirwatch;
+
+/* Starts with an empty set (inotify unavailable: polling only). */
+void rw_dirwatch_init(rw_dirwatch *w, uint64_t now_ms);
+/* Forgets every directory of the set. */
+void rw_dirwatch_clear(rw_dirwatch *w);
+/* Adds dir to the set (a failure is logged; polling covers it). */
+void rw_dirwatch_add(rw_dirwatch *w, const char *dir);
+/* The fd to poll for events, or -1. */
+int rw_dirwatch_fd(const rw_dirwatch *w);
+/* Reads the pending events (call when the fd is readable). */
+void rw_dirwatch_events(rw_dirwatch *w, uint64_t now_ms);
+/* Milliseconds until rw_dirwatch_due may say yes. */
+int rw_dirwatch_timeout(const rw_dirwatch *w, uint64_t now_ms);
+/* True (once) when an event's debounce ended or the safety-net period came. */
+bool rw_dirwatch_due(rw_dirwatch *w, uint64_t now_ms);
+/* Stops watching. */
+void rw_dirwatch_free(rw_dirwatch *w);
+
 #endif

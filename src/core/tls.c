@@ -14,9 +14,22 @@
  *    (RW_OP_RECV_INTO); what does not fit stays as records in the read BIO
  *    and the next receive completes from it at the next turn;
  *  - send: encrypts at most RW_TLS_SEND_MAX plaintext bytes and completes,
- *    with that count, once their records are on the socket;
+ *    with that count, once their records are on the socket; several iovecs
+ *    that fit one record (a response's head and small body) are gathered
+ *    on the stack first, so they cost one record (one seal) instead of one
+ *    each;
  *  - shutdown_wr: close_notify, then SHUT_WR once it is sent;
- *  - close: frees the session, after its own ops (cancelled) completed.
+ *  - close: frees the session, after its own ops (cancelled) completed;
+ *    after a fatal error (a failed handshake, a bad record) the send of the
+ *    alert BoringSSL queued is not cancelled but given up to RW_TLS_LINGER_MS
+ *    to reach the client, so it sees e.g. "protocol version" rather than a
+ *    bare reset.
+ *
+ * Fuzzing seam: tests/fuzz/fuzz_tls_records.c drives a session through
+ * rw_tls_accept and rw__tls_transport_ops (the rw_tr_* calls) over its own
+ * stand-in for the loop calls made here (receive, send, defer, cancel, close,
+ * the loop buffers, the timer wheel), feeding the fuzzer's bytes as the
+ * client's ciphertext; keep this file's use of the loop to those calls.
  *
  * Server contexts: one SSL_CTX per listener per config (rw_tls_server, freed
  * with the SSL_CTX's last reference). Certificates are a reference-counted
@@ -56,8 +69,10 @@
 #include "ringway/tls.h"
 
 #define RW_TLS_SEND_MAX 32768u /* plaintext bytes one send encrypts */
+#define RW_TLS_GATHER 16384u   /* iovecs up to one record's plaintext are written as one */
 #define RW_TLS_MAX_CHAIN 8
 #define RW_TLS_MAX_NAMES 64
+#define RW_TLS_LINGER_MS 1000 /* how long a closed session's alert may take to send */
 
 static struct {
     atomic_uint_fast64_t handshakes, resumed, handshake_errors, cert_reloads, cert_reload_errors;
@@ -661,10 +676,13 @@ typedef struct tls_sess {
     char *peer_subject; /* server with mTLS: the client certificate's subject (malloc'd), or NULL */
     char *peer_san;     /* ... its SANs (malloc'd, may be "") */
     char peer_fp[65];   /* ... its SHA-256 fingerprint in hex */
+    bool fatal;         /* a fatal error: out may hold BoringSSL's alert */
+    rw_timer linger;    /* bounds an orphan's wait for its alert's send */
 } tls_sess;
 
 static void sess_free(tls_sess *s)
 {
+    rw_timer_cancel(rw_loop_timers(s->l), &s->linger);
     SSL_SESSION_free(s->fresh);
     free(s->peer_subject);
     free(s->peer_san);
@@ -744,6 +762,7 @@ static int ssl_fail(tls_sess *s, int r, const char *what)
     if (e == SSL_ERROR_ZERO_RETURN)
         return 1;
     char why[160];
+    s->fatal = true;
     if (!s->handshaken && s->client) {
         count(&g_stats.up_handshake_errors);
         long v = SSL_get_verify_result(s->ssl);
@@ -1000,6 +1019,11 @@ static void complete_wr(tls_sess *s, int res)
 static void on_wop(rw_op *op, int res)
 {
     tls_sess *s = RW_CONTAINER_OF(op, tls_sess, wop);
+    if (s->orphan && res > 0 && rw_timer_armed(&s->linger) && s->out_off + (uint32_t)res < s->out_len) {
+        s->out_off += (uint32_t)res; /* the rest of the alert's records */
+        flush_out(s);
+        return;
+    }
     if (orphan_done(s))
         return;
     if (res < 0) {
@@ -1046,6 +1070,25 @@ static void tls_send(rw_loop *l, rw_transport *t, rw_op *op, struct iovec *iov, 
     } else if (!s->handshaken) {
         s->uwr_res = -EPROTO;
     } else {
+        size_t total = 0;
+        for (int i = 0; i < iovcnt && total <= RW_TLS_GATHER; i++)
+            total += iov[i].iov_len;
+        char gather[RW_TLS_GATHER];
+        if (iovcnt > 1 && total > 0 && total <= RW_TLS_GATHER) {
+            size_t off = 0;
+            for (int i = 0; i < iovcnt; i++) {
+                memcpy(gather + off, iov[i].iov_base, iov[i].iov_len);
+                off += iov[i].iov_len;
+            }
+            int r = SSL_write(s->ssl, gather, (int)total);
+            if (r <= 0) {
+                int e = ssl_fail(s, r, "write");
+                done = e > 0 ? -EPIPE : e;
+            } else {
+                done = r;
+            }
+            iovcnt = 0; /* all written (or failed) */
+        }
         for (int i = 0; i < iovcnt && (uint32_t)done < RW_TLS_SEND_MAX; i++) {
             size_t n = iov[i].iov_len;
             if (n > RW_TLS_SEND_MAX - (uint32_t)done)
@@ -1105,12 +1148,21 @@ static void tls_cancel(rw_loop *l, rw_transport *t, rw_op *op)
     }
 }
 
+static void on_linger(rw_timer *tm)
+{
+    tls_sess *s = RW_CONTAINER_OF(tm, tls_sess, linger);
+    rw_loop_cancel(s->l, &s->wop); /* the client does not read: give up */
+}
+
 static void tls_close(rw_loop *l, rw_transport *t)
 {
     tls_sess *s = t->session;
     s->orphan = true;
     rw_loop_cancel(l, &s->rop);
-    rw_loop_cancel(l, &s->wop);
+    if (s->fatal && (s->wop.flags & RW_OPF_PENDING) && s->werr == 0)
+        rw_timer_set(rw_loop_timers(l), &s->linger, rw_loop_now(l) + RW_TLS_LINGER_MS);
+    else
+        rw_loop_cancel(l, &s->wop);
     rw_loop_cancel(l, &s->dop);
     rw_loop_cancel(l, &s->wdop);
     orphan_done(s);
@@ -1125,12 +1177,13 @@ const rw_transport_ops rw__tls_transport_ops = {
     .cancel = tls_cancel,
 };
 
-int rw_tls_accept(rw_tls_server *srv, rw_loop *l, rw_transport *t, int fd)
+/* A session on fd, with its BIOs and ops; NULL when out of memory. */
+static tls_sess *sess_new(SSL_CTX *ctx, rw_loop *l, int fd)
 {
     tls_sess *s = calloc(1, sizeof(*s));
     if (s == NULL)
-        return -1;
-    s->ssl = SSL_new(srv->ctx);
+        return NULL;
+    s->ssl = SSL_new(ctx);
     s->rbio = BIO_new(BIO_s_mem());
     s->wbio = BIO_new(BIO_s_mem());
     if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL) {
@@ -1139,18 +1192,27 @@ int rw_tls_accept(rw_tls_server *srv, rw_loop *l, rw_transport *t, int fd)
         SSL_free(s->ssl);
         free(s);
         ERR_clear_error();
-        return -1;
+        return NULL;
     }
     BIO_set_mem_eof_return(s->rbio, -1); /* empty means "more to come", not EOF */
     SSL_set_bio(s->ssl, s->rbio, s->wbio);
-    SSL_set_accept_state(s->ssl);
     s->l = l;
     s->fd = fd;
     s->rop.cb = on_rop;
     s->wop.cb = on_wop;
     s->dop.cb = on_dop;
     s->wdop.cb = on_wdop;
+    rw_timer_init(&s->linger, on_linger);
     s->rop.data = s->wop.data = s->dop.data = s->wdop.data = s;
+    return s;
+}
+
+int rw_tls_accept(rw_tls_server *srv, rw_loop *l, rw_transport *t, int fd)
+{
+    tls_sess *s = sess_new(srv->ctx, l, fd);
+    if (s == NULL)
+        return -1;
+    SSL_set_accept_state(s->ssl);
     t->fd = fd;
     t->kind = RW_TRANSPORT_TLS;
     t->session = s;
@@ -1258,34 +1320,6 @@ void rw_tls_client_free(rw_tls_client *c)
         return;
     SSL_CTX_free(c->ctx);
     free(c);
-}
-
-static tls_sess *sess_new(SSL_CTX *ctx, rw_loop *l, int fd)
-{
-    tls_sess *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return NULL;
-    s->ssl = SSL_new(ctx);
-    s->rbio = BIO_new(BIO_s_mem());
-    s->wbio = BIO_new(BIO_s_mem());
-    if (s->ssl == NULL || s->rbio == NULL || s->wbio == NULL) {
-        BIO_free(s->rbio);
-        BIO_free(s->wbio);
-        SSL_free(s->ssl);
-        free(s);
-        ERR_clear_error();
-        return NULL;
-    }
-    BIO_set_mem_eof_return(s->rbio, -1); /* empty means "more to come", not EOF */
-    SSL_set_bio(s->ssl, s->rbio, s->wbio);
-    s->l = l;
-    s->fd = fd;
-    s->rop.cb = on_rop;
-    s->wop.cb = on_wop;
-    s->dop.cb = on_dop;
-    s->wdop.cb = on_wdop;
-    s->rop.data = s->wop.data = s->dop.data = s->wdop.data = s;
-    return s;
 }
 
 static bool ip_literal(const char *h)

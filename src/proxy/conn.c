@@ -558,7 +558,10 @@ void rw__conn_accepted(rw_pworker *w, int fd, size_t listener)
     if (w->conns != NULL)
         w->conns->prev = c;
     w->conns = c;
-    rw__c_timer(c, cfg_of(w)->http.client_header_timeout_ms);
+    /* TLS: the handshake and the first bytes of the request head within
+     * handshake_timeout; the head's first bytes re-arm client_header_timeout. */
+    rw__c_timer(c, tls != NULL && tls->handshake_timeout_ms > 0 ? tls->handshake_timeout_ms
+                                                                : cfg->http.client_header_timeout_ms);
     rw__c_read_head(c);
 }
 

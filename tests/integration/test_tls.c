@@ -174,6 +174,14 @@ H_TEST(tls, old_versions_and_weak_ciphers_refused)
         cr_expect(strstr(out, "HTTP/1.1 200") == NULL && strstr(out, "Cipher is (NONE)") != NULL,
                   "%s was accepted:\n%s", bad[i], out);
     }
+    /* the refusal's alert reaches the client before the close */
+    const char *alerts[][2] = {{"-tls1_1", "alert protocol version"},
+                               {"-tls1_2 -cipher AES128-SHA", "alert handshake failure"},
+                               {"-tls1_2 -cipher ECDHE-ECDSA-AES256-SHA384", "alert handshake failure"}};
+    for (size_t i = 0; i < sizeof(alerts) / sizeof(alerts[0]); i++) {
+        s_client(&e, h_fmt("-servername api.test %s", alerts[i][0]), &out);
+        cr_expect(strstr(out, alerts[i][1]) != NULL, "%s: no \"%s\":\n%s", alerts[i][0], alerts[i][1], out);
+    }
     s_client(&e, "-servername api.test -tls1_2", &out);
     cr_expect(strstr(out, "HTTP/1.1 200") != NULL, "%s", out);
     s_client(&e, "-servername api.test -tls1_3", &out);
@@ -548,4 +556,57 @@ H_TEST(tls, hsts_refused_at_load)
         cr_expect_neq(code, 0, "case %zu accepted", i);
         cr_expect(strstr(out, "hsts") != NULL, "case %zu: %s", i, out);
     }
+}
+
+/* Files replaced in a plain directory (rename over them, as an editor or
+ * a deploy script does): the directory's inotify watch sees it. */
+H_TEST(tls, rotation_by_rename_in_plain_dir)
+{
+    tls_env e = {0};
+    e.dir = gen_certs();
+    const char *d = h_fmt("%s/plain", h_tmpdir());
+    char *out;
+    cr_assert_eq(sh(&out, 10000,
+                    h_fmt("set -e; mkdir -p %s && cp %s/api.crt %s/tls.crt && cp %s/api.key %s/tls.key", d,
+                          e.dir, d, e.dir, d)),
+                 0, "%s", out);
+    start(&e, 1, h_fmt("        - {cert_file: %s/tls.crt, key_file: %s/tls.key}\n", d, d), NULL, NULL, true);
+    cr_expect_str_eq(served_fingerprint(&e), file_fingerprint(h_fmt("%s/api.crt", e.dir)));
+    cr_assert_eq(
+        sh(&out, 10000,
+           h_fmt("set -e; cd %s && cp %s/api2.crt n.crt && cp %s/api2.key n.key && mv n.key tls.key && "
+                 "mv n.crt tls.crt",
+                 d, e.dir, e.dir)),
+        0, "%s", out);
+    char *want2 = file_fingerprint(h_fmt("%s/api2.crt", e.dir));
+    int64_t t0 = h_now_ms();
+    char *got = served_fingerprint(&e);
+    while (strcmp(got, want2) != 0 && h_now_ms() - t0 < 2000) {
+        h_sleep_ms(50);
+        got = served_fingerprint(&e);
+    }
+    cr_expect_str_eq(got, want2, "not served within 2 s");
+    cr_log_info("new certificate served after %lld ms", (long long)(h_now_ms() - t0));
+    /* a broken certificate file: the old certificates stay */
+    cr_assert_eq(sh(&out, 10000, h_fmt("cd %s && printf 'junk' > n.crt && mv n.crt tls.crt", d)), 0, "%s",
+                 out);
+    cr_expect(h_proxy_wait_log(e.p, "keeping the old certificates", 1, 2000), "%s", h_proxy_log(e.p));
+    cr_expect_str_eq(served_fingerprint(&e), want2);
+}
+
+/* tls.handshake_timeout bounds the handshake on its own; the head's time is
+ * still http.client_header_timeout. */
+H_TEST(tls, handshake_timeout)
+{
+    tls_env e = {0};
+    start(&e, 1, NULL, "      handshake_timeout: 300ms\n", "  client_header_timeout: 10s\n", false);
+    int64_t t0 = h_now_ms();
+    h_conn *c = h_connect(e.tport);
+    h_send(c, "\x16\x03\x01\x02\x00\x01", 6);
+    cr_expect(h_wait_closed(c, 4000, NULL), "a stalled handshake was not closed");
+    int64_t took = h_now_ms() - t0;
+    cr_expect(took >= 250 && took < 2000, "closed after %lld ms", (long long)took);
+    h_close(c);
+    char *o = curl_v(&e, "api.test", "/echo");
+    cr_expect(strstr(o, "HTTP/1.1 200") != NULL, "%s", o);
 }
