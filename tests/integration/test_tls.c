@@ -399,6 +399,11 @@ H_TEST(tls, rotation_by_symlink_swap)
     start(&e, 2, h_fmt("        - {cert_file: %s/tls.crt, key_file: %s/tls.key}\n", m, m), NULL, NULL, true);
     char *want1 = file_fingerprint(h_fmt("%s/api.crt", e.dir));
     cr_expect_str_eq(served_fingerprint(&e), want1);
+    /* under load: new TLS connections and keep-alive ones across the swap */
+    h_cmd *probe, *w = NULL;
+    if (h_run(&probe, 5000, "command -v wrk") == 0)
+        w = h_cmd_start("wrk -t2 -c16 -d4s https://127.0.0.1:%d/echo", e.tport);
+    h_sleep_ms(500);
     /* the swap */
     cr_assert_eq(sh(&out, 10000,
                     h_fmt("set -e; cd %s && mkdir ..v2 && cp %s/api2.crt ..v2/tls.crt && cp %s/api2.key "
@@ -414,6 +419,14 @@ H_TEST(tls, rotation_by_symlink_swap)
     }
     cr_expect_str_eq(got, want2, "not served within 2 s");
     cr_expect(h_proxy_wait_log(e.p, "certificates reloaded", 1, 2000));
+    if (w != NULL) {
+        int code = h_cmd_wait(w, 15000);
+        cr_expect_eq(code, 0, "wrk failed (%d): %s %s", code, w->out, w->err);
+        cr_expect(strstr(w->out, "requests in") != NULL, "%s", w->out);
+        cr_expect_null(strstr(w->out, "Socket errors:"), "socket errors across the certificate swap:\n%s",
+                       w->out);
+        cr_expect_null(strstr(w->out, "Non-2xx"), "non-2xx across the certificate swap:\n%s", w->out);
+    }
     /* a broken replacement: the key does not match; the old one stays */
     cr_assert_eq(sh(&out, 10000,
                     h_fmt("set -e; cd %s && mkdir ..v3 && cp %s/api.crt ..v3/tls.crt && cp %s/adm.key "
