@@ -51,6 +51,7 @@ typedef struct rw_tls_cfg {
     int min_version;               /* 0: "1.2", 1: "1.3" */
     bool tickets;                  /* session_tickets.enabled, default true */
     uint32_t ticket_rotate_ms;     /* session_tickets.rotate, default 12h */
+    char *ticket_key_file;         /* session_tickets.key_file (resolved), or NULL */
     char *client_ca_file;          /* mTLS: CAs for client certificates (resolved), or NULL */
     int client_verify;             /* enum rw_tls_client_verify: off (default), optional, required */
     uint32_t handshake_timeout_ms; /* handshake_timeout (0: http.client_header_timeout) */

@@ -29,12 +29,13 @@ typedef struct rw_tls_cert_files {
 typedef struct rw_tls_server_opts {
     const rw_tls_cert_files *certs; /* the first is the default (no or unknown SNI) */
     size_t ncerts;
-    bool min_tls13;             /* refuse TLS 1.2 */
-    bool tickets;               /* session tickets (stateless resumption) */
-    uint32_t ticket_rotate_s;   /* ticket key lifetime: current + previous accepted */
-    const char *name;           /* for log lines: the listener's address */
-    const char *client_ca_file; /* mTLS: CAs that verify client certificates (NULL: none asked) */
-    int client_verify;          /* enum rw_tls_client_verify */
+    bool min_tls13;              /* refuse TLS 1.2 */
+    bool tickets;                /* session tickets (stateless resumption) */
+    uint32_t ticket_rotate_s;    /* ticket key lifetime: current + previous accepted */
+    const char *ticket_key_file; /* a secret shared by a fleet (>= 32 bytes), or NULL: one per process */
+    const char *name;            /* for log lines: the listener's address */
+    const char *client_ca_file;  /* mTLS: CAs that verify client certificates (NULL: none asked) */
+    int client_verify;           /* enum rw_tls_client_verify */
 } rw_tls_server_opts;
 
 /* listen[].tls.client_verify */

@@ -116,6 +116,7 @@ static const rw_cf_choice tls_version_choice = {"TLS version", tls_versions, 2};
 static const rw_cf_key tickets_keys[] = {
     RW_CF_BOOL("enabled", rw_tls_cfg, tickets, true),
     RW_CF_MS("rotate", rw_tls_cfg, ticket_rotate_ms, 60000, 12u * 3600 * 1000),
+    RW_CF_STRING("key_file", rw_tls_cfg, ticket_key_file),
 };
 static const rw_cf_map tickets_map = RW_CF_MAP_OF("session_tickets", tickets_keys, NULL);
 static const char *const client_verify_names[] = {"off", "optional", "required"};
@@ -163,6 +164,8 @@ static int key_listen_tls(rw_cf_loader *l, yaml_node_t *n, const char *where, co
     if ((t->client_verify != 0) != (t->client_ca_file != NULL))
         return rw__cf_fail(l, n, "%s: client_verify optional or required goes with client_ca_file", where);
     if (t->client_ca_file && rw__cf_resolve_path(l, n, where, t->client_ca_file, &t->client_ca_file))
+        return -1;
+    if (t->ticket_key_file && rw__cf_resolve_path(l, n, where, t->ticket_key_file, &t->ticket_key_file))
         return -1;
     it->tls = t;
     return 0;
@@ -243,6 +246,7 @@ static int build_tls(rw_cf_loader *l, rw_config *cfg)
             .min_tls13 = t->min_version == 1,
             .tickets = t->tickets,
             .ticket_rotate_s = t->ticket_rotate_ms / 1000,
+            .ticket_key_file = t->ticket_key_file,
             .name = cfg->listen[i].text,
             .client_ca_file = t->client_ca_file,
             .client_verify = t->client_verify,

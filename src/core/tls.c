@@ -121,7 +121,8 @@ struct rw_tls_server {
     rw_tls_cert_files *files; /* copies of the paths (malloc'd strings) */
     size_t nfiles;
     uint32_t rotate_s;
-    uint64_t files_sig; /* stat signature of the files last loaded or tried (control thread) */
+    uint8_t ticket_secret[32]; /* ticket keys derive from it: the process's, or SHA-256 of key_file */
+    uint64_t files_sig;        /* stat signature of the files last loaded or tried (control thread) */
     char name[96];
 };
 
@@ -447,22 +448,49 @@ static int alpn_select(SSL *ssl, const uint8_t **out, uint8_t *outlen, const uin
 }
 
 /* Ticket keys of period number epoch: AES-256 and HMAC-SHA256 keys derived
- * from the process secret; the key name carries a tag and the epoch. */
-static void ticket_keys(uint64_t epoch, uint8_t aes[32], uint8_t mac[32], uint8_t name[16])
+ * from secret (the process's, or a fleet's key_file); the key name carries a
+ * tag of the secret and the epoch, so another secret's tickets are not ours. */
+static void ticket_keys(const uint8_t secret[32], uint64_t epoch, uint8_t aes[32], uint8_t mac[32],
+                        uint8_t name[16])
 {
     uint8_t msg[12];
     unsigned len = 32;
     memcpy(msg, "rwtk", 4);
     for (int i = 0; i < 8; i++)
         msg[4 + i] = (uint8_t)(epoch >> (56 - 8 * i));
-    HMAC(EVP_sha256(), g_ticket_secret, sizeof(g_ticket_secret), msg, sizeof(msg), aes, &len);
+    HMAC(EVP_sha256(), secret, 32, msg, sizeof(msg), aes, &len);
     msg[3] = 'm';
-    HMAC(EVP_sha256(), g_ticket_secret, sizeof(g_ticket_secret), msg, sizeof(msg), mac, &len);
+    HMAC(EVP_sha256(), secret, 32, msg, sizeof(msg), mac, &len);
     msg[3] = 'n';
     uint8_t tag[32];
-    HMAC(EVP_sha256(), g_ticket_secret, sizeof(g_ticket_secret), msg, 4, tag, &len);
+    HMAC(EVP_sha256(), secret, 32, msg, 4, tag, &len);
     memcpy(name, tag, 8);
     memcpy(name + 8, msg + 4, 8);
+}
+
+/* A fleet's ticket secret: SHA-256 of the file's bytes (at least 32, e.g.
+ * `openssl rand 48 > ticket.key`), so every node with the file derives the
+ * same keys for the same period. 0, or -1 with the reason. */
+static int ticket_secret_load(const char *path, uint8_t out[32], char *err, size_t errlen)
+{
+    uint8_t buf[4096];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "session_tickets.key_file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    bool more = n == sizeof(buf) && fgetc(f) != EOF;
+    fclose(f);
+    if (n < 32 || more) {
+        snprintf(err, errlen, "session_tickets.key_file %s: %s", path,
+                 more ? "more than 4096 bytes" : "fewer than 32 bytes (make one with: openssl rand 48)");
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return -1;
+    }
+    SHA256(buf, n, out);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
 }
 
 static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *ctx, HMAC_CTX *hctx,
@@ -472,7 +500,7 @@ static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *c
     uint64_t now_epoch = (uint64_t)time(NULL) / s->rotate_s;
     uint8_t aes[32], mac[32], name[16];
     if (encrypt) {
-        ticket_keys(now_epoch, aes, mac, name);
+        ticket_keys(s->ticket_secret, now_epoch, aes, mac, name);
         memcpy(key_name, name, 16);
         RAND_bytes(iv, EVP_MAX_IV_LENGTH);
         if (!EVP_EncryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, aes, iv) ||
@@ -485,7 +513,7 @@ static int ticket_cb(SSL *ssl, uint8_t *key_name, uint8_t *iv, EVP_CIPHER_CTX *c
         epoch = epoch << 8 | key_name[8 + i];
     if (epoch != now_epoch && epoch + 1 != now_epoch)
         return 0; /* expired or not ours: a full handshake */
-    ticket_keys(epoch, aes, mac, name);
+    ticket_keys(s->ticket_secret, epoch, aes, mac, name);
     if (CRYPTO_memcmp(name, key_name, 16) != 0)
         return 0;
     if (!HMAC_Init_ex(hctx, mac, sizeof(mac), EVP_sha256(), NULL) ||
@@ -514,6 +542,10 @@ rw_tls_server *rw_tls_server_new(const rw_tls_server_opts *o, char *err, size_t 
     pthread_mutex_init(&s->mu, NULL);
     snprintf(s->name, sizeof(s->name), "%s", o->name != NULL ? o->name : "tls");
     s->rotate_s = o->ticket_rotate_s > 0 ? o->ticket_rotate_s : 12 * 3600;
+    memcpy(s->ticket_secret, g_ticket_secret, sizeof(s->ticket_secret));
+    if (o->ticket_key_file != NULL &&
+        ticket_secret_load(o->ticket_key_file, s->ticket_secret, err, errlen) != 0)
+        goto fail;
     s->files = calloc(o->ncerts, sizeof(*s->files));
     if (s->files == NULL)
         goto oom;

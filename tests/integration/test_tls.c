@@ -325,6 +325,41 @@ H_TEST(tls, resumption_across_workers)
     resume_case(&e, "-tls1_3");
 }
 
+/* session_tickets.key_file: nodes with the same file resume each other's
+ * sessions; a node with its own secret does not; a short file is refused. */
+H_TEST(tls, ticket_key_file_shared_by_a_fleet)
+{
+    char *key = h_fmt("%s/ticket.key", h_tmpdir());
+    char *out;
+    cr_assert_eq(sh(&out, 10000, h_fmt("openssl rand 48 > %s", key)), 0, "%s", out);
+    const char *extra = h_fmt("      session_tickets: {key_file: %s}\n", key);
+    tls_env a = {0}, b = {0}, c = {0};
+    start(&a, 1, NULL, extra, NULL, false);
+    b.dir = c.dir = a.dir;
+    start(&b, 1, NULL, extra, NULL, false);
+    start(&c, 1, NULL, NULL, NULL, false);
+    for (int v = 0; v < 2; v++) {
+        const char *ver = v == 0 ? "-tls1_2" : "-tls1_3";
+        const char *sess = h_fmt("%s/fleet%s.pem", h_tmpdir(), ver);
+        s_client(&a, h_fmt("-servername api.test %s -sess_out %s", ver, sess), &out);
+        cr_assert(strstr(out, "HTTP/1.1 200") != NULL, "%s", out);
+        s_client(&b, h_fmt("-servername api.test %s -sess_in %s", ver, sess), &out);
+        cr_expect(strstr(out, "\nReused, ") != NULL, "%s: another node with the key file did not resume:\n%s",
+                  ver, out);
+        s_client(&c, h_fmt("-servername api.test %s -sess_in %s", ver, sess), &out);
+        cr_expect(strstr(out, "\nNew, ") != NULL, "%s: a node without the key file resumed:\n%s", ver, out);
+        cr_expect(strstr(out, "HTTP/1.1 200") != NULL, "%s", out);
+    }
+    char *shortkey = h_write_file("short.key", "0123456789");
+    char *cfg =
+        h_fmt("listen:\n  - address: \"127.0.0.1:1\"\n    tls:\n      certificates:\n        - {cert_file: "
+              "%s/api.crt, key_file: %s/api.key}\n      session_tickets: {key_file: %s}\n",
+              a.dir, a.dir, shortkey);
+    int code = sh(&out, 20000, h_fmt("%s --check-config -c %s", h_binary(), h_write_file("k.yaml", cfg)));
+    cr_expect_neq(code, 0);
+    cr_expect(strstr(out, "fewer than 32 bytes") != NULL, "%s", out);
+}
+
 H_TEST(tls, tickets_off)
 {
     tls_env e = {0};
