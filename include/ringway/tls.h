@@ -125,6 +125,11 @@ void rw_tls_session_free(void *sess);
 const char *rw_tls_failure(const rw_transport *t);
 
 /* Process-wide counters (relaxed atomics). */
+#define RW_TLS_NSUITES 9 /* the suites a listener negotiates (TLS 1.3: 3, TLS 1.2: 6) */
+/* Writes ringway_tls_connections_total{version,cipher} (client handshakes
+ * completed, by suite) at buf; returns the length (at most cap). Any thread. */
+size_t rw_tls_suite_metrics(char *buf, size_t cap);
+
 typedef struct rw_tls_stats {
     uint64_t handshakes;          /* completed */
     uint64_t resumed;             /* of which resumptions */

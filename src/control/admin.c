@@ -297,6 +297,8 @@ static size_t metrics_text(rw_admin *a, char *buf, size_t cap)
             (unsigned long long)ts.handshake_errors, (unsigned long long)ts.cert_reloads,
             (unsigned long long)ts.cert_reload_errors, (unsigned long long)(ts.up_handshakes - ts.up_resumed),
             (unsigned long long)ts.up_resumed, (unsigned long long)ts.up_handshake_errors);
+    if (n < cap)
+        n += rw_tls_suite_metrics(buf + n, cap - n);
     uint64_t rl_ok, rl_failed;
     time_t rl_last;
     rw__control_reload_stats(&rl_ok, &rl_failed, &rl_last);

@@ -77,7 +77,55 @@
 static struct {
     atomic_uint_fast64_t handshakes, resumed, handshake_errors, cert_reloads, cert_reload_errors;
     atomic_uint_fast64_t up_handshakes, up_resumed, up_handshake_errors;
+    atomic_uint_fast64_t by_suite[RW_TLS_NSUITES + 1]; /* client handshakes by suite; the last: other */
 } g_stats;
+
+/* The suites a listener may negotiate (IANA numbers and names), for
+ * ringway_tls_connections_total{version,cipher}: a fixed, small label set. */
+static const struct {
+    uint16_t id;
+    const char *version, *name;
+} k_suites[RW_TLS_NSUITES] = {
+    {0x1301, "TLSv1.3", "TLS_AES_128_GCM_SHA256"},
+    {0x1302, "TLSv1.3", "TLS_AES_256_GCM_SHA384"},
+    {0x1303, "TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256"},
+    {0xC02B, "TLSv1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"},
+    {0xC02C, "TLSv1.2", "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"},
+    {0xC02F, "TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+    {0xC030, "TLSv1.2", "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"},
+    {0xCCA8, "TLSv1.2", "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"},
+    {0xCCA9, "TLSv1.2", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"},
+};
+
+size_t rw_tls_suite_metrics(char *buf, size_t cap)
+{
+    size_t n = 0;
+    int w = snprintf(buf, cap,
+                     "# HELP ringway_tls_connections_total Client TLS handshakes completed, by version and "
+                     "cipher suite.\n# TYPE ringway_tls_connections_total counter\n");
+    n = w > 0 && (size_t)w < cap ? (size_t)w : cap;
+    for (size_t i = 0; i <= RW_TLS_NSUITES && n < cap; i++) {
+        uint64_t v = atomic_load_explicit(&g_stats.by_suite[i], memory_order_relaxed);
+        if (v == 0)
+            continue;
+        w = snprintf(buf + n, cap - n, "ringway_tls_connections_total{version=\"%s\",cipher=\"%s\"} %llu\n",
+                     i < RW_TLS_NSUITES ? k_suites[i].version : "other",
+                     i < RW_TLS_NSUITES ? k_suites[i].name : "other", (unsigned long long)v);
+        n = w > 0 && n + (size_t)w < cap ? n + (size_t)w : cap;
+    }
+    return n;
+}
+
+/* Counts a completed client handshake under its suite. */
+static void count_suite(const SSL *ssl)
+{
+    const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+    uint16_t id = c != NULL ? SSL_CIPHER_get_protocol_id(c) : 0;
+    size_t i = 0;
+    while (i < RW_TLS_NSUITES && k_suites[i].id != id)
+        i++;
+    atomic_fetch_add_explicit(&g_stats.by_suite[i], 1, memory_order_relaxed);
+}
 
 void rw_tls_stats_get(rw_tls_stats *out)
 {
@@ -904,8 +952,10 @@ static int try_deliver(tls_sess *s, int64_t buf)
         count(s->client ? &g_stats.up_handshakes : &g_stats.handshakes);
         if (SSL_session_reused(s->ssl))
             count(s->client ? &g_stats.up_resumed : &g_stats.resumed);
-        if (!s->client)
+        if (!s->client) {
             peer_cert_info(s);
+            count_suite(s->ssl);
+        }
         if (s->hs_op) {
             if (buf >= 0)
                 rw_loop_buf_release(s->l, (uint32_t)buf);

@@ -42,6 +42,7 @@ typedef struct tls_env {
     h_proxy *p;
     int port;  /* plain listener */
     int tport; /* TLS listener */
+    int admin; /* admin port */
 } tls_env;
 
 static const char *gen_certs(void)
@@ -84,8 +85,10 @@ static void start(tls_env *e, int workers, const char *certs, const char *tls_ex
     e->u = h_upstream_start("u1", NULL);
     e->port = h_free_port();
     e->tport = h_free_port();
+    e->admin = h_free_port();
     h_proxy_opts o = {
-        .config = tls_config(e, certs ? certs : default_certs(e->dir), tls_extra, http_extra),
+        .config = h_fmt("admin: \"127.0.0.1:%d\"\n%s", e->admin,
+                        tls_config(e, certs ? certs : default_certs(e->dir), tls_extra, http_extra)),
         .workers = workers,
         .no_listen = true,
         .no_wait = true,
@@ -323,6 +326,16 @@ H_TEST(tls, resumption_across_workers)
     start(&e, 2, NULL, NULL, NULL, false);
     resume_case(&e, "-tls1_2");
     resume_case(&e, "-tls1_3");
+    /* every handshake counted under its version and suite: 9 each */
+    h_resp r;
+    h_get(e.admin, "/metrics", &r);
+    cr_expect(strstr(r.body, "ringway_tls_connections_total{version=\"TLSv1.3\",cipher=\"TLS_AES_") != NULL,
+              "%s", r.body);
+    cr_expect(
+        strstr(r.body, "ringway_tls_connections_total{version=\"TLSv1.2\",cipher=\"TLS_ECDHE_ECDSA_WITH_") !=
+            NULL,
+        "%s", r.body);
+    cr_expect(strstr(r.body, "ringway_tls_handshakes_total{result=\"resumed\"} 16\n") != NULL, "%s", r.body);
 }
 
 /* session_tickets.key_file: nodes with the same file resume each other's
