@@ -5,7 +5,7 @@ set -euo pipefail
 
 build_pkgs=(gcc pkg-config meson ninja-build liburing-dev android-libboringssl-dev libhiredis-dev
             libyaml-dev liburcu-dev libcriterion-dev libc-ares-dev)
-test_pkgs=(curl wrk apache2-utils prometheus nginx-light python3 clang-14 clang-format-14 libclang-rt-14-dev redis-server python3-jwt python3-cryptography openssl dnsmasq-base nodejs chromium)
+test_pkgs=(ca-certificates curl wrk apache2-utils prometheus nginx-light python3 clang-14 clang-format-14 libclang-rt-14-dev redis-server python3-jwt python3-cryptography openssl dnsmasq-base nodejs chromium)
 
 want=("${build_pkgs[@]}")
 if [ "${1:-}" = "--test" ]; then
