@@ -558,6 +558,8 @@ H_TEST(lifecycle, health_fails_while_a_worker_is_stalled)
     int admin = h_free_port();
     h_proxy *p = h_proxy_start(&(h_proxy_opts){
         .config = h_fmt("admin: \"127.0.0.1:%d\"\n", admin), .workers = 2, .expect_errors = true});
+    /* /ready: every worker runs its loop, so each has named its thread */
+    cr_assert(h_wait_status(admin, "/ready", 200, 10000), "%s", h_proxy_log(p));
     pid_t tid = worker_tid(p->pid, 1);
     cr_assert_gt(tid, 0, "no thread named rw-worker-1");
     if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0)
